@@ -1,0 +1,23 @@
+/* config.h -- loading a JSON policy file into a policy, with file:line:column errors */
+#ifndef EGRESSD_CONFIG_H
+#define EGRESSD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct policy;
+
+#define CONFIG_ERRLEN 512
+
+/* Reads the JSON policy in path and adds what it says to p (allowNet, denyNet,
+ * intercept, secrets). Any unknown key, wrong type, duplicate key, invalid
+ * pattern, empty hosts, bad secret name, or a secret with not exactly one of
+ * value/valueFromEnv/valueFromFile is an error. On error returns false and
+ * writes "FILE:LINE:COL: message (offending value)" into err (CONFIG_ERRLEN). */
+bool config_load_file(struct policy *p, const char *path, char *err);
+
+/* Same, from a buffer (name used in messages). */
+bool config_load_buffer(struct policy *p, const char *name, const char *text, size_t len,
+			char *err);
+
+#endif

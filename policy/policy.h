@@ -1,0 +1,78 @@
+/* policy.h -- one immutable, reference-counted policy: allowNet, denyNet,
+ * intercept, allow-private ranges, name pins and secrets, and the decisions */
+#ifndef EGRESSD_POLICY_H
+#define EGRESSD_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "pattern.h"
+#include "reason.h"
+
+struct policy;
+
+enum secret_source {
+	SECRET_VALUE,    /* "value": literal in the policy */
+	SECRET_FROM_ENV, /* "valueFromEnv" / --secret NAME=...: egressd's env var */
+	SECRET_FROM_FILE /* "valueFromFile": path */
+};
+
+/* Creates an empty policy: allowNet absent (unrestricted), nothing else.
+ * Reference count 1; release with policy_unref. */
+struct policy *policy_new(void);
+void policy_ref(struct policy *p);   /* atomic; safe across threads */
+void policy_unref(struct policy *p); /* frees at zero; NULL is a no-op */
+
+/* Builders, used only before the policy is shared. Each returns true, or false
+ * with a message in err (PATTERN_ERRLEN bytes) and the policy unchanged. */
+/* Makes allowNet present (possibly empty = deny all), then adds csv. */
+bool policy_add_allow(struct policy *p, const char *csv, char *err);
+bool policy_add_deny(struct policy *p, const char *csv, char *err);
+bool policy_add_intercept(struct policy *p, const char *csv, char *err);
+/* A CIDR or single address ("10.0.0.0/8", "[fd00::]/8" or "fd00::/8", "10.1.2.3"). */
+bool policy_add_allow_private(struct policy *p, const char *cidr, char *err);
+/* "HOST:PORT:ADDR" as curl's --resolve (ADDR may be bracketed IPv6). */
+bool policy_add_pin(struct policy *p, const char *spec, char *err);
+/* Adds a secret; hosts_csv non-empty; name must be [A-Za-z_][A-Za-z0-9_]*
+ * and unique. source_arg is the literal value, env var name or file path
+ * (copied; a literal value is wiped when the policy is freed). */
+bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv,
+		       enum secret_source src, const char *source_arg, char *err);
+/* Same, with the hosts already parsed (ownership of hosts taken even on error). */
+bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *hosts,
+			    enum secret_source src, const char *source_arg, char *err);
+
+/* The decision on a target, by name (or IP) alone. */
+struct decision {
+	bool allow;
+	enum reason reason; /* REASON_NONE if allowed */
+	const char *rule;   /* deciding pattern text (borrowed from the policy),
+			       or NULL: unrestricted / no pattern matched */
+};
+void policy_check_target(const struct policy *p, const struct target *t, struct decision *d);
+
+/* The address guard for one resolved (or literal) address of an allowed
+ * target: REASON_NONE if egressd may connect to it; REASON_DENIED if a deny
+ * IP/CIDR pattern names it; REASON_PRIVATE_ADDRESS if it is special-purpose
+ * and neither an allowNet IP/CIDR pattern nor --allow-private names it. */
+enum reason policy_check_addr(const struct policy *p, const struct ipaddr *a, uint16_t port);
+
+/* Pinned address for host:port (from --resolve), or false. */
+bool policy_pin_lookup(const struct policy *p, const char *host, uint16_t port,
+		       struct ipaddr *out);
+
+/* Does the target get intercepted (a secret's hosts or --intercept match)? */
+bool policy_intercepts(const struct policy *p, const struct target *t);
+
+/* Secrets, for `check` and the interception layer. Borrowed pointers. */
+size_t policy_secret_count(const struct policy *p);
+const char *policy_secret_name(const struct policy *p, size_t i);
+const struct patlist *policy_secret_hosts(const struct policy *p, size_t i);
+enum secret_source policy_secret_source(const struct policy *p, size_t i);
+const char *policy_secret_source_arg(const struct policy *p, size_t i);
+
+bool policy_allow_present(const struct policy *p);
+
+#endif

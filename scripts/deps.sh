@@ -1,0 +1,27 @@
+#!/bin/sh
+# deps.sh -- install the Debian packages egressd needs to build, run and test.
+# Usage: scripts/deps.sh [build|test|fuzz|bench]  (default: build)
+# As root it installs what is missing; otherwise it prints the apt-get line.
+set -e
+what=${1:-build}
+pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson-dev node-llhttp"
+case $what in
+test) pkgs="$pkgs curl python3 iptables iproute2 util-linux ca-certificates openssl clang libclang-rt-14-dev" ;;
+fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
+bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy" ;;
+esac
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "egressd: missing Debian packages. Run as root:" >&2
+	echo "  apt-get update && apt-get install -y$missing" >&2
+	exit 1
+fi
+echo "egressd: installing$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends$missing >/dev/null
