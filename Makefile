@@ -39,7 +39,7 @@ $(BUILD)/%.o: %.c
 # llhttp from Debian's node-llhttp sources, built with warnings relaxed (not our code)
 $(BUILD)/llhttp/%.o: $(LLHTTP)/%.c
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 $(CFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -I$(LLHTTP_INC) -w -c $< -o $@
+	$(CC) -std=gnu11 $(CFLAGS) $(if $(SANITIZE),-fsanitize=$(SANITIZE)) -I$(LLHTTP_INC) -DLLHTTP_STRICT_MODE=1 -w -c $< -o $@
 
 $(BUILD)/libegressd.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 	@rm -f $@

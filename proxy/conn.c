@@ -1,0 +1,569 @@
+/* conn.c -- a client connection on the explicit listener: accept, request
+ * head, policy decision, resolution to checked addresses, upstream connect,
+ * refusals, and the single teardown path (conn_free) */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "audit.h"
+#include "conn_int.h"
+#include "httpmsg.h"
+#include "server.h"
+
+static atomic_long live_conns;
+
+long conn_live_count(void)
+{
+	return atomic_load(&live_conns);
+}
+
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_upstream_read(struct bufferevent *bev, void *arg);
+
+void conn_touch(struct conn *c)
+{
+	evutil_gettimeofday(&c->last_activity, NULL);
+}
+
+static long ms_since(const struct timeval *t)
+{
+	struct timeval now;
+	evutil_gettimeofday(&now, NULL);
+	return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_usec - t->tv_usec) / 1000L;
+}
+
+static void set_nodelay(evutil_socket_t fd)
+{
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void set_timeouts(struct bufferevent *bev, unsigned secs)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+	bufferevent_set_timeouts(bev, secs ? &tv : NULL, secs ? &tv : NULL);
+}
+
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen)
+{
+	struct conn *c;
+	struct ipaddr a;
+	uint16_t port = 0;
+	char buf[ADDR_STRLEN];
+
+	(void)peerlen;
+	c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	c->pol = server_policy(w->srv);
+	c->id = server_next_id(w->srv);
+	evutil_gettimeofday(&c->start, NULL);
+	c->last_activity = c->start;
+	if (addr_from_sockaddr(peer, &a, &port))
+		snprintf(c->client, sizeof(c->client), a.family == 6 ? "[%s]:%u" : "%s:%u",
+			 addr_format(&a, buf), port);
+	set_nodelay(fd);
+	evutil_make_socket_nonblocking(fd);
+	c->cl = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!c->cl) {
+		evutil_closesocket(fd);
+		policy_unref(c->pol);
+		free(c);
+		return;
+	}
+	atomic_fetch_add(&live_conns, 1);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
+	c->pending = evbuffer_new();
+	bufferevent_setcb(c->cl, on_client_read, on_write, on_event, c);
+	bufferevent_setwatermark(c->cl, EV_READ, 0, CONN_HIGH_WATER);
+	set_timeouts(c->cl, server_opts(w->srv)->header_timeout_s);
+	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
+}
+
+void conn_close_all(struct worker *w)
+{
+	/* cancelling DNS may defer the free to a callback: run those, then force */
+	for (int round = 0; round < 3 && w->conns; round++) {
+		struct conn *c = w->conns, *next;
+		for (; c; c = next) {
+			next = c->next;
+			if (!c->free_on_dns)
+				conn_free(c);
+		}
+		event_base_loop(w->base, EVLOOP_NONBLOCK);
+	}
+}
+
+static void log_close(struct conn *c)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "close", c->id);
+	jsonw_int(&w, "bytes_up", (long long)c->bytes_up);
+	jsonw_int(&w, "bytes_down", (long long)c->bytes_down);
+	jsonw_int(&w, "ms", ms_since(&c->start));
+	audit_emit(&w);
+}
+
+void conn_free(struct conn *c)
+{
+	if (!c)
+		return;
+	if (c->dnsreq) {
+		/* the callback runs (with CANCEL) and frees us */
+		c->free_on_dns = true;
+		evdns_getaddrinfo_cancel(c->dnsreq);
+		return;
+	}
+	log_close(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->cl)
+		bufferevent_free(c->cl);
+	if (c->up)
+		bufferevent_free(c->up);
+	evbuffer_free(c->pending);
+	httpmsg_free(c->req);
+	httpmsg_free(c->resp);
+	free(c->path);
+	policy_unref(c->pol);
+	free(c);
+	atomic_fetch_sub(&live_conns, 1);
+}
+
+void conn_close_flushed(struct conn *c)
+{
+	c->st = ST_CLOSING;
+	if (c->up) {
+		bufferevent_free(c->up);
+		c->up = NULL;
+	}
+	bufferevent_disable(c->cl, EV_READ);
+	set_timeouts(c->cl, 10);
+	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+		conn_free(c);
+}
+
+static void target_text(const struct target *t, char *buf, size_t n)
+{
+	snprintf(buf, n, t->is_ip && t->ip.family == 6 ? "[%s]:%u" : "%s:%u", t->host,
+		 t->port);
+}
+
+void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
+{
+	const char *text = status == 400 ? "Bad Request" : status == 431 ?
+			   "Request Header Fields Too Large" : status == 403 ? "Forbidden" :
+			   status == 502 ? "Bad Gateway" : status == 421 ? "Misdirected Request" :
+			   "Error";
+	struct evbuffer *out = bufferevent_get_output(c->cl);
+
+	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, text);
+	if (reason_hdr)
+		evbuffer_add_printf(out, "X-Egressd-Reason: %s\r\n", reason_hdr);
+	evbuffer_add_printf(out,
+			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+			    "Connection: close\r\n\r\n%s\n",
+			    strlen(msg) + 1, msg);
+	conn_close_flushed(c);
+}
+
+static const char *reason_detail(enum reason r)
+{
+	switch (r) {
+	case REASON_NOT_ALLOWED: return "no allowNet pattern matches";
+	case REASON_DENIED: return "a denyNet pattern matches";
+	case REASON_PRIVATE_ADDRESS: return "resolves only to special-purpose addresses";
+	case REASON_PROXY_LOOP: return "the target is egressd itself";
+	case REASON_DNS_FAILURE: return "the name did not resolve";
+	case REASON_CONNECT_FAILED: return "no address accepted the connection";
+	default: return reason_str(r);
+	}
+}
+
+void conn_log_connect(struct conn *c)
+{
+	struct jsonw w;
+	char buf[ADDR_STRLEN];
+
+	if (c->logged_connect && c->mode == MODE_CONNECT)
+		return;
+	c->logged_connect = true;
+	audit_begin(&w, "connect", c->id);
+	jsonw_str(&w, "client", c->client);
+	jsonw_str(&w, "mode", c->mode == MODE_CONNECT ? "connect" : "http");
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	if (c->up_connected)
+		jsonw_str(&w, "addr", addr_format(&c->addr, buf));
+	jsonw_str(&w, "decision", c->d.allow ? "allow" : "deny");
+	if (c->d.allow)
+		jsonw_str(&w, "rule", c->d.rule ? c->d.rule : "*");
+	else
+		jsonw_str(&w, "reason", reason_str(c->d.reason));
+	jsonw_bool(&w, "intercept", 0);
+	audit_emit(&w);
+}
+
+void conn_refuse(struct conn *c, enum reason r, const char *detail)
+{
+	char tt[HOST_MAX + 16], msg[HOST_MAX + 256];
+
+	c->d.allow = false;
+	c->d.reason = r;
+	conn_log_connect(c);
+	target_text(&c->t, tt, sizeof(tt));
+	snprintf(msg, sizeof(msg), "egressd refused %s: %s (%s)", tt, reason_str(r),
+		 detail ? detail : reason_detail(r));
+	conn_error(c, reason_status(r), reason_str(r), msg);
+}
+
+/* ---- CONNECT and request heads ---- */
+
+static void on_connect_head(struct conn *c, const char *url, size_t ulen)
+{
+	char err[PATTERN_ERRLEN];
+
+	c->mode = MODE_CONNECT;
+	if (!target_parse_authority(url, ulen, 0, &c->t, err)) {
+		conn_error(c, 400, "bad-request", err);
+		return;
+	}
+	policy_check_target(c->pol, &c->t, &c->d);
+	if (!c->d.allow) {
+		conn_refuse(c, c->d.reason, NULL);
+		return;
+	}
+	conn_start_upstream(c);
+}
+
+static void on_head(struct conn *c)
+{
+	size_t ulen;
+	const char *url = httpmsg_target(c->req, &ulen);
+
+	if (strcmp(httpmsg_method(c->req), "CONNECT") == 0) {
+		on_connect_head(c, url, ulen);
+		return;
+	}
+	if (ulen >= 7 && strncasecmp(url, "http://", 7) == 0) {
+		plainhttp_on_head(c, url, ulen);
+		return;
+	}
+	if (ulen >= 8 && strncasecmp(url, "https://", 8) == 0) {
+		conn_error(c, 400, "bad-request",
+			   "egressd: https:// URLs must be sent with CONNECT (use the proxy for "
+			   "HTTPS, e.g. curl -x http://PROXY https://host/)");
+		return;
+	}
+	conn_error(c, 400, "bad-request",
+		   "egressd is an HTTP proxy: send CONNECT host:port or an absolute-form "
+		   "request (GET http://host/path), e.g. curl -x http://PROXY URL");
+}
+
+/* Feeds buffered client bytes to the request parser until a head completes. */
+static void read_head(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cl);
+
+	while (evbuffer_get_length(in) > 0 && c->st == ST_HEAD) {
+		struct evbuffer_iovec v;
+		size_t used = 0;
+		enum httpmsg_status s;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		s = httpmsg_feed(c->req, v.iov_base, v.iov_len, &used);
+		evbuffer_drain(in, used);
+		if (s == HTTPMSG_NEED_MORE)
+			continue;
+		if (s == HTTPMSG_HEAD || s == HTTPMSG_UPGRADE) {
+			on_head(c);
+			return;
+		}
+		conn_error(c, httpmsg_error_status(c->req), "bad-request", httpmsg_error(c->req));
+		return;
+	}
+}
+
+void conn_client_input(struct conn *c)
+{
+	switch (c->st) {
+	case ST_HEAD:
+		read_head(c);
+		break;
+	case ST_SNI:
+		relay_check_sni(c);
+		break;
+	case ST_TUNNEL:
+		relay_pump(c, c->cl, c->up);
+		break;
+	case ST_HTTP:
+		plainhttp_client_input(c);
+		break;
+	default:
+		break; /* resolving/connecting: bytes wait in the input buffer */
+	}
+}
+
+static void on_client_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+	conn_touch(c);
+	conn_client_input(c);
+}
+
+static void on_upstream_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+	conn_touch(c);
+	if (c->st == ST_HTTP)
+		plainhttp_upstream_input(c);
+	else if (c->st == ST_TUNNEL || c->st == ST_SNI)
+		relay_pump(c, c->up, c->cl);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->st == ST_CLOSING) {
+		if (bev == c->cl && evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+			conn_free(c);
+		return;
+	}
+	relay_on_drained(c, bev);
+}
+
+/* ---- resolution ---- */
+
+static void add_addr(struct conn *c, const struct ipaddr *a)
+{
+	enum reason r;
+
+	for (int i = 0; i < c->naddr; i++)
+		if (addr_equal(&c->addrs[i], a))
+			return;
+	if (server_is_self(c->w->srv, a, c->t.port))
+		r = REASON_PROXY_LOOP;
+	else
+		r = policy_check_addr(c->pol, a, c->t.port);
+	if (r == REASON_NONE) {
+		if (c->naddr < CONN_MAX_ADDRS)
+			c->addrs[c->naddr++] = *a;
+		return;
+	}
+	/* remember the most telling reason: loop > denied > private */
+	if (c->dropped == REASON_NONE || r == REASON_PROXY_LOOP ||
+	    (r == REASON_DENIED && c->dropped == REASON_PRIVATE_ADDRESS))
+		c->dropped = r;
+}
+
+static void connect_next(struct conn *c);
+
+static void resolved(struct conn *c, bool dns_failed)
+{
+	if (c->naddr > 0) {
+		c->ai = 0;
+		connect_next(c);
+		return;
+	}
+	if (c->dropped != REASON_NONE)
+		conn_refuse(c, c->dropped, NULL);
+	else
+		conn_refuse(c, REASON_DNS_FAILURE, dns_failed ? NULL : "no addresses");
+}
+
+static void on_dns(int err, struct evutil_addrinfo *res, void *arg)
+{
+	struct conn *c = arg;
+
+	c->dnsreq = NULL;
+	if (c->free_on_dns) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		conn_free(c);
+		return;
+	}
+	for (struct evutil_addrinfo *ai = res; err == 0 && ai; ai = ai->ai_next) {
+		struct ipaddr a;
+		if (addr_from_sockaddr(ai->ai_addr, &a, NULL))
+			add_addr(c, &a);
+	}
+	if (res)
+		evutil_freeaddrinfo(res);
+	resolved(c, err != 0);
+}
+
+void conn_start_upstream(struct conn *c)
+{
+	struct ipaddr pin;
+	struct evutil_addrinfo hints;
+	struct evdns_getaddrinfo_request *req;
+
+	c->naddr = 0;
+	c->dropped = REASON_NONE;
+	c->st = ST_RESOLVE;
+	bufferevent_disable(c->cl, EV_READ);
+	if (c->t.is_ip) {
+		add_addr(c, &c->t.ip);
+		resolved(c, false);
+		return;
+	}
+	if (policy_pin_lookup(c->pol, c->t.host, c->t.port, &pin)) {
+		add_addr(c, &pin);
+		resolved(c, false);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	req = evdns_getaddrinfo(c->w->dns, c->t.host, NULL, &hints, on_dns, c);
+	/* NULL: the callback already ran (and may have freed c) */
+	if (req)
+		c->dnsreq = req;
+}
+
+/* ---- upstream connect ---- */
+
+static void on_connected(struct conn *c)
+{
+	c->up_connected = true;
+	set_nodelay(bufferevent_getfd(c->up));
+	set_timeouts(c->up, 0);
+	set_timeouts(c->cl, 0);
+	bufferevent_setwatermark(c->up, EV_READ, 0, CONN_HIGH_WATER);
+	conn_log_connect(c);
+	if (c->mode == MODE_CONNECT) {
+		evbuffer_add_printf(bufferevent_get_output(c->cl),
+				    "HTTP/1.1 200 Connection established\r\n\r\n");
+		c->st = ST_SNI;
+		set_timeouts(c->cl, server_opts(c->w->srv)->header_timeout_s);
+		bufferevent_enable(c->cl, EV_READ);
+		bufferevent_enable(c->up, EV_READ | EV_WRITE);
+		relay_check_sni(c);
+		return;
+	}
+	plainhttp_on_connected(c);
+}
+
+static void connect_next(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	unsigned len;
+	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+
+	if (c->up) {
+		bufferevent_free(c->up);
+		c->up = NULL;
+	}
+	if (c->ai >= c->naddr) {
+		conn_refuse(c, REASON_CONNECT_FAILED, NULL);
+		return;
+	}
+	c->st = ST_CONNECT;
+	c->addr = c->addrs[c->ai++];
+	c->up_connected = false;
+	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
+	c->up = bufferevent_socket_new(c->w->base, -1,
+				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!c->up) {
+		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
+		return;
+	}
+	bufferevent_setcb(c->up, on_upstream_read, on_write, on_event, c);
+	bufferevent_set_timeouts(c->up, &tv, &tv);
+	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0)
+		connect_next(c);
+}
+
+/* ---- events ---- */
+
+static bool idle_expired(struct conn *c)
+{
+	return ms_since(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
+}
+
+static void on_timeout(struct conn *c, struct bufferevent *bev)
+{
+	if (c->st == ST_CONNECT && bev == c->up) {
+		connect_next(c);
+		return;
+	}
+	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_CLOSING) {
+		conn_free(c);
+		return;
+	}
+	/* data phases: a quiet direction is fine while the other one moves */
+	if (!idle_expired(c)) {
+		bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	conn_free(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		on_connected(c);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		on_timeout(c, bev);
+		return;
+	}
+	if (c->st == ST_CONNECT && bev == c->up) {
+		connect_next(c);
+		return;
+	}
+	if (bev == c->up && c->st == ST_HEAD) {
+		/* a kept-alive upstream went away between requests */
+		bufferevent_free(c->up);
+		c->up = NULL;
+		c->up_connected = false;
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && (c->st == ST_TUNNEL || c->st == ST_SNI)) {
+		relay_on_eof(c, bev);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->st == ST_HTTP && bev == c->up) {
+		plainhttp_upstream_eof(c);
+		return;
+	}
+	if (bev == c->up && c->st == ST_HTTP && (what & BEV_EVENT_ERROR)) {
+		plainhttp_upstream_eof(c);
+		return;
+	}
+	conn_free(c);
+}

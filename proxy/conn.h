@@ -1,0 +1,21 @@
+/* conn.h -- one client connection on the explicit proxy listener, from accept
+ * to teardown: request head, decision, resolution, upstream connect, then a
+ * checked tunnel (CONNECT) or request-by-request forwarding (absolute-form) */
+#ifndef EGRESSD_CONN_H
+#define EGRESSD_CONN_H
+
+#include <event2/util.h>
+
+struct worker;
+struct sockaddr;
+
+/* Takes ownership of fd (closed on any failure). */
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen);
+
+/* Frees every connection of w (at shutdown, after its loop stopped). */
+void conn_close_all(struct worker *w);
+
+/* Number of live connections in this process (for diagnostics and tests). */
+long conn_live_count(void);
+
+#endif

@@ -1,0 +1,107 @@
+/* conn_int.h -- the connection object shared by the proxy's connection
+ * modules (conn.c: lifecycle and decisions; relay.c: byte pumps and tunnels;
+ * plainhttp.c: absolute-form forwarding). Not for use outside proxy/. */
+#ifndef EGRESSD_CONN_INT_H
+#define EGRESSD_CONN_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/time.h>
+
+#include "pattern.h"
+#include "policy.h"
+#include "reason.h"
+
+struct bufferevent;
+struct evbuffer;
+struct evdns_getaddrinfo_request;
+struct httpmsg;
+struct worker;
+
+#define CONN_MAX_ADDRS 16
+#define CONN_HEAD_CAP (64 * 1024)       /* request/response head bytes */
+#define CONN_HIGH_WATER (256 * 1024)    /* per-direction buffered bytes */
+
+enum conn_state {
+	ST_HEAD,      /* reading a request head from the client */
+	ST_RESOLVE,   /* waiting for DNS */
+	ST_CONNECT,   /* waiting for the upstream TCP connect */
+	ST_SNI,       /* CONNECT tunnel: holding client bytes until the hello is read */
+	ST_TUNNEL,    /* raw bytes both ways */
+	ST_HTTP,      /* absolute-form: forwarding one request and its response */
+	ST_CLOSING,   /* flushing a final reply to the client, then free */
+};
+
+enum conn_mode { MODE_CONNECT, MODE_HTTP };
+
+struct conn {
+	struct worker *w;
+	struct policy *pol;            /* reference held for the connection's life */
+	unsigned long long id;
+	struct bufferevent *cl, *up;   /* client, upstream (NULL until connecting) */
+	struct evbuffer *pending;      /* bytes for the upstream once connected */
+	enum conn_state st;
+	enum conn_mode mode;
+	char client[ADDR_STRLEN + 8];  /* "addr:port" of the client */
+	struct target t;               /* current (checked) target */
+	struct decision d;
+	struct ipaddr addrs[CONN_MAX_ADDRS];
+	int naddr, ai;                 /* checked addresses, the one being tried */
+	struct ipaddr addr;            /* the address connected to */
+	bool up_connected;
+	enum reason dropped;           /* why resolved addresses were dropped */
+	struct evdns_getaddrinfo_request *dnsreq;
+	bool free_on_dns;              /* freed while DNS ran: free in the callback */
+	struct httpmsg *req, *resp;    /* absolute-form parsers */
+	bool req_done, req_upgrade, resp_head_seen;
+	char method[24];
+	char *path;                    /* request path for the log (owned) */
+	uint64_t req_up, req_down;     /* bytes of the current request/response */
+	struct timeval req_start;
+	bool cl_eof, up_eof, cl_shut, up_shut;
+	uint64_t bytes_up, bytes_down;
+	struct timeval start, last_activity;
+	bool logged_connect;
+	struct conn *prev, *next;      /* the worker's list */
+};
+
+/* conn.c */
+void conn_free(struct conn *c);
+/* Stops reading, drops the upstream, frees c once the client output is sent. */
+void conn_close_flushed(struct conn *c);
+/* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */
+void conn_refuse(struct conn *c, enum reason r, const char *detail);
+/* Sends a plain error (400/431/502) with a message and closes after flush. */
+void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
+/* Starts resolution + connect for c->t (already allowed by name). */
+void conn_start_upstream(struct conn *c);
+/* Handles whatever is in the client's input according to the state. */
+void conn_client_input(struct conn *c);
+void conn_log_connect(struct conn *c);
+void conn_touch(struct conn *c);
+
+/* relay.c */
+/* Moves bytes from->to up to the high-water mark; returns bytes moved. */
+size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to);
+/* Switches the connection to a raw tunnel in both directions. */
+void relay_start_tunnel(struct conn *c);
+/* Tunnel EOF/half-close handling; returns true if the conn was freed. */
+bool relay_on_eof(struct conn *c, struct bufferevent *bev);
+/* Called when a bufferevent's output drained below the low-water mark. */
+void relay_on_drained(struct conn *c, struct bufferevent *bev);
+/* CONNECT: check the first client bytes (ClientHello SNI) before tunnelling. */
+void relay_check_sni(struct conn *c);
+
+/* plainhttp.c */
+/* The head of an absolute-form request is parsed in c->req: decide and forward. */
+void plainhttp_on_head(struct conn *c, const char *url, size_t ulen);
+/* The upstream is connected: send the pending head and body. */
+void plainhttp_on_connected(struct conn *c);
+/* More client bytes (request body or the next request). */
+void plainhttp_client_input(struct conn *c);
+/* Upstream bytes (response). */
+void plainhttp_upstream_input(struct conn *c);
+/* Upstream EOF in HTTP mode. */
+void plainhttp_upstream_eof(struct conn *c);
+
+#endif

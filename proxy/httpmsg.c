@@ -1,0 +1,341 @@
+/* httpmsg.c -- HTTP/1.x message stream parsing on llhttp (strict mode, no
+ * lenient flags): capped heads, delimited bodies, pause at head and end */
+#include "httpmsg.h"
+
+#include <llhttp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+
+#define MAX_HEADERS 128
+
+struct span {
+	size_t off, len;
+};
+
+struct hdr {
+	struct span name, val;
+};
+
+struct httpmsg {
+	llhttp_t p;
+	llhttp_settings_t s;
+	enum httpmsg_kind kind;
+	char *hb;            /* head bytes: url, header names and values */
+	size_t cap, used;
+	struct span url;
+	struct hdr hdrs[MAX_HEADERS];
+	size_t nhdrs;
+	bool new_field;      /* the next header-name bytes start a new field */
+	size_t raw;          /* raw bytes of the current head so far */
+	bool head_done, started, no_body, chunked;
+	bool paused_at_end; /* the last pause was at message end */
+	int status;          /* response status code */
+	int err_status;      /* 400 or 431 */
+	const char *err;
+	char method[24];
+};
+
+static struct httpmsg *from(llhttp_t *p)
+{
+	return (struct httpmsg *)p->data;
+}
+
+static int too_big(struct httpmsg *m, const char *what)
+{
+	m->err = what;
+	m->err_status = 431;
+	return -1;
+}
+
+/* Appends at[0..n) to the head buffer, extending span sp (which must be the
+ * last thing written). */
+static int append(struct httpmsg *m, struct span *sp, const char *at, size_t n)
+{
+	if (m->used + n > m->cap)
+		return too_big(m, "request head too large");
+	if (sp->len == 0)
+		sp->off = m->used;
+	memcpy(m->hb + m->used, at, n);
+	m->used += n;
+	sp->len += n;
+	return 0;
+}
+
+static int on_begin(llhttp_t *p)
+{
+	from(p)->started = true;
+	return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t n)
+{
+	struct httpmsg *m = from(p);
+	return append(m, &m->url, at, n);
+}
+
+static int on_field(llhttp_t *p, const char *at, size_t n)
+{
+	struct httpmsg *m = from(p);
+
+	if (m->new_field) {
+		if (m->nhdrs == MAX_HEADERS)
+			return too_big(m, "too many header fields");
+		memset(&m->hdrs[m->nhdrs++], 0, sizeof(struct hdr));
+		m->new_field = false;
+	}
+	return append(m, &m->hdrs[m->nhdrs - 1].name, at, n);
+}
+
+/* A value byte llhttp lets through that we refuse: controls other than HTAB
+ * (NUL, bare CR/LF are already errors in strict mode; DEL too). */
+static bool bad_value(const char *at, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)at[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return true;
+	}
+	return false;
+}
+
+static int on_value(llhttp_t *p, const char *at, size_t n)
+{
+	struct httpmsg *m = from(p);
+
+	if (m->nhdrs == 0)
+		return -1;
+	if (bad_value(at, n)) {
+		m->err = "control character in header value";
+		m->err_status = 400;
+		return -1;
+	}
+	return append(m, &m->hdrs[m->nhdrs - 1].val, at, n);
+}
+
+static int on_value_complete(llhttp_t *p)
+{
+	from(p)->new_field = true;
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct httpmsg *m = from(p);
+
+	m->head_done = true;
+	m->status = p->status_code;
+	m->chunked = (p->flags & F_CHUNKED) != 0;
+	if (m->kind == HTTPMSG_REQUEST) {
+		const char *mn = llhttp_method_name((llhttp_method_t)p->method);
+		size_t l = strlen(mn);
+		if (l >= sizeof(m->method))
+			l = sizeof(m->method) - 1;
+		memcpy(m->method, mn, l);
+		m->method[l] = '\0';
+	}
+	if (m->kind == HTTPMSG_RESPONSE && m->no_body)
+		return 1;
+	return HPE_PAUSED;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	/* an upgrade (CONNECT, 101) makes llhttp stop with HPE_PAUSED_UPGRADE */
+	from(p)->paused_at_end = true;
+	return p->upgrade ? 0 : HPE_PAUSED;
+}
+
+struct httpmsg *httpmsg_new(enum httpmsg_kind kind, size_t head_cap)
+{
+	struct httpmsg *m = xcalloc(1, sizeof(*m));
+
+	m->kind = kind;
+	m->cap = head_cap;
+	m->hb = xmalloc(head_cap);
+	llhttp_settings_init(&m->s);
+	m->s.on_message_begin = on_begin;
+	m->s.on_url = on_url;
+	m->s.on_header_field = on_field;
+	m->s.on_header_value = on_value;
+	m->s.on_header_value_complete = on_value_complete;
+	m->s.on_headers_complete = on_headers_complete;
+	m->s.on_message_complete = on_message_complete;
+	llhttp_init(&m->p, kind == HTTPMSG_REQUEST ? HTTP_REQUEST : HTTP_RESPONSE, &m->s);
+	m->p.data = m;
+	m->new_field = true;
+	return m;
+}
+
+void httpmsg_free(struct httpmsg *m)
+{
+	if (!m)
+		return;
+	free(m->hb);
+	free(m);
+}
+
+static void clear_head(struct httpmsg *m)
+{
+	m->used = 0;
+	m->url.off = m->url.len = 0;
+	m->nhdrs = 0;
+	m->new_field = true;
+	m->raw = 0;
+	m->head_done = m->started = m->chunked = false;
+	m->status = 0;
+	m->method[0] = '\0';
+}
+
+static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
+{
+	if (!m->err) {
+		m->err = llhttp_errno_name(e);
+		m->err_status = 400;
+	}
+	return HTTPMSG_ERROR;
+}
+
+enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, size_t *consumed)
+{
+	llhttp_errno_t e;
+
+	*consumed = 0;
+	if (m->err)
+		return HTTPMSG_ERROR;
+	e = llhttp_execute(&m->p, data, n);
+	if (!m->head_done) {
+		m->raw += n;
+		if (m->raw > 2 * m->cap) {
+			too_big(m, "request head too large");
+			return HTTPMSG_ERROR;
+		}
+	}
+	if (e == HPE_OK) {
+		*consumed = n;
+		return HTTPMSG_NEED_MORE;
+	}
+	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+		*consumed = (size_t)(llhttp_get_error_pos(&m->p) - data);
+		if (e == HPE_PAUSED_UPGRADE)
+			return HTTPMSG_UPGRADE;
+		return m->paused_at_end ? HTTPMSG_DONE : HTTPMSG_HEAD;
+	}
+	return fail(m, e);
+}
+
+enum httpmsg_status httpmsg_finish(struct httpmsg *m)
+{
+	llhttp_errno_t e;
+
+	if (m->err)
+		return HTTPMSG_ERROR;
+	if (!m->started)
+		return HTTPMSG_DONE;
+	e = llhttp_finish(&m->p);
+	if (e == HPE_OK || e == HPE_PAUSED)
+		return m->head_done && m->paused_at_end ? HTTPMSG_DONE : fail(m, HPE_INVALID_EOF_STATE);
+	return fail(m, e);
+}
+
+void httpmsg_resume(struct httpmsg *m)
+{
+	llhttp_resume(&m->p);
+}
+
+void httpmsg_next(struct httpmsg *m)
+{
+	clear_head(m);
+	m->paused_at_end = false;
+	m->no_body = false;
+	llhttp_resume(&m->p);
+}
+
+void httpmsg_expect_no_body(struct httpmsg *m)
+{
+	m->no_body = true;
+}
+
+bool httpmsg_head_complete(const struct httpmsg *m)
+{
+	return m->head_done;
+}
+
+bool httpmsg_started(const struct httpmsg *m)
+{
+	return m->started;
+}
+
+const char *httpmsg_error(const struct httpmsg *m)
+{
+	return m->err ? m->err : "no error";
+}
+
+int httpmsg_error_status(const struct httpmsg *m)
+{
+	return m->err_status ? m->err_status : 400;
+}
+
+const char *httpmsg_method(const struct httpmsg *m)
+{
+	return m->method;
+}
+
+const char *httpmsg_target(const struct httpmsg *m, size_t *len)
+{
+	*len = m->url.len;
+	return m->hb + m->url.off;
+}
+
+int httpmsg_status_code(const struct httpmsg *m)
+{
+	return m->status;
+}
+
+int httpmsg_version_minor(const struct httpmsg *m)
+{
+	return m->p.http_minor;
+}
+
+size_t httpmsg_header_count(const struct httpmsg *m)
+{
+	return m->nhdrs;
+}
+
+void httpmsg_header(const struct httpmsg *m, size_t i, const char **name, size_t *nlen,
+		    const char **val, size_t *vlen)
+{
+	*name = m->hb + m->hdrs[i].name.off;
+	*nlen = m->hdrs[i].name.len;
+	*val = m->hb + m->hdrs[i].val.off;
+	*vlen = m->hdrs[i].val.len;
+}
+
+size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char **val,
+			   size_t *vlen)
+{
+	size_t count = 0, l = strlen(name);
+
+	for (size_t i = 0; i < m->nhdrs; i++) {
+		const struct hdr *h = &m->hdrs[i];
+		if (h->name.len != l || strncasecmp(m->hb + h->name.off, name, l) != 0)
+			continue;
+		if (count++ == 0) {
+			*val = m->hb + h->val.off;
+			*vlen = h->val.len;
+		}
+	}
+	return count;
+}
+
+bool httpmsg_keep_alive(const struct httpmsg *m)
+{
+	return llhttp_should_keep_alive(&m->p) != 0;
+}
+
+bool httpmsg_is_chunked(const struct httpmsg *m)
+{
+	return m->chunked;
+}

@@ -1,0 +1,301 @@
+/* main.c -- the egressd command line: serve (default), check, and the
+ * commands of later milestones, which say so instead of pretending */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "config.h"
+#include "pattern.h"
+#include "policy.h"
+#include "server.h"
+
+#define EGRESSD_VERSION "0.1.0"
+
+struct cli {
+	const char *command;
+	struct server_opts so;
+	const char *log;
+	int unsupported; /* an option of a later milestone was given */
+	const char *unsupported_name;
+};
+
+enum {
+	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
+	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
+	OPT_THREADS, OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "config", required_argument, NULL, 'c' },
+	{ "allow-net", required_argument, NULL, OPT_ALLOW },
+	{ "deny-net", required_argument, NULL, OPT_DENY },
+	{ "secret", required_argument, NULL, OPT_SECRET },
+	{ "state-dir", required_argument, NULL, OPT_STATE },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "transparent", required_argument, NULL, OPT_TRANSPARENT },
+	{ "upstream-ca", required_argument, NULL, OPT_UPCA },
+	{ "resolve", required_argument, NULL, OPT_RESOLVE },
+	{ "dns", required_argument, NULL, OPT_DNS },
+	{ "allow-private", required_argument, NULL, OPT_PRIVATE },
+	{ "intercept", required_argument, NULL, OPT_INTERCEPT },
+	{ "on-placeholder-leak", required_argument, NULL, OPT_LEAK },
+	{ "log", required_argument, NULL, OPT_LOG },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void usage(FILE *f)
+{
+	fputs("usage: egressd [serve] [OPTIONS]            run the proxy\n"
+	      "       egressd check [OPTIONS] [HOST[:PORT] ...]\n"
+	      "                                      print the decision for each target\n"
+	      "\n"
+	      "  -c, --config FILE          JSON policy file (allowNet, denyNet, intercept, secrets)\n"
+	      "      --allow-net P[,P...]   add allowNet patterns (repeatable; '' = deny all)\n"
+	      "      --deny-net P[,P...]    patterns refused even when allowNet matches\n"
+	      "      --secret NAME=HOST[,HOST...]  secret valued from egressd's env var NAME\n"
+	      "      --listen ADDR:PORT     explicit proxy listener (default 127.0.0.1:3128; repeatable)\n"
+	      "      --resolve HOST:PORT:ADDR  pin a name to an address (repeatable)\n"
+	      "      --dns ADDR[:PORT]      DNS server to ask (default: /etc/resolv.conf)\n"
+	      "      --allow-private CIDR   allow a special-purpose range (repeatable)\n"
+	      "      --intercept P[,P...]   hosts to intercept for auditing\n"
+	      "      --log FILE             JSON-lines audit log ('-' = stderr)\n"
+	      "      --threads N            worker threads (default: number of cores)\n"
+	      "      --version              print the version\n"
+	      "\n"
+	      "Not available yet in this version (the command exits 2 if given):\n"
+	      "  env, ca, run commands; --transparent, --state-dir, --upstream-ca,\n"
+	      "  --on-placeholder-leak. Secrets are parsed and validated; injection is not\n"
+	      "  implemented yet (see README).\n",
+	      f);
+}
+
+/* Strict decimal 1..max. */
+static int parse_uint(const char *s, int max)
+{
+	long v = 0;
+
+	if (!*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+		if (v > max)
+			return -1;
+	}
+	return v >= 1 ? (int)v : -1;
+}
+
+/* --secret NAME=HOST,HOST: value from egressd's own environment variable. */
+static bool add_cli_secret(struct policy *p, const char *arg, char *err)
+{
+	const char *eq = strchr(arg, '=');
+	char name[256];
+
+	if (!eq || (size_t)(eq - arg) >= sizeof(name)) {
+		snprintf(err, PATTERN_ERRLEN, "invalid --secret \"%s\" (want NAME=HOST[,HOST...])", arg);
+		return false;
+	}
+	memcpy(name, arg, (size_t)(eq - arg));
+	name[eq - arg] = '\0';
+	return policy_add_secret(p, name, eq + 1, SECRET_FROM_ENV, name, err);
+}
+
+/* Applies one option to the policy or the CLI state. Returns 0, or 2 on error. */
+static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg)
+{
+	char err[CONFIG_ERRLEN];
+	bool okay = true;
+
+	err[0] = '\0';
+	switch (opt) {
+	case 'c': okay = config_load_file(p, arg, err); break;
+	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
+	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
+	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
+	case OPT_PRIVATE: okay = policy_add_allow_private(p, arg, err); break;
+	case OPT_RESOLVE: okay = policy_add_pin(p, arg, err); break;
+	case OPT_SECRET: okay = add_cli_secret(p, arg, err); break;
+	case OPT_DNS: cli->so.dns = arg; break;
+	case OPT_LOG: cli->log = arg; break;
+	case OPT_LISTEN:
+		if (cli->so.nlisten == SERVER_MAX_LISTENERS) {
+			snprintf(err, sizeof(err), "too many --listen options");
+			okay = false;
+		} else {
+			cli->so.listen[cli->so.nlisten++] = arg;
+		}
+		break;
+	case OPT_THREADS:
+		cli->so.threads = parse_uint(arg, 64);
+		if (cli->so.threads < 0) {
+			snprintf(err, sizeof(err), "invalid --threads \"%s\" (want 1..64)", arg);
+			okay = false;
+		}
+		break;
+	default:
+		cli->unsupported = 1;
+		cli->unsupported_name = long_opts[opt - OPT_ALLOW + 1].name;
+		break;
+	}
+	if (!okay)
+		fprintf(stderr, "egressd: %s\n", err);
+	return okay ? 0 : 2;
+}
+
+/* Parses argv into cli and policy. Returns 0, 2 on error, or -1 for --help/--version. */
+static int parse_args(int argc, char **argv, struct cli *cli, struct policy *p)
+{
+	int opt;
+
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "+c:h", long_opts, NULL)) != -1) {
+		if (opt == 'h') {
+			usage(stdout);
+			return -1;
+		}
+		if (opt == OPT_VERSION) {
+			printf("egressd %s\n", EGRESSD_VERSION);
+			return -1;
+		}
+		if (opt == '?') {
+			usage(stderr);
+			return 2;
+		}
+		if (apply_opt(cli, p, opt, optarg) != 0)
+			return 2;
+	}
+	if (cli->unsupported) {
+		fprintf(stderr, "egressd: --%s is not implemented in this version\n",
+			cli->unsupported_name);
+		return 2;
+	}
+	return 0;
+}
+
+static void print_secrets(const struct policy *p, const struct target *t)
+{
+	const char *sep = " secrets=";
+
+	for (size_t i = 0; i < policy_secret_count(p); i++) {
+		if (!patlist_match_target(policy_secret_hosts(p, i), t))
+			continue;
+		printf("%s%s", sep, policy_secret_name(p, i));
+		sep = ",";
+	}
+}
+
+/* One `check` target: prints its line; returns 0 allowed, 1 denied, 2 malformed. */
+static int check_one(const struct policy *p, const char *arg)
+{
+	struct target t;
+	struct decision d;
+	struct ipaddr pin;
+	char err[PATTERN_ERRLEN];
+	enum reason r = REASON_NONE;
+
+	if (!target_parse_authority(arg, strlen(arg), 443, &t, err)) {
+		fprintf(stderr, "egressd: %s\n", err);
+		return 2;
+	}
+	policy_check_target(p, &t, &d);
+	printf(t.is_ip && t.ip.family == 6 ? "[%s]:%u" : "%s:%u", t.host, t.port);
+	if (d.allow && t.is_ip)
+		r = policy_check_addr(p, &t.ip, t.port);
+	else if (d.allow && policy_pin_lookup(p, t.host, t.port, &pin))
+		r = policy_check_addr(p, &pin, t.port);
+	if (!d.allow || r != REASON_NONE) {
+		printf(" deny reason=%s", reason_str(d.allow ? r : d.reason));
+		if (d.rule)
+			printf(" rule=\"%s\"", d.rule);
+		printf("\n");
+		return 1;
+	}
+	printf(" allow rule=");
+	printf(d.rule ? "\"%s\"" : "*", d.rule);
+	if (policy_intercepts(p, &t))
+		printf(" intercept");
+	print_secrets(p, &t);
+	printf("\n");
+	return 0;
+}
+
+static int cmd_check(int argc, char **argv, const struct policy *p)
+{
+	int worst = 0;
+
+	if (argc == 0)
+		printf("policy ok\n");
+	for (int i = 0; i < argc; i++) {
+		int r = check_one(p, argv[i]);
+		if (r > worst)
+			worst = r;
+	}
+	return worst;
+}
+
+static int cmd_serve(struct cli *cli, struct policy *p)
+{
+	char err[256];
+	struct server *s;
+	int rc;
+
+	if (cli->so.nlisten == 0)
+		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
+	if (policy_secret_count(p) > 0)
+		fprintf(stderr, "egressd: warning: secret injection is not implemented in this "
+				"version; secret hosts are tunnelled untouched\n");
+	if (audit_open(cli->log) < 0) {
+		fprintf(stderr, "egressd: cannot open log %s: %m\n", cli->log);
+		return 2;
+	}
+	s = server_new(&cli->so, p, err);
+	if (!s) {
+		fprintf(stderr, "egressd: %s\n", err);
+		audit_close();
+		return 1;
+	}
+	rc = server_run(s);
+	server_free(s);
+	audit_close();
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
+				   .idle_timeout_s = 300 } };
+	struct policy *p = policy_new();
+	int rc;
+
+	cli.command = "serve";
+	if (argc > 1 && argv[1][0] != '-') {
+		cli.command = argv[1];
+		argc--;
+		argv++;
+	}
+	if (strcmp(cli.command, "serve") && strcmp(cli.command, "check")) {
+		bool known = !strcmp(cli.command, "env") || !strcmp(cli.command, "ca") ||
+			     !strcmp(cli.command, "run");
+		fprintf(stderr, known ? "egressd: the '%s' command is not implemented in this version\n"
+				      : "egressd: unknown command '%s' (try --help)\n",
+			cli.command);
+		policy_unref(p);
+		return 2;
+	}
+	rc = parse_args(argc, argv, &cli, p);
+	if (rc == 0 && !strcmp(cli.command, "check"))
+		rc = cmd_check(argc - optind, argv + optind, p);
+	else if (rc == 0 && optind < argc) {
+		fprintf(stderr, "egressd: unexpected argument '%s'\n", argv[optind]);
+		rc = 2;
+	} else if (rc == 0)
+		rc = cmd_serve(&cli, p);
+	policy_unref(p);
+	return rc < 0 ? 0 : rc;
+}

@@ -1,0 +1,177 @@
+/* relay.c -- moving bytes between client and upstream with back-pressure:
+ * the CONNECT tunnel, its ClientHello/SNI check, half-close, and draining */
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "clienthello.h"
+#include "conn_int.h"
+#include "audit.h"
+
+size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to)
+{
+	struct evbuffer *in = bufferevent_get_input(from);
+	struct evbuffer *out = bufferevent_get_output(to);
+	size_t have = evbuffer_get_length(in), queued = evbuffer_get_length(out);
+	size_t room = queued < CONN_HIGH_WATER ? CONN_HIGH_WATER - queued : 0;
+	size_t n = have < room ? have : room;
+
+	if (n > 0) {
+		evbuffer_remove_buffer(in, out, n);
+		if (from == c->cl)
+			c->bytes_up += n;
+		else
+			c->bytes_down += n;
+	}
+	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
+		/* wait for `to` to drain; relay_on_drained resumes us */
+		bufferevent_disable(from, EV_READ);
+		bufferevent_setwatermark(to, EV_WRITE, CONN_HIGH_WATER / 2, 0);
+	}
+	return n;
+}
+
+/* After EOF on one side, once everything it sent has gone out, pass the
+ * half-close on; free the connection when both directions are finished. */
+static bool finish_half_close(struct conn *c)
+{
+	struct evbuffer *cl_in = bufferevent_get_input(c->cl);
+	struct evbuffer *up_in = bufferevent_get_input(c->up);
+
+	if (c->cl_eof && !c->up_shut && evbuffer_get_length(cl_in) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->up)) == 0) {
+		shutdown(bufferevent_getfd(c->up), SHUT_WR);
+		c->up_shut = true;
+	}
+	if (c->up_eof && !c->cl_shut && evbuffer_get_length(up_in) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(c->cl)) == 0) {
+		shutdown(bufferevent_getfd(c->cl), SHUT_WR);
+		c->cl_shut = true;
+	}
+	if (c->up_shut && c->cl_shut) {
+		conn_free(c);
+		return true;
+	}
+	return false;
+}
+
+bool relay_on_eof(struct conn *c, struct bufferevent *bev)
+{
+	if (bev == c->cl) {
+		c->cl_eof = true;
+		if (c->st == ST_SNI) {
+			/* the client hung up before a complete hello: nothing to pass */
+			conn_free(c);
+			return true;
+		}
+		relay_pump(c, c->cl, c->up);
+	} else {
+		c->up_eof = true;
+		relay_pump(c, c->up, c->cl);
+	}
+	return finish_half_close(c);
+}
+
+void relay_on_drained(struct conn *c, struct bufferevent *bev)
+{
+	struct bufferevent *from;
+
+	if (!c->up || (c->st != ST_TUNNEL && c->st != ST_SNI && c->st != ST_HTTP))
+		return;
+	from = bev == c->up ? c->cl : c->up;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if ((from == c->cl && c->cl_eof) || (from == c->up && c->up_eof)) {
+		relay_pump(c, from, bev);
+		finish_half_close(c);
+		return;
+	}
+	if (c->st == ST_SNI && from == c->cl)
+		return;
+	bufferevent_enable(from, EV_READ);
+	if (c->st == ST_HTTP) {
+		if (from == c->cl)
+			plainhttp_client_input(c);
+		else
+			plainhttp_upstream_input(c);
+		return;
+	}
+	relay_pump(c, from, bev);
+}
+
+void relay_start_tunnel(struct conn *c)
+{
+	c->st = ST_TUNNEL;
+	bufferevent_enable(c->cl, EV_READ);
+	bufferevent_enable(c->up, EV_READ);
+	relay_pump(c, c->cl, c->up);
+	relay_pump(c, c->up, c->cl);
+}
+
+/* Compares an SNI with the CONNECT host: case-insensitive, one trailing dot
+ * ignored. An IP target never matches a name. */
+static bool sni_matches(const struct target *t, const char *sni)
+{
+	size_t n = strlen(sni);
+
+	if (n > 0 && sni[n - 1] == '.')
+		n--;
+	if (t->is_ip || n != strlen(t->host))
+		return false;
+	return strncasecmp(sni, t->host, n) == 0;
+}
+
+static void log_refusal(struct conn *c, enum reason r, const char *sni)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "refuse", c->id);
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	jsonw_str(&w, "reason", reason_str(r));
+	jsonw_str(&w, "sni", sni);
+	audit_emit(&w);
+}
+
+/* A fatal handshake_failure alert (TLS 1.0 record version, as servers send
+ * before a version is agreed). */
+static void send_tls_alert(struct conn *c, unsigned char desc)
+{
+	unsigned char alert[7] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, desc };
+	bufferevent_write(c->cl, alert, sizeof(alert));
+}
+
+void relay_check_sni(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cl);
+	size_t n = evbuffer_get_length(in);
+	char sni[256];
+	enum ch_result r;
+	unsigned char *data;
+
+	if (n == 0)
+		return;
+	if (n > CLIENTHELLO_MAX)
+		n = CLIENTHELLO_MAX;
+	data = evbuffer_pullup(in, (ev_ssize_t)n);
+	r = clienthello_parse(data, n, sni, sizeof(sni));
+	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
+		return;
+	if (r == CH_SNI && !sni_matches(&c->t, sni)) {
+		log_refusal(c, REASON_SNI_MISMATCH, sni);
+		send_tls_alert(c, 112 /* unrecognized_name */);
+		conn_close_flushed(c);
+		return;
+	}
+	if (r == CH_ERROR || r == CH_NEED_MORE) {
+		log_refusal(c, REASON_BAD_REQUEST, NULL);
+		send_tls_alert(c, 50 /* decode_error */);
+		conn_close_flushed(c);
+		return;
+	}
+	relay_start_tunnel(c);
+}

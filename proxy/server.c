@@ -1,0 +1,349 @@
+/* server.c -- listeners, worker threads (one event loop + resolver each, all
+ * accepting on SO_REUSEPORT sockets), the shared policy, signals, shutdown */
+#include "server.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "alloc.h"
+#include "conn.h"
+#include "pattern.h"
+#include "policy.h"
+
+#define MAX_LOCAL_ADDRS 64
+#define MAX_THREADS 64
+
+struct listen_addr {
+	struct ipaddr a;
+	uint16_t port;
+};
+
+struct wstate {
+	struct worker w;
+	struct evconnlistener *ls[SERVER_MAX_LISTENERS];
+	struct event *resume; /* re-enables listeners after EMFILE */
+	pthread_t thread;
+};
+
+struct server {
+	struct server_opts o;
+	struct policy *pol;
+	pthread_mutex_t pol_lock;
+	struct listen_addr la[SERVER_MAX_LISTENERS];
+	int nla;
+	struct ipaddr local[MAX_LOCAL_ADDRS]; /* this host's interface addresses */
+	int nlocal;
+	struct wstate *ws;
+	int nthreads;
+	atomic_ullong next_id;
+	struct event_base *main_base; /* waits for signals */
+};
+
+struct policy *server_policy(struct server *s)
+{
+	struct policy *p;
+
+	pthread_mutex_lock(&s->pol_lock);
+	p = s->pol;
+	policy_ref(p);
+	pthread_mutex_unlock(&s->pol_lock);
+	return p;
+}
+
+const struct server_opts *server_opts(const struct server *s)
+{
+	return &s->o;
+}
+
+unsigned long long server_next_id(struct server *s)
+{
+	return atomic_fetch_add(&s->next_id, 1) + 1;
+}
+
+static bool is_unspecified(const struct ipaddr *a)
+{
+	static const uint8_t zero[16];
+	return memcmp(a->b, zero, a->family == 4 ? 4 : 16) == 0;
+}
+
+static bool is_local(const struct server *s, const struct ipaddr *a)
+{
+	if (is_unspecified(a) || (a->family == 4 && a->b[0] == 127))
+		return true;
+	for (int i = 0; i < s->nlocal; i++)
+		if (addr_equal(&s->local[i], a))
+			return true;
+	return false;
+}
+
+bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port)
+{
+	for (int i = 0; i < s->nla; i++) {
+		const struct listen_addr *l = &s->la[i];
+		if (l->port != port)
+			continue;
+		if (addr_equal(&l->a, a) || is_unspecified(a))
+			return true;
+		if (is_unspecified(&l->a) && is_local(s, a))
+			return true;
+	}
+	return false;
+}
+
+static void load_local_addrs(struct server *s)
+{
+	struct ifaddrs *ifs, *i;
+
+	if (getifaddrs(&ifs) != 0)
+		return;
+	for (i = ifs; i && s->nlocal < MAX_LOCAL_ADDRS; i = i->ifa_next)
+		if (i->ifa_addr && addr_from_sockaddr(i->ifa_addr, &s->local[s->nlocal], NULL))
+			s->nlocal++;
+	freeifaddrs(ifs);
+}
+
+/* Binds one listening socket; port 0 is replaced by the chosen port. */
+static evutil_socket_t bind_one(struct listen_addr *l, char *err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = addr_to_sockaddr(&l->a, l->port, (struct sockaddr *)&ss);
+	int one = 1;
+	evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (l->a.family == 6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0)
+		goto fail;
+	len = sizeof(ss);
+	if (l->port == 0 && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		addr_from_sockaddr((struct sockaddr *)&ss, &l->a, &l->port);
+	return fd;
+fail:
+	snprintf(err, 256, "cannot listen: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int len, void *arg)
+{
+	(void)l;
+	conn_accept(arg, fd, sa, len);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct wstate *ws = arg;
+	(void)fd;
+	(void)what;
+	for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++)
+		evconnlistener_enable(ws->ls[i]);
+}
+
+/* accept() failed (EMFILE, ENFILE, ENOBUFS...): pause accepting for 100 ms
+ * instead of spinning on a listener that stays readable. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct wstate *ws = arg;
+	struct timeval tv = { 0, 100000 };
+	(void)l;
+	fprintf(stderr, "egressd: accept: %s; pausing accepts for 100 ms\n", strerror(errno));
+	for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++)
+		evconnlistener_disable(ws->ls[i]);
+	event_add(ws->resume, &tv);
+}
+
+static int setup_dns(struct server *s, struct worker *w, char *err)
+{
+	int flags = s->o.dns ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS;
+
+	w->dns = evdns_base_new(w->base, flags | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!w->dns) {
+		snprintf(err, 256, "cannot initialise the resolver (check /etc/resolv.conf)");
+		return -1;
+	}
+	if (s->o.dns) {
+		evdns_base_resolv_conf_parse(w->dns, DNS_OPTION_SEARCH | DNS_OPTION_MISC |
+					     DNS_OPTION_HOSTSFILE, "/etc/resolv.conf");
+		evdns_base_clear_nameservers_and_suspend(w->dns);
+		if (evdns_base_nameserver_ip_add(w->dns, s->o.dns) != 0) {
+			snprintf(err, 256, "invalid --dns address \"%s\"", s->o.dns);
+			return -1;
+		}
+		evdns_base_resume(w->dns);
+	}
+	evdns_base_set_option(w->dns, "timeout:", "3");
+	evdns_base_set_option(w->dns, "attempts:", "2");
+	return 0;
+}
+
+static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
+{
+	ws->w.srv = s;
+	ws->w.base = event_base_new();
+	if (!ws->w.base) {
+		snprintf(err, 256, "cannot create an event loop");
+		return -1;
+	}
+	if (setup_dns(s, &ws->w, err) < 0)
+		return -1;
+	ws->resume = evtimer_new(ws->w.base, on_resume, ws);
+	for (int i = 0; i < s->nla; i++) {
+		ws->ls[i] = evconnlistener_new(ws->w.base, on_accept, &ws->w,
+					       LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+		if (!ws->ls[i]) {
+			snprintf(err, 256, "cannot create a listener");
+			return -1;
+		}
+		evconnlistener_set_error_cb(ws->ls[i], on_accept_error);
+		fds[i] = -1;
+	}
+	return 0;
+}
+
+static int parse_listen(const char *spec, struct listen_addr *l, char *err)
+{
+	struct target t;
+	char perr[PATTERN_ERRLEN];
+
+	if (!target_parse_authority(spec, strlen(spec), 0, &t, perr) || !t.is_ip) {
+		snprintf(err, 256, "invalid listen address \"%s\" (want IP:PORT, e.g. 127.0.0.1:3128)",
+			 spec);
+		return -1;
+	}
+	l->a = t.ip;
+	l->port = t.port;
+	return 0;
+}
+
+static int bind_all(struct server *s, char *err)
+{
+	evutil_socket_t fds[SERVER_MAX_LISTENERS];
+
+	for (int t = 0; t < s->nthreads; t++) {
+		for (int i = 0; i < s->nla; i++) {
+			fds[i] = bind_one(&s->la[i], err);
+			if (fds[i] < 0)
+				return -1;
+		}
+		if (setup_worker(s, &s->ws[t], fds, err) < 0)
+			return -1;
+		s->ws[t].w.index = (unsigned)t;
+	}
+	return 0;
+}
+
+struct server *server_new(const struct server_opts *o, struct policy *p, char *err)
+{
+	struct server *s = xcalloc(1, sizeof(*s));
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	evthread_use_pthreads();
+	s->o = *o;
+	s->pol = p;
+	policy_ref(p);
+	pthread_mutex_init(&s->pol_lock, NULL);
+	s->nthreads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
+	if (s->nthreads > MAX_THREADS)
+		s->nthreads = MAX_THREADS;
+	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
+	load_local_addrs(s);
+	for (int i = 0; i < o->nlisten; i++)
+		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
+			goto fail;
+	if (bind_all(s, err) < 0)
+		goto fail;
+	return s;
+fail:
+	server_free(s);
+	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct wstate *ws = arg;
+	event_base_loop(ws->w.base, EVLOOP_NO_EXIT_ON_EMPTY);
+	conn_close_all(&ws->w);
+	return NULL;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	(void)what;
+	fprintf(stderr, "egressd: signal %d, stopping\n", (int)sig);
+	for (int i = 0; i < s->nthreads; i++)
+		event_base_loopbreak(s->ws[i].w.base);
+	event_base_loopbreak(s->main_base);
+}
+
+int server_run(struct server *s)
+{
+	struct event_base *main_base = event_base_new();
+	struct event *sigterm, *sigint;
+	char buf[ADDR_STRLEN];
+
+	if (!main_base)
+		return 1;
+	s->main_base = main_base;
+	signal(SIGPIPE, SIG_IGN);
+	sigterm = evsignal_new(main_base, SIGTERM, on_signal, s);
+	sigint = evsignal_new(main_base, SIGINT, on_signal, s);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+	for (int i = 0; i < s->nla; i++)
+		fprintf(stderr, "egressd: listening on %s%s%s:%u (%d threads)\n",
+			s->la[i].a.family == 6 ? "[" : "", addr_format(&s->la[i].a, buf),
+			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
+	/* the main loop only waits for signals; workers stop on loopbreak */
+	event_base_dispatch(main_base);
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_join(s->ws[i].thread, NULL);
+	event_free(sigterm);
+	event_free(sigint);
+	event_base_free(main_base);
+	return 0;
+}
+
+void server_free(struct server *s)
+{
+	if (!s)
+		return;
+	for (int t = 0; t < s->nthreads; t++) {
+		struct wstate *ws = &s->ws[t];
+		for (int i = 0; i < SERVER_MAX_LISTENERS; i++)
+			if (ws->ls[i])
+				evconnlistener_free(ws->ls[i]);
+		if (ws->resume)
+			event_free(ws->resume);
+		if (ws->w.dns)
+			evdns_base_free(ws->w.dns, 1);
+		if (ws->w.base)
+			event_base_free(ws->w.base);
+	}
+	free(s->ws);
+	policy_unref(s->pol);
+	pthread_mutex_destroy(&s->pol_lock);
+	free(s);
+}

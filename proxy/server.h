@@ -1,0 +1,52 @@
+/* server.h -- the running proxy: options, listeners, worker threads each with
+ * its own event loop and resolver, the current policy, and shutdown */
+#ifndef EGRESSD_SERVER_H
+#define EGRESSD_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+struct policy;
+struct event_base;
+struct evdns_base;
+
+#define SERVER_MAX_LISTENERS 8
+
+struct server_opts {
+	const char *listen[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" explicit listeners */
+	int nlisten;
+	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
+	int threads;            /* 0: number of cores */
+	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
+};
+
+struct server;
+
+/* A worker's view, handed to each connection (borrowed, outlives its conns). */
+struct worker {
+	struct server *srv;
+	struct event_base *base;
+	struct evdns_base *dns;
+	unsigned index;
+	struct conn *conns; /* live connections of this worker (conn.c's list) */
+};
+
+/* Creates the server with policy p (a reference is taken), binds the
+ * listeners (so errors surface before fork/daemon), but does not run.
+ * Returns NULL with a message in err (256 bytes). */
+struct server *server_new(const struct server_opts *o, struct policy *p, char *err);
+/* Runs the workers until SIGTERM/SIGINT; returns 0, or 1 on a runtime error. */
+int server_run(struct server *s);
+void server_free(struct server *s);
+
+/* The current policy with a new reference (release with policy_unref). */
+struct policy *server_policy(struct server *s);
+const struct server_opts *server_opts(const struct server *s);
+/* Would connecting to a:port reach one of egressd's own listeners? */
+bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port);
+/* A process-wide unique connection id. */
+unsigned long long server_next_id(struct server *s);
+
+#endif
