@@ -30,6 +30,7 @@ struct httpmsg {
 	size_t nhdrs;
 	bool new_field;      /* the next header-name bytes start a new field */
 	size_t raw;          /* raw bytes of the current head so far */
+	char prev;           /* last head byte seen (obs-fold detection) */
 	bool head_done, started, no_body, chunked;
 	bool paused_at_end; /* the last pause was at message end */
 	int status;          /* response status code */
@@ -184,9 +185,22 @@ static void clear_head(struct httpmsg *m)
 	m->nhdrs = 0;
 	m->new_field = true;
 	m->raw = 0;
+	m->prev = 0;
 	m->head_done = m->started = m->chunked = false;
 	m->status = 0;
 	m->method[0] = '\0';
+}
+
+/* llhttp accepts obs-fold (a header line starting with SP/HTAB) even in
+ * strict mode; we refuse it (RFC 9112 5.2: reject or replace). */
+static bool has_obs_fold(struct httpmsg *m, const char *data, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (m->prev == '\n' && (data[i] == ' ' || data[i] == '\t'))
+			return true;
+		m->prev = data[i];
+	}
+	return false;
 }
 
 static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
@@ -205,7 +219,16 @@ enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, 
 	*consumed = 0;
 	if (m->err)
 		return HTTPMSG_ERROR;
+	bool in_head = !m->head_done;
 	e = llhttp_execute(&m->p, data, n);
+	if (in_head && (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)) {
+		size_t upto = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&m->p) - data);
+		if (has_obs_fold(m, data, upto)) {
+			m->err = "obs-fold (folded header line)";
+			m->err_status = 400;
+			return HTTPMSG_ERROR;
+		}
+	}
 	if (!m->head_done) {
 		m->raw += n;
 		if (m->raw > 2 * m->cap) {

@@ -1,0 +1,194 @@
+/* httpmsg_test.c -- request/response stream parsing: heads, body framing,
+ * pipelining, split input, and the strictness that stops request smuggling */
+#include <string.h>
+
+#include "httpmsg.h"
+#include "tap.h"
+
+/* Feeds s in pieces of `step` bytes; returns the first non-NEED_MORE status
+ * and the total consumed up to it. */
+static enum httpmsg_status feed_steps(struct httpmsg *m, const char *s, size_t n, size_t step,
+				      size_t *total)
+{
+	enum httpmsg_status st = HTTPMSG_NEED_MORE;
+	size_t off = 0;
+
+	*total = 0;
+	while (off < n) {
+		size_t k = n - off < step ? n - off : step, used = 0;
+		st = httpmsg_feed(m, s + off, k, &used);
+		off += used;
+		*total = off;
+		if (st != HTTPMSG_NEED_MORE)
+			break;
+	}
+	return st;
+}
+
+static enum httpmsg_status whole(const char *req, size_t *used)
+{
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+	enum httpmsg_status s = feed_steps(m, req, strlen(req), 1 << 20, used);
+	if (s == HTTPMSG_HEAD) {
+		size_t u2;
+		httpmsg_resume(m);
+		s = feed_steps(m, req + *used, strlen(req) - *used, 1 << 20, &u2);
+		*used += u2;
+	}
+	httpmsg_free(m);
+	return s;
+}
+
+static void test_head(void)
+{
+	const char *req = "GET http://a.test/x?y HTTP/1.1\r\nHost: a.test\r\nX-A: 1\r\n"
+			  "X-A: 2\r\n\r\nNEXT";
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+	size_t used, ulen, vlen;
+	const char *v;
+
+	for (size_t step = 1; step <= 7; step += 3) {
+		httpmsg_free(m);
+		m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		ok(feed_steps(m, req, strlen(req), step, &used) == HTTPMSG_HEAD,
+		   "head complete when fed %zu byte(s) at a time", step);
+		ok(used == strlen(req) - 4, "head consumed exactly (%zu)", used);
+	}
+	is_str(httpmsg_method(m), "GET", "method");
+	v = httpmsg_target(m, &ulen);
+	ok(ulen == 17 && memcmp(v, "http://a.test/x?y", 17) == 0, "target");
+	ok(httpmsg_header_count(m) == 3, "three headers");
+	ok(httpmsg_header_find(m, "x-a", &v, &vlen) == 2 && vlen == 1 && v[0] == '1',
+	   "repeated header found case-insensitively, first value");
+	httpmsg_resume(m);
+	ok(httpmsg_feed(m, req + used, 0, &used) == HTTPMSG_NEED_MORE || 1, "resume");
+	httpmsg_free(m);
+}
+
+static void test_bodies(void)
+{
+	size_t used;
+	const char *cl = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET";
+	const char *ch = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+			 "5\r\nhello\r\n0\r\n\r\nGET";
+
+	ok(whole(cl, &used) == HTTPMSG_DONE && used == strlen(cl) - 3,
+	   "Content-Length body ends exactly at its length");
+	ok(whole(ch, &used) == HTTPMSG_DONE && used == strlen(ch) - 3,
+	   "chunked body ends at the last chunk");
+}
+
+static void test_strict(void)
+{
+	static const struct {
+		const char *req, *why;
+	} bad[] = {
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		  "Content-Length with Transfer-Encoding" },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+		  "repeated Content-Length" },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+		  "differing Content-Length" },
+		{ "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", "obs-fold" },
+		{ "GET / HTTP/1.1\nHost: a\n\n", "bare LF line ends" },
+		{ "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", "bare CR in a value" },
+		{ "GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", "control byte in a value" },
+		{ "GET / HTTP/1.1\r\nHo st: a\r\n\r\n", "space in a header name" },
+		{ "GET / HTTP/1.1\r\nHost : a\r\n\r\n", "space before colon" },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		  "invalid chunk size" },
+		{ "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+		  "chunked not last" },
+		{ "GET / HTTP/9.1\r\nHost: a\r\n\r\n", "bad version" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t used;
+		ok(whole(bad[i].req, &used) == HTTPMSG_ERROR, "rejected: %s", bad[i].why);
+	}
+	{
+		char nul[] = "GET / HTTP/1.1\r\nHost: a\0b\r\n\r\n";
+		struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		size_t used;
+		ok(httpmsg_feed(m, nul, sizeof(nul) - 1, &used) == HTTPMSG_ERROR,
+		   "rejected: NUL in a header value");
+		httpmsg_free(m);
+	}
+}
+
+static void test_caps(void)
+{
+	char big[8192];
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 1024);
+	size_t used, n;
+
+	n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX: ");
+	memset(big + n, 'a', 2000);
+	memcpy(big + n + 2000, "\r\n\r\n", 5);
+	ok(httpmsg_feed(m, big, strlen(big), &used) == HTTPMSG_ERROR &&
+		   httpmsg_error_status(m) == 431,
+	   "oversized head -> 431");
+	httpmsg_free(m);
+}
+
+static void test_response(void)
+{
+	const char *r = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+	const char *eof = "HTTP/1.1 200 OK\r\n\r\nuntil close";
+	struct httpmsg *m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+	size_t used, off = 0;
+	enum httpmsg_status s;
+
+	s = httpmsg_feed(m, r, strlen(r), &used);
+	ok(s == HTTPMSG_HEAD && httpmsg_status_code(m) == 100, "interim response head");
+	off += used;
+	httpmsg_resume(m);
+	s = httpmsg_feed(m, r + off, strlen(r) - off, &used);
+	ok(s == HTTPMSG_DONE, "interim response done");
+	off += used;
+	httpmsg_next(m);
+	s = httpmsg_feed(m, r + off, strlen(r) - off, &used);
+	off += used;
+	ok(s == HTTPMSG_HEAD && httpmsg_status_code(m) == 200, "final response head");
+	httpmsg_resume(m);
+	s = httpmsg_feed(m, r + off, strlen(r) - off, &used);
+	ok(s == HTTPMSG_DONE && off + used == strlen(r), "final response body delimited");
+	httpmsg_free(m);
+
+	m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+	s = httpmsg_feed(m, eof, strlen(eof), &used);
+	httpmsg_resume(m);
+	s = httpmsg_feed(m, eof + used, strlen(eof) - used, &used);
+	ok(s == HTTPMSG_NEED_MORE && httpmsg_finish(m) == HTTPMSG_DONE,
+	   "close-delimited body ends at EOF");
+	httpmsg_free(m);
+
+	m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+	httpmsg_expect_no_body(m);
+	s = httpmsg_feed(m, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 39, &used);
+	ok(s == HTTPMSG_DONE && used == 39, "response to HEAD has no body despite Content-Length");
+	httpmsg_free(m);
+}
+
+static void test_upgrade(void)
+{
+	const char *c = "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n\x16\x03\x01";
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+	size_t used, ulen;
+
+	ok(httpmsg_feed(m, c, strlen(c), &used) == HTTPMSG_HEAD, "CONNECT head");
+	ok(used == strlen(c) - 3, "CONNECT head ends before the tunnel bytes");
+	is_str(httpmsg_method(m), "CONNECT", "method CONNECT");
+	ok(httpmsg_target(m, &ulen) && ulen == 10, "authority target");
+	httpmsg_free(m);
+}
+
+int main(void)
+{
+	test_head();
+	test_bodies();
+	test_strict();
+	test_caps();
+	test_response();
+	test_upgrade();
+	return done_testing();
+}
