@@ -5,6 +5,8 @@
 
 #include "httpmsg.h"
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 static void run(enum httpmsg_kind kind, const char *d, size_t n, size_t split)
 {
 	struct httpmsg *m = httpmsg_new(kind, 4096);
