@@ -1,0 +1,487 @@
+/* policy.c -- one immutable, reference-counted policy (allowNet, denyNet,
+ * intercept, allow-private ranges, name pins, secrets) and its decisions */
+#include "policy.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define SECRET_NAME_MAX 255 /* longest secret (environment variable) name */
+
+struct cidr {
+	struct ipaddr net;
+	unsigned prefix; /* in bits of net's family */
+};
+
+struct pin {
+	char host[HOST_MAX + 1]; /* normalised as target_from_host does */
+	uint16_t port;
+	struct ipaddr addr;
+};
+
+struct secret {
+	char *name;
+	struct patlist *hosts;  /* owned; never empty */
+	enum secret_source src;
+	char *arg;              /* value, env var name or path; wiped on free */
+	size_t arg_len;
+};
+
+struct policy {
+	atomic_int refs;
+	bool allow_present;         /* false: unrestricted */
+	struct patlist *allow;      /* owned; in the order given */
+	struct patlist *deny;       /* owned */
+	struct patlist *intercept;  /* owned */
+	struct cidr *priv;          /* --allow-private ranges */
+	size_t npriv;
+	struct pin *pins;           /* --resolve pins */
+	size_t npins;
+	struct secret *secrets;
+	size_t nsecrets;
+};
+
+static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void seterr(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, PATTERN_ERRLEN, fmt, ap);
+	va_end(ap);
+}
+
+struct policy *policy_new(void)
+{
+	struct policy *p = xcalloc(1, sizeof(*p));
+
+	atomic_init(&p->refs, 1);
+	p->allow = patlist_new();
+	p->deny = patlist_new();
+	p->intercept = patlist_new();
+	return p;
+}
+
+void policy_ref(struct policy *p)
+{
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+static void secret_dispose(struct secret *s)
+{
+	free(s->name);
+	s->name = NULL;
+	patlist_free(s->hosts);
+	s->hosts = NULL;
+	if (s->arg) {
+		xwipe(s->arg, s->arg_len);
+		free(s->arg);
+		s->arg = NULL;
+	}
+}
+
+void policy_unref(struct policy *p)
+{
+	if (!p)
+		return;
+	if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	patlist_free(p->allow);
+	patlist_free(p->deny);
+	patlist_free(p->intercept);
+	free(p->priv);
+	free(p->pins);
+	for (size_t i = 0; i < p->nsecrets; i++)
+		secret_dispose(&p->secrets[i]);
+	free(p->secrets);
+	free(p);
+}
+
+bool policy_add_allow(struct policy *p, const char *csv, char *err)
+{
+	if (!patlist_add_csv(p->allow, csv, err))
+		return false;
+	p->allow_present = true;
+	return true;
+}
+
+bool policy_add_deny(struct policy *p, const char *csv, char *err)
+{
+	return patlist_add_csv(p->deny, csv, err);
+}
+
+bool policy_add_intercept(struct policy *p, const char *csv, char *err)
+{
+	return patlist_add_csv(p->intercept, csv, err);
+}
+
+/* Parses 1-3 decimal digits (no sign, no leading zero unless "0") into
+ * *out, at most max. */
+static bool parse_prefix(const char *s, size_t n, unsigned max, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Parses a port: 1-5 ASCII digits with a value of 1..65535. */
+static bool parse_port(const char *s, size_t n, uint16_t *out)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 5)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+/* Parses an address, IPv6 bracketed or not; *was_v6 tells which syntax. */
+static bool parse_any_addr(const char *s, size_t n, struct ipaddr *out, bool *was_v6)
+{
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		*was_v6 = true;
+		return addr_parse_ipv6(s + 1, n - 2, out);
+	}
+	*was_v6 = memchr(s, ':', n) != NULL;
+	return *was_v6 ? addr_parse_ipv6(s, n, out) : addr_parse_ipv4(s, n, out);
+}
+
+static bool host_bits_clear(const struct ipaddr *a, unsigned prefix)
+{
+	unsigned bytes = a->family == 4 ? 4 : 16;
+
+	for (unsigned i = 0; i < bytes; i++) {
+		unsigned keep = prefix >= 8 * (i + 1) ? 8 : prefix > 8 * i ? prefix - 8 * i : 0;
+		unsigned mask = (0xff00u >> keep) & 0xffu; /* the network bits of this byte */
+		if (a->b[i] & ~mask)
+			return false;
+	}
+	return true;
+}
+
+/* Accepts "A", "A/N", "[A]", "[A]/N", "[A/N]" with A an IPv4 or IPv6
+ * address (brackets for IPv6 only); a mapped IPv6 range
+ * (::ffff:10.0.0.0/104) becomes the IPv4 range it maps. */
+bool policy_add_allow_private(struct policy *p, const char *cidr, char *err)
+{
+	size_t n = strlen(cidr);
+	const char *a = cidr, *pfx = NULL, *slash;
+	size_t an = n, pn = 0;
+	bool bracketed = cidr[0] == '[', v6, ok = false;
+	struct cidr c;
+
+	if (bracketed) {
+		const char *close = memchr(cidr, ']', n);
+		if (!close) {
+			seterr(err, "--allow-private \"%.64s\": missing ']'", cidr);
+			goto out;
+		}
+		a = cidr + 1;
+		an = (size_t)(close - a);
+		if (close[1] == '/' && !memchr(a, '/', an)) {
+			pfx = close + 2;
+			pn = n - (size_t)(pfx - cidr);
+		} else if (close[1] != '\0') {
+			seterr(err, "--allow-private \"%.64s\": expected [ADDR], [ADDR]/N or [ADDR/N]",
+			       cidr);
+			goto out;
+		}
+	}
+	if (!pfx && (slash = memchr(a, '/', an))) {
+		pfx = slash + 1;
+		pn = an - (size_t)(pfx - a);
+		an = (size_t)(slash - a);
+	}
+	v6 = bracketed || memchr(a, ':', an) != NULL;
+	if (an == 0 || !(v6 ? addr_parse_ipv6(a, an, &c.net) : addr_parse_ipv4(a, an, &c.net))) {
+		seterr(err, "--allow-private \"%.64s\": invalid address", cidr);
+		goto out;
+	}
+	c.prefix = v6 ? 128 : 32;
+	if (pfx && !parse_prefix(pfx, pn, c.prefix, &c.prefix)) {
+		seterr(err, "--allow-private \"%.64s\": invalid prefix length", cidr);
+		goto out;
+	}
+	if (v6 && c.net.family == 4) {
+		/* ::ffff:a.b.c.d/N: the IPv4 part is the last 32 bits */
+		if (c.prefix < 96) {
+			seterr(err, "--allow-private \"%.64s\": a mapped IPv4 range needs a prefix of at least 96",
+			       cidr);
+			goto out;
+		}
+		c.prefix -= 96;
+	}
+	if (!host_bits_clear(&c.net, c.prefix)) {
+		seterr(err, "--allow-private \"%.64s\": host bits set after the prefix", cidr);
+		goto out;
+	}
+	p->priv = xrealloc(p->priv, (p->npriv + 1) * sizeof(*p->priv));
+	p->priv[p->npriv++] = c;
+	ok = true;
+out:
+	return ok;
+}
+
+/* "HOST:PORT:ADDR": HOST a name (or a bracketed IPv6), ADDR IPv4 or IPv6,
+ * the latter optionally bracketed. One address per pin. */
+bool policy_add_pin(struct policy *p, const char *spec, char *err)
+{
+	size_t n = strlen(spec);
+	const char *host = spec, *rest, *colon;
+	size_t hn;
+	uint16_t port;
+	struct pin pin;
+	struct target t;
+	bool v6, ok = false;
+	char perr[PATTERN_ERRLEN];
+
+	if (spec[0] == '[') {
+		const char *close = memchr(spec, ']', n);
+		if (!close || close[1] != ':') {
+			seterr(err, "--resolve \"%.64s\": expected HOST:PORT:ADDR", spec);
+			goto out;
+		}
+		host = spec + 1;
+		hn = (size_t)(close - host);
+		rest = close + 2;
+	} else {
+		colon = memchr(spec, ':', n);
+		if (!colon) {
+			seterr(err, "--resolve \"%.64s\": expected HOST:PORT:ADDR", spec);
+			goto out;
+		}
+		hn = (size_t)(colon - spec);
+		rest = colon + 1;
+	}
+	colon = strchr(rest, ':');
+	if (!colon) {
+		seterr(err, "--resolve \"%.64s\": expected HOST:PORT:ADDR", spec);
+		goto out;
+	}
+	if (!parse_port(rest, (size_t)(colon - rest), &port)) {
+		seterr(err, "--resolve \"%.64s\": invalid port", spec);
+		goto out;
+	}
+	rest = colon + 1;
+	if (hn == 0 || !target_from_host(host, hn, port, &t, perr)) {
+		seterr(err, "--resolve \"%.64s\": invalid host%s%s", spec, hn ? ": " : "",
+		       hn ? perr : "");
+		goto out;
+	}
+	if (*rest == '\0' || strchr(rest, ',') ||
+	    !parse_any_addr(rest, strlen(rest), &pin.addr, &v6)) {
+		seterr(err, "--resolve \"%.64s\": invalid address (one IPv4 or IPv6 address)",
+		       spec);
+		goto out;
+	}
+	memcpy(pin.host, t.host, sizeof(pin.host));
+	pin.port = port;
+	for (size_t i = 0; i < p->npins; i++)
+		if (p->pins[i].port == port && strcmp(p->pins[i].host, pin.host) == 0) {
+			seterr(err, "--resolve \"%.64s\": %s:%u is already pinned", spec,
+			       pin.host, (unsigned)port);
+			goto out;
+		}
+	p->pins = xrealloc(p->pins, (p->npins + 1) * sizeof(*p->pins));
+	p->pins[p->npins++] = pin;
+	ok = true;
+out:
+	return ok;
+}
+
+static bool valid_secret_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SECRET_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+		if (!alpha && (i == 0 || c < '0' || c > '9'))
+			return false;
+	}
+	return true;
+}
+
+static const struct secret *find_secret(const struct policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->nsecrets; i++)
+		if (strcmp(p->secrets[i].name, name) == 0)
+			return &p->secrets[i];
+	return NULL;
+}
+
+bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *hosts,
+			    enum secret_source src, const char *source_arg, char *err)
+{
+	struct secret *s;
+	bool ok = false;
+
+	if (!name || !valid_secret_name(name)) {
+		seterr(err, "secret name \"%.64s\" is not a valid environment variable name "
+			    "([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", name ? name : "",
+		       SECRET_NAME_MAX);
+		goto out;
+	}
+	if (find_secret(p, name)) {
+		seterr(err, "secret %s is defined twice", name);
+		goto out;
+	}
+	if (!hosts || patlist_len(hosts) == 0) {
+		seterr(err, "secret %s has no hosts", name);
+		goto out;
+	}
+	if (src != SECRET_VALUE && src != SECRET_FROM_ENV && src != SECRET_FROM_FILE) {
+		seterr(err, "secret %s: unknown value source", name);
+		goto out;
+	}
+	if (!source_arg || !*source_arg) {
+		seterr(err, "secret %s: empty %s", name,
+		       src == SECRET_VALUE ? "value" : src == SECRET_FROM_ENV ?
+		       "environment variable name" : "file path");
+		goto out;
+	}
+	p->secrets = xrealloc(p->secrets, (p->nsecrets + 1) * sizeof(*p->secrets));
+	s = &p->secrets[p->nsecrets++];
+	s->name = xstrdup(name);
+	s->hosts = hosts;
+	hosts = NULL;
+	s->src = src;
+	s->arg_len = strlen(source_arg);
+	s->arg = xstrndup(source_arg, s->arg_len);
+	ok = true;
+out:
+	patlist_free(hosts);
+	return ok;
+}
+
+bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv,
+		       enum secret_source src, const char *source_arg, char *err)
+{
+	struct patlist *hosts = patlist_new();
+
+	if (!patlist_add_csv(hosts, hosts_csv ? hosts_csv : "", err)) {
+		patlist_free(hosts);
+		return false;
+	}
+	return policy_add_secret_list(p, name, hosts, src, source_arg, err);
+}
+
+void policy_check_target(const struct policy *p, const struct target *t, struct decision *d)
+{
+	const struct pattern *m;
+
+	if ((m = patlist_match_target(p->deny, t))) {
+		d->allow = false;
+		d->reason = REASON_DENIED;
+		d->rule = pattern_text(m);
+	} else if (!p->allow_present) {
+		d->allow = true;
+		d->reason = REASON_NONE;
+		d->rule = NULL;
+	} else if ((m = patlist_match_target(p->allow, t))) {
+		d->allow = true;
+		d->reason = REASON_NONE;
+		d->rule = pattern_text(m);
+	} else {
+		d->allow = false;
+		d->reason = REASON_NOT_ALLOWED;
+		d->rule = NULL;
+	}
+}
+
+enum reason policy_check_addr(const struct policy *p, const struct ipaddr *a, uint16_t port)
+{
+	if (patlist_match_addr(p->deny, a, port))
+		return REASON_DENIED;
+	if (!addr_is_special(a))
+		return REASON_NONE;
+	if (patlist_match_addr(p->allow, a, port))
+		return REASON_NONE;
+	for (size_t i = 0; i < p->npriv; i++)
+		if (p->priv[i].net.family == a->family &&
+		    addr_in_cidr(a, &p->priv[i].net, p->priv[i].prefix))
+			return REASON_NONE;
+	return REASON_PRIVATE_ADDRESS;
+}
+
+bool policy_pin_lookup(const struct policy *p, const char *host, uint16_t port,
+		       struct ipaddr *out)
+{
+	struct target t;
+	char err[PATTERN_ERRLEN];
+
+	if (p->npins == 0 || port == 0 || !target_from_host(host, strlen(host), port, &t, err))
+		return false;
+	for (size_t i = 0; i < p->npins; i++)
+		if (p->pins[i].port == port && strcmp(p->pins[i].host, t.host) == 0) {
+			*out = p->pins[i].addr;
+			return true;
+		}
+	return false;
+}
+
+bool policy_intercepts(const struct policy *p, const struct target *t)
+{
+	if (patlist_match_target(p->intercept, t))
+		return true;
+	for (size_t i = 0; i < p->nsecrets; i++)
+		if (patlist_match_target(p->secrets[i].hosts, t))
+			return true;
+	return false;
+}
+
+size_t policy_secret_count(const struct policy *p)
+{
+	return p->nsecrets;
+}
+
+const char *policy_secret_name(const struct policy *p, size_t i)
+{
+	return i < p->nsecrets ? p->secrets[i].name : NULL;
+}
+
+const struct patlist *policy_secret_hosts(const struct policy *p, size_t i)
+{
+	return i < p->nsecrets ? p->secrets[i].hosts : NULL;
+}
+
+enum secret_source policy_secret_source(const struct policy *p, size_t i)
+{
+	return i < p->nsecrets ? p->secrets[i].src : SECRET_VALUE;
+}
+
+const char *policy_secret_source_arg(const struct policy *p, size_t i)
+{
+	return i < p->nsecrets ? p->secrets[i].arg : NULL;
+}
+
+bool policy_allow_present(const struct policy *p)
+{
+	return p->allow_present;
+}
