@@ -33,6 +33,7 @@ struct httpmsg {
 	char prev;           /* last head byte seen (obs-fold detection) */
 	bool head_done, started, no_body, chunked;
 	bool paused_at_end; /* the last pause was at message end */
+	bool keep_alive;    /* llhttp's verdict, taken before it resets its flags */
 	int status;          /* response status code */
 	int err_status;      /* 400 or 431 */
 	const char *err;
@@ -146,6 +147,7 @@ static int on_message_complete(llhttp_t *p)
 {
 	/* an upgrade (CONNECT, 101) makes llhttp stop with HPE_PAUSED_UPGRADE */
 	from(p)->paused_at_end = true;
+	from(p)->keep_alive = llhttp_should_keep_alive(p) != 0;
 	return p->upgrade ? 0 : HPE_PAUSED;
 }
 
@@ -355,7 +357,7 @@ size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char
 
 bool httpmsg_keep_alive(const struct httpmsg *m)
 {
-	return llhttp_should_keep_alive(&m->p) != 0;
+	return m->keep_alive;
 }
 
 bool httpmsg_is_chunked(const struct httpmsg *m)

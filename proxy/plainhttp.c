@@ -145,22 +145,25 @@ static enum httpmsg_status pump_msg(struct conn *c, struct httpmsg *m, struct bu
 	struct evbuffer *in = bufferevent_get_input(from), *out = bufferevent_get_output(to);
 	enum httpmsg_status s = HTTPMSG_NEED_MORE;
 
-	while (evbuffer_get_length(in) > 0) {
-		struct evbuffer_iovec v;
-		size_t queued = evbuffer_get_length(out), used = 0, n;
+	for (;;) {
+		struct evbuffer_iovec v = { (void *)"", 0 };
+		size_t have = evbuffer_get_length(in), queued = evbuffer_get_length(out);
+		size_t used = 0, n;
 
 		if (queued >= CONN_HIGH_WATER) {
 			bufferevent_disable(from, EV_READ);
 			bufferevent_setwatermark(to, EV_WRITE, CONN_HIGH_WATER / 2, 0);
 			break;
 		}
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+		/* with no input, a zero-byte feed still lets the parser finish a
+		 * message that ends right after its head (GET, Content-Length: 0) */
+		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
 		n = v.iov_len < CONN_HIGH_WATER - queued ? v.iov_len : CONN_HIGH_WATER - queued;
 		s = httpmsg_feed(m, v.iov_base, n, &used);
 		evbuffer_remove_buffer(in, out, used);
 		*count += used;
-		if (s != HTTPMSG_NEED_MORE)
+		if (s != HTTPMSG_NEED_MORE || have == 0)
 			break;
 	}
 	return s;

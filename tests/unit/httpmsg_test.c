@@ -74,6 +74,21 @@ static void test_bodies(void)
 
 	ok(whole(cl, &used) == HTTPMSG_DONE && used == strlen(cl) - 3,
 	   "Content-Length body ends exactly at its length");
+	{
+		struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		const char *r10 = "GET / HTTP/1.0\r\n\r\n", *r11 = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+		httpmsg_feed(m, r10, strlen(r10), &used);
+		httpmsg_resume(m);
+		ok(httpmsg_feed(m, r10 + used, strlen(r10) - used, &used) == HTTPMSG_DONE &&
+			   !httpmsg_keep_alive(m), "HTTP/1.0 request without keep-alive closes");
+		httpmsg_free(m);
+		m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		httpmsg_feed(m, r11, strlen(r11), &used);
+		httpmsg_resume(m);
+		ok(httpmsg_feed(m, r11 + used, strlen(r11) - used, &used) == HTTPMSG_DONE &&
+			   !httpmsg_keep_alive(m), "Connection: close closes");
+		httpmsg_free(m);
+	}
 	ok(whole(ch, &used) == HTTPMSG_DONE && used == strlen(ch) - 3,
 	   "chunked body ends at the last chunk");
 }
@@ -152,6 +167,7 @@ static void test_response(void)
 	httpmsg_resume(m);
 	s = httpmsg_feed(m, r + off, strlen(r) - off, &used);
 	ok(s == HTTPMSG_DONE && off + used == strlen(r), "final response body delimited");
+	ok(httpmsg_keep_alive(m), "HTTP/1.1 response with Content-Length keeps the connection");
 	httpmsg_free(m);
 
 	m = httpmsg_new(HTTPMSG_RESPONSE, 4096);

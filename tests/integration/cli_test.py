@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""cli_test.py -- integration tests of `egressd check` and of how `serve` and
+`check` refuse a bad policy. No network at all. Prints TAP; exits 1 on failure."""
+
+import os
+import re
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Suite, check, check_eq, run_egressd, free_port  # noqa: E402
+
+suite = Suite("cli")
+
+# --------------------------------------------------------------------------
+# egressd check: (description, argv after `check`, exit status, stdout lines)
+# Each expected line is either a string the output line must equal or continue
+# with " key=value..." (the decision line may carry more fields, e.g. the deny
+# rule or the secrets) or re:REGEX (full match).
+
+CHECKS = [
+    ("check: allowed, denied, not-allowed targets; exit 1",
+     ["--allow-net", "allowed.test,*.ok.test:443", "--deny-net", "bad.ok.test",
+      "allowed.test:8080", "a.ok.test", "b.ok.test:80", "bad.ok.test", "evil.test"], 1,
+     ['allowed.test:8080 allow rule="allowed.test"',
+      'a.ok.test:443 allow rule="*.ok.test:443"',
+      "b.ok.test:80 deny reason=not-allowed",
+      "bad.ok.test:443 deny reason=denied",
+      "evil.test:443 deny reason=not-allowed"]),
+    ("check: all targets allowed -> exit 0; target without port is :443",
+     ["--allow-net", "allowed.test", "allowed.test", "allowed.test:80"], 0,
+     ['allowed.test:443 allow rule="allowed.test"',
+      'allowed.test:80 allow rule="allowed.test"']),
+    ("check: without allowNet everything is allowed with rule=*",
+     ["x.test:8443", "y.test"], 0,
+     ["x.test:8443 allow rule=*", "y.test:443 allow rule=*"]),
+    ("check: --allow-net '' denies everything",
+     ["--allow-net", "", "x.test"], 1, ["x.test:443 deny reason=not-allowed"]),
+    ("check: wildcard matches any depth but not the apex",
+     ["--allow-net", "*.allowed.test", "a.b.allowed.test", "allowed.test"], 1,
+     ['a.b.allowed.test:443 allow rule="*.allowed.test"',
+      "allowed.test:443 deny reason=not-allowed"]),
+    ("check: host compares case-insensitively, trailing dot ignored",
+     ["--allow-net", "allowed.test", "ALLOWED.Test.:443"], 0,
+     [r're:(?i)allowed\.test\.?:443 allow rule="allowed\.test"']),
+    ("check: --resolve to 127.0.0.1 applies the address guard",
+     ["--allow-net", "allowed.test", "--resolve", "allowed.test:443:127.0.0.1", "allowed.test"], 1,
+     ["allowed.test:443 deny reason=private-address"]),
+    ("check: --resolve to 127.0.0.1 with --allow-private 127.0.0.0/8 is allowed",
+     ["--allow-net", "allowed.test", "--resolve", "allowed.test:443:127.0.0.1",
+      "--allow-private", "127.0.0.0/8", "allowed.test"], 0,
+     ['allowed.test:443 allow rule="allowed.test"']),
+    ("check: IP literal 127.0.0.1 -> private-address",
+     ["127.0.0.1:80"], 1, ["127.0.0.1:80 deny reason=private-address"]),
+    ("check: CIDR allow pattern names the address",
+     ["--allow-net", "10.0.0.0/8", "10.1.2.3:5432"], 0,
+     ['10.1.2.3:5432 allow rule="10.0.0.0/8"']),
+    ("check: documentation address 203.0.113.7 is public",
+     ["203.0.113.7:443"], 0, ["203.0.113.7:443 allow rule=*"]),
+    ("check: deny pattern beats a more specific allow",
+     ["--allow-net", "api.x.test:443", "--deny-net", "*.x.test", "api.x.test:443"], 1,
+     ["api.x.test:443 deny reason=denied"]),
+    ("check: valid policy and no targets -> exit 0",
+     ["--allow-net", "allowed.test"], 0, None),
+]
+
+
+def check_case(ctx, argv, status, lines):
+    r = run_egressd(["check"] + argv)
+    ctx.note("stdout: %r\nstderr: %r" % (r.stdout, r.stderr))
+    check_eq(r.returncode, status, "exit status")
+    if lines is None:
+        return
+    got = [l for l in r.stdout.split("\n") if l.strip()]
+    check_eq(len(got), len(lines), "number of output lines (%r)" % got)
+    for g, w in zip(got, lines):
+        if w.startswith("re:"):
+            check(re.fullmatch(w[3:], g), "line %r does not match %r" % (g, w[3:]))
+        else:
+            check(line_matches(g, w), "output line %r, want %r (optionally followed by ' key=value')"
+                  % (g, w))
+
+
+def line_matches(got, want):
+    return got == want or (got.startswith(want + " ") and "=" in got[len(want):])
+
+
+for desc, argv, status, lines in CHECKS:
+    suite.add(desc, check_case, argv, status, lines)
+
+
+# malformed targets and bad patterns: exit 2, something on stderr
+BAD_ARGS = [
+    ("check: malformed target a..b.test -> exit 2", ["a..b.test"], None),
+    ("check: target port 99999 -> exit 2", ["x.test:99999"], None),
+    ("check: target port 0 -> exit 2", ["x.test:0"], None),
+    ("check: URL as target -> exit 2", ["https://x.test/"], None),
+    ("check: pattern https://x.test -> exit 2", ["--allow-net", "https://x.test", "x.test"],
+     "https://x.test"),
+    ("check: bare IPv6 pattern ::1 -> exit 2 suggesting [::1]", ["--allow-net", "::1", "x.test"],
+     "[::1]"),
+    ("check: pattern * alone -> exit 2", ["--allow-net", "*", "x.test"], None),
+    ("check: pattern with empty label -> exit 2", ["--allow-net", "a..b", "x.test"], "a..b"),
+    ("check: CIDR with host bits -> exit 2", ["--allow-net", "10.0.0.1/8", "x.test"], "10.0.0.1/8"),
+    ("check: 256.1.1.1 pattern -> exit 2", ["--deny-net", "256.1.1.1", "x.test"], "256.1.1.1"),
+]
+
+
+def bad_args_case(ctx, argv, mention):
+    r = run_egressd(["check"] + argv)
+    ctx.note("stdout: %r\nstderr: %r" % (r.stdout, r.stderr))
+    check_eq(r.returncode, 2, "exit status")
+    check(r.stderr.strip(), "nothing on stderr")
+    if mention:
+        check(mention in r.stderr, "stderr does not mention %r: %r" % (mention, r.stderr))
+
+
+for desc, argv, mention in BAD_ARGS:
+    suite.add(desc, bad_args_case, argv, mention)
+
+
+# --------------------------------------------------------------------------
+# bad policy files: (description, file text, line of the error, text stderr must contain)
+
+BAD_CONFIGS = [
+    ("JSON syntax error",
+     '{\n  "allowNet": [\n    "a.test",,\n    "b.test"\n  ]\n}\n', 3, None),
+    ("unknown key",
+     '{\n  "allowNet": ["a.test"],\n  "alowNet": ["b.test"]\n}\n', 3, "alowNet"),
+    ("invalid pattern",
+     '{\n  "allowNet": [\n    "ok.test",\n    "https://bad.test"\n  ]\n}\n', 4, "https://bad.test"),
+    ("allowNet of the wrong type",
+     '{\n  "allowNet": "a.test"\n}\n', 2, None),
+    ("secret with empty hosts",
+     '{\n  "secrets": {\n    "API_KEY": {\n      "hosts": [],\n      "value": "x"\n    }\n  }\n}\n',
+     None, "hosts"),
+    ("secret name that is not an environment variable name",
+     '{\n  "allowNet": [],\n  "secrets": {\n    "1BAD-NAME": { "hosts": ["a.test"], "value": "x" }\n  }\n}\n',
+     4, "1BAD-NAME"),
+]
+
+
+def write(ctx, name, text):
+    p = os.path.join(ctx.tmp, name)
+    with open(p, "w") as f:
+        f.write(text)
+    return p
+
+
+def bad_config_case(ctx, command, text, line, mention):
+    path = write(ctx, "policy.json", text)
+    if command == "serve":
+        argv = ["serve", "--listen", "127.0.0.1:%d" % free_port(), "-c", path]
+    else:
+        argv = ["check", "-c", path, "a.test"]
+    r = run_egressd(argv, timeout=10)
+    ctx.note("exit %d\nstderr: %r" % (r.returncode, r.stderr))
+    check_eq(r.returncode, 2, "exit status")
+    m = re.search(re.escape(path) + r":(\d+):(\d+)", r.stderr)
+    check(m, "stderr does not name %s:LINE:COL: %r" % (path, r.stderr))
+    if line is not None:
+        check_eq(int(m.group(1)), line, "line in %r" % m.group(0))
+    check(int(m.group(2)) >= 1, "column %s" % m.group(2))
+    if mention:
+        check(mention in r.stderr, "stderr does not mention %r: %r" % (mention, r.stderr))
+
+
+for command in ("serve", "check"):
+    for desc, text, line, mention in BAD_CONFIGS:
+        suite.add("%s -c with %s -> exit 2, stderr FILE:LINE:COL" % (command, desc),
+                  bad_config_case, command, text, line, mention)
+
+
+@suite.case("serve with a missing config file -> exit 2")
+def _(ctx):
+    p = os.path.join(ctx.tmp, "nope.json")
+    r = run_egressd(["serve", "--listen", "127.0.0.1:%d" % free_port(), "-c", p], timeout=10)
+    check_eq(r.returncode, 2, "exit status (stderr %r)" % r.stderr)
+    check(p in r.stderr, "stderr does not name the file: %r" % r.stderr)
+
+
+@suite.case("serve with an invalid --allow-net pattern -> exit 2")
+def _(ctx):
+    r = run_egressd(["serve", "--listen", "127.0.0.1:%d" % free_port(),
+                     "--allow-net", "ok.test,a..b"], timeout=10)
+    check_eq(r.returncode, 2, "exit status (stderr %r)" % r.stderr)
+    check("a..b" in r.stderr, "stderr does not name the pattern: %r" % r.stderr)
+
+
+@suite.case("check -c with a valid policy file uses its allowNet and denyNet")
+def _(ctx):
+    p = write(ctx, "ok.json", '{\n  "allowNet": ["allowed.test", "*.github.test"],\n'
+              '  "denyNet": ["evil.github.test"]\n}\n')
+    r = run_egressd(["check", "-c", p, "allowed.test", "api.github.test:443",
+                     "evil.github.test", "other.test:80"])
+    ctx.note("stdout %r stderr %r" % (r.stdout, r.stderr))
+    check_eq(r.returncode, 1, "exit status")
+    want = ['allowed.test:443 allow rule="allowed.test"',
+            'api.github.test:443 allow rule="*.github.test"',
+            "evil.github.test:443 deny reason=denied",
+            "other.test:80 deny reason=not-allowed"]
+    got = [l for l in r.stdout.split("\n") if l.strip()]
+    check(len(got) == len(want) and all(line_matches(g, w) for g, w in zip(got, want)),
+          "output %r, want %r" % (got, want))
+
+
+if __name__ == "__main__":
+    sys.exit(suite.run())

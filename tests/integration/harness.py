@@ -1,0 +1,1037 @@
+"""harness.py -- shared machinery for egressd's integration tests.
+
+Python 3 stdlib only. Provides:
+  * Suite / Ctx      a TAP runner: one case per function, a watchdog per case,
+                     per-case cleanup of every process and socket it made
+  * make_pki()       a throwaway CA + server certificate made with the openssl CLI
+  * EchoHTTPServer   TLS or plain HTTP/1.1 upstream echoing method, path, headers
+                     and body digest as JSON; /big streams several MB
+  * TCPEchoServer    raw TCP echo (non-TLS bytes through a CONNECT tunnel)
+  * DNSServer        UDP DNS answering A records from a dict, NXDOMAIN otherwise
+  * Egressd          the binary under test (EGRESSD_BIN), started on a free port,
+                     stopped with SIGTERM, its stderr checked for sanitizer reports
+  * raw client helpers (CONNECT, HTTP request/response parsing) and curl()
+
+Nothing here talks to anything but loopback (or addresses the suite adds to the
+loopback interface of its own network namespace).
+"""
+
+import atexit
+import ctypes
+import hashlib
+import http.server
+import json
+import os
+import random
+import re
+import signal
+import socket
+import socketserver
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+EGRESSD_BIN = os.environ.get("EGRESSD_BIN", "build/egressd")
+if not os.path.isabs(EGRESSD_BIN):
+    EGRESSD_BIN = os.path.join(ROOT, EGRESSD_BIN)
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "AddressSanitizer:DEADLYSIGNAL")
+IO_TIMEOUT = 10.0          # every socket the tests open
+DEFAULT_CASE_TIMEOUT = 25  # seconds per case (watchdog)
+
+# --------------------------------------------------------------------------
+# process bookkeeping: everything started is killed at exit, whatever happens
+
+_all_procs = []
+_all_procs_lock = threading.Lock()
+
+
+def _set_pdeathsig():
+    # the child gets SIGKILL if the (main thread of the) harness dies
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def spawn(cmd, **kw):
+    kw.setdefault("preexec_fn", _set_pdeathsig)
+    p = subprocess.Popen(cmd, **kw)
+    with _all_procs_lock:
+        _all_procs.append(p)
+    return p
+
+
+def _kill_all():
+    with _all_procs_lock:
+        procs = list(_all_procs)
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=2)
+        except Exception:
+            pass
+
+
+atexit.register(_kill_all)
+
+
+def _on_signal(signum, frame):
+    _kill_all()
+    sys.stdout.flush()
+    os._exit(128 + signum)
+
+
+for _s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_s, _on_signal)
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
+                                "no_proxy", "ftp_proxy")}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def free_port(host="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# --------------------------------------------------------------------------
+# TAP runner
+
+
+class Skip(Exception):
+    pass
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+class Ctx:
+    """Per-case resources; cleanup() stops egressd instances (and checks their
+    stderr for sanitizer reports), kills processes, closes sockets."""
+
+    def __init__(self, suite, desc):
+        self.suite = suite
+        self.desc = desc
+        self.egressds = []
+        self.procs = []
+        self.socks = []
+        self.diag = []
+        self.timed_out = False
+        self.tmp = tempfile.mkdtemp(prefix="case-", dir=suite.tmp)
+
+    def note(self, msg):
+        self.diag.append(str(msg))
+
+    def sock(self, s):
+        self.socks.append(s)
+        return s
+
+    def egressd(self, args=(), **kw):
+        e = Egressd(self, list(args), **kw)
+        self.egressds.append(e)
+        e.start()
+        return e
+
+    def abort(self):
+        """Called by the watchdog: break whatever the case is blocked on."""
+        self.timed_out = True
+        for s in list(self.socks):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+        for e in list(self.egressds):
+            e.kill()
+        for p in list(self.procs):
+            try:
+                p.kill()
+            except OSError:
+                pass
+
+    def cleanup(self):
+        problems = []
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+        for e in self.egressds:
+            problems.extend(e.stop())
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        return problems
+
+
+class Suite:
+    def __init__(self, name):
+        self.name = name
+        self.cases = []
+        self.n = 0
+        self.failed = 0
+        self.skipped = 0
+        self.tmp = tempfile.mkdtemp(prefix="egressd-it-")
+        self.keep_tmp = bool(os.environ.get("EGRESSD_KEEP_TMP"))
+        self.only = os.environ.get("EGRESSD_TEST_ONLY")  # regex on descriptions
+        atexit.register(self._rmtmp)
+
+    def _rmtmp(self):
+        if not self.keep_tmp:
+            subprocess.run(["rm", "-rf", self.tmp])
+
+    def case(self, desc, timeout=DEFAULT_CASE_TIMEOUT, skip=None):
+        def deco(fn):
+            self.add(desc, fn, timeout=timeout, skip=skip)
+            return fn
+        return deco
+
+    def add(self, desc, fn, *args, timeout=DEFAULT_CASE_TIMEOUT, skip=None):
+        self.cases.append((desc, fn, args, timeout, skip))
+
+    def emit(self, ok, desc, diag=(), directive=""):
+        self.n += 1
+        line = "%sok %d - %s" % ("" if ok else "not ", self.n, desc)
+        if directive:
+            line += " # " + directive
+        out = [line]
+        for d in diag:
+            for l in str(d).rstrip("\n").split("\n"):
+                out.append("#   " + l)
+        print("\n".join(out), flush=True)
+        if not ok:
+            self.failed += 1
+
+    def run(self):
+        if not os.path.exists(EGRESSD_BIN) and any(
+                getattr(c[1], "needs_binary", True) for c in self.cases):
+            print("# egressd binary %s does not exist" % EGRESSD_BIN, flush=True)
+        t_start = time.time()
+        for desc, fn, args, timeout, skip in self.cases:
+            if self.only and not re.search(self.only, desc):
+                continue
+            if callable(skip):
+                skip = skip()
+            if skip:
+                self.skipped += 1
+                self.emit(True, desc, directive="SKIP " + skip)
+                continue
+            ctx = Ctx(self, desc)
+            timer = threading.Timer(timeout, ctx.abort)
+            timer.daemon = True
+            err = None
+            skipped = None
+            t0 = time.time()
+            timer.start()
+            try:
+                fn(ctx, *args)
+            except Skip as e:
+                skipped = str(e)
+            except AssertionError as e:
+                err = "assertion failed: %s" % (e,)
+            except Exception as e:
+                err = "%s: %s" % (type(e).__name__, e)
+                tb = traceback.format_exc().rstrip().split("\n")
+                ctx.note("\n".join(tb[-6:]))
+            finally:
+                timer.cancel()
+            problems = []
+            try:
+                problems = ctx.cleanup()
+            except Exception as e:
+                problems = ["cleanup error: %r" % (e,)]
+            dt = time.time() - t0
+            if ctx.timed_out:
+                err = "timed out after %ds (%s)" % (timeout, err or "no error")
+            if skipped is not None and not err and not problems:
+                self.skipped += 1
+                self.emit(True, desc, directive="SKIP " + skipped)
+                continue
+            diag = []
+            if err:
+                diag.append(err)
+            diag.extend(problems)
+            if diag:
+                diag.extend(ctx.diag)
+                for e in ctx.egressds:
+                    diag.extend(e.diagnostics())
+            self.emit(not diag, desc, diag)
+            if dt > 10:
+                print("#   (slow: %.1fs)" % dt, flush=True)
+        print("1..%d" % self.n, flush=True)
+        print("# %s: %d tests, %d failed, %d skipped, %.1fs" % (
+            self.name, self.n, self.failed, self.skipped, time.time() - t_start),
+            flush=True)
+        return 1 if self.failed else 0
+
+
+def check(cond, msg, *diag):
+    if not cond:
+        raise AssertionError(msg + ("".join("\n" + str(d) for d in diag)))
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise AssertionError("%s: got %r, want %r" % (what, got, want))
+
+
+# --------------------------------------------------------------------------
+# certificates
+
+
+def make_pki(d):
+    """CA + server cert for *.test, allowed.test, 127.0.0.1 (and a few more
+    names the wildcard and namespace cases use). Returns a dict of paths."""
+    os.makedirs(d, exist_ok=True)
+    p = {k: os.path.join(d, k) for k in
+         ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem", "ext.cnf")}
+
+    def ossl(*args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True,
+                           text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("openssl %s failed: %s" % (args[0], r.stderr))
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", p["ca.key"], "-out", p["ca.pem"],
+         "-days", "3", "-subj", "/CN=egressd integration test CA",
+         "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    ossl("req", "-new", *ec, "-keyout", p["server.key"], "-out", p["server.csr"],
+         "-subj", "/CN=allowed.test")
+    with open(p["ext.cnf"], "w") as f:
+        f.write("subjectAltName=DNS:*.test,DNS:allowed.test,DNS:*.allowed.test,"
+                "DNS:*.b.allowed.test,IP:127.0.0.1,IP:203.0.113.7\n"
+                "basicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\n"
+                "extendedKeyUsage=serverAuth\n")
+    ossl("x509", "-req", "-in", p["server.csr"], "-CA", p["ca.pem"],
+         "-CAkey", p["ca.key"], "-CAcreateserial", "-out", p["server.pem"],
+         "-days", "3", "-extfile", p["ext.cnf"])
+    return {"ca": p["ca.pem"], "cert": p["server.pem"], "key": p["server.key"],
+            "dir": d}
+
+
+def client_ssl_context(ca, check_hostname=True):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.check_hostname = check_hostname
+    return ctx
+
+
+# --------------------------------------------------------------------------
+# deterministic big bodies
+
+_BLOCK = random.Random(20261127).randbytes((1 << 20) + 65536)
+CHUNK = 65536
+
+
+def big_chunks(size):
+    """Yields `size` bytes in 64 KiB pieces; every piece carries its index so a
+    reordering or duplication changes the digest."""
+    k = 0
+    left = size
+    while left > 0:
+        off = (k * 4099) % (1 << 20)
+        piece = struct.pack(">Q", k) + _BLOCK[off + 8:off + CHUNK]
+        piece = piece[:min(left, CHUNK)]
+        yield piece
+        left -= len(piece)
+        k += 1
+
+
+def big_sha256(size):
+    h = hashlib.sha256()
+    for c in big_chunks(size):
+        h.update(c)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# upstream HTTP echo server (TLS or plain)
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 15
+    server_version = "egressd-test-upstream/1"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def handle(self):
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                self.server.handshake_errors.append(repr(e))
+                self.close_connection = True
+                return
+            self.server.handshakes.append(getattr(self.request, "sni_seen", None))
+        super().handle()
+
+    def _read_body(self):
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        if "chunked" in te:
+            body = bytearray()
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("eof in chunk size")
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while True:  # trailers
+                        l = self.rfile.readline(65537)
+                        if l in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline(3)
+            return bytes(body), "chunked"
+        cl = self.headers.get("Content-Length")
+        if cl is not None:
+            return self.rfile.read(int(cl)), "content-length"
+        return b"", "none"
+
+    def _any(self):
+        self.server.requests += 1
+        body, framing = self._read_body()
+        u = urllib.parse.urlsplit(self.path)
+        q = urllib.parse.parse_qs(u.query)
+        if u.path == "/big":
+            size = int(q.get("size", [str(8 << 20)])[0])
+            chunked = q.get("chunked", ["0"])[0] == "1"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for c in big_chunks(size):
+                if chunked:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(c), c))
+                else:
+                    self.wfile.write(c)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        status = 200
+        if u.path.startswith("/status/"):
+            status = int(u.path.split("/")[2])
+        info = {
+            "method": self.command,
+            "path": self.path,
+            "version": self.request_version,
+            "headers": [[k, v] for k, v in self.headers.items()],
+            "framing": framing,
+            "body_len": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "body": body.decode("latin-1") if len(body) <= 4096 else None,
+            "peer": "%s:%d" % self.client_address[:2],
+            "local": "%s:%d" % self.request.getsockname()[:2],
+            "tls": isinstance(self.request, ssl.SSLSocket),
+            "sni": getattr(self.request, "sni_seen", None),
+        }
+        out = json.dumps(info).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if q.get("chunked", ["0"])[0] == "1":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(out), 100):
+                piece = out[i:i + 100]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(out)))
+            if u.path == "/close":
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(out)
+        self.wfile.flush()
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _any
+
+
+class EchoHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, host="127.0.0.1", tls=None, port=0):
+        """tls: None for plain HTTP, else (certfile, keyfile)."""
+        self.ssl_ctx = None
+        self.snis = []            # SNI of every ClientHello seen (None = no SNI)
+        self.handshakes = []
+        self.handshake_errors = []
+        self.requests = 0
+        if tls:
+            c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            c.load_cert_chain(*tls)
+
+            def sni_cb(sslsock, name, _ctx):
+                self.snis.append(name)
+                sslsock.sni_seen = name
+            c.sni_callback = sni_cb
+            self.ssl_ctx = c
+        super().__init__((host, port), EchoHandler)
+        self.host = host
+        self.port = self.server_address[1]
+        self.thread = threading.Thread(target=self.serve_forever,
+                                       kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        sock.settimeout(15)
+        if self.ssl_ctx:
+            # handshake in the handler thread, so a silent client cannot block accept()
+            sock = self.ssl_ctx.wrap_socket(sock, server_side=True,
+                                            do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        pass  # resets and timeouts from tests that cut connections are expected
+
+
+class TCPEchoServer:
+    def __init__(self, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _echo(c):
+        c.settimeout(15)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+# --------------------------------------------------------------------------
+# DNS
+
+
+class DNSServer:
+    """UDP DNS on 127.0.0.1: A answers from `records` (name -> [ipv4...]);
+    other types for a known name get an empty NOERROR answer; unknown names
+    NXDOMAIN. Every query is recorded in .queries as (name, qtype)."""
+
+    def __init__(self, records, host="127.0.0.1"):
+        self.records = {k.lower().rstrip("."): v for k, v in records.items()}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.host = host
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                resp = self._answer(data)
+            except Exception:
+                continue
+            if resp:
+                try:
+                    self.sock.sendto(resp, addr)
+                except OSError:
+                    pass
+
+    def _answer(self, data):
+        if len(data) < 12:
+            return None
+        qid, flags, qd, _an, _ns, _ar = struct.unpack(">HHHHHH", data[:12])
+        if qd != 1 or flags & 0x8000:
+            return None
+        i = 12
+        labels = []
+        while True:
+            n = data[i]
+            i += 1
+            if n == 0:
+                break
+            labels.append(data[i:i + n].decode("ascii", "replace"))
+            i += n
+        qtype, qclass = struct.unpack(">HH", data[i:i + 4])
+        question = data[12:i + 4]
+        name = ".".join(labels).lower()
+        self.queries.append((name, qtype))
+        answers = b""
+        ancount = 0
+        rcode = 0
+        if name in self.records:
+            if qtype == 1 and qclass == 1:
+                for a in self.records[name]:
+                    answers += struct.pack(">HHHIH", 0xC00C, 1, 1, 5, 4) + \
+                        socket.inet_aton(a)
+                    ancount += 1
+        else:
+            rcode = 3
+        rflags = 0x8000 | (flags & 0x7800) | 0x0400 | (flags & 0x0100) | 0x0080 | rcode
+        return struct.pack(">HHHHHH", qid, rflags, 1, ancount, 0, 0) + question + answers
+
+
+# --------------------------------------------------------------------------
+# the binary under test
+
+
+class Egressd:
+    def __init__(self, ctx, args, listen_port=None, log=True, dns=None,
+                 threads=2, env=None):
+        self.ctx = ctx
+        self.args = args
+        self.port = listen_port
+        self.dns = dns
+        self.threads = threads
+        self.env = env
+        self.proc = None
+        self.idx = len(ctx.egressds)
+        base = os.path.join(ctx.tmp, "egressd%d" % self.idx)
+        self.log_path = base + ".log" if log else None
+        self.out_path = base + ".stdout"
+        self.err_path = base + ".stderr"
+        self.stopped = False
+        self.exit_problems = []
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def command(self):
+        cmd = [EGRESSD_BIN, "serve", "--listen", self.addr]
+        if self.log_path:
+            cmd += ["--log", self.log_path]
+        if self.dns and "--dns" not in self.args:
+            cmd += ["--dns", self.dns]
+        if self.threads and "--threads" not in self.args:
+            cmd += ["--threads", str(self.threads)]
+        return cmd + self.args
+
+    def start(self):
+        if not os.path.exists(EGRESSD_BIN):
+            raise AssertionError("egressd binary %s does not exist" % EGRESSD_BIN)
+        fixed = self.port is not None
+        for attempt in range(3):
+            if not fixed:
+                self.port = free_port()
+            env = clean_env(self.env)
+            env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+            env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+            self.cmdline = self.command()
+            with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e:
+                self.proc = spawn(self.cmdline, stdout=o, stderr=e,
+                                  stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+                    s.close()
+                    return self
+                except OSError:
+                    time.sleep(0.02)
+            err = self.stderr()
+            if self.proc.poll() is None:
+                self.kill()
+                raise AssertionError("egressd did not accept connections within 5 s\n"
+                                     "cmd: %s\nstderr: %s" % (" ".join(self.cmdline), err[-2000:]))
+            if "in use" in err and not fixed:
+                continue
+            raise AssertionError("egressd exited with %s at startup\ncmd: %s\nstderr: %s" % (
+                self.proc.returncode, " ".join(self.cmdline), err[-2000:]))
+        raise AssertionError("could not find a free port for egressd")
+
+    def stderr(self):
+        try:
+            with open(self.err_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+
+    def stop(self):
+        """SIGTERM, wait; returns a list of problems (crash, sanitizer report)."""
+        if self.stopped or not self.proc:
+            return self.exit_problems
+        self.stopped = True
+        problems = []
+        rc = self.proc.poll()
+        if rc is not None:
+            if not self.ctx.timed_out:
+                problems.append("egressd died during the test (status %s)" % rc)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                problems.append("egressd did not exit within 10 s of SIGTERM")
+                self.proc.kill()
+                rc = self.proc.wait()
+            if rc not in (0, -signal.SIGTERM) and not self.ctx.timed_out:
+                problems.append("egressd exited with status %s after SIGTERM" % rc)
+        err = self.stderr()
+        for m in SANITIZER_MARKERS:
+            if m in err:
+                i = err.index(m)
+                problems.append("sanitizer report in egressd stderr:\n" +
+                                err[max(0, i - 200):i + 3000])
+                break
+        self.exit_problems = problems
+        return problems
+
+    def diagnostics(self):
+        out = ["egressd#%d cmd: %s" % (self.idx, " ".join(getattr(self, "cmdline", [])))]
+        err = self.stderr().strip()
+        if err:
+            out.append("egressd#%d stderr (tail):\n%s" % (self.idx, err[-1500:]))
+        if self.log_path and os.path.exists(self.log_path):
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").strip().split("\n")
+            out.append("egressd#%d log (tail):\n%s" % (self.idx, "\n".join(lines[-12:])))
+        return out
+
+    # audit log ------------------------------------------------------------
+
+    def log_lines(self):
+        if not self.log_path or not os.path.exists(self.log_path):
+            return []
+        with open(self.log_path, "rb") as f:
+            data = f.read().decode("utf-8", "replace")
+        # a last line without its newline may still be being written
+        lines = data.split("\n")
+        return [l for l in lines[:-1] if l.strip()]
+
+    def log_events(self):
+        evs = []
+        for l in self.log_lines():
+            try:
+                evs.append(json.loads(l))
+            except ValueError:
+                raise AssertionError("audit log line is not JSON: %r" % l)
+        return evs
+
+    def wait_log(self, pred, timeout=3.0, what="log event"):
+        deadline = time.time() + timeout
+        while True:
+            evs = self.log_events()
+            hits = [e for e in evs if pred(e)]
+            if hits:
+                return hits
+            if time.time() > deadline:
+                raise AssertionError("no %s in the audit log within %.0fs; log:\n%s" % (
+                    what, timeout, "\n".join(self.log_lines()[-10:])))
+            time.sleep(0.05)
+
+
+def run_egressd(args, timeout=15, env=None):
+    """One-shot command (check, bad-config serve). Returns CompletedProcess;
+    raises if a sanitizer report shows up on stderr."""
+    if not os.path.exists(EGRESSD_BIN):
+        raise AssertionError("egressd binary %s does not exist" % EGRESSD_BIN)
+    e = clean_env(env)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+    e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    p = spawn([EGRESSD_BIN] + list(args), stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=e, cwd=ROOT)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("egressd %s did not finish within %ds" % (" ".join(args), timeout))
+    r = subprocess.CompletedProcess(p.args, p.returncode,
+                                    out.decode("utf-8", "replace"),
+                                    err.decode("utf-8", "replace"))
+    for m in SANITIZER_MARKERS:
+        if m in r.stderr:
+            raise AssertionError("sanitizer report from egressd %s:\n%s" % (
+                " ".join(args), r.stderr[-3000:]))
+    if r.returncode < 0:
+        raise AssertionError("egressd %s died of signal %d" % (" ".join(args), -r.returncode))
+    return r
+
+
+# --------------------------------------------------------------------------
+# raw client helpers
+
+
+class Reader:
+    """Buffered reader over a socket that never reads past what it is asked
+    for by more than one recv (callers check .buf before handing the socket on)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.eof = False
+
+    def _fill(self):
+        d = self.sock.recv(65536)
+        if not d:
+            self.eof = True
+        self.buf += d
+        return bool(d)
+
+    def until(self, delim, limit=1 << 20):
+        while delim not in self.buf:
+            if len(self.buf) > limit:
+                raise AssertionError("no %r within %d bytes" % (delim, limit))
+            if not self._fill():
+                raise ConnectionError("EOF before %r (got %r)" % (delim, self.buf[:300]))
+        i = self.buf.index(delim) + len(delim)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def exactly(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise ConnectionError("EOF after %d of %d bytes" % (len(self.buf), n))
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def rest(self, limit=64 << 20):
+        try:
+            while len(self.buf) <= limit and self._fill():
+                pass
+        except ConnectionResetError:
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+
+class Response:
+    def __init__(self, status, reason, headers, body, raw_head):
+        self.status = status
+        self.reason = reason
+        self.headers = headers      # list of (name, value)
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name, default=None):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise AssertionError("response body is not JSON: %r" % self.body[:300])
+
+    def __repr__(self):
+        return "<%d %s %r body=%r>" % (self.status, self.reason, self.headers,
+                                       self.body[:200])
+
+
+def read_head(r):
+    head = r.until(b"\r\n\r\n", limit=65536)
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})(?: (.*))?$", lines[0])
+    if not m:
+        raise AssertionError("bad status line %r" % lines[0])
+    headers = []
+    for l in lines[1:]:
+        if not l:
+            continue
+        k, _, v = l.partition(":")
+        headers.append((k.strip(), v.strip()))
+    return int(m.group(1)), m.group(2) or "", headers, head
+
+
+def read_response(r, method="GET", connect=False):
+    """Reads one response (head and body by its framing)."""
+    status, reason, headers, head = read_head(r)
+    resp = Response(status, reason, headers, b"", head)
+    if connect and status == 200:
+        return resp
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return resp
+    te = (resp.header("Transfer-Encoding") or "").lower()
+    cl = resp.header("Content-Length")
+    if "chunked" in te:
+        body = bytearray()
+        while True:
+            line = r.until(b"\r\n")
+            size = int(line.split(b";")[0].strip(), 16)
+            if size == 0:
+                while r.until(b"\r\n") != b"\r\n":
+                    pass
+                break
+            body += r.exactly(size)
+            r.exactly(2)
+        resp.body = bytes(body)
+    elif cl is not None:
+        resp.body = r.exactly(int(cl))
+    else:
+        resp.body = r.rest()
+    return resp
+
+
+def connect_proxy(ctx, port, host="127.0.0.1"):
+    s = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+    s.settimeout(IO_TIMEOUT)
+    return ctx.sock(s)
+
+
+def proxy_connect(ctx, proxy_port, target, extra_headers=()):
+    """Sends CONNECT target; returns (sock, Reader, Response). For a refusal the
+    response body is read (Content-Length or until close)."""
+    s = connect_proxy(ctx, proxy_port)
+    req = "CONNECT %s HTTP/1.1\r\nHost: %s\r\n" % (target, target)
+    for h in extra_headers:
+        req += h + "\r\n"
+    s.sendall((req + "\r\n").encode())
+    r = Reader(s)
+    resp = read_response(r, connect=True)
+    if resp.status == 200 and r.buf:
+        raise AssertionError("bytes after the 200 to CONNECT before the client spoke: %r"
+                             % r.buf[:100])
+    return s, r, resp
+
+
+def http_request(method, target, headers=(), body=None, chunked_body=None):
+    """Serializes a request. body: bytes with Content-Length; chunked_body: list
+    of byte pieces sent with Transfer-Encoding: chunked."""
+    lines = ["%s %s HTTP/1.1" % (method, target)]
+    lines += list(headers)
+    payload = b""
+    if body is not None:
+        lines.append("Content-Length: %d" % len(body))
+        payload = body
+    elif chunked_body is not None:
+        lines.append("Transfer-Encoding: chunked")
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in chunked_body if p) + b"0\r\n\r\n"
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+def tls_over(ctx, sock, server_hostname, ca, check_hostname=False):
+    c = client_ssl_context(ca, check_hostname=check_hostname)
+    t = c.wrap_socket(sock, server_hostname=server_hostname)
+    t.settimeout(IO_TIMEOUT)
+    return ctx.sock(t)
+
+
+def curl(ctx, *args, timeout=30, input=None):
+    """Runs the real curl (no config file, no proxy env). Returns CompletedProcess
+    with bytes stdout and text stderr."""
+    cmd = ["curl", "-q", "-sS", "--max-time", str(timeout - 2), "--connect-timeout", "5"] + list(args)
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+              stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+              env=clean_env())
+    ctx.procs.append(p)
+    try:
+        out, err = p.communicate(input=input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError("curl timed out: %s" % " ".join(cmd))
+    r = subprocess.CompletedProcess(cmd, p.returncode, out, err.decode("utf-8", "replace"))
+    ctx.note("curl %s -> exit %d %s" % (" ".join(args), r.returncode, r.stderr.strip()[:300]))
+    return r
+
+
+# --------------------------------------------------------------------------
+# network namespace
+
+
+def in_netns():
+    return os.environ.get("EGRESSD_TEST_NETNS") == "1"
+
+
+def maybe_reexec_in_netns(script):
+    """As root, re-executes the calling script inside `unshare --net` (a private
+    network namespace with only loopback). Inside, brings lo up and adds the
+    documentation address 203.0.113.7/32 (and the private 10.0.0.5/32) to it. Returns True when running inside
+    a namespace prepared that way."""
+    if in_netns():
+        r1 = subprocess.run(["ip", "link", "set", "lo", "up"], capture_output=True)
+        # 10.0.0.5 too: a private address that answers, so connecting to it
+        # (instead of refusing it) is seen rather than failing harmlessly
+        r2 = subprocess.run("ip addr add 203.0.113.7/32 dev lo && ip addr add 10.0.0.5/32 dev lo",
+                            shell=True, capture_output=True)
+        if r1.returncode != 0 or r2.returncode != 0:
+            print("# could not set up lo in the namespace: %s %s" % (
+                r1.stderr.decode().strip(), r2.stderr.decode().strip()), flush=True)
+            return False
+        return True
+    if os.environ.get("EGRESSD_NO_NETNS") == "1" or os.geteuid() != 0:
+        return False
+    try:
+        probe = subprocess.run(["unshare", "--net", "ip", "link", "set", "lo", "up"],
+                               capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if probe.returncode != 0:
+        print("# unshare --net unavailable (%s); namespace cases will be skipped" %
+              probe.stderr.decode().strip(), flush=True)
+        return False
+    env = dict(os.environ, EGRESSD_TEST_NETNS="1")
+    sys.stdout.flush()
+    os.execvpe("unshare", ["unshare", "--net", "--", sys.executable,
+                           os.path.abspath(script)] + sys.argv[1:], env)
