@@ -512,7 +512,7 @@ static bool idle_expired(struct conn *c)
 	return ms_since(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
 }
 
-static void on_timeout(struct conn *c, struct bufferevent *bev)
+static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
 	if (c->st == ST_CONNECT && bev == c->up) {
 		connect_next(c);
@@ -524,7 +524,9 @@ static void on_timeout(struct conn *c, struct bufferevent *bev)
 	}
 	/* data phases: a quiet direction is fine while the other one moves */
 	if (!idle_expired(c)) {
-		bufferevent_enable(bev, EV_READ);
+		/* libevent disabled the direction that timed out: re-arm only that one
+		 * (a read paused for back-pressure stays paused) */
+		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
 		return;
 	}
 	conn_free(c);
@@ -539,7 +541,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		on_timeout(c, bev);
+		on_timeout(c, bev, what);
 		return;
 	}
 	if (c->st == ST_CONNECT && bev == c->up) {

@@ -24,7 +24,7 @@ struct httpmsg {
 	llhttp_settings_t s;
 	enum httpmsg_kind kind;
 	char *hb;            /* head bytes: url, header names and values */
-	size_t cap, used;
+	size_t cap, used, alloc; /* limit, in use, allocated */
 	struct span url;
 	struct hdr hdrs[MAX_HEADERS];
 	size_t nhdrs;
@@ -58,6 +58,14 @@ static int append(struct httpmsg *m, struct span *sp, const char *at, size_t n)
 {
 	if (m->used + n > m->cap)
 		return too_big(m, "request head too large");
+	if (m->used + n > m->alloc) {
+		/* grow on demand: most heads are small, and idle connections many */
+		size_t a = m->alloc ? m->alloc : 512;
+		while (a < m->used + n)
+			a *= 2;
+		m->alloc = a < m->cap ? a : m->cap;
+		m->hb = xrealloc(m->hb, m->alloc);
+	}
 	if (sp->len == 0)
 		sp->off = m->used;
 	memcpy(m->hb + m->used, at, n);
@@ -157,7 +165,6 @@ struct httpmsg *httpmsg_new(enum httpmsg_kind kind, size_t head_cap)
 
 	m->kind = kind;
 	m->cap = head_cap;
-	m->hb = xmalloc(head_cap);
 	llhttp_settings_init(&m->s);
 	m->s.on_message_begin = on_begin;
 	m->s.on_url = on_url;

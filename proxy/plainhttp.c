@@ -15,6 +15,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "httpmsg.h"
+#include "server.h"
 
 #define LOG_PATH_MAX 2048
 
@@ -220,6 +221,11 @@ static void response_done(struct conn *c)
 	httpmsg_next(c->req);
 	httpmsg_next(c->resp);
 	c->st = ST_HEAD;
+	{
+		/* the next request head gets the head timeout again */
+		struct timeval tv = { (time_t)server_opts(c->w->srv)->header_timeout_s, 0 };
+		bufferevent_set_timeouts(c->cl, &tv, &tv);
+	}
 	bufferevent_enable(c->cl, EV_READ);
 	conn_client_input(c);
 }

@@ -12,6 +12,7 @@
 #include "clienthello.h"
 #include "conn_int.h"
 #include "audit.h"
+#include "httpmsg.h"
 
 size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to)
 {
@@ -105,6 +106,10 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 
 void relay_start_tunnel(struct conn *c)
 {
+	/* no more HTTP on this connection: drop the parsers' memory */
+	httpmsg_free(c->req);
+	httpmsg_free(c->resp);
+	c->req = c->resp = NULL;
 	c->st = ST_TUNNEL;
 	bufferevent_enable(c->cl, EV_READ);
 	bufferevent_enable(c->up, EV_READ);
