@@ -173,7 +173,7 @@ static void target_text(const struct target *t, char *buf, size_t n)
 		 t->port);
 }
 
-void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
+static void send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
 {
 	const char *text = status == 400 ? "Bad Request" : status == 431 ?
 			   "Request Header Fields Too Large" : status == 403 ? "Forbidden" :
@@ -189,6 +189,19 @@ void conn_error(struct conn *c, int status, const char *reason_hdr, const char *
 			    "Connection: close\r\n\r\n%s\n",
 			    strlen(msg) + 1, msg);
 	conn_close_flushed(c);
+}
+
+void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "error", c->id);
+	jsonw_str(&w, "client", c->client);
+	jsonw_int(&w, "status", status);
+	jsonw_str(&w, "reason", reason_hdr);
+	jsonw_str(&w, "detail", msg);
+	audit_emit(&w);
+	send_error(c, status, reason_hdr, msg);
 }
 
 static const char *reason_detail(enum reason r)
@@ -238,7 +251,7 @@ void conn_refuse(struct conn *c, enum reason r, const char *detail)
 	target_text(&c->t, tt, sizeof(tt));
 	snprintf(msg, sizeof(msg), "egressd refused %s: %s (%s)", tt, reason_str(r),
 		 detail ? detail : reason_detail(r));
-	conn_error(c, reason_status(r), reason_str(r), msg);
+	send_error(c, reason_status(r), reason_str(r), msg);
 }
 
 /* ---- CONNECT and request heads ---- */
