@@ -1,0 +1,23 @@
+/* redact.h -- streaming replacement of secret values by their placeholders in
+ * response bodies, correct across read and chunk boundaries */
+#ifndef EGRESSD_REDACT_H
+#define EGRESSD_REDACT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct secretset;
+struct redactor;
+
+typedef void (*redact_emit_fn)(void *ctx, const char *p, size_t n);
+
+/* Redacts the values of the secrets in mask (borrowed set, must outlive it).
+ * Holds back at most (longest value - 1) bytes between feeds. */
+struct redactor *redactor_new(const struct secretset *s, uint64_t mask);
+void redactor_free(struct redactor *r); /* wipes held-back bytes */
+/* Feeds n bytes; emits redacted output (possibly in several calls). */
+void redactor_feed(struct redactor *r, const char *p, size_t n, redact_emit_fn emit, void *ctx);
+/* End of body: emits what is held back. The redactor can then be reused. */
+void redactor_flush(struct redactor *r, redact_emit_fn emit, void *ctx);
+
+#endif

@@ -1,0 +1,49 @@
+/* secrets.h -- placeholders (HMAC of the secret's name under a key kept in the
+ * state dir) and the secret values, resolved once into locked memory */
+#ifndef EGRESSD_SECRETS_H
+#define EGRESSD_SECRETS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct policy;
+struct target;
+
+#define PLACEHOLDER_PREFIX "egressd-ph-"
+#define PLACEHOLDER_LEN 43 /* prefix (11) + 32 lower-case hex */
+#define SECRETS_MAX 64     /* secrets per policy (masks are uint64_t) */
+#define SECRETS_ERRLEN 512
+#define PLACEHOLDER_KEYLEN 32
+
+/* Loads the placeholder key from STATE_DIR/placeholder.key, creating it
+ * (32 random bytes, mode 0600, atomically) if absent; state_dir is created
+ * 0700 if missing. Returns 0 or -1 with err. */
+int placeholder_key_load(const char *state_dir, unsigned char key[PLACEHOLDER_KEYLEN], char *err);
+
+/* out = "egressd-ph-" + first 32 hex of HMAC-SHA256(key, name); NUL-terminated. */
+void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *name,
+		      char out[PLACEHOLDER_LEN + 1]);
+
+struct secretset;
+
+/* Resolves every secret of p (value, valueFromEnv, valueFromFile — a file's
+ * one trailing newline is dropped) into secure memory (OPENSSL_secure_malloc
+ * or mlock'ed, wiped on free) and derives the placeholders with key. Empty
+ * values, unset env vars, unreadable files, more than SECRETS_MAX secrets, a
+ * value containing CR/LF/NUL, or a value that contains a placeholder are
+ * errors naming the secret (never its value). Returns NULL with err. */
+struct secretset *secretset_load(const struct policy *p,
+				 const unsigned char key[PLACEHOLDER_KEYLEN], char *err);
+void secretset_free(struct secretset *s); /* wipes values; NULL: no-op */
+
+size_t secretset_count(const struct secretset *s);
+const char *secretset_name(const struct secretset *s, size_t i);        /* borrowed */
+const char *secretset_placeholder(const struct secretset *s, size_t i); /* borrowed */
+/* The real value (borrowed, secure memory; never log it). */
+const char *secretset_value(const struct secretset *s, size_t i, size_t *len);
+/* Bit i set if secret i's hosts match t (policy p must be the one loaded from). */
+uint64_t secretset_approved(const struct secretset *s, const struct policy *p,
+			    const struct target *t);
+
+#endif
