@@ -23,10 +23,9 @@ bool obuf_add(struct obuf *b, const char *s, size_t n); /* false: over max */
 /* Appends to out the header value val with every placeholder of a secret in
  * approved replaced by its value. If the header is Authorization (name, case-
  * insensitive) or Proxy-Authorization and the value is "Basic <b64>", the
- * base64 is decoded, substituted and re-encoded too. *used gets the bits of
- * secrets injected. Returns false if out's cap was hit or the Basic payload is
- * not valid base64 while containing... (then val is copied unchanged? no:
- * invalid base64 is copied unchanged and returns true). */
+ * base64 is decoded, substituted and re-encoded too (a payload that is not
+ * valid base64 gets only the raw substitution). *used gets the bits of the
+ * secrets injected. Returns false only if out's cap was hit. */
 bool inject_header(const struct secretset *s, uint64_t approved, const char *name, size_t nlen,
 		   const char *val, size_t vlen, struct obuf *out, uint64_t *used);
 
