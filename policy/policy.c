@@ -485,3 +485,8 @@ bool policy_allow_present(const struct policy *p)
 {
 	return p->allow_present;
 }
+
+bool policy_intercept_present(const struct policy *p)
+{
+	return patlist_len(p->intercept) > 0;
+}

@@ -74,5 +74,7 @@ enum secret_source policy_secret_source(const struct policy *p, size_t i);
 const char *policy_secret_source_arg(const struct policy *p, size_t i);
 
 bool policy_allow_present(const struct policy *p);
+/* Does the policy have --intercept / "intercept" patterns? */
+bool policy_intercept_present(const struct policy *p);
 
 #endif

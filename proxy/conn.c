@@ -17,12 +17,18 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
 #include "httpmsg.h"
+#include "redact.h"
+#include "secrets.h"
 #include "server.h"
+#include "tls.h"
 
 static atomic_long live_conns;
 
@@ -148,6 +154,7 @@ void conn_free(struct conn *c)
 	evbuffer_free(c->pending);
 	httpmsg_free(c->req);
 	httpmsg_free(c->resp);
+	redactor_free(c->redactor);
 	free(c->path);
 	policy_unref(c->pol);
 	free(c);
@@ -222,12 +229,12 @@ void conn_log_connect(struct conn *c)
 	struct jsonw w;
 	char buf[ADDR_STRLEN];
 
-	if (c->logged_connect && c->mode == MODE_CONNECT)
+	if (c->logged_connect && c->mode != MODE_HTTP)
 		return;
 	c->logged_connect = true;
 	audit_begin(&w, "connect", c->id);
 	jsonw_str(&w, "client", c->client);
-	jsonw_str(&w, "mode", c->mode == MODE_CONNECT ? "connect" : "http");
+	jsonw_str(&w, "mode", c->mode == MODE_HTTP ? "http" : "connect");
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	if (c->up_connected)
@@ -237,7 +244,7 @@ void conn_log_connect(struct conn *c)
 		jsonw_str(&w, "rule", c->d.rule ? c->d.rule : "*");
 	else
 		jsonw_str(&w, "reason", reason_str(c->d.reason));
-	jsonw_bool(&w, "intercept", 0);
+	jsonw_bool(&w, "intercept", c->intercept);
 	audit_emit(&w);
 }
 
@@ -270,6 +277,13 @@ static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 		conn_refuse(c, c->d.reason, NULL);
 		return;
 	}
+	if (server_tls(c->w->srv) && policy_intercepts(c->pol, &c->t)) {
+		const struct secretset *ss = server_secrets(c->w->srv);
+		c->intercept = true;
+		c->approved = secretset_approved(ss, c->pol, &c->t);
+		if (c->approved)
+			c->redactor = redactor_new(ss, c->approved);
+	}
 	conn_start_upstream(c);
 }
 
@@ -278,12 +292,16 @@ static void on_head(struct conn *c)
 	size_t ulen;
 	const char *url = httpmsg_target(c->req, &ulen);
 
+	if (c->mode == MODE_INTERCEPT) {
+		httpfwd_on_head(c, url, ulen);
+		return;
+	}
 	if (strcmp(httpmsg_method(c->req), "CONNECT") == 0) {
 		on_connect_head(c, url, ulen);
 		return;
 	}
 	if (ulen >= 7 && strncasecmp(url, "http://", 7) == 0) {
-		plainhttp_on_head(c, url, ulen);
+		httpfwd_on_head(c, url, ulen);
 		return;
 	}
 	if (ulen >= 8 && strncasecmp(url, "https://", 8) == 0) {
@@ -335,7 +353,7 @@ void conn_client_input(struct conn *c)
 		relay_pump(c, c->cl, c->up);
 		break;
 	case ST_HTTP:
-		plainhttp_client_input(c);
+		httpfwd_client_input(c);
 		break;
 	default:
 		break; /* resolving/connecting: bytes wait in the input buffer */
@@ -356,7 +374,7 @@ static void on_upstream_read(struct bufferevent *bev, void *arg)
 	(void)bev;
 	conn_touch(c);
 	if (c->st == ST_HTTP)
-		plainhttp_upstream_input(c);
+		httpfwd_upstream_input(c);
 	else if (c->st == ST_TUNNEL || c->st == ST_SNI)
 		relay_pump(c, c->up, c->cl);
 }
@@ -466,6 +484,79 @@ void conn_start_upstream(struct conn *c)
 
 /* ---- upstream connect ---- */
 
+static void log_tls_error(struct conn *c, const char *what, const char *detail, const char *sni)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "refuse", c->id);
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	jsonw_str(&w, "reason", what);
+	jsonw_str(&w, "sni", sni);
+	jsonw_str(&w, "detail", detail);
+	audit_emit(&w);
+}
+
+/* Intercepted CONNECT: the upstream TLS is up and verified; answer 200 and
+ * run the sandbox's handshake against a leaf minted for the CONNECT host. */
+static void start_client_tls(struct conn *c)
+{
+	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	char err[256];
+	struct bufferevent *f;
+	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
+
+	if (!ssl) {
+		conn_error(c, 502, "internal", err);
+		return;
+	}
+	tls_set_expected_host(ssl, c->t.host);
+	evbuffer_add_printf(bufferevent_get_output(c->cl),
+			    "HTTP/1.1 200 Connection established\r\n\r\n");
+	f = bufferevent_openssl_filter_new(c->w->base, c->cl, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+	if (!f) {
+		SSL_free(ssl);
+		conn_free(c);
+		return;
+	}
+	c->cl = f; /* the filter owns the socket bufferevent now */
+	c->st = ST_TLS;
+	c->mode = MODE_INTERCEPT;
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	bufferevent_setcb(f, on_client_read, on_write, on_event, c);
+	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
+	set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+}
+
+/* The sandbox finished its TLS handshake: read requests. */
+static void on_client_tls(struct conn *c)
+{
+	/* requests inside the tunnel start with a fresh parser (the CONNECT one
+	 * stopped at its upgrade) */
+	httpmsg_free(c->req);
+	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
+	c->st = ST_HEAD;
+	conn_touch(c);
+	conn_client_input(c);
+}
+
+static void on_client_tls_error(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
+	char sni[256], detail[256] = "";
+	unsigned long e = bufferevent_get_openssl_error(c->cl);
+
+	if (e)
+		ERR_error_string_n(e, detail, sizeof(detail));
+	if (ssl && tls_sni_mismatched(ssl, sni, sizeof(sni)))
+		log_tls_error(c, reason_str(REASON_SNI_MISMATCH), detail, sni);
+	else
+		log_tls_error(c, "client-tls-failed", detail[0] ? detail : "handshake aborted", NULL);
+	conn_free(c);
+}
+
 static void on_connected(struct conn *c)
 {
 	c->up_connected = true;
@@ -474,6 +565,15 @@ static void on_connected(struct conn *c)
 	set_timeouts(c->cl, 0);
 	bufferevent_setwatermark(c->up, EV_READ, 0, CONN_HIGH_WATER);
 	conn_log_connect(c);
+	if (c->mode == MODE_INTERCEPT) {
+		/* a new upstream for the next request of an intercepted tunnel */
+		httpfwd_on_connected(c);
+		return;
+	}
+	if (c->intercept) {
+		start_client_tls(c);
+		return;
+	}
 	if (c->mode == MODE_CONNECT) {
 		evbuffer_add_printf(bufferevent_get_output(c->cl),
 				    "HTTP/1.1 200 Connection established\r\n\r\n");
@@ -484,7 +584,29 @@ static void on_connected(struct conn *c)
 		relay_check_sni(c);
 		return;
 	}
-	plainhttp_on_connected(c);
+	httpfwd_on_connected(c);
+}
+
+static struct bufferevent *new_upstream_bev(struct conn *c)
+{
+	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	struct bufferevent *bev;
+	char err[256];
+	SSL *ssl;
+
+	if (!c->intercept)
+		return bufferevent_socket_new(c->w->base, -1, opts);
+	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.is_ip, err);
+	if (!ssl)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+	if (!bev) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* many servers close without close_notify; framing tells us where bodies end */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 static void connect_next(struct conn *c)
@@ -505,8 +627,7 @@ static void connect_next(struct conn *c)
 	c->addr = c->addrs[c->ai++];
 	c->up_connected = false;
 	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
-	c->up = bufferevent_socket_new(c->w->base, -1,
-				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	c->up = new_upstream_bev(c);
 	if (!c->up) {
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;
@@ -516,6 +637,24 @@ static void connect_next(struct conn *c)
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0)
 		connect_next(c);
+}
+
+/* A connect attempt failed: TCP (try the next address) or, when
+ * intercepting, the verified TLS handshake (refuse: never send anything). */
+static void upstream_failed(struct conn *c)
+{
+	char msg[256];
+	SSL *ssl = c->intercept ? bufferevent_openssl_get_ssl(c->up) : NULL;
+
+	if (ssl && SSL_get_state(ssl) != TLS_ST_BEFORE) {
+		if (tls_upstream_verify_failed(ssl, msg, sizeof(msg))) {
+			conn_refuse(c, REASON_UPSTREAM_CERT, msg);
+			return;
+		}
+		conn_refuse(c, REASON_CONNECT_FAILED, msg);
+		return;
+	}
+	connect_next(c);
 }
 
 /* ---- events ---- */
@@ -531,7 +670,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		connect_next(c);
 		return;
 	}
-	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_CLOSING) {
+	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {
 		conn_free(c);
 		return;
 	}
@@ -550,7 +689,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
-		on_connected(c);
+		if (bev == c->cl)
+			on_client_tls(c);
+		else
+			on_connected(c);
+		return;
+	}
+	if (c->st == ST_TLS && bev == c->cl) {
+		on_client_tls_error(c);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -558,7 +704,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->st == ST_CONNECT && bev == c->up) {
-		connect_next(c);
+		upstream_failed(c);
 		return;
 	}
 	if (bev == c->up && c->st == ST_HEAD) {
@@ -573,11 +719,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && c->st == ST_HTTP && bev == c->up) {
-		plainhttp_upstream_eof(c);
+		httpfwd_upstream_eof(c);
 		return;
 	}
 	if (bev == c->up && c->st == ST_HTTP && (what & BEV_EVENT_ERROR)) {
-		plainhttp_upstream_eof(c);
+		httpfwd_upstream_eof(c);
 		return;
 	}
 	conn_free(c);

@@ -1,6 +1,6 @@
 /* conn_int.h -- the connection object shared by the proxy's connection
  * modules (conn.c: lifecycle and decisions; relay.c: byte pumps and tunnels;
- * plainhttp.c: absolute-form forwarding). Not for use outside proxy/. */
+ * httpfwd.c: request/response forwarding). Not for use outside proxy/. */
 #ifndef EGRESSD_CONN_INT_H
 #define EGRESSD_CONN_INT_H
 
@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include "httpmsg.h"
 #include "pattern.h"
 #include "policy.h"
 #include "reason.h"
@@ -29,10 +30,15 @@ enum conn_state {
 	ST_SNI,       /* CONNECT tunnel: holding client bytes until the hello is read */
 	ST_TUNNEL,    /* raw bytes both ways */
 	ST_HTTP,      /* absolute-form: forwarding one request and its response */
+	ST_TLS,       /* intercepted CONNECT: the sandbox's TLS handshake with us */
 	ST_CLOSING,   /* flushing a final reply to the client, then free */
 };
 
-enum conn_mode { MODE_CONNECT, MODE_HTTP };
+enum conn_mode {
+	MODE_CONNECT,   /* CONNECT tunnel, untouched */
+	MODE_HTTP,      /* absolute-form plain HTTP */
+	MODE_INTERCEPT, /* CONNECT whose TLS egressd terminates */
+};
 
 struct conn {
 	struct worker *w;
@@ -62,6 +68,15 @@ struct conn {
 	uint64_t bytes_up, bytes_down;
 	struct timeval start, last_activity;
 	bool logged_connect;
+	bool intercept;                /* CONNECT target is intercepted */
+	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
+	uint64_t injected;             /* secrets injected into the current request */
+	struct redactor *redactor;     /* replies: real values -> placeholders */
+	bool redacting;                /* current response is re-framed through it */
+	bool chunk_out;                /* ... and sent chunked to the client */
+	bool force_close;              /* close after the current response */
+	bool discarding;               /* a blocked request's body is being dropped */
+	int block_status;              /* status of a blocked request (for the log) */
 	struct conn *prev, *next;      /* the worker's list */
 };
 
@@ -92,16 +107,28 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev);
 /* CONNECT: check the first client bytes (ClientHello SNI) before tunnelling. */
 void relay_check_sni(struct conn *c);
 
-/* plainhttp.c */
-/* The head of an absolute-form request is parsed in c->req: decide and forward. */
-void plainhttp_on_head(struct conn *c, const char *url, size_t ulen);
+/* httpfwd.c */
+/* A request head is parsed in c->req (absolute-form on the proxy, or any
+ * request inside an intercepted tunnel): check, rewrite and forward. */
+void httpfwd_on_head(struct conn *c, const char *url, size_t ulen);
 /* The upstream is connected: send the pending head and body. */
-void plainhttp_on_connected(struct conn *c);
+void httpfwd_on_connected(struct conn *c);
 /* More client bytes (request body or the next request). */
-void plainhttp_client_input(struct conn *c);
+void httpfwd_client_input(struct conn *c);
+/* Feeds `from`'s input through parser m; consumed bytes are moved to `to`
+ * (raw) or dropped (the caller produces output itself, e.g. redacting), within
+ * the high-water mark. Returns the parser's last status. */
+enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct bufferevent *from,
+				 struct bufferevent *to, bool raw, uint64_t *count);
+
+/* httpresp.c */
+/* Per request: hook the response body into the redactor when needed. */
+void httpresp_prepare(struct conn *c);
+/* A blocked request's body has been dropped: log it, read the next one. */
+void httpresp_blocked_done(struct conn *c);
 /* Upstream bytes (response). */
-void plainhttp_upstream_input(struct conn *c);
+void httpfwd_upstream_input(struct conn *c);
 /* Upstream EOF in HTTP mode. */
-void plainhttp_upstream_eof(struct conn *c);
+void httpfwd_upstream_eof(struct conn *c);
 
 #endif

@@ -26,6 +26,9 @@ struct httpmsg {
 	char *hb;            /* head bytes: url, header names and values */
 	size_t cap, used, alloc; /* limit, in use, allocated */
 	struct span url;
+	struct span reason;   /* response reason phrase */
+	httpmsg_body_fn sink; /* receives de-framed body bytes, if set */
+	void *sink_ctx;
 	struct hdr hdrs[MAX_HEADERS];
 	size_t nhdrs;
 	bool new_field;      /* the next header-name bytes start a new field */
@@ -77,6 +80,20 @@ static int append(struct httpmsg *m, struct span *sp, const char *at, size_t n)
 static int on_begin(llhttp_t *p)
 {
 	from(p)->started = true;
+	return 0;
+}
+
+static int on_status(llhttp_t *p, const char *at, size_t n)
+{
+	struct httpmsg *m = from(p);
+	return append(m, &m->reason, at, n);
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n)
+{
+	struct httpmsg *m = from(p);
+	if (m->sink)
+		m->sink(m->sink_ctx, at, n);
 	return 0;
 }
 
@@ -168,6 +185,8 @@ struct httpmsg *httpmsg_new(enum httpmsg_kind kind, size_t head_cap)
 	llhttp_settings_init(&m->s);
 	m->s.on_message_begin = on_begin;
 	m->s.on_url = on_url;
+	m->s.on_status = on_status;
+	m->s.on_body = on_body;
 	m->s.on_header_field = on_field;
 	m->s.on_header_value = on_value;
 	m->s.on_header_value_complete = on_value_complete;
@@ -191,6 +210,7 @@ static void clear_head(struct httpmsg *m)
 {
 	m->used = 0;
 	m->url.off = m->url.len = 0;
+	m->reason.off = m->reason.len = 0;
 	m->nhdrs = 0;
 	m->new_field = true;
 	m->raw = 0;
@@ -370,4 +390,31 @@ bool httpmsg_keep_alive(const struct httpmsg *m)
 bool httpmsg_is_chunked(const struct httpmsg *m)
 {
 	return m->chunked;
+}
+
+void httpmsg_set_body_sink(struct httpmsg *m, httpmsg_body_fn fn, void *ctx)
+{
+	m->sink = fn;
+	m->sink_ctx = ctx;
+}
+
+const char *httpmsg_reason(const struct httpmsg *m, size_t *len)
+{
+	*len = m->reason.len;
+	return m->reason.len ? m->hb + m->reason.off : "";
+}
+
+bool httpmsg_has_body(const struct httpmsg *m)
+{
+	const llhttp_t *p = &m->p;
+
+	if (m->no_body || (m->kind == HTTPMSG_RESPONSE &&
+			   ((m->status >= 100 && m->status < 200) || m->status == 204 ||
+			    m->status == 304)))
+		return false;
+	if (p->flags & F_CHUNKED)
+		return true;
+	if (p->flags & F_CONTENT_LENGTH)
+		return p->content_length > 0;
+	return m->kind == HTTPMSG_RESPONSE; /* delimited by close */
 }

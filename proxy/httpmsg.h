@@ -59,4 +59,13 @@ size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char
 bool httpmsg_keep_alive(const struct httpmsg *m);
 bool httpmsg_is_chunked(const struct httpmsg *m);
 
+/* Body bytes, with chunked framing removed, go to fn as they are parsed
+ * (in addition to being counted as consumed). NULL fn: none. */
+typedef void (*httpmsg_body_fn)(void *ctx, const char *p, size_t n);
+void httpmsg_set_body_sink(struct httpmsg *m, httpmsg_body_fn fn, void *ctx);
+/* Response reason phrase ("OK"), borrowed; "" if none. */
+const char *httpmsg_reason(const struct httpmsg *m, size_t *len);
+/* After HEAD: will a body follow (chunked, Content-Length > 0, or close-delimited)? */
+bool httpmsg_has_body(const struct httpmsg *m);
+
 #endif

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "pattern.h"
 #include "policy.h"
+#include "sandboxenv.h"
 #include "server.h"
 
 #define EGRESSD_VERSION "0.1.0"
@@ -17,6 +18,7 @@ struct cli {
 	const char *command;
 	struct server_opts so;
 	const char *log;
+	const char *ca_key;       /* "ec" or "rsa" for `ca init` */
 	int unsupported; /* an option of a later milestone was given */
 	const char *unsupported_name;
 };
@@ -24,7 +26,7 @@ struct cli {
 enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
-	OPT_THREADS, OPT_VERSION,
+	OPT_THREADS, OPT_VERSION, OPT_CAKEY,
 };
 
 static const struct option long_opts[] = {
@@ -45,6 +47,7 @@ static const struct option long_opts[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "ca-key", required_argument, NULL, OPT_CAKEY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -67,10 +70,14 @@ static void usage(FILE *f)
 	      "      --threads N            worker threads (default: number of cores)\n"
 	      "      --version              print the version\n"
 	      "\n"
-	      "Not available yet in this version (the command exits 2 if given):\n"
-	      "  env, ca, run commands; --transparent, --state-dir, --upstream-ca,\n"
-	      "  --on-placeholder-leak. Secrets are parsed and validated; injection is not\n"
-	      "  implemented yet (see README).\n",
+	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
+	      "                             for root, else ~/.local/state/egressd)\n"
+	      "      --upstream-ca FILE     extra trust anchors for upstream certificates\n"
+	      "      --on-placeholder-leak log|block  (default log)\n"
+	      "\n"
+	      "       egressd env [OPTIONS]          print the sandbox's environment\n"
+	      "       egressd ca init|show [OPTIONS] [--ca-key ec|rsa]\n"
+	      "Not available yet in this version (exits 2): the run command, --transparent.\n",
 	      f);
 }
 
@@ -122,6 +129,23 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_RESOLVE: okay = policy_add_pin(p, arg, err); break;
 	case OPT_SECRET: okay = add_cli_secret(p, arg, err); break;
 	case OPT_DNS: cli->so.dns = arg; break;
+	case OPT_STATE: cli->so.state_dir = arg; break;
+	case OPT_UPCA: cli->so.upstream_ca = arg; break;
+	case OPT_CAKEY:
+		cli->ca_key = arg;
+		if (strcmp(arg, "ec") && strcmp(arg, "rsa")) {
+			snprintf(err, sizeof(err), "invalid --ca-key \"%s\" (want ec or rsa)", arg);
+			okay = false;
+		}
+		break;
+	case OPT_LEAK:
+		if (!strcmp(arg, "block") || !strcmp(arg, "log")) {
+			cli->so.leak_block = !strcmp(arg, "block");
+		} else {
+			snprintf(err, sizeof(err), "invalid --on-placeholder-leak \"%s\" (want log or block)", arg);
+			okay = false;
+		}
+		break;
 	case OPT_LOG: cli->log = arg; break;
 	case OPT_LISTEN:
 		if (cli->so.nlisten == SERVER_MAX_LISTENERS) {
@@ -140,7 +164,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 		break;
 	default:
 		cli->unsupported = 1;
-		cli->unsupported_name = long_opts[opt - OPT_ALLOW + 1].name;
+		cli->unsupported_name = "transparent";
 		break;
 	}
 	if (!okay)
@@ -247,9 +271,9 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 
 	if (cli->so.nlisten == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
-	if (policy_secret_count(p) > 0)
-		fprintf(stderr, "egressd: warning: secret injection is not implemented in this "
-				"version; secret hosts are tunnelled untouched\n");
+	if ((policy_secret_count(p) > 0 || policy_intercept_present(p)) &&
+	    sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0)
+		return 1;
 	if (audit_open(cli->log) < 0) {
 		fprintf(stderr, "egressd: cannot open log %s: %m\n", cli->log);
 		return 2;
@@ -279,9 +303,9 @@ int main(int argc, char **argv)
 		argc--;
 		argv++;
 	}
-	if (strcmp(cli.command, "serve") && strcmp(cli.command, "check")) {
-		bool known = !strcmp(cli.command, "env") || !strcmp(cli.command, "ca") ||
-			     !strcmp(cli.command, "run");
+	if (strcmp(cli.command, "serve") && strcmp(cli.command, "check") &&
+	    strcmp(cli.command, "env") && strcmp(cli.command, "ca")) {
+		bool known = !strcmp(cli.command, "run");
 		fprintf(stderr, known ? "egressd: the '%s' command is not implemented in this version\n"
 				      : "egressd: unknown command '%s' (try --help)\n",
 			cli.command);
@@ -289,7 +313,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	rc = parse_args(argc, argv, &cli, p);
-	if (rc == 0 && !strcmp(cli.command, "check"))
+	if (!cli.so.state_dir)
+		cli.so.state_dir = sandboxenv_default_state_dir();
+	if (rc == 0 && !strcmp(cli.command, "ca"))
+		rc = sandboxenv_cmd_ca(argc - optind, argv + optind, cli.so.state_dir, cli.ca_key);
+	else if (rc == 0 && !strcmp(cli.command, "env"))
+		rc = optind < argc ? 2 : sandboxenv_cmd_env(p, cli.so.state_dir,
+				cli.so.nlisten ? cli.so.listen[0] : "127.0.0.1:3128", cli.so.upstream_ca);
+	else if (rc == 0 && !strcmp(cli.command, "check"))
 		rc = cmd_check(argc - optind, argv + optind, p);
 	else if (rc == 0 && optind < argc) {
 		fprintf(stderr, "egressd: unexpected argument '%s'\n", argv[optind]);

@@ -63,6 +63,17 @@ static bool finish_half_close(struct conn *c)
 
 bool relay_on_eof(struct conn *c, struct bufferevent *bev)
 {
+	if (c->mode == MODE_INTERCEPT) {
+		/* TLS on both sides: no half-close; pass what is left, then close */
+		if (bev == c->cl) {
+			conn_free(c);
+			return true;
+		}
+		c->up_eof = true;
+		relay_pump(c, c->up, c->cl);
+		conn_close_flushed(c);
+		return true;
+	}
 	if (bev == c->cl) {
 		c->cl_eof = true;
 		if (c->st == ST_SNI) {
@@ -96,9 +107,9 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 	bufferevent_enable(from, EV_READ);
 	if (c->st == ST_HTTP) {
 		if (from == c->cl)
-			plainhttp_client_input(c);
+			httpfwd_client_input(c);
 		else
-			plainhttp_upstream_input(c);
+			httpfwd_upstream_input(c);
 		return;
 	}
 	relay_pump(c, from, bev);

@@ -18,8 +18,13 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "ca.h"
+#include "mint.h"
+#include "secrets.h"
+#include "tls.h"
 #include "conn.h"
 #include "pattern.h"
 #include "policy.h"
@@ -51,7 +56,55 @@ struct server {
 	int nthreads;
 	atomic_ullong next_id;
 	struct event_base *main_base; /* waits for signals */
+	struct ca *ca;                /* interception: NULL when not needed */
+	struct minter *minter;
+	struct tls *tls;
+	struct secretset *secrets;
 };
+
+struct tls *server_tls(struct server *s)
+{
+	return s->tls;
+}
+
+const struct secretset *server_secrets(struct server *s)
+{
+	return s->secrets;
+}
+
+/* Loads the CA, leaf minter, TLS contexts and secret values when the policy
+ * has secrets or intercept patterns. */
+static int setup_interception(struct server *s, char *err)
+{
+	unsigned char key[PLACEHOLDER_KEYLEN];
+	char e[SECRETS_ERRLEN];
+	int created = 0;
+
+	if (policy_secret_count(s->pol) == 0 && !policy_intercept_present(s->pol))
+		return 0;
+	s->ca = ca_load_or_create(s->o.state_dir, CA_KEY_EC_P256, &created, err);
+	if (!s->ca)
+		return -1;
+	if (created)
+		fprintf(stderr, "egressd: created a new CA in %s\n", s->o.state_dir);
+	s->minter = minter_new(s->ca, err);
+	if (!s->minter)
+		return -1;
+	s->tls = tls_new(s->ca, s->minter, s->o.upstream_ca, err);
+	if (!s->tls)
+		return -1;
+	if (placeholder_key_load(s->o.state_dir, key, e) < 0) {
+		snprintf(err, 256, "%.250s", e);
+		return -1;
+	}
+	s->secrets = secretset_load(s->pol, key, e);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (!s->secrets) {
+		snprintf(err, 256, "%.250s", e);
+		return -1;
+	}
+	return 0;
+}
 
 struct policy *server_policy(struct server *s)
 {
@@ -207,6 +260,8 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (setup_dns(s, &ws->w, err) < 0)
 		return -1;
 	ws->resume = evtimer_new(ws->w.base, on_resume, ws);
+	if (s->minter)
+		ws->w.certs = certcache_new(s->minter, 1024);
 	for (int i = 0; i < s->nla; i++) {
 		ws->ls[i] = evconnlistener_new(ws->w.base, on_accept, &ws->w,
 					       LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
@@ -267,6 +322,8 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
 	load_local_addrs(s);
+	if (setup_interception(s, err) < 0)
+		goto fail;
 	for (int i = 0; i < o->nlisten; i++)
 		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
 			goto fail;
@@ -341,7 +398,12 @@ void server_free(struct server *s)
 			evdns_base_free(ws->w.dns, 1);
 		if (ws->w.base)
 			event_base_free(ws->w.base);
+		certcache_free(ws->w.certs);
 	}
+	secretset_free(s->secrets);
+	tls_free(s->tls);
+	minter_free(s->minter);
+	ca_free(s->ca);
 	free(s->ws);
 	policy_unref(s->pol);
 	pthread_mutex_destroy(&s->pol_lock);

@@ -11,6 +11,9 @@
 struct policy;
 struct event_base;
 struct evdns_base;
+struct certcache;
+struct secretset;
+struct tls;
 
 #define SERVER_MAX_LISTENERS 8
 
@@ -20,6 +23,9 @@ struct server_opts {
 	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
 	int threads;            /* 0: number of cores */
 	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
+	const char *state_dir;   /* CA, placeholder key, CA bundle */
+	const char *upstream_ca; /* extra upstream trust anchors, or NULL */
+	bool leak_block;         /* --on-placeholder-leak block */
 };
 
 struct server;
@@ -31,6 +37,7 @@ struct worker {
 	struct evdns_base *dns;
 	unsigned index;
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
+	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
 };
 
 /* Creates the server with policy p (a reference is taken), binds the
@@ -46,6 +53,11 @@ struct policy *server_policy(struct server *s);
 const struct server_opts *server_opts(const struct server *s);
 /* Would connecting to a:port reach one of egressd's own listeners? */
 bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port);
+/* Interception state, or NULL when the policy has no secret or intercept
+ * pattern (then nothing is intercepted). Borrowed for the server's life. */
+struct tls *server_tls(struct server *s);
+const struct secretset *server_secrets(struct server *s);
+
 /* A process-wide unique connection id. */
 unsigned long long server_next_id(struct server *s);
 

@@ -1,0 +1,200 @@
+/* redact.c -- streaming replacement of secret values by their placeholders in
+ * response bodies: the output for any chunking equals redact_string() of the
+ * whole body (leftmost-longest matching, ties to the lowest secret index) */
+#include "redact.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "alloc.h"
+#include "secrets.h"
+
+struct rpat {
+	const char *v;  /* value (borrowed from the secretset) */
+	size_t len;
+	const char *ph; /* placeholder (borrowed) */
+	size_t idx;     /* secret index: breaks ties between equal values */
+};
+
+struct redactor {
+	struct rpat pat[SECRETS_MAX]; /* by first byte, then longest first, then index */
+	size_t npat;
+	unsigned char start[256];     /* pat[start[c] .. start[c] + count[c]) begin with c */
+	unsigned char count[256];
+	int only;                     /* the single first byte of all values, or -1 */
+	size_t maxlen;                /* longest value */
+	char *hold;                   /* held-back bytes (maxlen), wiped */
+	size_t hold_len;
+	char *tmp;                    /* hold + head of the next chunk (2 * maxlen), wiped */
+};
+
+static int pat_cmp(const void *a, const void *b)
+{
+	const struct rpat *x = a, *y = b;
+	unsigned char cx = (unsigned char)x->v[0], cy = (unsigned char)y->v[0];
+
+	if (cx != cy)
+		return cx < cy ? -1 : 1;
+	if (x->len != y->len)
+		return x->len > y->len ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
+{
+	struct redactor *r = xcalloc(1, sizeof(*r));
+	size_t cnt = secretset_count(s);
+	int nfirst = 0;
+
+	for (size_t k = 0; k < cnt && k < SECRETS_MAX; k++) {
+		size_t len;
+		const char *v;
+
+		if (!(mask >> k & 1))
+			continue;
+		v = secretset_value(s, k, &len);
+		if (!v || !len)
+			continue;
+		r->pat[r->npat].v = v;
+		r->pat[r->npat].len = len;
+		r->pat[r->npat].ph = secretset_placeholder(s, k);
+		r->pat[r->npat].idx = k;
+		r->npat++;
+		if (len > r->maxlen)
+			r->maxlen = len;
+	}
+	qsort(r->pat, r->npat, sizeof(r->pat[0]), pat_cmp);
+	for (size_t i = 0; i < r->npat; i++) {
+		unsigned char c = (unsigned char)r->pat[i].v[0];
+		if (!r->count[c]++) {
+			r->start[c] = (unsigned char)i;
+			nfirst++;
+		}
+	}
+	r->only = nfirst == 1 ? (unsigned char)r->pat[0].v[0] : -1;
+	if (r->maxlen) {
+		r->hold = xmalloc(r->maxlen);
+		r->tmp = xmalloc(2 * r->maxlen);
+	}
+	return r;
+}
+
+void redactor_free(struct redactor *r)
+{
+	if (!r)
+		return;
+	if (r->hold) {
+		OPENSSL_cleanse(r->hold, r->maxlen);
+		OPENSSL_cleanse(r->tmp, 2 * r->maxlen);
+	}
+	free(r->hold);
+	free(r->tmp);
+	r->hold = r->tmp = NULL;
+	free(r);
+}
+
+/* Next position >= i where some value may begin, or n. */
+static size_t next_candidate(const struct redactor *r, const char *p, size_t i, size_t n)
+{
+	if (r->only >= 0) {
+		const char *q = memchr(p + i, r->only, n - i);
+		return q ? (size_t)(q - p) : n;
+	}
+	while (i < n && !r->count[(unsigned char)p[i]])
+		i++;
+	return i;
+}
+
+/* Redacts p[0..n) and emits it, up to the first position where the decision
+ * needs bytes beyond n (never when final). Returns the bytes consumed. */
+static size_t scan(const struct redactor *r, const char *p, size_t n, bool final,
+		   redact_emit_fn emit, void *ctx)
+{
+	size_t i = 0, lit = 0;
+
+	for (;;) {
+		const struct rpat *best = NULL;
+		bool pending = false;
+		unsigned char c;
+
+		i = next_candidate(r, p, i, n);
+		if (i == n)
+			break;
+		c = (unsigned char)p[i];
+		for (size_t j = r->start[c]; j < (size_t)r->start[c] + r->count[c]; j++) {
+			const struct rpat *t = &r->pat[j];
+			size_t avail = n - i;
+
+			if (t->len > avail) {
+				/* a longer value could still match: wait for more */
+				if (!final && memcmp(p + i, t->v, avail) == 0) {
+					pending = true;
+					break;
+				}
+			} else if (memcmp(p + i, t->v, t->len) == 0) {
+				best = t; /* longest full match: the rest are shorter */
+				break;
+			}
+		}
+		if (pending)
+			break;
+		if (!best) {
+			i++;
+			continue;
+		}
+		if (i > lit)
+			emit(ctx, p + lit, i - lit);
+		emit(ctx, best->ph, PLACEHOLDER_LEN);
+		i += best->len;
+		lit = i;
+	}
+	if (i > lit)
+		emit(ctx, p + lit, i - lit);
+	return i;
+}
+
+void redactor_feed(struct redactor *r, const char *p, size_t n, redact_emit_fn emit, void *ctx)
+{
+	size_t off = 0, c;
+
+	if (!r->npat) {
+		if (n)
+			emit(ctx, p, n);
+		return;
+	}
+	if (r->hold_len) {
+		/* held bytes plus enough of p to decide every held position */
+		size_t take = n < r->maxlen ? n : r->maxlen, tlen = r->hold_len + take;
+
+		memcpy(r->tmp, r->hold, r->hold_len);
+		memcpy(r->tmp + r->hold_len, p, take);
+		c = scan(r, r->tmp, tlen, false, emit, ctx);
+		if (c < r->hold_len) {
+			/* only when all of p was taken: keep the undecided tail */
+			memmove(r->hold, r->tmp + c, tlen - c);
+			r->hold_len = tlen - c;
+			OPENSSL_cleanse(r->tmp, tlen);
+			return;
+		}
+		OPENSSL_cleanse(r->tmp, tlen);
+		off = c - r->hold_len;
+		OPENSSL_cleanse(r->hold, r->hold_len);
+		r->hold_len = 0;
+	}
+	c = scan(r, p + off, n - off, false, emit, ctx);
+	off += c;
+	memcpy(r->hold, p + off, n - off);
+	r->hold_len = n - off;
+}
+
+void redactor_flush(struct redactor *r, redact_emit_fn emit, void *ctx)
+{
+	if (!r->hold_len)
+		return;
+	scan(r, r->hold, r->hold_len, true, emit, ctx);
+	OPENSSL_cleanse(r->hold, r->hold_len);
+	r->hold_len = 0;
+}

@@ -1,0 +1,541 @@
+/* secrets.c -- the placeholder key in the state dir, placeholders derived from
+ * it, and the secret values resolved once into locked, wiped-on-free memory */
+#include "secrets.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
+#include "alloc.h"
+#include "policy.h"
+
+#define SECRET_FILE_MAX (64 * 1024) /* largest valueFromFile, after which: error */
+#define KEY_FILE "placeholder.key"
+
+/* Sanitizer and fuzz builds keep values in plain malloc so ASan sees every
+ * byte of them (STYLE 16: a plain-malloc mode for any custom allocator). */
+#if defined(__SANITIZE_ADDRESS__) || defined(EGRESSD_FUZZ)
+#define SECURE_PLAIN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SECURE_PLAIN 1
+#endif
+#endif
+#ifndef SECURE_PLAIN
+#define SECURE_PLAIN 0
+#endif
+
+struct sentry {
+	char *name;                           /* owned copy */
+	char placeholder[PLACEHOLDER_LEN + 1];
+	char *value;                          /* secure memory, NUL-terminated */
+	size_t len;                           /* value length */
+	size_t alloc;                         /* bytes allocated at value */
+};
+
+struct secretset {
+	size_t n;
+	struct sentry *e; /* n entries, in the policy's order (bit i = entry i) */
+};
+
+static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void seterr(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, SECRETS_ERRLEN, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- secure memory ---- */
+
+static CRYPTO_ONCE secure_once = CRYPTO_ONCE_STATIC_INIT;
+static int secure_heap; /* 1: OpenSSL's secure heap is ours to use */
+
+static void secure_init(void)
+{
+	/* 64 KiB of mlock'ed, guard-paged, MADV_DONTDUMP heap. If it cannot be
+	 * set up (no mmap/mlock rights, or OPENSSL_NO_SECURE_MEMORY), values fall
+	 * back to page-aligned malloc + mlock + MADV_DONTDUMP (secure_alloc). */
+	if (SECURE_PLAIN)
+		return;
+	if (CRYPTO_secure_malloc_initialized() || CRYPTO_secure_malloc_init(1 << 16, 32) != 0)
+		secure_heap = 1;
+}
+
+static size_t page_size(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+
+	return pg > 0 ? (size_t)pg : 4096;
+}
+
+/* Returns n bytes of memory for a secret; *alloc gets the size to pass back
+ * to secure_free. Aborts on OOM like xmalloc. */
+static char *secure_alloc(size_t n, size_t *alloc)
+{
+	void *p;
+
+	CRYPTO_THREAD_run_once(&secure_once, secure_init);
+	if (SECURE_PLAIN) {
+		*alloc = n;
+		return xmalloc(n);
+	}
+	if (secure_heap) {
+		p = OPENSSL_secure_malloc(n);
+		if (p && CRYPTO_secure_allocated(p)) {
+			*alloc = n;
+			return p;
+		}
+		OPENSSL_free(p); /* heap full: OpenSSL fell back to plain malloc */
+	}
+	/* Fallback: whole pages so munlock on free never unlocks a neighbour;
+	 * mlock may fail under RLIMIT_MEMLOCK, the value is then only wiped. */
+	*alloc = (n + page_size() - 1) / page_size() * page_size();
+	if (posix_memalign(&p, page_size(), *alloc) != 0) {
+		fprintf(stderr, "egressd: out of memory allocating %zu bytes\n", *alloc);
+		abort();
+	}
+	(void)mlock(p, *alloc);
+	(void)madvise(p, *alloc, MADV_DONTDUMP);
+	return p;
+}
+
+static void secure_free(char *p, size_t alloc)
+{
+	if (!p)
+		return;
+	if (!SECURE_PLAIN && CRYPTO_secure_allocated(p)) {
+		OPENSSL_secure_clear_free(p, alloc);
+		return;
+	}
+	OPENSSL_cleanse(p, alloc);
+	if (!SECURE_PLAIN) {
+		(void)madvise(p, alloc, MADV_DODUMP);
+		(void)munlock(p, alloc);
+	}
+	free(p);
+}
+
+/* ---- placeholder key ---- */
+
+static int read_full(int fd, unsigned char *buf, size_t n, size_t *got)
+{
+	size_t off = 0;
+
+	while (off < n) {
+		ssize_t r = read(fd, buf + off, n - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			break;
+		off += (size_t)r;
+	}
+	*got = off;
+	return 0;
+}
+
+static int write_full(int fd, const unsigned char *buf, size_t n)
+{
+	size_t off = 0;
+
+	while (off < n) {
+		ssize_t r = write(fd, buf + off, n - off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return 0;
+}
+
+/* Creates dir 0700 if missing; refuses a non-directory or a group/world-
+ * writable one. */
+static int state_dir_check(const char *dir, char *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT || (mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+		    stat(dir, &st) != 0) {
+			seterr(err, "state dir %s: %s", dir, strerror(errno));
+			return -1;
+		}
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		seterr(err, "state dir %s: not a directory", dir);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		seterr(err, "state dir %s: group- or world-writable (mode %04o); chmod 700 it",
+		       dir, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads an existing key file: a regular file of exactly PLACEHOLDER_KEYLEN
+ * bytes. Returns 0, 1 if it does not exist, -1 with err. */
+static int key_read(const char *path, unsigned char key[PLACEHOLDER_KEYLEN], char *err)
+{
+	unsigned char buf[PLACEHOLDER_KEYLEN + 1];
+	struct stat st;
+	size_t got = 0;
+	int fd, rc = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 1;
+		seterr(err, "placeholder key %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		seterr(err, "placeholder key %s: not a regular file", path);
+		goto out;
+	}
+	if (read_full(fd, buf, sizeof(buf), &got) != 0) {
+		seterr(err, "placeholder key %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (got != PLACEHOLDER_KEYLEN) {
+		seterr(err, "placeholder key %s: %zu bytes, want %d (delete it to make a new one,"
+		       " which changes every placeholder)", path, got, PLACEHOLDER_KEYLEN);
+		goto out;
+	}
+	memcpy(key, buf, PLACEHOLDER_KEYLEN);
+	rc = 0;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return rc;
+}
+
+/* Writes a new random key to a temporary file (O_EXCL, 0600, fsync) and moves
+ * it into place without replacing a key another process put there first.
+ * Returns 0 (key written), 1 (lost the race: read the existing one), -1. */
+static int key_create(const char *dir, const char *path, unsigned char key[PLACEHOLDER_KEYLEN],
+		      char *err)
+{
+	unsigned char buf[PLACEHOLDER_KEYLEN], nonce[8];
+	char tmp[4096];
+	int fd = -1, dfd = -1, rc = -1;
+	bool made = false;
+
+	if (RAND_priv_bytes(buf, sizeof(buf)) != 1 || RAND_bytes(nonce, sizeof(nonce)) != 1) {
+		seterr(err, "placeholder key: random generator failed");
+		goto out;
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.%ld.%02x%02x%02x%02x", dir, KEY_FILE,
+			     (long)getpid(), nonce[0], nonce[1], nonce[2], nonce[3]) >= sizeof(tmp)) {
+		seterr(err, "state dir path too long");
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		seterr(err, "placeholder key %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	made = true;
+	if (fchmod(fd, 0600) != 0 || write_full(fd, buf, sizeof(buf)) != 0 || fsync(fd) != 0) {
+		seterr(err, "placeholder key %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		seterr(err, "placeholder key %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	/* rename, but never over a key that a concurrent start just wrote (that
+	 * would give the two processes different placeholders) */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) != 0) {
+		if (errno == EEXIST) {
+			rc = 1;
+			goto out;
+		}
+		if ((errno != EINVAL && errno != ENOSYS) || link(tmp, path) != 0) {
+			if (errno == EEXIST)
+				rc = 1;
+			else
+				seterr(err, "placeholder key %s: %s", path, strerror(errno));
+			goto out;
+		}
+		(void)unlink(tmp);
+	}
+	made = false;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	memcpy(key, buf, PLACEHOLDER_KEYLEN);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (made)
+		(void)unlink(tmp);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return rc;
+}
+
+int placeholder_key_load(const char *state_dir, unsigned char key[PLACEHOLDER_KEYLEN], char *err)
+{
+	char path[4096];
+	int rc;
+
+	if (state_dir_check(state_dir, err) != 0)
+		return -1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", state_dir, KEY_FILE) >= sizeof(path)) {
+		seterr(err, "state dir path too long");
+		return -1;
+	}
+	rc = key_read(path, key, err);
+	if (rc != 1)
+		return rc;
+	rc = key_create(state_dir, path, key, err);
+	if (rc == 1) /* another process created it meanwhile */
+		rc = key_read(path, key, err) == 0 ? 0 : -1;
+	return rc;
+}
+
+void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *name,
+		      char out[PLACEHOLDER_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t plen = strlen(PLACEHOLDER_PREFIX);
+
+	if (!HMAC(EVP_sha256(), key, PLACEHOLDER_KEYLEN, (const unsigned char *)name,
+		  strlen(name), md, &mdlen) || mdlen < (PLACEHOLDER_LEN - plen) / 2) {
+		/* cannot happen with a working libcrypto; a wrong placeholder would be worse */
+		fprintf(stderr, "egressd: HMAC-SHA256 failed\n");
+		abort();
+	}
+	memcpy(out, PLACEHOLDER_PREFIX, plen);
+	for (size_t i = 0; i < (PLACEHOLDER_LEN - plen) / 2; i++) {
+		out[plen + 2 * i] = hex[md[i] >> 4];
+		out[plen + 2 * i + 1] = hex[md[i] & 15];
+	}
+	out[PLACEHOLDER_LEN] = '\0';
+}
+
+/* ---- the secret set ---- */
+
+/* Reads path (at most SECRET_FILE_MAX bytes, one trailing "\n" or "\r\n"
+ * dropped) into a new heap buffer; the caller wipes and frees it. */
+static char *file_read(const char *name, const char *path, size_t *len, char *err)
+{
+	char *buf = NULL, *res = NULL;
+	struct stat st;
+	size_t got = 0;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		seterr(err, "secret %s: valueFromFile %s: %s", name, path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		seterr(err, "secret %s: valueFromFile %s: not a regular file", name, path);
+		goto out;
+	}
+	buf = xmalloc(SECRET_FILE_MAX + 1);
+	if (read_full(fd, (unsigned char *)buf, SECRET_FILE_MAX + 1, &got) != 0) {
+		seterr(err, "secret %s: valueFromFile %s: %s", name, path, strerror(errno));
+		goto out;
+	}
+	if (got > SECRET_FILE_MAX) {
+		seterr(err, "secret %s: valueFromFile %s: larger than %d bytes", name, path,
+		       SECRET_FILE_MAX);
+		goto out;
+	}
+	if (got > 0 && buf[got - 1] == '\n') {
+		got--;
+		if (got > 0 && buf[got - 1] == '\r')
+			got--;
+	}
+	*len = got;
+	res = buf;
+	buf = NULL;
+out:
+	if (buf) {
+		OPENSSL_cleanse(buf, SECRET_FILE_MAX + 1);
+		free(buf);
+	}
+	close(fd);
+	return res;
+}
+
+static int lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? c + 32 : c;
+}
+
+/* Does v contain, in any case, the placeholder of some entry of s? */
+static bool contains_placeholder(const struct secretset *s, const char *v, size_t n)
+{
+	for (size_t i = 0; i + PLACEHOLDER_LEN <= n; i++) {
+		if (lower((unsigned char)v[i]) != 'e')
+			continue;
+		for (size_t k = 0; k < s->n; k++) {
+			size_t j = 0;
+			while (j < PLACEHOLDER_LEN &&
+			       lower((unsigned char)v[i + j]) == s->e[k].placeholder[j])
+				j++;
+			if (j == PLACEHOLDER_LEN)
+				return true;
+		}
+	}
+	return false;
+}
+
+struct secretset *secretset_load(const struct policy *p,
+				 const unsigned char key[PLACEHOLDER_KEYLEN], char *err)
+{
+	struct secretset *s = NULL, *res = NULL;
+	size_t n = policy_secret_count(p);
+
+	if (n > SECRETS_MAX) {
+		seterr(err, "%zu secrets: at most %d are supported", n, SECRETS_MAX);
+		goto out;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->e = xcalloc(n ? n : 1, sizeof(*s->e));
+	s->n = n;
+	for (size_t i = 0; i < n; i++) {
+		s->e[i].name = xstrdup(policy_secret_name(p, i));
+		placeholder_make(key, s->e[i].name, s->e[i].placeholder);
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct sentry *e = &s->e[i];
+		const char *arg = policy_secret_source_arg(p, i), *src = NULL;
+		char *filebuf = NULL;
+		size_t len = 0;
+
+		switch (policy_secret_source(p, i)) {
+		case SECRET_VALUE:
+			src = arg;
+			len = strlen(arg);
+			break;
+		case SECRET_FROM_ENV:
+			/* copied straight from the environment into secure memory:
+			 * there is no intermediate copy to wipe */
+			src = getenv(arg);
+			if (!src) {
+				seterr(err, "secret %s: environment variable %s is not set",
+				       e->name, arg);
+				goto out;
+			}
+			len = strlen(src);
+			break;
+		case SECRET_FROM_FILE:
+			filebuf = file_read(e->name, arg, &len, err);
+			if (!filebuf)
+				goto out;
+			src = filebuf;
+			break;
+		}
+		if (len == 0) {
+			seterr(err, "secret %s: the value is empty", e->name);
+		} else if (memchr(src, '\r', len) || memchr(src, '\n', len) ||
+			   memchr(src, '\0', len)) {
+			seterr(err, "secret %s: the value contains CR, LF or NUL", e->name);
+			len = 0;
+		} else if (contains_placeholder(s, src, len)) {
+			seterr(err, "secret %s: the value contains a placeholder", e->name);
+			len = 0;
+		} else {
+			e->value = secure_alloc(len + 1, &e->alloc);
+			memcpy(e->value, src, len);
+			e->value[len] = '\0';
+			e->len = len;
+		}
+		if (filebuf) {
+			OPENSSL_cleanse(filebuf, SECRET_FILE_MAX + 1);
+			free(filebuf);
+		}
+		if (len == 0)
+			goto out;
+	}
+	res = s;
+	s = NULL;
+out:
+	secretset_free(s);
+	return res;
+}
+
+void secretset_free(struct secretset *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n; i++) {
+		secure_free(s->e[i].value, s->e[i].alloc);
+		s->e[i].value = NULL;
+		free(s->e[i].name);
+		s->e[i].name = NULL;
+	}
+	free(s->e);
+	s->e = NULL;
+	free(s);
+}
+
+size_t secretset_count(const struct secretset *s)
+{
+	return s ? s->n : 0;
+}
+
+const char *secretset_name(const struct secretset *s, size_t i)
+{
+	return s && i < s->n ? s->e[i].name : NULL;
+}
+
+const char *secretset_placeholder(const struct secretset *s, size_t i)
+{
+	return s && i < s->n ? s->e[i].placeholder : NULL;
+}
+
+const char *secretset_value(const struct secretset *s, size_t i, size_t *len)
+{
+	if (!s || i >= s->n) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	if (len)
+		*len = s->e[i].len;
+	return s->e[i].value;
+}
+
+uint64_t secretset_approved(const struct secretset *s, const struct policy *p,
+			    const struct target *t)
+{
+	uint64_t m = 0;
+
+	for (size_t i = 0; s && i < s->n && i < policy_secret_count(p); i++) {
+		const struct patlist *h = policy_secret_hosts(p, i);
+		if (h && patlist_match_target(h, t))
+			m |= (uint64_t)1 << i;
+	}
+	return m;
+}

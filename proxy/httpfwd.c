@@ -1,0 +1,382 @@
+/* httpfwd.c -- the request side of HTTP forwarding, for absolute-form plain
+ * HTTP on the proxy and for every request inside an intercepted tunnel:
+ * per-request checks (policy, Host, placeholder leaks), head rewriting
+ * (origin-form, secret injection), request bodies streamed raw */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "audit.h"
+#include "conn_int.h"
+#include "httpmsg.h"
+#include "inject.h"
+#include "secrets.h"
+#include "server.h"
+
+#define LOG_PATH_MAX 2048
+
+/* Splits "SCHEME://AUTHORITY[/path][?query]" (skip = length of "SCHEME://")
+ * into authority and path. Userinfo and fragments are refused. */
+static bool split_url(const char *url, size_t ulen, size_t skip, const char **auth,
+		      size_t *alen, const char **path, size_t *plen)
+{
+	const char *p = url + skip, *end = url + ulen, *a = p;
+
+	while (p < end && *p != '/' && *p != '?' && *p != '#')
+		p++;
+	*auth = a;
+	*alen = (size_t)(p - a);
+	*path = p;
+	*plen = (size_t)(end - p);
+	if (memchr(a, '@', *alen) || memchr(url, '#', ulen))
+		return false;
+	return *alen > 0;
+}
+
+static bool name_is(const char *name, size_t n, const char *want)
+{
+	return strlen(want) == n && strncasecmp(name, want, n) == 0;
+}
+
+/* Headers never forwarded: the client's view of the proxy. */
+static bool proxy_header(const char *name, size_t n)
+{
+	return name_is(name, n, "proxy-connection") || name_is(name, n, "proxy-authorization") ||
+	       name_is(name, n, "proxy-authenticate");
+}
+
+static void wipe_ref(const void *data, size_t len, void *extra)
+{
+	(void)data;
+	(void)len;
+	obuf_dispose(extra);
+	free(extra);
+}
+
+/* Writes the head for the upstream into c->pending: request line with an
+ * origin-form target, Host (plain: the checked authority; intercepted: the
+ * client's, already checked), other headers with approved placeholders
+ * replaced. The bytes are referenced, not copied, and wiped once sent. */
+static bool build_head(struct conn *c, const char *path, size_t plen)
+{
+	const struct secretset *ss = server_secrets(c->w->srv);
+	struct obuf *b = xcalloc(1, sizeof(*b));
+	char line[HOST_MAX + 64];
+	size_t n = httpmsg_header_count(c->req);
+	bool okay = true;
+
+	obuf_init(b, 2 * CONN_HEAD_CAP);
+	okay &= obuf_add(b, c->method, strlen(c->method)) && obuf_add(b, " ", 1);
+	if (plen == 0 || path[0] == '?')
+		okay &= obuf_add(b, "/", 1);
+	okay &= obuf_add(b, path, plen);
+	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", httpmsg_version_minor(c->req));
+	okay &= obuf_add(b, line, strlen(line));
+	if (c->mode == MODE_HTTP) {
+		snprintf(line, sizeof(line), c->t.is_ip && c->t.ip.family == 6 ? "Host: [%s]" : "Host: %s",
+			 c->t.host);
+		if (c->t.port != 80)
+			snprintf(line + strlen(line), sizeof(line) - strlen(line), ":%u", c->t.port);
+		okay &= obuf_add(b, line, strlen(line)) && obuf_add(b, "\r\n", 2);
+	}
+	for (size_t i = 0; i < n && okay; i++) {
+		const char *name, *val;
+		size_t nl, vl;
+		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
+		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
+			continue;
+		okay &= obuf_add(b, name, nl) && obuf_add(b, ": ", 2);
+		if (c->mode == MODE_INTERCEPT && ss && c->approved)
+			okay &= inject_header(ss, c->approved, name, nl, val, vl, b, &c->injected);
+		else
+			okay &= obuf_add(b, val, vl);
+		okay &= obuf_add(b, "\r\n", 2);
+	}
+	okay &= obuf_add(b, "\r\n", 2);
+	evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
+	if (!okay || evbuffer_add_reference(c->pending, b->p, b->len, wipe_ref, b) != 0) {
+		wipe_ref(NULL, 0, b);
+		return false;
+	}
+	return true;
+}
+
+static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
+{
+	const struct secretset *ss = server_secrets(c->w->srv);
+	char names[SECRETS_MAX * 64 + 4];
+	size_t o = 0;
+	struct jsonw w;
+
+	names[o++] = '[';
+	for (size_t i = 0; i < secretset_count(ss) && o < sizeof(names) - 80; i++)
+		if (leaks & (1ULL << i))
+			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
+					      o > 1 ? "," : "", secretset_name(ss, i));
+	names[o++] = ']';
+	names[o] = '\0';
+	audit_begin(&w, "placeholder-leak", c->id);
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	jsonw_str(&w, "method", c->method);
+	jsonw_str(&w, "path", c->path);
+	jsonw_raw(&w, "secrets", names);
+	jsonw_str(&w, "action", blocked ? "block" : "log");
+	audit_emit(&w);
+}
+
+/* Placeholders of secrets not approved for this host, anywhere in the
+ * request target or a header value (raw, %-encoded, Basic). */
+static uint64_t scan_leaks(struct conn *c)
+{
+	const struct secretset *ss = server_secrets(c->w->srv);
+	size_t ulen, n = httpmsg_header_count(c->req);
+	const char *url = httpmsg_target(c->req, &ulen);
+	uint64_t leaks;
+
+	if (!ss || secretset_count(ss) == 0)
+		return 0;
+	leaks = inject_scan_leaks(ss, c->approved, url, ulen, false);
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *val;
+		size_t nl, vl;
+		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
+		leaks |= inject_scan_leaks(ss, c->approved, val, vl,
+					   name_is(name, nl, "authorization") ||
+						   name_is(name, nl, "proxy-authorization"));
+	}
+	return leaks;
+}
+
+/* A request refused on its own (the connection stays usable): reply now,
+ * drop its body, then read the next request. */
+static void block_request(struct conn *c, enum reason r, const char *detail)
+{
+	char msg[HOST_MAX + 256];
+	struct evbuffer *out = bufferevent_get_output(c->cl);
+
+	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->method, c->path,
+		 c->t.host, reason_str(r), detail);
+	evbuffer_add_printf(out,
+			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
+			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n\r\n%s\n",
+			    reason_status(r), reason_str(r), strlen(msg) + 1, msg);
+	c->discarding = true;
+	c->block_status = reason_status(r);
+	c->st = ST_HTTP;
+	bufferevent_enable(c->cl, EV_READ);
+	httpfwd_client_input(c);
+}
+
+/* Leak check; returns false if the request was blocked (already handled). */
+static bool leak_check(struct conn *c)
+{
+	uint64_t leaks = scan_leaks(c);
+	bool block = server_opts(c->w->srv)->leak_block;
+
+	if (!leaks)
+		return true;
+	log_leak(c, leaks, block);
+	if (!block)
+		return true;
+	block_request(c, REASON_PLACEHOLDER_LEAK, "a placeholder is bound for another host");
+	return false;
+}
+
+static bool same_target(const struct target *a, const struct target *b)
+{
+	return a->port == b->port && a->is_ip == b->is_ip && strcmp(a->host, b->host) == 0;
+}
+
+static void set_path(struct conn *c, const char *path, size_t plen)
+{
+	free(c->path);
+	if (plen == 0)
+		c->path = xstrdup("/");
+	else
+		c->path = xstrndup(path, plen > LOG_PATH_MAX ? LOG_PATH_MAX : plen);
+}
+
+static void plain_head(struct conn *c, const char *url, size_t ulen)
+{
+	const char *auth, *path;
+	size_t alen, plen;
+	char err[PATTERN_ERRLEN];
+	struct target t;
+
+	if (!split_url(url, ulen, 7, &auth, &alen, &path, &plen)) {
+		conn_error(c, 400, "bad-request", "egressd: malformed or userinfo-bearing URL");
+		return;
+	}
+	if (!target_parse_authority(auth, alen, 80, &t, err)) {
+		conn_error(c, 400, "bad-request", err);
+		return;
+	}
+	set_path(c, path, plen);
+	if (!(c->up && c->up_connected && !c->up_eof && same_target(&t, &c->t))) {
+		if (c->up) {
+			bufferevent_free(c->up);
+			c->up = NULL;
+			c->up_connected = c->up_eof = false;
+		}
+		c->t = t;
+		policy_check_target(c->pol, &c->t, &c->d);
+		if (!c->d.allow) {
+			conn_refuse(c, c->d.reason, NULL);
+			return;
+		}
+	}
+	if (!leak_check(c))
+		return;
+	if (!build_head(c, path, plen)) {
+		conn_error(c, 431, "bad-request", "egressd: request head too large");
+		return;
+	}
+	if (c->up)
+		httpfwd_on_connected(c);
+	else
+		conn_start_upstream(c);
+}
+
+/* Does authority (a Host value or absolute-form authority) name c->t? */
+static bool names_conn_host(struct conn *c, const char *a, size_t n)
+{
+	struct target t;
+	char err[PATTERN_ERRLEN];
+
+	return target_parse_authority(a, n, c->t.port, &t, err) && same_target(&t, &c->t);
+}
+
+/* Inside an intercepted tunnel: the request must be for the CONNECT host. */
+static void intercepted_head(struct conn *c, const char *url, size_t ulen)
+{
+	const char *path = url, *auth, *hv;
+	size_t plen = ulen, alen, hl, skip = 0, hosts;
+
+	if (ulen >= 8 && strncasecmp(url, "https://", 8) == 0)
+		skip = 8;
+	else if (ulen >= 7 && strncasecmp(url, "http://", 7) == 0)
+		skip = 7;
+	if (skip && (!split_url(url, ulen, skip, &auth, &alen, &path, &plen) ||
+		     !names_conn_host(c, auth, alen))) {
+		set_path(c, url, ulen);
+		conn_error(c, 421, "host-mismatch",
+			   "egressd: the request URL names another host than this connection's");
+		return;
+	}
+	set_path(c, path, plen);
+	hosts = httpmsg_header_find(c->req, "host", &hv, &hl);
+	if (strcmp(c->method, "CONNECT") == 0 || hosts > 1 ||
+	    (hosts == 0 && httpmsg_version_minor(c->req) >= 1)) {
+		conn_error(c, 400, "bad-request", "egressd: CONNECT inside a tunnel, or a missing or repeated Host");
+		return;
+	}
+	if (hosts == 1 && !names_conn_host(c, hv, hl)) {
+		conn_error(c, 421, "host-mismatch",
+			   "egressd: the Host header names another host than this connection's");
+		return;
+	}
+	if (!leak_check(c))
+		return;
+	if (!build_head(c, path, plen)) {
+		conn_error(c, 431, "bad-request", "egressd: request head too large");
+		return;
+	}
+	if (c->up && !c->up_eof)
+		httpfwd_on_connected(c);
+	else
+		conn_start_upstream(c); /* the upstream closed between requests */
+}
+
+void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
+{
+	if (c->mode != MODE_INTERCEPT)
+		c->mode = MODE_HTTP;
+	snprintf(c->method, sizeof(c->method), "%s", httpmsg_method(c->req));
+	c->req_done = c->req_upgrade = c->resp_head_seen = false;
+	c->discarding = c->force_close = c->chunk_out = false;
+	c->redacting = c->redactor != NULL;
+	c->req_up = c->req_down = 0;
+	c->injected = 0;
+	c->block_status = 0;
+	evutil_gettimeofday(&c->req_start, NULL);
+	if (!c->resp)
+		c->resp = httpmsg_new(HTTPMSG_RESPONSE, CONN_HEAD_CAP);
+	if (strcmp(c->method, "HEAD") == 0)
+		httpmsg_expect_no_body(c->resp);
+	httpresp_prepare(c);
+	httpmsg_resume(c->req);
+	if (c->mode == MODE_INTERCEPT)
+		intercepted_head(c, url, ulen);
+	else
+		plain_head(c, url, ulen);
+}
+
+void httpfwd_on_connected(struct conn *c)
+{
+	c->st = ST_HTTP;
+	c->req_up += evbuffer_get_length(c->pending);
+	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
+	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	bufferevent_enable(c->cl, EV_READ);
+	httpfwd_client_input(c);
+}
+
+enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct bufferevent *from,
+				 struct bufferevent *to, bool raw, uint64_t *count)
+{
+	struct evbuffer *in = bufferevent_get_input(from);
+	struct evbuffer *out = to ? bufferevent_get_output(to) : NULL;
+	enum httpmsg_status s = HTTPMSG_NEED_MORE;
+
+	for (;;) {
+		struct evbuffer_iovec v = { (void *)"", 0 };
+		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
+		size_t used = 0, n;
+
+		if (queued >= CONN_HIGH_WATER) {
+			bufferevent_disable(from, EV_READ);
+			bufferevent_setwatermark(to, EV_WRITE, CONN_HIGH_WATER / 2, 0);
+			break;
+		}
+		/* with no input, a zero-byte feed still lets the parser finish a
+		 * message that ends right after its head (GET, Content-Length: 0) */
+		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < CONN_HIGH_WATER - queued ? v.iov_len : CONN_HIGH_WATER - queued;
+		s = httpmsg_feed(m, v.iov_base, n, &used);
+		if (raw && out)
+			evbuffer_remove_buffer(in, out, used);
+		else
+			evbuffer_drain(in, used);
+		*count += used;
+		if (s != HTTPMSG_NEED_MORE || have == 0)
+			break;
+	}
+	return s;
+}
+
+void httpfwd_client_input(struct conn *c)
+{
+	enum httpmsg_status s;
+
+	if (c->st != ST_HTTP || c->req_done)
+		return; /* pipelined bytes wait until the response is complete */
+	s = httpfwd_pump(c, c->req, c->cl, c->discarding ? NULL : c->up, !c->discarding,
+			 &c->req_up);
+	if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE) {
+		c->req_done = true;
+		c->req_upgrade = s == HTTPMSG_UPGRADE;
+		if (c->discarding)
+			httpresp_blocked_done(c);
+	} else if (s == HTTPMSG_ERROR || s == HTTPMSG_HEAD) {
+		conn_error(c, 400, "bad-request", httpmsg_error(c->req));
+	}
+}

@@ -1,0 +1,163 @@
+/* sandboxenv.c -- what a sandbox needs to use egressd: `egressd env` (the
+ * placeholders, proxy and CA bundle variables), `egressd ca`, the bundle file */
+#include "sandboxenv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+
+#include "ca.h"
+#include "policy.h"
+#include "secrets.h"
+
+const char *sandboxenv_default_state_dir(void)
+{
+	static char buf[4096];
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+
+	if (geteuid() == 0)
+		return "/var/lib/egressd";
+	if (xdg && xdg[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/egressd", xdg);
+	else if (home && home[0] == '/')
+		snprintf(buf, sizeof(buf), "%s/.local/state/egressd", home);
+	else
+		return "/var/lib/egressd";
+	return buf;
+}
+
+/* Appends the file at path to f; a missing system bundle is not an error. */
+static int append_file(FILE *f, const char *path, int required)
+{
+	char buf[16384];
+	size_t n;
+	FILE *in = fopen(path, "rb");
+
+	if (!in) {
+		if (required)
+			fprintf(stderr, "egressd: cannot read %s: %s\n", path, strerror(errno));
+		return required ? -1 : 0;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		fwrite(buf, 1, n, f);
+	fclose(in);
+	fputc('\n', f);
+	return 0;
+}
+
+int sandboxenv_write_bundle(const char *state_dir, const char *upstream_ca)
+{
+	char path[4200], tmp[4300], err[CA_ERRLEN];
+	int created, fd, rc = -1;
+	struct ca *ca = ca_load_or_create(state_dir, CA_KEY_EC_P256, &created, err);
+	FILE *f = NULL;
+
+	if (!ca) {
+		fprintf(stderr, "egressd: %s\n", err);
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/ca-bundle.pem", state_dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+		fprintf(stderr, "egressd: cannot write %s: %s\n", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	if (append_file(f, X509_get_default_cert_file(), 0) < 0 || ca_write_pem(ca, f) < 0 ||
+	    (upstream_ca && append_file(f, upstream_ca, 1) < 0))
+		goto out;
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0 || rename(tmp, path) != 0) {
+		fprintf(stderr, "egressd: cannot write %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (f)
+		fclose(f);
+	if (rc)
+		unlink(tmp);
+	ca_free(ca);
+	return rc;
+}
+
+/* Prints NAME=VALUE, single-quoting VALUE when the shell would need it. */
+static void put(const char *name, const char *val)
+{
+	if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			"-_./:[]@%+,=") == strlen(val)) {
+		printf("%s=%s\n", name, val);
+		return;
+	}
+	printf("%s='", name);
+	for (; *val; val++)
+		if (*val == '\'')
+			fputs("'\\''", stdout);
+		else
+			putchar(*val);
+	printf("'\n");
+}
+
+int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char *listen,
+		       const char *upstream_ca)
+{
+	static const char *const proxy_vars[] = { "HTTPS_PROXY", "HTTP_PROXY", "https_proxy",
+						  "http_proxy" };
+	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+					       "DENO_CERT", "GIT_SSL_CAINFO" };
+	unsigned char key[PLACEHOLDER_KEYLEN];
+	char err[SECRETS_ERRLEN], ph[PLACEHOLDER_LEN + 1], url[300], bundle[4200];
+
+	if (placeholder_key_load(state_dir, key, err) < 0) {
+		fprintf(stderr, "egressd: %s\n", err);
+		return 1;
+	}
+	if (sandboxenv_write_bundle(state_dir, upstream_ca) < 0) {
+		OPENSSL_cleanse(key, sizeof(key));
+		return 1;
+	}
+	for (size_t i = 0; i < policy_secret_count(p); i++) {
+		placeholder_make(key, policy_secret_name(p, i), ph);
+		put(policy_secret_name(p, i), ph);
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	snprintf(url, sizeof(url), "http://%s", listen);
+	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+		put(proxy_vars[i], url);
+	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", state_dir);
+	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
+		put(ca_vars[i], bundle);
+	return 0;
+}
+
+int sandboxenv_cmd_ca(int argc, char **argv, const char *state_dir, const char *keytype)
+{
+	char err[CA_ERRLEN];
+	int created = 0, rc = 0;
+	enum ca_keytype kt = keytype && !strcmp(keytype, "rsa") ? CA_KEY_RSA_2048 : CA_KEY_EC_P256;
+	struct ca *ca;
+
+	if (argc != 1 || (strcmp(argv[0], "init") && strcmp(argv[0], "show"))) {
+		fprintf(stderr, "egressd: usage: egressd ca init|show [--state-dir DIR] [--ca-key ec|rsa]\n");
+		return 2;
+	}
+	ca = ca_load_or_create(state_dir, kt, &created, err);
+	if (!ca) {
+		fprintf(stderr, "egressd: %s\n", err);
+		return 1;
+	}
+	if (!strcmp(argv[0], "init"))
+		printf("%s CA: %s\n", created ? "created" : "existing", ca_cert_path(ca));
+	else if (ca_write_pem(ca, stdout) < 0)
+		rc = 1;
+	ca_free(ca);
+	return rc;
+}

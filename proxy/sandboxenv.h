@@ -1,0 +1,22 @@
+/* sandboxenv.h -- what a sandbox needs to use egressd: the `env` and `ca`
+ * commands, the CA bundle file, and the default state directory */
+#ifndef EGRESSD_SANDBOXENV_H
+#define EGRESSD_SANDBOXENV_H
+
+struct policy;
+
+/* The state dir when --state-dir is not given: /var/lib/egressd for root,
+ * else $XDG_STATE_HOME/egressd or $HOME/.local/state/egressd. Static storage. */
+const char *sandboxenv_default_state_dir(void);
+
+/* Writes STATE_DIR/ca-bundle.pem (system CAs + egressd CA + upstream_ca if
+ * any), atomically, mode 0644. Returns 0 or -1 with a message on stderr. */
+int sandboxenv_write_bundle(const char *state_dir, const char *upstream_ca);
+
+/* `egressd env`: prints NAME=VALUE lines. Returns the exit status. */
+int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char *listen,
+		       const char *upstream_ca);
+/* `egressd ca init|show`. Returns the exit status. */
+int sandboxenv_cmd_ca(int argc, char **argv, const char *state_dir, const char *keytype);
+
+#endif

@@ -1,0 +1,252 @@
+/* tls.c -- the proxy's TLS contexts: sandbox-facing (minted leaves, SNI must
+ * name the CONNECT host) and upstream (verified chain and name, own CA refused) */
+#include "tls.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "alloc.h"
+#include "ca.h"
+#include "mint.h"
+
+struct tls {
+	SSL_CTX *down, *up;
+	struct ca *ca;
+	struct minter *minter;
+};
+
+struct sni_state {
+	char expected[256];
+	char got[256];
+	bool mismatch;
+};
+
+static int sni_idx = -1, own_ca_idx = -1;
+
+static void ssl_err(char *err, size_t n, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char buf[200] = "unknown error";
+
+	if (e)
+		ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	snprintf(err, n, "%s: %s", what, buf);
+}
+
+static void free_sni(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	free(ptr);
+}
+
+/* The sandbox must ask (SNI) for the host it CONNECTed to, or send no SNI. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	size_t n;
+
+	(void)arg;
+	if (!st || !name)
+		return SSL_TLSEXT_ERR_OK;
+	n = strlen(name);
+	if (n > 0 && name[n - 1] == '.')
+		n--;
+	if (n == strlen(st->expected) && strncasecmp(name, st->expected, n) == 0)
+		return SSL_TLSEXT_ERR_OK;
+	snprintf(st->got, sizeof(st->got), "%s", name);
+	st->mismatch = true;
+	*alert = SSL_AD_UNRECOGNIZED_NAME;
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	(void)ssl; (void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1), in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK; /* no ALPN: HTTP/1.1 is the default anyway */
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* Refuses any chain that contains egressd's own CA or a cert it issued: a
+ * sandbox must never be able to pose as an upstream with our own leaves. */
+static int on_verify(int ok, X509_STORE_CTX *ctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls *t = ssl ? SSL_get_ex_data(ssl, own_ca_idx) : NULL;
+	X509 *cert = X509_STORE_CTX_get_current_cert(ctx);
+	X509 *own = t ? ca_cert(t->ca) : NULL;
+
+	if (own && cert && (X509_cmp(cert, own) == 0 || X509_check_issued(own, cert) == X509_V_OK)) {
+		X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
+		return 0;
+	}
+	return ok;
+}
+
+static SSL_CTX *make_down(struct tls *t, char *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (!ctx) {
+		ssl_err(err, 256, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_tlsext_servername_callback(ctx, NULL);
+	SSL_CTX_set_client_hello_cb(ctx, NULL, NULL);
+	SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"egressd", 7);
+	if (SSL_CTX_use_PrivateKey(ctx, minter_leaf_key(t->minter)) != 1) {
+		ssl_err(err, 256, "leaf key");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
+{
+	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	(void)t;
+	if (!ctx) {
+		ssl_err(err, 256, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
+	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		ssl_err(err, 256, "system trust store");
+		goto fail;
+	}
+	if (upstream_ca && SSL_CTX_load_verify_locations(ctx, upstream_ca, NULL) != 1) {
+		char e[200];
+		ssl_err(e, sizeof(e), "load");
+		snprintf(err, 256, "--upstream-ca %s: %s", upstream_ca, e);
+		goto fail;
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+struct tls *tls_new(struct ca *ca, struct minter *minter, const char *upstream_ca, char *err)
+{
+	struct tls *t = xcalloc(1, sizeof(*t));
+
+	if (sni_idx < 0)
+		sni_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
+	if (own_ca_idx < 0)
+		own_ca_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	t->ca = ca;
+	t->minter = minter;
+	t->down = make_down(t, err);
+	if (!t->down)
+		goto fail;
+	SSL_CTX_set_tlsext_servername_callback(t->down, on_servername);
+	t->up = make_up(t, upstream_ca, err);
+	if (!t->up)
+		goto fail;
+	return t;
+fail:
+	tls_free(t);
+	return NULL;
+}
+
+void tls_free(struct tls *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->down);
+	SSL_CTX_free(t->up);
+	free(t);
+}
+
+SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
+			char *err)
+{
+	X509 *leaf = certcache_get(cache, host, is_ip, err);
+	SSL *ssl;
+
+	if (!leaf)
+		return NULL;
+	ssl = SSL_new(t->down);
+	if (!ssl || SSL_use_certificate(ssl, leaf) != 1 || !SSL_add1_chain_cert(ssl, ca_cert(t->ca))) {
+		ssl_err(err, 256, "downstream TLS setup");
+		SSL_free(ssl);
+		ssl = NULL;
+	}
+	X509_free(leaf);
+	return ssl;
+}
+
+SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err)
+{
+	SSL *ssl = SSL_new(t->up);
+	bool okay;
+
+	if (!ssl) {
+		ssl_err(err, 256, "SSL_new");
+		return NULL;
+	}
+	SSL_set_ex_data(ssl, own_ca_idx, t);
+	if (is_ip)
+		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+	else
+		okay = SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+	if (!okay) {
+		ssl_err(err, 256, "upstream TLS setup");
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n)
+{
+	long v = SSL_get_verify_result(ssl);
+	unsigned long e = ERR_peek_last_error();
+
+	if (v != X509_V_OK) {
+		snprintf(msg, n, "upstream certificate: %s", X509_verify_cert_error_string(v));
+		ERR_clear_error();
+		return true;
+	}
+	if (e)
+		ssl_err(msg, n, "upstream TLS handshake");
+	else
+		snprintf(msg, n, "upstream TLS handshake failed");
+	return false;
+}
+
+void tls_set_expected_host(SSL *ssl, const char *host)
+{
+	struct sni_state *st = xcalloc(1, sizeof(*st));
+	snprintf(st->expected, sizeof(st->expected), "%s", host);
+	SSL_set_ex_data(ssl, sni_idx, st);
+}
+
+bool tls_sni_mismatched(SSL *ssl, char *sni, size_t n)
+{
+	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+	if (!st || !st->mismatch)
+		return false;
+	snprintf(sni, n, "%s", st->got);
+	return true;
+}

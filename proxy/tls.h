@@ -1,0 +1,38 @@
+/* tls.h -- the proxy's TLS contexts: the sandbox-facing server side (leaves
+ * minted for the CONNECT host, ALPN http/1.1 only) and the verified upstream
+ * client side (system store + --upstream-ca, never egressd's own CA) */
+#ifndef EGRESSD_TLS_H
+#define EGRESSD_TLS_H
+
+#include <stdbool.h>
+
+#include <openssl/ssl.h>
+
+struct ca;
+struct certcache;
+struct minter;
+
+struct tls;
+
+/* Builds both contexts. ca and minter are borrowed (outlive the tls).
+ * upstream_ca: extra PEM trust anchors or NULL. NULL with err (256 bytes). */
+struct tls *tls_new(struct ca *ca, struct minter *minter, const char *upstream_ca, char *err);
+void tls_free(struct tls *t);
+
+/* A new server-side SSL for host, with the leaf from cache (one cache per
+ * worker thread). NULL with err. Caller owns the SSL. */
+SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
+			char *err);
+/* A new client-side SSL to host: SNI (names only), hostname or IP check. */
+SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err);
+
+/* After a failed upstream handshake: a message naming what failed, and
+ * whether it was certificate verification. */
+bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n);
+
+/* Expected SNI for a downstream SSL (checked in the servername callback);
+ * the callback stores "mismatch" in the SSL's ex data, read here. */
+void tls_set_expected_host(SSL *ssl, const char *host);
+bool tls_sni_mismatched(SSL *ssl, char *sni, size_t n);
+
+#endif
