@@ -100,7 +100,10 @@ void redactor_free(struct redactor *r)
 static size_t next_candidate(const struct redactor *r, const char *p, size_t i, size_t n)
 {
 	if (r->only >= 0) {
-		const char *q = memchr(p + i, r->only, n - i);
+		const char *q;
+		if (i < n && (unsigned char)p[i] == r->only)
+			return i; /* dense candidates: skip the call */
+		q = memchr(p + i, r->only, n - i);
 		return q ? (size_t)(q - p) : n;
 	}
 	while (i < n && !r->count[(unsigned char)p[i]])
@@ -128,6 +131,8 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 			const struct rpat *t = &r->pat[j];
 			size_t avail = n - i;
 
+			if (avail > 1 && t->len > 1 && p[i + 1] != t->v[1])
+				continue; /* cheap second-byte filter */
 			if (t->len > avail) {
 				/* a longer value could still match: wait for more */
 				if (!final && memcmp(p + i, t->v, avail) == 0) {

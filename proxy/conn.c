@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -105,6 +106,19 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 }
 
+void conn_drop_upstream(struct conn *c)
+{
+	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
+
+	/* without this, OpenSSL marks the session of a connection freed without
+	 * close_notify as not resumable; ours are closed on purpose */
+	if (ssl)
+		SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+	bufferevent_free(c->up);
+	c->up = NULL;
+	c->up_tls = false;
+}
+
 void conn_close_all(struct worker *w)
 {
 	/* cancelling DNS may defer the free to a callback: run those, then force */
@@ -150,7 +164,7 @@ void conn_free(struct conn *c)
 	if (c->cl)
 		bufferevent_free(c->cl);
 	if (c->up)
-		bufferevent_free(c->up);
+		conn_drop_upstream(c);
 	evbuffer_free(c->pending);
 	httpmsg_free(c->req);
 	httpmsg_free(c->resp);
@@ -165,7 +179,7 @@ void conn_close_flushed(struct conn *c)
 {
 	c->st = ST_CLOSING;
 	if (c->up) {
-		bufferevent_free(c->up);
+		conn_drop_upstream(c);
 		c->up = NULL;
 	}
 	bufferevent_disable(c->cl, EV_READ);
@@ -245,6 +259,8 @@ void conn_log_connect(struct conn *c)
 	else
 		jsonw_str(&w, "reason", reason_str(c->d.reason));
 	jsonw_bool(&w, "intercept", c->intercept);
+	if (c->intercept && c->up_connected && bufferevent_openssl_get_ssl(c->up))
+		jsonw_bool(&w, "upstream_resumed", SSL_session_reused(bufferevent_openssl_get_ssl(c->up)));
 	audit_emit(&w);
 }
 
@@ -587,26 +603,36 @@ static void on_connected(struct conn *c)
 	httpfwd_on_connected(c);
 }
 
-static struct bufferevent *new_upstream_bev(struct conn *c)
+/* Intercepted upstream, TCP connected: replace the plain bufferevent with a
+ * TLS one on the same socket (created here rather than before the connect:
+ * libevent's SSL_clear on a late fd would drop the session we resume). */
+static void start_upstream_tls(struct conn *c)
 {
 	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct bufferevent *bev;
+	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	evutil_socket_t fd = dup(bufferevent_getfd(c->up));
+	struct bufferevent *bev = NULL;
 	char err[256];
 	SSL *ssl;
 
-	if (!c->intercept)
-		return bufferevent_socket_new(c->w->base, -1, opts);
-	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.is_ip, err);
-	if (!ssl)
-		return NULL;
-	bev = bufferevent_openssl_socket_new(c->w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
+	if (fd >= 0 && ssl)
+		bev = bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
 	if (!bev) {
+		if (fd >= 0)
+			close(fd);
 		SSL_free(ssl);
-		return NULL;
+		conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
+		return;
 	}
+	conn_drop_upstream(c);
+	c->up = bev;
+	c->up_tls = true;
 	/* many servers close without close_notify; framing tells us where bodies end */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	bufferevent_setcb(bev, on_upstream_read, on_write, on_event, c);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 static void connect_next(struct conn *c)
@@ -616,7 +642,7 @@ static void connect_next(struct conn *c)
 	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
 
 	if (c->up) {
-		bufferevent_free(c->up);
+		conn_drop_upstream(c);
 		c->up = NULL;
 	}
 	if (c->ai >= c->naddr) {
@@ -627,7 +653,9 @@ static void connect_next(struct conn *c)
 	c->addr = c->addrs[c->ai++];
 	c->up_connected = false;
 	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
-	c->up = new_upstream_bev(c);
+	c->up_tls = false;
+	c->up = bufferevent_socket_new(c->w->base, -1,
+				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!c->up) {
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;
@@ -644,9 +672,9 @@ static void connect_next(struct conn *c)
 static void upstream_failed(struct conn *c)
 {
 	char msg[256];
-	SSL *ssl = c->intercept ? bufferevent_openssl_get_ssl(c->up) : NULL;
+	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
 
-	if (ssl && SSL_get_state(ssl) != TLS_ST_BEFORE) {
+	if (ssl) {
 		if (tls_upstream_verify_failed(ssl, msg, sizeof(msg))) {
 			conn_refuse(c, REASON_UPSTREAM_CERT, msg);
 			return;
@@ -667,7 +695,7 @@ static bool idle_expired(struct conn *c)
 static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
 	if (c->st == ST_CONNECT && bev == c->up) {
-		connect_next(c);
+		upstream_failed(c);
 		return;
 	}
 	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {
@@ -691,6 +719,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (bev == c->cl)
 			on_client_tls(c);
+		else if (c->intercept && !c->up_tls)
+			start_upstream_tls(c);
 		else
 			on_connected(c);
 		return;
@@ -709,7 +739,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (bev == c->up && c->st == ST_HEAD) {
 		/* a kept-alive upstream went away between requests */
-		bufferevent_free(c->up);
+		conn_drop_upstream(c);
 		c->up = NULL;
 		c->up_connected = false;
 		return;

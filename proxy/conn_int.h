@@ -69,6 +69,7 @@ struct conn {
 	struct timeval start, last_activity;
 	bool logged_connect;
 	bool intercept;                /* CONNECT target is intercepted */
+	bool up_tls;                   /* c->up is the TLS bufferevent (handshaking or up) */
 	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
 	uint64_t injected;             /* secrets injected into the current request */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
@@ -82,6 +83,8 @@ struct conn {
 
 /* conn.c */
 void conn_free(struct conn *c);
+/* Frees c->up (if any) and sets it to NULL. */
+void conn_drop_upstream(struct conn *c);
 /* Stops reading, drops the upstream, frees c once the client output is sent. */
 void conn_close_flushed(struct conn *c);
 /* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */

@@ -222,7 +222,7 @@ static void plain_head(struct conn *c, const char *url, size_t ulen)
 	set_path(c, path, plen);
 	if (!(c->up && c->up_connected && !c->up_eof && same_target(&t, &c->t))) {
 		if (c->up) {
-			bufferevent_free(c->up);
+			conn_drop_upstream(c);
 			c->up = NULL;
 			c->up_connected = c->up_eof = false;
 		}

@@ -238,7 +238,7 @@ void httpfwd_upstream_eof(struct conn *c)
 		return; /* the input completed the response (or failed) */
 	if (!httpmsg_started(c->resp) && c->req_down == 0 && c->req_up == 0) {
 		/* an idle kept-alive upstream went away: fine */
-		bufferevent_free(c->up);
+		conn_drop_upstream(c);
 		c->up = NULL;
 		c->up_connected = false;
 		return;

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -180,7 +181,6 @@ static evutil_socket_t bind_one(struct listen_addr *l, char *err)
 	if (fd < 0)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (l->a.family == 6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0)
@@ -290,21 +290,38 @@ static int parse_listen(const char *spec, struct listen_addr *l, char *err)
 	return 0;
 }
 
+/* One listening socket per address, shared by every worker (each gets a
+ * dup): no SO_REUSEPORT, so a second egressd on the same port fails loudly
+ * instead of silently taking half the connections. */
 static int bind_all(struct server *s, char *err)
 {
-	evutil_socket_t fds[SERVER_MAX_LISTENERS];
+	evutil_socket_t base_fds[SERVER_MAX_LISTENERS], fds[SERVER_MAX_LISTENERS];
+	int rc = -1, nbound = 0;
 
+	for (int i = 0; i < s->nla; i++, nbound++) {
+		base_fds[i] = bind_one(&s->la[i], err);
+		if (base_fds[i] < 0)
+			goto out;
+	}
 	for (int t = 0; t < s->nthreads; t++) {
 		for (int i = 0; i < s->nla; i++) {
-			fds[i] = bind_one(&s->la[i], err);
-			if (fds[i] < 0)
-				return -1;
+			fds[i] = fcntl(base_fds[i], F_DUPFD_CLOEXEC, 0);
+			if (fds[i] < 0) {
+				snprintf(err, 256, "dup: %s", strerror(errno));
+				while (i-- > 0)
+					close(fds[i]);
+				goto out;
+			}
 		}
 		if (setup_worker(s, &s->ws[t], fds, err) < 0)
-			return -1;
+			goto out;
 		s->ws[t].w.index = (unsigned)t;
 	}
-	return 0;
+	rc = 0;
+out:
+	for (int i = 0; i < nbound; i++)
+		close(base_fds[i]);
+	return rc;
 }
 
 struct server *server_new(const struct server_opts *o, struct policy *p, char *err)

@@ -10,13 +10,26 @@
 #include <openssl/x509v3.h>
 
 #include "alloc.h"
+#include <pthread.h>
 #include "ca.h"
 #include "mint.h"
+
+#define SESS_SLOTS 512
+#define HOSTPORT_MAX 270
+
+/* Upstream sessions for resumption, one per host:port slot (a collision
+ * overwrites). Shared by the worker threads under a mutex. */
+struct sess_slot {
+	char key[HOSTPORT_MAX];
+	SSL_SESSION *sess;
+};
 
 struct tls {
 	SSL_CTX *down, *up;
 	struct ca *ca;
 	struct minter *minter;
+	pthread_mutex_t lock;
+	struct sess_slot slots[SESS_SLOTS];
 };
 
 struct sni_state {
@@ -25,7 +38,43 @@ struct sni_state {
 	bool mismatch;
 };
 
-static int sni_idx = -1, own_ca_idx = -1;
+static int sni_idx = -1, own_ca_idx = -1, key_idx = -1;
+
+static size_t slot_of(const char *key)
+{
+	size_t h = 5381;
+	for (; *key; key++)
+		h = h * 33 + (unsigned char)*key;
+	return h % SESS_SLOTS;
+}
+
+/* New session from an upstream (TLS 1.3 tickets arrive after the handshake). */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls *t = SSL_get_ex_data(ssl, own_ca_idx);
+	const char *key = SSL_get_ex_data(ssl, key_idx);
+	struct sess_slot *sl;
+
+	if (!t || !key || !SSL_SESSION_is_resumable(sess))
+		return 0;
+	sl = &t->slots[slot_of(key)];
+	pthread_mutex_lock(&t->lock);
+	SSL_SESSION_free(sl->sess);
+	sl->sess = sess; /* returning 1 keeps the reference */
+	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	pthread_mutex_unlock(&t->lock);
+	return 1;
+}
+
+static void resume_session(struct tls *t, SSL *ssl, const char *key)
+{
+	struct sess_slot *sl = &t->slots[slot_of(key)];
+
+	pthread_mutex_lock(&t->lock);
+	if (sl->sess && strcmp(sl->key, key) == 0 && SSL_SESSION_is_resumable(sl->sess))
+		SSL_set_session(ssl, sl->sess);
+	pthread_mutex_unlock(&t->lock);
+}
 
 static void ssl_err(char *err, size_t n, const char *what)
 {
@@ -103,8 +152,6 @@ static SSL_CTX *make_down(struct tls *t, char *err)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_tlsext_servername_callback(ctx, NULL);
-	SSL_CTX_set_client_hello_cb(ctx, NULL, NULL);
 	SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"egressd", 7);
 	if (SSL_CTX_use_PrivateKey(ctx, minter_leaf_key(t->minter)) != 1) {
@@ -129,7 +176,8 @@ static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
 	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
-	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		ssl_err(err, 256, "system trust store");
 		goto fail;
@@ -154,6 +202,9 @@ struct tls *tls_new(struct ca *ca, struct minter *minter, const char *upstream_c
 		sni_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
 	if (own_ca_idx < 0)
 		own_ca_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (key_idx < 0)
+		key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
+	pthread_mutex_init(&t->lock, NULL);
 	t->ca = ca;
 	t->minter = minter;
 	t->down = make_down(t, err);
@@ -175,6 +226,9 @@ void tls_free(struct tls *t)
 		return;
 	SSL_CTX_free(t->down);
 	SSL_CTX_free(t->up);
+	for (size_t i = 0; i < SESS_SLOTS; i++)
+		SSL_SESSION_free(t->slots[i].sess);
+	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
 
@@ -196,9 +250,10 @@ SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host
 	return ssl;
 }
 
-SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err)
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err)
 {
 	SSL *ssl = SSL_new(t->up);
+	char key[HOSTPORT_MAX];
 	bool okay;
 
 	if (!ssl) {
@@ -206,6 +261,8 @@ SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err)
 		return NULL;
 	}
 	SSL_set_ex_data(ssl, own_ca_idx, t);
+	snprintf(key, sizeof(key), "%s:%u", host, port);
+	SSL_set_ex_data(ssl, key_idx, xstrdup(key));
 	if (is_ip)
 		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
 	else
@@ -215,6 +272,7 @@ SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err)
 		SSL_free(ssl);
 		return NULL;
 	}
+	resume_session(t, ssl, key); /* after SNI: a session resumes only for its name */
 	return ssl;
 }
 

@@ -23,8 +23,9 @@ void tls_free(struct tls *t);
  * worker thread). NULL with err. Caller owns the SSL. */
 SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
 			char *err);
-/* A new client-side SSL to host: SNI (names only), hostname or IP check. */
-SSL *tls_new_upstream(struct tls *t, const char *host, bool is_ip, char *err);
+/* A new client-side SSL to host:port: SNI (names only), hostname or IP
+ * check, and the last session for host:port offered for resumption. */
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err);
 
 /* After a failed upstream handshake: a message naming what failed, and
  * whether it was certificate verification. */

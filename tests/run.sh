@@ -19,6 +19,8 @@ PYTHON=${PYTHON:-python3}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 REPLAY_TIMEOUT=${REPLAY_TIMEOUT:-600}
 IT_TIMEOUT=${IT_TIMEOUT:-300}
+# the interception suite moves 2 x 50 MB through TLS twice (and redacts it)
+IT_TIMEOUT_INTERCEPT=${IT_TIMEOUT_INTERCEPT:-900}
 
 passed=0
 failed=0
@@ -129,7 +131,9 @@ for bin in build/egressd build/asan/egressd; do
 	fi
 	for s in "${suites[@]}"; do
 		[ -f "$s" ] || continue
-		EGRESSD_BIN=$bin run_tap "integration $(basename "$s" .py) [$bin]" "$IT_TIMEOUT" \
+		tmo=$IT_TIMEOUT
+		case $s in *intercept_test.py) tmo=$IT_TIMEOUT_INTERCEPT ;; esac
+		EGRESSD_BIN=$bin run_tap "integration $(basename "$s" .py) [$bin]" "$tmo" \
 			env EGRESSD_BIN="$bin" "$PYTHON" "$s"
 	done
 done
