@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	obuf_init(&out, 2 * vlen + 64);
 	if (!inject_header(set, approved, name, nlen, val, vlen, &out, &used))
 		abort(); /* values are shorter than placeholders: the cap is ample */
-	if ((used & ~approved) || (!used && (out.len != vlen || memcmp(out.p, val, vlen))))
+	if ((used & ~approved) || (!used && (out.len != vlen || (vlen && memcmp(out.p, val, vlen)))))
 		abort(); /* only approved injected; nothing injected: unchanged */
 	for (size_t i = 0; i < 3; i += 2) /* every approved placeholder replaced */
 		if (out.len && memmem(out.p, out.len, secretset_placeholder(set, i), PLACEHOLDER_LEN))

@@ -42,6 +42,7 @@ static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_event(struct bufferevent *bev, short what, void *arg);
 static void on_write(struct bufferevent *bev, void *arg);
 static void on_upstream_read(struct bufferevent *bev, void *arg);
+static void close_client_tls(struct conn *c);
 
 void conn_touch(struct conn *c)
 {
@@ -106,6 +107,18 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 }
 
+/* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
+ * socket bufferevent, whose output already holds everything sent. */
+static void drop_client_tls(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
+
+	bufferevent_free(c->cl);
+	SSL_free(ssl);
+	c->cl = c->cl_raw;
+	c->cl_raw = NULL;
+}
+
 void conn_drop_upstream(struct conn *c)
 {
 	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
@@ -155,6 +168,8 @@ void conn_free(struct conn *c)
 		return;
 	}
 	log_close(c);
+	if (c->cl_raw)
+		drop_client_tls(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -184,7 +199,11 @@ void conn_close_flushed(struct conn *c)
 	}
 	bufferevent_disable(c->cl, EV_READ);
 	set_timeouts(c->cl, 10);
-	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
+		return; /* on_write finishes */
+	if (c->cl_raw)
+		close_client_tls(c);
+	else
 		conn_free(c);
 }
 
@@ -395,12 +414,28 @@ static void on_upstream_read(struct bufferevent *bev, void *arg)
 		relay_pump(c, c->up, c->cl);
 }
 
+/* Closing an intercepted connection: the TLS layer has handed everything to
+ * the socket; send close_notify, drop the TLS layer, flush the socket. */
+static void close_client_tls(struct conn *c)
+{
+	SSL_shutdown(bufferevent_openssl_get_ssl(c->cl));
+	drop_client_tls(c);
+	bufferevent_setcb(c->cl, NULL, on_write, on_event, c);
+	bufferevent_enable(c->cl, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+		conn_free(c);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
 	if (c->st == ST_CLOSING) {
-		if (bev == c->cl && evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+		if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
+			return;
+		if (c->cl_raw)
+			close_client_tls(c);
+		else
 			conn_free(c);
 		return;
 	}
@@ -517,7 +552,7 @@ static void log_tls_error(struct conn *c, const char *what, const char *detail, 
  * run the sandbox's handshake against a leaf minted for the CONNECT host. */
 static void start_client_tls(struct conn *c)
 {
-	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	const int opts = BEV_OPT_DEFER_CALLBACKS; /* we free the socket and SSL ourselves */
 	char err[256];
 	struct bufferevent *f;
 	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
@@ -535,7 +570,8 @@ static void start_client_tls(struct conn *c)
 		conn_free(c);
 		return;
 	}
-	c->cl = f; /* the filter owns the socket bufferevent now */
+	c->cl_raw = c->cl;
+	c->cl = f;
 	c->st = ST_TLS;
 	c->mode = MODE_INTERCEPT;
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);

@@ -45,6 +45,7 @@ struct conn {
 	struct policy *pol;            /* reference held for the connection's life */
 	unsigned long long id;
 	struct bufferevent *cl, *up;   /* client, upstream (NULL until connecting) */
+	struct bufferevent *cl_raw;    /* intercepted: the socket under the TLS filter cl */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
 	enum conn_mode mode;

@@ -93,8 +93,11 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
 			continue;
 		okay &= obuf_add(b, name, nl) && obuf_add(b, ": ", 2);
-		if (c->mode == MODE_INTERCEPT && ss && c->approved)
-			okay &= inject_header(ss, c->approved, name, nl, val, vl, b, &c->injected);
+		if (c->mode == MODE_INTERCEPT && ss && c->approved) {
+			uint64_t used = 0;
+			okay &= inject_header(ss, c->approved, name, nl, val, vl, b, &used);
+			c->injected |= used;
+		}
 		else
 			okay &= obuf_add(b, val, vl);
 		okay &= obuf_add(b, "\r\n", 2);

@@ -19,6 +19,7 @@ struct cli {
 	struct server_opts so;
 	const char *log;
 	const char *ca_key;       /* "ec" or "rsa" for `ca init` */
+	const char *ca_sub;       /* "init" or "show" */
 	int unsupported; /* an option of a later milestone was given */
 	const char *unsupported_name;
 };
@@ -312,11 +313,17 @@ int main(int argc, char **argv)
 		policy_unref(p);
 		return 2;
 	}
+	if (!strcmp(cli.command, "ca") && argc > 1 && argv[1][0] != '-') {
+		cli.ca_sub = argv[1]; /* egressd ca init|show [OPTIONS] */
+		argc--;
+		argv++;
+	}
 	rc = parse_args(argc, argv, &cli, p);
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
 	if (rc == 0 && !strcmp(cli.command, "ca"))
-		rc = sandboxenv_cmd_ca(argc - optind, argv + optind, cli.so.state_dir, cli.ca_key);
+		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
+						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);
 	else if (rc == 0 && !strcmp(cli.command, "env"))
 		rc = optind < argc ? 2 : sandboxenv_cmd_env(p, cli.so.state_dir,
 				cli.so.nlisten ? cli.so.listen[0] : "127.0.0.1:3128", cli.so.upstream_ca);
