@@ -25,7 +25,7 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all deps run test test-unit test-integration fuzz fuzz-smoke bench clean asan
+.PHONY: all deps run demo test unit fuzz fuzz-smoke bench clean
 
 all: deps $(BUILD)/egressd
 
@@ -64,6 +64,10 @@ run: all
 	@echo "try:  curl -x http://127.0.0.1:3128 https://example.com/   (allowed by the example policy)"
 	@echo "      curl -x http://127.0.0.1:3128 https://denied.test/    (403, X-Egressd-Reason: not-allowed)"
 	$(BUILD)/egressd serve --listen 127.0.0.1:3128 -c examples/policy.json --log -
+
+# offline demo: a loopback stand-in API, egressd with a secret, curl through it
+demo: all
+	@examples/demo.sh
 
 # make test: deps, normal build, ASan+UBSan build, unit tests and corpus replay
 # under ASan, integration tests against both binaries; last line "N passed, N failed".
