@@ -132,6 +132,18 @@ void conn_drop_upstream(struct conn *c)
 	c->up_tls = false;
 }
 
+void conn_close_idle(struct worker *w)
+{
+	struct conn *c = w->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->st == ST_HEAD && c->req && !httpmsg_started(c->req) &&
+		    evbuffer_get_length(bufferevent_get_input(c->cl)) == 0)
+			conn_free(c);
+	}
+}
+
 void conn_close_all(struct worker *w)
 {
 	/* cancelling DNS may defer the free to a callback: run those, then force */

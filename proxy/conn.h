@@ -15,6 +15,10 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 /* Frees every connection of w (at shutdown, after its loop stopped). */
 void conn_close_all(struct worker *w);
 
+/* Frees w's connections that are between requests with nothing pending
+ * (used while draining). */
+void conn_close_idle(struct worker *w);
+
 /* Number of live connections in this process (for diagnostics and tests). */
 long conn_live_count(void);
 

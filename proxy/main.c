@@ -27,7 +27,7 @@ struct cli {
 enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
-	OPT_THREADS, OPT_VERSION, OPT_CAKEY,
+	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN,
 };
 
 static const struct option long_opts[] = {
@@ -49,6 +49,7 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "ca-key", required_argument, NULL, OPT_CAKEY },
+	{ "drain-timeout", required_argument, NULL, OPT_DRAIN },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -69,6 +70,7 @@ static void usage(FILE *f)
 	      "      --intercept P[,P...]   hosts to intercept for auditing\n"
 	      "      --log FILE             JSON-lines audit log ('-' = stderr)\n"
 	      "      --threads N            worker threads (default: number of cores)\n"
+	      "      --drain-timeout S      on SIGTERM, let connections finish for S seconds (default 5)\n"
 	      "      --version              print the version\n"
 	      "\n"
 	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
@@ -154,6 +156,14 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 			okay = false;
 		} else {
 			cli->so.listen[cli->so.nlisten++] = arg;
+		}
+		break;
+	case OPT_DRAIN:
+		if (parse_uint(arg, 3600) < 0) {
+			snprintf(err, sizeof(err), "invalid --drain-timeout \"%s\" (want 1..3600 seconds)", arg);
+			okay = false;
+		} else {
+			cli->so.drain_timeout_s = (unsigned)parse_uint(arg, 3600);
 		}
 		break;
 	case OPT_THREADS:
@@ -294,7 +304,7 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
-				   .idle_timeout_s = 300 } };
+				   .idle_timeout_s = 300, .drain_timeout_s = 5 } };
 	struct policy *p = policy_new();
 	int rc;
 

@@ -42,6 +42,9 @@ struct wstate {
 	struct worker w;
 	struct evconnlistener *ls[SERVER_MAX_LISTENERS];
 	struct event *resume; /* re-enables listeners after EMFILE */
+	struct event *stop;   /* activated from the signal thread: drain, then stop */
+	struct event *drain;  /* periodic check while draining */
+	struct timeval drain_start;
 	pthread_t thread;
 };
 
@@ -56,6 +59,7 @@ struct server {
 	struct wstate *ws;
 	int nthreads;
 	atomic_ullong next_id;
+	atomic_int signals;           /* SIGTERM/SIGINT received */
 	struct event_base *main_base; /* waits for signals */
 	struct ca *ca;                /* interception: NULL when not needed */
 	struct minter *minter;
@@ -196,6 +200,8 @@ fail:
 	return -1;
 }
 
+static void on_stop(evutil_socket_t fd, short what, void *arg);
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int len, void *arg)
 {
@@ -260,6 +266,7 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (setup_dns(s, &ws->w, err) < 0)
 		return -1;
 	ws->resume = evtimer_new(ws->w.base, on_resume, ws);
+	ws->stop = event_new(ws->w.base, -1, 0, on_stop, ws);
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
 	for (int i = 0; i < s->nla; i++) {
@@ -360,20 +367,71 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* While draining: stop when the worker has no connection left, or when the
+ * drain timeout (or a second signal) says so. */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct wstate *ws = arg;
+	struct server *s = ws->w.srv;
+	struct timeval now;
+	long ms;
+
+	(void)fd;
+	(void)what;
+	evutil_gettimeofday(&now, NULL);
+	ms = (now.tv_sec - ws->drain_start.tv_sec) * 1000L +
+	     (now.tv_usec - ws->drain_start.tv_usec) / 1000L;
+	conn_close_idle(&ws->w);
+	if (!ws->w.conns || atomic_load(&s->signals) > 1 || ms >= 1000L * s->o.drain_timeout_s)
+		event_base_loopbreak(ws->w.base);
+}
+
+/* In the worker's own thread: stop accepting, close idle connections, and
+ * let the others finish. An event (not loopbreak from the signal thread)
+ * so a signal that comes before the loop runs is not lost. */
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct wstate *ws = arg;
+	struct timeval tick = { 0, 50000 };
+
+	(void)fd;
+	(void)what;
+	if (!ws->drain_start.tv_sec) {
+		for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++)
+			evconnlistener_disable(ws->ls[i]);
+		event_del(ws->resume);
+		evutil_gettimeofday(&ws->drain_start, NULL);
+		ws->drain = event_new(ws->w.base, -1, EV_PERSIST, on_drain, ws);
+		event_add(ws->drain, &tick);
+	}
+	on_drain(-1, 0, ws);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
+	int n = atomic_fetch_add(&s->signals, 1) + 1;
+
 	(void)what;
-	fprintf(stderr, "egressd: signal %d, stopping\n", (int)sig);
+	fprintf(stderr, n == 1 ? "egressd: signal %d, draining (up to %u s; again to stop now)\n"
+			       : "egressd: signal %d, stopping now\n",
+		(int)sig, s->o.drain_timeout_s);
 	for (int i = 0; i < s->nthreads; i++)
-		event_base_loopbreak(s->ws[i].w.base);
-	event_base_loopbreak(s->main_base);
+		event_active(s->ws[i].stop, EV_READ, 0);
 }
 
 int server_run(struct server *s)
 {
 	struct event_base *main_base = event_base_new();
-	struct event *sigterm, *sigint;
+	struct event *sigterm, *sigint, *tick;
+	struct timeval tv = { 0, 100000 };
 	char buf[ADDR_STRLEN];
 
 	if (!main_base)
@@ -390,10 +448,15 @@ int server_run(struct server *s)
 			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
-	/* the main loop only waits for signals; workers stop on loopbreak */
-	event_base_dispatch(main_base);
-	for (int i = 0; i < s->nthreads; i++)
-		pthread_join(s->ws[i].thread, NULL);
+	/* the main thread only forwards signals; it ends when the workers have
+	 * (the tick bounds each wait so a finished drain is noticed) */
+	tick = event_new(main_base, -1, EV_PERSIST, on_tick, NULL);
+	event_add(tick, &tv);
+	for (int i = 0; i < s->nthreads; i++) {
+		while (pthread_tryjoin_np(s->ws[i].thread, NULL) != 0)
+			event_base_loop(main_base, EVLOOP_ONCE);
+	}
+	event_free(tick);
 	event_free(sigterm);
 	event_free(sigint);
 	event_base_free(main_base);
@@ -411,6 +474,10 @@ void server_free(struct server *s)
 				evconnlistener_free(ws->ls[i]);
 		if (ws->resume)
 			event_free(ws->resume);
+		if (ws->stop)
+			event_free(ws->stop);
+		if (ws->drain)
+			event_free(ws->drain);
 		if (ws->w.dns)
 			evdns_base_free(ws->w.dns, 1);
 		if (ws->w.base)

@@ -26,6 +26,7 @@ struct server_opts {
 	const char *state_dir;   /* CA, placeholder key, CA bundle */
 	const char *upstream_ca; /* extra upstream trust anchors, or NULL */
 	bool leak_block;         /* --on-placeholder-leak block */
+	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
 };
 
 struct server;
