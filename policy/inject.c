@@ -4,6 +4,7 @@
 #include "inject.h"
 
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -384,27 +385,33 @@ bool redact_string(const struct secretset *s, uint64_t mask, const char *text, s
 	if (cnt > SECRETS_MAX)
 		cnt = SECRETS_MAX;
 	while (i < n) {
-		size_t blen = 0, best = 0;
+		size_t blen = 0, best = SIZE_MAX, replen = 0;
+		const char *rep = NULL;
 
 		for (size_t k = 0; k < cnt; k++) {
-			size_t len;
-			const char *v;
-
 			if (!(mask >> k & 1))
 				continue;
-			v = secretset_value(s, k, &len);
-			if (len > blen && len <= n - i && v[0] == text[i] &&
-			    memcmp(text + i, v, len) == 0) {
-				blen = len;
-				best = k;
+			for (size_t j = 0; j < SECRET_FORMS; j++) {
+				size_t len, rl;
+				const char *r, *v = secretset_form(s, k, j, &len, &r, &rl);
+				size_t idx = k * SECRET_FORMS + j;
+
+				if (!v || !len || len > n - i || v[0] != text[i] ||
+				    memcmp(text + i, v, len) != 0)
+					continue;
+				if (len > blen || (len == blen && idx < best)) {
+					blen = len;
+					best = idx;
+					rep = r;
+					replen = rl;
+				}
 			}
 		}
 		if (!blen) {
 			i++;
 			continue;
 		}
-		if (!obuf_add(out, text + lit, i - lit) ||
-		    !obuf_add(out, secretset_placeholder(s, best), PLACEHOLDER_LEN))
+		if (!obuf_add(out, text + lit, i - lit) || !obuf_add(out, rep, replen))
 			goto fail;
 		i += blen;
 		lit = i;

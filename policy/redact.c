@@ -15,15 +15,16 @@
 struct rpat {
 	const char *v;  /* value (borrowed from the secretset) */
 	size_t len;
-	const char *ph; /* placeholder (borrowed) */
-	size_t idx;     /* secret index: breaks ties between equal values */
+	const char *ph; /* replacement: the placeholder or its encoding (borrowed) */
+	size_t phlen;
+	size_t idx;     /* secret index * SECRET_FORMS + form: breaks ties */
 };
 
 struct redactor {
-	struct rpat pat[SECRETS_MAX]; /* by first byte, then longest first, then index */
+	struct rpat pat[SECRETS_MAX * SECRET_FORMS]; /* by first byte, longest first, index */
 	size_t npat;
-	unsigned char start[256];     /* pat[start[c] .. start[c] + count[c]) begin with c */
-	unsigned char count[256];
+	unsigned short start[256];    /* pat[start[c] .. start[c] + count[c]) begin with c */
+	unsigned short count[256];
 	int only;                     /* the single first byte of all values, or -1 */
 	size_t maxlen;                /* longest value */
 	char *hold;                   /* held-back bytes (maxlen), wiped */
@@ -50,27 +51,24 @@ struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
 	int nfirst = 0;
 
 	for (size_t k = 0; k < cnt && k < SECRETS_MAX; k++) {
-		size_t len;
-		const char *v;
-
 		if (!(mask >> k & 1))
 			continue;
-		v = secretset_value(s, k, &len);
-		if (!v || !len)
-			continue;
-		r->pat[r->npat].v = v;
-		r->pat[r->npat].len = len;
-		r->pat[r->npat].ph = secretset_placeholder(s, k);
-		r->pat[r->npat].idx = k;
-		r->npat++;
-		if (len > r->maxlen)
-			r->maxlen = len;
+		for (size_t j = 0; j < SECRET_FORMS; j++) {
+			struct rpat *t = &r->pat[r->npat];
+			t->v = secretset_form(s, k, j, &t->len, &t->ph, &t->phlen);
+			if (!t->v || !t->len)
+				continue;
+			t->idx = k * SECRET_FORMS + j;
+			r->npat++;
+			if (t->len > r->maxlen)
+				r->maxlen = t->len;
+		}
 	}
 	qsort(r->pat, r->npat, sizeof(r->pat[0]), pat_cmp);
 	for (size_t i = 0; i < r->npat; i++) {
 		unsigned char c = (unsigned char)r->pat[i].v[0];
 		if (!r->count[c]++) {
-			r->start[c] = (unsigned char)i;
+			r->start[c] = (unsigned short)i;
 			nfirst++;
 		}
 	}
@@ -152,7 +150,7 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 		}
 		if (i > lit)
 			emit(ctx, p + lit, i - lit);
-		emit(ctx, best->ph, PLACEHOLDER_LEN);
+		emit(ctx, best->ph, best->phlen);
 		i += best->len;
 		lit = i;
 	}

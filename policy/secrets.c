@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -42,6 +43,10 @@ struct sentry {
 	char *value;                          /* secure memory, NUL-terminated */
 	size_t len;                           /* value length */
 	size_t alloc;                         /* bytes allocated at value */
+	char *b64[3];                         /* base64 cores (secure memory) or NULL */
+	size_t b64len[3], b64alloc[3];
+	char b64rep[3][64];                   /* the placeholder's cores */
+	size_t b64replen[3];
 };
 
 struct secretset {
@@ -410,6 +415,8 @@ static bool contains_placeholder(const struct secretset *s, const char *v, size_
 	return false;
 }
 
+static void make_forms(struct sentry *e);
+
 struct secretset *secretset_load(const struct policy *p,
 				 const unsigned char key[PLACEHOLDER_KEYLEN], char *err)
 {
@@ -470,6 +477,7 @@ struct secretset *secretset_load(const struct policy *p,
 			memcpy(e->value, src, len);
 			e->value[len] = '\0';
 			e->len = len;
+			make_forms(e);
 		}
 		if (filebuf) {
 			OPENSSL_cleanse(filebuf, SECRET_FILE_MAX + 1);
@@ -485,11 +493,71 @@ out:
 	return res;
 }
 
+static size_t b64_encode(const unsigned char *in, size_t n, char *out)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0;
+
+	for (size_t i = 0; i + 3 <= n; i += 3) {
+		unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = tab[v >> 6 & 63];
+		out[o++] = tab[v & 63];
+	}
+	return o;
+}
+
+/* The base64 cores of e's value (and of its placeholder) at the three
+ * alignments: a value starting a bytes before a 3-byte group boundary. */
+static void make_forms(struct sentry *e)
+{
+	for (size_t k = 0; k < 3; k++) {
+		size_t a = (3 - k) % 3, m = e->len > a ? (e->len - a) / 3 : 0;
+		size_t pm = (PLACEHOLDER_LEN - a) / 3;
+
+		if (4 * m < 16)
+			continue;
+		e->b64[k] = secure_alloc(4 * m + 1, &e->b64alloc[k]);
+		e->b64len[k] = b64_encode((const unsigned char *)e->value + a, 3 * m, e->b64[k]);
+		e->b64[k][e->b64len[k]] = '\0';
+		e->b64replen[k] = b64_encode((const unsigned char *)e->placeholder + a, 3 * pm,
+					     e->b64rep[k]);
+	}
+}
+
+const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t *len,
+			   const char **rep, size_t *replen)
+{
+	const struct sentry *e;
+
+	*len = *replen = 0;
+	*rep = NULL;
+	if (!s || i >= s->n || j >= SECRET_FORMS)
+		return NULL;
+	e = &s->e[i];
+	if (j == 0) {
+		*len = e->len;
+		*rep = e->placeholder;
+		*replen = PLACEHOLDER_LEN;
+		return e->value;
+	}
+	if (!e->b64[j - 1])
+		return NULL;
+	*len = e->b64len[j - 1];
+	*rep = e->b64rep[j - 1];
+	*replen = e->b64replen[j - 1];
+	return e->b64[j - 1];
+}
+
 void secretset_free(struct secretset *s)
 {
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
+		for (size_t k = 0; k < 3; k++)
+			secure_free(s->e[i].b64[k], s->e[i].b64alloc[k]);
 		secure_free(s->e[i].value, s->e[i].alloc);
 		s->e[i].value = NULL;
 		free(s->e[i].name);

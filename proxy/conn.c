@@ -146,8 +146,10 @@ void conn_close_idle(struct worker *w)
 
 void conn_close_all(struct worker *w)
 {
-	/* cancelling DNS may defer the free to a callback: run those, then force */
-	for (int round = 0; round < 3 && w->conns; round++) {
+	/* cancelling DNS may defer a free to a callback, and libevent finalizes
+	 * freed bufferevents (a TLS filter, then its socket) from the loop: run
+	 * it a few times so nothing is left half-freed */
+	for (int round = 0; round < 4; round++) {
 		struct conn *c = w->conns, *next;
 		for (; c; c = next) {
 			next = c->next;

@@ -3,6 +3,8 @@
  * hold back at most (longest value - 1) bytes; plus a throughput measure */
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 #include <time.h>
 
 #include "inject.h"
@@ -251,6 +253,67 @@ static void throughput(const char *const *vals, size_t nv, const char *what)
 	policy_unref(p);
 }
 
+/* base64 of buf (n bytes), standard alphabet with padding, into out */
+static void b64(const unsigned char *buf, size_t n, char *out)
+{
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0, i;
+
+	for (i = 0; i + 2 < n; i += 3) {
+		unsigned v = (unsigned)buf[i] << 16 | (unsigned)buf[i + 1] << 8 | buf[i + 2];
+		out[o++] = t[v >> 18 & 63], out[o++] = t[v >> 12 & 63];
+		out[o++] = t[v >> 6 & 63], out[o++] = t[v & 63];
+	}
+	if (n - i == 1) {
+		unsigned v = (unsigned)buf[i] << 16;
+		out[o++] = t[v >> 18 & 63], out[o++] = t[v >> 12 & 63], out[o++] = '=', out[o++] = '=';
+	} else if (n - i == 2) {
+		unsigned v = (unsigned)buf[i] << 16 | (unsigned)buf[i + 1] << 8;
+		out[o++] = t[v >> 18 & 63], out[o++] = t[v >> 12 & 63], out[o++] = t[v >> 6 & 63];
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+}
+
+/* An echoed "Authorization: Basic b64(user:VALUE)" must not carry the value:
+ * its base64 core is replaced, at every alignment (user names of any length),
+ * by streaming and one-shot redaction alike. */
+static void test_base64_forms(void)
+{
+	static const char *const vals[] = { "sk-REAL-0123456789abcdef" };
+	struct policy *p;
+	struct secretset *s = make_set(vals, 1, &p);
+	struct redactor *r = redactor_new(s, 1);
+
+	for (size_t ulen = 1; ulen <= 6; ulen++) {
+		char cred[128], enc[256], text[300];
+		struct obuf want;
+		bool found;
+
+		snprintf(cred, sizeof(cred), "%.*s:%s", (int)ulen, "useruser", vals[0]);
+		b64((const unsigned char *)cred, strlen(cred), enc);
+		snprintf(text, sizeof(text), "{\"Authorization\": \"Basic %s\"}", enc);
+		obuf_init(&want, 4096);
+		redact_string(s, 1, text, strlen(text), &want);
+		{
+			/* decode what the sandbox would get: the value must not be there */
+			const char *tok = strstr(want.p, "Basic ") + 6;
+			size_t tl = strcspn(tok, "\"");
+			unsigned char dec[256];
+			int dl = EVP_DecodeBlock(dec, (const unsigned char *)tok, (int)tl);
+			found = dl < 0 || memmem(dec, (size_t)dl, vals[0], strlen(vals[0])) != NULL ||
+				memmem(dec, (size_t)dl, "REAL-0123456789", 15) != NULL;
+		}
+		ok(!found, "user of %zu bytes: the echoed credentials decode without the value", ulen);
+		ok(stream_eq(r, text, strlen(text), 0, 3, &want),
+		   "user of %zu bytes: streaming agrees", ulen);
+		obuf_dispose(&want);
+	}
+	redactor_free(r);
+	secretset_free(s);
+	policy_unref(p);
+}
+
 int main(void)
 {
 	static const char *const v1[] = { "aab" };
@@ -267,6 +330,7 @@ int main(void)
 					   "db-password-42" };
 
 	test_basics();
+	test_base64_forms();
 	property(v1, 1, "ab", 9, 9, "aab in a/b strings (aaab)");
 	property(v2, 2, "abc", 7, 6, "prefix values ab/abab");
 	property(v3, 3, "abcd", 6, 5, "overlapping abc/bcd/c");
