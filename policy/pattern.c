@@ -658,3 +658,8 @@ const struct pattern *patlist_match_addr(const struct patlist *l, const struct i
 			return l->v[i];
 	return NULL;
 }
+
+uint16_t pattern_port(const struct pattern *p)
+{
+	return p->port;
+}

@@ -31,6 +31,8 @@ void pattern_free(struct pattern *p);
 
 /* The pattern as written by the user (borrowed, lives as long as p). */
 const char *pattern_text(const struct pattern *p);
+/* The pattern's port, or 0 for any port. */
+uint16_t pattern_port(const struct pattern *p);
 /* true for IP and CIDR patterns. */
 bool pattern_is_ip(const struct pattern *p);
 

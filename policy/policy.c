@@ -490,3 +490,32 @@ bool policy_intercept_present(const struct policy *p)
 {
 	return patlist_len(p->intercept) > 0;
 }
+
+bool policy_could_allow_name(const struct policy *p, const char *name)
+{
+	struct target t;
+	char err[PATTERN_ERRLEN];
+
+	if (!target_from_host(name, strlen(name), 1, &t, err) || t.is_ip)
+		return false;
+	/* a deny pattern for every port refuses the name outright */
+	for (size_t i = 0; i < patlist_len(p->deny); i++) {
+		const struct pattern *d = patlist_get(p->deny, i);
+		t.port = 1;
+		if (!pattern_port(d) && pattern_match_target(d, &t))
+			return false;
+	}
+	if (!p->allow_present)
+		return true;
+	for (size_t i = 0; i < patlist_len(p->allow); i++) {
+		const struct pattern *a = patlist_get(p->allow, i);
+		struct decision d;
+		t.port = pattern_port(a) ? pattern_port(a) : 1;
+		if (!pattern_match_target(a, &t))
+			continue;
+		policy_check_target(p, &t, &d);
+		if (d.allow)
+			return true;
+	}
+	return false;
+}

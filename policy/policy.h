@@ -59,6 +59,9 @@ void policy_check_target(const struct policy *p, const struct target *t, struct 
  * and neither an allowNet IP/CIDR pattern nor --allow-private names it. */
 enum reason policy_check_addr(const struct policy *p, const struct ipaddr *a, uint16_t port);
 
+/* Could name be allowed on some port (the jail resolver answers it)? */
+bool policy_could_allow_name(const struct policy *p, const char *name);
+
 /* Pinned address for host:port (from --resolve), or false. */
 bool policy_pin_lookup(const struct policy *p, const char *host, uint16_t port,
 		       struct ipaddr *out);

@@ -62,7 +62,7 @@ static void set_nodelay(evutil_socket_t fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static void set_timeouts(struct bufferevent *bev, unsigned secs)
+void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
 {
 	struct timeval tv = { (time_t)secs, 0 };
 	bufferevent_set_timeouts(bev, secs ? &tv : NULL, secs ? &tv : NULL);
@@ -70,12 +70,17 @@ static void set_timeouts(struct bufferevent *bev, unsigned secs)
 
 void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen)
 {
+	(void)peerlen;
+	conn_create(w, fd, peer);
+}
+
+struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
+{
 	struct conn *c;
 	struct ipaddr a;
 	uint16_t port = 0;
 	char buf[ADDR_STRLEN];
 
-	(void)peerlen;
 	c = xcalloc(1, sizeof(*c));
 	c->w = w;
 	c->pol = server_policy(w->srv);
@@ -92,7 +97,7 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 		evutil_closesocket(fd);
 		policy_unref(c->pol);
 		free(c);
-		return;
+		return NULL;
 	}
 	atomic_fetch_add(&live_conns, 1);
 	c->next = w->conns;
@@ -103,8 +108,9 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 	c->pending = evbuffer_new();
 	bufferevent_setcb(c->cl, on_client_read, on_write, on_event, c);
 	bufferevent_setwatermark(c->cl, EV_READ, 0, CONN_HIGH_WATER);
-	set_timeouts(c->cl, server_opts(w->srv)->header_timeout_s);
+	conn_set_timeouts(c->cl, server_opts(w->srv)->header_timeout_s);
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
+	return c;
 }
 
 /* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
@@ -212,7 +218,7 @@ void conn_close_flushed(struct conn *c)
 		c->up = NULL;
 	}
 	bufferevent_disable(c->cl, EV_READ);
-	set_timeouts(c->cl, 10);
+	conn_set_timeouts(c->cl, 10);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
 		return; /* on_write finishes */
 	if (c->cl_raw)
@@ -281,7 +287,7 @@ void conn_log_connect(struct conn *c)
 	c->logged_connect = true;
 	audit_begin(&w, "connect", c->id);
 	jsonw_str(&w, "client", c->client);
-	jsonw_str(&w, "mode", c->mode == MODE_HTTP ? "http" : "connect");
+	jsonw_str(&w, "mode", c->transparent ? "transparent" : c->mode == MODE_HTTP ? "http" : "connect");
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	if (c->up_connected)
@@ -341,7 +347,7 @@ static void on_head(struct conn *c)
 	size_t ulen;
 	const char *url = httpmsg_target(c->req, &ulen);
 
-	if (c->mode == MODE_INTERCEPT) {
+	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
 		httpfwd_on_head(c, url, ulen);
 		return;
 	}
@@ -403,6 +409,9 @@ void conn_client_input(struct conn *c)
 		break;
 	case ST_HTTP:
 		httpfwd_client_input(c);
+		break;
+	case ST_PEEK:
+		transparent_peek(c);
 		break;
 	default:
 		break; /* resolving/connecting: bytes wait in the input buffer */
@@ -575,9 +584,10 @@ static void start_client_tls(struct conn *c)
 		conn_error(c, 502, "internal", err);
 		return;
 	}
-	tls_set_expected_host(ssl, c->t.host);
-	evbuffer_add_printf(bufferevent_get_output(c->cl),
-			    "HTTP/1.1 200 Connection established\r\n\r\n");
+	tls_set_expected_host(ssl, c->t.is_ip ? "" : c->t.host);
+	if (!c->transparent)
+		evbuffer_add_printf(bufferevent_get_output(c->cl),
+				    "HTTP/1.1 200 Connection established\r\n\r\n");
 	f = bufferevent_openssl_filter_new(c->w->base, c->cl, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
 	if (!f) {
 		SSL_free(ssl);
@@ -591,9 +601,12 @@ static void start_client_tls(struct conn *c)
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, on_client_read, on_write, on_event, c);
 	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
-	set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
+	conn_set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	/* transparent: the ClientHello already sits in the socket's input */
+	if (evbuffer_get_length(bufferevent_get_input(c->cl_raw)) > 0)
+		bufferevent_trigger(c->cl_raw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
 }
 
 /* The sandbox finished its TLS handshake: read requests. */
@@ -627,11 +640,11 @@ static void on_connected(struct conn *c)
 {
 	c->up_connected = true;
 	set_nodelay(bufferevent_getfd(c->up));
-	set_timeouts(c->up, 0);
-	set_timeouts(c->cl, 0);
+	conn_set_timeouts(c->up, 0);
+	conn_set_timeouts(c->cl, 0);
 	bufferevent_setwatermark(c->up, EV_READ, 0, CONN_HIGH_WATER);
 	conn_log_connect(c);
-	if (c->mode == MODE_INTERCEPT) {
+	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
 		/* a new upstream for the next request of an intercepted tunnel */
 		httpfwd_on_connected(c);
 		return;
@@ -640,11 +653,15 @@ static void on_connected(struct conn *c)
 		start_client_tls(c);
 		return;
 	}
+	if (c->transparent) {
+		transparent_connected(c);
+		return;
+	}
 	if (c->mode == MODE_CONNECT) {
 		evbuffer_add_printf(bufferevent_get_output(c->cl),
 				    "HTTP/1.1 200 Connection established\r\n\r\n");
 		c->st = ST_SNI;
-		set_timeouts(c->cl, server_opts(c->w->srv)->header_timeout_s);
+		conn_set_timeouts(c->cl, server_opts(c->w->srv)->header_timeout_s);
 		bufferevent_enable(c->cl, EV_READ);
 		bufferevent_enable(c->up, EV_READ | EV_WRITE);
 		relay_check_sni(c);
@@ -746,6 +763,10 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
 	if (c->st == ST_CONNECT && bev == c->up) {
 		upstream_failed(c);
+		return;
+	}
+	if (c->st == ST_PEEK) {
+		transparent_peek_timeout(c);
 		return;
 	}
 	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {

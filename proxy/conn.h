@@ -12,6 +12,9 @@ struct sockaddr;
 /* Takes ownership of fd (closed on any failure). */
 void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen);
 
+/* Same for a connection redirected to a transparent listener (transparent.c). */
+void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer);
+
 /* Frees every connection of w (at shutdown, after its loop stopped). */
 void conn_close_all(struct worker *w);
 

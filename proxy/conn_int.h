@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/time.h>
 
+#include <event2/util.h>
+
 #include "httpmsg.h"
 #include "pattern.h"
 #include "policy.h"
@@ -31,13 +33,15 @@ enum conn_state {
 	ST_TUNNEL,    /* raw bytes both ways */
 	ST_HTTP,      /* absolute-form: forwarding one request and its response */
 	ST_TLS,       /* intercepted CONNECT: the sandbox's TLS handshake with us */
+	ST_PEEK,      /* transparent: reading (not consuming) the first bytes */
 	ST_CLOSING,   /* flushing a final reply to the client, then free */
 };
 
 enum conn_mode {
 	MODE_CONNECT,   /* CONNECT tunnel, untouched */
 	MODE_HTTP,      /* absolute-form plain HTTP */
-	MODE_INTERCEPT, /* CONNECT whose TLS egressd terminates */
+	MODE_INTERCEPT, /* TLS egressd terminates (CONNECT or transparent) */
+	MODE_ORIGIN,    /* transparent plain HTTP: origin-form requests for one host */
 };
 
 struct conn {
@@ -71,6 +75,10 @@ struct conn {
 	bool logged_connect;
 	bool intercept;                /* CONNECT target is intercepted */
 	bool up_tls;                   /* c->up is the TLS bufferevent (handshaking or up) */
+	bool transparent;              /* accepted on a transparent listener */
+	struct ipaddr orig;            /* transparent: original destination */
+	uint16_t orig_port;
+	enum { PEEK_NONE, PEEK_TLS, PEEK_HTTP } peeked; /* what the first bytes were */
 	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
 	uint64_t injected;             /* secrets injected into the current request */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
@@ -83,6 +91,10 @@ struct conn {
 };
 
 /* conn.c */
+/* A new connection on accepted socket fd (owned), reading into c->cl with
+ * state ST_HEAD; NULL if out of resources (fd closed). */
+struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer);
+void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
 void conn_free(struct conn *c);
 /* Frees c->up (if any) and sets it to NULL. */
 void conn_drop_upstream(struct conn *c);
@@ -98,6 +110,13 @@ void conn_start_upstream(struct conn *c);
 void conn_client_input(struct conn *c);
 void conn_log_connect(struct conn *c);
 void conn_touch(struct conn *c);
+
+/* transparent.c */
+/* More first bytes arrived, or the wait for them ended. */
+void transparent_peek(struct conn *c);
+void transparent_peek_timeout(struct conn *c);
+/* The upstream is connected (not intercepted): tunnel or per-request HTTP. */
+void transparent_connected(struct conn *c);
 
 /* relay.c */
 /* Moves bytes from->to up to the high-water mark; returns bytes moved. */

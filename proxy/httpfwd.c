@@ -300,7 +300,7 @@ static void intercepted_head(struct conn *c, const char *url, size_t ulen)
 
 void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 {
-	if (c->mode != MODE_INTERCEPT)
+	if (c->mode != MODE_INTERCEPT && c->mode != MODE_ORIGIN)
 		c->mode = MODE_HTTP;
 	snprintf(c->method, sizeof(c->method), "%s", httpmsg_method(c->req));
 	c->req_done = c->req_upgrade = c->resp_head_seen = false;
@@ -316,7 +316,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 		httpmsg_expect_no_body(c->resp);
 	httpresp_prepare(c);
 	httpmsg_resume(c->req);
-	if (c->mode == MODE_INTERCEPT)
+	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN)
 		intercepted_head(c, url, ulen);
 	else
 		plain_head(c, url, ulen);

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "pattern.h"
 #include "policy.h"
+#include "runcmd.h"
 #include "sandboxenv.h"
 #include "server.h"
 
@@ -80,7 +81,9 @@ static void usage(FILE *f)
 	      "\n"
 	      "       egressd env [OPTIONS]          print the sandbox's environment\n"
 	      "       egressd ca init|show [OPTIONS] [--ca-key ec|rsa]\n"
-	      "Not available yet in this version (exits 2): the run command, --transparent.\n",
+	      "      --transparent ADDR:PORT  listener for redirected traffic (SO_ORIGINAL_DST)\n"
+	      "\n"
+	      "       egressd run [OPTIONS] -- CMD [ARGS...]  run CMD in a network jail\n",
 	      f);
 }
 
@@ -173,9 +176,15 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 			okay = false;
 		}
 		break;
+	case OPT_TRANSPARENT:
+		if (cli->so.ntransparent == SERVER_MAX_LISTENERS) {
+			snprintf(err, sizeof(err), "too many --transparent options");
+			okay = false;
+		} else {
+			cli->so.transparent[cli->so.ntransparent++] = arg;
+		}
+		break;
 	default:
-		cli->unsupported = 1;
-		cli->unsupported_name = "transparent";
 		break;
 	}
 	if (!okay)
@@ -280,7 +289,7 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 	struct server *s;
 	int rc;
 
-	if (cli->so.nlisten == 0)
+	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
 	if ((policy_secret_count(p) > 0 || policy_intercept_present(p)) &&
 	    sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0)
@@ -315,11 +324,8 @@ int main(int argc, char **argv)
 		argv++;
 	}
 	if (strcmp(cli.command, "serve") && strcmp(cli.command, "check") &&
-	    strcmp(cli.command, "env") && strcmp(cli.command, "ca")) {
-		bool known = !strcmp(cli.command, "run");
-		fprintf(stderr, known ? "egressd: the '%s' command is not implemented in this version\n"
-				      : "egressd: unknown command '%s' (try --help)\n",
-			cli.command);
+	    strcmp(cli.command, "env") && strcmp(cli.command, "ca") && strcmp(cli.command, "run")) {
+		fprintf(stderr, "egressd: unknown command '%s' (try --help)\n", cli.command);
 		policy_unref(p);
 		return 2;
 	}
@@ -337,6 +343,9 @@ int main(int argc, char **argv)
 	else if (rc == 0 && !strcmp(cli.command, "env"))
 		rc = optind < argc ? 2 : sandboxenv_cmd_env(p, cli.so.state_dir,
 				cli.so.nlisten ? cli.so.listen[0] : "127.0.0.1:3128", cli.so.upstream_ca);
+	else if (rc == 0 && !strcmp(cli.command, "run"))
+		rc = optind < argc ? runcmd_main(p, &cli.so, cli.log, argc - optind, argv + optind)
+				   : (fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n"), 125);
 	else if (rc == 0 && !strcmp(cli.command, "check"))
 		rc = cmd_check(argc - optind, argv + optind, p);
 	else if (rc == 0 && optind < argc) {
@@ -345,5 +354,7 @@ int main(int argc, char **argv)
 	} else if (rc == 0)
 		rc = cmd_serve(&cli, p);
 	policy_unref(p);
+	if (rc == 2 && !strcmp(cli.command, "run"))
+		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */
 	return rc < 0 ? 0 : rc;
 }

@@ -23,6 +23,8 @@
 
 #include "alloc.h"
 #include "ca.h"
+#include "dnsresp.h"
+#include "fakeip.h"
 #include "mint.h"
 #include "secrets.h"
 #include "tls.h"
@@ -36,6 +38,7 @@
 struct listen_addr {
 	struct ipaddr a;
 	uint16_t port;
+	bool transparent;
 };
 
 struct wstate {
@@ -65,7 +68,54 @@ struct server {
 	struct minter *minter;
 	struct tls *tls;
 	struct secretset *secrets;
+	struct fakeip *fake;          /* jail resolver's synthetic addresses, or NULL */
+	struct dnsresp *dns;          /* the jail's DNS responder (on worker 0), or NULL */
+	uint16_t dns_port;
 };
+
+static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port);
+
+struct fakeip *server_fakeip(struct server *s)
+{
+	return s->fake;
+}
+
+uint16_t server_listen_port(const struct server *s, int i)
+{
+	return i >= 0 && i < s->nla ? s->la[i].port : 0;
+}
+
+uint16_t server_dns_port(const struct server *s)
+{
+	return s->dns_port;
+}
+
+/* The jail resolver's question: could this name be allowed on some port? */
+static bool dns_allow(void *ctx, const char *name)
+{
+	struct server *s = ctx;
+	struct policy *p = server_policy(s);
+	bool ok = policy_could_allow_name(p, name);
+
+	policy_unref(p);
+	return ok;
+}
+
+static int setup_dns_responder(struct server *s, char *err)
+{
+	struct ipaddr a;
+	uint16_t port;
+
+	if (!s->o.dns_listen)
+		return 0;
+	if (!parse_ipport(s->o.dns_listen, &a, &port)) {
+		snprintf(err, 256, "invalid DNS listen address \"%s\"", s->o.dns_listen);
+		return -1;
+	}
+	s->fake = fakeip_new(65536);
+	s->dns = dnsresp_new(s->ws[0].w.base, &a, port, s->fake, dns_allow, s, &s->dns_port, err);
+	return s->dns ? 0 : -1;
+}
 
 struct tls *server_tls(struct server *s)
 {
@@ -209,6 +259,14 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	conn_accept(arg, fd, sa, len);
 }
 
+static void on_accept_transparent(struct evconnlistener *l, evutil_socket_t fd,
+				  struct sockaddr *sa, int len, void *arg)
+{
+	(void)l;
+	(void)len;
+	transparent_accept(arg, fd, sa);
+}
+
 static void on_resume(evutil_socket_t fd, short what, void *arg)
 {
 	struct wstate *ws = arg;
@@ -270,7 +328,8 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
 	for (int i = 0; i < s->nla; i++) {
-		ws->ls[i] = evconnlistener_new(ws->w.base, on_accept, &ws->w,
+		ws->ls[i] = evconnlistener_new(ws->w.base,
+					       s->la[i].transparent ? on_accept_transparent : on_accept, &ws->w,
 					       LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
 		if (!ws->ls[i]) {
 			snprintf(err, 256, "cannot create a listener");
@@ -282,18 +341,28 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	return 0;
 }
 
-static int parse_listen(const char *spec, struct listen_addr *l, char *err)
+/* "IP:PORT" (IPv6 bracketed); port 0 asks the kernel for a free one. */
+static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port)
 {
 	struct target t;
 	char perr[PATTERN_ERRLEN];
+	size_t n = strlen(spec);
+	bool any = n > 2 && strcmp(spec + n - 2, ":0") == 0;
 
-	if (!target_parse_authority(spec, strlen(spec), 0, &t, perr) || !t.is_ip) {
+	if (!target_parse_authority(spec, any ? n - 2 : n, any ? 1 : 0, &t, perr) || !t.is_ip)
+		return false;
+	*a = t.ip;
+	*port = any ? 0 : t.port;
+	return true;
+}
+
+static int parse_listen(const char *spec, struct listen_addr *l, char *err)
+{
+	if (!parse_ipport(spec, &l->a, &l->port)) {
 		snprintf(err, 256, "invalid listen address \"%s\" (want IP:PORT, e.g. 127.0.0.1:3128)",
 			 spec);
 		return -1;
 	}
-	l->a = t.ip;
-	l->port = t.port;
 	return 0;
 }
 
@@ -351,7 +420,12 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 	for (int i = 0; i < o->nlisten; i++)
 		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
 			goto fail;
-	if (bind_all(s, err) < 0)
+	for (int i = 0; i < o->ntransparent && s->nla < SERVER_MAX_LISTENERS; i++) {
+		s->la[s->nla].transparent = true;
+		if (parse_listen(o->transparent[i], &s->la[s->nla++], err) < 0)
+			goto fail;
+	}
+	if (bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
 		goto fail;
 	return s;
 fail:
@@ -443,11 +517,11 @@ int server_run(struct server *s)
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
 	for (int i = 0; i < s->nla; i++)
-		fprintf(stderr, "egressd: listening on %s%s%s:%u (%d threads)\n",
+		fprintf(stderr, "egressd: listening%s on %s%s%s:%u (%d threads)\n",
+			s->la[i].transparent ? " (transparent)" : "",
 			s->la[i].a.family == 6 ? "[" : "", addr_format(&s->la[i].a, buf),
 			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
-	for (int i = 0; i < s->nthreads; i++)
-		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
+	server_start(s);
 	/* the main thread only forwards signals; it ends when the workers have
 	 * (the tick bounds each wait so a finished drain is noticed) */
 	tick = event_new(main_base, -1, EV_PERSIST, on_tick, NULL);
@@ -463,10 +537,27 @@ int server_run(struct server *s)
 	return 0;
 }
 
+void server_start(struct server *s)
+{
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
+}
+
+void server_stop(struct server *s)
+{
+	atomic_store(&s->signals, 2); /* no drain */
+	for (int i = 0; i < s->nthreads; i++)
+		event_active(s->ws[i].stop, EV_READ, 0);
+	for (int i = 0; i < s->nthreads; i++)
+		pthread_join(s->ws[i].thread, NULL);
+}
+
 void server_free(struct server *s)
 {
 	if (!s)
 		return;
+	dnsresp_free(s->dns); /* before the loop it lives on */
 	for (int t = 0; t < s->nthreads; t++) {
 		struct wstate *ws = &s->ws[t];
 		for (int i = 0; i < SERVER_MAX_LISTENERS; i++)
@@ -484,6 +575,7 @@ void server_free(struct server *s)
 			event_base_free(ws->w.base);
 		certcache_free(ws->w.certs);
 	}
+	fakeip_free(s->fake);
 	secretset_free(s->secrets);
 	tls_free(s->tls);
 	minter_free(s->minter);

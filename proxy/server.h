@@ -11,6 +11,7 @@
 struct policy;
 struct event_base;
 struct evdns_base;
+struct fakeip;
 struct certcache;
 struct secretset;
 struct tls;
@@ -20,6 +21,9 @@ struct tls;
 struct server_opts {
 	const char *listen[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" explicit listeners */
 	int nlisten;
+	const char *transparent[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" transparent listeners */
+	int ntransparent;
+	const char *dns_listen;  /* "ADDR:PORT": the jail's DNS responder, or NULL */
 	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
 	int threads;            /* 0: number of cores */
 	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
@@ -48,6 +52,10 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 /* Runs the workers until SIGTERM/SIGINT; returns 0, or 1 on a runtime error. */
 int server_run(struct server *s);
 void server_free(struct server *s);
+/* For embedding (egressd run): start the worker threads, and later stop
+ * them at once (no drain) and wait for them. Signals are the caller's. */
+void server_start(struct server *s);
+void server_stop(struct server *s);
 
 /* The current policy with a new reference (release with policy_unref). */
 struct policy *server_policy(struct server *s);
@@ -58,6 +66,13 @@ bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t por
  * pattern (then nothing is intercepted). Borrowed for the server's life. */
 struct tls *server_tls(struct server *s);
 const struct secretset *server_secrets(struct server *s);
+
+/* The synthetic-address map of the jail's resolver, or NULL. */
+struct fakeip *server_fakeip(struct server *s);
+/* The port the i-th listener (explicit ones first, then transparent) and
+ * the DNS responder are bound to (after port 0 was chosen). */
+uint16_t server_listen_port(const struct server *s, int i);
+uint16_t server_dns_port(const struct server *s);
 
 /* A process-wide unique connection id. */
 unsigned long long server_next_id(struct server *s);

@@ -1,0 +1,785 @@
+/* jail.c -- the network namespace of `egressd run`: veth pair, addresses,
+ * routes, resolv.conf, iptables redirection to egressd, and full teardown.
+ *
+ * Everything is done with the iproute2 and iptables commands, each run with
+ * fork + execvp from an argv array (never a shell), waited for, its stderr
+ * kept for the error message. Names: namespace "egressd-<pid>-<n>", veth
+ * "egh<hex>" (host end) / "egj<hex>" (jail end), iptables rules tagged with
+ * the comment "<namespace name>" so teardown deletes exactly those. The /30
+ * out of 10.200.0.0/16 is picked under a lock file from the addresses already
+ * present, so concurrent jails never share one. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "jail.h"
+
+#define NETNS_RUN_DIR "/var/run/netns"
+#define ETC_NETNS "/etc/netns"
+#define LOCK_FILE "/run/egressd-jail.lock"
+#define SUBNET_BLOCKS 16384u          /* /30s in 10.200.0.0/16 */
+#define OUT_CAP (16u << 20)           /* cap on a command's captured stdout */
+#define KILL_ROUNDS 200               /* x 10 ms: bound on the kill loop */
+
+struct jail {
+	char name[32];         /* netns name, also the iptables comment */
+	char host_if[16];      /* veth end in the host namespace */
+	char jail_if[16];      /* veth end inside the namespace */
+	char dir[64];          /* /etc/netns/<name> */
+	char conf[96];         /* /etc/netns/<name>/resolv.conf */
+	struct ipaddr host_ip;
+	struct ipaddr jail_ip;
+	dev_t ns_dev;          /* identity of the namespace (for the kill loop) */
+	ino_t ns_ino;
+	bool have_ns_id;
+	bool made_ns, made_veth, made_etc, made_dir, made_conf;
+};
+
+static atomic_uint jail_counter;
+
+__attribute__((format(printf, 2, 3)))
+static void seterr(char *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, JAIL_ERRLEN, fmt, ap);
+	va_end(ap);
+}
+
+/* "ip link add ..." for messages: argv joined with spaces, truncated. */
+static void join_argv(const char *const argv[], char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; argv[i] && n + 1 < cap; i++) {
+		int w = snprintf(buf + n, cap - n, "%s%s", i ? " " : "", argv[i]);
+		if (w < 0)
+			break;
+		n += (size_t)w;
+	}
+	if (n >= cap && cap > 4)
+		memcpy(buf + cap - 4, "...", 4);
+}
+
+/* A command's captured stdout: NUL-terminated, at most OUT_CAP bytes. */
+struct outbuf {
+	char *buf;
+	size_t len;
+	size_t cap;
+};
+
+/* The child side of run_capture: never returns. Only async-signal-safe calls
+ * (the parent may have threads). */
+__attribute__((noreturn))
+static void exec_child(const char *const argv[], int out_fd, int err_fd, int exec_fd)
+{
+	sigset_t none;
+	int null_fd = open("/dev/null", O_RDWR);
+	int e;
+
+	if (null_fd >= 0) {
+		dup2(null_fd, 0);
+		if (out_fd < 0)
+			dup2(null_fd, 1);
+	}
+	if (out_fd >= 0)
+		dup2(out_fd, 1);
+	dup2(err_fd, 2);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execvp(argv[0], (char *const *)argv);
+	e = errno;
+	if (write(exec_fd, &e, sizeof e) < 0) {
+		/* nothing more to do */
+	}
+	_exit(127);
+}
+
+/* Runs argv (argv[0] looked up in PATH) with stdin /dev/null, waits for it.
+ * With out, stdout is captured there (caller frees out->buf); otherwise it
+ * goes to /dev/null. Returns 0 if it exited 0; else -1 with err naming the
+ * command, its stderr and its exit status. */
+static int run_capture(const char *const argv[], struct outbuf *out, char *err)
+{
+	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, exp[2] = { -1, -1 };
+	char ebuf[400], cmd[160];
+	size_t elen = 0;
+	int exec_errno = 0, status = 0, rc = -1;
+	pid_t pid = -1;
+
+	join_argv(argv, cmd, sizeof cmd);
+	if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(exp, O_CLOEXEC) < 0 ||
+	    (out && pipe2(outp, O_CLOEXEC) < 0)) {
+		seterr(err, "%s: pipe: %s", cmd, strerror(errno));
+		goto out;
+	}
+	if (out) {
+		out->len = 0;
+		out->cap = 4096;
+		out->buf = xmalloc(out->cap);
+		out->buf[0] = '\0';
+	}
+	pid = fork();
+	if (pid < 0) {
+		seterr(err, "%s: fork: %s", cmd, strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		exec_child(argv, outp[1], errp[1], exp[1]);
+	close(errp[1]);
+	errp[1] = -1;
+	close(exp[1]);
+	exp[1] = -1;
+	if (outp[1] >= 0) {
+		close(outp[1]);
+		outp[1] = -1;
+	}
+
+	/* drain stdout and stderr until both are closed */
+	for (;;) {
+		struct pollfd p[2];
+		int np = 0;
+
+		if (errp[0] >= 0)
+			p[np++] = (struct pollfd){ .fd = errp[0], .events = POLLIN };
+		if (outp[0] >= 0)
+			p[np++] = (struct pollfd){ .fd = outp[0], .events = POLLIN };
+		if (np == 0)
+			break;
+		if (poll(p, (nfds_t)np, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (int i = 0; i < np; i++) {
+			char tmp[4096];
+			ssize_t r;
+
+			if (!p[i].revents)
+				continue;
+			r = read(p[i].fd, tmp, sizeof tmp);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				close(p[i].fd);
+				if (p[i].fd == errp[0])
+					errp[0] = -1;
+				else
+					outp[0] = -1;
+				continue;
+			}
+			if (p[i].fd == errp[0]) {
+				size_t k = (size_t)r;
+				if (k > sizeof ebuf - 1 - elen)
+					k = sizeof ebuf - 1 - elen;
+				memcpy(ebuf + elen, tmp, k);
+				elen += k;
+			} else if (out->len + (size_t)r < OUT_CAP) {
+				while (out->len + (size_t)r + 1 > out->cap) {
+					out->cap *= 2;
+					out->buf = xrealloc(out->buf, out->cap);
+				}
+				memcpy(out->buf + out->len, tmp, (size_t)r);
+				out->len += (size_t)r;
+				out->buf[out->len] = '\0';
+			}
+		}
+	}
+	ebuf[elen] = '\0';
+	if (read(exp[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
+		exec_errno = 0;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			seterr(err, "%s: waitpid: %s", cmd, strerror(errno));
+			goto out;
+		}
+	}
+	if (exec_errno) {
+		seterr(err, "cannot run %s: %s", argv[0], strerror(exec_errno));
+		goto out;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		rc = 0;
+		goto out;
+	}
+	/* one line of stderr: newlines become "; ", trailing ones dropped */
+	while (elen && (ebuf[elen - 1] == '\n' || ebuf[elen - 1] == '\r'))
+		ebuf[--elen] = '\0';
+	for (size_t i = 0; i < elen; i++)
+		if (ebuf[i] == '\n' || ebuf[i] == '\r')
+			ebuf[i] = ';';
+	if (WIFEXITED(status))
+		seterr(err, "%s: %s (exit status %d)", cmd, elen ? ebuf : "failed",
+		       WEXITSTATUS(status));
+	else
+		seterr(err, "%s: killed by signal %d", cmd,
+		       WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+out:
+	for (int i = 0; i < 2; i++) {
+		if (outp[i] >= 0)
+			close(outp[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+		if (exp[i] >= 0)
+			close(exp[i]);
+	}
+	if (rc < 0 && out) {
+		free(out->buf);
+		out->buf = NULL;
+		out->len = 0;
+	}
+	return rc;
+}
+
+/* Runs argv and waits for it; 0, or -1 with err (command, stderr, status). */
+static int run_cmd(const char *const argv[], char *err)
+{
+	return run_capture(argv, NULL, err);
+}
+
+/* Logs a failed cleanup step; teardown goes on with the next one. */
+static void cleanup_warn(const char *what, const char *msg)
+{
+	fprintf(stderr, "egressd: jail cleanup: %s: %s\n", what, msg);
+}
+
+/* ------------------------------------------------------------------------
+ * the /30 out of 10.200.0.0/16 */
+
+/* Marks in used[] every /30 block of 10.200.0.0/16 that overlaps a.b.c.d/p.
+ * Networks wider than the /16 are ignored: our /30 routes are more specific. */
+static void mark_used(uint8_t *used, uint32_t a, unsigned p)
+{
+	uint32_t base = 0x0ac80000u; /* 10.200.0.0 */
+	uint32_t lo, hi;
+
+	if (p < 16 || p > 32)
+		return;
+	lo = p == 32 ? a : a & ~((1u << (32 - p)) - 1);
+	hi = p == 32 ? a : lo | ((1u << (32 - p)) - 1);
+	if ((lo & 0xffff0000u) != base)
+		return;
+	for (uint32_t b = (lo - base) >> 2; b <= (hi - base) >> 2 && b < SUBNET_BLOCKS; b++)
+		used[b / 8] |= (uint8_t)(1u << (b % 8));
+}
+
+/* Fills j->host_ip / j->jail_ip with a /30 no interface of this namespace
+ * uses, probing from seed. Caller holds the lock. 0, or -1 with err. */
+static int pick_subnet(struct jail *j, unsigned seed, char *err)
+{
+	static const char *const argv[] = { "ip", "-o", "-4", "addr", "show", NULL };
+	uint8_t used[SUBNET_BLOCKS / 8];
+	struct outbuf o = { 0 };
+	int rc = -1;
+
+	if (run_capture(argv, &o, err) < 0)
+		goto out;
+	memset(used, 0, sizeof used);
+	for (const char *s = o.buf; (s = strstr(s, " inet ")) != NULL;) {
+		const char *a = s + 6, *slash = a;
+		struct ipaddr ip;
+		unsigned p = 0;
+
+		while (*slash && *slash != '/' && *slash != ' ')
+			slash++;
+		s = slash;
+		if (*slash != '/' || !addr_parse_ipv4(a, (size_t)(slash - a), &ip))
+			continue;
+		for (const char *d = slash + 1; isdigit((unsigned char)*d) && p <= 32; d++)
+			p = p * 10 + (unsigned)(*d - '0');
+		mark_used(used, (uint32_t)ip.b[0] << 24 | (uint32_t)ip.b[1] << 16 |
+				(uint32_t)ip.b[2] << 8 | ip.b[3], p);
+	}
+	for (unsigned i = 0; i < SUBNET_BLOCKS; i++) {
+		unsigned b = (seed + i) % SUBNET_BLOCKS;
+		uint32_t base;
+
+		if (used[b / 8] & (1u << (b % 8)))
+			continue;
+		base = 0x0ac80000u | (b << 2);
+		memset(&j->host_ip, 0, sizeof j->host_ip);
+		j->host_ip.family = 4;
+		j->host_ip.b[0] = 10;
+		j->host_ip.b[1] = 200;
+		j->host_ip.b[2] = (uint8_t)(base >> 8);
+		j->host_ip.b[3] = (uint8_t)((base & 0xff) + 1);
+		j->jail_ip = j->host_ip;
+		j->jail_ip.b[3] = (uint8_t)((base & 0xff) + 2);
+		rc = 0;
+		goto out;
+	}
+	seterr(err, "no free /30 left in 10.200.0.0/16");
+out:
+	free(o.buf);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * teardown */
+
+/* SIGKILLs every process whose network namespace is the jail's, until none
+ * is left (bounded). Processes are signalled through a pidfd opened before
+ * their namespace is checked, so a recycled pid is never hit. */
+static void kill_ns_procs(const struct jail *j)
+{
+	for (int round = 0; round < KILL_ROUNDS; round++) {
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+		int found = 0;
+
+		if (!d) {
+			cleanup_warn("opendir /proc", strerror(errno));
+			return;
+		}
+		while ((de = readdir(d)) != NULL) {
+			char path[64];
+			struct stat st;
+			pid_t pid = 0;
+			int fd;
+
+			if (!isdigit((unsigned char)de->d_name[0]))
+				continue;
+			for (const char *c = de->d_name; isdigit((unsigned char)*c); c++)
+				pid = pid * 10 + (*c - '0');
+			if (pid <= 1 || pid == getpid())
+				continue;
+			fd = pidfd_open(pid, 0);
+			if (fd < 0)
+				continue;
+			snprintf(path, sizeof path, "/proc/%d/ns/net", (int)pid);
+			if (stat(path, &st) == 0 && st.st_dev == j->ns_dev && st.st_ino == j->ns_ino) {
+				found++;
+				pidfd_send_signal(fd, SIGKILL, NULL, 0);
+			}
+			close(fd);
+		}
+		closedir(d);
+		if (!found)
+			return;
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+	cleanup_warn(j->name, "processes still alive in the namespace after SIGKILL");
+}
+
+/* Deletes every rule of table whose comment is the jail's name: each line
+ * of `iptables -S` carrying it, re-issued with -D. */
+static void delete_rules(const struct jail *j, const char *table)
+{
+	const char *const list[] = { "iptables", "-w", "-t", table, "-S", NULL };
+	struct outbuf o = { 0 };
+	char err[JAIL_ERRLEN];
+	char *line, *save = NULL;
+
+	if (run_capture(list, &o, err) < 0) {
+		cleanup_warn("listing iptables rules", err);
+		return;
+	}
+	for (line = strtok_r(o.buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		const char *argv[72];
+		char *tok, *tsave = NULL;
+		bool ours = false;
+		size_t n = 0;
+
+		if (strncmp(line, "-A ", 3) != 0)
+			continue;
+		argv[n++] = "iptables";
+		argv[n++] = "-w";
+		argv[n++] = "-t";
+		argv[n++] = table;
+		for (tok = strtok_r(line, " ", &tsave); tok && n < 70; tok = strtok_r(NULL, " ", &tsave)) {
+			size_t tl = strlen(tok);
+
+			if (n > 4 && !strcmp(argv[n - 1], "--comment")) {
+				if (tl >= 2 && tok[0] == '"' && tok[tl - 1] == '"') {
+					tok[tl - 1] = '\0';
+					tok++;
+				}
+				if (!strcmp(tok, j->name))
+					ours = true;
+			}
+			argv[n] = n == 4 ? "-D" : tok; /* -A CHAIN ... -> -D CHAIN ... */
+			n++;
+		}
+		argv[n] = NULL;
+		if (ours && !tok && run_cmd(argv, err) < 0)
+			cleanup_warn("deleting an iptables rule", err);
+	}
+	free(o.buf);
+}
+
+/* Removes what j made (each step on its own; failures are logged). */
+static void teardown(struct jail *j)
+{
+	char err[JAIL_ERRLEN];
+
+	if (j->made_ns && j->have_ns_id)
+		kill_ns_procs(j);
+	delete_rules(j, "nat");
+	delete_rules(j, "filter");
+	if (j->made_veth) {
+		const char *const argv[] = { "ip", "link", "del", j->host_if, NULL };
+		/* gone already when the namespace took the peer with it */
+		if (run_cmd(argv, err) < 0 && !strstr(err, "Cannot find device"))
+			cleanup_warn("deleting the veth", err);
+		j->made_veth = false;
+	}
+	if (j->made_ns) {
+		const char *const argv[] = { "ip", "netns", "del", j->name, NULL };
+		if (run_cmd(argv, err) < 0)
+			cleanup_warn("deleting the namespace", err);
+		j->made_ns = false;
+	}
+	if (j->made_conf && unlink(j->conf) < 0 && errno != ENOENT)
+		cleanup_warn(j->conf, strerror(errno));
+	j->made_conf = false;
+	if (j->made_dir && rmdir(j->dir) < 0 && errno != ENOENT)
+		cleanup_warn(j->dir, strerror(errno));
+	j->made_dir = false;
+	/* another jail may still use it: ENOTEMPTY is fine */
+	if (j->made_etc && rmdir(ETC_NETNS) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
+	    errno != EEXIST)
+		cleanup_warn(ETC_NETNS, strerror(errno));
+	j->made_etc = false;
+}
+
+void jail_destroy(struct jail *j)
+{
+	if (!j)
+		return;
+	teardown(j);
+	free(j);
+}
+
+/* ------------------------------------------------------------------------
+ * creation */
+
+/* /etc/netns/<name>/resolv.conf naming the host end. 0 or -1 with err. */
+static int write_resolv_conf(struct jail *j, char *err)
+{
+	char ip[ADDR_STRLEN], text[80];
+	int fd = -1, rc = -1, n;
+
+	/* a concurrent teardown may rmdir /etc/netns between our two mkdirs */
+	for (int attempt = 0; attempt < 5 && !j->made_dir; attempt++) {
+		if (mkdir(ETC_NETNS, 0755) == 0)
+			j->made_etc = true;
+		else if (errno != EEXIST) {
+			seterr(err, "mkdir %s: %s", ETC_NETNS, strerror(errno));
+			goto out;
+		}
+		if (mkdir(j->dir, 0755) == 0)
+			j->made_dir = true;
+		else if (errno != ENOENT) {
+			seterr(err, "mkdir %s: %s", j->dir, strerror(errno));
+			goto out;
+		}
+	}
+	if (!j->made_dir) {
+		seterr(err, "mkdir %s: %s", j->dir, strerror(ENOENT));
+		goto out;
+	}
+	fd = open(j->conf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		seterr(err, "create %s: %s", j->conf, strerror(errno));
+		goto out;
+	}
+	j->made_conf = true;
+	n = snprintf(text, sizeof text, "nameserver %s\n", addr_format(&j->host_ip, ip));
+	if (write(fd, text, (size_t)n) != n) {
+		seterr(err, "write %s: %s", j->conf, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0 && close(fd) < 0 && rc == 0) {
+		seterr(err, "close %s: %s", j->conf, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
+
+/* `ip netns add` under a fresh name; a name taken by someone else (a process
+ * with our pid in another pid namespace) moves on to the next counter. */
+static int add_netns(struct jail *j, char *err)
+{
+	for (int attempt = 0; attempt < 16; attempt++) {
+		unsigned n = atomic_fetch_add(&jail_counter, 1);
+		unsigned pid = (unsigned)getpid();
+		const char *const argv[] = { "ip", "netns", "add", j->name, NULL };
+		struct stat st;
+		char path[96];
+
+		snprintf(j->name, sizeof j->name, "egressd-%u-%u", pid, n);
+		snprintf(j->host_if, sizeof j->host_if, "egh%06x%x", pid & 0xffffffu, n & 0xffffffu);
+		snprintf(j->jail_if, sizeof j->jail_if, "egj%06x%x", pid & 0xffffffu, n & 0xffffffu);
+		snprintf(j->dir, sizeof j->dir, ETC_NETNS "/%s", j->name);
+		snprintf(j->conf, sizeof j->conf, ETC_NETNS "/%s/resolv.conf", j->name);
+		if (run_cmd(argv, err) < 0) {
+			if (strstr(err, "exists"))
+				continue;
+			return -1;
+		}
+		j->made_ns = true;
+		snprintf(path, sizeof path, NETNS_RUN_DIR "/%s", j->name);
+		if (stat(path, &st) == 0) {
+			j->ns_dev = st.st_dev;
+			j->ns_ino = st.st_ino;
+			j->have_ns_id = true;
+		}
+		return 0;
+	}
+	return -1;
+}
+
+/* Best effort: no IPv6 link-local chatter on the host end. */
+static void host_end_no_ipv6(const struct jail *j)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", j->host_if);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (write(fd, "1\n", 2) != 2) {
+		/* IPv6 may be off entirely; nothing to do */
+	}
+	close(fd);
+}
+
+struct jail *jail_create(char *err)
+{
+	struct jail *j = NULL;
+	char host[ADDR_STRLEN + 4], jip[ADDR_STRLEN + 4], gw[ADDR_STRLEN];
+	int lock_fd = -1;
+	bool ok = false;
+
+	if (geteuid() != 0) {
+		seterr(err, "egressd run needs root (network namespaces)");
+		goto out;
+	}
+	j = xcalloc(1, sizeof *j);
+	if (add_netns(j, err) < 0)
+		goto out;
+	{
+		const char *const add[] = { "ip", "link", "add", j->host_if, "type", "veth",
+					    "peer", "name", j->jail_if, NULL };
+		if (run_cmd(add, err) < 0)
+			goto out;
+		j->made_veth = true;
+	}
+	host_end_no_ipv6(j);
+	{
+		const char *const mv[] = { "ip", "link", "set", j->jail_if, "netns", j->name, NULL };
+		const char *const v6all[] = { "ip", "netns", "exec", j->name, "sysctl", "-qw",
+					      "net.ipv6.conf.all.disable_ipv6=1", NULL };
+		const char *const v6def[] = { "ip", "netns", "exec", j->name, "sysctl", "-qw",
+					      "net.ipv6.conf.default.disable_ipv6=1", NULL };
+		if (run_cmd(mv, err) < 0 || run_cmd(v6all, err) < 0 || run_cmd(v6def, err) < 0)
+			goto out;
+	}
+
+	/* the lock makes pick + assign atomic between concurrent jails */
+	lock_fd = open(LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lock_fd >= 0) {
+		while (flock(lock_fd, LOCK_EX) < 0 && errno == EINTR)
+			;
+	}
+	if (pick_subnet(j, (unsigned)getpid() * 2654435761u + atomic_load(&jail_counter) * 40503u,
+			err) < 0)
+		goto out;
+	snprintf(host, sizeof host, "%s/30", addr_format(&j->host_ip, gw));
+	snprintf(jip, sizeof jip, "%s/30", addr_format(&j->jail_ip, gw));
+	addr_format(&j->host_ip, gw);
+	{
+		const char *const a1[] = { "ip", "addr", "add", host, "dev", j->host_if, NULL };
+		if (run_cmd(a1, err) < 0)
+			goto out;
+	}
+	if (lock_fd >= 0) {
+		close(lock_fd);
+		lock_fd = -1;
+	}
+	{
+		const char *const a2[] = { "ip", "-n", j->name, "addr", "add", jip, "dev",
+					   j->jail_if, NULL };
+		const char *const up1[] = { "ip", "link", "set", j->host_if, "up", NULL };
+		const char *const up2[] = { "ip", "-n", j->name, "link", "set", j->jail_if, "up", NULL };
+		const char *const up3[] = { "ip", "-n", j->name, "link", "set", "lo", "up", NULL };
+		const char *const rt[] = { "ip", "-n", j->name, "route", "add", "default", "via", gw,
+					   NULL };
+		if (run_cmd(a2, err) < 0 || run_cmd(up1, err) < 0 || run_cmd(up2, err) < 0 ||
+		    run_cmd(up3, err) < 0 || run_cmd(rt, err) < 0)
+			goto out;
+	}
+	if (write_resolv_conf(j, err) < 0)
+		goto out;
+	ok = true;
+out:
+	if (lock_fd >= 0)
+		close(lock_fd);
+	if (!ok && j) {
+		teardown(j);
+		free(j);
+		j = NULL;
+	}
+	return j;
+}
+
+const struct ipaddr *jail_host_ip(const struct jail *j)
+{
+	return &j->host_ip;
+}
+
+const struct ipaddr *jail_jail_ip(const struct jail *j)
+{
+	return &j->jail_ip;
+}
+
+const char *jail_name(const struct jail *j)
+{
+	return j->name;
+}
+
+/* ------------------------------------------------------------------------
+ * redirection */
+
+int jail_redirect(struct jail *j, uint16_t tport, uint16_t dport, char *err)
+{
+	char tp[8], dp[8];
+	const char *h = j->host_if, *c = j->name;
+	int rc = -1;
+	/* each is inserted at position 1, so they end up in the reverse of this
+	 * order, ahead of whatever the host has: the ACCEPTs before the DROP */
+	const char *const rules[][24] = {
+		{ "iptables", "-w", "-t", "nat", "-I", "PREROUTING", "1", "-i", h, "-p", "udp",
+		  "--dport", "53", "-m", "comment", "--comment", c, "-j", "REDIRECT",
+		  "--to-ports", dp, NULL },
+		{ "iptables", "-w", "-t", "nat", "-I", "PREROUTING", "1", "-i", h, "-p", "tcp",
+		  "-m", "comment", "--comment", c, "-j", "REDIRECT", "--to-ports", tp, NULL },
+		{ "iptables", "-w", "-t", "filter", "-I", "INPUT", "1", "-i", h, "-m", "comment",
+		  "--comment", c, "-j", "DROP", NULL },
+		{ "iptables", "-w", "-t", "filter", "-I", "INPUT", "1", "-i", h, "-p", "udp",
+		  "--dport", dp, "-m", "comment", "--comment", c, "-j", "ACCEPT", NULL },
+		{ "iptables", "-w", "-t", "filter", "-I", "INPUT", "1", "-i", h, "-p", "tcp",
+		  "--dport", tp, "-m", "comment", "--comment", c, "-j", "ACCEPT", NULL },
+		{ "iptables", "-w", "-t", "filter", "-I", "FORWARD", "1", "-i", h, "-m", "comment",
+		  "--comment", c, "-j", "DROP", NULL },
+		{ "iptables", "-w", "-t", "filter", "-I", "FORWARD", "1", "-o", h, "-m", "comment",
+		  "--comment", c, "-j", "DROP", NULL },
+	};
+
+	snprintf(tp, sizeof tp, "%u", (unsigned)tport);
+	snprintf(dp, sizeof dp, "%u", (unsigned)dport);
+	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+		if (run_cmd(rules[i], err) < 0)
+			goto out;
+	rc = 0;
+out:
+	if (rc < 0) {
+		delete_rules(j, "nat");
+		delete_rules(j, "filter");
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * the command */
+
+pid_t jail_spawn(struct jail *j, char *const argv[], char *const envp[], char *err)
+{
+	size_t argc = 0;
+	const char **full = NULL;
+	int exp[2] = { -1, -1 };
+	pid_t parent = getpid(), pid = -1;
+	int exec_errno = 0;
+	ssize_t r;
+
+	while (argv[argc])
+		argc++;
+	if (!argc) {
+		seterr(err, "no command to run");
+		goto out;
+	}
+	full = xcalloc(argc + 5, sizeof *full);
+	full[0] = "ip";
+	full[1] = "netns";
+	full[2] = "exec";
+	full[3] = j->name;
+	for (size_t i = 0; i < argc; i++)
+		full[4 + i] = argv[i];
+	if (pipe2(exp, O_CLOEXEC) < 0) {
+		seterr(err, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pid = fork();
+	if (pid < 0) {
+		seterr(err, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		sigset_t none;
+		int e;
+
+		setpgid(0, 0);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(125);
+		/* egressd's handlers are reset by exec; ignored signals and the
+		 * mask are not */
+		for (int s = 1; s < NSIG; s++)
+			if (s != SIGKILL && s != SIGSTOP)
+				signal(s, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		close(exp[0]);
+		execvpe(full[0], (char *const *)full, envp);
+		e = errno;
+		if (write(exp[1], &e, sizeof e) < 0) {
+			/* the parent sees EOF and a 127 status */
+		}
+		_exit(127);
+	}
+	setpgid(pid, pid); /* either side may win the race; both set the same */
+	close(exp[1]);
+	exp[1] = -1;
+	do
+		r = read(exp[0], &exec_errno, sizeof exec_errno);
+	while (r < 0 && errno == EINTR);
+	if (r == (ssize_t)sizeof exec_errno) {
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		seterr(err, "cannot run ip netns exec: %s", strerror(exec_errno));
+		pid = -1;
+	}
+out:
+	if (exp[0] >= 0)
+		close(exp[0]);
+	if (exp[1] >= 0)
+		close(exp[1]);
+	free(full);
+	return pid;
+}

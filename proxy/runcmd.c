@@ -1,0 +1,195 @@
+/* runcmd.c -- `egressd run`: jail + embedded transparent egressd + the
+ * command with placeholders and CA variables, its exit status, teardown on
+ * every path */
+#include "runcmd.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "alloc.h"
+#include "audit.h"
+#include "jail.h"
+#include "policy.h"
+#include "sandboxenv.h"
+#include "secrets.h"
+#include "server.h"
+
+extern char **environ;
+
+#define ENV_MAX 4096
+
+static bool is_proxy_var(const char *kv)
+{
+	static const char *const names[] = { "http_proxy=", "https_proxy=", "all_proxy=",
+					     "no_proxy=", "ftp_proxy=" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strncasecmp(kv, names[i], strlen(names[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Would passing kv hand a secret to the command? Its name is a secret's (it
+ * gets the placeholder instead) or an env source of one, or its value holds
+ * a secret's value. */
+static bool is_secret_var(const char *kv, const struct policy *p, const struct secretset *ss)
+{
+	const char *eq = strchr(kv, '=');
+	size_t nl = eq ? (size_t)(eq - kv) : strlen(kv);
+
+	for (size_t i = 0; i < policy_secret_count(p); i++) {
+		const char *n = policy_secret_name(p, i), *src = policy_secret_source_arg(p, i);
+		size_t vl;
+		const char *v = secretset_value(ss, i, &vl);
+
+		if ((strlen(n) == nl && !strncmp(kv, n, nl)) ||
+		    (policy_secret_source(p, i) == SECRET_FROM_ENV && strlen(src) == nl &&
+		     !strncmp(kv, src, nl)) ||
+		    (eq && v && vl && strstr(eq + 1, v)))
+			return true;
+	}
+	return false;
+}
+
+static void add_env(char **env, size_t *n, const char *name, const char *val)
+{
+	size_t l = strlen(name) + strlen(val) + 2;
+
+	if (*n + 1 >= ENV_MAX)
+		return;
+	env[*n] = xmalloc(l);
+	snprintf(env[*n], l, "%s=%s", name, val);
+	(*n)++;
+}
+
+/* The command's environment (caller frees each string and the array). */
+static char **make_env(const struct policy *p, const struct secretset *ss, const char *state_dir)
+{
+	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+					       "DENO_CERT", "GIT_SSL_CAINFO" };
+	char **env = xcalloc(ENV_MAX, sizeof(char *)), bundle[4200];
+	size_t n = 0;
+
+	for (char **e = environ; *e && n + 64 < ENV_MAX; e++) {
+		bool ca = false;
+		for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
+			ca |= strncmp(*e, ca_vars[i], strlen(ca_vars[i])) == 0 &&
+			      (*e)[strlen(ca_vars[i])] == '=';
+		if (!ca && !is_proxy_var(*e) && !is_secret_var(*e, p, ss))
+			env[n++] = xstrdup(*e);
+	}
+	for (size_t i = 0; i < secretset_count(ss); i++)
+		add_env(env, &n, secretset_name(ss, i), secretset_placeholder(ss, i));
+	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", state_dir);
+	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
+		add_env(env, &n, ca_vars[i], bundle);
+	env[n] = NULL;
+	return env;
+}
+
+static void free_env(char **env)
+{
+	for (char **e = env; e && *e; e++)
+		free(*e);
+	free(env);
+}
+
+static int exit_status(int st)
+{
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		return 128 + WTERMSIG(st);
+	return 125;
+}
+
+/* Waits for the child, forwarding SIGINT/SIGTERM to its process group. */
+static int wait_child(pid_t child, const sigset_t *set)
+{
+	int st = 0, sig;
+	bool killing = false;
+
+	for (;;) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		pid_t r = waitpid(child, &st, WNOHANG);
+
+		if (r == child)
+			return exit_status(st);
+		if (r < 0 && errno != EINTR)
+			return 125;
+		sig = sigtimedwait(set, NULL, &ts);
+		if ((sig == SIGINT || sig == SIGTERM) && !killing) {
+			kill(-child, SIGTERM);
+			killing = true;
+		} else if (killing && sig < 0) {
+			kill(-child, SIGKILL);
+		}
+	}
+}
+
+int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int argc, char **argv)
+{
+	char err[JAIL_ERRLEN], listen[64], dnsl[64], ip[ADDR_STRLEN];
+	struct jail *j = NULL;
+	struct server *s = NULL;
+	char **env = NULL;
+	int rc = 125;
+	pid_t child;
+	sigset_t set;
+
+	(void)argc;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	/* before any thread or child: signals are taken with sigtimedwait */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	j = jail_create(err);
+	if (!j)
+		goto fail;
+	addr_format(jail_host_ip(j), ip);
+	snprintf(listen, sizeof(listen), "%s:0", ip);
+	snprintf(dnsl, sizeof(dnsl), "%s:0", ip);
+	o->nlisten = 0;
+	o->ntransparent = 1;
+	o->transparent[0] = listen;
+	o->dns_listen = dnsl;
+	if (sandboxenv_write_bundle(o->state_dir, o->upstream_ca) < 0) {
+		snprintf(err, sizeof(err), "cannot write the CA bundle in %s", o->state_dir);
+		goto fail;
+	}
+	if (audit_open(log) < 0) {
+		snprintf(err, sizeof(err), "cannot open log %s: %s", log, strerror(errno));
+		goto fail;
+	}
+	s = server_new(o, p, err);
+	if (!s || jail_redirect(j, server_listen_port(s, 0), server_dns_port(s), err) < 0)
+		goto fail;
+	server_start(s);
+	env = make_env(p, server_secrets(s), o->state_dir);
+	child = jail_spawn(j, argv, env, err);
+	if (child < 0) {
+		server_stop(s);
+		goto fail;
+	}
+	rc = wait_child(child, &set);
+	server_stop(s);
+	goto out;
+fail:
+	fprintf(stderr, "egressd run: %s\n", err);
+out:
+	free_env(env);
+	server_free(s);
+	jail_destroy(j);
+	audit_close();
+	return rc;
+}

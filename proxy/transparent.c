@@ -1,0 +1,253 @@
+/* transparent.c -- connections redirected to the transparent listener: the
+ * original destination (SO_ORIGINAL_DST), the name from the TLS SNI, the HTTP
+ * Host or the jail's synthetic address, the decision, then the same
+ * interception, tunnelling or per-request HTTP as the explicit proxy */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "audit.h"
+#include "clienthello.h"
+#include "conn.h"
+#include "conn_int.h"
+#include "fakeip.h"
+#include "httpmsg.h"
+#include "redact.h"
+#include "secrets.h"
+#include "server.h"
+
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+#define PEEK_WAIT_S 2 /* a client that says nothing first (ssh, smtp): decide by IP */
+
+/* The destination the client dialled before the redirect; false if the
+ * socket was not redirected (then it was dialled at us directly). */
+static bool original_dst(evutil_socket_t fd, struct ipaddr *a, uint16_t *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	memset(&ss, 0, sizeof(ss));
+	if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) != 0) {
+		len = sizeof(ss);
+		if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) != 0)
+			return false;
+	}
+	return addr_from_sockaddr((struct sockaddr *)&ss, a, port);
+}
+
+void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
+{
+	struct ipaddr a;
+	uint16_t port;
+	bool redirected = original_dst(fd, &a, &port);
+	struct conn *c = conn_create(w, fd, peer);
+
+	if (!c)
+		return;
+	c->transparent = true;
+	c->st = ST_PEEK;
+	conn_set_timeouts(c->cl, PEEK_WAIT_S);
+	if (!redirected || server_is_self(w->srv, &a, port)) {
+		/* dialled at the listener itself: there is no destination to check */
+		c->t.is_ip = true;
+		c->t.ip = a;
+		c->t.port = port;
+		addr_format(&a, c->t.host);
+		conn_refuse(c, REASON_PROXY_LOOP, "not a redirected connection");
+		return;
+	}
+	c->orig = a;
+	c->orig_port = port;
+}
+
+/* The name the jail's resolver gave out for the original address, if any. */
+static bool bound_name(struct conn *c, char *name, size_t cap)
+{
+	struct fakeip *f = server_fakeip(c->w->srv);
+	return f && fakeip_in_range(&c->orig) && fakeip_name_for(f, &c->orig, name, cap);
+}
+
+static void log_deny(struct conn *c, enum reason r, const char *detail)
+{
+	struct jsonw w;
+	char buf[ADDR_STRLEN];
+
+	audit_begin(&w, "connect", c->id);
+	jsonw_str(&w, "client", c->client);
+	jsonw_str(&w, "mode", "transparent");
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	jsonw_str(&w, "orig", addr_format(&c->orig, buf));
+	jsonw_str(&w, "decision", "deny");
+	jsonw_str(&w, "reason", reason_str(r));
+	jsonw_str(&w, "detail", detail);
+	audit_emit(&w);
+	c->logged_connect = true;
+}
+
+/* Refuses in the client's own protocol: an HTTP 403/502, a TLS alert, or a
+ * close for anything else. */
+static void refuse(struct conn *c, enum reason r, const char *detail)
+{
+	static const unsigned char alert[7] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 49 };
+
+	if (c->peeked == PEEK_HTTP) {
+		conn_refuse(c, r, detail);
+		return;
+	}
+	log_deny(c, r, detail);
+	if (c->peeked == PEEK_TLS)
+		bufferevent_write(c->cl, alert, sizeof(alert)); /* access_denied */
+	conn_close_flushed(c);
+}
+
+/* Sets c->t from name (or the original address when name is NULL). */
+static bool set_target(struct conn *c, const char *name)
+{
+	char err[PATTERN_ERRLEN];
+
+	if (name)
+		return target_from_host(name, strlen(name), c->orig_port, &c->t, err);
+	memset(&c->t, 0, sizeof(c->t));
+	c->t.is_ip = true;
+	c->t.ip = c->orig;
+	c->t.port = c->orig_port;
+	addr_format(&c->orig, c->t.host);
+	return true;
+}
+
+static bool same_name(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	if (n > 0 && a[n - 1] == '.')
+		n--;
+	return n == strlen(b) && strncasecmp(a, b, n) == 0;
+}
+
+/* name: from SNI or Host (NULL: none). Decides, then connects upstream. */
+static void decide(struct conn *c, const char *name)
+{
+	char bound[HOST_MAX + 1];
+	bool have_bound = bound_name(c, bound, sizeof(bound));
+
+	if (have_bound && name && !same_name(name, bound)) {
+		set_target(c, bound);
+		refuse(c, c->peeked == PEEK_HTTP ? REASON_HOST_MISMATCH : REASON_SNI_MISMATCH,
+		       "the name differs from the one this address was resolved for");
+		return;
+	}
+	if (!name && have_bound)
+		name = bound;
+	if (!set_target(c, name)) {
+		set_target(c, NULL);
+		refuse(c, REASON_BAD_REQUEST, "invalid server name");
+		return;
+	}
+	policy_check_target(c->pol, &c->t, &c->d);
+	if (!c->d.allow) {
+		refuse(c, c->d.reason, NULL);
+		return;
+	}
+	if (c->peeked == PEEK_TLS && !c->t.is_ip && server_tls(c->w->srv) &&
+	    policy_intercepts(c->pol, &c->t)) {
+		const struct secretset *ss = server_secrets(c->w->srv);
+		c->intercept = true;
+		c->approved = secretset_approved(ss, c->pol, &c->t);
+		if (c->approved)
+			c->redactor = redactor_new(ss, c->approved);
+	}
+	conn_set_timeouts(c->cl, 0);
+	conn_start_upstream(c);
+}
+
+/* The Host of a complete request head at the start of data, or NULL. */
+static enum httpmsg_status peek_http(const char *data, size_t n, char *host, size_t cap)
+{
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
+	size_t used, hl;
+	const char *hv;
+	enum httpmsg_status s = httpmsg_feed(m, data, n, &used);
+
+	host[0] = '\0';
+	if (s == HTTPMSG_HEAD && httpmsg_header_find(m, "host", &hv, &hl) == 1 && hl < cap) {
+		/* the name without a port: the port is the original destination's */
+		const char *colon = hl && hv[0] != '[' ? memchr(hv, ':', hl) : NULL;
+		size_t nl = colon ? (size_t)(colon - hv) : hl;
+		memcpy(host, hv, nl);
+		host[nl] = '\0';
+	}
+	httpmsg_free(m);
+	return s;
+}
+
+void transparent_peek(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cl);
+	size_t n = evbuffer_get_length(in);
+	char name[HOST_MAX + 2];
+	const unsigned char *data;
+	enum ch_result r;
+	enum httpmsg_status hs;
+
+	if (n == 0)
+		return;
+	if (n > CLIENTHELLO_MAX)
+		n = CLIENTHELLO_MAX;
+	data = evbuffer_pullup(in, (ev_ssize_t)n);
+	r = clienthello_parse(data, n, name, sizeof(name));
+	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
+		return;
+	if (r != CH_NOT_TLS) {
+		c->peeked = PEEK_TLS;
+		if (r == CH_SNI)
+			decide(c, name);
+		else if (r == CH_NO_SNI)
+			decide(c, NULL);
+		else
+			refuse(c, REASON_BAD_REQUEST, "malformed TLS ClientHello");
+		return;
+	}
+	hs = peek_http((const char *)data, n, name, sizeof(name));
+	if (hs == HTTPMSG_NEED_MORE && n < CONN_HEAD_CAP)
+		return;
+	if (hs == HTTPMSG_HEAD) {
+		c->peeked = PEEK_HTTP;
+		decide(c, name[0] ? name : NULL);
+		return;
+	}
+	decide(c, NULL); /* neither TLS nor HTTP: only IP patterns can allow */
+}
+
+void transparent_peek_timeout(struct conn *c)
+{
+	/* nothing (conclusive) from the client: a server-speaks-first protocol */
+	decide(c, NULL);
+}
+
+void transparent_connected(struct conn *c)
+{
+	conn_log_connect(c);
+	if (c->peeked == PEEK_HTTP && !c->t.is_ip) {
+		/* requests are parsed one by one, each Host checked, leaks seen */
+		c->mode = MODE_ORIGIN;
+		c->st = ST_HEAD;
+		bufferevent_enable(c->cl, EV_READ);
+		bufferevent_enable(c->up, EV_READ | EV_WRITE);
+		conn_client_input(c);
+		return;
+	}
+	relay_start_tunnel(c);
+}
