@@ -29,7 +29,14 @@ run_one() {
 	fi
 	mkdir -p "$corpus" "$art"
 	[ -d "fuzz/corpus/$t" ] && cp -R "fuzz/corpus/$t/." "$corpus/"
-	set -- -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	# FUZZ_RUNS=N: a fixed number of runs with a fixed seed, so CI repeats
+	# exactly what passed here; otherwise SECONDS of exploration
+	if [ -n "${FUZZ_RUNS:-}" ]; then
+		set -- -runs="$FUZZ_RUNS" -seed=1
+	else
+		set -- -max_total_time="$secs"
+	fi
+	set -- "$@" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 		-max_len="$(max_len_for "$corpus")" -artifact_prefix="$art"
 	[ -f "fuzz/$t.dict" ] && set -- "$@" -dict="fuzz/$t.dict"
 	if "$bin" "$@" "$corpus" >"$log" 2>&1; then

@@ -59,6 +59,8 @@ static int too_big(struct httpmsg *m, const char *what)
  * last thing written). */
 static int append(struct httpmsg *m, struct span *sp, const char *at, size_t n)
 {
+	if (n == 0)
+		return 0; /* llhttp may report empty spans; the buffer may not exist yet */
 	if (m->used + n > m->cap)
 		return too_big(m, "request head too large");
 	if (m->used + n > m->alloc) {
@@ -338,7 +340,7 @@ const char *httpmsg_method(const struct httpmsg *m)
 const char *httpmsg_target(const struct httpmsg *m, size_t *len)
 {
 	*len = m->url.len;
-	return m->hb + m->url.off;
+	return m->hb ? m->hb + m->url.off : ""; /* no head bytes stored yet */
 }
 
 int httpmsg_status_code(const struct httpmsg *m)

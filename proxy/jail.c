@@ -457,11 +457,13 @@ static void teardown(struct jail *j)
 	j->made_conf = false;
 	if (j->made_dir && rmdir(j->dir) < 0 && errno != ENOENT)
 		cleanup_warn(j->dir, strerror(errno));
-	j->made_dir = false;
-	/* another jail may still use it: ENOTEMPTY is fine */
-	if (j->made_etc && rmdir(ETC_NETNS) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
-	    errno != EEXIST)
+	/* /etc/netns too once empty, whichever of two concurrent jails made
+	 * it (the other one may be last out); another jail may still use it:
+	 * ENOTEMPTY is fine, and its creation retries if we win the race */
+	if ((j->made_etc || j->made_dir) && rmdir(ETC_NETNS) < 0 && errno != ENOENT &&
+	    errno != ENOTEMPTY && errno != EEXIST)
 		cleanup_warn(ETC_NETNS, strerror(errno));
+	j->made_dir = false;
 	j->made_etc = false;
 }
 
@@ -490,7 +492,9 @@ static int write_resolv_conf(struct jail *j, char *err)
 			seterr(err, "mkdir %s: %s", ETC_NETNS, strerror(errno));
 			goto out;
 		}
-		if (mkdir(j->dir, 0755) == 0)
+		/* EEXIST: left by a crashed egressd that had our pid; the
+		 * namespace name is ours now, so is the directory */
+		if (mkdir(j->dir, 0755) == 0 || errno == EEXIST)
 			j->made_dir = true;
 		else if (errno != ENOENT) {
 			seterr(err, "mkdir %s: %s", j->dir, strerror(errno));
@@ -501,7 +505,7 @@ static int write_resolv_conf(struct jail *j, char *err)
 		seterr(err, "mkdir %s: %s", j->dir, strerror(ENOENT));
 		goto out;
 	}
-	fd = open(j->conf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = open(j->conf, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		seterr(err, "create %s: %s", j->conf, strerror(errno));
 		goto out;

@@ -198,8 +198,21 @@ static void test_upgrade(void)
 	httpmsg_free(m);
 }
 
+/* Found by fuzz_http: a parser that stored no head bytes yet (lazy buffer)
+ * must still hand out a valid, empty target. */
+static void test_empty_target(void)
+{
+	struct httpmsg *m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+	size_t len = 99;
+	const char *t = httpmsg_target(m, &len);
+
+	ok(t != NULL && len == 0 && t[0] == '\0', "target of a fresh parser is \"\"");
+	httpmsg_free(m);
+}
+
 int main(void)
 {
+	test_empty_target();
 	test_head();
 	test_bodies();
 	test_strict();

@@ -1,0 +1,1086 @@
+#!/usr/bin/env python3
+"""run_test.py -- integration tests of `egressd run -- CMD`: the jail (network
+namespace, veth, iptables redirection, resolv.conf), the transparent
+decisions (TLS SNI, HTTP Host, synthetic DNS addresses, IP patterns for
+everything else), the DNS responder, the command's environment, exit statuses
+and teardown on every exit path. Real curl, Python urllib/ssl and Node's https
+module run inside the jail against TLS / HTTP / raw TCP upstreams on the host
+side (tests/integration/harness.py). Prints TAP; exits 1 if any case failed.
+
+Root only (network namespaces and iptables); otherwise every case is skipped.
+As root the suite re-executes itself inside `unshare --net`: the "host"
+namespace egressd runs in is the suite's own, with 203.0.113.7 on its
+loopback, so nothing leaves the machine and the iptables rules egressd adds
+die with it. What is global -- /var/run/netns and /etc/netns -- is checked
+after every case and purged of anything a run left behind.
+
+The program inside the jail is this same file, `run_test.py --jail-tool
+STEPS` (one JSON line per step), or curl / node started by it.
+
+Environment: EGRESSD_BIN (default build/egressd), EGRESSD_TEST_ONLY=REGEX,
+EGRESSD_KEEP_TMP=1.
+"""
+
+import json
+import os
+import re
+import shlex
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.dont_write_bytecode = True
+
+# --------------------------------------------------------------------------
+# the jail tool: what runs inside `egressd run` (no harness, no netns re-exec)
+#
+# argv: --jail-tool STEPS, STEPS a JSON list of [kind, args...]:
+#   ["env"]                         environment, resolv.conf, IPv6 sysctls, addresses, CA files
+#   ["dns", [[name, qtype], ...]]   raw queries to the resolv.conf nameserver, and getaddrinfo
+#   ["urllib", url, {hdr: value}]   urllib.request ("{{NAME}}" in values: from the environment)
+#   ["tls", host, port, sni|null, request|null]   ssl with SSL_CERT_FILE, no hostname check
+#   ["tcp", host, port, send|null, wait]          raw TCP, reads for up to `wait` s
+#   ["udp", [[host, port], ...], payload]         datagrams ("$NAMESERVER" = resolv.conf's)
+#   ["exec", argv...]               a program ("{{NAME}}" in arguments: from the environment)
+#   ["sleep", seconds]
+
+def expand(s):
+    """{{NAME}} anywhere in a string becomes the environment's value."""
+    if isinstance(s, str):
+        return re.sub(r"\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}", lambda m: os.environ.get(m.group(1), ""), s)
+    return s
+
+
+def nameserver():
+    with open("/etc/resolv.conf") as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 2 and p[0] == "nameserver":
+                return p[1]
+    return None
+
+
+def dns_query(server, name, qtype):
+    qid = int.from_bytes(os.urandom(2), "big")
+    q = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    pkt = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack(">HH", qtype, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    try:
+        s.sendto(pkt, (server, 53))
+        data, _ = s.recvfrom(4096)
+    except OSError as e:
+        return {"error": repr(e)}
+    finally:
+        s.close()
+    rid, flags, qd, an, _ns, _ar = struct.unpack(">HHHHHH", data[:12])
+    i = 12
+
+    def skip_name(i):
+        while True:
+            n = data[i]
+            if n & 0xC0 == 0xC0:
+                return i + 2
+            i += 1
+            if n == 0:
+                return i
+            i += n
+    for _ in range(qd):
+        i = skip_name(i) + 4
+    answers = []
+    for _ in range(an):
+        i = skip_name(i)
+        t, _c, ttl, rdlen = struct.unpack(">HHIH", data[i:i + 10])
+        i += 10
+        rd = data[i:i + rdlen]
+        i += rdlen
+        answers.append({"type": t, "ttl": ttl,
+                        "addr": socket.inet_ntoa(rd) if t == 1 and rdlen == 4 else rd.hex()})
+    return {"id_ok": rid == qid, "rcode": flags & 0xF, "answers": answers}
+
+
+def step_env(_):
+    r = {"env": dict(os.environ)}
+    try:
+        with open("/etc/resolv.conf") as f:
+            r["resolv"] = f.read()
+    except OSError as e:
+        r["resolv"] = repr(e)
+    for k in ("all", "default"):
+        try:
+            with open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % k) as f:
+                r["disable_ipv6_" + k] = f.read().strip()
+        except OSError as e:
+            r["disable_ipv6_" + k] = repr(e)
+    try:
+        r["ip_addr"] = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True,
+                                      timeout=10).stdout
+        r["ip_route"] = subprocess.run(["ip", "route"], capture_output=True, text=True,
+                                       timeout=10).stdout
+    except OSError as e:
+        r["ip_addr"] = repr(e)
+    ca = {}
+    for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+              "DENO_CERT", "GIT_SSL_CAINFO"):
+        p = os.environ.get(k)
+        try:
+            with open(p) as f:
+                ca[k] = f.read()
+        except (OSError, TypeError) as e:
+            ca[k] = "UNREADABLE: %r" % e
+    r["ca_files"] = ca
+    return r
+
+
+def step_dns(a):
+    server = nameserver()
+    r = {"nameserver": server, "queries": []}
+    for name, qtype in a[0]:
+        r["queries"].append(dict(dns_query(server, name, qtype), name=name, qtype=qtype))
+    r["gai"] = {}
+    for name, _ in a[0]:
+        try:
+            r["gai"][name] = sorted({x[4][0] for x in socket.getaddrinfo(
+                name, 443, socket.AF_INET, socket.SOCK_STREAM)})
+        except socket.gaierror as e:
+            r["gai"][name] = "gaierror %d" % e.errno
+    return r
+
+
+def step_urllib(a):
+    url, hdrs = a[0], a[1] if len(a) > 1 else {}
+    req = urllib.request.Request(url, headers={k: expand(v) for k, v in hdrs.items()})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return {"status": resp.status, "headers": dict(resp.headers),
+                    "body": resp.read().decode("latin-1")}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "headers": dict(e.headers),
+                "body": e.read().decode("latin-1")}
+    except Exception as e:
+        return {"error": "%s: %s" % (type(e).__name__, e)}
+
+
+def read_all(s, wait):
+    s.settimeout(wait)
+    data = b""
+    err = None
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    except socket.timeout:
+        err = "timeout"
+    except OSError as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    return data, err
+
+
+def step_tls(a):
+    host, port, sni, request = a[0], a[1], a[2], a[3] if len(a) > 3 else None
+    c = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
+    c.check_hostname = False
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+    except OSError as e:
+        return {"error": "connect: %s" % e}
+    try:
+        t = c.wrap_socket(s, server_hostname=sni)
+    except Exception as e:
+        s.close()
+        return {"error": "handshake: %s: %s" % (type(e).__name__, e)}
+    try:
+        if request:
+            t.sendall(request.encode("latin-1"))
+        data, err = read_all(t, 10)
+        return {"handshake": True, "data": data.decode("latin-1"), "read_error": err}
+    finally:
+        t.close()
+
+
+def step_tcp(a):
+    host, port, send, wait = a
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+    except OSError as e:
+        return {"error": "connect: %s" % e}
+    try:
+        if send is not None:
+            s.sendall(send.encode("latin-1"))
+        s.settimeout(wait)
+        data = b""
+        err = None
+        t_end = time.time() + wait
+        try:
+            # until the peer closes or `wait` passes; an echo server answers
+            # a line, a banner server writes first
+            while time.time() < t_end:
+                s.settimeout(max(0.05, t_end - time.time()))
+                d = s.recv(65536)
+                if not d:
+                    err = "eof"
+                    break
+                data += d
+                if send is not None and data.endswith(send.encode("latin-1")):
+                    break
+                if send is None and data.endswith(b"\n"):
+                    break
+        except socket.timeout:
+            err = "timeout"
+        except OSError as e:
+            err = "%s: %s" % (type(e).__name__, e)
+        return {"data": data.decode("latin-1"), "read_error": err}
+    finally:
+        s.close()
+
+
+def step_udp(a):
+    targets, payload = a
+    sent = []
+    for host, port in targets:
+        if host == "$NAMESERVER":
+            host = nameserver()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.sendto(payload.encode(), (host, port))
+            sent.append([host, port, "sent"])
+        except OSError as e:
+            sent.append([host, port, repr(e)])
+        finally:
+            s.close()
+    return {"sent": sent}
+
+
+def step_exec(a):
+    argv = [expand(x) for x in a]
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=40)
+    except Exception as e:
+        return {"error": repr(e)}
+    return {"rc": p.returncode, "stdout": p.stdout.decode("latin-1"),
+            "stderr": p.stderr.decode("latin-1")}
+
+
+def step_sleep(a):
+    time.sleep(a[0])
+    return {}
+
+
+STEPS = {"env": step_env, "dns": step_dns, "urllib": step_urllib, "tls": step_tls,
+         "tcp": step_tcp, "udp": step_udp, "exec": step_exec, "sleep": step_sleep}
+
+
+def tool_main(steps):
+    for i, st in enumerate(json.loads(steps)):
+        try:
+            r = STEPS[st[0]](st[1:])
+        except Exception as e:
+            r = {"error": "tool: %s: %s" % (type(e).__name__, e)}
+        r.update(step=i, kind=st[0])
+        print(json.dumps(r), flush=True)
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--jail-tool":
+    sys.exit(tool_main(sys.argv[2]))
+
+# --------------------------------------------------------------------------
+# the suite
+
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import uuid  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Suite, check, check_eq, make_pki, EchoHTTPServer,  # noqa: E402
+                     TCPEchoServer, DNSServer, run_egressd, clean_env, spawn,
+                     maybe_reexec_in_netns, EGRESSD_BIN, SANITIZER_MARKERS, ROOT)
+
+IS_ROOT = os.geteuid() == 0
+NETNS = maybe_reexec_in_netns(__file__) if IS_ROOT else False
+
+PUB = "203.0.113.7"      # on the suite's loopback: IP-pattern upstreams listen here
+ELSEWHERE = "203.0.113.9"  # not local anywhere: reachable only by a name egressd checks
+TOOL = os.path.abspath(__file__)
+PY = sys.executable
+NODE = shutil.which("node")
+PH_RE = r"egressd-ph-[0-9a-f]{32}"
+CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+           "DENO_CERT", "GIT_SSL_CAINFO")
+_RND = uuid.uuid4().hex
+REAL = {"SKEY": "sk-REAL-S-" + _RND[:20],   # --secret SKEY=secret.test (egressd's env)
+        "BKEY": "sk-REAL-B-" + _RND[12:32]}  # policy file: valueFromEnv SRC_B
+
+suite = Suite("run")
+W = {}  # the world: certificates, upstreams, policy; filled by setup()
+
+
+def skip_reason():
+    if not IS_ROOT:
+        return "not root: egressd run needs network namespaces and iptables"
+    if not NETNS:
+        return "could not enter a private network namespace (unshare --net)"
+    return None
+
+
+class BannerServer:
+    """Server speaks first: writes a banner line on accept, then echoes."""
+
+    def __init__(self, host):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.banner = b"220 egressd-test banner %d\r\n" % self.port
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(15)
+        try:
+            c.sendall(self.banner)
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+
+class UDPSink:
+    """UDP on 0.0.0.0: reachable at 203.0.113.7 and at every jail's host end."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("0.0.0.0", 0))
+        self.port = self.sock.getsockname()[1]
+        self.got = []
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self):
+        while True:
+            try:
+                d, a = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            self.got.append((d, a))
+
+
+NODE_CLIENT = r"""
+const https = require('https');
+const spec = JSON.parse(process.argv[2]);
+const ev = v => v.replace(/\{\{([A-Za-z_][A-Za-z0-9_]*)\}\}/g, (m, n) => process.env[n] || '');
+const u = new URL(spec.url);
+const headers = {};
+for (const [k, v] of Object.entries(spec.headers || {})) headers[k] = ev(v);
+if (spec.connect) headers.Host = u.host;
+const opts = { host: spec.connect || u.hostname, port: Number(u.port || 443),
+               path: u.pathname + u.search, headers, servername: spec.servername || u.hostname };
+const done = o => { console.log(JSON.stringify(o)); };
+const req = https.request(opts, res => {
+  let body = '';
+  res.setEncoding('latin1');
+  res.on('data', d => { body += d; });
+  res.on('end', () => done({ status: res.statusCode, headers: res.headers, body }));
+});
+req.setTimeout(15000, () => req.destroy(new Error('timeout')));
+req.on('error', e => done({ error: (e.code || '') + ' ' + e.message }));
+req.end();
+"""
+
+
+def setup():
+    pki = make_pki(os.path.join(suite.tmp, "pki"),
+                   extra_sans=["DNS:secret.test", "DNS:denied.test", "DNS:other.test"])
+    W["pki"] = pki
+    tls = (pki["cert"], pki["key"])
+    W["tls"] = EchoHTTPServer("127.0.0.1", tls=tls)
+    W["plain"] = EchoHTTPServer("127.0.0.1")
+    W["ip_tls"] = EchoHTTPServer(PUB, tls=tls)       # 203.0.113.7:port is on the list
+    W["ip_tls_no"] = EchoHTTPServer(PUB, tls=tls)    # ... this port is not
+    W["echo"] = TCPEchoServer(PUB)
+    W["echo_no"] = TCPEchoServer(PUB)
+    W["banner"] = BannerServer(PUB)
+    W["banner_no"] = BannerServer(PUB)
+    W["udp"] = UDPSink()
+    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in
+                          ("allowed.test", "secret.test", "denied.test", "other.test")})
+    W["P"], W["Q"] = W["tls"].port, W["plain"].port
+    for k in ("tls", "plain"):
+        W[k].values.update(REAL)
+    W["state"] = os.path.join(suite.tmp, "state")
+    r = run_egressd(["ca", "init", "--state-dir", W["state"]], timeout=60)
+    check_eq(r.returncode, 0, "egressd ca init (%s)" % r.stderr.strip())
+    W["policy"] = os.path.join(suite.tmp, "policy.json")
+    with open(W["policy"], "w") as f:
+        json.dump({"allowNet": ["allowed.test", "secret.test",
+                                "%s:%d" % (PUB, W["ip_tls"].port),
+                                "%s:%d" % (PUB, W["echo"].port),
+                                "%s:%d" % (PUB, W["banner"].port)],
+                   "secrets": {"BKEY": {"hosts": ["secret.test"], "valueFromEnv": "SRC_B"}}},
+                  f, indent=1)
+    W["node_js"] = os.path.join(suite.tmp, "client.js")
+    with open(W["node_js"], "w") as f:
+        f.write(NODE_CLIENT)
+    os.chmod(suite.tmp, 0o755)
+
+
+def policy_args(log):
+    P, Q = W["P"], W["Q"]
+    return ["-c", W["policy"], "--secret", "SKEY=secret.test", "--state-dir", W["state"],
+            "--upstream-ca", W["pki"]["ca"], "--allow-private", "127.0.0.0/8",
+            "--resolve", "allowed.test:%d:127.0.0.1" % P,
+            "--resolve", "secret.test:%d:127.0.0.1" % P,
+            "--resolve", "allowed.test:%d:127.0.0.1" % Q,
+            "--dns", "127.0.0.1:%d" % W["dns"].port, "--log", log]
+
+
+# --------------------------------------------------------------------------
+# what a jail leaves behind, and removing it when egressd did not
+
+
+def _out(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
+ALL_RUN_PIDS = set()  # every egressd run this suite started (it names its jail after its pid)
+
+
+def jail_traces(pids):
+    """Every trace of the jails of the `egressd run` processes `pids`:
+    namespaces, veth ends, iptables rules, /etc/netns entries. Jails of other
+    processes (another suite running at the same time) are not ours to judge
+    or remove: /var/run/netns and /etc/netns are shared by the whole host."""
+    t = set()
+    names = re.compile(r"egressd-(%s)-\d+\b" % "|".join(str(p) for p in pids)) if pids else None
+    if not names:
+        return t
+    for l in _out(["ip", "netns", "list"]).splitlines():
+        m = names.match(l)
+        if m:
+            t.add(("netns", m.group(0)))
+    hexes = tuple("eg%s%06x" % (e, p & 0xffffff) for p in pids for e in "hj")
+    for m in re.finditer(r"^\d+: (eg[hj][0-9a-f]+)[@:]", _out(["ip", "-o", "link"]), re.M):
+        if m.group(1).startswith(hexes):
+            t.add(("link", m.group(1)))
+    for table in ("filter", "nat"):
+        for l in _out(["iptables", "-w", "-t", table, "-S"]).splitlines():
+            if names.search(l):
+                t.add(("iptables", table, l))
+    try:
+        for d in os.listdir("/etc/netns"):
+            if names.fullmatch(d):
+                t.add(("etc", "/etc/netns/" + d))
+    except OSError:
+        pass
+    return t
+
+
+def purge(traces):
+    for tr in sorted(traces):
+        if tr[0] == "netns":
+            for pid in _out(["ip", "netns", "pids", tr[1]]).split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+            subprocess.run(["ip", "netns", "del", tr[1]], capture_output=True)
+        elif tr[0] == "link":
+            subprocess.run(["ip", "link", "del", tr[1]], capture_output=True)
+        elif tr[0] == "iptables" and tr[2].startswith("-A "):
+            subprocess.run(["iptables", "-w", "-t", tr[1], "-D"] + tr[2].split()[1:],
+                           capture_output=True)
+        elif tr[0] == "etc":
+            subprocess.run(["rm", "-rf", tr[1]])
+
+
+def proc_alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+# --------------------------------------------------------------------------
+# egressd run
+
+
+class Run:
+    def __init__(self, ctx, cmd, args=None, extra=(), env=None, argv0=None, preexec=None):
+        ctx.runs = getattr(ctx, "runs", [])
+        self.idx = len(ctx.runs)
+        base = os.path.join(ctx.tmp, "run%d" % self.idx)
+        self.log = base + ".log"
+        self.out_path, self.err_path = base + ".stdout", base + ".stderr"
+        pol = policy_args(self.log) if args is None else list(args)
+        self.argv = [argv0 or EGRESSD_BIN, "run"] + pol + list(extra) + ["--"] + list(cmd)
+        e = clean_env(dict({"SKEY": REAL["SKEY"], "SRC_B": REAL["BKEY"]}, **(env or {})))
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        kw = {"preexec_fn": preexec} if preexec else {}
+        with open(self.out_path, "wb") as o, open(self.err_path, "wb") as er:
+            self.proc = spawn(self.argv, stdout=o, stderr=er, stdin=subprocess.DEVNULL,
+                              env=e, cwd=ROOT, **kw)
+        self.rc = None
+        ALL_RUN_PIDS.add(self.proc.pid)
+        ctx.procs.append(self.proc)
+        ctx.runs.append(self)
+
+    def wait(self, timeout=60):
+        try:
+            self.rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("egressd run did not exit within %ds" % timeout)
+        return self.rc
+
+    def _read(self, p):
+        try:
+            with open(p, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stdout(self):
+        return self._read(self.out_path)
+
+    def stderr(self):
+        return self._read(self.err_path)
+
+    def results(self):
+        res = []
+        for l in self.stdout().splitlines():
+            if l.startswith("{"):
+                try:
+                    d = json.loads(l)
+                except ValueError:
+                    continue
+                if "step" in d:
+                    res.append(d)
+        return res
+
+    def diagnostics(self):
+        out = ["run#%d: %s -> %s" % (self.idx, " ".join(self.argv), self.rc),
+               "run#%d stdout (tail):\n%s" % (self.idx, self.stdout()[-2500:]),
+               "run#%d stderr (tail):\n%s" % (self.idx, self.stderr()[-2500:])]
+        log = self._read(self.log).strip().split("\n")
+        if log and log[0]:
+            out.append("run#%d audit log (tail):\n%s" % (self.idx, "\n".join(log[-12:])))
+        return out
+
+
+def tool(steps):
+    return [PY, TOOL, "--jail-tool", json.dumps(steps)]
+
+
+def run_tool(ctx, steps, timeout=60, **kw):
+    """One `egressd run` of the jail tool; checks exit 0 and one result per
+    step; returns the results."""
+    r = Run(ctx, tool(steps), **kw)
+    rc = r.wait(timeout)
+    res = r.results()
+    check_eq(rc, 0, "egressd run exit status")
+    check_eq(len(res), len(steps), "results from the jail tool")
+    return res
+
+
+def rcase(desc, timeout=60, skip=None):
+    """A case: afterwards every run must have exited by itself, printed no
+    sanitizer report, and left no namespace, veth, rule or /etc/netns entry
+    (anything left is then removed, so later cases start clean)."""
+    def deco(fn):
+        def wrapped(ctx):
+            if W.get("setup_error"):
+                raise AssertionError("setup failed: %s" % W["setup_error"])
+            problems = []
+            try:
+                fn(ctx)
+            finally:
+                runs = getattr(ctx, "runs", [])
+                killed = False
+                for r in runs:
+                    if r.proc.poll() is None:
+                        r.proc.kill()
+                        r.proc.wait()
+                        killed = True
+                for r in runs:
+                    err = r.stderr()
+                    for m in SANITIZER_MARKERS:
+                        if m in err:
+                            i = err.index(m)
+                            problems.append("sanitizer report in egressd run stderr:\n" +
+                                            err[max(0, i - 200):i + 3000])
+                            break
+                    for name, real in REAL.items():
+                        for what, data in (("stdout (the command's output)", r.stdout()),
+                                           ("stderr", err), ("audit log", r._read(r.log))):
+                            if real in data:
+                                problems.append("real value of %s in run#%d %s" % (name, r.idx, what))
+                left = jail_traces({r.proc.pid for r in runs})
+                if left:
+                    purge(left)
+                    if not killed:
+                        problems.append("left behind after egressd run exited:\n" +
+                                        "\n".join(" ".join(t) for t in sorted(left)))
+                if problems or sys.exc_info()[0] is not None:
+                    for r in runs:
+                        for d in r.diagnostics():
+                            ctx.note(d)
+            if problems:
+                raise AssertionError("\n".join(problems))
+        suite.add(desc, wrapped, timeout=timeout, skip=skip or skip_reason)
+        return fn
+    return deco
+
+
+def seen(srv, tok):
+    return [s for s in srv.seen if tok in s.get("path", "")]
+
+
+def hdr(info, name):
+    for k, v in info["headers"]:
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+def in_net(a, net, prefix):
+    try:
+        x = struct.unpack(">I", socket.inet_aton(a))[0]
+    except (OSError, TypeError):
+        return False
+    n = struct.unpack(">I", socket.inet_aton(net))[0]
+    return x >> (32 - prefix) == n >> (32 - prefix)
+
+
+def synthetic(a):
+    return in_net(a, "198.18.0.0", 15)
+
+
+def token():
+    return uuid.uuid4().hex[:12]
+
+
+# --------------------------------------------------------------------------
+# exit statuses and teardown
+
+EXITS = [
+    ("exit status 0", ["true"], 0),
+    ("exit status 3", ["sh", "-c", "exit 3"], 3),
+    ("command killing itself with SIGKILL: 128+9", ["sh", "-c", "kill -KILL $$"], 137),
+    ("command crashing (SIGSEGV): 128+11",
+     [PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], 139),
+]
+
+
+def exit_case(ctx, cmd, want):
+    r = Run(ctx, cmd)
+    check_eq(r.wait(), want, "egressd run exit status")
+
+
+for _d, _c, _w in EXITS:
+    rcase("run: %s, nothing left behind" % _d)(lambda ctx, c=_c, w=_w: exit_case(ctx, c, w))
+
+
+@rcase("run: a background process the command leaves is killed at exit")
+def _(ctx):
+    r = Run(ctx, ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo bg=$!"])
+    check_eq(r.wait(), 0, "egressd run exit status")
+    m = re.search(r"bg=(\d+)", r.stdout())
+    check(m, "no bg=PID from the command")
+    pid = int(m.group(1))
+    deadline = time.time() + 3
+    while proc_alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    check(not proc_alive(pid), "the background sleep (pid %d) is still alive" % pid)
+
+
+def signal_case(ctx, sig):
+    r = Run(ctx, ["sh", "-c", "sleep 300 & echo child=$!; wait"])
+    deadline = time.time() + 20
+    pid = None
+    while time.time() < deadline and r.proc.poll() is None:
+        m = re.search(r"child=(\d+)", r.stdout())
+        if m:
+            pid = int(m.group(1))
+            break
+        time.sleep(0.05)
+    check(pid, "the command did not start (egressd run status %s)" % r.proc.poll())
+    live = jail_traces({r.proc.pid})
+    kinds = {t[0] for t in live}
+    check({"netns", "link", "iptables", "etc"} <= kinds,
+          "while the command runs, a namespace, a veth, rules and /etc/netns/NAME exist "
+          "(saw %s)" % sorted(live))
+    r.proc.send_signal(sig)
+    rc = r.wait(15)
+    ctx.note("egressd run exit status after %s: %s" % (signal.Signals(sig).name, rc))
+    check(not proc_alive(pid), "the command's sleep (pid %d) survived" % pid)
+    check(rc is not None and rc >= 0, "egressd run died of signal %s instead of exiting" %
+          (-rc if rc is not None else "?"))
+
+
+rcase("run: SIGTERM to egressd run while the command sleeps: command killed, nothing left")(
+    lambda ctx: signal_case(ctx, signal.SIGTERM))
+rcase("run: SIGINT to egressd run while the command sleeps: command killed, nothing left")(
+    lambda ctx: signal_case(ctx, signal.SIGINT))
+
+
+@rcase("run: two runs at once get distinct namespaces and subnets, both work")
+def _(ctx):
+    tok = token()
+    steps = [["env"], ["urllib", "https://allowed.test:%d/twice-%s" % (W["P"], tok)], ["sleep", 2]]
+    r1, r2 = Run(ctx, tool(steps)), Run(ctx, tool(steps))
+    time.sleep(1.2)
+    live = {t[1] for t in jail_traces({r1.proc.pid, r2.proc.pid}) if t[0] == "netns"}
+    check_eq(r1.wait(), 0, "first run exit status")
+    check_eq(r2.wait(), 0, "second run exit status")
+    res = [r1.results(), r2.results()]
+    check(all(len(x) == 3 for x in res), "missing results: %r" % res)
+    ns = [re.search(r"nameserver (\S+)", x[0]["resolv"]).group(1) for x in res]
+    check(ns[0] != ns[1], "both jails have nameserver %s" % ns[0])
+    for x in res:
+        check_eq(x[1].get("status"), 200, "allowed.test through each jail (%r)" % x[1])
+    check(len(live) >= 2, "expected two namespaces at once, saw %s" % sorted(live))
+
+
+@rcase("run: 125 with a message when the jail cannot be set up (no ip/iptables in PATH)")
+def _(ctx):
+    r = Run(ctx, ["/bin/true"], env={"PATH": "/nonexistent-egressd-test"})
+    check_eq(r.wait(), 125, "egressd run exit status")
+    check(r.stderr().strip(), "no message on stderr")
+
+
+@rcase("run: as a non-root user, 125 and 'needs root'")
+def _(ctx):
+    state = os.path.join(ctx.tmp, "nobody-state")
+    os.makedirs(state, mode=0o700)
+    os.chown(state, 65534, 65534)
+    os.chmod(ctx.tmp, 0o755)
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    r = Run(ctx, ["/bin/true"], args=["--state-dir", state, "--allow-net", "allowed.test"],
+            env={"HOME": state}, preexec=drop)
+    rc = r.wait()
+    check_eq(rc, 125, "egressd run exit status as uid 65534")
+    check("needs root" in r.stderr(), "stderr does not say it needs root: %r" % r.stderr()[-300:])
+
+
+# --------------------------------------------------------------------------
+# the jail and the command's environment
+
+
+@rcase("env: placeholders, CA bundle variables, no proxy variables, no real values; "
+       "jail shape (one /30 in 10.200/16, resolv.conf, IPv6 off)")
+def _(ctx):
+    res = run_tool(ctx, [["env"]])[0]
+    env = res["env"]
+    for k in ("SKEY", "BKEY"):
+        check(re.fullmatch(PH_RE, env.get(k, "")), "%s=%r is not a placeholder" % (k, env.get(k)))
+    for k, v in env.items():
+        for name, real in REAL.items():
+            check(real not in v, "the real value of %s is in the command's %s" % (name, k))
+        check(k.lower() not in ("http_proxy", "https_proxy", "all_proxy"),
+              "proxy variable %s=%s in the command's environment" % (k, v))
+    with open(os.path.join(W["state"], "ca.crt")) as f:
+        own = ssl.PEM_cert_to_DER_cert(f.read())
+    with open(W["pki"]["ca"]) as f:
+        test_ca = ssl.PEM_cert_to_DER_cert(f.read())
+    for k in CA_VARS:
+        check(k in env, "%s not set" % k)
+        pem = res["ca_files"][k]
+        check(not pem.startswith("UNREADABLE"), "%s=%s: %s" % (k, env.get(k), pem))
+        ders = [ssl.PEM_cert_to_DER_cert(m) for m in re.findall(
+            r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", pem, re.S)]
+        check(own in ders, "%s: egressd's CA is not in %s" % (k, env[k]))
+        check(test_ca in ders, "%s: the --upstream-ca anchor is not in %s" % (k, env[k]))
+        if os.path.exists("/etc/ssl/certs/ca-certificates.crt"):
+            check(len(ders) > 2, "%s: no system CAs in %s (%d certs)" % (k, env[k], len(ders)))
+    ns = re.findall(r"^nameserver\s+(\S+)", res["resolv"], re.M)
+    check(len(ns) == 1 and in_net(ns[0], "10.200.0.0", 16),
+          "resolv.conf inside: %r" % res["resolv"])
+    gw = re.search(r"^default via (\S+)", res["ip_route"], re.M)
+    check(gw and gw.group(1) == ns[0], "default route %r vs nameserver %s" % (res["ip_route"], ns))
+    mine = re.findall(r"inet (\S+)/(\d+)", res["ip_addr"])
+    jail = [a for a, p in mine if a != "127.0.0.1"]
+    check(len(jail) == 1 and in_net(jail[0], ns[0], 30) and ("%s" % jail[0]) != ns[0],
+          "addresses inside: %r" % res["ip_addr"])
+    check("inet6" not in res["ip_addr"], "IPv6 addresses inside: %r" % res["ip_addr"])
+    check_eq((res["disable_ipv6_all"], res["disable_ipv6_default"]), ("1", "1"),
+             "net.ipv6.conf.{all,default}.disable_ipv6 inside")
+
+
+@rcase("dns: allowed names get a synthetic A (198.18.0.0/15), AAAA empty, denied NXDOMAIN, "
+       "nothing asked upstream for a denied name")
+def _(ctx):
+    n0 = len(W["dns"].queries)
+    q = [["allowed.test", 1], ["secret.test", 1], ["denied.test", 1], ["allowed.test", 28],
+         ["denied.test", 28], ["ALLOWED.Test", 1], ["allowed.test", 1]]
+    res = run_tool(ctx, [["dns", q]])[0]
+    check("error" not in res, "dns step: %r" % res)
+    a = {}
+    for x in res["queries"]:
+        check("error" not in x, "query %s/%d: %s" % (x["name"], x["qtype"], x.get("error")))
+        check(x["id_ok"], "reply id does not match for %s" % x["name"])
+        key = (x["name"], x["qtype"])
+        if x["name"] == "denied.test":
+            check_eq(x["rcode"], 3, "rcode for denied.test type %d" % x["qtype"])
+            check_eq(x["answers"], [], "answers for denied.test")
+        elif x["qtype"] == 28:
+            check_eq((x["rcode"], x["answers"]), (0, []), "AAAA for %s" % x["name"])
+        else:
+            check_eq(x["rcode"], 0, "rcode for %s" % x["name"])
+            addrs = [y["addr"] for y in x["answers"] if y["type"] == 1]
+            check(addrs and all(synthetic(y) for y in addrs),
+                  "A for %s: %r (want 198.18.0.0/15)" % (x["name"], x["answers"]))
+            a.setdefault(x["name"].lower(), set()).update(addrs)
+    check(a["allowed.test"] != a["secret.test"], "allowed.test and secret.test share %r" % a)
+    check_eq(len(a["allowed.test"]), 1, "allowed.test always gets the same address (%r)" % a)
+    gai = res["gai"]
+    check(isinstance(gai["allowed.test"], list) and all(synthetic(y) for y in gai["allowed.test"]),
+          "getaddrinfo(allowed.test) inside: %r" % gai["allowed.test"])
+    check(isinstance(gai["denied.test"], str), "getaddrinfo(denied.test) inside: %r" % gai["denied.test"])
+    asked = [n for n, _t in W["dns"].queries[n0:]]
+    check("denied.test" not in asked, "egressd asked its DNS server about denied.test: %r" % asked)
+
+
+# --------------------------------------------------------------------------
+# TLS clients: allowed, denied (by DNS and by SNI), secret injected
+
+
+def check_client_results(ctx, who, res, tok):
+    ok, denied_dns, denied_sni, secret = res
+    check_eq(ok.get("status"), 200, "%s: allowed.test (%r)" % (who, ok))
+    s = seen(W["tls"], "%s-allowed-%s" % (who, tok))
+    check(s and s[0]["sni"] == "allowed.test", "%s: upstream did not get the allowed request "
+          "with SNI allowed.test: %r" % (who, s))
+    check("status" not in denied_dns or denied_dns.get("status") != 200,
+          "%s: denied.test via DNS was not refused: %r" % (who, denied_dns))
+    check("status" not in denied_sni or denied_sni.get("status") != 200,
+          "%s: denied.test (SNI, address %s) was not refused: %r" % (who, ELSEWHERE, denied_sni))
+    check(not seen(W["tls"], "%s-denied" % who), "%s: a denied request reached the upstream" % who)
+    check("denied.test" not in W["tls"].snis, "upstream saw SNI denied.test")
+    check_eq(secret.get("status"), 200, "%s: secret.test (%r)" % (who, secret))
+    s = seen(W["tls"], "%s-secret-%s" % (who, tok))
+    check(s, "%s: the secret request did not reach the upstream" % who)
+    check_eq(hdr(s[0], "Authorization"), "Bearer " + REAL["SKEY"], "%s: Authorization upstream" % who)
+    check_eq(hdr(s[0], "X-B"), REAL["BKEY"], "%s: X-B upstream" % who)
+    body = secret.get("body", "")
+    check(re.search("Bearer " + PH_RE, body), "%s: the echo the program got does not show the "
+          "placeholder: %r" % (who, body[:400]))
+
+
+@rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
+       "only the placeholder")
+def _(ctx):
+    P, tok = W["P"], token()
+    cu = ["curl", "-q", "-sS", "--max-time", "15", "-w", "\\n%{http_code}"]
+
+    def sh(s):
+        return ["exec", "sh", "-c", s]
+    steps = [["exec"] + cu + ["https://allowed.test:%d/curl-allowed-%s" % (P, tok)],
+             ["exec"] + cu + ["https://denied.test:%d/curl-denied-dns" % P],
+             ["exec"] + cu + ["--resolve", "denied.test:%d:%s" % (P, ELSEWHERE),
+                              "https://denied.test:%d/curl-denied-%s" % (P, tok)],
+             sh(" ".join(shlex.quote(x) for x in cu) + " -H \"Authorization: Bearer $SKEY\" -H \"X-B: $BKEY\" "
+                "https://secret.test:%d/curl-secret-%s" % (P, tok))]
+    res = run_tool(ctx, steps)
+
+    def conv(x):
+        if x.get("rc") != 0:
+            return {"error": "curl exit %s: %s" % (x.get("rc"), x.get("stderr", "").strip())}
+        body, _, code = x["stdout"].rpartition("\n")
+        return {"status": int(code), "body": body}
+    conv_res = [conv(x) for x in res]
+    check_eq(res[1].get("rc"), 6, "curl exit for denied.test by DNS (6 = could not resolve)")
+    check(res[2].get("rc") in (35, 56), "curl exit for denied.test by SNI: %r (want a TLS "
+          "failure, 35 or 56)" % res[2])
+    check_client_results(ctx, "curl", conv_res, tok)
+
+
+@rcase("python urllib/ssl inside: allowed OK, denied refused (DNS and SNI), secret injected")
+def _(ctx):
+    P, tok = W["P"], token()
+    steps = [["urllib", "https://allowed.test:%d/py-allowed-%s" % (P, tok)],
+             ["urllib", "https://denied.test:%d/py-denied-dns" % P],
+             ["tls", ELSEWHERE, P, "denied.test",
+              "GET /py-denied-%s HTTP/1.1\r\nHost: denied.test\r\nConnection: close\r\n\r\n" % tok],
+             ["urllib", "https://secret.test:%d/py-secret-%s" % (P, tok),
+              {"Authorization": "Bearer {{SKEY}}", "X-B": "{{BKEY}}"}]]
+    res = run_tool(ctx, steps)
+    check("gaierror" in res[1].get("error", "") or "Name or service" in res[1].get("error", ""),
+          "urllib to denied.test: %r (want a name resolution error)" % res[1])
+    check(res[2].get("error", "").startswith("handshake"),
+          "ssl to denied.test (SNI, address %s): %r (want a handshake failure)" % (ELSEWHERE, res[2]))
+    check_client_results(ctx, "py", res, tok)
+
+
+@rcase("node https inside: allowed OK, denied refused (DNS and SNI), secret injected",
+       skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
+def _(ctx):
+    P, tok = W["P"], token()
+
+    def node(spec):
+        return ["exec", NODE, W["node_js"], json.dumps(spec)]
+    steps = [node({"url": "https://allowed.test:%d/node-allowed-%s" % (P, tok)}),
+             node({"url": "https://denied.test:%d/node-denied-dns" % P}),
+             node({"url": "https://denied.test:%d/node-denied-%s" % (P, tok), "connect": ELSEWHERE,
+                   "servername": "denied.test"}),
+             node({"url": "https://secret.test:%d/node-secret-%s" % (P, tok),
+                   "headers": {"Authorization": "Bearer {{SKEY}}", "X-B": "{{BKEY}}"}})]
+    res = run_tool(ctx, steps)
+    conv = []
+    for x in res:
+        try:
+            conv.append(json.loads(x.get("stdout", "").strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            conv.append({"error": "node: %r" % x})
+    check("ENOTFOUND" in conv[1].get("error", "") or "EAI_AGAIN" in conv[1].get("error", ""),
+          "node denied.test by DNS: %r" % conv[1])
+    check("error" in conv[2], "node denied.test by SNI: %r" % conv[2])
+    check_client_results(ctx, "node", conv, tok)
+
+
+# --------------------------------------------------------------------------
+# transparent decisions on names: synthetic address binding, plain HTTP
+
+
+@rcase("synthetic address is bound to its name: SNI or Host naming another host is refused")
+def _(ctx):
+    P, Q, tok = W["P"], W["Q"], token()
+    get_a = "A=$(getent ahostsv4 allowed.test | awk 'NR==1{print $1}'); echo addr=$A; "
+    cu = "curl -q -sS --max-time 15 -o /dev/null -w 'code=%{http_code}\\n' "
+    script = (get_a +
+              cu + "--resolve allowed.test:%d:$A https://allowed.test:%d/bind-ok-%s; echo rc=$?; " % (P, P, tok) +
+              cu + "--resolve denied.test:%d:$A https://denied.test:%d/bind-denied-%s; echo rc=$?; " % (P, P, tok) +
+              cu + "--resolve secret.test:%d:$A https://secret.test:%d/bind-secret-%s; echo rc=$?; " % (P, P, tok) +
+              cu + "-H 'Host: denied.test:%d' http://$A:%d/bind-http-%s; echo rc=$?" % (Q, Q, tok))
+    res = run_tool(ctx, [["exec", "sh", "-c", script]])[0]
+    out = res.get("stdout", "")
+    ctx.note("inside:\n" + out + res.get("stderr", ""))
+    m = re.search(r"addr=(\S+)", out)
+    check(m and synthetic(m.group(1)), "allowed.test inside resolved to %r" % out)
+    rcs = re.findall(r"code=(\d+)\s+rc=(\d+)", out)
+    check_eq(len(rcs), 4, "four curl results")
+    check_eq(rcs[0], ("200", "0"), "allowed.test on its own synthetic address")
+    check(rcs[1][1] != "0", "SNI denied.test on allowed.test's address was not refused")
+    check(rcs[2][1] != "0", "SNI secret.test on allowed.test's address was not refused")
+    check(rcs[3][0] in ("403", "421"), "Host denied.test on allowed.test's address: HTTP %s "
+          "(want a 403 or 421 refusal)" % rcs[3][0])
+    for t in ("bind-denied", "bind-secret"):
+        check(not seen(W["tls"], t), "%s reached the upstream" % t)
+    check(not seen(W["plain"], "bind-http"), "bind-http reached the upstream")
+
+
+@rcase("plain HTTP inside: Host allowed -> forwarded; Host denied -> 403 with X-Egressd-Reason")
+def _(ctx):
+    Q, tok = W["Q"], token()
+    steps = [["urllib", "http://allowed.test:%d/plain-ok-%s" % (Q, tok)],
+             ["tcp", ELSEWHERE, Q, "GET /plain-denied-%s HTTP/1.1\r\nHost: denied.test:%d\r\n"
+              "Connection: close\r\n\r\n" % (tok, Q), 10]]
+    res = run_tool(ctx, steps)
+    check_eq(res[0].get("status"), 200, "allowed.test over HTTP (%r)" % res[0])
+    s = seen(W["plain"], "plain-ok-" + tok)
+    check(s and hdr(s[0], "Host") in ("allowed.test:%d" % Q, "allowed.test"), "upstream: %r" % s)
+    data = res[1].get("data", "")
+    check(re.match(r"HTTP/1\.[01] 403", data), "denied.test over HTTP: %r" % data[:300])
+    check(re.search(r"(?im)^X-Egressd-Reason: \S+", data), "no X-Egressd-Reason: %r" % data[:300])
+    check(not seen(W["plain"], "plain-denied"), "the denied request reached the upstream")
+
+
+# --------------------------------------------------------------------------
+# no name: IP patterns decide
+
+
+@rcase("TLS without SNI: to an IP:port on the list -> tunnelled; not on the list -> refused")
+def _(ctx):
+    tok = token()
+    req = "GET /nosni-%s HTTP/1.1\r\nHost: " + PUB + "\r\nConnection: close\r\n\r\n"
+    steps = [["tls", PUB, W["ip_tls"].port, None, req % tok],
+             ["tls", PUB, W["ip_tls_no"].port, None, req % ("no-" + tok)]]
+    res = run_tool(ctx, steps)
+    check(res[0].get("handshake") and " 200 " in res[0].get("data", "")[:20],
+          "no-SNI TLS to the listed %s:%d: %r" % (PUB, W["ip_tls"].port, res[0]))
+    check(seen(W["ip_tls"], "nosni-" + tok), "the upstream did not get the request")
+    check(None in W["ip_tls"].snis, "the upstream saw an SNI: %r" % W["ip_tls"].snis)
+    check(not res[1].get("data"), "no-SNI TLS to the unlisted port got data: %r" % res[1])
+    check(not W["ip_tls_no"].handshakes and not W["ip_tls_no"].requests,
+          "the unlisted upstream was reached")
+
+
+@rcase("raw TCP (client speaks first, server speaks first) to a listed IP:port works", timeout=90)
+def _(ctx):
+    tok = token()
+    steps = [["tcp", PUB, W["echo"].port, "ping-%s\n" % tok, 15],
+             ["tcp", PUB, W["banner"].port, None, 40]]
+    res = run_tool(ctx, steps, timeout=80)
+    check_eq(res[0].get("data"), "ping-%s\n" % tok, "echo through the jail (%r)" % res[0])
+    check_eq(res[1].get("data", "").encode(), W["banner"].banner,
+             "server-speaks-first banner through the jail (%r)" % res[1])
+
+
+@rcase("raw TCP to an IP:port not on the list is refused (nothing reaches the server)")
+def _(ctx):
+    steps = [["tcp", PUB, W["echo_no"].port, "ping-no\n", 8],
+             ["tcp", PUB, W["banner_no"].port, None, 8]]
+    res = run_tool(ctx, steps)
+    check(not res[0].get("data"), "echo to an unlisted port answered: %r" % res[0])
+    check(not res[1].get("data"), "banner from an unlisted port: %r" % res[1])
+    check_eq((W["echo_no"].connections, W["banner_no"].connections), (0, 0),
+             "connections the unlisted servers accepted")
+
+
+@rcase("UDP other than DNS does not leave the jail (to the host end, to %s)" % PUB)
+def _(ctx):
+    tok = token()
+    U = W["udp"].port
+    steps = [["udp", [[PUB, U], ["$NAMESERVER", U], ["10.200.0.1", U]], "udp-" + tok],
+             ["dns", [["allowed.test", 1]]], ["sleep", 1]]
+    res = run_tool(ctx, steps)
+    check(all(x[2] == "sent" for x in res[0]["sent"]), "sendto failed inside: %r" % res[0])
+    check(res[1]["queries"][0].get("rcode") == 0, "DNS (the control) failed: %r" % res[1])
+    time.sleep(0.5)
+    got = [g for g in W["udp"].got if tok.encode() in g[0]]
+    check(not got, "UDP from the jail arrived: %r" % got)
+
+
+def main():
+    if skip_reason() is None:
+        try:
+            setup()
+        except Exception as e:
+            W["setup_error"] = "%s: %s" % (type(e).__name__, e)
+    rc = suite.run()
+    if NETNS:
+        purge(jail_traces(ALL_RUN_PIDS))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
