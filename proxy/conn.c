@@ -70,8 +70,13 @@ void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
 
 void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen)
 {
+	struct conn *c;
+
 	(void)peerlen;
-	conn_create(w, fd, peer);
+	c = conn_create(w, fd, peer);
+	if (c && conn_live_count() > server_opts(w->srv)->max_conns)
+		conn_error(c, 503, "too-many-connections",
+			   "egressd: too many open connections, try again later");
 }
 
 struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
@@ -83,7 +88,9 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 
 	c = xcalloc(1, sizeof(*c));
 	c->w = w;
-	c->pol = server_policy(w->srv);
+	c->gen = server_acquire(w->srv);
+	c->pol = gen_policy(c->gen);
+	c->ss = gen_secrets(c->gen);
 	c->id = server_next_id(w->srv);
 	evutil_gettimeofday(&c->start, NULL);
 	c->last_activity = c->start;
@@ -95,7 +102,7 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	c->cl = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!c->cl) {
 		evutil_closesocket(fd);
-		policy_unref(c->pol);
+		gen_release(c->gen);
 		free(c);
 		return NULL;
 	}
@@ -205,7 +212,7 @@ void conn_free(struct conn *c)
 	httpmsg_free(c->resp);
 	redactor_free(c->redactor);
 	free(c->path);
-	policy_unref(c->pol);
+	gen_release(c->gen);
 	free(c);
 	atomic_fetch_sub(&live_conns, 1);
 }
@@ -333,7 +340,7 @@ static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 		return;
 	}
 	if (server_tls(c->w->srv) && policy_intercepts(c->pol, &c->t)) {
-		const struct secretset *ss = server_secrets(c->w->srv);
+		const struct secretset *ss = c->ss;
 		c->intercept = true;
 		c->approved = secretset_approved(ss, c->pol, &c->t);
 		if (c->approved)

@@ -19,6 +19,8 @@ struct bufferevent;
 struct evbuffer;
 struct evdns_getaddrinfo_request;
 struct httpmsg;
+struct gen;
+struct secretset;
 struct worker;
 
 #define CONN_MAX_ADDRS 16
@@ -46,7 +48,9 @@ enum conn_mode {
 
 struct conn {
 	struct worker *w;
-	struct policy *pol;            /* reference held for the connection's life */
+	struct gen *gen;               /* reference held for the connection's life */
+	struct policy *pol;            /* borrowed from gen */
+	const struct secretset *ss;    /* borrowed from gen; NULL without interception */
 	unsigned long long id;
 	struct bufferevent *cl, *up;   /* client, upstream (NULL until connecting) */
 	struct bufferevent *cl_raw;    /* intercepted: the socket under the TLS filter cl */

@@ -66,7 +66,7 @@ static void wipe_ref(const void *data, size_t len, void *extra)
  * replaced. The bytes are referenced, not copied, and wiped once sent. */
 static bool build_head(struct conn *c, const char *path, size_t plen)
 {
-	const struct secretset *ss = server_secrets(c->w->srv);
+	const struct secretset *ss = c->ss;
 	struct obuf *b = xcalloc(1, sizeof(*b));
 	char line[HOST_MAX + 64];
 	size_t n = httpmsg_header_count(c->req);
@@ -113,7 +113,7 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 
 static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 {
-	const struct secretset *ss = server_secrets(c->w->srv);
+	const struct secretset *ss = c->ss;
 	char names[SECRETS_MAX * 64 + 4];
 	size_t o = 0;
 	struct jsonw w;
@@ -139,7 +139,7 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
  * request target or a header value (raw, %-encoded, Basic). */
 static uint64_t scan_leaks(struct conn *c)
 {
-	const struct secretset *ss = server_secrets(c->w->srv);
+	const struct secretset *ss = c->ss;
 	size_t ulen, n = httpmsg_header_count(c->req);
 	const char *url = httpmsg_target(c->req, &ulen);
 	uint64_t leaks;

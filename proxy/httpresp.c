@@ -61,7 +61,7 @@ static bool skip_header(struct conn *c, bool has_body, const char *name, size_t 
  * body re-framed chunked (HTTP/1.1 clients) or delimited by close. */
 static void emit_head(struct conn *c)
 {
-	const struct secretset *ss = server_secrets(c->w->srv);
+	const struct secretset *ss = c->ss;
 	bool has_body = httpmsg_has_body(c->resp);
 	struct evbuffer *out = bufferevent_get_output(c->cl);
 	size_t rl, n = httpmsg_header_count(c->resp);
@@ -99,7 +99,7 @@ static void emit_head(struct conn *c)
 
 static void log_request(struct conn *c, int status)
 {
-	const struct secretset *ss = server_secrets(c->w->srv);
+	const struct secretset *ss = c->ss;
 	char names[SECRETS_MAX * 64 + 4];
 	size_t o = 0;
 	struct jsonw w;

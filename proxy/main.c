@@ -1,6 +1,7 @@
 /* main.c -- the egressd command line: serve (default), check, and the
  * commands of later milestones, which say so instead of pretending */
 #include <getopt.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ struct cli {
 enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
-	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN,
+	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO,
 };
 
 static const struct option long_opts[] = {
@@ -51,6 +52,9 @@ static const struct option long_opts[] = {
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "ca-key", required_argument, NULL, OPT_CAKEY },
 	{ "drain-timeout", required_argument, NULL, OPT_DRAIN },
+	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
+	{ "header-timeout", required_argument, NULL, OPT_HEADTO },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLETO },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -72,6 +76,9 @@ static void usage(FILE *f)
 	      "      --log FILE             JSON-lines audit log ('-' = stderr)\n"
 	      "      --threads N            worker threads (default: number of cores)\n"
 	      "      --drain-timeout S      on SIGTERM, let connections finish for S seconds (default 5)\n"
+	      "      --max-connections N    open connections at most; more get 503 (default 10000)\n"
+	      "      --header-timeout S     for a request head, ClientHello or handshake (default 30)\n"
+	      "      --idle-timeout S       a connection with no traffic either way (default 300)\n"
 	      "      --version              print the version\n"
 	      "\n"
 	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
@@ -161,6 +168,25 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 			cli->so.listen[cli->so.nlisten++] = arg;
 		}
 		break;
+	case OPT_MAXCONN:
+		cli->so.max_conns = parse_uint(arg, 1000000);
+		if (cli->so.max_conns < 0) {
+			snprintf(err, sizeof(err), "invalid --max-connections \"%s\" (want 1..1000000)", arg);
+			okay = false;
+		}
+		break;
+	case OPT_HEADTO:
+	case OPT_IDLETO:
+		if (parse_uint(arg, 86400) < 0) {
+			snprintf(err, sizeof(err), "invalid --%s \"%s\" (want 1..86400 seconds)",
+				 opt == OPT_HEADTO ? "header-timeout" : "idle-timeout", arg);
+			okay = false;
+		} else if (opt == OPT_HEADTO) {
+			cli->so.header_timeout_s = (unsigned)parse_uint(arg, 86400);
+		} else {
+			cli->so.idle_timeout_s = (unsigned)parse_uint(arg, 86400);
+		}
+		break;
 	case OPT_DRAIN:
 		if (parse_uint(arg, 3600) < 0) {
 			snprintf(err, sizeof(err), "invalid --drain-timeout \"%s\" (want 1..3600 seconds)", arg);
@@ -197,7 +223,7 @@ static int parse_args(int argc, char **argv, struct cli *cli, struct policy *p)
 {
 	int opt;
 
-	optind = 1;
+	optind = 0; /* GNU getopt: full re-initialisation (parsed again on SIGHUP) */
 	while ((opt = getopt_long(argc, argv, "+c:h", long_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);
@@ -283,6 +309,27 @@ static int cmd_check(int argc, char **argv, const struct policy *p)
 	return worst;
 }
 
+/* The command line, kept to build the policy again on SIGHUP (the config
+ * file is read again; command-line patterns stay). */
+static struct {
+	int argc;
+	char **argv;
+} saved;
+
+static struct policy *reload_policy(void *ctx, char *err)
+{
+	struct cli tmp = { .so = { .drain_timeout_s = 5 } };
+	struct policy *p = policy_new();
+
+	(void)ctx;
+	if (parse_args(saved.argc, saved.argv, &tmp, p) != 0) {
+		snprintf(err, 256, "the policy did not load (the reason is on the line above)");
+		policy_unref(p);
+		return NULL;
+	}
+	return p;
+}
+
 static int cmd_serve(struct cli *cli, struct policy *p)
 {
 	char err[256];
@@ -298,6 +345,15 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 		fprintf(stderr, "egressd: cannot open log %s: %m\n", cli->log);
 		return 2;
 	}
+	{
+		/* two descriptors per connection: take what the hard limit allows */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	cli->so.reload = reload_policy;
 	s = server_new(&cli->so, p, err);
 	if (!s) {
 		fprintf(stderr, "egressd: %s\n", err);
@@ -313,7 +369,8 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
-				   .idle_timeout_s = 300, .drain_timeout_s = 5 } };
+				   .idle_timeout_s = 300, .drain_timeout_s = 5,
+				   .max_conns = 10000 } };
 	struct policy *p = policy_new();
 	int rc;
 
@@ -334,6 +391,8 @@ int main(int argc, char **argv)
 		argc--;
 		argv++;
 	}
+	saved.argc = argc;
+	saved.argv = argv;
 	rc = parse_args(argc, argv, &cli, p);
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();

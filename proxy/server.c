@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "audit.h"
 #include "ca.h"
 #include "dnsresp.h"
 #include "fakeip.h"
@@ -53,8 +54,9 @@ struct wstate {
 
 struct server {
 	struct server_opts o;
-	struct policy *pol;
+	struct gen *gen;              /* current policy + secrets (under pol_lock) */
 	pthread_mutex_t pol_lock;
+	unsigned char phkey[PLACEHOLDER_KEYLEN]; /* placeholder key (interception only) */
 	struct listen_addr la[SERVER_MAX_LISTENERS];
 	int nla;
 	struct ipaddr local[MAX_LOCAL_ADDRS]; /* this host's interface addresses */
@@ -67,7 +69,6 @@ struct server {
 	struct ca *ca;                /* interception: NULL when not needed */
 	struct minter *minter;
 	struct tls *tls;
-	struct secretset *secrets;
 	struct fakeip *fake;          /* jail resolver's synthetic addresses, or NULL */
 	struct dnsresp *dns;          /* the jail's DNS responder (on worker 0), or NULL */
 	uint16_t dns_port;
@@ -122,42 +123,129 @@ struct tls *server_tls(struct server *s)
 	return s->tls;
 }
 
+/* A policy and the secret values resolved for it; connections hold one for
+ * their whole life, so a reload never changes what a connection sees. */
+struct gen {
+	atomic_int refs;
+	struct policy *pol;      /* one reference */
+	struct secretset *ss;    /* owned; NULL without interception */
+};
+
+static struct gen *gen_new(struct policy *p, struct secretset *ss)
+{
+	struct gen *g = xcalloc(1, sizeof(*g));
+
+	atomic_init(&g->refs, 1);
+	policy_ref(p);
+	g->pol = p;
+	g->ss = ss;
+	return g;
+}
+
+void gen_release(struct gen *g)
+{
+	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+		return;
+	secretset_free(g->ss);
+	policy_unref(g->pol);
+	free(g);
+}
+
+struct policy *gen_policy(const struct gen *g)
+{
+	return g->pol;
+}
+
+const struct secretset *gen_secrets(const struct gen *g)
+{
+	return g->ss;
+}
+
+struct gen *server_acquire(struct server *s)
+{
+	struct gen *g;
+
+	pthread_mutex_lock(&s->pol_lock);
+	g = s->gen;
+	atomic_fetch_add(&g->refs, 1);
+	pthread_mutex_unlock(&s->pol_lock);
+	return g;
+}
+
 const struct secretset *server_secrets(struct server *s)
 {
-	return s->secrets;
+	return s->gen->ss;
+}
+
+static bool needs_interception(const struct policy *p)
+{
+	return policy_secret_count(p) > 0 || policy_intercept_present(p);
+}
+
+/* The secret values of p, or NULL with err; no secrets needed: *ss NULL. */
+static int load_secrets(struct server *s, const struct policy *p, struct secretset **ss, char *err)
+{
+	char e[SECRETS_ERRLEN];
+
+	*ss = NULL;
+	if (!s->tls)
+		return 0;
+	*ss = secretset_load(p, s->phkey, e);
+	if (!*ss) {
+		snprintf(err, 256, "%.250s", e);
+		return -1;
+	}
+	return 0;
+}
+
+int server_reload(struct server *s, struct policy *p, char *err)
+{
+	struct secretset *ss;
+	struct gen *old;
+
+	if (needs_interception(p) && !s->tls) {
+		snprintf(err, 256, "the new policy has secrets or intercept patterns but egressd "
+				   "started without interception: restart it");
+		return -1;
+	}
+	if (load_secrets(s, p, &ss, err) < 0)
+		return -1;
+	pthread_mutex_lock(&s->pol_lock);
+	old = s->gen;
+	s->gen = gen_new(p, ss);
+	pthread_mutex_unlock(&s->pol_lock);
+	gen_release(old); /* freed when its last connection ends */
+	return 0;
 }
 
 /* Loads the CA, leaf minter, TLS contexts and secret values when the policy
  * has secrets or intercept patterns. */
-static int setup_interception(struct server *s, char *err)
+static int setup_interception(struct server *s, struct policy *p, char *err)
 {
-	unsigned char key[PLACEHOLDER_KEYLEN];
 	char e[SECRETS_ERRLEN];
+	struct secretset *ss = NULL;
 	int created = 0;
 
-	if (policy_secret_count(s->pol) == 0 && !policy_intercept_present(s->pol))
-		return 0;
-	s->ca = ca_load_or_create(s->o.state_dir, CA_KEY_EC_P256, &created, err);
-	if (!s->ca)
-		return -1;
-	if (created)
-		fprintf(stderr, "egressd: created a new CA in %s\n", s->o.state_dir);
-	s->minter = minter_new(s->ca, err);
-	if (!s->minter)
-		return -1;
-	s->tls = tls_new(s->ca, s->minter, s->o.upstream_ca, err);
-	if (!s->tls)
-		return -1;
-	if (placeholder_key_load(s->o.state_dir, key, e) < 0) {
-		snprintf(err, 256, "%.250s", e);
-		return -1;
+	if (needs_interception(p)) {
+		s->ca = ca_load_or_create(s->o.state_dir, CA_KEY_EC_P256, &created, err);
+		if (!s->ca)
+			return -1;
+		if (created)
+			fprintf(stderr, "egressd: created a new CA in %s\n", s->o.state_dir);
+		s->minter = minter_new(s->ca, err);
+		if (!s->minter)
+			return -1;
+		s->tls = tls_new(s->ca, s->minter, s->o.upstream_ca, err);
+		if (!s->tls)
+			return -1;
+		if (placeholder_key_load(s->o.state_dir, s->phkey, e) < 0) {
+			snprintf(err, 256, "%.250s", e);
+			return -1;
+		}
 	}
-	s->secrets = secretset_load(s->pol, key, e);
-	OPENSSL_cleanse(key, sizeof(key));
-	if (!s->secrets) {
-		snprintf(err, 256, "%.250s", e);
+	if (load_secrets(s, p, &ss, err) < 0)
 		return -1;
-	}
+	s->gen = gen_new(p, ss);
 	return 0;
 }
 
@@ -166,7 +254,7 @@ struct policy *server_policy(struct server *s)
 	struct policy *p;
 
 	pthread_mutex_lock(&s->pol_lock);
-	p = s->pol;
+	p = s->gen->pol;
 	policy_ref(p);
 	pthread_mutex_unlock(&s->pol_lock);
 	return p;
@@ -407,15 +495,13 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 
 	evthread_use_pthreads();
 	s->o = *o;
-	s->pol = p;
-	policy_ref(p);
 	pthread_mutex_init(&s->pol_lock, NULL);
 	s->nthreads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
 	if (s->nthreads > MAX_THREADS)
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
 	load_local_addrs(s);
-	if (setup_interception(s, err) < 0)
+	if (setup_interception(s, p, err) < 0)
 		goto fail;
 	for (int i = 0; i < o->nlisten; i++)
 		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
@@ -488,6 +574,28 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 }
 
+/* SIGHUP: a new policy, or the old one kept with the reason logged. */
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	char err[256] = "no reload source";
+	struct policy *p = s->o.reload ? s->o.reload(s->o.reload_ctx, err) : NULL;
+	bool okay = p && server_reload(s, p, err) == 0;
+	struct jsonw w;
+
+	(void)sig;
+	(void)what;
+	policy_unref(p);
+	fprintf(stderr, okay ? "egressd: SIGHUP: policy reloaded\n"
+			     : "egressd: SIGHUP: reload refused, keeping the current policy: %s\n",
+		err);
+	audit_begin(&w, "reload", 0);
+	jsonw_bool(&w, "ok", okay);
+	if (!okay)
+		jsonw_str(&w, "error", err);
+	audit_emit(&w);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
@@ -504,7 +612,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int server_run(struct server *s)
 {
 	struct event_base *main_base = event_base_new();
-	struct event *sigterm, *sigint, *tick;
+	struct event *sigterm, *sigint, *sighup, *tick;
 	struct timeval tv = { 0, 100000 };
 	char buf[ADDR_STRLEN];
 
@@ -516,6 +624,8 @@ int server_run(struct server *s)
 	sigint = evsignal_new(main_base, SIGINT, on_signal, s);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	sighup = evsignal_new(main_base, SIGHUP, on_sighup, s);
+	event_add(sighup, NULL);
 	for (int i = 0; i < s->nla; i++)
 		fprintf(stderr, "egressd: listening%s on %s%s%s:%u (%d threads)\n",
 			s->la[i].transparent ? " (transparent)" : "",
@@ -533,6 +643,7 @@ int server_run(struct server *s)
 	event_free(tick);
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(sighup);
 	event_base_free(main_base);
 	return 0;
 }
@@ -576,12 +687,12 @@ void server_free(struct server *s)
 		certcache_free(ws->w.certs);
 	}
 	fakeip_free(s->fake);
-	secretset_free(s->secrets);
+	gen_release(s->gen);
+	OPENSSL_cleanse(s->phkey, sizeof(s->phkey));
 	tls_free(s->tls);
 	minter_free(s->minter);
 	ca_free(s->ca);
 	free(s->ws);
-	policy_unref(s->pol);
 	pthread_mutex_destroy(&s->pol_lock);
 	free(s);
 }

@@ -31,6 +31,10 @@ struct server_opts {
 	const char *upstream_ca; /* extra upstream trust anchors, or NULL */
 	bool leak_block;         /* --on-placeholder-leak block */
 	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
+	long max_conns;           /* open connections at most; then new ones get 503 */
+	/* SIGHUP: builds the new policy (NULL with err on a bad one) */
+	struct policy *(*reload)(void *ctx, char *err);
+	void *reload_ctx;
 };
 
 struct server;
@@ -56,6 +60,19 @@ void server_free(struct server *s);
  * them at once (no drain) and wait for them. Signals are the caller's. */
 void server_start(struct server *s);
 void server_stop(struct server *s);
+
+/* The current generation (policy + resolved secrets) with a new reference;
+ * release with gen_release. The accessors' results are borrowed from it. */
+struct gen;
+struct gen *server_acquire(struct server *s);
+void gen_release(struct gen *g); /* NULL: no-op */
+struct policy *gen_policy(const struct gen *g);
+const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
+
+/* Swaps in policy p (a reference is taken) and its secrets, atomically:
+ * connections keep the generation they started with. Returns 0, or -1 with
+ * err (256 bytes) and nothing changed. Any thread. */
+int server_reload(struct server *s, struct policy *p, char *err);
 
 /* The current policy with a new reference (release with policy_unref). */
 struct policy *server_policy(struct server *s);

@@ -57,6 +57,10 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 	if (!c)
 		return;
 	c->transparent = true;
+	if (conn_live_count() > server_opts(w->srv)->max_conns) {
+		conn_error(c, 503, "too-many-connections", "egressd: too many open connections");
+		return;
+	}
 	c->st = ST_PEEK;
 	conn_set_timeouts(c->cl, PEEK_WAIT_S);
 	if (!redirected || server_is_self(w->srv, &a, port)) {
@@ -163,7 +167,7 @@ static void decide(struct conn *c, const char *name)
 	}
 	if (c->peeked == PEEK_TLS && !c->t.is_ip && server_tls(c->w->srv) &&
 	    policy_intercepts(c->pol, &c->t)) {
-		const struct secretset *ss = server_secrets(c->w->srv);
+		const struct secretset *ss = c->ss;
 		c->intercept = true;
 		c->approved = secretset_approved(ss, c->pol, &c->t);
 		if (c->approved)
