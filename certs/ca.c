@@ -19,6 +19,7 @@
 #include <openssl/x509v3.h>
 
 #include "alloc.h"
+#include "errmsg.h"
 
 #define CA_KEY_FILE "ca.key"
 #define CA_CERT_FILE "ca.crt"
@@ -32,29 +33,8 @@ struct ca {
 
 /* ---- error helpers ---- */
 
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void seterr(char *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, CA_ERRLEN, fmt, ap);
-	va_end(ap);
-}
-
-/* "what: <first OpenSSL error>", and the rest of the queue dropped. */
-static void set_ossl_err(char *err, const char *what)
-{
-	char buf[160];
-	unsigned long e = ERR_get_error();
-
-	if (e)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	else
-		snprintf(buf, sizeof(buf), "unknown OpenSSL error");
-	ERR_clear_error();
-	seterr(err, "%s: %s", what, buf);
-}
+#define seterr(err, ...) errmsg_set((err), CA_ERRLEN, __VA_ARGS__)
+#define set_ossl_err(err, what) errmsg_ossl((err), CA_ERRLEN, (what))
 
 /* ---- state dir ---- */
 

@@ -2,6 +2,7 @@
  * IPv4-mapped normalisation, RFC 5952 formatting, CIDR membership and the
  * special-purpose ranges */
 #include "addr.h"
+#include "errmsg.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,16 +12,6 @@
 
 static const uint8_t mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* One inet_aton() part: decimal, 0-prefixed octal or 0x-prefixed hex, at
  * least one digit, value at most 0xffffffff. */
@@ -42,7 +33,7 @@ static bool parse_part(const char *s, size_t n, uint32_t *out)
 		i = 1;
 	}
 	for (; i < n; i++) {
-		int d = hexval(s[i]);
+		int d = hex_digit(s[i]);
 		if (d < 0 || (unsigned)d >= base)
 			return false;
 		v = v * base + (unsigned)d;
@@ -102,7 +93,7 @@ bool addr_parse_ipv6(const char *s, size_t n, struct ipaddr *out)
 	if (n == 0 || n >= sizeof(buf))
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (hexval(s[i]) < 0 && s[i] != ':' && s[i] != '.')
+		if (hex_digit(s[i]) < 0 && s[i] != ':' && s[i] != '.')
 			return false; /* also rejects "%zone", whitespace and NUL */
 	memcpy(buf, s, n);
 	buf[n] = '\0';

@@ -1,6 +1,7 @@
 /* config.c -- loading a JSON policy file (jansson) into a policy, with
  * FILE:LINE:COL errors that point at the offending key or value */
 #include "config.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -113,16 +114,6 @@ static size_t skip_value(const char *s, size_t len, size_t i)
 	return i;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* Reads \uXXXX's four digits at s[i]; -1 if malformed. */
 static long hex4(const char *s, size_t len, size_t i)
@@ -132,7 +123,7 @@ static long hex4(const char *s, size_t len, size_t i)
 	if (i + 4 > len)
 		return -1;
 	for (size_t k = 0; k < 4; k++) {
-		int h = hexval(s[i + k]);
+		int h = hex_digit(s[i + k]);
 		if (h < 0)
 			return -1;
 		v = v * 16 + h;

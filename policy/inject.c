@@ -2,6 +2,7 @@
  * inside Authorization: Basic), placeholder leak scanning, and one-shot
  * redaction of secret values in response header values */
 #include "inject.h"
+#include "errmsg.h"
 
 #include <stdlib.h>
 #include <stdint.h>
@@ -290,15 +291,6 @@ static uint64_t scan_ci(const struct secretset *s, uint64_t cand, const char *t,
 	return found;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = (unsigned char)lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* One round of %XX decoding ('+' kept); out has room for n bytes. Returns
  * whether anything was decoded. */
@@ -309,8 +301,8 @@ static bool pct_decode(const char *in, size_t n, char *out, size_t *outlen)
 
 	for (size_t i = 0; i < n; i++) {
 		int hi, lo;
-		if (in[i] == '%' && i + 2 < n && (hi = hexval((unsigned char)in[i + 1])) >= 0 &&
-		    (lo = hexval((unsigned char)in[i + 2])) >= 0) {
+		if (in[i] == '%' && i + 2 < n && (hi = hex_digit((unsigned char)in[i + 1])) >= 0 &&
+		    (lo = hex_digit((unsigned char)in[i + 2])) >= 0) {
 			out[o++] = (char)(hi << 4 | lo);
 			i += 2;
 			changed = true;

@@ -38,11 +38,10 @@ long conn_live_count(void)
 	return atomic_load(&live_conns);
 }
 
-static void on_client_read(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_upstream_read(struct bufferevent *bev, void *arg);
-static void close_client_tls(struct conn *c);
+void conn_on_client_read(struct bufferevent *bev, void *arg);
+void conn_on_event(struct bufferevent *bev, short what, void *arg);
+void conn_on_write(struct bufferevent *bev, void *arg);
+void conn_on_upstream_read(struct bufferevent *bev, void *arg);
 
 void conn_touch(struct conn *c)
 {
@@ -113,24 +112,13 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	w->conns = c;
 	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->pending = evbuffer_new();
-	bufferevent_setcb(c->cl, on_client_read, on_write, on_event, c);
+	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(c->cl, EV_READ, 0, CONN_HIGH_WATER);
 	conn_set_timeouts(c->cl, server_opts(w->srv)->header_timeout_s);
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 	return c;
 }
 
-/* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
- * socket bufferevent, whose output already holds everything sent. */
-static void drop_client_tls(struct conn *c)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
-
-	bufferevent_free(c->cl);
-	SSL_free(ssl);
-	c->cl = c->cl_raw;
-	c->cl_raw = NULL;
-}
 
 void conn_drop_upstream(struct conn *c)
 {
@@ -196,7 +184,7 @@ void conn_free(struct conn *c)
 	}
 	log_close(c);
 	if (c->cl_raw)
-		drop_client_tls(c);
+		intercept_drop_client(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -227,9 +215,9 @@ void conn_close_flushed(struct conn *c)
 	bufferevent_disable(c->cl, EV_READ);
 	conn_set_timeouts(c->cl, 10);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
-		return; /* on_write finishes */
+		return; /* conn_on_write finishes */
 	if (c->cl_raw)
-		close_client_tls(c);
+		intercept_close_client(c);
 	else
 		conn_free(c);
 }
@@ -425,7 +413,7 @@ void conn_client_input(struct conn *c)
 	}
 }
 
-static void on_client_read(struct bufferevent *bev, void *arg)
+void conn_on_client_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
@@ -433,7 +421,7 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 	conn_client_input(c);
 }
 
-static void on_upstream_read(struct bufferevent *bev, void *arg)
+void conn_on_upstream_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
@@ -444,19 +432,8 @@ static void on_upstream_read(struct bufferevent *bev, void *arg)
 		relay_pump(c, c->up, c->cl);
 }
 
-/* Closing an intercepted connection: the TLS layer has handed everything to
- * the socket; send close_notify, drop the TLS layer, flush the socket. */
-static void close_client_tls(struct conn *c)
-{
-	SSL_shutdown(bufferevent_openssl_get_ssl(c->cl));
-	drop_client_tls(c);
-	bufferevent_setcb(c->cl, NULL, on_write, on_event, c);
-	bufferevent_enable(c->cl, EV_WRITE);
-	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
-		conn_free(c);
-}
 
-static void on_write(struct bufferevent *bev, void *arg)
+void conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
@@ -464,7 +441,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 		if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
 			return;
 		if (c->cl_raw)
-			close_client_tls(c);
+			intercept_close_client(c);
 		else
 			conn_free(c);
 		return;
@@ -565,83 +542,9 @@ void conn_start_upstream(struct conn *c)
 
 /* ---- upstream connect ---- */
 
-static void log_tls_error(struct conn *c, const char *what, const char *detail, const char *sni)
-{
-	struct jsonw w;
 
-	audit_begin(&w, "refuse", c->id);
-	jsonw_str(&w, "host", c->t.host);
-	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "reason", what);
-	jsonw_str(&w, "sni", sni);
-	jsonw_str(&w, "detail", detail);
-	audit_emit(&w);
-}
 
-/* Intercepted CONNECT: the upstream TLS is up and verified; answer 200 and
- * run the sandbox's handshake against a leaf minted for the CONNECT host. */
-static void start_client_tls(struct conn *c)
-{
-	const int opts = BEV_OPT_DEFER_CALLBACKS; /* we free the socket and SSL ourselves */
-	char err[256];
-	struct bufferevent *f;
-	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
 
-	if (!ssl) {
-		conn_error(c, 502, "internal", err);
-		return;
-	}
-	tls_set_expected_host(ssl, c->t.is_ip ? "" : c->t.host);
-	if (!c->transparent)
-		evbuffer_add_printf(bufferevent_get_output(c->cl),
-				    "HTTP/1.1 200 Connection established\r\n\r\n");
-	f = bufferevent_openssl_filter_new(c->w->base, c->cl, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
-	if (!f) {
-		SSL_free(ssl);
-		conn_free(c);
-		return;
-	}
-	c->cl_raw = c->cl;
-	c->cl = f;
-	c->st = ST_TLS;
-	c->mode = MODE_INTERCEPT;
-	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
-	bufferevent_setcb(f, on_client_read, on_write, on_event, c);
-	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
-	conn_set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
-	bufferevent_enable(f, EV_READ | EV_WRITE);
-	bufferevent_enable(c->up, EV_READ | EV_WRITE);
-	/* transparent: the ClientHello already sits in the socket's input */
-	if (evbuffer_get_length(bufferevent_get_input(c->cl_raw)) > 0)
-		bufferevent_trigger(c->cl_raw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
-}
-
-/* The sandbox finished its TLS handshake: read requests. */
-static void on_client_tls(struct conn *c)
-{
-	/* requests inside the tunnel start with a fresh parser (the CONNECT one
-	 * stopped at its upgrade) */
-	httpmsg_free(c->req);
-	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
-	c->st = ST_HEAD;
-	conn_touch(c);
-	conn_client_input(c);
-}
-
-static void on_client_tls_error(struct conn *c)
-{
-	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
-	char sni[256], detail[256] = "";
-	unsigned long e = bufferevent_get_openssl_error(c->cl);
-
-	if (e)
-		ERR_error_string_n(e, detail, sizeof(detail));
-	if (ssl && tls_sni_mismatched(ssl, sni, sizeof(sni)))
-		log_tls_error(c, reason_str(REASON_SNI_MISMATCH), detail, sni);
-	else
-		log_tls_error(c, "client-tls-failed", detail[0] ? detail : "handshake aborted", NULL);
-	conn_free(c);
-}
 
 static void on_connected(struct conn *c)
 {
@@ -657,7 +560,7 @@ static void on_connected(struct conn *c)
 		return;
 	}
 	if (c->intercept) {
-		start_client_tls(c);
+		intercept_start_client(c);
 		return;
 	}
 	if (c->transparent) {
@@ -677,37 +580,6 @@ static void on_connected(struct conn *c)
 	httpfwd_on_connected(c);
 }
 
-/* Intercepted upstream, TCP connected: replace the plain bufferevent with a
- * TLS one on the same socket (created here rather than before the connect:
- * libevent's SSL_clear on a late fd would drop the session we resume). */
-static void start_upstream_tls(struct conn *c)
-{
-	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
-	evutil_socket_t fd = dup(bufferevent_getfd(c->up));
-	struct bufferevent *bev = NULL;
-	char err[256];
-	SSL *ssl;
-
-	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
-	if (fd >= 0 && ssl)
-		bev = bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
-	if (!bev) {
-		if (fd >= 0)
-			close(fd);
-		SSL_free(ssl);
-		conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
-		return;
-	}
-	conn_drop_upstream(c);
-	c->up = bev;
-	c->up_tls = true;
-	/* many servers close without close_notify; framing tells us where bodies end */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	bufferevent_setcb(bev, on_upstream_read, on_write, on_event, c);
-	bufferevent_set_timeouts(bev, &tv, &tv);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
 
 static void connect_next(struct conn *c)
 {
@@ -734,7 +606,7 @@ static void connect_next(struct conn *c)
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;
 	}
-	bufferevent_setcb(c->up, on_upstream_read, on_write, on_event, c);
+	bufferevent_setcb(c->up, conn_on_upstream_read, conn_on_write, conn_on_event, c);
 	bufferevent_set_timeouts(c->up, &tv, &tv);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0)
@@ -790,21 +662,21 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 	conn_free(c);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		if (bev == c->cl)
-			on_client_tls(c);
+			intercept_client_ready(c);
 		else if (c->intercept && !c->up_tls)
-			start_upstream_tls(c);
+			intercept_start_upstream(c);
 		else
 			on_connected(c);
 		return;
 	}
 	if (c->st == ST_TLS && bev == c->cl) {
-		on_client_tls_error(c);
+		intercept_client_failed(c);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {

@@ -115,6 +115,26 @@ void conn_client_input(struct conn *c);
 void conn_log_connect(struct conn *c);
 void conn_touch(struct conn *c);
 
+/* conn.c's bufferevent callbacks (installed again on new layers) */
+void conn_on_client_read(struct bufferevent *bev, void *arg);
+void conn_on_upstream_read(struct bufferevent *bev, void *arg);
+void conn_on_write(struct bufferevent *bev, void *arg);
+void conn_on_event(struct bufferevent *bev, short what, void *arg);
+
+/* intercept.c */
+/* The upstream TLS is up and verified: answer (CONNECT) and start the
+ * sandbox's handshake on a leaf for c->t. */
+void intercept_start_client(struct conn *c);
+/* The sandbox's handshake completed / failed (logged, c freed). */
+void intercept_client_ready(struct conn *c);
+void intercept_client_failed(struct conn *c);
+/* TCP to the upstream is up: run the verified TLS handshake on that socket. */
+void intercept_start_upstream(struct conn *c);
+/* Frees the client TLS filter and its SSL; c->cl becomes the raw socket. */
+void intercept_drop_client(struct conn *c);
+/* Closing: close_notify, drop the TLS layer, free c once the socket drained. */
+void intercept_close_client(struct conn *c);
+
 /* transparent.c */
 /* More first bytes arrived, or the wait for them ended. */
 void transparent_peek(struct conn *c);

@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include "alloc.h"
+#include "errmsg.h"
 #include <pthread.h>
 #include "ca.h"
 #include "mint.h"
@@ -76,16 +77,7 @@ static void resume_session(struct tls *t, SSL *ssl, const char *key)
 	pthread_mutex_unlock(&t->lock);
 }
 
-static void ssl_err(char *err, size_t n, const char *what)
-{
-	unsigned long e = ERR_get_error();
-	char buf[200] = "unknown error";
-
-	if (e)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	snprintf(err, n, "%s: %s", what, buf);
-}
+#define ssl_err(err, n, what) errmsg_ossl((err), (n), (what))
 
 static void free_sni(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {

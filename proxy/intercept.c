@@ -1,0 +1,155 @@
+/* intercept.c -- the TLS layers of an intercepted connection: the sandbox-facing
+ * handshake on a minted leaf (as a filter over the client socket, so bytes
+ * already read are not lost), the verified upstream TLS on the socket that
+ * just connected, and their orderly close */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "audit.h"
+#include "conn_int.h"
+#include "httpmsg.h"
+#include "server.h"
+#include "tls.h"
+
+/* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
+ * socket bufferevent, whose output already holds everything sent. */
+void intercept_drop_client(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
+
+	bufferevent_free(c->cl);
+	SSL_free(ssl);
+	c->cl = c->cl_raw;
+	c->cl_raw = NULL;
+}
+
+/* Closing an intercepted connection: the TLS layer has handed everything to
+ * the socket; send close_notify, drop the TLS layer, flush the socket. */
+void intercept_close_client(struct conn *c)
+{
+	SSL_shutdown(bufferevent_openssl_get_ssl(c->cl));
+	intercept_drop_client(c);
+	bufferevent_setcb(c->cl, NULL, conn_on_write, conn_on_event, c);
+	bufferevent_enable(c->cl, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
+		conn_free(c);
+}
+
+static void log_tls_error(struct conn *c, const char *what, const char *detail, const char *sni)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "refuse", c->id);
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	jsonw_str(&w, "reason", what);
+	jsonw_str(&w, "sni", sni);
+	jsonw_str(&w, "detail", detail);
+	audit_emit(&w);
+}
+
+/* Intercepted CONNECT: the upstream TLS is up and verified; answer 200 and
+ * run the sandbox's handshake against a leaf minted for the CONNECT host. */
+void intercept_start_client(struct conn *c)
+{
+	const int opts = BEV_OPT_DEFER_CALLBACKS; /* we free the socket and SSL ourselves */
+	char err[256];
+	struct bufferevent *f;
+	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
+
+	if (!ssl) {
+		conn_error(c, 502, "internal", err);
+		return;
+	}
+	tls_set_expected_host(ssl, c->t.is_ip ? "" : c->t.host);
+	if (!c->transparent)
+		evbuffer_add_printf(bufferevent_get_output(c->cl),
+				    "HTTP/1.1 200 Connection established\r\n\r\n");
+	f = bufferevent_openssl_filter_new(c->w->base, c->cl, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+	if (!f) {
+		SSL_free(ssl);
+		conn_free(c);
+		return;
+	}
+	c->cl_raw = c->cl;
+	c->cl = f;
+	c->st = ST_TLS;
+	c->mode = MODE_INTERCEPT;
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);
+	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
+	conn_set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	/* transparent: the ClientHello already sits in the socket's input */
+	if (evbuffer_get_length(bufferevent_get_input(c->cl_raw)) > 0)
+		bufferevent_trigger(c->cl_raw, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
+}
+
+/* The sandbox finished its TLS handshake: read requests. */
+void intercept_client_ready(struct conn *c)
+{
+	/* requests inside the tunnel start with a fresh parser (the CONNECT one
+	 * stopped at its upgrade) */
+	httpmsg_free(c->req);
+	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
+	c->st = ST_HEAD;
+	conn_touch(c);
+	conn_client_input(c);
+}
+
+void intercept_client_failed(struct conn *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
+	char sni[256], detail[256] = "";
+	unsigned long e = bufferevent_get_openssl_error(c->cl);
+
+	if (e)
+		ERR_error_string_n(e, detail, sizeof(detail));
+	if (ssl && tls_sni_mismatched(ssl, sni, sizeof(sni)))
+		log_tls_error(c, reason_str(REASON_SNI_MISMATCH), detail, sni);
+	else
+		log_tls_error(c, "client-tls-failed", detail[0] ? detail : "handshake aborted", NULL);
+	conn_free(c);
+}
+
+/* Intercepted upstream, TCP connected: replace the plain bufferevent with a
+ * TLS one on the same socket (created here rather than before the connect:
+ * libevent's SSL_clear on a late fd would drop the session we resume). */
+void intercept_start_upstream(struct conn *c)
+{
+	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	evutil_socket_t fd = dup(bufferevent_getfd(c->up));
+	struct bufferevent *bev = NULL;
+	char err[256];
+	SSL *ssl;
+
+	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
+	if (fd >= 0 && ssl)
+		bev = bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
+	if (!bev) {
+		if (fd >= 0)
+			close(fd);
+		SSL_free(ssl);
+		conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
+		return;
+	}
+	conn_drop_upstream(c);
+	c->up = bev;
+	c->up_tls = true;
+	/* many servers close without close_notify; framing tells us where bodies end */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	bufferevent_setcb(bev, conn_on_upstream_read, conn_on_write, conn_on_event, c);
+	bufferevent_set_timeouts(bev, &tv, &tv);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
