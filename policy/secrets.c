@@ -69,20 +69,12 @@ static void seterr(char *err, const char *fmt, ...)
 
 /* ---- secure memory ---- */
 
-static CRYPTO_ONCE secure_once = CRYPTO_ONCE_STATIC_INIT;
-static int secure_heap; /* 1: OpenSSL's secure heap is ours to use */
-
-static void secure_init(void)
-{
-	/* 64 KiB of mlock'ed, guard-paged, MADV_DONTDUMP heap. If it cannot be
-	 * set up (no mmap/mlock rights, or OPENSSL_NO_SECURE_MEMORY), values fall
-	 * back to page-aligned malloc + mlock + MADV_DONTDUMP (secure_alloc). */
-	if (SECURE_PLAIN)
-		return;
-	if (CRYPTO_secure_malloc_initialized() || CRYPTO_secure_malloc_init(1 << 16, 32) != 0)
-		secure_heap = 1;
-}
-
+/* Secret values live in whole pages of their own, mlock'ed (so they are not
+ * swapped out) and MADV_DONTDUMP (not in core dumps), wiped before free.
+ * Not OpenSSL's secure heap: CRYPTO_secure_malloc_init() makes OpenSSL put
+ * its own key material there too, and a small heap (mlock limits keep it
+ * small) then runs out under load: TLS handshakes fail with internal_error
+ * past about a thousand open intercepted connections. */
 static size_t page_size(void)
 {
 	long pg = sysconf(_SC_PAGESIZE);
@@ -96,20 +88,11 @@ static char *secure_alloc(size_t n, size_t *alloc)
 {
 	void *p;
 
-	CRYPTO_THREAD_run_once(&secure_once, secure_init);
 	if (SECURE_PLAIN) {
 		*alloc = n;
 		return xmalloc(n);
 	}
-	if (secure_heap) {
-		p = OPENSSL_secure_malloc(n);
-		if (p && CRYPTO_secure_allocated(p)) {
-			*alloc = n;
-			return p;
-		}
-		OPENSSL_free(p); /* heap full: OpenSSL fell back to plain malloc */
-	}
-	/* Fallback: whole pages so munlock on free never unlocks a neighbour;
+	/* whole pages so munlock on free never unlocks a neighbour;
 	 * mlock may fail under RLIMIT_MEMLOCK, the value is then only wiped. */
 	*alloc = (n + page_size() - 1) / page_size() * page_size();
 	if (posix_memalign(&p, page_size(), *alloc) != 0) {
@@ -125,10 +108,6 @@ static void secure_free(char *p, size_t alloc)
 {
 	if (!p)
 		return;
-	if (!SECURE_PLAIN && CRYPTO_secure_allocated(p)) {
-		OPENSSL_secure_clear_free(p, alloc);
-		return;
-	}
 	OPENSSL_cleanse(p, alloc);
 	if (!SECURE_PLAIN) {
 		(void)madvise(p, alloc, MADV_DODUMP);
