@@ -61,6 +61,45 @@ static void set_nodelay(evutil_socket_t fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct jsonw w;
+
+	(void)fd;
+	(void)what;
+	audit_begin(&w, "timeout", c->id);
+	jsonw_str(&w, "client", c->client);
+	jsonw_str(&w, "phase", c->st == ST_TLS ? "tls-handshake" : c->st == ST_SNI ? "clienthello" :
+			       c->st == ST_PEEK ? "first-bytes" : "request-head");
+	audit_emit(&w);
+	conn_free(c);
+}
+
+static void idle_timeouts(struct conn *c)
+{
+	unsigned idle = server_opts(c->w->srv)->idle_timeout_s;
+
+	if (c->st != ST_PEEK)
+		conn_set_timeouts(c->cl, idle);
+	if (c->up && c->up_connected)
+		conn_set_timeouts(c->up, idle);
+}
+
+void conn_head_phase(struct conn *c)
+{
+	struct timeval tv = { (time_t)server_opts(c->w->srv)->header_timeout_s, 0 };
+
+	evtimer_add(c->deadline, &tv);
+	idle_timeouts(c);
+}
+
+void conn_head_done(struct conn *c)
+{
+	evtimer_del(c->deadline);
+	idle_timeouts(c);
+}
+
 void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
 {
 	struct timeval tv = { (time_t)secs, 0 };
@@ -112,9 +151,10 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	w->conns = c;
 	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->pending = evbuffer_new();
+	c->deadline = evtimer_new(w->base, on_deadline, c);
 	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(c->cl, EV_READ, 0, CONN_HIGH_WATER);
-	conn_set_timeouts(c->cl, server_opts(w->srv)->header_timeout_s);
+	conn_head_phase(c);
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 	return c;
 }
@@ -183,6 +223,8 @@ void conn_free(struct conn *c)
 		return;
 	}
 	log_close(c);
+	if (c->deadline)
+		event_free(c->deadline);
 	if (c->cl_raw)
 		intercept_drop_client(c);
 	if (c->prev)
@@ -382,6 +424,7 @@ static void read_head(struct conn *c)
 		if (s == HTTPMSG_NEED_MORE)
 			continue;
 		if (s == HTTPMSG_HEAD || s == HTTPMSG_UPGRADE) {
+			conn_head_done(c);
 			on_head(c);
 			return;
 		}
@@ -550,8 +593,7 @@ static void on_connected(struct conn *c)
 {
 	c->up_connected = true;
 	set_nodelay(bufferevent_getfd(c->up));
-	conn_set_timeouts(c->up, 0);
-	conn_set_timeouts(c->cl, 0);
+	idle_timeouts(c);
 	bufferevent_setwatermark(c->up, EV_READ, 0, CONN_HIGH_WATER);
 	conn_log_connect(c);
 	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
@@ -571,7 +613,7 @@ static void on_connected(struct conn *c)
 		evbuffer_add_printf(bufferevent_get_output(c->cl),
 				    "HTTP/1.1 200 Connection established\r\n\r\n");
 		c->st = ST_SNI;
-		conn_set_timeouts(c->cl, server_opts(c->w->srv)->header_timeout_s);
+		conn_head_phase(c); /* the ClientHello is due now */
 		bufferevent_enable(c->cl, EV_READ);
 		bufferevent_enable(c->up, EV_READ | EV_WRITE);
 		relay_check_sni(c);

@@ -17,6 +17,7 @@
 
 struct bufferevent;
 struct evbuffer;
+struct event;
 struct evdns_getaddrinfo_request;
 struct httpmsg;
 struct gen;
@@ -92,6 +93,7 @@ struct conn {
 	bool discarding;               /* a blocked request's body is being dropped */
 	int block_status;              /* status of a blocked request (for the log) */
 	struct conn *prev, *next;      /* the worker's list */
+	struct event *deadline;        /* the current head phase must end by then */
 };
 
 /* conn.c */
@@ -99,6 +101,12 @@ struct conn {
  * state ST_HEAD; NULL if out of resources (fd closed). */
 struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer);
 void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
+/* A head phase starts (request head, ClientHello, TLS handshake): it must be
+ * complete within --header-timeout however the bytes trickle in, or c is
+ * closed. conn_head_done: the phase ended in time. Both also (re)arm the
+ * inactivity timeouts of c's bufferevents to --idle-timeout. */
+void conn_head_phase(struct conn *c);
+void conn_head_done(struct conn *c);
 void conn_free(struct conn *c);
 /* Frees c->up (if any) and sets it to NULL. */
 void conn_drop_upstream(struct conn *c);

@@ -134,12 +134,10 @@ static void log_request(struct conn *c, int status)
 
 static void next_request(struct conn *c)
 {
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->header_timeout_s, 0 };
-
 	httpmsg_next(c->req);
 	httpmsg_next(c->resp);
 	c->st = ST_HEAD;
-	bufferevent_set_timeouts(c->cl, &tv, &tv); /* next head: head timeout again */
+	conn_head_phase(c); /* the next head is due within the head timeout */
 	bufferevent_enable(c->cl, EV_READ);
 	conn_client_input(c);
 }

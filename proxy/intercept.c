@@ -87,7 +87,7 @@ void intercept_start_client(struct conn *c)
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
-	conn_set_timeouts(f, server_opts(c->w->srv)->header_timeout_s);
+	conn_head_phase(c); /* the handshake is due now */
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
 	/* transparent: the ClientHello already sits in the socket's input */
@@ -103,6 +103,7 @@ void intercept_client_ready(struct conn *c)
 	httpmsg_free(c->req);
 	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->st = ST_HEAD;
+	conn_head_phase(c); /* the first request head in the tunnel */
 	conn_touch(c);
 	conn_client_input(c);
 }

@@ -122,6 +122,7 @@ void relay_start_tunnel(struct conn *c)
 	httpmsg_free(c->resp);
 	c->req = c->resp = NULL;
 	c->st = ST_TUNNEL;
+	conn_head_done(c); /* from now on only the idle timeout applies */
 	bufferevent_enable(c->cl, EV_READ);
 	bufferevent_enable(c->up, EV_READ);
 	relay_pump(c, c->cl, c->up);

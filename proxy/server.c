@@ -557,8 +557,12 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (!ws->drain_start.tv_sec) {
-		for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++)
-			evconnlistener_disable(ws->ls[i]);
+		/* close (not just disable) the listeners: a listening socket would
+		 * keep completing handshakes into its backlog */
+		for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++) {
+			evconnlistener_free(ws->ls[i]);
+			ws->ls[i] = NULL;
+		}
 		event_del(ws->resume);
 		evutil_gettimeofday(&ws->drain_start, NULL);
 		ws->drain = event_new(ws->w.base, -1, EV_PERSIST, on_drain, ws);

@@ -173,7 +173,7 @@ static void decide(struct conn *c, const char *name)
 		if (c->approved)
 			c->redactor = redactor_new(ss, c->approved);
 	}
-	conn_set_timeouts(c->cl, 0);
+	conn_head_done(c);
 	conn_start_upstream(c);
 }
 
@@ -248,6 +248,7 @@ void transparent_connected(struct conn *c)
 		/* requests are parsed one by one, each Host checked, leaks seen */
 		c->mode = MODE_ORIGIN;
 		c->st = ST_HEAD;
+		conn_head_phase(c);
 		bufferevent_enable(c->cl, EV_READ);
 		bufferevent_enable(c->up, EV_READ | EV_WRITE);
 		conn_client_input(c);

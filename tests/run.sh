@@ -3,8 +3,9 @@
 #   1. each unit test binary in build/asan/tests/ (TAP)
 #   2. each corpus replay binary build/asan/replay/fuzz_<t> on fuzz/corpus/<t>/
 #      (one pass per harness that exits 0)
-#   3. the integration suites (tests/integration/*_test.py) twice: against
-#      build/egressd and against build/asan/egressd
+#   3. the integration suites (tests/integration/*_test.py) and the adversarial
+#      suite (tests/adversarial/*_test.py) twice: against build/egressd and
+#      against build/asan/egressd
 # Binaries' output is passed through; `ok` / `not ok` lines are counted (`# SKIP`
 # counts as skipped). A binary that crashes, times out, exits non-zero without
 # reporting a failure, or stops short of its plan counts as one more failure.
@@ -21,6 +22,8 @@ REPLAY_TIMEOUT=${REPLAY_TIMEOUT:-600}
 IT_TIMEOUT=${IT_TIMEOUT:-300}
 # the interception suite moves 2 x 50 MB through TLS twice (and redacts it)
 IT_TIMEOUT_INTERCEPT=${IT_TIMEOUT_INTERCEPT:-900}
+# the adversarial suite holds 10,000 connections and waits out header timeouts
+IT_TIMEOUT_ADVERSARIAL=${IT_TIMEOUT_ADVERSARIAL:-600}
 
 passed=0
 failed=0
@@ -122,8 +125,8 @@ for r in build/asan/replay/fuzz_*; do
 done
 [ $found = 1 ] || fail "replay" "no replay binaries in build/asan/replay (run make test)"
 
-# 3. integration suites against both binaries
-suites=(tests/integration/*_test.py)
+# 3. integration and adversarial suites against both binaries
+suites=(tests/integration/*_test.py tests/adversarial/*_test.py)
 for bin in build/egressd build/asan/egressd; do
 	if [ ! -x "$bin" ]; then
 		fail "integration" "$bin does not exist (run make test)"
@@ -132,8 +135,10 @@ for bin in build/egressd build/asan/egressd; do
 	for s in "${suites[@]}"; do
 		[ -f "$s" ] || continue
 		tmo=$IT_TIMEOUT
+		kind=integration
 		case $s in *intercept_test.py) tmo=$IT_TIMEOUT_INTERCEPT ;; esac
-		EGRESSD_BIN=$bin run_tap "integration $(basename "$s" .py) [$bin]" "$tmo" \
+		case $s in tests/adversarial/*) tmo=$IT_TIMEOUT_ADVERSARIAL kind=adversarial ;; esac
+		EGRESSD_BIN=$bin run_tap "$kind $(basename "$s" .py) [$bin]" "$tmo" \
 			env EGRESSD_BIN="$bin" "$PYTHON" "$s"
 	done
 done
