@@ -222,16 +222,24 @@ static void clear_head(struct httpmsg *m)
 	m->method[0] = '\0';
 }
 
-/* llhttp accepts obs-fold (a header line starting with SP/HTAB) even in
- * strict mode; we refuse it (RFC 9112 5.2: reject or replace). */
-static bool has_obs_fold(struct httpmsg *m, const char *data, size_t n)
+/* What llhttp lets through in a head even in strict mode and we refuse:
+ * obs-fold (a line starting with SP/HTAB; RFC 9112 5.2), a bare LF (a line
+ * not ended by CRLF, including the blank line that ends the head) and a bare
+ * CR. Returns the problem, or NULL. */
+static const char *bad_head_bytes(struct httpmsg *m, const char *data, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (m->prev == '\n' && (data[i] == ' ' || data[i] == '\t'))
-			return true;
-		m->prev = data[i];
+		char c = data[i];
+
+		if (m->prev == '\n' && (c == ' ' || c == '\t'))
+			return "obs-fold (folded header line)";
+		if (c == '\n' && m->prev != '\r')
+			return "bare LF (lines must end with CRLF)";
+		if (m->prev == '\r' && c != '\n')
+			return "bare CR";
+		m->prev = c;
 	}
-	return false;
+	return NULL;
 }
 
 static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
@@ -254,8 +262,9 @@ enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, 
 	e = llhttp_execute(&m->p, data, n);
 	if (in_head && (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)) {
 		size_t upto = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&m->p) - data);
-		if (has_obs_fold(m, data, upto)) {
-			m->err = "obs-fold (folded header line)";
+		const char *bad = bad_head_bytes(m, data, upto);
+		if (bad) {
+			m->err = bad;
 			m->err_status = 400;
 			return HTTPMSG_ERROR;
 		}

@@ -72,9 +72,13 @@ static void emit_head(struct conn *c)
 	c->chunk_out = has_body && httpmsg_version_minor(c->req) >= 1;
 	if (has_body && !c->chunk_out)
 		c->force_close = true;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", httpmsg_status_code(c->resp), (int)rl,
-			    reason);
 	obuf_init(&b, 2 * CONN_HEAD_CAP);
+	/* everything the upstream wrote in the head is scrubbed: reason phrase,
+	 * header names and values */
+	evbuffer_add_printf(out, "HTTP/1.1 %d ", httpmsg_status_code(c->resp));
+	if (redact_string(ss, c->approved, reason, rl, &b))
+		evbuffer_add(out, b.p, b.len);
+	evbuffer_add(out, "\r\n", 2);
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *val;
 		size_t nl, vl;
@@ -82,12 +86,10 @@ static void emit_head(struct conn *c)
 		if (skip_header(c, has_body, name, nl))
 			continue;
 		b.len = 0;
-		if (!redact_string(ss, c->approved, val, vl, &b))
+		if (!redact_string(ss, c->approved, name, nl, &b) || !obuf_add(&b, ": ", 2) ||
+		    !redact_string(ss, c->approved, val, vl, &b) || !obuf_add(&b, "\r\n", 2))
 			continue; /* cannot happen below the cap; never pass it unredacted */
-		evbuffer_add(out, name, nl);
-		evbuffer_add(out, ": ", 2);
 		evbuffer_add(out, b.p, b.len);
-		evbuffer_add(out, "\r\n", 2);
 	}
 	obuf_dispose(&b);
 	if (c->chunk_out)
