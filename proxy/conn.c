@@ -152,8 +152,9 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->pending = evbuffer_new();
 	c->deadline = evtimer_new(w->base, on_deadline, c);
+	c->hiwat = server_opts(w->srv)->max_buffer;
 	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
-	bufferevent_setwatermark(c->cl, EV_READ, 0, CONN_HIGH_WATER);
+	bufferevent_setwatermark(c->cl, EV_READ, 0, c->hiwat);
 	conn_head_phase(c);
 	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 	return c;
@@ -594,7 +595,7 @@ static void on_connected(struct conn *c)
 	c->up_connected = true;
 	set_nodelay(bufferevent_getfd(c->up));
 	idle_timeouts(c);
-	bufferevent_setwatermark(c->up, EV_READ, 0, CONN_HIGH_WATER);
+	bufferevent_setwatermark(c->up, EV_READ, 0, c->hiwat);
 	conn_log_connect(c);
 	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
 		/* a new upstream for the next request of an intercepted tunnel */

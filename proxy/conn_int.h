@@ -26,7 +26,6 @@ struct worker;
 
 #define CONN_MAX_ADDRS 16
 #define CONN_HEAD_CAP (64 * 1024)       /* request/response head bytes */
-#define CONN_HIGH_WATER (256 * 1024)    /* per-direction buffered bytes */
 
 enum conn_state {
 	ST_HEAD,      /* reading a request head from the client */
@@ -94,6 +93,7 @@ struct conn {
 	int block_status;              /* status of a blocked request (for the log) */
 	struct conn *prev, *next;      /* the worker's list */
 	struct event *deadline;        /* the current head phase must end by then */
+	size_t hiwat;                  /* bytes buffered per direction at most (--max-buffer) */
 };
 
 /* conn.c */

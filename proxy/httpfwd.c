@@ -344,16 +344,16 @@ enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct buffe
 		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
 		size_t used = 0, n;
 
-		if (queued >= CONN_HIGH_WATER) {
+		if (queued >= c->hiwat) {
 			bufferevent_disable(from, EV_READ);
-			bufferevent_setwatermark(to, EV_WRITE, CONN_HIGH_WATER / 2, 0);
+			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
 			break;
 		}
 		/* with no input, a zero-byte feed still lets the parser finish a
 		 * message that ends right after its head (GET, Content-Length: 0) */
 		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		n = v.iov_len < CONN_HIGH_WATER - queued ? v.iov_len : CONN_HIGH_WATER - queued;
+		n = v.iov_len < c->hiwat - queued ? v.iov_len : c->hiwat - queued;
 		s = httpmsg_feed(m, v.iov_base, n, &used);
 		if (raw && out)
 			evbuffer_remove_buffer(in, out, used);

@@ -86,7 +86,7 @@ void intercept_start_client(struct conn *c)
 	c->mode = MODE_INTERCEPT;
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);
-	bufferevent_setwatermark(f, EV_READ, 0, CONN_HIGH_WATER);
+	bufferevent_setwatermark(f, EV_READ, 0, c->hiwat);
 	conn_head_phase(c); /* the handshake is due now */
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);

@@ -29,7 +29,7 @@ struct cli {
 enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
-	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO,
+	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF,
 };
 
 static const struct option long_opts[] = {
@@ -55,6 +55,7 @@ static const struct option long_opts[] = {
 	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
 	{ "header-timeout", required_argument, NULL, OPT_HEADTO },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLETO },
+	{ "max-buffer", required_argument, NULL, OPT_MAXBUF },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -79,6 +80,7 @@ static void usage(FILE *f)
 	      "      --max-connections N    open connections at most; more get 503 (default 10000)\n"
 	      "      --header-timeout S     for a request head, ClientHello or handshake (default 30)\n"
 	      "      --idle-timeout S       a connection with no traffic either way (default 300)\n"
+	      "      --max-buffer BYTES     buffered per direction per connection (default 262144)\n"
 	      "      --version              print the version\n"
 	      "\n"
 	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
@@ -173,6 +175,14 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 		if (cli->so.max_conns < 0) {
 			snprintf(err, sizeof(err), "invalid --max-connections \"%s\" (want 1..1000000)", arg);
 			okay = false;
+		}
+		break;
+	case OPT_MAXBUF:
+		if (parse_uint(arg, 64 << 20) < 16384) {
+			snprintf(err, sizeof(err), "invalid --max-buffer \"%s\" (want 16384..67108864 bytes)", arg);
+			okay = false;
+		} else {
+			cli->so.max_buffer = (size_t)parse_uint(arg, 64 << 20);
 		}
 		break;
 	case OPT_HEADTO:
@@ -370,7 +380,7 @@ int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
 				   .idle_timeout_s = 300, .drain_timeout_s = 5,
-				   .max_conns = 10000 } };
+				   .max_conns = 10000, .max_buffer = 256 * 1024 } };
 	struct policy *p = policy_new();
 	int rc;
 

@@ -19,7 +19,7 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 	struct evbuffer *in = bufferevent_get_input(from);
 	struct evbuffer *out = bufferevent_get_output(to);
 	size_t have = evbuffer_get_length(in), queued = evbuffer_get_length(out);
-	size_t room = queued < CONN_HIGH_WATER ? CONN_HIGH_WATER - queued : 0;
+	size_t room = queued < c->hiwat ? c->hiwat - queued : 0;
 	size_t n = have < room ? have : room;
 
 	if (n > 0) {
@@ -29,10 +29,10 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 		else
 			c->bytes_down += n;
 	}
-	if (evbuffer_get_length(out) >= CONN_HIGH_WATER) {
+	if (evbuffer_get_length(out) >= c->hiwat) {
 		/* wait for `to` to drain; relay_on_drained resumes us */
 		bufferevent_disable(from, EV_READ);
-		bufferevent_setwatermark(to, EV_WRITE, CONN_HIGH_WATER / 2, 0);
+		bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
 	}
 	return n;
 }

@@ -32,6 +32,7 @@ struct server_opts {
 	bool leak_block;         /* --on-placeholder-leak block */
 	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
 	long max_conns;           /* open connections at most; then new ones get 503 */
+	size_t max_buffer;        /* bytes buffered per direction per connection */
 	/* SIGHUP: builds the new policy (NULL with err on a bad one) */
 	struct policy *(*reload)(void *ctx, char *err);
 	void *reload_ctx;
