@@ -214,8 +214,7 @@ out:
 
 /* ---- creation ---- */
 
-/* Sets a random positive 128-bit serial number. 0 or -1. */
-static int set_random_serial(X509 *x)
+int ca_random_serial(X509 *x)
 {
 	unsigned char b[16];
 	BIGNUM *bn = NULL;
@@ -273,7 +272,7 @@ static int generate_ca(struct ca *ca, enum ca_keytype kt, char *err)
 	if (!x || !name ||
 	    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"egressd", -1, -1, 0) != 1 ||
 	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1 ||
-	    X509_set_version(x, X509_VERSION_3) != 1 || set_random_serial(x) < 0 ||
+	    X509_set_version(x, X509_VERSION_3) != 1 || ca_random_serial(x) < 0 ||
 	    X509_set_subject_name(x, name) != 1 || X509_set_issuer_name(x, name) != 1 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
 	    !X509_time_adj_ex(X509_getm_notAfter(x), CA_VALID_DAYS, 0, NULL) ||

@@ -25,6 +25,10 @@ X509 *ca_cert(const struct ca *ca);     /* borrowed */
 EVP_PKEY *ca_key(const struct ca *ca);  /* borrowed */
 /* Writes the certificate in PEM. Returns 0 or -1. */
 int ca_write_pem(const struct ca *ca, FILE *f);
+/* Sets a random positive 128-bit serial on x (CA and leaves alike).
+ * Returns 0, or -1 if the random generator failed. */
+int ca_random_serial(X509 *x);
+
 /* Path of the PEM certificate file inside the state dir (borrowed). */
 const char *ca_cert_path(const struct ca *ca);
 

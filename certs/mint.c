@@ -100,26 +100,6 @@ EVP_PKEY *minter_leaf_key(const struct minter *m)
 
 /* ---- minting ---- */
 
-/* Sets a random positive 128-bit serial number. 0 or -1. */
-static int set_random_serial(X509 *x)
-{
-	unsigned char b[16];
-	BIGNUM *bn = NULL;
-	int rc = -1;
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		goto out;
-	b[0] &= 0x7f; /* positive, and at most 16 bytes in DER */
-	b[0] |= 0x40; /* never zero, always 16 bytes */
-	bn = BN_bin2bn(b, sizeof(b), NULL);
-	if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)))
-		goto out;
-	rc = 0;
-out:
-	BN_free(bn);
-	return rc;
-}
-
 /* Copies a DNS name into out (DNS_NAME_MAX+1 bytes) lower-cased, checking it
  * holds only letters, digits, '-', '_' and '.'. 0 or -1 (err set). */
 static int check_dns_name(const char *host, char *out, char *err)
@@ -204,7 +184,7 @@ X509 *minter_mint(struct minter *m, const char *host, bool is_ip, char *err)
 	if (!x || !subj ||
 	    X509_NAME_add_entry_by_txt(subj, "CN", MBSTRING_ASC, (const unsigned char *)name,
 				       (int)(strlen(name) > CN_MAX ? CN_MAX : strlen(name)), -1, 0) != 1 ||
-	    X509_set_version(x, X509_VERSION_3) != 1 || set_random_serial(x) < 0 ||
+	    X509_set_version(x, X509_VERSION_3) != 1 || ca_random_serial(x) < 0 ||
 	    X509_set_subject_name(x, subj) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(cacert)) != 1 ||
 	    !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||

@@ -2,13 +2,13 @@
  * intercept, allow-private ranges, name pins, secrets) and its decisions */
 #include "policy.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "errmsg.h"
 
 #define SECRET_NAME_MAX 255 /* longest secret (environment variable) name */
 
@@ -45,18 +45,7 @@ struct policy {
 	size_t nsecrets;
 };
 
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void seterr(char *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, PATTERN_ERRLEN, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, ...) errmsg_set((err), PATTERN_ERRLEN, __VA_ARGS__)
 
 struct policy *policy_new(void)
 {

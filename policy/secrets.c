@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -19,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "errmsg.h"
 #include "policy.h"
 
 #define SECRET_FILE_MAX (64 * 1024) /* largest valueFromFile, after which: error */
@@ -54,18 +54,7 @@ struct secretset {
 	struct sentry *e; /* n entries, in the policy's order (bit i = entry i) */
 };
 
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void seterr(char *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, SECRETS_ERRLEN, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, ...) errmsg_set((err), SECRETS_ERRLEN, __VA_ARGS__)
 
 /* ---- secure memory ---- */
 

@@ -341,6 +341,34 @@ void conn_log_connect(struct conn *c)
 	audit_emit(&w);
 }
 
+void conn_log_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask)
+{
+	char names[SECRETS_MAX * 64 + 4];
+	size_t o = 0;
+
+	names[o++] = '[';
+	for (size_t i = 0; ss && i < secretset_count(ss) && o < sizeof(names) - 80; i++)
+		if (mask & (1ULL << i))
+			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
+					      o > 1 ? "," : "", secretset_name(ss, i));
+	names[o++] = ']';
+	names[o] = '\0';
+	jsonw_raw(w, "secrets", names);
+}
+
+/* Interception for an allowed target: a secret's hosts or --intercept match
+ * (and egressd has its CA), so secrets approved for it are injected and
+ * replies redacted. */
+void conn_decide_intercept(struct conn *c)
+{
+	if (!server_tls(c->w->srv) || !policy_intercepts(c->pol, &c->t))
+		return;
+	c->intercept = true;
+	c->approved = secretset_approved(c->ss, c->pol, &c->t);
+	if (c->approved)
+		c->redactor = redactor_new(c->ss, c->approved);
+}
+
 void conn_refuse(struct conn *c, enum reason r, const char *detail)
 {
 	char tt[HOST_MAX + 16], msg[HOST_MAX + 256];
@@ -370,13 +398,7 @@ static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 		conn_refuse(c, c->d.reason, NULL);
 		return;
 	}
-	if (server_tls(c->w->srv) && policy_intercepts(c->pol, &c->t)) {
-		const struct secretset *ss = c->ss;
-		c->intercept = true;
-		c->approved = secretset_approved(ss, c->pol, &c->t);
-		if (c->approved)
-			c->redactor = redactor_new(ss, c->approved);
-	}
+	conn_decide_intercept(c);
 	conn_start_upstream(c);
 }
 

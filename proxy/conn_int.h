@@ -21,6 +21,7 @@ struct event;
 struct evdns_getaddrinfo_request;
 struct httpmsg;
 struct gen;
+struct jsonw;
 struct secretset;
 struct worker;
 
@@ -121,6 +122,10 @@ void conn_start_upstream(struct conn *c);
 /* Handles whatever is in the client's input according to the state. */
 void conn_client_input(struct conn *c);
 void conn_log_connect(struct conn *c);
+/* Adds "secrets":["NAME",...] for the bits of mask to an audit line. */
+void conn_log_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask);
+/* Sets c->intercept / approved / redactor for the allowed target c->t. */
+void conn_decide_intercept(struct conn *c);
 void conn_touch(struct conn *c);
 
 /* conn.c's bufferevent callbacks (installed again on new layers) */
@@ -159,6 +164,8 @@ void relay_start_tunnel(struct conn *c);
 bool relay_on_eof(struct conn *c, struct bufferevent *bev);
 /* Called when a bufferevent's output drained below the low-water mark. */
 void relay_on_drained(struct conn *c, struct bufferevent *bev);
+/* A fatal TLS alert with description desc, before closing a refused client. */
+void relay_send_tls_alert(struct conn *c, unsigned char desc);
 /* CONNECT: check the first client bytes (ClientHello SNI) before tunnelling. */
 void relay_check_sni(struct conn *c);
 

@@ -113,24 +113,14 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 
 static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 {
-	const struct secretset *ss = c->ss;
-	char names[SECRETS_MAX * 64 + 4];
-	size_t o = 0;
 	struct jsonw w;
 
-	names[o++] = '[';
-	for (size_t i = 0; i < secretset_count(ss) && o < sizeof(names) - 80; i++)
-		if (leaks & (1ULL << i))
-			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
-					      o > 1 ? "," : "", secretset_name(ss, i));
-	names[o++] = ']';
-	names[o] = '\0';
 	audit_begin(&w, "placeholder-leak", c->id);
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "method", c->method);
 	jsonw_str(&w, "path", c->path);
-	jsonw_raw(&w, "secrets", names);
+	conn_log_secrets(&w, c->ss, leaks);
 	jsonw_str(&w, "action", blocked ? "block" : "log");
 	audit_emit(&w);
 }
@@ -193,6 +183,23 @@ static bool leak_check(struct conn *c)
 	return false;
 }
 
+/* The request is for its checked host: leak check, rewritten head, then
+ * out on the open upstream or a new one (none yet, or it closed between
+ * requests). */
+static void forward_head(struct conn *c, const char *path, size_t plen)
+{
+	if (!leak_check(c))
+		return;
+	if (!build_head(c, path, plen)) {
+		conn_error(c, 431, "bad-request", "egressd: request head too large");
+		return;
+	}
+	if (c->up && !c->up_eof)
+		httpfwd_on_connected(c);
+	else
+		conn_start_upstream(c);
+}
+
 static bool same_target(const struct target *a, const struct target *b)
 {
 	return a->port == b->port && a->is_ip == b->is_ip && strcmp(a->host, b->host) == 0;
@@ -236,16 +243,7 @@ static void plain_head(struct conn *c, const char *url, size_t ulen)
 			return;
 		}
 	}
-	if (!leak_check(c))
-		return;
-	if (!build_head(c, path, plen)) {
-		conn_error(c, 431, "bad-request", "egressd: request head too large");
-		return;
-	}
-	if (c->up)
-		httpfwd_on_connected(c);
-	else
-		conn_start_upstream(c);
+	forward_head(c, path, plen);
 }
 
 /* Does authority (a Host value or absolute-form authority) name c->t? */
@@ -286,16 +284,7 @@ static void intercepted_head(struct conn *c, const char *url, size_t ulen)
 			   "egressd: the Host header names another host than this connection's");
 		return;
 	}
-	if (!leak_check(c))
-		return;
-	if (!build_head(c, path, plen)) {
-		conn_error(c, 431, "bad-request", "egressd: request head too large");
-		return;
-	}
-	if (c->up && !c->up_eof)
-		httpfwd_on_connected(c);
-	else
-		conn_start_upstream(c); /* the upstream closed between requests */
+	forward_head(c, path, plen);
 }
 
 void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)

@@ -101,9 +101,6 @@ static void emit_head(struct conn *c)
 
 static void log_request(struct conn *c, int status)
 {
-	const struct secretset *ss = c->ss;
-	char names[SECRETS_MAX * 64 + 4];
-	size_t o = 0;
 	struct jsonw w;
 	struct timeval now;
 
@@ -113,16 +110,8 @@ static void log_request(struct conn *c, int status)
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "path", c->path);
 	jsonw_int(&w, "status", status);
-	if (c->mode == MODE_INTERCEPT) {
-		names[o++] = '[';
-		for (size_t i = 0; ss && i < secretset_count(ss) && o < sizeof(names) - 80; i++)
-			if (c->injected & (1ULL << i))
-				o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
-						      o > 1 ? "," : "", secretset_name(ss, i));
-		names[o++] = ']';
-		names[o] = '\0';
-		jsonw_raw(&w, "secrets", names);
-	}
+	if (c->mode == MODE_INTERCEPT)
+		conn_log_secrets(&w, c->ss, c->injected);
 	jsonw_int(&w, "bytes_up", (long long)c->req_up);
 	jsonw_int(&w, "bytes_down", (long long)c->req_down);
 	evutil_gettimeofday(&now, NULL);

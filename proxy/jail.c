@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,6 +29,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "errmsg.h"
 #include "jail.h"
 
 #define NETNS_RUN_DIR "/var/run/netns"
@@ -55,17 +55,7 @@ struct jail {
 
 static atomic_uint jail_counter;
 
-__attribute__((format(printf, 2, 3)))
-static void seterr(char *err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, JAIL_ERRLEN, fmt, ap);
-	va_end(ap);
-}
+#define seterr(err, ...) errmsg_set((err), JAIL_ERRLEN, __VA_ARGS__)
 
 /* "ip link add ..." for messages: argv joined with spaces, truncated. */
 static void join_argv(const char *const argv[], char *buf, size_t cap)

@@ -156,7 +156,7 @@ static void log_refusal(struct conn *c, enum reason r, const char *sni)
 
 /* A fatal handshake_failure alert (TLS 1.0 record version, as servers send
  * before a version is agreed). */
-static void send_tls_alert(struct conn *c, unsigned char desc)
+void relay_send_tls_alert(struct conn *c, unsigned char desc)
 {
 	unsigned char alert[7] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, desc };
 	bufferevent_write(c->cl, alert, sizeof(alert));
@@ -180,13 +180,13 @@ void relay_check_sni(struct conn *c)
 		return;
 	if (r == CH_SNI && !sni_matches(&c->t, sni)) {
 		log_refusal(c, REASON_SNI_MISMATCH, sni);
-		send_tls_alert(c, 112 /* unrecognized_name */);
+		relay_send_tls_alert(c, 112 /* unrecognized_name */);
 		conn_close_flushed(c);
 		return;
 	}
 	if (r == CH_ERROR || r == CH_NEED_MORE) {
 		log_refusal(c, REASON_BAD_REQUEST, NULL);
-		send_tls_alert(c, 50 /* decode_error */);
+		relay_send_tls_alert(c, 50 /* decode_error */);
 		conn_close_flushed(c);
 		return;
 	}

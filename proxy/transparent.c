@@ -18,8 +18,6 @@
 #include "conn_int.h"
 #include "fakeip.h"
 #include "httpmsg.h"
-#include "redact.h"
-#include "secrets.h"
 #include "server.h"
 
 #ifndef SO_ORIGINAL_DST
@@ -105,15 +103,13 @@ static void log_deny(struct conn *c, enum reason r, const char *detail)
  * close for anything else. */
 static void refuse(struct conn *c, enum reason r, const char *detail)
 {
-	static const unsigned char alert[7] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 49 };
-
 	if (c->peeked == PEEK_HTTP) {
 		conn_refuse(c, r, detail);
 		return;
 	}
 	log_deny(c, r, detail);
 	if (c->peeked == PEEK_TLS)
-		bufferevent_write(c->cl, alert, sizeof(alert)); /* access_denied */
+		relay_send_tls_alert(c, 49 /* access_denied */);
 	conn_close_flushed(c);
 }
 
@@ -165,14 +161,8 @@ static void decide(struct conn *c, const char *name)
 		refuse(c, c->d.reason, NULL);
 		return;
 	}
-	if (c->peeked == PEEK_TLS && !c->t.is_ip && server_tls(c->w->srv) &&
-	    policy_intercepts(c->pol, &c->t)) {
-		const struct secretset *ss = c->ss;
-		c->intercept = true;
-		c->approved = secretset_approved(ss, c->pol, &c->t);
-		if (c->approved)
-			c->redactor = redactor_new(ss, c->approved);
-	}
+	if (c->peeked == PEEK_TLS && !c->t.is_ip)
+		conn_decide_intercept(c);
 	conn_head_done(c);
 	conn_start_upstream(c);
 }
