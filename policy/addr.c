@@ -287,3 +287,73 @@ bool addr_is_special(const struct ipaddr *a)
 		return special_embedded4(a->b);
 	return is_special6(a->b);
 }
+
+bool addr_host_bits_clear(const struct ipaddr *a, unsigned prefix)
+{
+	unsigned bytes = a->family == 4 ? 4 : 16;
+
+	for (unsigned i = 0; i < bytes * 8; i++)
+		if (i >= prefix && (a->b[i / 8] & (0x80 >> (i % 8))))
+			return false;
+	return true;
+}
+
+/* 1-3 decimal digits, no leading zero unless "0", at most max. */
+static bool parse_prefix(const char *s, size_t n, unsigned max, unsigned *out)
+{
+	unsigned v = 0;
+
+	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool addr_parse_cidr(const char *s, size_t n, struct ipaddr *net, unsigned *prefix,
+		     char *why, size_t cap)
+{
+	const char *a = s, *pfx = NULL, *slash;
+	size_t an = n, pn = 0;
+	bool bracketed = n > 0 && s[0] == '[', v6;
+
+	if (bracketed) {
+		const char *close = memchr(s, ']', n);
+		if (!close)
+			return errmsg_set(why, cap, "missing ']'"), false;
+		a = s + 1;
+		an = (size_t)(close - a);
+		if (close + 1 < s + n && close[1] == '/' && !memchr(a, '/', an)) {
+			pfx = close + 2;
+			pn = n - (size_t)(pfx - s);
+		} else if (close + 1 != s + n) {
+			return errmsg_set(why, cap, "expected [ADDR], [ADDR]/N or [ADDR/N]"), false;
+		}
+	}
+	if (!pfx && (slash = memchr(a, '/', an))) {
+		pfx = slash + 1;
+		pn = an - (size_t)(pfx - a);
+		an = (size_t)(slash - a);
+	}
+	v6 = bracketed || memchr(a, ':', an) != NULL;
+	if (an == 0 || !(v6 ? addr_parse_ipv6(a, an, net) : addr_parse_ipv4(a, an, net)))
+		return errmsg_set(why, cap, "invalid address"), false;
+	*prefix = v6 ? 128 : 32;
+	if (pfx && !parse_prefix(pfx, pn, *prefix, prefix))
+		return errmsg_set(why, cap, "invalid prefix length"), false;
+	if (v6 && net->family == 4) {
+		/* ::ffff:a.b.c.d/N: the IPv4 part is the last 32 bits */
+		if (*prefix < 96)
+			return errmsg_set(why, cap, "a mapped IPv4 range needs a prefix of at least 96"), false;
+		*prefix -= 96;
+	}
+	if (!addr_host_bits_clear(net, *prefix))
+		return errmsg_set(why, cap, "host bits set after the prefix"), false;
+	return true;
+}

@@ -45,6 +45,16 @@ bool addr_equal(const struct ipaddr *a, const struct ipaddr *b);
 /* true if a lies in net/prefix (same family required). */
 bool addr_in_cidr(const struct ipaddr *a, const struct ipaddr *net, unsigned prefix);
 
+/* true if every bit of a after the first prefix bits is zero. */
+bool addr_host_bits_clear(const struct ipaddr *a, unsigned prefix);
+
+/* Parses "A", "A/N", "[A]", "[A]/N" or "[A/N]" (A IPv4 or IPv6, brackets for
+ * IPv6 only; no bits set after the prefix); a mapped IPv6 range
+ * (::ffff:10.0.0.0/104) becomes the IPv4 range it maps. s need not be
+ * NUL-terminated. Returns false with a reason in why (cap bytes). */
+bool addr_parse_cidr(const char *s, size_t n, struct ipaddr *net, unsigned *prefix,
+		     char *why, size_t cap);
+
 /* true if a is special-purpose: unspecified, loopback, RFC 1918, CGNAT,
  * link-local (incl. 169.254.169.254), IETF protocol assignments, benchmarking,
  * multicast, reserved/broadcast; for IPv6 also ULA, link-/site-local, multicast,

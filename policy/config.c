@@ -11,13 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "alloc.h"
 #include "pattern.h"
 #include "policy.h"
+#include "sandboxes.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20) /* a policy file larger than this is refused */
-#define PATH_DEPTH 4                       /* secrets.NAME.hosts[i] is the deepest */
+#define PATH_DEPTH 8 /* sandboxes.NAME.policy.secrets.NAME.hosts[i] and deeper */
 #define NPOS ((size_t)-1)
 #define SECRET_NAME_MAX 255 /* as policy.c: longest secret name */
 
@@ -33,6 +35,9 @@ struct loader {
 	size_t len;
 	struct policy *p;
 	bool apply;         /* false: validate only; true: add to p */
+	struct sbtable *sbt; /* "sandboxes" allowed (the main file) when non-NULL */
+	bool has_sandboxes; /* the root holds "sandboxes" */
+	bool tolerant;      /* a sandbox's policy file may fail (recorded in sbt) */
 	char *err;          /* CONFIG_ERRLEN bytes */
 	struct step path[PATH_DEPTH];
 	size_t depth;       /* steps in path: where the value being checked is */
@@ -558,18 +563,169 @@ static bool load_secrets(struct loader *L, const json_t *obj)
 	return true;
 }
 
+static bool load_root(struct loader *L, const json_t *root);
+
+/* A string or an array of strings at the current path, each given to add. */
+static bool load_strings(struct loader *L, const json_t *v, int sb,
+			 bool (*add)(struct sbtable *, int, const char *, char *))
+{
+	char where[WHERE_LEN], e[SBX_ERRLEN];
+	const json_t *item;
+	size_t i;
+
+	if (json_is_string(v))
+		return add(L->sbt, sb, json_string_value(v), e) ||
+		       fail(L, false, "%s: %s", path_str(L, where), e);
+	if (!json_is_array(v) || json_array_size(v) == 0)
+		return fail(L, false, "%s must be a string or a non-empty array of strings, not %s",
+			    path_str(L, where), type_name(v));
+	json_array_foreach(v, i, item) {
+		push_index(L, i);
+		if (!json_is_string(item))
+			return fail(L, false, "%s must be a string, not %s", path_str(L, where),
+				    type_name(item));
+		if (!add(L->sbt, sb, json_string_value(item), e))
+			return fail(L, false, "%s: %s", path_str(L, where), e);
+		L->depth--;
+	}
+	return true;
+}
+
+/* A sandbox's policy file, relative to the main file's directory. */
+static bool load_policy_file(struct loader *L, int sb, const char *file, struct policy *p)
+{
+	char path[4096], e[CONFIG_ERRLEN], where[WHERE_LEN];
+	const char *slash = strrchr(L->name, '/');
+	struct stat st;
+
+	if (file[0] == '/' || !slash)
+		snprintf(path, sizeof(path), "%s", file);
+	else
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - L->name), L->name, file);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		snprintf(e, sizeof(e), "%.400s: not a regular file", path);
+	else if (config_load_file(p, path, e))
+		return true;
+	if (L->tolerant) {
+		sbx_set_error(L->sbt, sb, e);
+		return true;
+	}
+	return fail(L, false, "%s: %s", path_str(L, where), e);
+}
+
+/* "policy": an inline object (the keys of a policy file) or a file name. */
+static bool load_sandbox_policy(struct loader *L, int sb, const json_t *v)
+{
+	char where[WHERE_LEN];
+	struct policy *saved = L->p, *p;
+	struct sbtable *sbt = L->sbt;
+	bool ok;
+
+	if (!json_is_object(v) && !json_is_string(v))
+		return fail(L, false, "%s must be a policy object or a policy file name, not %s",
+			    path_str(L, where), type_name(v));
+	if (!L->apply && json_is_string(v))
+		return true; /* read in the apply pass */
+	if (!L->apply) {
+		L->sbt = NULL; /* no sandboxes inside a sandbox */
+		ok = load_root(L, v);
+		L->sbt = sbt;
+		return ok;
+	}
+	p = policy_new();
+	policy_set_scope(p, sbx_name(sbt, (size_t)sb));
+	if (json_is_string(v)) {
+		ok = load_policy_file(L, sb, json_string_value(v), p);
+	} else {
+		L->p = p;
+		L->sbt = NULL; /* no sandboxes inside a sandbox */
+		ok = load_root(L, v);
+		L->p = saved;
+		L->sbt = sbt;
+	}
+	if (ok && !sbx_error(sbt, (size_t)sb))
+		sbx_set_policy(sbt, sb, p);
+	policy_unref(p);
+	return ok;
+}
+
+/* One entry of "sandboxes"; the current path is sandboxes.NAME. */
+static bool load_sandbox(struct loader *L, const char *name, const json_t *obj)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], e[SBX_ERRLEN];
+	const json_t *v, *pol = NULL;
+	const char *key;
+	int sb;
+
+	if ((sb = sbx_add(L->sbt, name, e)) < 0)
+		return fail(L, true, "%s", e);
+	if (!json_is_object(obj))
+		return fail(L, false, "%s must be an object with source, listen and policy, not %s",
+			    path_str(L, where), type_name(obj));
+	json_object_foreach((json_t *)obj, key, v) {
+		bool ok;
+		push_key(L, key);
+		if (strcmp(key, "source") == 0)
+			ok = load_strings(L, v, sb, sbx_add_source);
+		else if (strcmp(key, "listen") == 0)
+			ok = load_strings(L, v, sb, sbx_add_listen);
+		else if (strcmp(key, "policy") == 0)
+			ok = load_sandbox_policy(L, sb, pol = v);
+		else
+			ok = fail(L, true, "unknown key %s in a sandbox (expected source, listen "
+					   "or policy)", quote(key, strlen(key), q, sizeof(q)));
+		if (!ok)
+			return false;
+		L->depth--;
+	}
+	if (!pol)
+		return fail(L, false, "%s has no \"policy\"", path_str(L, where));
+	return true;
+}
+
+static bool load_sandboxes(struct loader *L, const json_t *obj)
+{
+	char where[WHERE_LEN], e[SBX_ERRLEN];
+	const char *name;
+	const json_t *v;
+
+	if (!L->sbt)
+		return fail(L, true, "\"sandboxes\" belongs at the top level of the main policy "
+				     "file, not inside a sandbox's policy");
+	if (!json_is_object(obj) || json_object_size(obj) == 0)
+		return fail(L, false, "%s must be a non-empty object mapping names to sandboxes, "
+				      "not %s", path_str(L, where), type_name(obj));
+	json_object_foreach((json_t *)obj, name, v) {
+		push_key(L, name);
+		if (!load_sandbox(L, name, v))
+			return false;
+		L->depth--;
+	}
+	if (!sbx_validate(L->sbt, e))
+		return fail(L, true, "%s", e);
+	return true;
+}
+
 static bool load_root(struct loader *L, const json_t *root)
 {
 	char q[QUOTE_LEN];
 	const char *key;
 	const json_t *v;
+	bool sandboxes = L->sbt && json_object_get(root, "sandboxes");
 
 	if (!json_is_object(root))
 		return fail(L, false, "the policy must be a JSON object, not %s", type_name(root));
+	L->has_sandboxes |= sandboxes;
 	json_object_foreach((json_t *)root, key, v) {
 		bool ok;
 		push_key(L, key);
-		if (strcmp(key, "allowNet") == 0)
+		if (strcmp(key, "sandboxes") == 0)
+			ok = load_sandboxes(L, v);
+		else if (sandboxes)
+			ok = fail(L, true, "%s next to \"sandboxes\": with sandboxes, each "
+					   "sandbox's policy holds its own keys",
+				  quote(key, strlen(key), q, sizeof(q)));
+		else if (strcmp(key, "allowNet") == 0)
 			ok = check_patterns(L, v, NULL, policy_add_allow);
 		else if (strcmp(key, "denyNet") == 0)
 			ok = check_patterns(L, v, NULL, policy_add_deny);
@@ -580,8 +736,8 @@ static bool load_root(struct loader *L, const json_t *root)
 		else if (strcmp(key, "rules") == 0)
 			ok = fail(L, true, "rules are not supported yet");
 		else
-			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept "
-					   "or secrets)", quote(key, strlen(key), q, sizeof(q)));
+			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept, "
+					   "secrets or sandboxes)", quote(key, strlen(key), q, sizeof(q)));
 		if (!ok)
 			return false;
 		L->depth--;
@@ -589,15 +745,17 @@ static bool load_root(struct loader *L, const json_t *root)
 	return true;
 }
 
-bool config_load_buffer(struct policy *p, const char *name, const char *text, size_t len,
-			char *err)
+/* Both passes over the text; with sbt, a "sandboxes" section builds *sbt. */
+static bool load_buffer(struct policy *p, const char *name, const char *text, size_t len,
+			struct sbtable **sbt, bool tolerant, char *err)
 {
 	struct loader L = { .name = name ? name : "<policy>", .text = text, .len = len,
-			    .p = p, .err = err };
+			    .p = p, .err = err, .tolerant = tolerant };
 	json_error_t jerr;
 	json_t *root = NULL;
 	bool ok = false;
 	size_t i;
+
 
 	pthread_once(&alloc_once, set_alloc_funcs);
 	for (i = 0; i < len && is_ws(text[i]); i++)
@@ -615,19 +773,39 @@ bool config_load_buffer(struct policy *p, const char *name, const char *text, si
 		goto out;
 	}
 	/* validate everything first, so a bad file leaves p unchanged */
-	if (!load_root(&L, root))
+	L.sbt = sbt ? sbx_new() : NULL;
+	ok = load_root(&L, root);
+	sbx_free(L.sbt);
+	if (!ok)
 		goto out;
 	L.apply = true;
 	L.depth = 0;
-	if (!load_root(&L, root))
-		goto out;
-	ok = true;
+	L.sbt = sbt ? sbx_new() : NULL;
+	ok = load_root(&L, root);
+	if (ok && L.has_sandboxes)
+		*sbt = L.sbt;
+	else
+		sbx_free(L.sbt);
 out:
 	json_decref(root);
 	return ok;
 }
 
-bool config_load_file(struct policy *p, const char *path, char *err)
+bool config_load_buffer(struct policy *p, const char *name, const char *text, size_t len,
+			char *err)
+{
+	return load_buffer(p, name, text, len, NULL, false, err);
+}
+
+bool config_load_buffer_main(struct policy *p, const char *name, const char *text, size_t len,
+			     bool tolerant, struct sbtable **sbt, char *err)
+{
+	*sbt = NULL;
+	return load_buffer(p, name, text, len, sbt, tolerant, err);
+}
+
+static bool load_path(struct policy *p, const char *path, struct sbtable **sbt, bool tolerant,
+		      char *err)
 {
 	FILE *f = NULL;
 	char *buf = NULL;
@@ -670,7 +848,7 @@ bool config_load_file(struct policy *p, const char *path, char *err)
 		snprintf(err, CONFIG_ERRLEN, "%s: %s", path, strerror(errno ? errno : EIO));
 		goto out;
 	}
-	ok = config_load_buffer(p, path, buf ? buf : "", len, err);
+	ok = load_buffer(p, path, buf ? buf : "", len, sbt, tolerant, err);
 out:
 	if (buf) {
 		xwipe(buf, cap);
@@ -679,4 +857,16 @@ out:
 	if (f)
 		fclose(f);
 	return ok;
+}
+
+bool config_load_file(struct policy *p, const char *path, char *err)
+{
+	return load_path(p, path, NULL, false, err);
+}
+
+bool config_load_main(struct policy *p, const char *path, bool tolerant, struct sbtable **sbt,
+		      char *err)
+{
+	*sbt = NULL;
+	return load_path(p, path, sbt, tolerant, err);
 }

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct policy;
+struct sbtable;
 
 #define CONFIG_ERRLEN 512
 
@@ -19,5 +20,17 @@ bool config_load_file(struct policy *p, const char *path, char *err);
 /* Same, from a buffer (name used in messages). */
 bool config_load_buffer(struct policy *p, const char *name, const char *text, size_t len,
 			char *err);
+
+/* The main policy file (-c): as config_load_file, except that a file with a
+ * "sandboxes" section (then its only key) yields a table of sandboxes in
+ * *sbt, each with its own new policy, and leaves p alone; otherwise *sbt is
+ * NULL. A sandbox's "policy" is an inline object or a file name (relative to
+ * path's directory); a sandbox file that fails to load is an error, or, with
+ * tolerant (a reload), is recorded in the table (sbx_error) instead. */
+bool config_load_main(struct policy *p, const char *path, bool tolerant, struct sbtable **sbt,
+		      char *err);
+/* Same, from a buffer (name used in messages and to find sandbox files). */
+bool config_load_buffer_main(struct policy *p, const char *name, const char *text, size_t len,
+			     bool tolerant, struct sbtable **sbt, char *err);
 
 #endif

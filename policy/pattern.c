@@ -183,17 +183,6 @@ static bool parse_prefix(const char *s, size_t n, unsigned max, unsigned *out, c
 
 /* ---- hosts ---- */
 
-/* true if every bit of a after prefix is zero. */
-static bool host_bits_clear(const struct ipaddr *a, unsigned prefix)
-{
-	unsigned bytes = a->family == 4 ? 4 : 16;
-
-	for (unsigned i = 0; i < bytes * 8; i++)
-		if (i >= prefix && (a->b[i / 8] & (0x80 >> (i % 8))))
-			return false;
-	return true;
-}
-
 /* Fills h->prefix from the "/len" text (or the full length if none) and
  * checks the address has no bits set beyond it. */
 static bool set_prefix(struct host *h, const char *pfx, size_t pn, bool v6_syntax,
@@ -208,7 +197,7 @@ static bool set_prefix(struct host *h, const char *pfx, size_t pn, bool v6_synta
 			return fail(why, "CIDR has host bits set");
 		p -= 96;
 	}
-	if (!host_bits_clear(&h->ip, p))
+	if (!addr_host_bits_clear(&h->ip, p))
 		return fail(why, "CIDR has host bits set (the address must be the network's "
 				 "first address)");
 	h->prefix = p;

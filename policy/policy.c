@@ -43,6 +43,8 @@ struct policy {
 	size_t npins;
 	struct secret *secrets;
 	size_t nsecrets;
+	char scope[65];             /* sandbox name, "" if single-tenant */
+	enum reason refuse_all;     /* REASON_NONE, or every target is refused so */
 };
 
 #define seterr(err, ...) errmsg_set((err), PATTERN_ERRLEN, __VA_ARGS__)
@@ -111,25 +113,6 @@ bool policy_add_intercept(struct policy *p, const char *csv, char *err)
 	return patlist_add_csv(p->intercept, csv, err);
 }
 
-/* Parses 1-3 decimal digits (no sign, no leading zero unless "0") into
- * *out, at most max. */
-static bool parse_prefix(const char *s, size_t n, unsigned max, unsigned *out)
-{
-	unsigned v = 0;
-
-	if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
 /* Parses a port: 1-5 ASCII digits with a value of 1..65535. */
 static bool parse_port(const char *s, size_t n, uint16_t *out)
 {
@@ -159,80 +142,18 @@ static bool parse_any_addr(const char *s, size_t n, struct ipaddr *out, bool *wa
 	return *was_v6 ? addr_parse_ipv6(s, n, out) : addr_parse_ipv4(s, n, out);
 }
 
-static bool host_bits_clear(const struct ipaddr *a, unsigned prefix)
-{
-	unsigned bytes = a->family == 4 ? 4 : 16;
-
-	for (unsigned i = 0; i < bytes; i++) {
-		unsigned keep = prefix >= 8 * (i + 1) ? 8 : prefix > 8 * i ? prefix - 8 * i : 0;
-		unsigned mask = (0xff00u >> keep) & 0xffu; /* the network bits of this byte */
-		if (a->b[i] & ~mask)
-			return false;
-	}
-	return true;
-}
-
-/* Accepts "A", "A/N", "[A]", "[A]/N", "[A/N]" with A an IPv4 or IPv6
- * address (brackets for IPv6 only); a mapped IPv6 range
- * (::ffff:10.0.0.0/104) becomes the IPv4 range it maps. */
 bool policy_add_allow_private(struct policy *p, const char *cidr, char *err)
 {
-	size_t n = strlen(cidr);
-	const char *a = cidr, *pfx = NULL, *slash;
-	size_t an = n, pn = 0;
-	bool bracketed = cidr[0] == '[', v6, ok = false;
 	struct cidr c;
+	char why[128];
 
-	if (bracketed) {
-		const char *close = memchr(cidr, ']', n);
-		if (!close) {
-			seterr(err, "--allow-private \"%.64s\": missing ']'", cidr);
-			goto out;
-		}
-		a = cidr + 1;
-		an = (size_t)(close - a);
-		if (close[1] == '/' && !memchr(a, '/', an)) {
-			pfx = close + 2;
-			pn = n - (size_t)(pfx - cidr);
-		} else if (close[1] != '\0') {
-			seterr(err, "--allow-private \"%.64s\": expected [ADDR], [ADDR]/N or [ADDR/N]",
-			       cidr);
-			goto out;
-		}
-	}
-	if (!pfx && (slash = memchr(a, '/', an))) {
-		pfx = slash + 1;
-		pn = an - (size_t)(pfx - a);
-		an = (size_t)(slash - a);
-	}
-	v6 = bracketed || memchr(a, ':', an) != NULL;
-	if (an == 0 || !(v6 ? addr_parse_ipv6(a, an, &c.net) : addr_parse_ipv4(a, an, &c.net))) {
-		seterr(err, "--allow-private \"%.64s\": invalid address", cidr);
-		goto out;
-	}
-	c.prefix = v6 ? 128 : 32;
-	if (pfx && !parse_prefix(pfx, pn, c.prefix, &c.prefix)) {
-		seterr(err, "--allow-private \"%.64s\": invalid prefix length", cidr);
-		goto out;
-	}
-	if (v6 && c.net.family == 4) {
-		/* ::ffff:a.b.c.d/N: the IPv4 part is the last 32 bits */
-		if (c.prefix < 96) {
-			seterr(err, "--allow-private \"%.64s\": a mapped IPv4 range needs a prefix of at least 96",
-			       cidr);
-			goto out;
-		}
-		c.prefix -= 96;
-	}
-	if (!host_bits_clear(&c.net, c.prefix)) {
-		seterr(err, "--allow-private \"%.64s\": host bits set after the prefix", cidr);
-		goto out;
+	if (!addr_parse_cidr(cidr, strlen(cidr), &c.net, &c.prefix, why, sizeof(why))) {
+		seterr(err, "--allow-private \"%.64s\": %s", cidr, why);
+		return false;
 	}
 	p->priv = xrealloc(p->priv, (p->npriv + 1) * sizeof(*p->priv));
 	p->priv[p->npriv++] = c;
-	ok = true;
-out:
-	return ok;
+	return true;
 }
 
 /* "HOST:PORT:ADDR": HOST a name (or a bracketed IPv6), ADDR IPv4 or IPv6,
@@ -381,11 +302,31 @@ bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv
 	return policy_add_secret_list(p, name, hosts, src, source_arg, err);
 }
 
+void policy_set_scope(struct policy *p, const char *sandbox)
+{
+	snprintf(p->scope, sizeof(p->scope), "%s", sandbox);
+}
+
+const char *policy_scope(const struct policy *p)
+{
+	return p->scope;
+}
+
+void policy_set_refuse_all(struct policy *p, enum reason r)
+{
+	p->refuse_all = r;
+	p->allow_present = true;
+}
+
 void policy_check_target(const struct policy *p, const struct target *t, struct decision *d)
 {
 	const struct pattern *m;
 
-	if ((m = patlist_match_target(p->deny, t))) {
+	if (p->refuse_all != REASON_NONE) {
+		d->allow = false;
+		d->reason = p->refuse_all;
+		d->rule = NULL;
+	} else if ((m = patlist_match_target(p->deny, t))) {
 		d->allow = false;
 		d->reason = REASON_DENIED;
 		d->rule = pattern_text(m);

@@ -44,6 +44,15 @@ bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv
 bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *hosts,
 			    enum secret_source src, const char *source_arg, char *err);
 
+/* The sandbox the policy belongs to ("" for a single-tenant daemon): it
+ * scopes the placeholders and names the sandbox in the log. Copied. */
+void policy_set_scope(struct policy *p, const char *sandbox);
+const char *policy_scope(const struct policy *p);
+
+/* A policy that refuses every target with reason r (for connections no
+ * sandbox claims): policy_check_target says r, nothing is intercepted. */
+void policy_set_refuse_all(struct policy *p, enum reason r);
+
 /* The decision on a target, by name (or IP) alone. */
 struct decision {
 	bool allow;

@@ -291,16 +291,19 @@ int placeholder_key_load(const char *state_dir, unsigned char key[PLACEHOLDER_KE
 	return rc;
 }
 
-void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *name,
-		      char out[PLACEHOLDER_LEN + 1])
+void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *scope,
+		      const char *name, char out[PLACEHOLDER_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned char md[EVP_MAX_MD_SIZE], msg[2 * 256 + 2];
 	unsigned int mdlen = 0;
 	size_t plen = strlen(PLACEHOLDER_PREFIX);
+	int mlen;
 
-	if (!HMAC(EVP_sha256(), key, PLACEHOLDER_KEYLEN, (const unsigned char *)name,
-		  strlen(name), md, &mdlen) || mdlen < (PLACEHOLDER_LEN - plen) / 2) {
+	/* the name alone when single-tenant; "sandbox\nname" per sandbox */
+	mlen = snprintf((char *)msg, sizeof(msg), "%.255s%s%.255s", scope, *scope ? "\n" : "", name);
+	if (mlen < 0 || !HMAC(EVP_sha256(), key, PLACEHOLDER_KEYLEN, msg, (size_t)mlen, md, &mdlen) ||
+	    mdlen < (PLACEHOLDER_LEN - plen) / 2) {
 		/* cannot happen with a working libcrypto; a wrong placeholder would be worse */
 		fprintf(stderr, "egressd: HMAC-SHA256 failed\n");
 		abort();
@@ -400,7 +403,7 @@ struct secretset *secretset_load(const struct policy *p,
 	s->n = n;
 	for (size_t i = 0; i < n; i++) {
 		s->e[i].name = xstrdup(policy_secret_name(p, i));
-		placeholder_make(key, s->e[i].name, s->e[i].placeholder);
+		placeholder_make(key, policy_scope(p), s->e[i].name, s->e[i].placeholder);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct sentry *e = &s->e[i];

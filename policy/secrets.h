@@ -21,9 +21,12 @@ struct target;
  * 0700 if missing. Returns 0 or -1 with err. */
 int placeholder_key_load(const char *state_dir, unsigned char key[PLACEHOLDER_KEYLEN], char *err);
 
-/* out = "egressd-ph-" + first 32 hex of HMAC-SHA256(key, name); NUL-terminated. */
-void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *name,
-		      char out[PLACEHOLDER_LEN + 1]);
+/* out = "egressd-ph-" + first 32 hex of HMAC-SHA256(key, name), or of
+ * HMAC-SHA256(key, scope "\n" name) for a named sandbox's secret (so the
+ * same secret name has a different placeholder in each sandbox);
+ * NUL-terminated. scope is "" when single-tenant. */
+void placeholder_make(const unsigned char key[PLACEHOLDER_KEYLEN], const char *scope,
+		      const char *name, char out[PLACEHOLDER_LEN + 1]);
 
 struct secretset;
 

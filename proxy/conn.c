@@ -106,35 +106,34 @@ void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
 	bufferevent_set_timeouts(bev, secs ? &tv : NULL, secs ? &tv : NULL);
 }
 
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen)
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li)
 {
 	struct conn *c;
 
-	(void)peerlen;
-	c = conn_create(w, fd, peer);
+	c = conn_create(w, fd, peer, li);
 	if (c && conn_live_count() > server_opts(w->srv)->max_conns)
 		conn_error(c, 503, "too-many-connections",
 			   "egressd: too many open connections, try again later");
 }
 
-struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
+struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li)
 {
 	struct conn *c;
-	struct ipaddr a;
+	struct ipaddr a = { .family = 0 };
 	uint16_t port = 0;
 	char buf[ADDR_STRLEN];
 
 	c = xcalloc(1, sizeof(*c));
 	c->w = w;
-	c->gen = server_acquire(w->srv);
+	if (addr_from_sockaddr(peer, &a, &port))
+		snprintf(c->client, sizeof(c->client), a.family == 6 ? "[%s]:%u" : "%s:%u",
+			 addr_format(&a, buf), port);
+	c->gen = server_acquire(w->srv, li, &a);
 	c->pol = gen_policy(c->gen);
 	c->ss = gen_secrets(c->gen);
 	c->id = server_next_id(w->srv);
 	evutil_gettimeofday(&c->start, NULL);
 	c->last_activity = c->start;
-	if (addr_from_sockaddr(peer, &a, &port))
-		snprintf(c->client, sizeof(c->client), a.family == 6 ? "[%s]:%u" : "%s:%u",
-			 addr_format(&a, buf), port);
 	set_nodelay(fd);
 	evutil_make_socket_nonblocking(fd);
 	c->cl = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -325,6 +324,8 @@ void conn_log_connect(struct conn *c)
 	c->logged_connect = true;
 	audit_begin(&w, "connect", c->id);
 	jsonw_str(&w, "client", c->client);
+	if (*policy_scope(c->pol))
+		jsonw_str(&w, "sandbox", policy_scope(c->pol));
 	jsonw_str(&w, "mode", c->transparent ? "transparent" : c->mode == MODE_HTTP ? "http" : "connect");
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);

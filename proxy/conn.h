@@ -9,11 +9,12 @@
 struct worker;
 struct sockaddr;
 
-/* Takes ownership of fd (closed on any failure). */
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int peerlen);
+/* Takes ownership of fd (closed on any failure), accepted on listener li
+ * (its index among the server's listeners: it picks the sandbox). */
+void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
 
 /* Same for a connection redirected to a transparent listener (transparent.c). */
-void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer);
+void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
 
 /* Frees every connection of w (at shutdown, after its loop stopped). */
 void conn_close_all(struct worker *w);

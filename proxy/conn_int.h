@@ -100,7 +100,7 @@ struct conn {
 /* conn.c */
 /* A new connection on accepted socket fd (owned), reading into c->cl with
  * state ST_HEAD; NULL if out of resources (fd closed). */
-struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer);
+struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
 void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
 /* A head phase starts (request head, ClientHello, TLS handshake): it must be
  * complete within --header-timeout however the bytes trickle in, or c is

@@ -105,6 +105,8 @@ static void log_request(struct conn *c, int status)
 	struct timeval now;
 
 	audit_begin(&w, "request", c->id);
+	if (*policy_scope(c->pol))
+		jsonw_str(&w, "sandbox", policy_scope(c->pol));
 	jsonw_str(&w, "method", c->method);
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);

@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "runcmd.h"
 #include "sandboxenv.h"
+#include "sandboxes.h"
 #include "server.h"
 
 #define EGRESSD_VERSION "0.1.0"
@@ -24,12 +25,18 @@ struct cli {
 	const char *ca_sub;       /* "init" or "show" */
 	int unsupported; /* an option of a later milestone was given */
 	const char *unsupported_name;
+	struct sbtable *sbt;   /* -c gave sandboxes (owned), or NULL */
+	int nconfig;           /* -c options seen */
+	bool skip_config;      /* applying the command line to a sandbox's policy */
+	bool tolerant;         /* a reload: a sandbox's bad policy file is recorded */
+	const char *sandbox;   /* --sandbox NAME for check and env */
 };
 
 enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
 	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF,
+	OPT_SANDBOX,
 };
 
 static const struct option long_opts[] = {
@@ -56,6 +63,7 @@ static const struct option long_opts[] = {
 	{ "header-timeout", required_argument, NULL, OPT_HEADTO },
 	{ "idle-timeout", required_argument, NULL, OPT_IDLETO },
 	{ "max-buffer", required_argument, NULL, OPT_MAXBUF },
+	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -82,6 +90,7 @@ static void usage(FILE *f)
 	      "      --idle-timeout S       a connection with no traffic either way (default 300)\n"
 	      "      --max-buffer BYTES     buffered per direction per connection (default 262144)\n"
 	      "      --version              print the version\n"
+	      "      --sandbox NAME         check/env: the sandbox (of the policy's \"sandboxes\")\n"
 	      "\n"
 	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
 	      "                             for root, else ~/.local/state/egressd)\n"
@@ -128,6 +137,26 @@ static bool add_cli_secret(struct policy *p, const char *arg, char *err)
 	return policy_add_secret(p, name, eq + 1, SECRET_FROM_ENV, name, err);
 }
 
+/* -c FILE: into p, or a table of sandboxes (then the only -c). */
+static bool load_config(struct cli *cli, struct policy *p, const char *path, char *err)
+{
+	struct sbtable *t = NULL;
+
+	if (cli->skip_config)
+		return true;
+	if (!cli->sbt && !config_load_main(p, path, cli->tolerant, &t, err))
+		return false;
+	if (cli->sbt || (t && cli->nconfig > 0)) {
+		sbx_free(t);
+		snprintf(err, CONFIG_ERRLEN, "%s: a policy file with \"sandboxes\" must be the only -c",
+			 path);
+		return false;
+	}
+	cli->nconfig++;
+	cli->sbt = t;
+	return true;
+}
+
 /* Applies one option to the policy or the CLI state. Returns 0, or 2 on error. */
 static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg)
 {
@@ -136,7 +165,8 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 
 	err[0] = '\0';
 	switch (opt) {
-	case 'c': okay = config_load_file(p, arg, err); break;
+	case 'c': okay = load_config(cli, p, arg, err); break;
+	case OPT_SANDBOX: cli->sandbox = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
 	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
@@ -305,10 +335,64 @@ static int check_one(const struct policy *p, const char *arg)
 	return 0;
 }
 
-static int cmd_check(int argc, char **argv, const struct policy *p)
+/* The command line's policy options (--resolve, --deny-net, ...) go into
+ * every sandbox's policy as well; the table is then the sandboxes', or the
+ * one policy p. Returns it (the caller's), or NULL on error. */
+static struct sbtable *make_table(struct cli *cli, struct policy *p, int argc, char **argv)
 {
+	struct sbtable *t = cli->sbt;
+
+	cli->sbt = NULL;
+	if (!t)
+		return sbx_single(p);
+	for (size_t i = 0; i < sbx_count(t); i++) {
+		struct cli tmp = { .skip_config = true };
+		if (sbx_policy(t, i) && parse_args(argc, argv, &tmp, sbx_policy(t, i)) != 0) {
+			sbx_free(t);
+			return NULL;
+		}
+	}
+	return t;
+}
+
+/* check and env: the one policy, or --sandbox NAME's. NULL: said why. */
+static struct policy *chosen_policy(const struct cli *cli, const struct sbtable *t)
+{
+	int i;
+
+	if (!sbx_named(t)) {
+		if (cli->sandbox) {
+			fprintf(stderr, "egressd: --sandbox %s: the policy has no \"sandboxes\"\n",
+				cli->sandbox);
+			return NULL;
+		}
+		return sbx_policy(t, 0);
+	}
+	if (!cli->sandbox) {
+		fprintf(stderr, "egressd: the policy has sandboxes; choose one with --sandbox NAME:");
+		for (size_t k = 0; k < sbx_count(t); k++)
+			fprintf(stderr, " %s", sbx_name(t, k));
+		fprintf(stderr, "\n");
+		return NULL;
+	}
+	if ((i = sbx_find(t, cli->sandbox)) < 0) {
+		fprintf(stderr, "egressd: no sandbox named \"%s\" in the policy\n", cli->sandbox);
+		return NULL;
+	}
+	return sbx_policy(t, (size_t)i);
+}
+
+static int cmd_check(int argc, char **argv, const struct cli *cli, const struct sbtable *t)
+{
+	const struct policy *p;
 	int worst = 0;
 
+	if (argc == 0 && sbx_named(t) && !cli->sandbox) {
+		printf("policy ok: %zu sandboxes\n", sbx_count(t));
+		return 0;
+	}
+	if (!(p = chosen_policy(cli, t)))
+		return 2;
 	if (argc == 0)
 		printf("policy ok\n");
 	for (int i = 0; i < argc; i++) {
@@ -326,21 +410,30 @@ static struct {
 	char **argv;
 } saved;
 
-static struct policy *reload_policy(void *ctx, char *err)
+static struct sbtable *reload_table(void *ctx, char *err)
 {
-	struct cli tmp = { .so = { .drain_timeout_s = 5 } };
+	struct cli tmp = { .so = { .drain_timeout_s = 5 }, .tolerant = true };
 	struct policy *p = policy_new();
+	struct sbtable *t = NULL;
 
 	(void)ctx;
-	if (parse_args(saved.argc, saved.argv, &tmp, p) != 0) {
+	if (parse_args(saved.argc, saved.argv, &tmp, p) == 0)
+		t = make_table(&tmp, p, saved.argc, saved.argv);
+	sbx_free(tmp.sbt);
+	policy_unref(p);
+	if (!t)
 		snprintf(err, 256, "the policy did not load (the reason is on the line above)");
-		policy_unref(p);
-		return NULL;
-	}
-	return p;
+	return t;
 }
 
-static int cmd_serve(struct cli *cli, struct policy *p)
+static bool table_intercepts(const struct sbtable *t)
+{
+	const struct policy *p = sbx_policy(t, 0);
+
+	return sbx_named(t) || policy_secret_count(p) > 0 || policy_intercept_present(p);
+}
+
+static int cmd_serve(struct cli *cli, struct sbtable *t)
 {
 	char err[256];
 	struct server *s;
@@ -348,11 +441,13 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 
 	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
-	if ((policy_secret_count(p) > 0 || policy_intercept_present(p)) &&
-	    sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0)
+	if (table_intercepts(t) && sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0) {
+		sbx_free(t);
 		return 1;
+	}
 	if (audit_open(cli->log) < 0) {
 		fprintf(stderr, "egressd: cannot open log %s: %m\n", cli->log);
+		sbx_free(t);
 		return 2;
 	}
 	{
@@ -363,8 +458,8 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
-	cli->so.reload = reload_policy;
-	s = server_new(&cli->so, p, err);
+	cli->so.reload = reload_table;
+	s = server_new(&cli->so, t, err);
 	if (!s) {
 		fprintf(stderr, "egressd: %s\n", err);
 		audit_close();
@@ -376,12 +471,38 @@ static int cmd_serve(struct cli *cli, struct policy *p)
 	return rc;
 }
 
+/* env, run and check, once the policy (or sandboxes) loaded. */
+static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
+{
+	const char *listen = cli->so.nlisten ? cli->so.listen[0] : "127.0.0.1:3128";
+	struct policy *p;
+	int rc;
+
+	if (!strcmp(cli->command, "serve"))
+		return optind < argc ? (fprintf(stderr, "egressd: unexpected argument '%s'\n",
+						argv[optind]), sbx_free(t), 2)
+				     : cmd_serve(cli, t);
+	if (!strcmp(cli->command, "check"))
+		rc = cmd_check(argc - optind, argv + optind, cli, t);
+	else if (!strcmp(cli->command, "env"))
+		rc = optind < argc ? 2 : !(p = chosen_policy(cli, t)) ? 2
+			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca);
+	else if (sbx_named(t))
+		rc = (fprintf(stderr, "egressd run: takes one policy, not \"sandboxes\"\n"), 2);
+	else
+		rc = optind < argc ? runcmd_main(sbx_policy(t, 0), &cli->so, cli->log, argc - optind, argv + optind)
+				   : (fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n"), 125);
+	sbx_free(t);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
 				   .idle_timeout_s = 300, .drain_timeout_s = 5,
 				   .max_conns = 10000, .max_buffer = 256 * 1024 } };
 	struct policy *p = policy_new();
+	struct sbtable *t = NULL;
 	int rc;
 
 	cli.command = "serve";
@@ -409,19 +530,13 @@ int main(int argc, char **argv)
 	if (rc == 0 && !strcmp(cli.command, "ca"))
 		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
 						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);
-	else if (rc == 0 && !strcmp(cli.command, "env"))
-		rc = optind < argc ? 2 : sandboxenv_cmd_env(p, cli.so.state_dir,
-				cli.so.nlisten ? cli.so.listen[0] : "127.0.0.1:3128", cli.so.upstream_ca);
-	else if (rc == 0 && !strcmp(cli.command, "run"))
-		rc = optind < argc ? runcmd_main(p, &cli.so, cli.log, argc - optind, argv + optind)
-				   : (fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n"), 125);
-	else if (rc == 0 && !strcmp(cli.command, "check"))
-		rc = cmd_check(argc - optind, argv + optind, p);
-	else if (rc == 0 && optind < argc) {
-		fprintf(stderr, "egressd: unexpected argument '%s'\n", argv[optind]);
-		rc = 2;
-	} else if (rc == 0)
-		rc = cmd_serve(&cli, p);
+	else if (rc == 0) {
+		int end = optind; /* make_table parses argv again */
+		t = make_table(&cli, p, argc, argv);
+		optind = end;
+		rc = t ? dispatch(&cli, t, argc, argv) : 2;
+	}
+	sbx_free(cli.sbt);
 	policy_unref(p);
 	if (rc == 2 && !strcmp(cli.command, "run"))
 		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */

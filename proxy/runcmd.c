@@ -2,6 +2,7 @@
  * command with placeholders and CA variables, its exit status, teardown on
  * every path */
 #include "runcmd.h"
+#include "sandboxes.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -135,6 +136,22 @@ static int wait_child(pid_t child, const sigset_t *set)
 	}
 }
 
+/* The jail is a sandbox like any other: the one source address the
+ * transparent listener takes connections from (placeholders stay
+ * unscoped, as `egressd env` prints them). */
+static struct sbtable *jail_table(const struct jail *j, struct policy *p)
+{
+	struct sbtable *t = sbx_new();
+	char ip[ADDR_STRLEN], e[SBX_ERRLEN];
+	int i = sbx_add(t, "run", e);
+
+	addr_format(jail_jail_ip(j), ip);
+	if (i < 0 || !sbx_add_source(t, i, ip, e))
+		abort(); /* fixed name, an address we formatted */
+	sbx_set_policy(t, i, p);
+	return t;
+}
+
 int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int argc, char **argv)
 {
 	char err[JAIL_ERRLEN], listen[64], dnsl[64], ip[ADDR_STRLEN];
@@ -171,7 +188,7 @@ int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int ar
 		snprintf(err, sizeof(err), "cannot open log %s: %s", log, strerror(errno));
 		goto fail;
 	}
-	s = server_new(o, p, err);
+	s = server_new(o, jail_table(j, p), err);
 	if (!s || jail_redirect(j, server_listen_port(s, 0), server_dns_port(s), err) < 0)
 		goto fail;
 	server_start(s);

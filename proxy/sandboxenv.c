@@ -125,7 +125,7 @@ int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char
 		return 1;
 	}
 	for (size_t i = 0; i < policy_secret_count(p); i++) {
-		placeholder_make(key, policy_secret_name(p, i), ph);
+		placeholder_make(key, policy_scope(p), policy_secret_name(p, i), ph);
 		put(policy_secret_name(p, i), ph);
 	}
 	OPENSSL_cleanse(key, sizeof(key));

@@ -32,6 +32,7 @@
 #include "conn.h"
 #include "pattern.h"
 #include "policy.h"
+#include "sandboxes.h"
 
 #define MAX_LOCAL_ADDRS 64
 #define MAX_THREADS 64
@@ -54,7 +55,9 @@ struct wstate {
 
 struct server {
 	struct server_opts o;
-	struct gen *gen;              /* current policy + secrets (under pol_lock) */
+	struct sbtable *sbt;          /* the sandboxes (under pol_lock) */
+	struct gen **gens;            /* each one's current generation, or NULL (under pol_lock) */
+	struct gen *nobody;           /* for connections no sandbox claims */
 	pthread_mutex_t pol_lock;
 	unsigned char phkey[PLACEHOLDER_KEYLEN]; /* placeholder key (interception only) */
 	struct listen_addr la[SERVER_MAX_LISTENERS];
@@ -161,12 +164,17 @@ const struct secretset *gen_secrets(const struct gen *g)
 	return g->ss;
 }
 
-struct gen *server_acquire(struct server *s)
+struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client)
 {
-	struct gen *g;
+	struct gen *g = NULL;
+	int i;
 
 	pthread_mutex_lock(&s->pol_lock);
-	g = s->gen;
+	i = li >= 0 && li < s->nla ? sbx_match(s->sbt, &s->la[li].a, s->la[li].port, client) : -1;
+	if (i >= 0)
+		g = s->gens[i];
+	if (!g)
+		g = s->nobody;
 	atomic_fetch_add(&g->refs, 1);
 	pthread_mutex_unlock(&s->pol_lock);
 	return g;
@@ -174,12 +182,19 @@ struct gen *server_acquire(struct server *s)
 
 const struct secretset *server_secrets(struct server *s)
 {
-	return s->gen->ss;
+	return s->gens[0] ? s->gens[0]->ss : NULL;
 }
 
 static bool needs_interception(const struct policy *p)
 {
 	return policy_secret_count(p) > 0 || policy_intercept_present(p);
+}
+
+/* Named sandboxes always get interception ready, so a reload may give
+ * any of them secrets; one policy gets it only if it needs it. */
+static bool table_needs_interception(const struct sbtable *t)
+{
+	return sbx_named(t) || (sbx_policy(t, 0) && needs_interception(sbx_policy(t, 0)));
 }
 
 /* The secret values of p, or NULL with err; no secrets needed: *ss NULL. */
@@ -198,35 +213,134 @@ static int load_secrets(struct server *s, const struct policy *p, struct secrets
 	return 0;
 }
 
-int server_reload(struct server *s, struct policy *p, char *err)
+/* The generation of sandbox i of t, or NULL with err. */
+static struct gen *gen_load(struct server *s, const struct sbtable *t, size_t i, char *err)
 {
+	struct policy *p = sbx_policy(t, i);
 	struct secretset *ss;
-	struct gen *old;
 
+	if (!p) {
+		snprintf(err, 256, "%.250s", sbx_error(t, i));
+		return NULL;
+	}
 	if (needs_interception(p) && !s->tls) {
 		snprintf(err, 256, "the new policy has secrets or intercept patterns but egressd "
 				   "started without interception: restart it");
-		return -1;
+		return NULL;
 	}
 	if (load_secrets(s, p, &ss, err) < 0)
-		return -1;
-	pthread_mutex_lock(&s->pol_lock);
-	old = s->gen;
-	s->gen = gen_new(p, ss);
-	pthread_mutex_unlock(&s->pol_lock);
-	gen_release(old); /* freed when its last connection ends */
+		return NULL;
+	return gen_new(p, ss);
+}
+
+/* Every listener a sandbox names must be one of ours. */
+static int check_listeners(const struct server *s, const struct sbtable *t, char *err)
+{
+	for (size_t i = 0; i < sbx_count(t); i++) {
+		for (size_t k = 0; k < sbx_listen_count(t, i); k++) {
+			struct ipaddr a;
+			uint16_t port;
+			char buf[ADDR_STRLEN];
+			int l;
+			sbx_listen(t, i, k, &a, &port);
+			for (l = 0; l < s->nla; l++)
+				if (s->la[l].port == port && addr_equal(&s->la[l].a, &a))
+					break;
+			if (l == s->nla) {
+				snprintf(err, 256, "sandbox \"%s\" names listener %s%s%s:%u, which is not "
+					 "a --listen or --transparent address", sbx_name(t, i),
+					 a.family == 6 ? "[" : "", addr_format(&a, buf),
+					 a.family == 6 ? "]" : "", port);
+				return -1;
+			}
+		}
+	}
 	return 0;
+}
+
+static void log_sandbox_reload(const char *name, const char *error)
+{
+	struct jsonw w;
+
+	audit_begin(&w, "reload", 0);
+	jsonw_str(&w, "sandbox", name);
+	jsonw_bool(&w, "ok", !error);
+	if (error)
+		jsonw_str(&w, "error", error);
+	audit_emit(&w);
+}
+
+/* Installs t (taken) with its generations; a named sandbox whose policy
+ * does not load keeps the generation it had (if any). Returns how many failed. */
+static int install(struct server *s, struct sbtable *t, char *err)
+{
+	size_t n = sbx_count(t);
+	struct gen **gens = xcalloc(n, sizeof(*gens)), **old_gens;
+	struct sbtable *old;
+	int failed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char e[256];
+		int o = s->sbt ? sbx_find(s->sbt, sbx_name(t, i)) : -1;
+		gens[i] = gen_load(s, t, i, e);
+		if (gens[i])
+			continue;
+		failed++;
+		snprintf(err, 256, "%s%s%.200s", sbx_name(t, i), *sbx_name(t, i) ? ": " : "", e);
+		if (sbx_named(t) && s->sbt) {
+			fprintf(stderr, "egressd: sandbox %s: keeping its current policy: %s\n",
+				sbx_name(t, i), e);
+			log_sandbox_reload(sbx_name(t, i), e);
+		}
+		pthread_mutex_lock(&s->pol_lock);
+		if (o >= 0 && s->gens[o]) { /* keep what it had */
+			gens[i] = s->gens[o];
+			atomic_fetch_add(&gens[i]->refs, 1);
+		}
+		pthread_mutex_unlock(&s->pol_lock);
+	}
+	pthread_mutex_lock(&s->pol_lock);
+	old = s->sbt;
+	old_gens = s->gens;
+	s->sbt = t;
+	s->gens = gens;
+	pthread_mutex_unlock(&s->pol_lock);
+	for (size_t i = 0; old && i < sbx_count(old); i++)
+		gen_release(old_gens[i]); /* freed when its last connection ends */
+	free(old_gens);
+	sbx_free(old);
+	return failed;
+}
+
+int server_reload(struct server *s, struct sbtable *t, char *err)
+{
+	if (sbx_named(t) != sbx_named(s->sbt)) {
+		snprintf(err, 256, "switching between one policy and sandboxes needs a restart");
+		goto refuse;
+	}
+	if (check_listeners(s, t, err) < 0)
+		goto refuse;
+	if (!sbx_named(t)) {
+		/* one policy: all or nothing */
+		struct gen *g = gen_load(s, t, 0, err);
+		if (!g)
+			goto refuse;
+		gen_release(g);
+	}
+	return install(s, t, err) == 0 ? 0 : 1;
+refuse:
+	sbx_free(t);
+	return -1;
 }
 
 /* Loads the CA, leaf minter, TLS contexts and secret values when the policy
  * has secrets or intercept patterns. */
-static int setup_interception(struct server *s, struct policy *p, char *err)
+static int setup_interception(struct server *s, const struct sbtable *t, char *err)
 {
 	char e[SECRETS_ERRLEN];
-	struct secretset *ss = NULL;
 	int created = 0;
 
-	if (needs_interception(p)) {
+	if (table_needs_interception(t)) {
 		s->ca = ca_load_or_create(s->o.state_dir, CA_KEY_EC_P256, &created, err);
 		if (!s->ca)
 			return -1;
@@ -243,10 +357,19 @@ static int setup_interception(struct server *s, struct policy *p, char *err)
 			return -1;
 		}
 	}
-	if (load_secrets(s, p, &ss, err) < 0)
-		return -1;
-	s->gen = gen_new(p, ss);
 	return 0;
+}
+
+/* The generation every connection no sandbox claims gets: refuses all. */
+static struct gen *gen_nobody(void)
+{
+	struct policy *p = policy_new();
+	struct gen *g;
+
+	policy_set_refuse_all(p, REASON_UNKNOWN_SOURCE);
+	g = gen_new(p, NULL);
+	policy_unref(p);
+	return g;
 }
 
 struct policy *server_policy(struct server *s)
@@ -254,7 +377,7 @@ struct policy *server_policy(struct server *s)
 	struct policy *p;
 
 	pthread_mutex_lock(&s->pol_lock);
-	p = s->gen->pol;
+	p = s->gens[0] ? s->gens[0]->pol : s->nobody->pol;
 	policy_ref(p);
 	pthread_mutex_unlock(&s->pol_lock);
 	return p;
@@ -340,19 +463,29 @@ fail:
 
 static void on_stop(evutil_socket_t fd, short what, void *arg);
 
+/* Which of the worker's listeners l is (the sandbox may depend on it). */
+static int listener_index(const struct worker *w, const struct evconnlistener *l)
+{
+	const struct wstate *ws = (const struct wstate *)w;
+
+	for (int i = 0; i < SERVER_MAX_LISTENERS; i++)
+		if (ws->ls[i] == l)
+			return i;
+	return -1;
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int len, void *arg)
 {
-	(void)l;
-	conn_accept(arg, fd, sa, len);
+	(void)len;
+	conn_accept(arg, fd, sa, listener_index(arg, l));
 }
 
 static void on_accept_transparent(struct evconnlistener *l, evutil_socket_t fd,
 				  struct sockaddr *sa, int len, void *arg)
 {
-	(void)l;
 	(void)len;
-	transparent_accept(arg, fd, sa);
+	transparent_accept(arg, fd, sa, listener_index(arg, l));
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -488,7 +621,7 @@ out:
 	return rc;
 }
 
-struct server *server_new(const struct server_opts *o, struct policy *p, char *err)
+struct server *server_new(const struct server_opts *o, struct sbtable *t, char *err)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -501,7 +634,8 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
 	load_local_addrs(s);
-	if (setup_interception(s, p, err) < 0)
+	s->nobody = gen_nobody();
+	if (setup_interception(s, t, err) < 0)
 		goto fail;
 	for (int i = 0; i < o->nlisten; i++)
 		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
@@ -511,10 +645,18 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 		if (parse_listen(o->transparent[i], &s->la[s->nla++], err) < 0)
 			goto fail;
 	}
+	if (check_listeners(s, t, err) < 0)
+		goto fail;
+	if (install(s, t, err) > 0) {
+		t = NULL; /* installed: the server frees it */
+		goto fail;
+	}
+	t = NULL;
 	if (bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
 		goto fail;
 	return s;
 fail:
+	sbx_free(t);
 	server_free(s);
 	return NULL;
 }
@@ -583,16 +725,19 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
 	char err[256] = "no reload source";
-	struct policy *p = s->o.reload ? s->o.reload(s->o.reload_ctx, err) : NULL;
-	bool okay = p && server_reload(s, p, err) == 0;
+	struct sbtable *t = s->o.reload ? s->o.reload(s->o.reload_ctx, err) : NULL;
+	int rc = t ? server_reload(s, t, err) : -1;
+	bool okay = rc == 0;
 	struct jsonw w;
 
 	(void)sig;
 	(void)what;
-	policy_unref(p);
-	fprintf(stderr, okay ? "egressd: SIGHUP: policy reloaded\n"
-			     : "egressd: SIGHUP: reload refused, keeping the current policy: %s\n",
-		err);
+	if (okay)
+		fprintf(stderr, "egressd: SIGHUP: policy reloaded\n");
+	else if (rc == 1)
+		fprintf(stderr, "egressd: SIGHUP: reloaded, except: %s\n", err);
+	else
+		fprintf(stderr, "egressd: SIGHUP: reload refused, keeping the current policy: %s\n", err);
 	audit_begin(&w, "reload", 0);
 	jsonw_bool(&w, "ok", okay);
 	if (!okay)
@@ -691,7 +836,11 @@ void server_free(struct server *s)
 		certcache_free(ws->w.certs);
 	}
 	fakeip_free(s->fake);
-	gen_release(s->gen);
+	for (size_t i = 0; s->sbt && i < sbx_count(s->sbt); i++)
+		gen_release(s->gens[i]);
+	free(s->gens);
+	sbx_free(s->sbt);
+	gen_release(s->nobody);
 	OPENSSL_cleanse(s->phkey, sizeof(s->phkey));
 	tls_free(s->tls);
 	minter_free(s->minter);

@@ -9,6 +9,7 @@
 #include "addr.h"
 
 struct policy;
+struct sbtable;
 struct event_base;
 struct evdns_base;
 struct fakeip;
@@ -33,8 +34,8 @@ struct server_opts {
 	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
 	long max_conns;           /* open connections at most; then new ones get 503 */
 	size_t max_buffer;        /* bytes buffered per direction per connection */
-	/* SIGHUP: builds the new policy (NULL with err on a bad one) */
-	struct policy *(*reload)(void *ctx, char *err);
+	/* SIGHUP: builds the new sandbox table (NULL with err on a bad policy) */
+	struct sbtable *(*reload)(void *ctx, char *err);
 	void *reload_ctx;
 };
 
@@ -50,10 +51,11 @@ struct worker {
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
 };
 
-/* Creates the server with policy p (a reference is taken), binds the
- * listeners (so errors surface before fork/daemon), but does not run.
- * Returns NULL with a message in err (256 bytes). */
-struct server *server_new(const struct server_opts *o, struct policy *p, char *err);
+/* Creates the server for the sandboxes in t (taken, even on failure; one
+ * policy is sbx_single(p)), binds the listeners (so errors surface before
+ * fork/daemon), but does not run. Returns NULL with a message in err (256
+ * bytes). */
+struct server *server_new(const struct server_opts *o, struct sbtable *t, char *err);
 /* Runs the workers until SIGTERM/SIGINT; returns 0, or 1 on a runtime error. */
 int server_run(struct server *s);
 void server_free(struct server *s);
@@ -62,20 +64,27 @@ void server_free(struct server *s);
 void server_start(struct server *s);
 void server_stop(struct server *s);
 
-/* The current generation (policy + resolved secrets) with a new reference;
- * release with gen_release. The accessors' results are borrowed from it. */
+/* The current generation (policy + resolved secrets) of the sandbox that
+ * claims a connection from client accepted on listener li (the index
+ * server_listen_port counts), with a new reference; release with
+ * gen_release. A connection no sandbox claims gets a generation that
+ * refuses everything (unknown-source). The accessors' results are borrowed. */
 struct gen;
-struct gen *server_acquire(struct server *s);
+struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client);
 void gen_release(struct gen *g); /* NULL: no-op */
 struct policy *gen_policy(const struct gen *g);
 const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
 
-/* Swaps in policy p (a reference is taken) and its secrets, atomically:
- * connections keep the generation they started with. Returns 0, or -1 with
- * err (256 bytes) and nothing changed. Any thread. */
-int server_reload(struct server *s, struct policy *p, char *err);
+/* Swaps in the sandboxes of t (taken) and their secrets, atomically:
+ * connections keep the generation they started with. One policy: all or
+ * nothing. Named sandboxes: each one whose policy fails to load keeps the
+ * generation it had, and the others change. Returns 0; 1 with err (256
+ * bytes) when some sandboxes kept their old policy; -1 with err when
+ * nothing changed. Any thread. */
+int server_reload(struct server *s, struct sbtable *t, char *err);
 
-/* The current policy with a new reference (release with policy_unref). */
+/* The (first sandbox's) current policy with a new reference (release
+ * with policy_unref). */
 struct policy *server_policy(struct server *s);
 const struct server_opts *server_opts(const struct server *s);
 /* Would connecting to a:port reach one of egressd's own listeners? */

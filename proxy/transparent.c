@@ -45,12 +45,12 @@ static bool original_dst(evutil_socket_t fd, struct ipaddr *a, uint16_t *port)
 	return addr_from_sockaddr((struct sockaddr *)&ss, a, port);
 }
 
-void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer)
+void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li)
 {
 	struct ipaddr a;
 	uint16_t port;
 	bool redirected = original_dst(fd, &a, &port);
-	struct conn *c = conn_create(w, fd, peer);
+	struct conn *c = conn_create(w, fd, peer, li);
 
 	if (!c)
 		return;

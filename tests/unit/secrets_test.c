@@ -54,14 +54,21 @@ static void test_key(void)
 	ok(placeholder_key_load(d2, k3, err) == 0 && memcmp(k1, k3, sizeof(k1)) != 0,
 	   "another state dir gets another key");
 
-	placeholder_make(k1, "OPENAI_API_KEY", a);
-	placeholder_make(k2, "OPENAI_API_KEY", b);
+	placeholder_make(k1, "", "OPENAI_API_KEY", a);
+	placeholder_make(k2, "", "OPENAI_API_KEY", b);
 	ok(is_placeholder(a), "placeholder format: prefix + 32 lower-case hex (%s)", a);
 	is_str(a, b, "placeholder stable across loads of the same key dir");
-	placeholder_make(k3, "OPENAI_API_KEY", c);
+	placeholder_make(k3, "", "OPENAI_API_KEY", c);
 	ok(strcmp(a, c) != 0, "placeholder differs across key dirs");
-	placeholder_make(k1, "GITHUB_TOKEN", c);
+	placeholder_make(k1, "", "GITHUB_TOKEN", c);
 	ok(strcmp(a, c) != 0 && is_placeholder(c), "placeholder differs across names");
+	placeholder_make(k1, "sb-a", "OPENAI_API_KEY", b);
+	placeholder_make(k1, "sb-b", "OPENAI_API_KEY", c);
+	ok(is_placeholder(b) && strcmp(a, b) != 0 && strcmp(b, c) != 0,
+	   "a sandbox's placeholder differs from the unscoped one and another sandbox's");
+	placeholder_make(k1, "sb", "aOPENAI_API_KEY", c);
+	placeholder_make(k1, "sba", "OPENAI_API_KEY", b);
+	ok(strcmp(b, c) != 0, "scope and name do not run together (sb+aX vs sba+X)");
 
 	ok(chmod(d2, 0770) == 0 && placeholder_key_load(d2, k3, err) == -1 &&
 	   strstr(err, "writable"), "group-writable state dir refused: %s", err);
@@ -157,7 +164,7 @@ static void test_load(void)
 	write_file(path, big, 65536);
 	check_value(SECRET_FROM_FILE, path, (big[65536] = '\0', big), "a 64 KiB file");
 
-	placeholder_make(fixed_key, "TOKEN", ph);
+	placeholder_make(fixed_key, "", "TOKEN", ph);
 	for (char *c = ph + 11; *c; c++)
 		if (*c >= 'a' && *c <= 'f')
 			*c = (char)(*c - 32);
@@ -207,7 +214,7 @@ static void test_set(void)
 		return;
 	}
 	is_str(secretset_name(s, 1), "B", "name by index");
-	placeholder_make(fixed_key, "B", ph);
+	placeholder_make(fixed_key, "", "B", ph);
 	is_str(secretset_placeholder(s, 1), ph, "placeholder by index");
 	ok(strcmp(secretset_value(s, 2, &len), "vc") == 0 && len == 2, "value by index");
 	ok(!CRYPTO_secure_malloc_initialized(),
