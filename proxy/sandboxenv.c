@@ -120,7 +120,11 @@ int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char
 		fprintf(stderr, "egressd: %s\n", err);
 		return 1;
 	}
-	if (sandboxenv_write_bundle(state_dir, upstream_ca) < 0) {
+	/* the bundle serve wrote may hold its --upstream-ca anchors: without
+	 * --upstream-ca here, an existing bundle is left as it is */
+	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", state_dir);
+	if ((upstream_ca || access(bundle, F_OK) != 0) &&
+	    sandboxenv_write_bundle(state_dir, upstream_ca) < 0) {
 		OPENSSL_cleanse(key, sizeof(key));
 		return 1;
 	}
@@ -132,7 +136,6 @@ int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char
 	snprintf(url, sizeof(url), "http://%s", listen);
 	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
 		put(proxy_vars[i], url);
-	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", state_dir);
 	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
 		put(ca_vars[i], bundle);
 	return 0;

@@ -1084,6 +1084,11 @@ def _(ctx):
         ders = [ssl.PEM_cert_to_DER_cert(m) for m in re.findall(
             r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", bundle, re.S)]
         check(der in ders, "%s not in ca-bundle.pem (%d certificates)" % (what, len(ders)))
+    # env again without --upstream-ca: the bundle serve (or env) wrote keeps its anchors
+    r = run_egressd(["env", "--state-dir", state, "--secret", "E_KEY=api.test"], env=SECRET_ENV)
+    check_eq(r.returncode, 0, "second env: exit status (%s)" % r.stderr)
+    with open(os.path.join(state, "ca-bundle.pem")) as f:
+        check_eq(f.read(), bundle, "ca-bundle.pem after env without --upstream-ca")
 
 
 @icase("sh -c 'set -a; eval \"$(egressd env ...)\"; curl https://api.test/...' injects end to end")
