@@ -7,7 +7,9 @@
  * "egh<hex>" (host end) / "egj<hex>" (jail end), iptables rules tagged with
  * the comment "<namespace name>" so teardown deletes exactly those. The /30
  * out of 10.200.0.0/16 is picked under a lock file from the addresses already
- * present, so concurrent jails never share one. */
+ * present, so concurrent jails never share one. Each jail holds an flock on
+ * /run/egressd-jails/<name> for its life: a jail whose lock nobody holds was
+ * left by an egressd that died (SIGKILL) and is removed by the next run. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +37,7 @@
 #define NETNS_RUN_DIR "/var/run/netns"
 #define ETC_NETNS "/etc/netns"
 #define LOCK_FILE "/run/egressd-jail.lock"
+#define OWNER_DIR "/run/egressd-jails"
 #define SUBNET_BLOCKS 16384u          /* /30s in 10.200.0.0/16 */
 #define OUT_CAP (16u << 20)           /* cap on a command's captured stdout */
 #define KILL_ROUNDS 200               /* x 10 ms: bound on the kill loop */
@@ -51,6 +54,7 @@ struct jail {
 	ino_t ns_ino;
 	bool have_ns_id;
 	bool made_ns, made_veth, made_etc, made_dir, made_conf;
+	int owner_fd;          /* flock held on OWNER_DIR/<name>, or -1 */
 };
 
 static atomic_uint jail_counter;
@@ -455,6 +459,13 @@ static void teardown(struct jail *j)
 		cleanup_warn(ETC_NETNS, strerror(errno));
 	j->made_dir = false;
 	j->made_etc = false;
+	if (j->owner_fd >= 0) {
+		char path[96];
+		snprintf(path, sizeof path, OWNER_DIR "/%s", j->name);
+		unlink(path);
+		close(j->owner_fd);
+		j->owner_fd = -1;
+	}
 }
 
 void jail_destroy(struct jail *j)
@@ -515,37 +526,136 @@ out:
 	return rc;
 }
 
+/* The names of the jail egressd <pid> made as its n-th. */
+static void set_names(struct jail *j, unsigned pid, unsigned n)
+{
+	snprintf(j->name, sizeof j->name, "egressd-%u-%u", pid, n);
+	snprintf(j->host_if, sizeof j->host_if, "egh%06x%x", pid & 0xffffffu, n & 0xffffffu);
+	snprintf(j->jail_if, sizeof j->jail_if, "egj%06x%x", pid & 0xffffffu, n & 0xffffffu);
+	snprintf(j->dir, sizeof j->dir, ETC_NETNS "/%s", j->name);
+	snprintf(j->conf, sizeof j->conf, ETC_NETNS "/%s/resolv.conf", j->name);
+}
+
+static void note_ns_id(struct jail *j)
+{
+	char path[96];
+	struct stat st;
+
+	snprintf(path, sizeof path, NETNS_RUN_DIR "/%s", j->name);
+	if (stat(path, &st) == 0) {
+		j->ns_dev = st.st_dev;
+		j->ns_ino = st.st_ino;
+		j->have_ns_id = true;
+	}
+}
+
+/* Takes OWNER_DIR/<name>'s lock for the jail's life. 0; 1 if a live jail
+ * holds the name; -1 with err if the lock cannot be made. */
+static int own_name(struct jail *j, char *err)
+{
+	char path[96];
+	int fd;
+
+	snprintf(path, sizeof path, OWNER_DIR "/%s", j->name);
+	if ((mkdir(OWNER_DIR, 0700) < 0 && errno != EEXIST) ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		seterr(err, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return 1;
+	}
+	j->owner_fd = fd;
+	return 0;
+}
+
 /* `ip netns add` under a fresh name; a name taken by someone else (a process
  * with our pid in another pid namespace) moves on to the next counter. */
 static int add_netns(struct jail *j, char *err)
 {
 	for (int attempt = 0; attempt < 16; attempt++) {
-		unsigned n = atomic_fetch_add(&jail_counter, 1);
-		unsigned pid = (unsigned)getpid();
 		const char *const argv[] = { "ip", "netns", "add", j->name, NULL };
-		struct stat st;
-		char path[96];
 
-		snprintf(j->name, sizeof j->name, "egressd-%u-%u", pid, n);
-		snprintf(j->host_if, sizeof j->host_if, "egh%06x%x", pid & 0xffffffu, n & 0xffffffu);
-		snprintf(j->jail_if, sizeof j->jail_if, "egj%06x%x", pid & 0xffffffu, n & 0xffffffu);
-		snprintf(j->dir, sizeof j->dir, ETC_NETNS "/%s", j->name);
-		snprintf(j->conf, sizeof j->conf, ETC_NETNS "/%s/resolv.conf", j->name);
+		int own;
+
+		set_names(j, (unsigned)getpid(), atomic_fetch_add(&jail_counter, 1));
+		if ((own = own_name(j, err)) < 0)
+			return -1;
+		if (own > 0)
+			continue;
 		if (run_cmd(argv, err) < 0) {
-			if (strstr(err, "exists"))
+			bool taken = strstr(err, "exists") != NULL;
+			teardown(j); /* releases the name */
+			if (taken)
 				continue;
 			return -1;
 		}
 		j->made_ns = true;
-		snprintf(path, sizeof path, NETNS_RUN_DIR "/%s", j->name);
-		if (stat(path, &st) == 0) {
-			j->ns_dev = st.st_dev;
-			j->ns_ino = st.st_ino;
-			j->have_ns_id = true;
-		}
+		note_ns_id(j);
 		return 0;
 	}
+	seterr(err, "no free namespace name after 16 tries");
 	return -1;
+}
+
+static bool path_exists(const char *dir, const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof path, "%s%s", dir, name);
+	return access(path, F_OK) == 0;
+}
+
+/* Removes the jail whose owner lock fd just gave us: what is left of it. */
+static void collect(int fd, const char *name)
+{
+	struct jail j = { .owner_fd = fd };
+	unsigned pid, n;
+
+	if (sscanf(name, "egressd-%u-%u", &pid, &n) != 2) {
+		close(fd);
+		return;
+	}
+	set_names(&j, pid, n);
+	j.made_ns = path_exists(NETNS_RUN_DIR "/", j.name);
+	j.made_veth = path_exists("/sys/class/net/", j.host_if);
+	j.made_dir = path_exists("", j.dir);
+	j.made_conf = path_exists("", j.conf);
+	if (j.made_ns)
+		note_ns_id(&j);
+	fprintf(stderr, "egressd run: removing jail %s, left by an egressd that died\n", j.name);
+	teardown(&j);
+}
+
+/* Collects every jail whose owner died: its lock file is free. */
+static void collect_dead_jails(void)
+{
+	DIR *d = opendir(OWNER_DIR);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		char path[300];
+		struct stat a, b;
+		int fd;
+
+		if (strncmp(de->d_name, "egressd-", 8) != 0)
+			continue;
+		snprintf(path, sizeof path, OWNER_DIR "/%s", de->d_name);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		/* still the file in the directory (not one a collector just unlinked)? */
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &a) < 0 || stat(path, &b) < 0 ||
+		    a.st_ino != b.st_ino) {
+			close(fd);
+			continue;
+		}
+		collect(fd, de->d_name);
+	}
+	closedir(d);
 }
 
 /* Best effort: no IPv6 link-local chatter on the host end. */
@@ -575,7 +685,9 @@ struct jail *jail_create(char *err)
 		seterr(err, "egressd run needs root (network namespaces)");
 		goto out;
 	}
+	collect_dead_jails();
 	j = xcalloc(1, sizeof *j);
+	j->owner_fd = -1;
 	if (add_netns(j, err) < 0)
 		goto out;
 	{

@@ -749,6 +749,36 @@ rcase("run: SIGINT to egressd run while the command sleeps: command killed, noth
     lambda ctx: signal_case(ctx, signal.SIGINT))
 
 
+@rcase("run: a jail left by a SIGKILLed egressd run is removed by the next run")
+def _(ctx):
+    r = Run(ctx, ["sh", "-c", "sleep 300 & echo child=$!; wait"])
+    deadline = time.time() + 20
+    pid = None
+    while time.time() < deadline and r.proc.poll() is None and not pid:
+        m = re.search(r"child=(\d+)", r.stdout())
+        pid = int(m.group(1)) if m else None
+        time.sleep(0.05)
+    check(pid, "the command did not start (egressd run status %s)" % r.proc.poll())
+    live = jail_traces({r.proc.pid})
+    names = [t[1] for t in live if t[0] == "netns"]
+    check(len(names) == 1, "one namespace while it runs: %r" % sorted(live))
+    r.proc.kill()
+    r.wait(10)
+    time.sleep(0.3)
+    check_eq(jail_traces({r.proc.pid}), live, "what SIGKILL leaves behind")
+    check(os.path.exists("/run/egressd-jails/" + names[0]), "no owner lock file for the jail")
+    r2 = Run(ctx, ["true"])
+    check_eq(r2.wait(), 0, "the next run's exit status")
+    check_eq(jail_traces({r.proc.pid}), set(), "traces of the dead run's jail after the next run")
+    check("removing jail %s, left by an egressd that died" % names[0] in r2.stderr(),
+          "the next run says what it removed: %r" % r2.stderr()[-300:])
+    deadline = time.time() + 3
+    while proc_alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    check(not proc_alive(pid), "the dead jail's sleep (pid %d) is still alive" % pid)
+    check(not os.path.exists("/run/egressd-jails/" + names[0]), "owner lock file left")
+
+
 @rcase("run: two runs at once get distinct namespaces and subnets, both work")
 def _(ctx):
     tok = token()
