@@ -31,6 +31,7 @@ struct httpmsg {
 	void *sink_ctx;
 	struct hdr hdrs[MAX_HEADERS];
 	size_t nhdrs;
+	size_t nhead;        /* of hdrs, those of the head; the rest are trailers */
 	bool new_field;      /* the next header-name bytes start a new field */
 	size_t raw;          /* raw bytes of the current head so far */
 	char prev;           /* last head byte seen (obs-fold detection) */
@@ -155,6 +156,7 @@ static int on_headers_complete(llhttp_t *p)
 	struct httpmsg *m = from(p);
 
 	m->head_done = true;
+	m->nhead = m->nhdrs;
 	m->status = p->status_code;
 	m->chunked = (p->flags & F_CHUNKED) != 0;
 	if (m->kind == HTTPMSG_REQUEST) {
@@ -213,7 +215,7 @@ static void clear_head(struct httpmsg *m)
 	m->used = 0;
 	m->url.off = m->url.len = 0;
 	m->reason.off = m->reason.len = 0;
-	m->nhdrs = 0;
+	m->nhdrs = m->nhead = 0;
 	m->new_field = true;
 	m->raw = 0;
 	m->prev = 0;
@@ -364,7 +366,18 @@ int httpmsg_version_minor(const struct httpmsg *m)
 
 size_t httpmsg_header_count(const struct httpmsg *m)
 {
-	return m->nhdrs;
+	return m->head_done ? m->nhead : m->nhdrs;
+}
+
+size_t httpmsg_trailer_count(const struct httpmsg *m)
+{
+	return m->head_done ? m->nhdrs - m->nhead : 0;
+}
+
+void httpmsg_trailer(const struct httpmsg *m, size_t i, const char **name, size_t *nlen,
+		     const char **val, size_t *vlen)
+{
+	httpmsg_header(m, m->nhead + i, name, nlen, val, vlen);
 }
 
 void httpmsg_header(const struct httpmsg *m, size_t i, const char **name, size_t *nlen,
@@ -381,7 +394,7 @@ size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char
 {
 	size_t count = 0, l = strlen(name);
 
-	for (size_t i = 0; i < m->nhdrs; i++) {
+	for (size_t i = 0; i < httpmsg_header_count(m); i++) {
 		const struct hdr *h = &m->hdrs[i];
 		if (h->name.len != l || strncasecmp(m->hb + h->name.off, name, l) != 0)
 			continue;

@@ -52,6 +52,11 @@ int httpmsg_version_minor(const struct httpmsg *m);
 size_t httpmsg_header_count(const struct httpmsg *m);
 void httpmsg_header(const struct httpmsg *m, size_t i, const char **name, size_t *nlen,
 		    const char **val, size_t *vlen);
+/* Trailer fields of a chunked message (after its last chunk), valid at DONE
+ * until httpmsg_next; they count against head_cap. Borrowed. */
+size_t httpmsg_trailer_count(const struct httpmsg *m);
+void httpmsg_trailer(const struct httpmsg *m, size_t i, const char **name, size_t *nlen,
+		     const char **val, size_t *vlen);
 /* Number of headers named name (case-insensitive); the first's value in *val. */
 size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char **val,
 			   size_t *vlen);

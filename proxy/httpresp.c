@@ -57,6 +57,37 @@ static bool skip_header(struct conn *c, bool has_body, const char *name, size_t 
 	return c->force_close && n == 10 && strncasecmp(name, "connection", 10) == 0;
 }
 
+/* One "name: value\r\n" line with both redacted, to out. */
+static void emit_field(struct conn *c, struct obuf *b, struct evbuffer *out, const char *name,
+		       size_t nl, const char *val, size_t vl)
+{
+	b->len = 0;
+	if (!redact_string(c->ss, c->approved, name, nl, b) || !obuf_add(b, ": ", 2) ||
+	    !redact_string(c->ss, c->approved, val, vl, b) || !obuf_add(b, "\r\n", 2))
+		return; /* cannot happen below the cap; never pass it unredacted */
+	evbuffer_add(out, b->p, b->len);
+}
+
+/* The last chunk of a re-framed body and the upstream's trailer fields,
+ * redacted like the head. */
+static void emit_last_chunk(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cl);
+	size_t n = httpmsg_trailer_count(c->resp);
+	struct obuf b;
+
+	evbuffer_add(out, "0\r\n", 3);
+	obuf_init(&b, 2 * CONN_HEAD_CAP);
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *val;
+		size_t nl, vl;
+		httpmsg_trailer(c->resp, i, &name, &nl, &val, &vl);
+		emit_field(c, &b, out, name, nl, val, vl);
+	}
+	obuf_dispose(&b);
+	evbuffer_add(out, "\r\n", 2);
+}
+
 /* The response head as the client gets it when redacting: values redacted,
  * body re-framed chunked (HTTP/1.1 clients) or delimited by close. */
 static void emit_head(struct conn *c)
@@ -83,13 +114,8 @@ static void emit_head(struct conn *c)
 		const char *name, *val;
 		size_t nl, vl;
 		httpmsg_header(c->resp, i, &name, &nl, &val, &vl);
-		if (skip_header(c, has_body, name, nl))
-			continue;
-		b.len = 0;
-		if (!redact_string(ss, c->approved, name, nl, &b) || !obuf_add(&b, ": ", 2) ||
-		    !redact_string(ss, c->approved, val, vl, &b) || !obuf_add(&b, "\r\n", 2))
-			continue; /* cannot happen below the cap; never pass it unredacted */
-		evbuffer_add(out, b.p, b.len);
+		if (!skip_header(c, has_body, name, nl))
+			emit_field(c, &b, out, name, nl, val, vl);
 	}
 	obuf_dispose(&b);
 	if (c->chunk_out)
@@ -153,7 +179,7 @@ static void response_done(struct conn *c)
 		emit_head(c); /* a response without a paused head (to HEAD requests) */
 	if (c->redacting && c->chunk_out) {
 		redactor_flush(c->redactor, emit_chunk, c);
-		evbuffer_add(bufferevent_get_output(c->cl), "0\r\n\r\n", 5);
+		emit_last_chunk(c);
 	} else if (c->redacting) {
 		redactor_flush(c->redactor, emit_raw, c);
 	}

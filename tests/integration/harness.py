@@ -557,11 +557,19 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
                 self.server.values[q["hdr"][0]], self.server.values[q["hdr"][0]]))
         if q.get("chunked", ["0"])[0] == "1":
             self.send_header("Transfer-Encoding", "chunked")
+            if "trailer" in q:
+                self.send_header("Trailer", "X-Echo-Trailer, X-Check")
             self.end_headers()
             for i in range(0, len(out), 100):
                 piece = out[i:i + 100]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-            self.wfile.write(b"0\r\n\r\n")
+            if "trailer" in q:
+                # ?trailer=KEY: trailer fields after the last chunk, one carrying
+                # server.values[KEY]
+                self.wfile.write(b"0\r\nX-Echo-Trailer: v=%s\r\nX-Check: done\r\n\r\n" %
+                                 self.server.values[q["trailer"][0]].encode())
+            else:
+                self.wfile.write(b"0\r\n\r\n")
         else:
             self.send_header("Content-Length", str(len(out)))
             if u.path == "/close":

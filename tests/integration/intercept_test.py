@@ -633,6 +633,41 @@ def _(ctx):
         check_eq(hdr(info, "Authorization"), "Bearer " + REAL["A_KEY"], "Authorization upstream")
 
 
+def read_chunked_with_trailers(r):
+    """A chunked response read raw: (head, body, trailer lines)."""
+    head = r.until(b"\r\n\r\n")
+    body = b""
+    while True:
+        size = int(r.until(b"\r\n").split(b";")[0], 16)
+        if size == 0:
+            break
+        body += r.exactly(size)
+        r.exactly(2)
+    trailers = []
+    while True:
+        line = r.until(b"\r\n")
+        if line == b"\r\n":
+            return head, body, trailers
+        trailers.append(line[:-2].decode("latin-1"))
+
+
+@icase("trailers of a redacted, re-chunked reply reach the client, redacted; the next "
+       "request on the connection still works")
+def _(ctx):
+    e = start(ctx)
+    tok = token()
+    t, r = open_tls(ctx, e, "api.test")
+    auth = "Authorization: Bearer " + e.ph["A_KEY"]
+    t.sendall(http_request("GET", "/tr/%s?chunked=1&trailer=A_KEY" % tok, ["Host: api.test", auth]))
+    head, body, trailers = read_chunked_with_trailers(r)
+    got(ctx, head + body + "\n".join(trailers).encode())
+    check(b"Transfer-Encoding: chunked" in head, "re-chunked reply: %r" % head)
+    check_eq(trailers, ["X-Echo-Trailer: v=" + e.ph["A_KEY"], "X-Check: done"], "trailers")
+    t.sendall(http_request("GET", "/tr2/%s" % tok, ["Host: api.test", auth]))
+    resp = read_response(r)
+    check_eq(resp.status, 200, "the next request's status")
+
+
 class RSSWatch:
     def __init__(self, e):
         self.e = e

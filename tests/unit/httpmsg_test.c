@@ -188,6 +188,31 @@ static void test_response(void)
 	httpmsg_free(m);
 }
 
+static void test_trailers(void)
+{
+	const char *resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n"
+			   "3\r\nabc\r\n0\r\nX-T: v1\r\nContent-Length: 99\r\n\r\n";
+	struct httpmsg *m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+	size_t used = 0, u2 = 0, nl, vl;
+	const char *n, *v;
+
+	ok(feed_steps(m, resp, strlen(resp), 5, &used) == HTTPMSG_HEAD, "response head");
+	ok(httpmsg_header_count(m) == 2 && httpmsg_trailer_count(m) == 0, "two head fields");
+	httpmsg_resume(m);
+	ok(feed_steps(m, resp + used, strlen(resp) - used, 4, &u2) == HTTPMSG_DONE &&
+	   used + u2 == strlen(resp), "message with trailers complete");
+	ok(httpmsg_header_count(m) == 2 && httpmsg_trailer_count(m) == 2,
+	   "trailers counted apart from the head (%zu, %zu)", httpmsg_header_count(m),
+	   httpmsg_trailer_count(m));
+	httpmsg_trailer(m, 0, &n, &nl, &v, &vl);
+	ok(nl == 3 && !memcmp(n, "X-T", 3) && vl == 2 && !memcmp(v, "v1", 2), "first trailer");
+	ok(httpmsg_header_find(m, "content-length", &v, &vl) == 0,
+	   "a trailer is not a head field (Content-Length in trailers ignored)");
+	httpmsg_next(m);
+	ok(httpmsg_trailer_count(m) == 0 && httpmsg_header_count(m) == 0, "next message: none");
+	httpmsg_free(m);
+}
+
 static void test_upgrade(void)
 {
 	const char *c = "CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n\x16\x03\x01";
@@ -222,5 +247,6 @@ int main(void)
 	test_caps();
 	test_response();
 	test_upgrade();
+	test_trailers();
 	return done_testing();
 }
