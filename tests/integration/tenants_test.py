@@ -119,12 +119,12 @@ def config(ctx, lport, extra=None, a=None, b=None):
     return path
 
 
-def start(ctx, extra=None):
+def start(ctx, extra=None, extra_args=()):
     lport, sport = free_port(), free_port()
     cfg = config(ctx, lport, extra)
     state = os.path.join(ctx.tmp, "state")
     args = ["-c", cfg, "--state-dir", state, "--allow-private", "127.0.0.0/8",
-            "--upstream-ca", W["pki"]["ca"], "--listen", "0.0.0.0:%d" % sport]
+            "--upstream-ca", W["pki"]["ca"], "--listen", "0.0.0.0:%d" % sport] + list(extra_args)
     e = ctx.egressd(args, listen_port=lport, dns="127.0.0.1:%d" % W["dns"].port,
                     env={"B_SRC": REAL["b"]})
     e.cfg, e.state, e.sport = cfg, state, sport
@@ -243,6 +243,44 @@ def t_listener(ctx):
     s.sendall(("CONNECT c-only.test:%d HTTP/1.1\r\nHost: c-only.test\r\n\r\n" % W["port"]).encode())
     st = read_response(Reader(s), connect=True).status
     check_eq(st, 403, "CONNECT on the other listener from loopback")
+
+
+@suite.case("transparent listener: a's redirected TLS gets a's secret; x's gets a TLS alert "
+            "(unknown-source)", skip=need_ns)
+def t_transparent(ctx):
+    tport = free_port()
+    e = start(ctx, extra_args=["--transparent", "0.0.0.0:%d" % tport])
+    for k in ("a", "x"):
+        rule = ["-t", "nat", "PREROUTING", "-i", "vh%d" % NET[k], "-p", "tcp", "-j", "REDIRECT",
+                "--to-ports", str(tport)]
+        sh("iptables -w " + " ".join(rule[:2]) + " -A " + " ".join(rule[2:]))
+    try:
+        outs = {}
+        for k in ("a", "x"):
+            n = len(W["srv"].seen)
+            # any address routes to the host end, where the rule redirects it
+            cmd = ["ip", "netns", "exec", NS[k], "curl", "-q", "-sS", "--max-time", "10",
+                   "--resolve", "api.test:%d:198.51.100.1" % W["port"], "--cacert", e.ca,
+                   "-H", "Authorization: Bearer " + e.ph["a"], U % W["port"]]
+            p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+            ctx.procs.append(p)
+            out, err = p.communicate(timeout=20)
+            outs[k] = (p.returncode, out.decode("utf-8", "replace"), err.decode(), auth_seen(n))
+            ctx.note("%s: %r" % (k, outs[k]))
+        rc, out, err, seen = outs["a"]
+        check(rc == 0 and e.ph["a"] in out, "a through the transparent listener: %d %r" % (rc, err))
+        check_eq(seen, ["Bearer " + REAL["a"]], "what the upstream got from a")
+        rc, out, err, seen = outs["x"]
+        check(rc != 0 and "alert" in err.lower(), "x: want a TLS alert, got %d %r" % (rc, err))
+        check_eq(seen, [], "what the upstream got from x")
+        ev = e.wait_log(lambda v: v.get("event") == "connect" and v.get("mode") == "transparent"
+                        and v.get("reason") == "unknown-source")
+        check(ev[0]["client"].startswith(ns_ip("x") + ":"), "x's connect event: %r" % ev[0])
+        no_real_values(ctx, e, [outs["a"][1], outs["x"][1]])
+    finally:
+        for k in ("a", "x"):
+            subprocess.run("iptables -w -t nat -D PREROUTING -i vh%d -p tcp -j REDIRECT "
+                           "--to-ports %d" % (NET[k], tport), shell=True, capture_output=True)
 
 
 @suite.case("the log names each connection's and request's sandbox", skip=need_ns)
