@@ -26,12 +26,14 @@
 #include "ca.h"
 #include "dnsresp.h"
 #include "fakeip.h"
+#include "metrics.h"
 #include "mint.h"
 #include "secrets.h"
 #include "tls.h"
 #include "conn.h"
 #include "pattern.h"
 #include "policy.h"
+#include "version.h"
 
 #define MAX_LOCAL_ADDRS 64
 #define MAX_THREADS 64
@@ -72,6 +74,8 @@ struct server {
 	struct fakeip *fake;          /* jail resolver's synthetic addresses, or NULL */
 	struct dnsresp *dns;          /* the jail's DNS responder (on worker 0), or NULL */
 	uint16_t dns_port;
+	struct metrics *metrics;      /* counters of every worker; scrape listener if --metrics */
+	struct listen_addr mla;       /* the metrics listener (port 0: none) */
 };
 
 static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port);
@@ -89,6 +93,11 @@ uint16_t server_listen_port(const struct server *s, int i)
 uint16_t server_dns_port(const struct server *s)
 {
 	return s->dns_port;
+}
+
+uint16_t server_metrics_port(const struct server *s)
+{
+	return s->mla.port;
 }
 
 /* The jail resolver's question: could this name be allowed on some port? */
@@ -129,9 +138,10 @@ struct gen {
 	atomic_int refs;
 	struct policy *pol;      /* one reference */
 	struct secretset *ss;    /* owned; NULL without interception */
+	unsigned slot[SECRETS_MAX]; /* metrics slot of each secret (by name) */
 };
 
-static struct gen *gen_new(struct policy *p, struct secretset *ss)
+static struct gen *gen_new(struct server *s, struct policy *p, struct secretset *ss)
 {
 	struct gen *g = xcalloc(1, sizeof(*g));
 
@@ -139,6 +149,10 @@ static struct gen *gen_new(struct policy *p, struct secretset *ss)
 	policy_ref(p);
 	g->pol = p;
 	g->ss = ss;
+	/* names are registered here, before the generation is published, so the
+	 * request path only indexes */
+	for (size_t i = 0; ss && i < secretset_count(ss) && i < SECRETS_MAX; i++)
+		g->slot[i] = metrics_secret_slot(s->metrics, secretset_name(ss, i));
 	return g;
 }
 
@@ -159,6 +173,11 @@ struct policy *gen_policy(const struct gen *g)
 const struct secretset *gen_secrets(const struct gen *g)
 {
 	return g->ss;
+}
+
+unsigned gen_secret_slot(const struct gen *g, size_t i)
+{
+	return i < SECRETS_MAX ? g->slot[i] : METRICS_SECRET_NAMES;
 }
 
 struct gen *server_acquire(struct server *s)
@@ -212,7 +231,7 @@ int server_reload(struct server *s, struct policy *p, char *err)
 		return -1;
 	pthread_mutex_lock(&s->pol_lock);
 	old = s->gen;
-	s->gen = gen_new(p, ss);
+	s->gen = gen_new(s, p, ss);
 	pthread_mutex_unlock(&s->pol_lock);
 	gen_release(old); /* freed when its last connection ends */
 	return 0;
@@ -245,7 +264,7 @@ static int setup_interception(struct server *s, struct policy *p, char *err)
 	}
 	if (load_secrets(s, p, &ss, err) < 0)
 		return -1;
-	s->gen = gen_new(p, ss);
+	s->gen = gen_new(s, p, ss);
 	return 0;
 }
 
@@ -286,18 +305,23 @@ static bool is_local(const struct server *s, const struct ipaddr *a)
 	return false;
 }
 
+/* Does a:port reach listener l? */
+static bool reaches(const struct server *s, const struct listen_addr *l, const struct ipaddr *a,
+		    uint16_t port)
+{
+	if (l->port == 0 || l->port != port)
+		return false;
+	if (addr_equal(&l->a, a) || is_unspecified(a))
+		return true;
+	return is_unspecified(&l->a) && is_local(s, a);
+}
+
 bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port)
 {
-	for (int i = 0; i < s->nla; i++) {
-		const struct listen_addr *l = &s->la[i];
-		if (l->port != port)
-			continue;
-		if (addr_equal(&l->a, a) || is_unspecified(a))
+	for (int i = 0; i < s->nla; i++)
+		if (reaches(s, &s->la[i], a, port))
 			return true;
-		if (is_unspecified(&l->a) && is_local(s, a))
-			return true;
-	}
-	return false;
+	return reaches(s, &s->mla, a, port);
 }
 
 static void load_local_addrs(struct server *s)
@@ -404,6 +428,7 @@ static int setup_dns(struct server *s, struct worker *w, char *err)
 static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
 {
 	ws->w.srv = s;
+	ws->w.mx = metrics_worker(s->metrics, (int)(ws - s->ws));
 	ws->w.base = event_base_new();
 	if (!ws->w.base) {
 		snprintf(err, 256, "cannot create an event loop");
@@ -488,6 +513,27 @@ out:
 	return rc;
 }
 
+/* --metrics ADDR:PORT: bound now, so a bad address or a port in use stops
+ * egressd at startup like a bad --listen. */
+static int setup_metrics(struct server *s, char *err)
+{
+	char e[METRICS_ERRLEN];
+
+	if (!s->o.metrics)
+		return 0;
+	if (!parse_ipport(s->o.metrics, &s->mla.a, &s->mla.port)) {
+		snprintf(err, 256, "invalid --metrics address \"%s\" (want IP:PORT, e.g. 127.0.0.1:9090)",
+			 s->o.metrics);
+		return -1;
+	}
+	if (metrics_listen(s->metrics, &s->mla.a, s->mla.port, &s->mla.port, e) < 0) {
+		s->mla.port = 0;
+		snprintf(err, 256, "--metrics %.200s: %.40s", s->o.metrics, e);
+		return -1;
+	}
+	return 0;
+}
+
 struct server *server_new(const struct server_opts *o, struct policy *p, char *err)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
@@ -500,6 +546,7 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 	if (s->nthreads > MAX_THREADS)
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
+	s->metrics = metrics_new(s->nthreads, EGRESSD_VERSION);
 	load_local_addrs(s);
 	if (setup_interception(s, p, err) < 0)
 		goto fail;
@@ -511,7 +558,7 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 		if (parse_listen(o->transparent[i], &s->la[s->nla++], err) < 0)
 			goto fail;
 	}
-	if (bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
+	if (setup_metrics(s, err) < 0 || bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
 		goto fail;
 	return s;
 fail:
@@ -590,6 +637,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	policy_unref(p);
+	metrics_reload(s->metrics, okay);
 	fprintf(stderr, okay ? "egressd: SIGHUP: policy reloaded\n"
 			     : "egressd: SIGHUP: reload refused, keeping the current policy: %s\n",
 		err);
@@ -635,6 +683,10 @@ int server_run(struct server *s)
 			s->la[i].transparent ? " (transparent)" : "",
 			s->la[i].a.family == 6 ? "[" : "", addr_format(&s->la[i].a, buf),
 			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
+	if (s->mla.port)
+		fprintf(stderr, "egressd: metrics on http://%s%s%s:%u/metrics\n",
+			s->mla.a.family == 6 ? "[" : "", addr_format(&s->mla.a, buf),
+			s->mla.a.family == 6 ? "]" : "", s->mla.port);
 	server_start(s);
 	/* the main thread only forwards signals; it ends when the workers have
 	 * (the tick bounds each wait so a finished drain is noticed) */
@@ -644,6 +696,7 @@ int server_run(struct server *s)
 		while (pthread_tryjoin_np(s->ws[i].thread, NULL) != 0)
 			event_base_loop(main_base, EVLOOP_ONCE);
 	}
+	metrics_stop(s->metrics); /* scrapes are answered until the workers are done */
 	event_free(tick);
 	event_free(sigterm);
 	event_free(sigint);
@@ -655,6 +708,7 @@ int server_run(struct server *s)
 void server_start(struct server *s)
 {
 	signal(SIGPIPE, SIG_IGN);
+	metrics_start(s->metrics);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
 }
@@ -666,6 +720,7 @@ void server_stop(struct server *s)
 		event_active(s->ws[i].stop, EV_READ, 0);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->ws[i].thread, NULL);
+	metrics_stop(s->metrics);
 }
 
 void server_free(struct server *s)
@@ -692,6 +747,7 @@ void server_free(struct server *s)
 	}
 	fakeip_free(s->fake);
 	gen_release(s->gen);
+	metrics_free(s->metrics);
 	OPENSSL_cleanse(s->phkey, sizeof(s->phkey));
 	tls_free(s->tls);
 	minter_free(s->minter);

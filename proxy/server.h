@@ -4,6 +4,7 @@
 #define EGRESSD_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -13,6 +14,7 @@ struct event_base;
 struct evdns_base;
 struct fakeip;
 struct certcache;
+struct metrics_worker;
 struct secretset;
 struct tls;
 
@@ -24,6 +26,7 @@ struct server_opts {
 	const char *transparent[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" transparent listeners */
 	int ntransparent;
 	const char *dns_listen;  /* "ADDR:PORT": the jail's DNS responder, or NULL */
+	const char *metrics;     /* "ADDR:PORT": Prometheus scrape listener, or NULL */
 	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
 	int threads;            /* 0: number of cores */
 	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
@@ -48,6 +51,7 @@ struct worker {
 	unsigned index;
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
+	struct metrics_worker *mx; /* this worker's counters (metrics.h; always set) */
 };
 
 /* Creates the server with policy p (a reference is taken), binds the
@@ -69,6 +73,8 @@ struct gen *server_acquire(struct server *s);
 void gen_release(struct gen *g); /* NULL: no-op */
 struct policy *gen_policy(const struct gen *g);
 const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
+/* The metrics slot of the generation's secret i (metrics_secret_injected). */
+unsigned gen_secret_slot(const struct gen *g, size_t i);
 
 /* Swaps in policy p (a reference is taken) and its secrets, atomically:
  * connections keep the generation they started with. Returns 0, or -1 with
@@ -78,7 +84,8 @@ int server_reload(struct server *s, struct policy *p, char *err);
 /* The current policy with a new reference (release with policy_unref). */
 struct policy *server_policy(struct server *s);
 const struct server_opts *server_opts(const struct server *s);
-/* Would connecting to a:port reach one of egressd's own listeners? */
+/* Would connecting to a:port reach one of egressd's own listeners (proxy,
+ * transparent or metrics)? */
 bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port);
 /* Interception state, or NULL when the policy has no secret or intercept
  * pattern (then nothing is intercepted). Borrowed for the server's life. */
@@ -91,6 +98,7 @@ struct fakeip *server_fakeip(struct server *s);
  * the DNS responder are bound to (after port 0 was chosen). */
 uint16_t server_listen_port(const struct server *s, int i);
 uint16_t server_dns_port(const struct server *s);
+uint16_t server_metrics_port(const struct server *s); /* 0: no --metrics */
 
 /* A process-wide unique connection id. */
 unsigned long long server_next_id(struct server *s);
