@@ -528,7 +528,7 @@ static int setup_metrics(struct server *s, char *err)
 	}
 	if (metrics_listen(s->metrics, &s->mla.a, s->mla.port, &s->mla.port, e) < 0) {
 		s->mla.port = 0;
-		snprintf(err, 256, "--metrics %.200s: %.40s", s->o.metrics, e);
+		snprintf(err, 256, "--metrics %.60s: %.180s", s->o.metrics, e);
 		return -1;
 	}
 	return 0;
