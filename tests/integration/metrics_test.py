@@ -25,6 +25,8 @@ import os
 import re
 import signal
 import socket
+import ssl
+import subprocess
 import sys
 import time
 import uuid
@@ -718,6 +720,77 @@ def _(ctx):
         check(time.time() < deadline, "reloads{failed} did not move within 5 s")
         time.sleep(0.05)
     check_eq(scrape(e).get("egressd_policy_reloads_total", result="ok"), 1.0, "ok stays 1")
+
+
+def redirected(ctx, port):
+    """A socket from 10.0.0.5 to 203.0.113.7:port, which the namespace's nat
+    OUTPUT rule (set by the transparent case) sends to egressd's transparent
+    listener with that original destination."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.sock(s)
+    s.settimeout(IO_TIMEOUT)
+    s.bind(("10.0.0.5", 0))
+    s.connect((PUB_ADDR, port))
+    return s
+
+
+@suite.case("transparent (iptables REDIRECT in the namespace): plain HTTP -> origin allow and "
+            "requests{origin}; TLS tunnel -> transparent allow; TLS to a secret's host -> "
+            "intercept allow with the secret counted; unknown SNI -> transparent deny, not-allowed",
+            skip=lambda: None if NETNS else "needs root (a private network namespace)")
+def _(ctx):
+    tport = free_port()
+    e = start(ctx, extra=["--transparent", "127.0.0.1:%d" % tport])
+    rule = ["-t", "nat", "OUTPUT", "-p", "tcp", "-s", "10.0.0.5", "-d", PUB_ADDR,
+            "-j", "REDIRECT", "--to-ports", str(tport)]
+    add = subprocess.run(["iptables", rule[0], rule[1], "-A"] + rule[2:], capture_output=True)
+    check_eq(add.returncode, 0, "iptables -A (%s)" % add.stderr.decode().strip())
+    try:
+        b = settle(e)
+        s = redirected(ctx, W["ports"]["plain"])
+        s.sendall(http_request("GET", "/t", ["Host: plain.test:%d" % W["ports"]["plain"],
+                                            "Connection: close"]))
+        check_eq(read_response(Reader(s)).status, 200, "transparent plain HTTP")
+        s.close()
+        s = redirected(ctx, W["ports"]["tls"])
+        # (the upstream's certificate says *.test, which Python will not match to tun.test)
+        t = client_ssl_context(W["pki"]["ca"], check_hostname=False).wrap_socket(
+            s, server_hostname="tun.test")
+        ctx.sock(t)
+        t.sendall(http_request("GET", "/tun", ["Host: tun.test", "Connection: close"]))
+        check_eq(read_response(Reader(t)).status, 200, "transparent TLS tunnel")
+        t.close()
+        s = redirected(ctx, W["ports"]["tls"])
+        t = client_ssl_context(e.ca).wrap_socket(s, server_hostname="api.test")
+        ctx.sock(t)
+        t.sendall(http_request("GET", "/icpt", ["Host: api.test:%d" % W["ports"]["tls"],
+                                               "Authorization: Bearer " + e.ph["B_TOKEN"],
+                                               "Connection: close"]))
+        check_eq(read_response(Reader(t)).status, 200, "transparent intercepted")
+        t.close()
+        s = redirected(ctx, W["ports"]["tls"])
+        try:
+            client_ssl_context(W["pki"]["ca"]).wrap_socket(s, server_hostname="nope.example")
+            raise AssertionError("TLS to an SNI that is not allowed succeeded")
+        except (ssl.SSLError, OSError):
+            pass
+        s.close()
+        a = settle(e)
+    finally:
+        subprocess.run(["iptables", rule[0], rule[1], "-D"] + rule[2:], capture_output=True)
+    check_deltas(b, a, [
+        ("egressd_connections_total", {"mode": "origin", "decision": "allow"}, 1),
+        ("egressd_connections_total", {"mode": "transparent", "decision": "allow"}, 1),
+        ("egressd_connections_total", {"mode": "intercept", "decision": "allow"}, 1),
+        ("egressd_connections_total", {"mode": "transparent", "decision": "deny"}, 1),
+        ("egressd_connections_total", {"mode": "none", "decision": "none"}, 0),
+        ("egressd_requests_total", {"mode": "origin"}, 1),
+        ("egressd_requests_total", {"mode": "intercept"}, 1),
+        ("egressd_secret_injections_total", {"secret": "B_TOKEN"}, 1),
+        ("egressd_refusals_total", {"reason": "not-allowed"}, 1),
+        ("egressd_tls_handshake_seconds_count", {"side": "client"}, 1),
+    ])
+    no_secret_values(b, a)
 
 
 BAD_METRICS = [
