@@ -210,6 +210,8 @@ void metrics_refusal(struct metrics_worker *w, enum reason r)
 
 void metrics_refusal_named(struct metrics_worker *w, const char *reason)
 {
+	if (!reason)
+		reason = "internal";
 	for (int r = REASON_NONE + 1; reason_valid(r); r++)
 		if (strcmp(reason_str((enum reason)r), reason) == 0) {
 			ADD(w->refusals[r], 1);

@@ -141,6 +141,7 @@ int main(void)
 	metrics_refusal_named(w0, "bad-request");
 	metrics_refusal_named(w1, "no-such-reason");
 	metrics_refusal(w1, (enum reason)31);
+	metrics_refusal_named(w1, NULL);
 
 	metrics_upstream_error(w0, MX_UP_DNS);
 	metrics_upstream_error(w1, MX_UP_CERT);
@@ -203,8 +204,8 @@ int main(void)
 	ok(value_of(t, "egressd_refusals_total{reason=\"denied\"}") == 2, "denied x2");
 	ok(value_of(t, "egressd_refusals_total{reason=\"bad-request\"}") == 1, "named enum reason");
 	ok(value_of(t, "egressd_refusals_total{reason=\"too-many-connections\"}") == 1, "extra reason");
-	ok(value_of(t, "egressd_refusals_total{reason=\"internal\"}") == 2,
-	   "unknown names and values count as internal");
+	ok(value_of(t, "egressd_refusals_total{reason=\"internal\"}") == 3,
+	   "unknown names, NULL and values count as internal");
 
 	ok(value_of(t, "egressd_upstream_errors_total{kind=\"dns\"}") == 1 &&
 		   value_of(t, "egressd_upstream_errors_total{kind=\"cert\"}") == 1 &&
