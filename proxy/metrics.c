@@ -324,7 +324,7 @@ static void render_connections(FILE *f, const struct metrics *m)
 
 	family(f, "egressd_connections_total", "counter",
 	       "Client connections by the mode they ended up in and the decision (counted once "
-	       "each; mode=none: ended before any decision)");
+	       "each; mode=none: ended before a decision was logged)");
 	fprintf(f, "egressd_connections_total{mode=\"none\",decision=\"none\"} %llu\n",
 		(unsigned long long)(SUM(m, conns[MX_MODE_NONE][0]) + SUM(m, conns[MX_MODE_NONE][1])));
 	for (int md = MX_MODE_NONE + 1; md < MX_MODES; md++)

@@ -17,7 +17,8 @@ struct metrics_worker; /* one worker's block; every hook below runs on its threa
 
 /* How a connection ended up (egressd_connections_total{mode}). */
 enum metrics_mode {
-	MX_MODE_NONE,        /* ended before any decision (bad head, timeout, 503, hang-up) */
+	MX_MODE_NONE,        /* ended before a decision was logged (bad head, timeout,
+				503, hung up while the upstream was being reached) */
 	MX_MODE_CONNECT,     /* CONNECT tunnel, untouched */
 	MX_MODE_HTTP,        /* absolute-form plain HTTP on the explicit listener */
 	MX_MODE_INTERCEPT,   /* TLS terminated by egressd (CONNECT or transparent) */
