@@ -33,6 +33,7 @@ struct certcache {
 	struct entry *tail;     /* least recently used: evicted first */
 	uint64_t seed;          /* per-cache hash seed */
 	size_t hits, misses, size;
+	size_t minted;          /* leaves minted (misses whose mint succeeded) */
 };
 
 /* FNV-1a over a random seed, is_ip and the lower-cased host. */
@@ -167,6 +168,7 @@ X509 *certcache_get(struct certcache *c, const char *host, bool is_ip, char *err
 	x = minter_mint(c->m, host, is_ip, err);
 	if (!x)
 		return NULL;
+	c->minted++;
 	if (e) { /* close to expiry: replace; callers' references stay valid */
 		X509_free(e->cert);
 		e->cert = x;
@@ -199,4 +201,9 @@ void certcache_stats(const struct certcache *c, size_t *hits, size_t *misses, si
 		*misses = c->misses;
 	if (size)
 		*size = c->size;
+}
+
+size_t certcache_minted(const struct certcache *c)
+{
+	return c->minted;
 }

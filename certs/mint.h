@@ -38,5 +38,7 @@ void certcache_free(struct certcache *c);
 X509 *certcache_get(struct certcache *c, const char *host, bool is_ip, char *err);
 /* Counters for metrics and tests. */
 void certcache_stats(const struct certcache *c, size_t *hits, size_t *misses, size_t *size);
+/* Leaves minted by this cache so far (a failed mint is a miss, not a mint). */
+size_t certcache_minted(const struct certcache *c);
 
 #endif

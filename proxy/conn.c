@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "httpmsg.h"
+#include "metrics.h"
 #include "redact.h"
 #include "secrets.h"
 #include "server.h"
@@ -53,6 +54,16 @@ static long ms_since(const struct timeval *t)
 	struct timeval now;
 	evutil_gettimeofday(&now, NULL);
 	return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_usec - t->tv_usec) / 1000L;
+}
+
+uint64_t conn_usec_since(const struct timeval *t)
+{
+	struct timeval now;
+	long long us;
+
+	evutil_gettimeofday(&now, NULL);
+	us = (now.tv_sec - t->tv_sec) * 1000000LL + (now.tv_usec - t->tv_usec);
+	return us > 0 ? (uint64_t)us : 0;
 }
 
 static void set_nodelay(evutil_socket_t fd)
@@ -144,6 +155,7 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 		return NULL;
 	}
 	atomic_fetch_add(&live_conns, 1);
+	metrics_conn_open(w->mx);
 	c->next = w->conns;
 	if (w->conns)
 		w->conns->prev = c;
@@ -223,6 +235,9 @@ void conn_free(struct conn *c)
 		return;
 	}
 	log_close(c);
+	if (!c->metered)
+		metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
+	metrics_conn_close(c->w->mx);
 	if (c->deadline)
 		event_free(c->deadline);
 	if (c->cl_raw)
@@ -292,6 +307,7 @@ void conn_error(struct conn *c, int status, const char *reason_hdr, const char *
 {
 	struct jsonw w;
 
+	metrics_refusal_named(c->w->mx, reason_hdr);
 	audit_begin(&w, "error", c->id);
 	jsonw_str(&w, "client", c->client);
 	jsonw_int(&w, "status", status);
@@ -314,11 +330,30 @@ static const char *reason_detail(enum reason r)
 	}
 }
 
+/* The mode label of c's decision (see metrics.h). */
+static enum metrics_mode metrics_mode(const struct conn *c)
+{
+	if (c->intercept)
+		return MX_MODE_INTERCEPT;
+	if (c->transparent)
+		return c->peeked == PEEK_HTTP && !c->t.is_ip ? MX_MODE_ORIGIN : MX_MODE_TRANSPARENT;
+	return c->mode == MODE_HTTP ? MX_MODE_HTTP : MX_MODE_CONNECT;
+}
+
+void conn_meter(struct conn *c)
+{
+	if (c->metered)
+		return;
+	c->metered = true;
+	metrics_conn_decided(c->w->mx, metrics_mode(c), c->d.allow);
+}
+
 void conn_log_connect(struct conn *c)
 {
 	struct jsonw w;
 	char buf[ADDR_STRLEN];
 
+	conn_meter(c);
 	if (c->logged_connect && c->mode != MODE_HTTP)
 		return;
 	c->logged_connect = true;
@@ -376,6 +411,7 @@ void conn_refuse(struct conn *c, enum reason r, const char *detail)
 
 	c->d.allow = false;
 	c->d.reason = r;
+	metrics_refusal(c->w->mx, r);
 	conn_log_connect(c);
 	target_text(&c->t, tt, sizeof(tt));
 	snprintf(msg, sizeof(msg), "egressd refused %s: %s (%s)", tt, reason_str(r),
@@ -549,10 +585,12 @@ static void resolved(struct conn *c, bool dns_failed)
 		connect_next(c);
 		return;
 	}
-	if (c->dropped != REASON_NONE)
+	if (c->dropped != REASON_NONE) {
 		conn_refuse(c, c->dropped, NULL);
-	else
-		conn_refuse(c, REASON_DNS_FAILURE, dns_failed ? NULL : "no addresses");
+		return;
+	}
+	metrics_upstream_error(c->w->mx, MX_UP_DNS);
+	conn_refuse(c, REASON_DNS_FAILURE, dns_failed ? NULL : "no addresses");
 }
 
 static void on_dns(int err, struct evutil_addrinfo *res, void *arg)
@@ -616,6 +654,8 @@ void conn_start_upstream(struct conn *c)
 static void on_connected(struct conn *c)
 {
 	c->up_connected = true;
+	if (c->up_tls)
+		metrics_handshake(c->w->mx, MX_SIDE_UPSTREAM, conn_usec_since(&c->up_hs_start));
 	set_nodelay(bufferevent_getfd(c->up));
 	idle_timeouts(c);
 	bufferevent_setwatermark(c->up, EV_READ, 0, c->hiwat);
@@ -669,31 +709,37 @@ static void connect_next(struct conn *c)
 	c->up = bufferevent_socket_new(c->w->base, -1,
 				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!c->up) {
+		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;
 	}
 	bufferevent_setcb(c->up, conn_on_upstream_read, conn_on_write, conn_on_event, c);
 	bufferevent_set_timeouts(c->up, &tv, &tv);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0)
+	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0) {
+		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
 		connect_next(c);
+	}
 }
 
-/* A connect attempt failed: TCP (try the next address) or, when
- * intercepting, the verified TLS handshake (refuse: never send anything). */
-static void upstream_failed(struct conn *c)
+/* A connect attempt failed (or timed out): TCP (try the next address) or,
+ * when intercepting, the verified TLS handshake (refuse: never send anything). */
+static void upstream_failed(struct conn *c, bool timed_out)
 {
 	char msg[256];
 	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
 
 	if (ssl) {
 		if (tls_upstream_verify_failed(ssl, msg, sizeof(msg))) {
+			metrics_upstream_error(c->w->mx, MX_UP_CERT);
 			conn_refuse(c, REASON_UPSTREAM_CERT, msg);
 			return;
 		}
+		metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_TLS);
 		conn_refuse(c, REASON_CONNECT_FAILED, msg);
 		return;
 	}
+	metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_CONNECT);
 	connect_next(c);
 }
 
@@ -707,7 +753,7 @@ static bool idle_expired(struct conn *c)
 static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
 	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c);
+		upstream_failed(c, true);
 		return;
 	}
 	if (c->st == ST_PEEK) {
@@ -750,9 +796,11 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c);
+		upstream_failed(c, false);
 		return;
 	}
+	if (bev == c->up && (what & BEV_EVENT_ERROR))
+		metrics_upstream_error(c->w->mx, MX_UP_RESET);
 	if (bev == c->up && c->st == ST_HEAD) {
 		/* a kept-alive upstream went away between requests */
 		conn_drop_upstream(c);

@@ -95,6 +95,9 @@ struct conn {
 	struct conn *prev, *next;      /* the worker's list */
 	struct event *deadline;        /* the current head phase must end by then */
 	size_t hiwat;                  /* bytes buffered per direction at most (--max-buffer) */
+	bool metered;                  /* counted in egressd_connections_total */
+	struct timeval hs_start;       /* intercepted: client TLS handshake started */
+	struct timeval up_hs_start;    /* intercepted: upstream TLS handshake started */
 };
 
 /* conn.c */
@@ -122,6 +125,10 @@ void conn_start_upstream(struct conn *c);
 /* Handles whatever is in the client's input according to the state. */
 void conn_client_input(struct conn *c);
 void conn_log_connect(struct conn *c);
+/* Counts c once in egressd_connections_total, with its mode and decision. */
+void conn_meter(struct conn *c);
+/* Microseconds since t (for the metrics histograms). */
+uint64_t conn_usec_since(const struct timeval *t);
 /* Adds "secrets":["NAME",...] for the bits of mask to an audit line. */
 void conn_log_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask);
 /* Sets c->intercept / approved / redactor for the allowed target c->t. */

@@ -17,6 +17,7 @@
 #include "conn_int.h"
 #include "httpmsg.h"
 #include "inject.h"
+#include "metrics.h"
 #include "secrets.h"
 #include "server.h"
 
@@ -115,6 +116,7 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 {
 	struct jsonw w;
 
+	metrics_placeholder_leak(c->w->mx);
 	audit_begin(&w, "placeholder-leak", c->id);
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
@@ -161,6 +163,8 @@ static void block_request(struct conn *c, enum reason r, const char *detail)
 			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
 			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n\r\n%s\n",
 			    reason_status(r), reason_str(r), strlen(msg) + 1, msg);
+	metrics_refusal(c->w->mx, r);
+	conn_meter(c); /* a connection whose only request was blocked was still allowed */
 	c->discarding = true;
 	c->block_status = reason_status(r);
 	c->st = ST_HTTP;
@@ -315,6 +319,7 @@ void httpfwd_on_connected(struct conn *c)
 {
 	c->st = ST_HTTP;
 	c->req_up += evbuffer_get_length(c->pending);
+	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
 	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
 	bufferevent_enable(c->cl, EV_READ);
@@ -349,6 +354,8 @@ enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct buffe
 		else
 			evbuffer_drain(in, used);
 		*count += used;
+		if (out && used)
+			metrics_bytes(c->w->mx, from == c->cl, used);
 		if (s != HTTPMSG_NEED_MORE || have == 0)
 			break;
 	}

@@ -14,6 +14,7 @@
 #include "conn_int.h"
 #include "httpmsg.h"
 #include "inject.h"
+#include "metrics.h"
 #include "redact.h"
 #include "secrets.h"
 #include "server.h"
@@ -125,11 +126,26 @@ static void emit_head(struct conn *c)
 	evbuffer_add(out, "\r\n", 2);
 }
 
+/* A request answered by the upstream: its mode, latency and the secrets
+ * injected into it (blocked requests are counted as refusals instead). */
+static void meter_request(struct conn *c)
+{
+	struct metrics_worker *mx = c->w->mx;
+	enum metrics_mode mode = c->mode == MODE_INTERCEPT ? MX_MODE_INTERCEPT :
+				 c->mode == MODE_ORIGIN ? MX_MODE_ORIGIN : MX_MODE_HTTP;
+
+	metrics_request(mx, mode, conn_usec_since(&c->req_start));
+	for (uint64_t m = c->injected; m; m &= m - 1)
+		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
+}
+
 static void log_request(struct conn *c, int status)
 {
 	struct jsonw w;
 	struct timeval now;
 
+	if (!c->discarding)
+		meter_request(c);
 	audit_begin(&w, "request", c->id);
 	if (*policy_scope(c->pol))
 		jsonw_str(&w, "sandbox", policy_scope(c->pol));
@@ -238,6 +254,7 @@ void httpfwd_upstream_input(struct conn *c)
 			relay_start_tunnel(c);
 			return;
 		case HTTPMSG_ERROR:
+			metrics_upstream_error(c->w->mx, MX_UP_PROTOCOL);
 			if (!c->resp_head_seen && c->req_down == 0)
 				conn_error(c, 502, "bad-response", "egressd: malformed response from upstream");
 			else
@@ -265,6 +282,7 @@ void httpfwd_upstream_eof(struct conn *c)
 		response_done(c);
 		return;
 	}
+	metrics_upstream_error(c->w->mx, MX_UP_PROTOCOL);
 	if (c->req_down == 0)
 		conn_error(c, 502, "connect-failed",
 			   "egressd: upstream closed the connection without a response");

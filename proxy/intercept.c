@@ -17,6 +17,8 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "httpmsg.h"
+#include "metrics.h"
+#include "mint.h"
 #include "server.h"
 #include "tls.h"
 
@@ -48,6 +50,7 @@ static void log_tls_error(struct conn *c, const char *what, const char *detail, 
 {
 	struct jsonw w;
 
+	metrics_refusal_named(c->w->mx, what);
 	audit_begin(&w, "refuse", c->id);
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
@@ -65,7 +68,10 @@ void intercept_start_client(struct conn *c)
 	char err[256];
 	struct bufferevent *f;
 	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
+	size_t hits, misses, entries;
 
+	certcache_stats(c->w->certs, &hits, &misses, &entries);
+	metrics_certcache(c->w->mx, hits, misses, entries, certcache_minted(c->w->certs));
 	if (!ssl) {
 		conn_error(c, 502, "internal", err);
 		return;
@@ -84,6 +90,7 @@ void intercept_start_client(struct conn *c)
 	c->cl = f;
 	c->st = ST_TLS;
 	c->mode = MODE_INTERCEPT;
+	evutil_gettimeofday(&c->hs_start, NULL);
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(f, EV_READ, 0, c->hiwat);
@@ -98,6 +105,7 @@ void intercept_start_client(struct conn *c)
 /* The sandbox finished its TLS handshake: read requests. */
 void intercept_client_ready(struct conn *c)
 {
+	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, conn_usec_since(&c->hs_start));
 	/* requests inside the tunnel start with a fresh parser (the CONNECT one
 	 * stopped at its upgrade) */
 	httpmsg_free(c->req);
@@ -148,6 +156,7 @@ void intercept_start_upstream(struct conn *c)
 	conn_drop_upstream(c);
 	c->up = bev;
 	c->up_tls = true;
+	evutil_gettimeofday(&c->up_hs_start, NULL);
 	/* many servers close without close_notify; framing tells us where bodies end */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setcb(bev, conn_on_upstream_read, conn_on_write, conn_on_event, c);

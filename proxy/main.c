@@ -14,8 +14,7 @@
 #include "sandboxenv.h"
 #include "sandboxes.h"
 #include "server.h"
-
-#define EGRESSD_VERSION "0.1.0"
+#include "version.h"
 
 struct cli {
 	const char *command;
@@ -36,7 +35,7 @@ enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
 	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF,
-	OPT_SANDBOX,
+	OPT_SANDBOX, OPT_METRICS,
 };
 
 static const struct option long_opts[] = {
@@ -64,6 +63,7 @@ static const struct option long_opts[] = {
 	{ "idle-timeout", required_argument, NULL, OPT_IDLETO },
 	{ "max-buffer", required_argument, NULL, OPT_MAXBUF },
 	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
+	{ "metrics", required_argument, NULL, OPT_METRICS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -89,6 +89,7 @@ static void usage(FILE *f)
 	      "      --header-timeout S     for a request head, ClientHello or handshake (default 30)\n"
 	      "      --idle-timeout S       a connection with no traffic either way (default 300)\n"
 	      "      --max-buffer BYTES     buffered per direction per connection (default 262144)\n"
+	      "      --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	      "      --version              print the version\n"
 	      "      --sandbox NAME         check/env: the sandbox (of the policy's \"sandboxes\")\n"
 	      "\n"
@@ -192,6 +193,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 		}
 		break;
 	case OPT_LOG: cli->log = arg; break;
+	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_LISTEN:
 		if (cli->so.nlisten == SERVER_MAX_LISTENERS) {
 			snprintf(err, sizeof(err), "too many --listen options");

@@ -13,6 +13,8 @@
 #include "conn_int.h"
 #include "audit.h"
 #include "httpmsg.h"
+#include "metrics.h"
+#include "server.h"
 
 size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to)
 {
@@ -28,6 +30,7 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 			c->bytes_up += n;
 		else
 			c->bytes_down += n;
+		metrics_bytes(c->w->mx, from == c->cl, n);
 	}
 	if (evbuffer_get_length(out) >= c->hiwat) {
 		/* wait for `to` to drain; relay_on_drained resumes us */
@@ -146,6 +149,7 @@ static void log_refusal(struct conn *c, enum reason r, const char *sni)
 {
 	struct jsonw w;
 
+	metrics_refusal(c->w->mx, r);
 	audit_begin(&w, "refuse", c->id);
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);

@@ -26,6 +26,7 @@
 #include "ca.h"
 #include "dnsresp.h"
 #include "fakeip.h"
+#include "metrics.h"
 #include "mint.h"
 #include "secrets.h"
 #include "tls.h"
@@ -33,6 +34,7 @@
 #include "pattern.h"
 #include "policy.h"
 #include "sandboxes.h"
+#include "version.h"
 
 #define MAX_LOCAL_ADDRS 64
 #define MAX_THREADS 64
@@ -75,6 +77,8 @@ struct server {
 	struct fakeip *fake;          /* jail resolver's synthetic addresses, or NULL */
 	struct dnsresp *dns;          /* the jail's DNS responder (on worker 0), or NULL */
 	uint16_t dns_port;
+	struct metrics *metrics;      /* counters of every worker; scrape listener if --metrics */
+	struct listen_addr mla;       /* the metrics listener (port 0: none) */
 };
 
 static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port);
@@ -92,6 +96,11 @@ uint16_t server_listen_port(const struct server *s, int i)
 uint16_t server_dns_port(const struct server *s)
 {
 	return s->dns_port;
+}
+
+uint16_t server_metrics_port(const struct server *s)
+{
+	return s->mla.port;
 }
 
 /* The jail resolver's question: could this name be allowed on some port? */
@@ -132,9 +141,10 @@ struct gen {
 	atomic_int refs;
 	struct policy *pol;      /* one reference */
 	struct secretset *ss;    /* owned; NULL without interception */
+	unsigned slot[SECRETS_MAX]; /* metrics slot of each secret (by name) */
 };
 
-static struct gen *gen_new(struct policy *p, struct secretset *ss)
+static struct gen *gen_new(struct server *s, struct policy *p, struct secretset *ss)
 {
 	struct gen *g = xcalloc(1, sizeof(*g));
 
@@ -142,6 +152,10 @@ static struct gen *gen_new(struct policy *p, struct secretset *ss)
 	policy_ref(p);
 	g->pol = p;
 	g->ss = ss;
+	/* names are registered here, before the generation is published, so the
+	 * request path only indexes */
+	for (size_t i = 0; ss && i < secretset_count(ss) && i < SECRETS_MAX; i++)
+		g->slot[i] = metrics_secret_slot(s->metrics, secretset_name(ss, i));
 	return g;
 }
 
@@ -162,6 +176,11 @@ struct policy *gen_policy(const struct gen *g)
 const struct secretset *gen_secrets(const struct gen *g)
 {
 	return g->ss;
+}
+
+unsigned gen_secret_slot(const struct gen *g, size_t i)
+{
+	return i < SECRETS_MAX ? g->slot[i] : METRICS_SECRET_NAMES;
 }
 
 struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client)
@@ -230,7 +249,7 @@ static struct gen *gen_load(struct server *s, const struct sbtable *t, size_t i,
 	}
 	if (load_secrets(s, p, &ss, err) < 0)
 		return NULL;
-	return gen_new(p, ss);
+	return gen_new(s, p, ss);
 }
 
 /* Every listener a sandbox names must be one of ours. */
@@ -361,13 +380,13 @@ static int setup_interception(struct server *s, const struct sbtable *t, char *e
 }
 
 /* The generation every connection no sandbox claims gets: refuses all. */
-static struct gen *gen_nobody(void)
+static struct gen *gen_nobody(struct server *s)
 {
 	struct policy *p = policy_new();
 	struct gen *g;
 
 	policy_set_refuse_all(p, REASON_UNKNOWN_SOURCE);
-	g = gen_new(p, NULL);
+	g = gen_new(s, p, NULL);
 	policy_unref(p);
 	return g;
 }
@@ -409,18 +428,23 @@ static bool is_local(const struct server *s, const struct ipaddr *a)
 	return false;
 }
 
+/* Does a:port reach listener l? */
+static bool reaches(const struct server *s, const struct listen_addr *l, const struct ipaddr *a,
+		    uint16_t port)
+{
+	if (l->port == 0 || l->port != port)
+		return false;
+	if (addr_equal(&l->a, a) || is_unspecified(a))
+		return true;
+	return is_unspecified(&l->a) && is_local(s, a);
+}
+
 bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port)
 {
-	for (int i = 0; i < s->nla; i++) {
-		const struct listen_addr *l = &s->la[i];
-		if (l->port != port)
-			continue;
-		if (addr_equal(&l->a, a) || is_unspecified(a))
+	for (int i = 0; i < s->nla; i++)
+		if (reaches(s, &s->la[i], a, port))
 			return true;
-		if (is_unspecified(&l->a) && is_local(s, a))
-			return true;
-	}
-	return false;
+	return reaches(s, &s->mla, a, port);
 }
 
 static void load_local_addrs(struct server *s)
@@ -537,6 +561,7 @@ static int setup_dns(struct server *s, struct worker *w, char *err)
 static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
 {
 	ws->w.srv = s;
+	ws->w.mx = metrics_worker(s->metrics, (int)(ws - s->ws));
 	ws->w.base = event_base_new();
 	if (!ws->w.base) {
 		snprintf(err, 256, "cannot create an event loop");
@@ -621,6 +646,27 @@ out:
 	return rc;
 }
 
+/* --metrics ADDR:PORT: bound now, so a bad address or a port in use stops
+ * egressd at startup like a bad --listen. */
+static int setup_metrics(struct server *s, char *err)
+{
+	char e[METRICS_ERRLEN];
+
+	if (!s->o.metrics)
+		return 0;
+	if (!parse_ipport(s->o.metrics, &s->mla.a, &s->mla.port)) {
+		snprintf(err, 256, "invalid --metrics address \"%s\" (want IP:PORT, e.g. 127.0.0.1:9090)",
+			 s->o.metrics);
+		return -1;
+	}
+	if (metrics_listen(s->metrics, &s->mla.a, s->mla.port, &s->mla.port, e) < 0) {
+		s->mla.port = 0;
+		snprintf(err, 256, "--metrics %.60s: %.180s", s->o.metrics, e);
+		return -1;
+	}
+	return 0;
+}
+
 struct server *server_new(const struct server_opts *o, struct sbtable *t, char *err)
 {
 	struct server *s = xcalloc(1, sizeof(*s));
@@ -633,8 +679,9 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 	if (s->nthreads > MAX_THREADS)
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
+	s->metrics = metrics_new(s->nthreads, EGRESSD_VERSION);
 	load_local_addrs(s);
-	s->nobody = gen_nobody();
+	s->nobody = gen_nobody(s);
 	if (setup_interception(s, t, err) < 0)
 		goto fail;
 	for (int i = 0; i < o->nlisten; i++)
@@ -652,7 +699,7 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 		goto fail;
 	}
 	t = NULL;
-	if (bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
+	if (setup_metrics(s, err) < 0 || bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
 		goto fail;
 	return s;
 fail:
@@ -732,6 +779,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig;
 	(void)what;
+	metrics_reload(s->metrics, okay);
 	if (okay)
 		fprintf(stderr, "egressd: SIGHUP: policy reloaded\n");
 	else if (rc == 1)
@@ -780,6 +828,10 @@ int server_run(struct server *s)
 			s->la[i].transparent ? " (transparent)" : "",
 			s->la[i].a.family == 6 ? "[" : "", addr_format(&s->la[i].a, buf),
 			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
+	if (s->mla.port)
+		fprintf(stderr, "egressd: metrics on http://%s%s%s:%u/metrics\n",
+			s->mla.a.family == 6 ? "[" : "", addr_format(&s->mla.a, buf),
+			s->mla.a.family == 6 ? "]" : "", s->mla.port);
 	server_start(s);
 	/* the main thread only forwards signals; it ends when the workers have
 	 * (the tick bounds each wait so a finished drain is noticed) */
@@ -789,6 +841,7 @@ int server_run(struct server *s)
 		while (pthread_tryjoin_np(s->ws[i].thread, NULL) != 0)
 			event_base_loop(main_base, EVLOOP_ONCE);
 	}
+	metrics_stop(s->metrics); /* scrapes are answered until the workers are done */
 	event_free(tick);
 	event_free(sigterm);
 	event_free(sigint);
@@ -800,6 +853,7 @@ int server_run(struct server *s)
 void server_start(struct server *s)
 {
 	signal(SIGPIPE, SIG_IGN);
+	metrics_start(s->metrics);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_create(&s->ws[i].thread, NULL, worker_main, &s->ws[i]);
 }
@@ -811,6 +865,7 @@ void server_stop(struct server *s)
 		event_active(s->ws[i].stop, EV_READ, 0);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->ws[i].thread, NULL);
+	metrics_stop(s->metrics);
 }
 
 void server_free(struct server *s)
@@ -841,6 +896,7 @@ void server_free(struct server *s)
 	free(s->gens);
 	sbx_free(s->sbt);
 	gen_release(s->nobody);
+	metrics_free(s->metrics);
 	OPENSSL_cleanse(s->phkey, sizeof(s->phkey));
 	tls_free(s->tls);
 	minter_free(s->minter);

@@ -4,6 +4,7 @@
 #define EGRESSD_SERVER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -14,6 +15,7 @@ struct event_base;
 struct evdns_base;
 struct fakeip;
 struct certcache;
+struct metrics_worker;
 struct secretset;
 struct tls;
 
@@ -25,6 +27,7 @@ struct server_opts {
 	const char *transparent[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" transparent listeners */
 	int ntransparent;
 	const char *dns_listen;  /* "ADDR:PORT": the jail's DNS responder, or NULL */
+	const char *metrics;     /* "ADDR:PORT": Prometheus scrape listener, or NULL */
 	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
 	int threads;            /* 0: number of cores */
 	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
@@ -49,6 +52,7 @@ struct worker {
 	unsigned index;
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
+	struct metrics_worker *mx; /* this worker's counters (metrics.h; always set) */
 };
 
 /* Creates the server for the sandboxes in t (taken, even on failure; one
@@ -74,6 +78,8 @@ struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client
 void gen_release(struct gen *g); /* NULL: no-op */
 struct policy *gen_policy(const struct gen *g);
 const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
+/* The metrics slot of the generation's secret i (metrics_secret_injected). */
+unsigned gen_secret_slot(const struct gen *g, size_t i);
 
 /* Swaps in the sandboxes of t (taken) and their secrets, atomically:
  * connections keep the generation they started with. One policy: all or
@@ -87,7 +93,8 @@ int server_reload(struct server *s, struct sbtable *t, char *err);
  * with policy_unref). */
 struct policy *server_policy(struct server *s);
 const struct server_opts *server_opts(const struct server *s);
-/* Would connecting to a:port reach one of egressd's own listeners? */
+/* Would connecting to a:port reach one of egressd's own listeners (proxy,
+ * transparent or metrics)? */
 bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t port);
 /* Interception state, or NULL when the policy has no secret or intercept
  * pattern (then nothing is intercepted). Borrowed for the server's life. */
@@ -100,6 +107,7 @@ struct fakeip *server_fakeip(struct server *s);
  * the DNS responder are bound to (after port 0 was chosen). */
 uint16_t server_listen_port(const struct server *s, int i);
 uint16_t server_dns_port(const struct server *s);
+uint16_t server_metrics_port(const struct server *s); /* 0: no --metrics */
 
 /* A process-wide unique connection id. */
 unsigned long long server_next_id(struct server *s);

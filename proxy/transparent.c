@@ -18,6 +18,7 @@
 #include "conn_int.h"
 #include "fakeip.h"
 #include "httpmsg.h"
+#include "metrics.h"
 #include "server.h"
 
 #ifndef SO_ORIGINAL_DST
@@ -97,6 +98,9 @@ static void log_deny(struct conn *c, enum reason r, const char *detail)
 	jsonw_str(&w, "detail", detail);
 	audit_emit(&w);
 	c->logged_connect = true;
+	c->d.allow = false;
+	conn_meter(c);
+	metrics_refusal(c->w->mx, r);
 }
 
 /* Refuses in the client's own protocol: an HTTP 403/502, a TLS alert, or a
