@@ -285,12 +285,23 @@ static void target_text(const struct target *t, char *buf, size_t n)
 		 t->port);
 }
 
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 403: return "Forbidden";
+	case 421: return "Misdirected Request";
+	case 431: return "Request Header Fields Too Large";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default: return "Error";
+	}
+}
+
 static void send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
 {
-	const char *text = status == 400 ? "Bad Request" : status == 431 ?
-			   "Request Header Fields Too Large" : status == 403 ? "Forbidden" :
-			   status == 502 ? "Bad Gateway" : status == 421 ? "Misdirected Request" :
-			   "Error";
+	const char *text = status_text(status);
 	struct evbuffer *out = bufferevent_get_output(c->cl);
 
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, text);

@@ -709,8 +709,9 @@ def expect_503(ctx, e, what):
     s.settimeout(IO_TIMEOUT)
     resp = read_response(r)
     ctx.note("%s: %s%r" % (what, "(after sending a GET) " if sent else "", resp))
-    check_eq((resp.status, resp.header("X-Egressd-Reason")), (503, "too-many-connections"),
-             "%s: status, X-Egressd-Reason" % what)
+    check_eq((resp.status, resp.reason, resp.header("X-Egressd-Reason")),
+             (503, "Service Unavailable", "too-many-connections"),
+             "%s: status, reason phrase, X-Egressd-Reason" % what)
     dt, got = wait_closed(s, 3)
     check(dt is not None, "%s: connection still open 3 s after the 503" % what)
 
