@@ -28,6 +28,7 @@
 #include "httpmsg.h"
 #include "metrics.h"
 #include "redact.h"
+#include "wsredact.h"
 #include "secrets.h"
 #include "server.h"
 #include "tls.h"
@@ -256,6 +257,7 @@ void conn_free(struct conn *c)
 	httpmsg_free(c->req);
 	httpmsg_free(c->resp);
 	redactor_free(c->redactor);
+	wsredact_free(c->ws);
 	free(c->path);
 	gen_release(c->gen);
 	free(c);

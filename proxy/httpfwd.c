@@ -93,6 +93,9 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
 		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
 			continue;
+		/* compressed WebSocket frames could not be redacted: offer none */
+		if (c->redactor && name_is(name, nl, "sec-websocket-extensions"))
+			continue;
 		okay &= obuf_add(b, name, nl) && obuf_add(b, ": ", 2);
 		if (c->mode == MODE_INTERCEPT && ss && c->approved) {
 			uint64_t used = 0;

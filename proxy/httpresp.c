@@ -16,6 +16,7 @@
 #include "inject.h"
 #include "metrics.h"
 #include "redact.h"
+#include "wsredact.h"
 #include "secrets.h"
 #include "server.h"
 
@@ -251,6 +252,8 @@ void httpfwd_upstream_input(struct conn *c)
 			if (c->redacting && !c->resp_head_seen)
 				emit_head(c);
 			log_request(c, 101);
+			if (c->redacting) /* a secret's host: its frames are redacted too */
+				c->ws = wsredact_new(c->ss, c->approved);
 			relay_start_tunnel(c);
 			return;
 		case HTTPMSG_ERROR:

@@ -32,6 +32,7 @@ static const char *const extra_reasons[] = {
 	"bad-response",         /* 502: the upstream's response did not parse */
 	"internal",             /* 502: egressd could not set up the client TLS */
 	"client-tls-failed",    /* the sandbox's TLS handshake with egressd failed */
+	"websocket-not-redactable", /* a secret's host sent frames that cannot be redacted */
 };
 #define MX_EXTRA_REASONS (sizeof(extra_reasons) / sizeof(extra_reasons[0]))
 #define MX_REASONS (MX_ENUM_REASONS + MX_EXTRA_REASONS)

@@ -15,6 +15,42 @@
 #include "httpmsg.h"
 #include "metrics.h"
 #include "server.h"
+#include "jsonw.h"
+#include "wsredact.h"
+
+static void ws_emit(void *ctx, const char *p, size_t n)
+{
+	evbuffer_add(ctx, p, n);
+}
+
+/* n bytes of a secret's host's WebSocket frames, redacted, from in to out.
+ * false (nothing more may be relayed) when they cannot be redacted. */
+static bool pump_ws(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+	struct evbuffer_iovec v[16];
+	struct jsonw w;
+
+	while (n > 0) {
+		int k = evbuffer_peek(in, (ev_ssize_t)n, NULL, v, 16);
+		size_t got = 0;
+		for (int i = 0; i < k && i < 16 && got < n; i++) {
+			size_t l = v[i].iov_len < n - got ? v[i].iov_len : n - got;
+			if (!wsredact_feed(c->ws, v[i].iov_base, l, ws_emit, out))
+				goto fail;
+			got += l;
+		}
+		evbuffer_drain(in, got);
+		n -= got;
+	}
+	return true;
+fail:
+	audit_begin(&w, "refuse", c->id);
+	jsonw_str(&w, "reason", "websocket-not-redactable");
+	jsonw_str(&w, "detail", wsredact_error(c->ws));
+	audit_emit(&w);
+	metrics_refusal_named(c->w->mx, "websocket-not-redactable");
+	return false;
+}
 
 size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to)
 {
@@ -24,8 +60,15 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 	size_t room = queued < c->hiwat ? c->hiwat - queued : 0;
 	size_t n = have < room ? have : room;
 
+	if (c->st == ST_CLOSING)
+		return 0;
+	if (n > 0 && c->ws && from == c->up && !pump_ws(c, in, out, n)) {
+		conn_close_flushed(c);
+		return 0;
+	}
 	if (n > 0) {
-		evbuffer_remove_buffer(in, out, n);
+		if (!(c->ws && from == c->up))
+			evbuffer_remove_buffer(in, out, n);
 		if (from == c->cl)
 			c->bytes_up += n;
 		else

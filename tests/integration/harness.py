@@ -416,9 +416,9 @@ def ws_accept(key):
         (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
 
 
-def ws_frame(opcode, payload, mask=False):
-    """One final frame; masked (as a client must) when mask=True."""
-    hdr = bytes([0x80 | opcode])
+def ws_frame(opcode, payload, mask=False, fin=True, rsv=0):
+    """One frame (final unless fin=False); masked (as a client must) when mask=True."""
+    hdr = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
     n = len(payload)
     m = 0x80 if mask else 0
     if n < 126:
@@ -436,9 +436,16 @@ def ws_frame(opcode, payload, mask=False):
 
 def ws_read_frame(read):
     """read(n) -> bytes. Returns (opcode, unmasked payload, was_masked) or None at EOF."""
+    fr = _ws_read(read)
+    return fr and fr[1:]
+
+
+def _ws_read(read):
+    """One frame: (fin, opcode, unmasked payload, was_masked) or None at EOF."""
     h = read(2)
     if len(h) < 2:
         return None
+    fin = bool(h[0] & 0x80)
     opcode = h[0] & 0x0F
     masked = bool(h[1] & 0x80)
     n = h[1] & 0x7F
@@ -452,7 +459,36 @@ def ws_read_frame(read):
         return None
     if masked:
         payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return opcode, payload, masked
+    return fin, opcode, payload, masked
+
+
+class WSReader:
+    """Reads WebSocket control frames and whole (reassembled) data messages;
+    a control frame between the fragments of a message is returned on its
+    own, the message once its last fragment is in."""
+
+    def __init__(self, read):
+        self.read = read
+        self.op, self.data = None, b""
+
+    def next(self):
+        """(opcode, payload), or None at EOF."""
+        while True:
+            try:
+                fr = _ws_read(self.read)
+            except ConnectionError:
+                return None
+            if fr is None:
+                return None
+            fin, opcode, payload, _ = fr
+            if opcode >= 8:
+                return opcode, payload
+            self.op = self.op if opcode == 0 else opcode
+            self.data += payload
+            if fin:
+                out = (self.op, self.data)
+                self.op, self.data = None, b""
+                return out
 
 
 class EchoHandler(http.server.BaseHTTPRequestHandler):
@@ -604,9 +640,22 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(ws_frame(8, payload[:2]))
                 self.wfile.flush()
                 return
-            if opcode in (1, 2):
-                self.wfile.write(ws_frame(opcode, payload))
+            if opcode == 1 and payload.startswith(b"say:"):
+                # the value of server.values[KEY] split across two fragments,
+                # with a ping carrying it in between
+                v = self.server.values[payload[4:].decode()].encode()
+                self.wfile.write(ws_frame(1, b"v=" + v[:5], fin=False) + ws_frame(9, v) +
+                                 ws_frame(0, v[5:] + b" end"))
+            elif opcode == 1 and payload.startswith(b"close-say:"):
+                v = self.server.values[payload[10:].decode()].encode()
+                self.wfile.write(ws_frame(8, b"\x03\xe8" + v))
                 self.wfile.flush()
+                return
+            elif opcode == 1 and payload == b"rsv":
+                self.wfile.write(ws_frame(1, b"compressed?", rsv=4))
+            elif opcode in (1, 2):
+                self.wfile.write(ws_frame(opcode, payload))
+            self.wfile.flush()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _any
 

@@ -40,6 +40,7 @@ from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer
                      DNSServer, Reader, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
                      clean_env, spawn, free_port, ws_accept, ws_frame, ws_read_frame,
+                     WSReader,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -771,7 +772,7 @@ def _(ctx):
     check_eq(hdr(info, "Authorization"), "Bearer " + REAL["A_KEY"], "Authorization upstream")
 
 
-@icase("WebSocket through an intercepted connection: handshake injected, 101, frames echoed raw")
+@icase("WebSocket through an intercepted connection: handshake injected, 101, messages echoed")
 def _(ctx):
     e = start(ctx)
     t, r = open_tls(ctx, e, "api.test")
@@ -786,13 +787,57 @@ def _(ctx):
     check_eq(resp.header("Sec-WebSocket-Accept"), ws_accept(key), "Sec-WebSocket-Accept")
     hs = [i for i in W["tls_srv"].seen if i.get("websocket")][-1]
     check_eq(hdr(hs, "Authorization"), "Bearer " + REAL["A_KEY"], "Authorization in the handshake")
-    msg = ("hello through egressd " + e.ph["A_KEY"]).encode()  # frames are not rewritten
+    msg = ("hello through egressd " + e.ph["A_KEY"]).encode()  # client frames pass as sent
     t.sendall(ws_frame(1, msg, mask=True))
-    fr = ws_read_frame(r.exactly)
-    check_eq(fr, (1, msg, False), "echoed frame")
+    check_eq(WSReader(r.exactly).next(), (1, msg), "echoed message")
     check_eq(W["tls_srv"].ws_frames[frames0][1], msg, "frame payload the upstream received")
     t.sendall(ws_frame(8, b"\x03\xe8", mask=True))
     check_eq(ws_read_frame(r.exactly)[0], 8, "close frame opcode")
+
+
+def ws_open(ctx, e, extra=()):
+    t, r = open_tls(ctx, e, "api.test")
+    key = base64.b64encode(os.urandom(16)).decode()
+    t.sendall(http_request("GET", "/ws", ["Host: api.test", "Upgrade: websocket",
+                                          "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
+                                          "Sec-WebSocket-Version: 13",
+                                          "Authorization: Bearer " + e.ph["A_KEY"]] + list(extra)))
+    resp = read_response(r)
+    check_eq(resp.status, 101, "status (%r)" % resp)
+    return t, r
+
+
+@icase("WebSocket from a secret's host: its value in fragmented frames, a ping and a close "
+       "reason reaches the sandbox as the placeholder; no compression is offered upstream")
+def _(ctx):
+    e = start(ctx)
+    t, r = ws_open(ctx, e, ["Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"])
+    hs = [i for i in W["tls_srv"].seen if i.get("websocket")][-1]
+    check_eq(hdr(hs, "Sec-WebSocket-Extensions"), None, "extensions offered upstream")
+    ph = e.ph["A_KEY"].encode()
+    t.sendall(ws_frame(1, b"say:A_KEY", mask=True))
+    wr = WSReader(r.exactly)
+    got1, got2 = wr.next(), wr.next()
+    got(ctx, repr((got1, got2)).encode())
+    check_eq(got1, (9, ph), "the ping between the fragments")
+    check_eq(got2, (1, b"v=" + ph + b" end"), "the message the value straddled two fragments of")
+    t.sendall(ws_frame(1, b"close-say:A_KEY", mask=True))
+    fr = wr.next()
+    got(ctx, repr(fr).encode())
+    check_eq(fr, (8, b"\x03\xe8" + ph), "the close frame")
+
+
+@icase("WebSocket from a secret's host: a frame that cannot be redacted (RSV1) closes the "
+       "connection, logged as websocket-not-redactable")
+def _(ctx):
+    e = start(ctx)
+    t, r = ws_open(ctx, e)
+    t.sendall(ws_frame(1, b"rsv", mask=True))
+    fr = WSReader(r.exactly).next()
+    check_eq(fr, None, "what the sandbox got after the compressed frame")
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "websocket-not-redactable")
+    check("RSV" in ev[0].get("detail", ""), "refuse event: %r" % ev[0])
 
 
 # --------------------------------------------------------------------------
