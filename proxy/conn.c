@@ -80,6 +80,10 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->ws_failed) { /* not a timeout: relay_pump asked for the close */
+		conn_close_flushed(c);
+		return;
+	}
 	audit_begin(&w, "timeout", c->id);
 	jsonw_str(&w, "client", c->client);
 	jsonw_str(&w, "phase", c->st == ST_TLS ? "tls-handshake" : c->st == ST_SNI ? "clienthello" :

@@ -88,6 +88,7 @@ struct conn {
 	uint64_t injected;             /* secrets injected into the current request */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
 	struct wsredact *ws;           /* after a WebSocket upgrade: frames from upstream */
+	bool ws_failed;                /* they could not be redacted: closing */
 	bool redacting;                /* current response is re-framed through it */
 	bool chunk_out;                /* ... and sent chunked to the client */
 	bool force_close;              /* close after the current response */

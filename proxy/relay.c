@@ -60,10 +60,15 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 	size_t room = queued < c->hiwat ? c->hiwat - queued : 0;
 	size_t n = have < room ? have : room;
 
-	if (c->st == ST_CLOSING)
+	if (c->st == ST_CLOSING || (c->ws_failed && from == c->up))
 		return 0;
 	if (n > 0 && c->ws && from == c->up && !pump_ws(c, in, out, n)) {
-		conn_close_flushed(c);
+		/* nothing more from upstream; closed from the loop, not from
+		 * under our callers (they still use c) */
+		c->ws_failed = true;
+		evbuffer_drain(in, evbuffer_get_length(in));
+		bufferevent_disable(from, EV_READ);
+		event_active(c->deadline, EV_TIMEOUT, 0);
 		return 0;
 	}
 	if (n > 0) {
