@@ -15,9 +15,10 @@
 #include "alloc.h"
 #include "pattern.h"
 #include "policy.h"
+#include "rules.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20) /* a policy file larger than this is refused */
-#define PATH_DEPTH 4                       /* secrets.NAME.hosts[i] is the deepest */
+#define PATH_DEPTH 4 /* secrets.NAME.hosts[i] and rules[i].host[j] are the deepest */
 #define NPOS ((size_t)-1)
 #define SECRET_NAME_MAX 255 /* as policy.c: longest secret name */
 
@@ -36,6 +37,8 @@ struct loader {
 	char *err;          /* CONFIG_ERRLEN bytes */
 	struct step path[PATH_DEPTH];
 	size_t depth;       /* steps in path: where the value being checked is */
+	struct ruleset *rules; /* "rules"/"rulesDefault", built in the validation
+				  pass, handed to p after the apply pass */
 };
 
 /* ---- jansson memory: wiped on free, since it holds literal secret values ---- */
@@ -558,6 +561,187 @@ static bool load_secrets(struct loader *L, const json_t *obj)
 	return true;
 }
 
+/* ---- request rules ---- */
+
+/* A string or an array of strings at the current path; calls one(L, s, n)
+ * for each with the path at that string. Empty arrays are refused. */
+static bool each_string(struct loader *L, const json_t *v, const char *what,
+			bool (*one)(struct loader *, const char *, size_t, void *), void *arg)
+{
+	char where[WHERE_LEN];
+	const json_t *e;
+	size_t i;
+
+	if (json_is_string(v))
+		return one(L, json_string_value(v), json_string_length(v), arg);
+	if (!json_is_array(v))
+		return fail(L, false, "%s must be %s or an array of them, not %s",
+			    path_str(L, where), what, type_name(v));
+	if (json_array_size(v) == 0)
+		return fail(L, false, "%s is an empty array", path_str(L, where));
+	json_array_foreach(v, i, e) {
+		bool ok;
+		push_index(L, i);
+		ok = json_is_string(e) ? one(L, json_string_value(e), json_string_length(e), arg)
+				       : fail(L, false, "%s must be %s, not %s", path_str(L, where),
+					      what, type_name(e));
+		L->depth--;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool rule_host(struct loader *L, const char *s, size_t n, void *arg)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], perr[PATTERN_ERRLEN];
+	struct pattern *pat;
+
+	if (memchr(s, ',', n))
+		return fail(L, false, "%s: %s: one pattern per string (no commas)",
+			    path_str(L, where), quote(s, n, q, sizeof(q)));
+	if (!(pat = pattern_parse(s, n, perr)))
+		return fail(L, false, "%s: invalid pattern %s: %s", path_str(L, where),
+			    quote(s, n, q, sizeof(q)), perr);
+	patlist_add(arg, pat);
+	return true;
+}
+
+struct methods {
+	const char *v[64];
+	size_t n;
+};
+
+static bool rule_method(struct loader *L, const char *s, size_t n, void *arg)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN];
+	struct methods *m = arg;
+
+	if (!rules_method_valid(s, n))
+		return fail(L, false, "%s: invalid method %s (an HTTP method token, compared "
+				      "case-sensitively: write it in upper case, e.g. \"GET\")",
+			    path_str(L, where), quote(s, n, q, sizeof(q)));
+	if (m->n == sizeof(m->v) / sizeof(m->v[0]))
+		return fail(L, false, "%s: more than %zu methods", path_str(L, where),
+			    sizeof(m->v) / sizeof(m->v[0]));
+	m->v[m->n++] = s;
+	return true;
+}
+
+/* "allow" or "deny" at the current path into *allow. */
+static bool action_value(struct loader *L, const json_t *v, bool *allow)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN];
+	const char *s = json_string_value(v);
+
+	if (s && strcmp(s, "allow") == 0)
+		*allow = true;
+	else if (s && strcmp(s, "deny") == 0)
+		*allow = false;
+	else if (s)
+		return fail(L, false, "%s: %s is not an action (expected \"allow\" or \"deny\")",
+			    path_str(L, where), quote(s, json_string_length(v), q, sizeof(q)));
+	else
+		return fail(L, false, "%s must be \"allow\" or \"deny\", not %s",
+			    path_str(L, where), type_name(v));
+	return true;
+}
+
+/* One entry of "rules"; the current path is rules[i]. */
+static bool load_rule(struct loader *L, const json_t *obj)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], q2[QUOTE_LEN], rerr[RULES_ERRLEN];
+	struct patlist *hosts = patlist_new();
+	struct methods m = { .n = 0 };
+	const json_t *host_v = NULL, *path_v = NULL, *action_v = NULL, *v;
+	const char *key;
+	bool allow = false, ok = false;
+
+	if (!json_is_object(obj)) {
+		fail(L, false, "%s must be an object {\"host\": ..., \"action\": ...}, not %s",
+		     path_str(L, where), type_name(obj));
+		goto out;
+	}
+	json_object_foreach((json_t *)obj, key, v) {
+		bool good = true;
+		push_key(L, key);
+		if (strcmp(key, "host") == 0) {
+			host_v = v;
+			good = each_string(L, v, "a pattern string", rule_host, hosts);
+		} else if (strcmp(key, "method") == 0) {
+			good = each_string(L, v, "a method string", rule_method, &m);
+		} else if (strcmp(key, "path") == 0) {
+			path_v = v;
+			if (!json_is_string(v))
+				good = fail(L, false, "%s must be a regular expression string, not %s",
+					    path_str(L, where), type_name(v));
+		} else if (strcmp(key, "action") == 0) {
+			action_v = v;
+			good = action_value(L, v, &allow);
+		} else {
+			good = fail(L, true, "%s: unknown key %s (expected host, method, path or action)",
+				    path_str(L, where), quote(key, strlen(key), q, sizeof(q)));
+		}
+		if (!good)
+			goto out;
+		L->depth--;
+	}
+	if (!host_v) {
+		fail(L, false, "%s: missing \"host\" (a rule needs at least one host pattern)",
+		     path_str(L, where));
+		goto out;
+	}
+	if (!action_v) {
+		fail(L, false, "%s: missing \"action\" (\"allow\" or \"deny\")", path_str(L, where));
+		goto out;
+	}
+	ok = ruleset_add(L->rules, hosts, m.v, m.n, path_v ? json_string_value(path_v) : NULL,
+			 path_v ? json_string_length(path_v) : 0, allow, rerr);
+	hosts = NULL; /* the ruleset owns it now, even on error */
+	if (!ok) {
+		push_key(L, "path");
+		fail(L, false, "%s %s: %s", path_str(L, where),
+		     path_v ? quote(json_string_value(path_v), json_string_length(path_v), q2,
+				    sizeof(q2)) : "", rerr);
+	}
+out:
+	patlist_free(hosts);
+	return ok;
+}
+
+/* "rules" or "rulesDefault" (key): checked and built in the validation pass only. */
+static bool load_rules_key(struct loader *L, const char *key, const json_t *v)
+{
+	char where[WHERE_LEN];
+	const json_t *e;
+	size_t i;
+	bool allow;
+
+	if (L->apply)
+		return true;
+	if (policy_rules(L->p))
+		return fail(L, true, "%s: request rules are already defined by an earlier policy file",
+			    key);
+	if (!L->rules)
+		L->rules = ruleset_new();
+	if (strcmp(key, "rulesDefault") == 0) {
+		if (!action_value(L, v, &allow))
+			return false;
+		ruleset_set_default(L->rules, allow);
+		return true;
+	}
+	if (!json_is_array(v))
+		return fail(L, false, "%s must be an array of rule objects, not %s",
+			    path_str(L, where), type_name(v));
+	json_array_foreach(v, i, e) {
+		push_index(L, i);
+		if (!load_rule(L, e))
+			return false;
+		L->depth--;
+	}
+	return true;
+}
+
 static bool load_root(struct loader *L, const json_t *root)
 {
 	char q[QUOTE_LEN];
@@ -577,11 +761,12 @@ static bool load_root(struct loader *L, const json_t *root)
 			ok = check_patterns(L, v, NULL, policy_add_intercept);
 		else if (strcmp(key, "secrets") == 0)
 			ok = load_secrets(L, v);
-		else if (strcmp(key, "rules") == 0)
-			ok = fail(L, true, "rules are not supported yet");
+		else if (strcmp(key, "rules") == 0 || strcmp(key, "rulesDefault") == 0)
+			ok = load_rules_key(L, key, v);
 		else
-			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept "
-					   "or secrets)", quote(key, strlen(key), q, sizeof(q)));
+			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept, "
+					   "secrets, rules or rulesDefault)",
+				  quote(key, strlen(key), q, sizeof(q)));
 		if (!ok)
 			return false;
 		L->depth--;
@@ -621,8 +806,16 @@ bool config_load_buffer(struct policy *p, const char *name, const char *text, si
 	L.depth = 0;
 	if (!load_root(&L, root))
 		goto out;
+	if (L.rules) {
+		struct ruleset *rs = L.rules;
+		L.rules = NULL; /* p owns it now, even on error */
+		/* cannot fail: the validation pass checked p had no rules */
+		if (!policy_set_rules(p, rs, err))
+			goto out;
+	}
 	ok = true;
 out:
+	ruleset_free(L.rules);
 	json_decref(root);
 	return ok;
 }

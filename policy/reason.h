@@ -15,6 +15,7 @@ enum reason {
 	REASON_CONNECT_FAILED,   /* no checked address accepted the connection */
 	REASON_UPSTREAM_CERT,    /* upstream certificate failed verification */
 	REASON_BAD_REQUEST,      /* malformed request or target */
+	REASON_RULE_DENIED,      /* a request rule (or rulesDefault) refuses the request */
 };
 
 /* The reason's name as in the spec ("not-allowed"); static string. */
