@@ -177,6 +177,8 @@ const struct secretset *server_secrets(struct server *s)
 	return s->gen->ss;
 }
 
+/* Secrets, intercept patterns or request rules (policy_intercept_present
+ * covers the last two): some host is intercepted, so the CA and TLS are needed. */
 static bool needs_interception(const struct policy *p)
 {
 	return policy_secret_count(p) > 0 || policy_intercept_present(p);
@@ -204,8 +206,8 @@ int server_reload(struct server *s, struct policy *p, char *err)
 	struct gen *old;
 
 	if (needs_interception(p) && !s->tls) {
-		snprintf(err, 256, "the new policy has secrets or intercept patterns but egressd "
-				   "started without interception: restart it");
+		snprintf(err, 256, "the new policy has secrets, intercept patterns or request rules "
+				   "but egressd started without interception: restart it");
 		return -1;
 	}
 	if (load_secrets(s, p, &ss, err) < 0)
@@ -219,7 +221,7 @@ int server_reload(struct server *s, struct policy *p, char *err)
 }
 
 /* Loads the CA, leaf minter, TLS contexts and secret values when the policy
- * has secrets or intercept patterns. */
+ * has secrets, intercept patterns or request rules. */
 static int setup_interception(struct server *s, struct policy *p, char *err)
 {
 	char e[SECRETS_ERRLEN];
