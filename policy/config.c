@@ -679,8 +679,11 @@ static bool load_rule(struct loader *L, const json_t *obj)
 			action_v = v;
 			good = action_value(L, v, &allow);
 		} else {
+			L->depth--; /* name the rule, point at the key */
+			path_str(L, where);
+			L->depth++;
 			good = fail(L, true, "%s: unknown key %s (expected host, method, path or action)",
-				    path_str(L, where), quote(key, strlen(key), q, sizeof(q)));
+				    where, quote(key, strlen(key), q, sizeof(q)));
 		}
 		if (!good)
 			goto out;

@@ -24,6 +24,7 @@ struct rule {
 	size_t nmethods;
 	pcre2_code *re;        /* owned; NULL = any path */
 	bool anchored;         /* re can only match at offset 0 */
+	bool jit;              /* re is JIT-compiled */
 	bool allow;
 };
 
@@ -80,11 +81,12 @@ bool rules_method_valid(const char *m, size_t n)
 }
 
 /* Compiles pattern re (n bytes) for matching on bytes; NULL with err. */
-static pcre2_code *compile(const char *re, size_t n, bool *anchored, char *err)
+static pcre2_code *compile(const char *re, size_t n, bool *anchored, bool *jit, char *err)
 {
 	int code;
 	PCRE2_SIZE off;
 	uint32_t opts = 0;
+	size_t jitsize = 0;
 	pcre2_code *c = pcre2_compile((PCRE2_SPTR)re, n, PCRE2_NEVER_UTF, &code, &off, NULL);
 
 	if (!c) {
@@ -96,6 +98,8 @@ static pcre2_code *compile(const char *re, size_t n, bool *anchored, char *err)
 	}
 	/* JIT where the platform has it; the interpreter otherwise (same limits) */
 	(void)pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+	/* (not its return value: with (*NO_JIT) in the pattern it "succeeds") */
+	*jit = pcre2_pattern_info(c, PCRE2_INFO_JITSIZE, &jitsize) == 0 && jitsize > 0;
 	/* ^, \A, \G or (?s).* at the start of every alternative: one start position */
 	pcre2_pattern_info(c, PCRE2_INFO_ALLOPTIONS, &opts);
 	*anchored = (opts & PCRE2_ANCHORED) != 0;
@@ -119,7 +123,7 @@ bool ruleset_add(struct ruleset *rs, struct patlist *hosts, const char *const *m
 			       methods[i] ? methods[i] : "");
 			goto out;
 		}
-	if (path && !(r.re = compile(path, plen, &r.anchored, perr))) {
+	if (path && !(r.re = compile(path, plen, &r.anchored, &r.jit, perr))) {
 		seterr(err, "invalid regular expression: %s", perr);
 		goto out;
 	}
@@ -345,7 +349,7 @@ static int match_path(const struct rule *r, struct scratch *s, const char *path,
 	int rc;
 
 	if (!r->anchored) {
-		size_t per = RULES_MATCH_BUDGET / (n + 1);
+		size_t per = (r->jit ? RULES_MATCH_BUDGET_JIT : RULES_MATCH_BUDGET) / (n + 1);
 		limit = per < RULES_MATCH_FLOOR ? RULES_MATCH_FLOOR : per < limit ? (uint32_t)per : limit;
 	}
 	pcre2_set_match_limit(s->mc, limit);

@@ -12,11 +12,13 @@
 #define RULES_ERRLEN 512
 /* pcre2 limits for one match: backtracking points, interpreter depth and heap
  * (KiB). An unanchored pattern is tried at every start position, and PCRE2
- * applies match_limit per position, so its per-call limit is also scaled
- * down to RULES_MATCH_BUDGET / (path length + 1), never below
- * RULES_MATCH_FLOOR: the work for one request stays bounded however long the
- * path. */
+ * applies match_limit per position, so its limit is also scaled down to
+ * budget / (path length + 1), never below RULES_MATCH_FLOOR, with a budget
+ * of RULES_MATCH_BUDGET_JIT (JIT-compiled, ~4 ns a step) or
+ * RULES_MATCH_BUDGET (interpreter, ~70 ns a step): the work for one request
+ * stays bounded (tens of ms) however long the path. */
 #define RULES_MATCH_LIMIT 100000
+#define RULES_MATCH_BUDGET_JIT 10000000
 #define RULES_MATCH_BUDGET 2000000
 #define RULES_MATCH_FLOOR 100
 #define RULES_DEPTH_LIMIT 5000
