@@ -149,7 +149,8 @@ static uint64_t scan_leaks(struct conn *c)
 }
 
 /* A request refused on its own (the connection stays usable): reply now
- * with the one-line msg, drop its body, then read the next request. A client
+ * with the one-line msg (headers only for HEAD), drop its body, then read
+ * the next request. A client
  * that sent "Expect: 100-continue" will not send the body it announced after
  * a final status, so then the connection closes after the reply instead. */
 static void block_request(struct conn *c, enum reason r, const char *msg)
@@ -162,9 +163,11 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
 			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-			    "%s\r\n%s\n",
+			    "%s\r\n",
 			    reason_status(r), reason_str(r), strlen(msg) + 1,
-			    waits ? "Connection: close\r\n" : "", msg);
+			    waits ? "Connection: close\r\n" : "");
+	if (strcmp(c->method, "HEAD") != 0) /* a reply to HEAD has no body */
+		evbuffer_add_printf(out, "%s\n", msg);
 	c->block_status = reason_status(r);
 	c->block_reason = r;
 	c->st = ST_HTTP;
