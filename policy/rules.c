@@ -373,6 +373,8 @@ bool ruleset_check(const struct ruleset *rs, const struct target *t, const char 
 		   const char *target, size_t tlen, struct rule_verdict *v)
 {
 	struct scratch *s = NULL;
+	struct rule_verdict out = { .allow = rs && rs->default_allow, .how = RULE_BY_DEFAULT };
+	const char *why;
 	size_t plen = 0;
 
 	for (size_t i = 0; rs && i < rs->n; i++) {
@@ -383,28 +385,24 @@ bool ruleset_check(const struct ruleset *rs, const struct target *t, const char 
 			continue;
 		if (!s) {
 			/* the first rule naming the host: the path must be unambiguous */
-			const char *why;
 			s = scratch_get(tlen + 2);
 			if ((why = rules_normalize_path(target, tlen, s->buf, &plen))) {
-				*v = (struct rule_verdict){ .allow = false, .how = RULE_AMBIGUOUS,
-							    .why = why };
-				return true;
+				out = (struct rule_verdict){ .how = RULE_AMBIGUOUS, .why = why };
+				goto out;
 			}
 		}
 		if (!method_matches(r, method))
 			continue;
 		m = r->re ? match_path(r, s, s->buf, plen) : 1;
-		if (m < 0) {
-			*v = (struct rule_verdict){ .allow = false, .how = RULE_MATCH_ERROR, .index = i };
-			return true;
-		}
-		if (m == 1) {
-			*v = (struct rule_verdict){ .allow = r->allow, .how = RULE_BY_RULE, .index = i };
-			return true;
+		if (m != 0) { /* a match decides; an error refuses (fail closed) */
+			out = (struct rule_verdict){ .allow = m > 0 && r->allow,
+						     .how = m > 0 ? RULE_BY_RULE : RULE_MATCH_ERROR,
+						     .index = i };
+			goto out;
 		}
 	}
-	if (!s)
-		return false;
-	*v = (struct rule_verdict){ .allow = rs->default_allow, .how = RULE_BY_DEFAULT };
-	return true;
+out:
+	if (s)
+		*v = out;
+	return s != NULL;
 }
