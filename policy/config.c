@@ -16,10 +16,11 @@
 #include "alloc.h"
 #include "pattern.h"
 #include "policy.h"
+#include "rules.h"
 #include "sandboxes.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20) /* a policy file larger than this is refused */
-#define PATH_DEPTH 8 /* sandboxes.NAME.policy.secrets.NAME.hosts[i] and deeper */
+#define PATH_DEPTH 8 /* sandboxes.NAME.policy.rules[i].host[j] and the like */
 #define NPOS ((size_t)-1)
 #define SECRET_NAME_MAX 255 /* as policy.c: longest secret name */
 
@@ -41,6 +42,8 @@ struct loader {
 	char *err;          /* CONFIG_ERRLEN bytes */
 	struct step path[PATH_DEPTH];
 	size_t depth;       /* steps in path: where the value being checked is */
+	struct ruleset *rules; /* "rules"/"rulesDefault", built in the validation
+				  pass, handed to p after the apply pass */
 };
 
 /* ---- jansson memory: wiped on free, since it holds literal secret values ---- */
@@ -563,6 +566,190 @@ static bool load_secrets(struct loader *L, const json_t *obj)
 	return true;
 }
 
+/* ---- request rules ---- */
+
+/* A string or an array of strings at the current path; calls one(L, s, n)
+ * for each with the path at that string. Empty arrays are refused. */
+static bool each_string(struct loader *L, const json_t *v, const char *what,
+			bool (*one)(struct loader *, const char *, size_t, void *), void *arg)
+{
+	char where[WHERE_LEN];
+	const json_t *e;
+	size_t i;
+
+	if (json_is_string(v))
+		return one(L, json_string_value(v), json_string_length(v), arg);
+	if (!json_is_array(v))
+		return fail(L, false, "%s must be %s or an array of them, not %s",
+			    path_str(L, where), what, type_name(v));
+	if (json_array_size(v) == 0)
+		return fail(L, false, "%s is an empty array", path_str(L, where));
+	json_array_foreach(v, i, e) {
+		bool ok;
+		push_index(L, i);
+		ok = json_is_string(e) ? one(L, json_string_value(e), json_string_length(e), arg)
+				       : fail(L, false, "%s must be %s, not %s", path_str(L, where),
+					      what, type_name(e));
+		L->depth--;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+static bool rule_host(struct loader *L, const char *s, size_t n, void *arg)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], perr[PATTERN_ERRLEN];
+	struct pattern *pat;
+
+	if (memchr(s, ',', n))
+		return fail(L, false, "%s: %s: one pattern per string (no commas)",
+			    path_str(L, where), quote(s, n, q, sizeof(q)));
+	if (!(pat = pattern_parse(s, n, perr)))
+		return fail(L, false, "%s: invalid pattern %s: %s", path_str(L, where),
+			    quote(s, n, q, sizeof(q)), perr);
+	patlist_add(arg, pat);
+	return true;
+}
+
+struct methods {
+	const char *v[64];
+	size_t n;
+};
+
+static bool rule_method(struct loader *L, const char *s, size_t n, void *arg)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN];
+	struct methods *m = arg;
+
+	if (!rules_method_valid(s, n))
+		return fail(L, false, "%s: invalid method %s (an HTTP method token, compared "
+				      "case-sensitively: write it in upper case, e.g. \"GET\")",
+			    path_str(L, where), quote(s, n, q, sizeof(q)));
+	if (m->n == sizeof(m->v) / sizeof(m->v[0]))
+		return fail(L, false, "%s: more than %zu methods", path_str(L, where),
+			    sizeof(m->v) / sizeof(m->v[0]));
+	m->v[m->n++] = s;
+	return true;
+}
+
+/* "allow" or "deny" at the current path into *allow. */
+static bool action_value(struct loader *L, const json_t *v, bool *allow)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN];
+	const char *s = json_string_value(v);
+
+	if (s && strcmp(s, "allow") == 0)
+		*allow = true;
+	else if (s && strcmp(s, "deny") == 0)
+		*allow = false;
+	else if (s)
+		return fail(L, false, "%s: %s is not an action (expected \"allow\" or \"deny\")",
+			    path_str(L, where), quote(s, json_string_length(v), q, sizeof(q)));
+	else
+		return fail(L, false, "%s must be \"allow\" or \"deny\", not %s",
+			    path_str(L, where), type_name(v));
+	return true;
+}
+
+/* One entry of "rules"; the current path is rules[i]. */
+static bool load_rule(struct loader *L, const json_t *obj)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], q2[QUOTE_LEN], rerr[RULES_ERRLEN];
+	struct patlist *hosts = patlist_new();
+	struct methods m = { .n = 0 };
+	const json_t *host_v = NULL, *path_v = NULL, *action_v = NULL, *v;
+	const char *key;
+	bool allow = false, ok = false;
+
+	if (!json_is_object(obj)) {
+		fail(L, false, "%s must be an object {\"host\": ..., \"action\": ...}, not %s",
+		     path_str(L, where), type_name(obj));
+		goto out;
+	}
+	json_object_foreach((json_t *)obj, key, v) {
+		bool good = true;
+		push_key(L, key);
+		if (strcmp(key, "host") == 0) {
+			host_v = v;
+			good = each_string(L, v, "a pattern string", rule_host, hosts);
+		} else if (strcmp(key, "method") == 0) {
+			good = each_string(L, v, "a method string", rule_method, &m);
+		} else if (strcmp(key, "path") == 0) {
+			path_v = v;
+			if (!json_is_string(v))
+				good = fail(L, false, "%s must be a regular expression string, not %s",
+					    path_str(L, where), type_name(v));
+		} else if (strcmp(key, "action") == 0) {
+			action_v = v;
+			good = action_value(L, v, &allow);
+		} else {
+			L->depth--; /* name the rule, point at the key */
+			path_str(L, where);
+			L->depth++;
+			good = fail(L, true, "%s: unknown key %s (expected host, method, path or action)",
+				    where, quote(key, strlen(key), q, sizeof(q)));
+		}
+		if (!good)
+			goto out;
+		L->depth--;
+	}
+	if (!host_v) {
+		fail(L, false, "%s: missing \"host\" (a rule needs at least one host pattern)",
+		     path_str(L, where));
+		goto out;
+	}
+	if (!action_v) {
+		fail(L, false, "%s: missing \"action\" (\"allow\" or \"deny\")", path_str(L, where));
+		goto out;
+	}
+	ok = ruleset_add(L->rules, hosts, m.v, m.n, path_v ? json_string_value(path_v) : NULL,
+			 path_v ? json_string_length(path_v) : 0, allow, rerr);
+	hosts = NULL; /* the ruleset owns it now, even on error */
+	if (!ok) {
+		push_key(L, "path");
+		fail(L, false, "%s %s: %s", path_str(L, where),
+		     path_v ? quote(json_string_value(path_v), json_string_length(path_v), q2,
+				    sizeof(q2)) : "", rerr);
+	}
+out:
+	patlist_free(hosts);
+	return ok;
+}
+
+/* "rules" or "rulesDefault" (key): checked and built in the validation pass only. */
+static bool load_rules_key(struct loader *L, const char *key, const json_t *v)
+{
+	char where[WHERE_LEN];
+	const json_t *e;
+	size_t i;
+	bool allow;
+
+	if (L->apply)
+		return true;
+	if (policy_rules(L->p))
+		return fail(L, true, "%s: request rules are already defined by an earlier policy file",
+			    key);
+	if (!L->rules)
+		L->rules = ruleset_new();
+	if (strcmp(key, "rulesDefault") == 0) {
+		if (!action_value(L, v, &allow))
+			return false;
+		ruleset_set_default(L->rules, allow);
+		return true;
+	}
+	if (!json_is_array(v))
+		return fail(L, false, "%s must be an array of rule objects, not %s",
+			    path_str(L, where), type_name(v));
+	json_array_foreach(v, i, e) {
+		push_index(L, i);
+		if (!load_rule(L, e))
+			return false;
+		L->depth--;
+	}
+	return true;
+}
+
 static bool load_root(struct loader *L, const json_t *root);
 
 /* A string or an array of strings at the current path, each given to add. */
@@ -613,36 +800,51 @@ static bool load_policy_file(struct loader *L, int sb, const char *file, struct 
 	return fail(L, false, "%s: %s", path_str(L, where), e);
 }
 
+/* An inline policy object at the current path, loaded into p (NULL:
+ * validated only) by a loader of its own, so its rules are its own. */
+static bool load_inline(struct loader *L, const json_t *v, struct policy *p)
+{
+	struct loader S = *L;
+	struct policy *scratch = p ? NULL : policy_new();
+	bool ok;
+
+	S.p = p ? p : scratch;
+	S.sbt = NULL; /* no sandboxes inside a sandbox */
+	S.has_sandboxes = false;
+	S.rules = NULL;
+	S.apply = false;
+	ok = load_root(&S, v);
+	if (ok && p) {
+		S.apply = true;
+		ok = load_root(&S, v);
+	}
+	if (ok && p && S.rules) {
+		struct ruleset *rs = S.rules;
+		S.rules = NULL; /* p owns it now */
+		ok = policy_set_rules(p, rs, L->err);
+	}
+	ruleset_free(S.rules);
+	policy_unref(scratch);
+	return ok;
+}
+
 /* "policy": an inline object (the keys of a policy file) or a file name. */
 static bool load_sandbox_policy(struct loader *L, int sb, const json_t *v)
 {
 	char where[WHERE_LEN];
-	struct policy *saved = L->p, *p;
 	struct sbtable *sbt = L->sbt;
+	struct policy *p;
 	bool ok;
 
 	if (!json_is_object(v) && !json_is_string(v))
 		return fail(L, false, "%s must be a policy object or a policy file name, not %s",
 			    path_str(L, where), type_name(v));
-	if (!L->apply && json_is_string(v))
-		return true; /* read in the apply pass */
-	if (!L->apply) {
-		L->sbt = NULL; /* no sandboxes inside a sandbox */
-		ok = load_root(L, v);
-		L->sbt = sbt;
-		return ok;
-	}
+	if (!L->apply) /* a file is read in the apply pass */
+		return json_is_string(v) || load_inline(L, v, NULL);
 	p = policy_new();
 	policy_set_scope(p, sbx_name(sbt, (size_t)sb));
-	if (json_is_string(v)) {
-		ok = load_policy_file(L, sb, json_string_value(v), p);
-	} else {
-		L->p = p;
-		L->sbt = NULL; /* no sandboxes inside a sandbox */
-		ok = load_root(L, v);
-		L->p = saved;
-		L->sbt = sbt;
-	}
+	ok = json_is_string(v) ? load_policy_file(L, sb, json_string_value(v), p)
+			       : load_inline(L, v, p);
 	if (ok && !sbx_error(sbt, (size_t)sb))
 		sbx_set_policy(sbt, sb, p);
 	policy_unref(p);
@@ -733,11 +935,12 @@ static bool load_root(struct loader *L, const json_t *root)
 			ok = check_patterns(L, v, NULL, policy_add_intercept);
 		else if (strcmp(key, "secrets") == 0)
 			ok = load_secrets(L, v);
-		else if (strcmp(key, "rules") == 0)
-			ok = fail(L, true, "rules are not supported yet");
+		else if (strcmp(key, "rules") == 0 || strcmp(key, "rulesDefault") == 0)
+			ok = load_rules_key(L, key, v);
 		else
 			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept, "
-					   "secrets or sandboxes)", quote(key, strlen(key), q, sizeof(q)));
+					   "secrets, rules, rulesDefault or sandboxes)",
+				  quote(key, strlen(key), q, sizeof(q)));
 		if (!ok)
 			return false;
 		L->depth--;
@@ -786,7 +989,14 @@ static bool load_buffer(struct policy *p, const char *name, const char *text, si
 		*sbt = L.sbt;
 	else
 		sbx_free(L.sbt);
+	if (ok && L.rules) {
+		struct ruleset *rs = L.rules;
+		L.rules = NULL; /* p owns it now, even on error */
+		/* cannot fail: the validation pass checked p had no rules */
+		ok = policy_set_rules(p, rs, err);
+	}
 out:
+	ruleset_free(L.rules);
 	json_decref(root);
 	return ok;
 }

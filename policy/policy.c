@@ -1,5 +1,6 @@
 /* policy.c -- one immutable, reference-counted policy (allowNet, denyNet,
- * intercept, allow-private ranges, name pins, secrets) and its decisions */
+ * intercept, allow-private ranges, name pins, secrets, request rules) and its
+ * decisions */
 #include "policy.h"
 
 #include <stdatomic.h>
@@ -45,6 +46,7 @@ struct policy {
 	size_t nsecrets;
 	char scope[65];             /* sandbox name, "" if single-tenant */
 	enum reason refuse_all;     /* REASON_NONE, or every target is refused so */
+	struct ruleset *rules;      /* owned; NULL: no "rules" / "rulesDefault" */
 };
 
 #define seterr(err, ...) errmsg_set((err), PATTERN_ERRLEN, __VA_ARGS__)
@@ -92,6 +94,7 @@ void policy_unref(struct policy *p)
 	for (size_t i = 0; i < p->nsecrets; i++)
 		secret_dispose(&p->secrets[i]);
 	free(p->secrets);
+	ruleset_free(p->rules);
 	free(p);
 }
 
@@ -318,6 +321,28 @@ void policy_set_refuse_all(struct policy *p, enum reason r)
 	p->allow_present = true;
 }
 
+bool policy_set_rules(struct policy *p, struct ruleset *rs, char *err)
+{
+	if (p->rules) {
+		seterr(err, "request rules are already defined (by an earlier policy file)");
+		ruleset_free(rs);
+		return false;
+	}
+	p->rules = rs;
+	return true;
+}
+
+const struct ruleset *policy_rules(const struct policy *p)
+{
+	return p->rules;
+}
+
+bool policy_check_request(const struct policy *p, const struct target *t, const char *method,
+			  const char *rtarget, size_t rlen, struct rule_verdict *v)
+{
+	return ruleset_check(p->rules, t, method, rtarget, rlen, v);
+}
+
 void policy_check_target(const struct policy *p, const struct target *t, struct decision *d)
 {
 	const struct pattern *m;
@@ -378,7 +403,7 @@ bool policy_pin_lookup(const struct policy *p, const char *host, uint16_t port,
 
 bool policy_intercepts(const struct policy *p, const struct target *t)
 {
-	if (patlist_match_target(p->intercept, t))
+	if (patlist_match_target(p->intercept, t) || ruleset_names_host(p->rules, t))
 		return true;
 	for (size_t i = 0; i < p->nsecrets; i++)
 		if (patlist_match_target(p->secrets[i].hosts, t))
@@ -418,7 +443,7 @@ bool policy_allow_present(const struct policy *p)
 
 bool policy_intercept_present(const struct policy *p)
 {
-	return patlist_len(p->intercept) > 0;
+	return patlist_len(p->intercept) > 0 || ruleset_len(p->rules) > 0;
 }
 
 bool policy_could_allow_name(const struct policy *p, const char *name)

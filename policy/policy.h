@@ -1,5 +1,6 @@
 /* policy.h -- one immutable, reference-counted policy: allowNet, denyNet,
- * intercept, allow-private ranges, name pins and secrets, and the decisions */
+ * intercept, allow-private ranges, name pins, secrets and request rules, and
+ * the decisions */
 #ifndef EGRESSD_POLICY_H
 #define EGRESSD_POLICY_H
 
@@ -10,6 +11,7 @@
 #include "addr.h"
 #include "pattern.h"
 #include "reason.h"
+#include "rules.h"
 
 struct policy;
 
@@ -43,6 +45,10 @@ bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv
 /* Same, with the hosts already parsed (ownership of hosts taken even on error). */
 bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *hosts,
 			    enum secret_source src, const char *source_arg, char *err);
+/* Request rules ("rules" + "rulesDefault"): takes ownership of rs, even on
+ * error. False (rs freed) if the policy already has rules: one policy file
+ * defines them, so a rule's index means one thing. */
+bool policy_set_rules(struct policy *p, struct ruleset *rs, char *err);
 
 /* The sandbox the policy belongs to ("" for a single-tenant daemon): it
  * scopes the placeholders and names the sandbox in the log. Copied. */
@@ -75,8 +81,16 @@ bool policy_could_allow_name(const struct policy *p, const char *name);
 bool policy_pin_lookup(const struct policy *p, const char *host, uint16_t port,
 		       struct ipaddr *out);
 
-/* Does the target get intercepted (a secret's hosts or --intercept match)? */
+/* Does the target get intercepted (a secret's hosts, --intercept or a
+ * request rule's host match)? */
 bool policy_intercepts(const struct policy *p, const struct target *t);
+
+/* Request rules for one request to the (allowed) target t; see
+ * ruleset_check. False: no rule names t, the request is not subject to rules. */
+bool policy_check_request(const struct policy *p, const struct target *t, const char *method,
+			  const char *rtarget, size_t rlen, struct rule_verdict *v);
+/* The policy's rules (borrowed), or NULL if it has none. */
+const struct ruleset *policy_rules(const struct policy *p);
 
 /* Secrets, for `check` and the interception layer. Borrowed pointers. */
 size_t policy_secret_count(const struct policy *p);
@@ -86,7 +100,8 @@ enum secret_source policy_secret_source(const struct policy *p, size_t i);
 const char *policy_secret_source_arg(const struct policy *p, size_t i);
 
 bool policy_allow_present(const struct policy *p);
-/* Does the policy have --intercept / "intercept" patterns? */
+/* Can the policy intercept anything besides secrets' hosts (--intercept /
+ * "intercept" patterns, or request rules)? Then egressd needs its CA. */
 bool policy_intercept_present(const struct policy *p);
 
 #endif

@@ -17,6 +17,7 @@ const char *reason_str(enum reason r)
 	case REASON_UPSTREAM_CERT: return "upstream-cert-invalid";
 	case REASON_BAD_REQUEST: return "bad-request";
 	case REASON_UNKNOWN_SOURCE: return "unknown-source";
+	case REASON_RULE_DENIED: return "rule-denied";
 	}
 	return "unknown";
 }

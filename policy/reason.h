@@ -16,6 +16,7 @@ enum reason {
 	REASON_UPSTREAM_CERT,    /* upstream certificate failed verification */
 	REASON_BAD_REQUEST,      /* malformed request or target */
 	REASON_UNKNOWN_SOURCE,   /* no sandbox claims the connection */
+	REASON_RULE_DENIED,      /* a request rule (or rulesDefault) refuses the request */
 };
 
 /* The reason's name as in the spec ("not-allowed"); static string. */

@@ -94,6 +94,9 @@ struct conn {
 	bool force_close;              /* close after the current response */
 	bool discarding;               /* a blocked request's body is being dropped */
 	int block_status;              /* status of a blocked request (for the log) */
+	enum reason block_reason;      /* ... and why it was refused */
+	bool ruled;                    /* the current request is subject to request rules */
+	struct rule_verdict rv;        /* ... and their verdict */
 	struct conn *prev, *next;      /* the worker's list */
 	struct event *deadline;        /* the current head phase must end by then */
 	size_t hiwat;                  /* bytes buffered per direction at most (--max-buffer) */
@@ -195,7 +198,8 @@ enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct buffe
 /* httpresp.c */
 /* Per request: hook the response body into the redactor when needed. */
 void httpresp_prepare(struct conn *c);
-/* A blocked request's body has been dropped: log it, read the next one. */
+/* A blocked request's body has been dropped (or is not coming: c->force_close):
+ * log it, read the next one or close. */
 void httpresp_blocked_done(struct conn *c);
 /* Upstream bytes (response). */
 void httpfwd_upstream_input(struct conn *c);

@@ -1,6 +1,6 @@
 /* httpfwd.c -- the request side of HTTP forwarding, for absolute-form plain
  * HTTP on the proxy and for every request inside an intercepted tunnel:
- * per-request checks (policy, Host, placeholder leaks), head rewriting
+ * per-request checks (policy, Host, request rules, placeholder leaks), head rewriting
  * (origin-form, secret injection), request bodies streamed raw */
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,24 +153,37 @@ static uint64_t scan_leaks(struct conn *c)
 	return leaks;
 }
 
-/* A request refused on its own (the connection stays usable): reply now,
- * drop its body, then read the next request. */
-static void block_request(struct conn *c, enum reason r, const char *detail)
+/* A request refused on its own (the connection stays usable): reply now
+ * with the one-line msg (headers only for HEAD), drop its body, then read
+ * the next request. A client
+ * that sent "Expect: 100-continue" will not send the body it announced after
+ * a final status, so then the connection closes after the reply instead. */
+static void block_request(struct conn *c, enum reason r, const char *msg)
 {
-	char msg[HOST_MAX + 256];
 	struct evbuffer *out = bufferevent_get_output(c->cl);
+	const char *ev;
+	size_t el;
+	bool waits = httpmsg_has_body(c->req) && httpmsg_header_find(c->req, "expect", &ev, &el);
 
-	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->method, c->path,
-		 c->t.host, reason_str(r), detail);
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
-			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n\r\n%s\n",
-			    reason_status(r), reason_str(r), strlen(msg) + 1, msg);
+			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+			    "%s\r\n",
+			    reason_status(r), reason_str(r), strlen(msg) + 1,
+			    waits ? "Connection: close\r\n" : "");
+	if (strcmp(c->method, "HEAD") != 0) /* a reply to HEAD has no body */
+		evbuffer_add_printf(out, "%s\n", msg);
 	metrics_refusal(c->w->mx, r);
 	conn_meter(c); /* a connection whose only request was blocked was still allowed */
-	c->discarding = true;
 	c->block_status = reason_status(r);
+	c->block_reason = r;
 	c->st = ST_HTTP;
+	if (waits) {
+		c->force_close = true;
+		httpresp_blocked_done(c);
+		return;
+	}
+	c->discarding = true;
 	bufferevent_enable(c->cl, EV_READ);
 	httpfwd_client_input(c);
 }
@@ -180,22 +193,68 @@ static bool leak_check(struct conn *c)
 {
 	uint64_t leaks = scan_leaks(c);
 	bool block = server_opts(c->w->srv)->leak_block;
+	char msg[HOST_MAX + LOG_PATH_MAX + 256];
 
 	if (!leaks)
 		return true;
 	log_leak(c, leaks, block);
 	if (!block)
 		return true;
-	block_request(c, REASON_PLACEHOLDER_LEAK, "a placeholder is bound for another host");
+	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->method, c->path,
+		 c->t.host, reason_str(REASON_PLACEHOLDER_LEAK),
+		 "a placeholder is bound for another host");
+	block_request(c, REASON_PLACEHOLDER_LEAK, msg);
 	return false;
 }
 
-/* The request is for its checked host: leak check, rewritten head, then
+/* Request rules, for a host some rule names; returns false if the request
+ * was refused (already handled). The verdict stays in c for the log. */
+static bool rules_check(struct conn *c)
+{
+	size_t ulen, o;
+	const char *url = httpmsg_target(c->req, &ulen);
+	const struct rule_verdict *v = &c->rv;
+	bool tls = c->mode == MODE_INTERCEPT;
+	char msg[HOST_MAX + LOG_PATH_MAX + 256];
+
+	c->ruled = policy_check_request(c->pol, &c->t, httpmsg_method(c->req), url, ulen, &c->rv);
+	if (!c->ruled || v->allow)
+		return true;
+	o = (size_t)snprintf(msg, sizeof(msg), c->t.is_ip && c->t.ip.family == 6 ?
+			     "egressd: %s %s://[%s]" : "egressd: %s %s://%s", c->method,
+			     tls ? "https" : "http", c->t.host);
+	if (c->t.port != (tls ? 443 : 80))
+		o += (size_t)snprintf(msg + o, sizeof(msg) - o, ":%u", c->t.port);
+	o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s", c->path);
+	if (o >= sizeof(msg))
+		o = sizeof(msg) - 1;
+	switch (v->how) {
+	case RULE_BY_RULE:
+		snprintf(msg + o, sizeof(msg) - o, " refused by rule %zu (rule-denied)", v->index);
+		break;
+	case RULE_BY_DEFAULT:
+		snprintf(msg + o, sizeof(msg) - o, " refused by rulesDefault: no rule matches "
+			 "(rule-denied)");
+		break;
+	case RULE_AMBIGUOUS:
+		snprintf(msg + o, sizeof(msg) - o, " refused: ambiguous path: %s (rule-denied)",
+			 v->why);
+		break;
+	case RULE_MATCH_ERROR:
+		snprintf(msg + o, sizeof(msg) - o, " refused: rule %zu's path pattern hit the "
+			 "match limit (rule-denied)", v->index);
+		break;
+	}
+	block_request(c, REASON_RULE_DENIED, msg);
+	return false;
+}
+
+/* The request is for its checked host: request rules, leak check, rewritten head, then
  * out on the open upstream or a new one (none yet, or it closed between
  * requests). */
 static void forward_head(struct conn *c, const char *path, size_t plen)
 {
-	if (!leak_check(c))
+	if (!rules_check(c) || !leak_check(c))
 		return;
 	if (!build_head(c, path, plen)) {
 		conn_error(c, 431, "bad-request", "egressd: request head too large");
@@ -305,6 +364,8 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 	c->req_up = c->req_down = 0;
 	c->injected = 0;
 	c->block_status = 0;
+	c->block_reason = REASON_NONE;
+	c->ruled = false;
 	evutil_gettimeofday(&c->req_start, NULL);
 	if (!c->resp)
 		c->resp = httpmsg_new(HTTPMSG_RESPONSE, CONN_HEAD_CAP);

@@ -155,6 +155,18 @@ static void log_request(struct conn *c, int status)
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "path", c->path);
 	jsonw_int(&w, "status", status);
+	if (c->ruled || c->block_reason != REASON_NONE)
+		jsonw_str(&w, "decision", c->block_reason == REASON_NONE ? "allow" : "deny");
+	if (c->block_reason != REASON_NONE)
+		jsonw_str(&w, "reason", reason_str(c->block_reason));
+	if (c->ruled && (c->rv.how == RULE_BY_RULE || c->rv.how == RULE_MATCH_ERROR))
+		jsonw_int(&w, "rule", (long long)c->rv.index);
+	else if (c->ruled && c->rv.how == RULE_BY_DEFAULT)
+		jsonw_str(&w, "rule", "default");
+	if (c->ruled && c->rv.how == RULE_AMBIGUOUS)
+		jsonw_str(&w, "detail", c->rv.why);
+	else if (c->ruled && c->rv.how == RULE_MATCH_ERROR)
+		jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
 	if (c->mode == MODE_INTERCEPT)
 		conn_log_secrets(&w, c->ss, c->injected);
 	jsonw_int(&w, "bytes_up", (long long)c->req_up);
@@ -182,7 +194,7 @@ void httpresp_blocked_done(struct conn *c)
 {
 	log_request(c, c->block_status);
 	c->discarding = false;
-	if (c->req_upgrade || !httpmsg_keep_alive(c->req)) {
+	if (c->force_close || c->req_upgrade || !httpmsg_keep_alive(c->req)) {
 		conn_close_flushed(c);
 		return;
 	}

@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "audit.h"
 #include "config.h"
 #include "pattern.h"
 #include "policy.h"
+#include "rules.h"
 #include "runcmd.h"
 #include "sandboxenv.h"
 #include "sandboxes.h"
@@ -70,10 +72,12 @@ static const struct option long_opts[] = {
 static void usage(FILE *f)
 {
 	fputs("usage: egressd [serve] [OPTIONS]            run the proxy\n"
-	      "       egressd check [OPTIONS] [HOST[:PORT] ...]\n"
+	      "       egressd check [OPTIONS] [HOST[:PORT] | METHOD URL ...]\n"
 	      "                                      print the decision for each target\n"
+	      "                                      (and for METHOD URL, the request rules')\n"
 	      "\n"
-	      "  -c, --config FILE          JSON policy file (allowNet, denyNet, intercept, secrets)\n"
+	      "  -c, --config FILE          JSON policy file (allowNet, denyNet, intercept, secrets,\n"
+	      "                             rules, rulesDefault)\n"
 	      "      --allow-net P[,P...]   add allowNet patterns (repeatable; '' = deny all)\n"
 	      "      --deny-net P[,P...]    patterns refused even when allowNet matches\n"
 	      "      --secret NAME=HOST[,HOST...]  secret valued from egressd's env var NAME\n"
@@ -302,39 +306,139 @@ static void print_secrets(const struct policy *p, const struct target *t)
 	}
 }
 
+/* Prints the decision on t (no newline); returns 0 allowed, 1 denied. */
+static int print_target(const struct policy *p, const struct target *t)
+{
+	struct decision d;
+	struct ipaddr pin;
+	enum reason r = REASON_NONE;
+
+	policy_check_target(p, t, &d);
+	printf(t->is_ip && t->ip.family == 6 ? "[%s]:%u" : "%s:%u", t->host, t->port);
+	if (d.allow && t->is_ip)
+		r = policy_check_addr(p, &t->ip, t->port);
+	else if (d.allow && policy_pin_lookup(p, t->host, t->port, &pin))
+		r = policy_check_addr(p, &pin, t->port);
+	if (!d.allow || r != REASON_NONE) {
+		printf(" deny reason=%s", reason_str(d.allow ? r : d.reason));
+		if (d.rule)
+			printf(" rule=\"%s\"", d.rule);
+		return 1;
+	}
+	printf(" allow rule=");
+	printf(d.rule ? "\"%s\"" : "*", d.rule);
+	if (policy_intercepts(p, t))
+		printf(" intercept");
+	print_secrets(p, t);
+	return 0;
+}
+
 /* One `check` target: prints its line; returns 0 allowed, 1 denied, 2 malformed. */
 static int check_one(const struct policy *p, const char *arg)
 {
 	struct target t;
-	struct decision d;
-	struct ipaddr pin;
 	char err[PATTERN_ERRLEN];
-	enum reason r = REASON_NONE;
+	int rc;
 
 	if (!target_parse_authority(arg, strlen(arg), 443, &t, err)) {
 		fprintf(stderr, "egressd: %s\n", err);
 		return 2;
 	}
-	policy_check_target(p, &t, &d);
-	printf(t.is_ip && t.ip.family == 6 ? "[%s]:%u" : "%s:%u", t.host, t.port);
-	if (d.allow && t.is_ip)
-		r = policy_check_addr(p, &t.ip, t.port);
-	else if (d.allow && policy_pin_lookup(p, t.host, t.port, &pin))
-		r = policy_check_addr(p, &pin, t.port);
-	if (!d.allow || r != REASON_NONE) {
-		printf(" deny reason=%s", reason_str(d.allow ? r : d.reason));
-		if (d.rule)
-			printf(" rule=\"%s\"", d.rule);
-		printf("\n");
-		return 1;
-	}
-	printf(" allow rule=");
-	printf(d.rule ? "\"%s\"" : "*", d.rule);
-	if (policy_intercepts(p, &t))
-		printf(" intercept");
-	print_secrets(p, &t);
+	rc = print_target(p, &t);
 	printf("\n");
-	return 0;
+	return rc;
+}
+
+/* Is arg an http:// or https:// URL (then it is the URL of a METHOD URL pair)? */
+static bool is_url(const char *arg)
+{
+	return strncasecmp(arg, "http://", 7) == 0 || strncasecmp(arg, "https://", 8) == 0;
+}
+
+/* Splits url into its target (port by scheme if none) and the request-target
+ * a client sends for it (path and query, "/" if the path is empty; a fragment
+ * is dropped, as clients do). Returns a new string (caller frees), or NULL
+ * with err. */
+static char *parse_url(const char *url, struct target *t, char *err)
+{
+	bool tls = strncasecmp(url, "https://", 8) == 0;
+	const char *a = url + (tls ? 8 : 7), *e = a, *frag;
+	size_t rest;
+	char *rt;
+
+	while (*e && *e != '/' && *e != '?' && *e != '#')
+		e++;
+	if (memchr(a, '@', (size_t)(e - a))) {
+		snprintf(err, PATTERN_ERRLEN, "URL \"%.200s\": userinfo is not supported", url);
+		return NULL;
+	}
+	if (!target_parse_authority(a, (size_t)(e - a), tls ? 443 : 80, t, err))
+		return NULL;
+	frag = strchr(e, '#');
+	rest = frag ? (size_t)(frag - e) : strlen(e);
+	rt = malloc(rest + 2);
+	if (!rt) {
+		snprintf(err, PATTERN_ERRLEN, "out of memory");
+		return NULL;
+	}
+	snprintf(rt, rest + 2, "%s%.*s", rest == 0 || *e == '?' ? "/" : "", (int)rest, e);
+	return rt;
+}
+
+/* `check METHOD URL`: the host's decision, then the request rules' verdict.
+ * Returns 0 allowed, 1 refused (host or request), 2 malformed. */
+static int check_request(const struct policy *p, const char *method, const char *url)
+{
+	struct target t;
+	struct rule_verdict v;
+	char err[PATTERN_ERRLEN], *rt, *norm = NULL;
+	const char *why;
+	size_t nlen, qlen;
+	int rc = 2;
+
+	if (!rules_method_valid(method, strlen(method))) {
+		fprintf(stderr, "egressd: invalid method \"%s\" (an upper-case HTTP method token, "
+				"e.g. GET)\n", method);
+		return 2;
+	}
+	if (!(rt = parse_url(url, &t, err))) {
+		fprintf(stderr, "egressd: %s\n", err);
+		return 2;
+	}
+	rc = print_target(p, &t);
+	if (rc != 0)
+		goto out;
+	printf(" request %s %s", method, rt);
+	if (!policy_check_request(p, &t, method, rt, strlen(rt), &v)) {
+		printf(" allow (no rule names this host)");
+		goto out;
+	}
+	if (v.how == RULE_BY_RULE)
+		printf(" %s by rule %zu", v.allow ? "allow" : "deny", v.index);
+	else if (v.how == RULE_BY_DEFAULT)
+		printf(" %s by rulesDefault", v.allow ? "allow" : "deny");
+	else
+		printf(" deny");
+	if (!v.allow)
+		printf(" reason=%s", reason_str(REASON_RULE_DENIED));
+	if (v.how == RULE_AMBIGUOUS) {
+		printf(" (ambiguous path: %s)", v.why);
+	} else if (v.how == RULE_MATCH_ERROR) {
+		printf(" (rule %zu's path pattern hit the match limit)", v.index);
+	} else {
+		/* say what the rules saw when it is not what was written */
+		qlen = strcspn(rt, "?");
+		norm = malloc(strlen(rt) + 1);
+		if (norm && !(why = rules_normalize_path(rt, strlen(rt), norm, &nlen)) &&
+		    (nlen != qlen || memcmp(norm, rt, nlen) != 0))
+			printf(" (path matched as %s)", norm);
+	}
+	rc = v.allow ? 0 : 1;
+out:
+	printf("\n");
+	free(norm);
+	free(rt);
+	return rc;
 }
 
 /* The command line's policy options (--resolve, --deny-net, ...) go into
@@ -398,7 +502,17 @@ static int cmd_check(int argc, char **argv, const struct cli *cli, const struct 
 	if (argc == 0)
 		printf("policy ok\n");
 	for (int i = 0; i < argc; i++) {
-		int r = check_one(p, argv[i]);
+		int r;
+		if (is_url(argv[i])) {
+			fprintf(stderr, "egressd: a URL is checked with its method: "
+					"egressd check METHOD %s\n", argv[i]);
+			r = 2;
+		} else if (i + 1 < argc && is_url(argv[i + 1])) {
+			r = check_request(p, argv[i], argv[i + 1]);
+			i++;
+		} else {
+			r = check_one(p, argv[i]);
+		}
 		if (r > worst)
 			worst = r;
 	}

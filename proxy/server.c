@@ -204,6 +204,8 @@ const struct secretset *server_secrets(struct server *s)
 	return s->gens[0] ? s->gens[0]->ss : NULL;
 }
 
+/* Secrets, intercept patterns or request rules (policy_intercept_present
+ * covers the last two): some host is intercepted, so the CA and TLS are needed. */
 static bool needs_interception(const struct policy *p)
 {
 	return policy_secret_count(p) > 0 || policy_intercept_present(p);
@@ -243,8 +245,8 @@ static struct gen *gen_load(struct server *s, const struct sbtable *t, size_t i,
 		return NULL;
 	}
 	if (needs_interception(p) && !s->tls) {
-		snprintf(err, 256, "the new policy has secrets or intercept patterns but egressd "
-				   "started without interception: restart it");
+		snprintf(err, 256, "the new policy has secrets, intercept patterns or request rules "
+				   "but egressd started without interception: restart it");
 		return NULL;
 	}
 	if (load_secrets(s, p, &ss, err) < 0)
@@ -353,7 +355,7 @@ refuse:
 }
 
 /* Loads the CA, leaf minter, TLS contexts and secret values when the policy
- * has secrets or intercept patterns. */
+ * has secrets, intercept patterns or request rules. */
 static int setup_interception(struct server *s, const struct sbtable *t, char *err)
 {
 	char e[SECRETS_ERRLEN];

@@ -283,6 +283,34 @@ def t_transparent(ctx):
                            "--to-ports %d" % (NET[k], tport), shell=True, capture_output=True)
 
 
+@suite.case("request rules are per sandbox: inline rules for a, a file's rules for b", skip=need_ns)
+def t_rules(ctx):
+    lport, sport = free_port(), free_port()
+    write(os.path.join(ctx.tmp, "rb.json"), {
+        "allowNet": ["api.test"],
+        "rules": [{"host": "api.test", "method": "POST", "action": "allow"}]})
+    cfg = os.path.join(ctx.tmp, "r.json")
+    write(cfg, {"sandboxes": {
+        "a": {"source": ns_ip("a"), "policy": {
+            "allowNet": ["api.test"], "rulesDefault": "deny",
+            "rules": [{"host": "api.test", "method": "GET", "path": "^/ok", "action": "allow"}]}},
+        "b": {"source": ns_ip("b"), "policy": "rb.json"}}})
+    state = os.path.join(ctx.tmp, "state")
+    e = ctx.egressd(["-c", cfg, "--state-dir", state, "--allow-private", "127.0.0.0/8",
+                     "--upstream-ca", W["pki"]["ca"], "--listen", "0.0.0.0:%d" % sport],
+                    listen_port=lport, dns="127.0.0.1:%d" % W["dns"].port)
+    e.sport, e.state = sport, state
+    e.ca = os.path.join(state, "ca.crt")
+    got = {}
+    for k, method, path in (("a", "GET", "/ok"), ("a", "GET", "/no"), ("a", "POST", "/ok"),
+                            ("b", "GET", "/ok"), ("b", "POST", "/ok")):
+        rc, out = ns_curl(ctx, k, e, "https://api.test:%d%s" % (W["port"], path), "-X", method)
+        got[(k, method, path)] = (status_of(out), "rule-denied" in out)
+    check_eq(got, {("a", "GET", "/ok"): (200, False), ("a", "GET", "/no"): (403, True),
+                   ("a", "POST", "/ok"): (403, True), ("b", "GET", "/ok"): (403, True),
+                   ("b", "POST", "/ok"): (200, False)}, "statuses (and rule-denied) per sandbox")
+
+
 @suite.case("the log names each connection's and request's sandbox", skip=need_ns)
 def t_log_sandbox(ctx):
     e = start(ctx)

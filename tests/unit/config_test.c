@@ -44,7 +44,7 @@ static void bad(const char *text, const char *pos, const char *want, const char 
 	if (!ok(!loaded && strncmp(err, prefix, strlen(prefix)) == 0 && strstr(err, want),
 		"%s -> %s... %s", what, prefix, want))
 		printf("#   got: %s\n", loaded ? "(loaded)" : err);
-	ok(!policy_allow_present(p) && policy_secret_count(p) == 0,
+	ok(!policy_allow_present(p) && policy_secret_count(p) == 0 && !policy_rules(p),
 	   "  %s: policy left unchanged", what);
 	policy_unref(p);
 }
@@ -178,7 +178,9 @@ static void test_errors(void)
 	/* unknown keys at each level */
 	bad("{\n  \"allowNet\": [],\n  \"alowNet\": []\n}", "3:3", "unknown key \"alowNet\"",
 	    "unknown top-level key");
-	bad("{\"rules\": []}", "1:2", "rules are not supported yet", "rules");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"action\": \"deny\", \"paths\": \"x\"}]}", "1:48",
+	    "rules[0]: unknown key \"paths\" (expected host, method, path or action)",
+	    "unknown key in a rule");
 	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"value\": \"v\", \"extra\": 1}}}",
 	    "1:54", "secrets.A: unknown key \"extra\"", "unknown key in a secret");
 	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"Value\": \"v\"}}}", "1:40",
@@ -211,6 +213,52 @@ static void test_errors(void)
 	    "URL as intercept pattern");
 	bad("{\"secrets\": {\"A\": {\"hosts\": [\"ok.com\", \"::1\"], \"value\": \"v\"}}}", "1:40",
 	    "secrets.A.hosts[1]: invalid pattern \"::1\"", "bad secret host pattern");
+
+	/* request rules */
+	bad("{\"rules\": {}}", "1:11", "rules must be an array of rule objects, not an object",
+	    "rules object");
+	bad("{\"rules\": [\"a.com\"]}", "1:12", "rules[0] must be an object", "rule string");
+	bad("{\"rules\": [\n  {\"host\": \"a.com\", \"action\": \"deny\"},\n  {\"action\": \"deny\"}\n]}",
+	    "3:3", "rules[1]: missing \"host\"", "rule without host");
+	bad("{\"rules\": [{\"host\": \"a.com\"}]}", "1:12", "rules[0]: missing \"action\"",
+	    "rule without action");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"action\": \"block\"}]}", "1:40",
+	    "rules[0].action: \"block\" is not an action (expected \"allow\" or \"deny\")",
+	    "bad action");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"action\": true}]}", "1:40",
+	    "rules[0].action must be \"allow\" or \"deny\", not a boolean", "action boolean");
+	bad("{\"rules\": [{\"host\": 7, \"action\": \"deny\"}]}", "1:21",
+	    "rules[0].host must be a pattern string or an array of them, not a number",
+	    "host number");
+	bad("{\"rules\": [{\"host\": [], \"action\": \"deny\"}]}", "1:21",
+	    "rules[0].host is an empty array", "host empty array");
+	bad("{\"rules\": [{\"host\": [\"a.com\", \"b..com\"], \"action\": \"deny\"}]}", "1:31",
+	    "rules[0].host[1]: invalid pattern \"b..com\"", "bad host pattern in an array");
+	bad("{\"rules\": [{\"host\": \"*\", \"action\": \"deny\"}]}", "1:21",
+	    "rules[0].host: invalid pattern \"*\"", "bad host pattern");
+	bad("{\"rules\": [{\"host\": [\"a.com\", null], \"action\": \"deny\"}]}", "1:31",
+	    "rules[0].host[1] must be a pattern string, not null", "host element null");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"method\": \"get\", \"action\": \"deny\"}]}",
+	    "1:40", "rules[0].method: invalid method \"get\"", "lower-case method");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"method\": [\"GET\", \"PO ST\"], "
+	    "\"action\": \"deny\"}]}", "1:48", "rules[0].method[1]: invalid method \"PO ST\"",
+	    "method with a space");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"method\": [], \"action\": \"deny\"}]}", "1:40",
+	    "rules[0].method is an empty array", "method empty array");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"path\": 5, \"action\": \"deny\"}]}", "1:38",
+	    "rules[0].path must be a regular expression string, not a number", "path number");
+	bad("{\n  \"rules\": [\n    {\"host\": \"a.com\", \"action\": \"deny\"},\n"
+	    "    {\"host\": \"a.com\", \"path\": \"^/repos/(acme\", \"action\": \"allow\"}\n  ]\n}",
+	    "4:31", "rules[1].path \"^/repos/(acme\": invalid regular expression: missing closing "
+	    "parenthesis at offset 13", "bad regex, with PCRE2's message and offset");
+	bad("{\"rules\": [{\"host\": \"a.com\", \"path\": \"a{2,1}\", \"action\": \"deny\"}]}",
+	    "1:38", "rules[0].path \"a{2,1}\": invalid regular expression: numbers out of order in {} quantifier at offset 5",
+	    "bad regex quantifier");
+	bad("{\"rulesDefault\": \"maybe\"}", "1:18",
+	    "rulesDefault: \"maybe\" is not an action (expected \"allow\" or \"deny\")",
+	    "bad rulesDefault");
+	bad("{\"rulesDefault\": null}", "1:18", "rulesDefault must be \"allow\" or \"deny\", not null",
+	    "rulesDefault null");
 
 	/* secrets */
 	bad("{\"secrets\": {\"1BAD\": {\"hosts\": [\"a.com\"], \"value\": \"v\"}}}", "1:14",
