@@ -104,20 +104,21 @@ static void log_request(struct conn *c, int status)
 	struct jsonw w;
 	struct timeval now;
 
-	audit_begin(&w, "request", c->id);
-	jsonw_str(&w, "method", c->method);
-	jsonw_str(&w, "host", c->t.host);
-	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "path", c->path);
-	jsonw_int(&w, "status", status);
-	if (c->mode == MODE_INTERCEPT)
-		conn_log_secrets(&w, c->ss, c->injected);
-	jsonw_int(&w, "bytes_up", (long long)c->req_up);
-	jsonw_int(&w, "bytes_down", (long long)c->req_down);
-	evutil_gettimeofday(&now, NULL);
-	jsonw_int(&w, "ms", (now.tv_sec - c->req_start.tv_sec) * 1000L +
-				    (now.tv_usec - c->req_start.tv_usec) / 1000L);
-	audit_emit(&w);
+	if (audit_begin(&w, AUDIT_INFO, "request", c->id)) {
+		jsonw_str(&w, "method", c->method);
+		jsonw_str(&w, "host", c->t.host);
+		jsonw_int(&w, "port", c->t.port);
+		jsonw_str(&w, "path", c->path);
+		jsonw_int(&w, "status", status);
+		if (c->mode == MODE_INTERCEPT)
+			conn_log_secrets(&w, c->ss, c->injected);
+		jsonw_int(&w, "bytes_up", (long long)c->req_up);
+		jsonw_int(&w, "bytes_down", (long long)c->req_down);
+		evutil_gettimeofday(&now, NULL);
+		jsonw_int(&w, "ms", (now.tv_sec - c->req_start.tv_sec) * 1000L +
+					    (now.tv_usec - c->req_start.tv_usec) / 1000L);
+		audit_emit(&w);
+	}
 	c->bytes_up += c->req_up;
 	c->bytes_down += c->req_down;
 	c->req_up = c->req_down = 0;

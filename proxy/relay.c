@@ -146,7 +146,8 @@ static void log_refusal(struct conn *c, enum reason r, const char *sni)
 {
 	struct jsonw w;
 
-	audit_begin(&w, "refuse", c->id);
+	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
+		return;
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "reason", reason_str(r));
