@@ -211,7 +211,7 @@ static int parse_args(int argc, char **argv, struct cli *cli, struct policy *p, 
 			const char *what = argv[optind - 1];
 			char shortname[3] = { '-', (char)optopt, '\0' };
 
-			if (optopt > 0 && optopt < 256)
+			if (optopt > 0 && optopt < 256 && strncmp(what, "--", 2) != 0)
 				what = shortname; /* a short option (perhaps in a cluster) */
 			fprintf(stderr, opt == ':' ? "egressd: option '%s' needs an argument\n"
 						   : "egressd: unknown option '%s'\n", what);
