@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
+
 static int log_fd = -1;
 static int own_fd;       /* log_fd is a file we opened (not stderr) */
 static char *log_path;   /* for audit_reopen; NULL unless own_fd */
@@ -65,14 +67,7 @@ int audit_open(const char *path)
 	if (log_fd < 0)
 		return -1;
 	own_fd = 1;
-	log_path = strdup(path);
-	if (!log_path) {
-		close(log_fd);
-		log_fd = -1;
-		own_fd = 0;
-		errno = ENOMEM;
-		return -1;
-	}
+	log_path = xstrdup(path);
 	return 0;
 }
 

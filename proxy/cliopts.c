@@ -4,7 +4,6 @@
 
 #include <string.h>
 
-#define SP (CLI_SERVE)
 #define POLICY_CMDS (CLI_SERVE | CLI_CHECK | CLI_RUN)
 #define RUNTIME_CMDS (CLI_SERVE | CLI_RUN)
 
@@ -37,10 +36,10 @@ static const struct cliopt opts[] = {
 	/* listeners and upstreams */
 	{ "listen", 0, OPT_LISTEN, "ADDR:PORT",
 	  "explicit proxy listener, CONNECT and absolute-form HTTP (repeatable; "
-	  "for env: the proxy address it prints)", "127.0.0.1:3128", SP | CLI_ENV },
+	  "for env: the proxy address it prints)", "127.0.0.1:3128", CLI_SERVE | CLI_ENV },
 	{ "transparent", 0, OPT_TRANSPARENT, "ADDR:PORT",
 	  "transparent listener for redirected traffic, SO_ORIGINAL_DST (repeatable)",
-	  "none", SP },
+	  "none", CLI_SERVE },
 	{ "dns", 0, OPT_DNS, "ADDR[:PORT]", "the DNS server egressd asks",
 	  "the nameservers in /etc/resolv.conf", RUNTIME_CMDS },
 	{ "state-dir", 0, OPT_STATE, "DIR",
@@ -66,7 +65,7 @@ static const struct cliopt opts[] = {
 	  "bytes buffered per direction per connection (16384..67108864)", "262144",
 	  RUNTIME_CMDS },
 	{ "drain-timeout", 0, OPT_DRAIN, "S",
-	  "on SIGTERM/SIGINT, seconds open connections may still finish", "5", SP },
+	  "on SIGTERM/SIGINT, seconds open connections may still finish", "5", CLI_SERVE },
 	/* logging */
 	{ "log", 0, OPT_LOG, "FILE",
 	  "JSON-lines audit and operations log ('-' = stderr); reopened on SIGHUP",
