@@ -1,6 +1,13 @@
 # Makefile -- egressd: `make` builds build/egressd; `make test` runs every test.
 CC      ?= cc
 BUILD   ?= build
+PREFIX  ?= /usr/local
+DESTDIR ?=
+# systemd's unit search path includes /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system, so the unit follows PREFIX
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+# the one version, from proxy/version.h
+VERSION := $(shell sed -n 's/^\#define EGRESSD_VERSION "\(.*\)"/\1/p' proxy/version.h)
 LLHTTP  ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
@@ -25,9 +32,9 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all deps run demo test unit fuzz fuzz-smoke bench clean
+.PHONY: all deps run demo test unit fuzz fuzz-smoke bench clean install
 
-all: deps $(BUILD)/egressd
+all: deps $(BUILD)/egressd $(BUILD)/egressd.1
 
 deps:
 	@scripts/deps.sh build
@@ -47,6 +54,20 @@ $(BUILD)/libegressd.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 
 $(BUILD)/egressd: $(BUILD)/proxy/main.o $(BUILD)/libegressd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
+
+# the man page with the version of proxy/version.h
+$(BUILD)/egressd.1: docs/egressd.1 proxy/version.h
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/g' docs/egressd.1 > $@
+
+# make install [PREFIX=/usr/local] [DESTDIR=staging]: the binary, the man page,
+# the systemd unit (its ExecStart names $(PREFIX)/bin/egressd)
+install: $(BUILD)/egressd $(BUILD)/egressd.1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BUILD)/egressd $(DESTDIR)$(PREFIX)/bin/egressd
+	install -m 0644 $(BUILD)/egressd.1 $(DESTDIR)$(PREFIX)/share/man/man1/egressd.1
+	sed 's|/usr/local/bin/egressd|$(PREFIX)/bin/egressd|g' contrib/egressd.service > $(BUILD)/egressd.service
+	install -m 0644 $(BUILD)/egressd.service $(DESTDIR)$(UNITDIR)/egressd.service
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libegressd.a
 	@mkdir -p $(dir $@)

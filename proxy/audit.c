@@ -1,17 +1,59 @@
-/* audit.c -- the JSON-lines audit log: timestamps, atomic line writes */
+/* audit.c -- the JSON-lines log: levels, timestamps, atomic line writes,
+ * reopening on SIGHUP; operational messages on stderr */
 #include "audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
+
 static int log_fd = -1;
-static int own_fd;
+static int own_fd;       /* log_fd is a file we opened (not stderr) */
+static char *log_path;   /* for audit_reopen; NULL unless own_fd */
+static atomic_int level = AUDIT_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+bool audit_level_parse(const char *s, enum audit_level *l)
+{
+	for (int i = AUDIT_ERROR; i <= AUDIT_DEBUG; i++) {
+		if (!strcmp(s, level_names[i])) {
+			*l = (enum audit_level)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *audit_level_str(enum audit_level l)
+{
+	return l >= AUDIT_ERROR && l <= AUDIT_DEBUG ? level_names[l] : "info";
+}
+
+void audit_set_level(enum audit_level l)
+{
+	atomic_store(&level, l);
+}
+
+static bool level_on(enum audit_level l)
+{
+	return (int)l <= atomic_load(&level);
+}
+
+static int open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
 
 int audit_open(const char *path)
 {
@@ -21,11 +63,33 @@ int audit_open(const char *path)
 		log_fd = 2;
 		return 0;
 	}
-	log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	log_fd = open_log(path);
 	if (log_fd < 0)
 		return -1;
 	own_fd = 1;
+	log_path = xstrdup(path);
 	return 0;
+}
+
+int audit_reopen(void)
+{
+	int fd, rc = 0;
+
+	pthread_mutex_lock(&log_lock);
+	if (own_fd && log_fd >= 0 && log_path) {
+		/* dup2 swaps the file under the same descriptor number, so a
+		 * writer never sees a closed or reused descriptor */
+		fd = open_log(log_path);
+		if (fd < 0 || dup3(fd, log_fd, O_CLOEXEC) < 0)
+			rc = -1;
+		if (fd >= 0) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+		}
+	}
+	pthread_mutex_unlock(&log_lock);
+	return rc;
 }
 
 void audit_close(void)
@@ -34,6 +98,8 @@ void audit_close(void)
 		close(log_fd);
 	log_fd = -1;
 	own_fd = 0;
+	free(log_path);
+	log_path = NULL;
 }
 
 int audit_enabled(void)
@@ -41,39 +107,97 @@ int audit_enabled(void)
 	return log_fd >= 0;
 }
 
-void audit_begin(struct jsonw *w, const char *event, unsigned long long id)
+bool audit_wants(enum audit_level l)
+{
+	return log_fd >= 0 && level_on(l);
+}
+
+bool audit_begin(struct jsonw *w, enum audit_level l, const char *event, unsigned long long id)
 {
 	struct timeval tv;
 	struct tm tm;
 	char ts[96];
 
+	jsonw_begin(w);
+	if (!audit_wants(l))
+		return false;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
 		 (int)(tv.tv_usec / 1000));
-	jsonw_begin(w);
 	jsonw_str(w, "ts", ts);
+	jsonw_str(w, "level", audit_level_str(l));
 	jsonw_str(w, "event", event);
 	if (id)
 		jsonw_int(w, "id", (long long)id);
+	return true;
 }
 
-void audit_emit(struct jsonw *w)
+static void write_all(int fd, const char *p, size_t len)
 {
-	size_t len, off = 0;
-	const char *line = jsonw_end(w, &len);
+	size_t off = 0;
 
-	if (log_fd < 0)
-		return;
-	pthread_mutex_lock(&log_lock);
 	while (off < len) {
-		ssize_t k = write(log_fd, line + off, len - off);
+		ssize_t k = write(fd, p + off, len - off);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			break;
 		off += (size_t)k;
 	}
+}
+
+void audit_emit(struct jsonw *w)
+{
+	size_t len;
+	const char *line = jsonw_end(w, &len);
+
+	if (log_fd < 0)
+		return;
+	pthread_mutex_lock(&log_lock);
+	write_all(log_fd, line, len);
 	pthread_mutex_unlock(&log_lock);
+}
+
+__attribute__((format(printf, 2, 0)))
+static void vsay(enum audit_level l, const char *fmt, va_list ap)
+{
+	char line[1024];
+	int n;
+
+	if (!level_on(l) || log_fd == 2)
+		return;
+	memcpy(line, "egressd: ", 9);
+	n = vsnprintf(line + 9, sizeof(line) - 10, fmt, ap);
+	if (n < 0)
+		return;
+	n = n + 9 < (int)sizeof(line) - 1 ? n + 9 : (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	write_all(2, line, (size_t)n); /* one write: lines from threads stay whole */
+}
+
+void audit_say(enum audit_level l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsay(l, fmt, ap);
+	va_end(ap);
+}
+
+void audit_msg(enum audit_level l, const char *event, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[1024];
+	struct jsonw w;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	audit_say(l, "%s", msg);
+	if (!audit_begin(&w, l, event, 0))
+		return;
+	jsonw_str(&w, "msg", msg);
+	audit_emit(&w);
 }

@@ -84,11 +84,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		conn_close_flushed(c);
 		return;
 	}
-	audit_begin(&w, "timeout", c->id);
+	if (!audit_begin(&w, AUDIT_INFO, "timeout", c->id))
+		goto out;
 	jsonw_str(&w, "client", c->client);
 	jsonw_str(&w, "phase", c->st == ST_TLS ? "tls-handshake" : c->st == ST_SNI ? "clienthello" :
 			       c->st == ST_PEEK ? "first-bytes" : "request-head");
 	audit_emit(&w);
+out:
 	conn_free(c);
 }
 
@@ -222,7 +224,8 @@ static void log_close(struct conn *c)
 {
 	struct jsonw w;
 
-	audit_begin(&w, "close", c->id);
+	if (!audit_begin(&w, AUDIT_INFO, "close", c->id))
+		return;
 	jsonw_int(&w, "bytes_up", (long long)c->bytes_up);
 	jsonw_int(&w, "bytes_down", (long long)c->bytes_down);
 	jsonw_int(&w, "ms", ms_since(&c->start));
@@ -325,12 +328,15 @@ void conn_error(struct conn *c, int status, const char *reason_hdr, const char *
 	struct jsonw w;
 
 	metrics_refusal_named(c->w->mx, reason_hdr);
-	audit_begin(&w, "error", c->id);
-	jsonw_str(&w, "client", c->client);
-	jsonw_int(&w, "status", status);
-	jsonw_str(&w, "reason", reason_hdr);
-	jsonw_str(&w, "detail", msg);
-	audit_emit(&w);
+	/* a request refused for what the client sent: a warning, not an
+	 * internal error */
+	if (audit_begin(&w, AUDIT_WARN, "error", c->id)) {
+		jsonw_str(&w, "client", c->client);
+		jsonw_int(&w, "status", status);
+		jsonw_str(&w, "reason", reason_hdr);
+		jsonw_str(&w, "detail", msg);
+		audit_emit(&w);
+	}
 	send_error(c, status, reason_hdr, msg);
 }
 
@@ -374,7 +380,8 @@ void conn_log_connect(struct conn *c)
 	if (c->logged_connect && c->mode != MODE_HTTP)
 		return;
 	c->logged_connect = true;
-	audit_begin(&w, "connect", c->id);
+	if (!audit_begin(&w, c->d.allow ? AUDIT_INFO : AUDIT_WARN, "connect", c->id))
+		return;
 	jsonw_str(&w, "client", c->client);
 	if (*policy_scope(c->pol))
 		jsonw_str(&w, "sandbox", policy_scope(c->pol));
@@ -595,8 +602,34 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 
 static void connect_next(struct conn *c);
 
+/* Debug lines about reaching the upstream: an event with the target, the
+ * address (when one is chosen) and a detail. Never a secret: details are
+ * resolver, socket and TLS library messages. */
+static void log_upstream(struct conn *c, const char *event, const struct ipaddr *a,
+			 const char *detail)
+{
+	struct jsonw w;
+	char buf[ADDR_STRLEN];
+
+	if (!audit_begin(&w, AUDIT_DEBUG, event, c->id))
+		return;
+	jsonw_str(&w, "host", c->t.host);
+	jsonw_int(&w, "port", c->t.port);
+	if (a)
+		jsonw_str(&w, "addr", addr_format(a, buf));
+	jsonw_str(&w, "detail", detail);
+	audit_emit(&w);
+}
+
 static void resolved(struct conn *c, bool dns_failed)
 {
+	if (audit_wants(AUDIT_DEBUG)) {
+		char d[96];
+		snprintf(d, sizeof(d), "%u usable address(es)%s%s", (unsigned)c->naddr,
+			 c->dropped != REASON_NONE ? ", some dropped: " : "",
+			 c->dropped != REASON_NONE ? reason_str(c->dropped) : "");
+		log_upstream(c, "resolve", NULL, dns_failed ? "lookup failed" : d);
+	}
 	if (c->naddr > 0) {
 		c->ai = 0;
 		connect_next(c);
@@ -721,6 +754,7 @@ static void connect_next(struct conn *c)
 	c->st = ST_CONNECT;
 	c->addr = c->addrs[c->ai++];
 	c->up_connected = false;
+	log_upstream(c, "upstream-connect", &c->addr, c->ai > 1 ? "next address" : "first address");
 	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
 	c->up_tls = false;
 	c->up = bufferevent_socket_new(c->w->base, -1,
@@ -741,13 +775,16 @@ static void connect_next(struct conn *c)
 
 /* A connect attempt failed (or timed out): TCP (try the next address) or,
  * when intercepting, the verified TLS handshake (refuse: never send anything). */
-static void upstream_failed(struct conn *c, bool timed_out)
+static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 {
 	char msg[256];
 	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
 
 	if (ssl) {
-		if (tls_upstream_verify_failed(ssl, msg, sizeof(msg))) {
+		bool verify = tls_upstream_verify_failed(ssl, msg, sizeof(msg));
+
+		log_upstream(c, "upstream-tls-failed", &c->addr, msg);
+		if (verify) {
 			metrics_upstream_error(c->w->mx, MX_UP_CERT);
 			conn_refuse(c, REASON_UPSTREAM_CERT, msg);
 			return;
@@ -757,6 +794,7 @@ static void upstream_failed(struct conn *c, bool timed_out)
 		return;
 	}
 	metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_CONNECT);
+	log_upstream(c, "upstream-failed", &c->addr, why);
 	connect_next(c);
 }
 
@@ -770,7 +808,7 @@ static bool idle_expired(struct conn *c)
 static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
 	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c, true);
+		upstream_failed(c, true, "timed out");
 		return;
 	}
 	if (c->st == ST_PEEK) {
@@ -813,7 +851,7 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c, false);
+		upstream_failed(c, false, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		return;
 	}
 	if (bev == c->up && (what & BEV_EVENT_ERROR))

@@ -58,13 +58,14 @@ static void log_query(const struct sockaddr *from, const struct dns_query *q, in
 	uint16_t port = 0;
 	char buf[ADDR_STRLEN], client[ADDR_STRLEN + 8];
 
-	if (!audit_enabled())
+	/* an answer (or an empty NOERROR for AAAA) is routine; a name refused
+	 * or a malformed query is a warning */
+	if (!audit_begin(&w, answer || rcode == 0 ? AUDIT_INFO : AUDIT_WARN, "dns", 0))
 		return;
 	client[0] = '\0';
 	if (addr_from_sockaddr(from, &a, &port))
 		snprintf(client, sizeof(client), a.family == 6 ? "[%s]:%u" : "%s:%u",
 			 addr_format(&a, buf), port);
-	audit_begin(&w, "dns", 0);
 	jsonw_str(&w, "client", client);
 	if (q && q->name[0])
 		jsonw_str(&w, "name", q->name);

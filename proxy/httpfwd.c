@@ -120,7 +120,8 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 	struct jsonw w;
 
 	metrics_placeholder_leak(c->w->mx);
-	audit_begin(&w, "placeholder-leak", c->id);
+	if (!audit_begin(&w, AUDIT_WARN, "placeholder-leak", c->id))
+		return;
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "method", c->method);

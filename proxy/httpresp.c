@@ -147,34 +147,35 @@ static void log_request(struct conn *c, int status)
 
 	if (!c->discarding)
 		meter_request(c);
-	audit_begin(&w, "request", c->id);
-	if (*policy_scope(c->pol))
-		jsonw_str(&w, "sandbox", policy_scope(c->pol));
-	jsonw_str(&w, "method", c->method);
-	jsonw_str(&w, "host", c->t.host);
-	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "path", c->path);
-	jsonw_int(&w, "status", status);
-	if (c->ruled || c->block_reason != REASON_NONE)
-		jsonw_str(&w, "decision", c->block_reason == REASON_NONE ? "allow" : "deny");
-	if (c->block_reason != REASON_NONE)
-		jsonw_str(&w, "reason", reason_str(c->block_reason));
-	if (c->ruled && (c->rv.how == RULE_BY_RULE || c->rv.how == RULE_MATCH_ERROR))
-		jsonw_int(&w, "rule", (long long)c->rv.index);
-	else if (c->ruled && c->rv.how == RULE_BY_DEFAULT)
-		jsonw_str(&w, "rule", "default");
-	if (c->ruled && c->rv.how == RULE_AMBIGUOUS)
-		jsonw_str(&w, "detail", c->rv.why);
-	else if (c->ruled && c->rv.how == RULE_MATCH_ERROR)
-		jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
-	if (c->mode == MODE_INTERCEPT)
-		conn_log_secrets(&w, c->ss, c->injected);
-	jsonw_int(&w, "bytes_up", (long long)c->req_up);
-	jsonw_int(&w, "bytes_down", (long long)c->req_down);
-	evutil_gettimeofday(&now, NULL);
-	jsonw_int(&w, "ms", (now.tv_sec - c->req_start.tv_sec) * 1000L +
-				    (now.tv_usec - c->req_start.tv_usec) / 1000L);
-	audit_emit(&w);
+	if (audit_begin(&w, c->block_reason != REASON_NONE ? AUDIT_WARN : AUDIT_INFO, "request", c->id)) {
+		if (*policy_scope(c->pol))
+			jsonw_str(&w, "sandbox", policy_scope(c->pol));
+		jsonw_str(&w, "method", c->method);
+		jsonw_str(&w, "host", c->t.host);
+		jsonw_int(&w, "port", c->t.port);
+		jsonw_str(&w, "path", c->path);
+		jsonw_int(&w, "status", status);
+		if (c->ruled || c->block_reason != REASON_NONE)
+			jsonw_str(&w, "decision", c->block_reason == REASON_NONE ? "allow" : "deny");
+		if (c->block_reason != REASON_NONE)
+			jsonw_str(&w, "reason", reason_str(c->block_reason));
+		if (c->ruled && (c->rv.how == RULE_BY_RULE || c->rv.how == RULE_MATCH_ERROR))
+			jsonw_int(&w, "rule", (long long)c->rv.index);
+		else if (c->ruled && c->rv.how == RULE_BY_DEFAULT)
+			jsonw_str(&w, "rule", "default");
+		if (c->ruled && c->rv.how == RULE_AMBIGUOUS)
+			jsonw_str(&w, "detail", c->rv.why);
+		else if (c->ruled && c->rv.how == RULE_MATCH_ERROR)
+			jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
+		if (c->mode == MODE_INTERCEPT)
+			conn_log_secrets(&w, c->ss, c->injected);
+		jsonw_int(&w, "bytes_up", (long long)c->req_up);
+		jsonw_int(&w, "bytes_down", (long long)c->req_down);
+		evutil_gettimeofday(&now, NULL);
+		jsonw_int(&w, "ms", (now.tv_sec - c->req_start.tv_sec) * 1000L +
+					    (now.tv_usec - c->req_start.tv_usec) / 1000L);
+		audit_emit(&w);
+	}
 	c->bytes_up += c->req_up;
 	c->bytes_down += c->req_down;
 	c->req_up = c->req_down = 0;

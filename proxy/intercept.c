@@ -51,7 +51,8 @@ static void log_tls_error(struct conn *c, const char *what, const char *detail, 
 	struct jsonw w;
 
 	metrics_refusal_named(c->w->mx, what);
-	audit_begin(&w, "refuse", c->id);
+	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
+		return;
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "reason", what);

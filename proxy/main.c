@@ -1,5 +1,5 @@
-/* main.c -- the egressd command line: serve (default), check, and the
- * commands of later milestones, which say so instead of pretending */
+/* main.c -- the egressd command line: parses the options (their table and
+ * help texts are cliopts.c's) and runs serve (default), check, env, ca, run */
 #include <getopt.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -7,7 +7,15 @@
 #include <string.h>
 #include <strings.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <event2/event.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include <openssl/crypto.h>
+#include <pcre2.h>
+
 #include "audit.h"
+#include "cliopts.h"
 #include "config.h"
 #include "pattern.h"
 #include "policy.h"
@@ -20,94 +28,36 @@
 
 struct cli {
 	const char *command;
+	unsigned cmd;             /* its CLI_ bit */
+	bool explicit_cmd;        /* named on the command line (help: that command's) */
 	struct server_opts so;
 	const char *log;
+	enum audit_level log_level;
 	const char *ca_key;       /* "ec" or "rsa" for `ca init` */
 	const char *ca_sub;       /* "init" or "show" */
-	int unsupported; /* an option of a later milestone was given */
-	const char *unsupported_name;
-	struct sbtable *sbt;   /* -c gave sandboxes (owned), or NULL */
-	int nconfig;           /* -c options seen */
-	bool skip_config;      /* applying the command line to a sandbox's policy */
-	bool tolerant;         /* a reload: a sandbox's bad policy file is recorded */
-	const char *sandbox;   /* --sandbox NAME for check and env */
+	struct sbtable *sbt;      /* -c gave sandboxes (owned), or NULL */
+	int nconfig;              /* -c options seen */
+	bool skip_config;         /* applying the command line to a sandbox's policy */
+	bool tolerant;            /* a reload: a sandbox's bad policy file is recorded */
+	const char *sandbox;      /* --sandbox NAME for check and env */
 };
 
-enum {
-	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
-	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
-	OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN, OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF,
-	OPT_SANDBOX, OPT_METRICS,
-};
-
-static const struct option long_opts[] = {
-	{ "config", required_argument, NULL, 'c' },
-	{ "allow-net", required_argument, NULL, OPT_ALLOW },
-	{ "deny-net", required_argument, NULL, OPT_DENY },
-	{ "secret", required_argument, NULL, OPT_SECRET },
-	{ "state-dir", required_argument, NULL, OPT_STATE },
-	{ "listen", required_argument, NULL, OPT_LISTEN },
-	{ "transparent", required_argument, NULL, OPT_TRANSPARENT },
-	{ "upstream-ca", required_argument, NULL, OPT_UPCA },
-	{ "resolve", required_argument, NULL, OPT_RESOLVE },
-	{ "dns", required_argument, NULL, OPT_DNS },
-	{ "allow-private", required_argument, NULL, OPT_PRIVATE },
-	{ "intercept", required_argument, NULL, OPT_INTERCEPT },
-	{ "on-placeholder-leak", required_argument, NULL, OPT_LEAK },
-	{ "log", required_argument, NULL, OPT_LOG },
-	{ "threads", required_argument, NULL, OPT_THREADS },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ "ca-key", required_argument, NULL, OPT_CAKEY },
-	{ "drain-timeout", required_argument, NULL, OPT_DRAIN },
-	{ "max-connections", required_argument, NULL, OPT_MAXCONN },
-	{ "header-timeout", required_argument, NULL, OPT_HEADTO },
-	{ "idle-timeout", required_argument, NULL, OPT_IDLETO },
-	{ "max-buffer", required_argument, NULL, OPT_MAXBUF },
-	{ "sandbox", required_argument, NULL, OPT_SANDBOX },
-	{ "metrics", required_argument, NULL, OPT_METRICS },
-	{ NULL, 0, NULL, 0 },
-};
-
-static void usage(FILE *f)
+/* egressd X.Y.Z, then the libraries it runs with (run time where the
+ * library can say, else the headers it was built with). */
+static void print_version(void)
 {
-	fputs("usage: egressd [serve] [OPTIONS]            run the proxy\n"
-	      "       egressd check [OPTIONS] [HOST[:PORT] | METHOD URL ...]\n"
-	      "                                      print the decision for each target\n"
-	      "                                      (and for METHOD URL, the request rules')\n"
-	      "\n"
-	      "  -c, --config FILE          JSON policy file (allowNet, denyNet, intercept, secrets,\n"
-	      "                             rules, rulesDefault)\n"
-	      "      --allow-net P[,P...]   add allowNet patterns (repeatable; '' = deny all)\n"
-	      "      --deny-net P[,P...]    patterns refused even when allowNet matches\n"
-	      "      --secret NAME=HOST[,HOST...]  secret valued from egressd's env var NAME\n"
-	      "      --listen ADDR:PORT     explicit proxy listener (default 127.0.0.1:3128; repeatable)\n"
-	      "      --resolve HOST:PORT:ADDR  pin a name to an address (repeatable)\n"
-	      "      --dns ADDR[:PORT]      DNS server to ask (default: /etc/resolv.conf)\n"
-	      "      --allow-private CIDR   allow a special-purpose range (repeatable)\n"
-	      "      --intercept P[,P...]   hosts to intercept for auditing\n"
-	      "      --log FILE             JSON-lines audit log ('-' = stderr)\n"
-	      "      --threads N            worker threads (default: number of cores)\n"
-	      "      --drain-timeout S      on SIGTERM, let connections finish for S seconds (default 5)\n"
-	      "      --max-connections N    open connections at most; more get 503 (default 10000)\n"
-	      "      --header-timeout S     for a request head, ClientHello or handshake (default 30)\n"
-	      "      --idle-timeout S       a connection with no traffic either way (default 300)\n"
-	      "      --max-buffer BYTES     buffered per direction per connection (default 262144)\n"
-	      "      --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-	      "      --version              print the version\n"
-	      "      --sandbox NAME         check/env: the sandbox (of the policy's \"sandboxes\")\n"
-	      "\n"
-	      "      --state-dir DIR        CA, placeholder key, CA bundle (default /var/lib/egressd\n"
-	      "                             for root, else ~/.local/state/egressd)\n"
-	      "      --upstream-ca FILE     extra trust anchors for upstream certificates\n"
-	      "      --on-placeholder-leak log|block  (default log)\n"
-	      "\n"
-	      "       egressd env [OPTIONS]          print the sandbox's environment\n"
-	      "       egressd ca init|show [OPTIONS] [--ca-key ec|rsa]\n"
-	      "      --transparent ADDR:PORT  listener for redirected traffic (SO_ORIGINAL_DST)\n"
-	      "\n"
-	      "       egressd run [OPTIONS] -- CMD [ARGS...]  run CMD in a network jail\n",
-	      f);
+	char pcre[64] = "?";
+	uint32_t jit = 0;
+
+	pcre2_config(PCRE2_CONFIG_VERSION, pcre);
+	pcre2_config(PCRE2_CONFIG_JIT, &jit);
+	printf("egressd %s\n", EGRESSD_VERSION);
+	printf("%s\n", OpenSSL_version(OPENSSL_VERSION));
+	printf("libevent %s\n", event_get_version());
+	printf("llhttp %d.%d.%d\n", LLHTTP_VERSION_MAJOR, LLHTTP_VERSION_MINOR,
+	       LLHTTP_VERSION_PATCH);
+	printf("PCRE2 %s (JIT %s)\n", pcre, jit ? "available" : "not available");
+	printf("jansson %s\n", jansson_version_str());
 }
 
 /* Strict decimal 1..max. */
@@ -162,16 +112,17 @@ static bool load_config(struct cli *cli, struct policy *p, const char *path, cha
 	return true;
 }
 
-/* Applies one option to the policy or the CLI state. Returns 0, or 2 on error. */
-static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg)
+/* Applies one option to the policy or the CLI state. Returns 0, or 2 with
+ * the reason in err (CONFIG_ERRLEN bytes). */
+static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg, char *err)
 {
-	char err[CONFIG_ERRLEN];
 	bool okay = true;
 
 	err[0] = '\0';
 	switch (opt) {
 	case 'c': okay = load_config(cli, p, arg, err); break;
 	case OPT_SANDBOX: cli->sandbox = arg; break;
+	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
 	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
@@ -184,7 +135,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_CAKEY:
 		cli->ca_key = arg;
 		if (strcmp(arg, "ec") && strcmp(arg, "rsa")) {
-			snprintf(err, sizeof(err), "invalid --ca-key \"%s\" (want ec or rsa)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --ca-key \"%s\" (want ec or rsa)", arg);
 			okay = false;
 		}
 		break;
@@ -192,15 +143,20 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 		if (!strcmp(arg, "block") || !strcmp(arg, "log")) {
 			cli->so.leak_block = !strcmp(arg, "block");
 		} else {
-			snprintf(err, sizeof(err), "invalid --on-placeholder-leak \"%s\" (want log or block)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --on-placeholder-leak \"%s\" (want log or block)", arg);
 			okay = false;
 		}
 		break;
 	case OPT_LOG: cli->log = arg; break;
-	case OPT_METRICS: cli->so.metrics = arg; break;
+	case OPT_LOGLEVEL:
+		if (!audit_level_parse(arg, &cli->log_level)) {
+			snprintf(err, CONFIG_ERRLEN, "invalid --log-level \"%s\" (want error, warn, info or debug)", arg);
+			okay = false;
+		}
+		break;
 	case OPT_LISTEN:
 		if (cli->so.nlisten == SERVER_MAX_LISTENERS) {
-			snprintf(err, sizeof(err), "too many --listen options");
+			snprintf(err, CONFIG_ERRLEN, "too many --listen options");
 			okay = false;
 		} else {
 			cli->so.listen[cli->so.nlisten++] = arg;
@@ -209,13 +165,13 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_MAXCONN:
 		cli->so.max_conns = parse_uint(arg, 1000000);
 		if (cli->so.max_conns < 0) {
-			snprintf(err, sizeof(err), "invalid --max-connections \"%s\" (want 1..1000000)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --max-connections \"%s\" (want 1..1000000)", arg);
 			okay = false;
 		}
 		break;
 	case OPT_MAXBUF:
 		if (parse_uint(arg, 64 << 20) < 16384) {
-			snprintf(err, sizeof(err), "invalid --max-buffer \"%s\" (want 16384..67108864 bytes)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --max-buffer \"%s\" (want 16384..67108864 bytes)", arg);
 			okay = false;
 		} else {
 			cli->so.max_buffer = (size_t)parse_uint(arg, 64 << 20);
@@ -224,7 +180,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_HEADTO:
 	case OPT_IDLETO:
 		if (parse_uint(arg, 86400) < 0) {
-			snprintf(err, sizeof(err), "invalid --%s \"%s\" (want 1..86400 seconds)",
+			snprintf(err, CONFIG_ERRLEN, "invalid --%s \"%s\" (want 1..86400 seconds)",
 				 opt == OPT_HEADTO ? "header-timeout" : "idle-timeout", arg);
 			okay = false;
 		} else if (opt == OPT_HEADTO) {
@@ -235,7 +191,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 		break;
 	case OPT_DRAIN:
 		if (parse_uint(arg, 3600) < 0) {
-			snprintf(err, sizeof(err), "invalid --drain-timeout \"%s\" (want 1..3600 seconds)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --drain-timeout \"%s\" (want 1..3600 seconds)", arg);
 			okay = false;
 		} else {
 			cli->so.drain_timeout_s = (unsigned)parse_uint(arg, 3600);
@@ -244,13 +200,13 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_THREADS:
 		cli->so.threads = parse_uint(arg, 64);
 		if (cli->so.threads < 0) {
-			snprintf(err, sizeof(err), "invalid --threads \"%s\" (want 1..64)", arg);
+			snprintf(err, CONFIG_ERRLEN, "invalid --threads \"%s\" (want 1..64)", arg);
 			okay = false;
 		}
 		break;
 	case OPT_TRANSPARENT:
 		if (cli->so.ntransparent == SERVER_MAX_LISTENERS) {
-			snprintf(err, sizeof(err), "too many --transparent options");
+			snprintf(err, CONFIG_ERRLEN, "too many --transparent options");
 			okay = false;
 		} else {
 			cli->so.transparent[cli->so.ntransparent++] = arg;
@@ -259,37 +215,41 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	default:
 		break;
 	}
-	if (!okay)
-		fprintf(stderr, "egressd: %s\n", err);
 	return okay ? 0 : 2;
 }
 
-/* Parses argv into cli and policy. Returns 0, 2 on error, or -1 for --help/--version. */
-static int parse_args(int argc, char **argv, struct cli *cli, struct policy *p)
+/* Parses argv into cli and policy. Returns 0, -1 for --help/--version, or 2:
+ * an unknown option (said on stderr, err empty) or a bad value (the reason in
+ * err, CONFIG_ERRLEN bytes, for the caller to say). */
+static int parse_args(int argc, char **argv, struct cli *cli, struct policy *p, char *err)
 {
 	int opt;
 
 	optind = 0; /* GNU getopt: full re-initialisation (parsed again on SIGHUP) */
-	while ((opt = getopt_long(argc, argv, "+c:h", long_opts, NULL)) != -1) {
+	opterr = 0; /* our own messages, naming egressd and the command */
+	err[0] = '\0';
+	while ((opt = getopt_long(argc, argv, cliopts_short(), cliopts_long(), NULL)) != -1) {
 		if (opt == 'h') {
-			usage(stdout);
+			cliopts_help(stdout, cli->explicit_cmd ? cli->cmd : 0);
 			return -1;
 		}
 		if (opt == OPT_VERSION) {
-			printf("egressd %s\n", EGRESSD_VERSION);
+			print_version();
 			return -1;
 		}
-		if (opt == '?') {
-			usage(stderr);
+		if (opt == '?' || opt == ':') {
+			const char *what = argv[optind - 1];
+			char shortname[3] = { '-', (char)optopt, '\0' };
+
+			if (optopt > 0 && optopt < 256 && strncmp(what, "--", 2) != 0)
+				what = shortname; /* a short option (perhaps in a cluster) */
+			fprintf(stderr, opt == ':' ? "egressd: option '%s' needs an argument\n"
+						   : "egressd: unknown option '%s'\n", what);
+			cliopts_hint(stderr, cli->explicit_cmd ? cli->cmd : 0);
 			return 2;
 		}
-		if (apply_opt(cli, p, opt, optarg) != 0)
+		if (apply_opt(cli, p, opt, optarg, err) != 0)
 			return 2;
-	}
-	if (cli->unsupported) {
-		fprintf(stderr, "egressd: --%s is not implemented in this version\n",
-			cli->unsupported_name);
-		return 2;
 	}
 	return 0;
 }
@@ -453,7 +413,9 @@ static struct sbtable *make_table(struct cli *cli, struct policy *p, int argc, c
 		return sbx_single(p);
 	for (size_t i = 0; i < sbx_count(t); i++) {
 		struct cli tmp = { .skip_config = true };
-		if (sbx_policy(t, i) && parse_args(argc, argv, &tmp, sbx_policy(t, i)) != 0) {
+		char err[CONFIG_ERRLEN];
+		if (sbx_policy(t, i) && parse_args(argc, argv, &tmp, sbx_policy(t, i), err) != 0) {
+			fprintf(stderr, "egressd: sandbox %s: %s\n", sbx_name(t, i), err);
 			sbx_free(t);
 			return NULL;
 		}
@@ -531,13 +493,16 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	struct cli tmp = { .so = { .drain_timeout_s = 5 }, .tolerant = true };
 	struct policy *p = policy_new();
 	struct sbtable *t = NULL;
+	char e[CONFIG_ERRLEN];
 
 	(void)ctx;
-	if (parse_args(saved.argc, saved.argv, &tmp, p) == 0)
+	if (parse_args(saved.argc, saved.argv, &tmp, p, e) == 0)
 		t = make_table(&tmp, p, saved.argc, saved.argv);
+	else
+		snprintf(err, 256, "%.250s", e[0] ? e : "the command line did not parse");
 	sbx_free(tmp.sbt);
 	policy_unref(p);
-	if (!t)
+	if (!t && !err[0])
 		snprintf(err, 256, "the policy did not load (the reason is on the line above)");
 	return t;
 }
@@ -577,7 +542,7 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 	cli->so.reload = reload_table;
 	s = server_new(&cli->so, t, err);
 	if (!s) {
-		fprintf(stderr, "egressd: %s\n", err);
+		audit_msg(AUDIT_ERROR, "error", "%s", err);
 		audit_close();
 		return 1;
 	}
@@ -594,13 +559,17 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 	struct policy *p;
 	int rc;
 
-	if (!strcmp(cli->command, "serve"))
-		return optind < argc ? (fprintf(stderr, "egressd: unexpected argument '%s'\n",
-						argv[optind]), sbx_free(t), 2)
-				     : cmd_serve(cli, t);
-	if (!strcmp(cli->command, "check"))
+	if (cli->cmd == CLI_SERVE && optind < argc) {
+		fprintf(stderr, "egressd: unexpected argument '%s'\n", argv[optind]);
+		cliopts_hint(stderr, cli->cmd);
+		sbx_free(t);
+		return 2;
+	}
+	if (cli->cmd == CLI_SERVE)
+		return cmd_serve(cli, t);
+	if (cli->cmd == CLI_CHECK)
 		rc = cmd_check(argc - optind, argv + optind, cli, t);
-	else if (!strcmp(cli->command, "env"))
+	else if (cli->cmd == CLI_ENV)
 		rc = optind < argc ? 2 : !(p = chosen_policy(cli, t)) ? 2
 			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca);
 	else if (sbx_named(t))
@@ -612,38 +581,61 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 	return rc;
 }
 
+/* `egressd help [COMMAND]`: 0, or 2 for an unknown command. */
+static int cmd_help(int argc, char **argv)
+{
+	unsigned c = argc > 1 ? cliopts_command(argv[1]) : 0;
+
+	if (argc > 1 && !c) {
+		fprintf(stderr, "egressd: unknown command '%s'\n", argv[1]);
+		cliopts_hint(stderr, 0);
+		return 2;
+	}
+	cliopts_help(stdout, c);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
 				   .idle_timeout_s = 300, .drain_timeout_s = 5,
-				   .max_conns = 10000, .max_buffer = 256 * 1024 } };
-	struct policy *p = policy_new();
-	struct sbtable *t = NULL;
+				   .max_conns = 10000, .max_buffer = 256 * 1024 },
+			   .log_level = AUDIT_INFO };
+	struct policy *p;
+	struct sbtable *t;
+	char err[CONFIG_ERRLEN];
 	int rc;
 
+	if (argc > 1 && !strcmp(argv[1], "help"))
+		return cmd_help(argc - 1, argv + 1);
 	cli.command = "serve";
 	if (argc > 1 && argv[1][0] != '-') {
 		cli.command = argv[1];
+		cli.explicit_cmd = true;
 		argc--;
 		argv++;
 	}
-	if (strcmp(cli.command, "serve") && strcmp(cli.command, "check") &&
-	    strcmp(cli.command, "env") && strcmp(cli.command, "ca") && strcmp(cli.command, "run")) {
-		fprintf(stderr, "egressd: unknown command '%s' (try --help)\n", cli.command);
-		policy_unref(p);
+	cli.cmd = cliopts_command(cli.command);
+	if (!cli.cmd) {
+		fprintf(stderr, "egressd: unknown command '%s'\n", cli.command);
+		cliopts_hint(stderr, 0);
 		return 2;
 	}
-	if (!strcmp(cli.command, "ca") && argc > 1 && argv[1][0] != '-') {
+	if (cli.cmd == CLI_CA && argc > 1 && argv[1][0] != '-') {
 		cli.ca_sub = argv[1]; /* egressd ca init|show [OPTIONS] */
 		argc--;
 		argv++;
 	}
 	saved.argc = argc;
 	saved.argv = argv;
-	rc = parse_args(argc, argv, &cli, p);
+	p = policy_new();
+	rc = parse_args(argc, argv, &cli, p, err);
+	if (rc == 2 && err[0])
+		fprintf(stderr, "egressd: %s\n", err);
+	audit_set_level(cli.log_level);
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
-	if (rc == 0 && !strcmp(cli.command, "ca"))
+	if (rc == 0 && cli.cmd == CLI_CA)
 		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
 						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);
 	else if (rc == 0) {
@@ -654,7 +646,7 @@ int main(int argc, char **argv)
 	}
 	sbx_free(cli.sbt);
 	policy_unref(p);
-	if (rc == 2 && !strcmp(cli.command, "run"))
+	if (rc == 2 && cli.cmd == CLI_RUN)
 		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */
 	return rc < 0 ? 0 : rc;
 }

@@ -44,11 +44,12 @@ static bool pump_ws(struct conn *c, struct evbuffer *in, struct evbuffer *out, s
 	}
 	return true;
 fail:
-	audit_begin(&w, "refuse", c->id);
-	jsonw_str(&w, "reason", "websocket-not-redactable");
-	jsonw_str(&w, "detail", wsredact_error(c->ws));
-	audit_emit(&w);
 	metrics_refusal_named(c->w->mx, "websocket-not-redactable");
+	if (audit_begin(&w, AUDIT_WARN, "refuse", c->id)) {
+		jsonw_str(&w, "reason", "websocket-not-redactable");
+		jsonw_str(&w, "detail", wsredact_error(c->ws));
+		audit_emit(&w);
+	}
 	return false;
 }
 
@@ -198,7 +199,8 @@ static void log_refusal(struct conn *c, enum reason r, const char *sni)
 	struct jsonw w;
 
 	metrics_refusal(c->w->mx, r);
-	audit_begin(&w, "refuse", c->id);
+	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
+		return;
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "reason", reason_str(r));

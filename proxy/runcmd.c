@@ -112,7 +112,8 @@ static int exit_status(int st)
 	return 125;
 }
 
-/* Waits for the child, forwarding SIGINT/SIGTERM to its process group. */
+/* Waits for the child, forwarding SIGINT/SIGTERM to its process group;
+ * SIGHUP reopens the log. */
 static int wait_child(pid_t child, const sigset_t *set)
 {
 	int st = 0, sig;
@@ -127,6 +128,9 @@ static int wait_child(pid_t child, const sigset_t *set)
 		if (r < 0 && errno != EINTR)
 			return 125;
 		sig = sigtimedwait(set, NULL, &ts);
+		if (sig == SIGHUP && audit_reopen() < 0)
+			audit_msg(AUDIT_ERROR, "error", "SIGHUP: cannot reopen the log: %s",
+				  strerror(errno));
 		if ((sig == SIGINT || sig == SIGTERM) && !killing) {
 			kill(-child, SIGTERM);
 			killing = true;

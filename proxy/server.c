@@ -279,15 +279,17 @@ static int check_listeners(const struct server *s, const struct sbtable *t, char
 	return 0;
 }
 
+/* A sandbox whose new policy did not load (it keeps its current one). */
 static void log_sandbox_reload(const char *name, const char *error)
 {
 	struct jsonw w;
 
-	audit_begin(&w, "reload", 0);
+	audit_say(AUDIT_ERROR, "sandbox %s: keeping its current policy: %s", name, error);
+	if (!audit_begin(&w, AUDIT_ERROR, "reload", 0))
+		return;
 	jsonw_str(&w, "sandbox", name);
-	jsonw_bool(&w, "ok", !error);
-	if (error)
-		jsonw_str(&w, "error", error);
+	jsonw_bool(&w, "ok", false);
+	jsonw_str(&w, "error", error);
 	audit_emit(&w);
 }
 
@@ -309,8 +311,6 @@ static int install(struct server *s, struct sbtable *t, char *err)
 		failed++;
 		snprintf(err, 256, "%s%s%.200s", sbx_name(t, i), *sbx_name(t, i) ? ": " : "", e);
 		if (sbx_named(t) && s->sbt) {
-			fprintf(stderr, "egressd: sandbox %s: keeping its current policy: %s\n",
-				sbx_name(t, i), e);
 			log_sandbox_reload(sbx_name(t, i), e);
 		}
 		pthread_mutex_lock(&s->pol_lock);
@@ -366,7 +366,7 @@ static int setup_interception(struct server *s, const struct sbtable *t, char *e
 		if (!s->ca)
 			return -1;
 		if (created)
-			fprintf(stderr, "egressd: created a new CA in %s\n", s->o.state_dir);
+			audit_msg(AUDIT_INFO, "ca", "created a new CA in %s", s->o.state_dir);
 		s->minter = minter_new(s->ca, err);
 		if (!s->minter)
 			return -1;
@@ -529,8 +529,12 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
 	struct wstate *ws = arg;
 	struct timeval tv = { 0, 100000 };
+	int e = errno;
+	char buf[128];
+
 	(void)l;
-	fprintf(stderr, "egressd: accept: %s; pausing accepts for 100 ms\n", strerror(errno));
+	audit_msg(AUDIT_ERROR, "error", "accept: %s; pausing accepts for 100 ms",
+		  strerror_r(e, buf, sizeof(buf)));
 	for (int i = 0; i < SERVER_MAX_LISTENERS && ws->ls[i]; i++)
 		evconnlistener_disable(ws->ls[i]);
 	event_add(ws->resume, &tv);
@@ -769,30 +773,38 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 }
 
-/* SIGHUP: a new policy, or the old one kept with the reason logged. */
+/* SIGHUP: the log file reopened (logrotate renamed it), then a new policy,
+ * or the old one kept with the reason logged. */
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
-	char err[256] = "no reload source";
-	struct sbtable *t = s->o.reload ? s->o.reload(s->o.reload_ctx, err) : NULL;
-	int rc = t ? server_reload(s, t, err) : -1;
-	bool okay = rc == 0;
+	char err[256] = "no reload source", ebuf[128];
+	struct sbtable *t;
+	int rc;
+	bool okay;
 	struct jsonw w;
 
 	(void)sig;
 	(void)what;
+	if (audit_reopen() < 0)
+		audit_msg(AUDIT_ERROR, "error", "SIGHUP: cannot reopen the log, still writing the old file: %s",
+			  strerror_r(errno, ebuf, sizeof(ebuf)));
+	t = s->o.reload ? s->o.reload(s->o.reload_ctx, err) : NULL;
+	rc = t ? server_reload(s, t, err) : -1;
+	okay = rc == 0;
 	metrics_reload(s->metrics, okay);
 	if (okay)
-		fprintf(stderr, "egressd: SIGHUP: policy reloaded\n");
+		audit_say(AUDIT_INFO, "SIGHUP: policy reloaded");
 	else if (rc == 1)
-		fprintf(stderr, "egressd: SIGHUP: reloaded, except: %s\n", err);
+		audit_say(AUDIT_ERROR, "SIGHUP: reloaded, except: %s", err);
 	else
-		fprintf(stderr, "egressd: SIGHUP: reload refused, keeping the current policy: %s\n", err);
-	audit_begin(&w, "reload", 0);
-	jsonw_bool(&w, "ok", okay);
-	if (!okay)
-		jsonw_str(&w, "error", err);
-	audit_emit(&w);
+		audit_say(AUDIT_ERROR, "SIGHUP: reload refused, keeping the current policy: %s", err);
+	if (audit_begin(&w, okay ? AUDIT_INFO : AUDIT_ERROR, "reload", 0)) {
+		jsonw_bool(&w, "ok", okay);
+		if (!okay)
+			jsonw_str(&w, "error", err);
+		audit_emit(&w);
+	}
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -801,11 +813,51 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	int n = atomic_fetch_add(&s->signals, 1) + 1;
 
 	(void)what;
-	fprintf(stderr, n == 1 ? "egressd: signal %d, draining (up to %u s; again to stop now)\n"
-			       : "egressd: signal %d, stopping now\n",
-		(int)sig, s->o.drain_timeout_s);
+	if (n == 1)
+		audit_msg(AUDIT_INFO, "drain", "signal %d, draining (up to %u s; again to stop now)",
+			  (int)sig, s->o.drain_timeout_s);
+	else
+		audit_msg(AUDIT_INFO, "drain", "signal %d, stopping now", (int)sig);
 	for (int i = 0; i < s->nthreads; i++)
 		event_active(s->ws[i].stop, EV_READ, 0);
+}
+
+/* "start" (version, pid, threads) and one "listen" line per listener. */
+static void log_start(const struct server *s)
+{
+	struct jsonw w;
+	char buf[ADDR_STRLEN], at[ADDR_STRLEN + 8];
+
+	if (audit_begin(&w, AUDIT_INFO, "start", 0)) {
+		jsonw_str(&w, "version", EGRESSD_VERSION);
+		jsonw_int(&w, "pid", (long long)getpid());
+		jsonw_int(&w, "threads", s->nthreads);
+		jsonw_str(&w, "msg", "started");
+		audit_emit(&w);
+	}
+	for (int i = 0; i < s->nla; i++) {
+		const struct listen_addr *l = &s->la[i];
+
+		snprintf(at, sizeof(at), l->a.family == 6 ? "[%s]:%u" : "%s:%u",
+			 addr_format(&l->a, buf), l->port);
+		audit_say(AUDIT_INFO, "listening%s on %s (%d threads)",
+			  l->transparent ? " (transparent)" : "", at, s->nthreads);
+		if (!audit_begin(&w, AUDIT_INFO, "listen", 0))
+			continue;
+		jsonw_str(&w, "addr", at);
+		jsonw_str(&w, "mode", l->transparent ? "transparent" : "explicit");
+		audit_emit(&w);
+	}
+	if (s->mla.port) {
+		snprintf(at, sizeof(at), s->mla.a.family == 6 ? "[%s]:%u" : "%s:%u",
+			 addr_format(&s->mla.a, buf), s->mla.port);
+		audit_say(AUDIT_INFO, "metrics on http://%s/metrics", at);
+		if (audit_begin(&w, AUDIT_INFO, "listen", 0)) {
+			jsonw_str(&w, "addr", at);
+			jsonw_str(&w, "mode", "metrics");
+			audit_emit(&w);
+		}
+	}
 }
 
 int server_run(struct server *s)
@@ -813,7 +865,6 @@ int server_run(struct server *s)
 	struct event_base *main_base = event_base_new();
 	struct event *sigterm, *sigint, *sighup, *tick;
 	struct timeval tv = { 0, 100000 };
-	char buf[ADDR_STRLEN];
 
 	if (!main_base)
 		return 1;
@@ -825,15 +876,7 @@ int server_run(struct server *s)
 	event_add(sigint, NULL);
 	sighup = evsignal_new(main_base, SIGHUP, on_sighup, s);
 	event_add(sighup, NULL);
-	for (int i = 0; i < s->nla; i++)
-		fprintf(stderr, "egressd: listening%s on %s%s%s:%u (%d threads)\n",
-			s->la[i].transparent ? " (transparent)" : "",
-			s->la[i].a.family == 6 ? "[" : "", addr_format(&s->la[i].a, buf),
-			s->la[i].a.family == 6 ? "]" : "", s->la[i].port, s->nthreads);
-	if (s->mla.port)
-		fprintf(stderr, "egressd: metrics on http://%s%s%s:%u/metrics\n",
-			s->mla.a.family == 6 ? "[" : "", addr_format(&s->mla.a, buf),
-			s->mla.a.family == 6 ? "]" : "", s->mla.port);
+	log_start(s);
 	server_start(s);
 	/* the main thread only forwards signals; it ends when the workers have
 	 * (the tick bounds each wait so a finished drain is noticed) */
@@ -849,6 +892,7 @@ int server_run(struct server *s)
 	event_free(sigint);
 	event_free(sighup);
 	event_base_free(main_base);
+	audit_msg(AUDIT_INFO, "stop", "stopped");
 	return 0;
 }
 

@@ -87,7 +87,12 @@ static void log_deny(struct conn *c, enum reason r, const char *detail)
 	struct jsonw w;
 	char buf[ADDR_STRLEN];
 
-	audit_begin(&w, "connect", c->id);
+	c->logged_connect = true;
+	c->d.allow = false;
+	conn_meter(c);
+	metrics_refusal(c->w->mx, r);
+	if (!audit_begin(&w, AUDIT_WARN, "connect", c->id))
+		return;
 	jsonw_str(&w, "client", c->client);
 	jsonw_str(&w, "mode", "transparent");
 	jsonw_str(&w, "host", c->t.host);
@@ -97,10 +102,6 @@ static void log_deny(struct conn *c, enum reason r, const char *detail)
 	jsonw_str(&w, "reason", reason_str(r));
 	jsonw_str(&w, "detail", detail);
 	audit_emit(&w);
-	c->logged_connect = true;
-	c->d.allow = false;
-	conn_meter(c);
-	metrics_refusal(c->w->mx, r);
 }
 
 /* Refuses in the client's own protocol: an HTTP 403/502, a TLS alert, or a

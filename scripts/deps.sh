@@ -6,7 +6,7 @@ set -e
 what=${1:-build}
 pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson-dev node-llhttp iproute2 iptables procps"
 case $what in
-test) pkgs="$pkgs curl python3 python3-prometheus-client nodejs iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev" ;;
+test) pkgs="$pkgs curl python3 python3-prometheus-client nodejs iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev groff-base systemd" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy" ;;
 esac

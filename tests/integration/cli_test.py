@@ -4,6 +4,7 @@
 
 import os
 import re
+import subprocess
 import sys
 
 sys.dont_write_bytecode = True
@@ -202,6 +203,169 @@ def _(ctx):
     got = [l for l in r.stdout.split("\n") if l.strip()]
     check(len(got) == len(want) and all(line_matches(g, w) for g, w in zip(got, want)),
           "output %r, want %r" % (got, want))
+
+
+# --------------------------------------------------------------------------
+# --help, help COMMAND, usage errors, --version
+
+COMMANDS = ("serve", "check", "env", "ca", "run")
+# (command, option, its default as --help prints it): a sample of each kind
+DEFAULTS = [
+    ("serve", "listen", "127.0.0.1:3128"), ("serve", "max-connections", "10000"),
+    ("serve", "header-timeout", "30"), ("serve", "idle-timeout", "300"),
+    ("serve", "drain-timeout", "5"), ("serve", "max-buffer", "262144"),
+    ("serve", "on-placeholder-leak", "log"), ("serve", "log-level", "info"),
+    ("run", "log-level", "info"), ("run", "threads", "the number of cores"),
+    ("check", "config", "none"), ("env", "listen", "127.0.0.1:3128"),
+    ("ca", "ca-key", "ec (P-256)"),
+    ("ca", "state-dir", "/var/lib/egressd as root, else ~/.local/state/egressd"),
+]
+# options a command must list (the ones it really uses) and must not
+USES = {
+    "serve": ["config", "allow-net", "listen", "transparent", "log", "log-level",
+              "drain-timeout", "state-dir", "secret", "dns"],
+    "check": ["config", "allow-net", "deny-net", "resolve", "allow-private", "secret"],
+    "env": ["config", "secret", "state-dir", "listen", "upstream-ca"],
+    "ca": ["state-dir", "ca-key"],
+    "run": ["config", "allow-net", "log", "log-level", "state-dir", "threads"],
+}
+NOT_USED = {"check": ["listen", "log", "drain-timeout"], "ca": ["allow-net", "listen", "config"],
+            "env": ["log", "threads"], "run": ["listen", "transparent", "drain-timeout"],
+            "serve": ["ca-key"]}
+
+
+def parse_help(text):
+    """{option name: (argument or None, help text incl. continuation lines)}."""
+    opts, cur = {}, None
+    for l in text.split("\n"):
+        m = re.match(r"^(?:  -\w, |      )--([a-z0-9-]+)(?: (\S+))?\s*(.*)$", l)
+        if m:
+            cur = m.group(1)
+            check(cur not in opts, "--%s listed twice" % cur)
+            opts[cur] = [m.group(2), m.group(3)]
+        elif cur and l.startswith(" " * 28) and l.strip():
+            opts[cur][1] += " " + l.strip()
+        elif not l.strip() or not l.startswith(" "):
+            cur = None
+    return {k: (a, " ".join(h.split())) for k, (a, h) in opts.items()}
+
+
+def command_help(cmd):
+    r = run_egressd([cmd, "--help"])
+    check_eq(r.returncode, 0, "%s --help exit" % cmd)
+    check_eq(r.stderr, "", "%s --help stderr" % cmd)
+    return r.stdout
+
+
+for _cmd in COMMANDS:
+    @suite.case("%s --help: exit 0, its usage line, the options it uses each with a default, "
+                "none it does not use" % _cmd)
+    def _(ctx, cmd=_cmd):
+        out = command_help(cmd)
+        want = "usage: egressd %s" % ("[serve]" if cmd == "serve" else cmd)
+        check(out.startswith(want), "first line %r, want %r" % (out.split("\n")[0], want))
+        opts = parse_help(out)
+        ctx.note("options: %r" % opts)
+        for o in USES[cmd]:
+            check(o in opts, "%s --help lacks --%s" % (cmd, o))
+        for o in NOT_USED[cmd]:
+            check(o not in opts, "%s --help lists --%s, which it does not use" % (cmd, o))
+        for o, (arg, text) in opts.items():
+            if arg:
+                check(re.search(r"\(default: .+\)$", text),
+                      "--%s without a default in %s --help: %r" % (o, cmd, text))
+        check("help" in opts and "version" in opts, "--help/--version not listed")
+        for c, o, d in DEFAULTS:
+            if c == cmd:
+                check(opts[o][1].endswith("(default: %s)" % d),
+                      "--%s: %r, want default %r" % (o, opts[o][1], d))
+
+
+@suite.case("egressd --help: the overview names every command and points to COMMAND --help; "
+            "egressd help is the same; help COMMAND is COMMAND --help; ca init --help too")
+def _(ctx):
+    r = run_egressd(["--help"])
+    check_eq(r.returncode, 0, "exit")
+    for c in COMMANDS[1:]:
+        check(re.search(r"^  egressd %s " % c, r.stdout, re.M), "overview lacks %s" % c)
+    check("egressd [serve]" in r.stdout and "'egressd COMMAND --help'" in r.stdout,
+          "overview: %r" % r.stdout)
+    check_eq(run_egressd(["help"]).stdout, r.stdout, "egressd help vs --help")
+    check_eq(run_egressd(["-h"]).stdout, r.stdout, "egressd -h vs --help")
+    for c in COMMANDS:
+        h = run_egressd(["help", c])
+        check_eq(h.returncode, 0, "help %s exit" % c)
+        check_eq(h.stdout, command_help(c), "help %s vs %s --help" % (c, c))
+    check_eq(run_egressd(["ca", "init", "--help"]).stdout, command_help("ca"), "ca init --help")
+
+
+@suite.case("every option --help lists is one getopt knows: given without its value it "
+            "gets 'needs an argument', never 'unknown option'")
+def _(ctx):
+    seen = {}
+    for c in COMMANDS:
+        for o, (arg, _) in parse_help(command_help(c)).items():
+            seen[o] = arg
+    check(len(seen) >= 20, "too few options: %r" % sorted(seen))
+    for o, arg in sorted(seen.items()):
+        if not arg:
+            continue
+        r = run_egressd(["check", "--" + o])
+        check_eq(r.returncode, 2, "check --%s (no value) exit" % o)
+        check("option '--%s' needs an argument" % o in r.stderr,
+              "--%s: %r" % (o, r.stderr))
+
+
+USAGE_ERRORS = [
+    # (argv, exit status, text stderr must contain, the hint's command)
+    (["frobnicate"], 2, "unknown command 'frobnicate'", ""),
+    (["help", "frobnicate"], 2, "unknown command 'frobnicate'", ""),
+    (["--frobnicate"], 2, "unknown option '--frobnicate'", ""),
+    (["check", "--frobnicate", "a.test"], 2, "unknown option '--frobnicate'", "check "),
+    (["check", "-x"], 2, "unknown option '-x'", "check "),
+    (["serve", "--listen"], 2, "option '--listen' needs an argument", "serve "),
+    (["env", "--nope"], 2, "unknown option '--nope'", "env "),
+    (["ca", "show", "--nope"], 2, "unknown option '--nope'", "ca "),
+    (["run", "--nope", "--", "true"], 125, "unknown option '--nope'", "run "),
+    (["serve", "--log-level", "loud"], 2, 'invalid --log-level "loud"', None),
+    (["run", "--log-level", "loud", "--", "true"], 125, 'invalid --log-level "loud"', None),
+]
+
+
+def usage_error_case(ctx, argv, status, text, hint):
+    r = run_egressd(argv)
+    ctx.note("stdout %r\nstderr %r" % (r.stdout, r.stderr))
+    check_eq(r.returncode, status, "exit status")
+    check_eq(r.stdout, "", "stdout")
+    check(text in r.stderr, "stderr lacks %r" % text)
+    lines = [l for l in r.stderr.split("\n") if l.strip()]
+    check(len(lines) <= 2, "a usage error is a short hint, not the whole help: %r" % lines)
+    if hint is not None:
+        check_eq(lines[-1], "Try 'egressd %s--help'." % hint, "hint line")
+
+
+for _argv, _st, _text, _hint in USAGE_ERRORS:
+    suite.add("usage error: egressd %s -> exit %d, %s" % (" ".join(_argv), _st, _text),
+              usage_error_case, _argv, _st, _text, _hint)
+
+
+@suite.case("--version: 'egressd X.Y.Z' first, then OpenSSL, libevent, llhttp, PCRE2, jansson "
+            "with versions; the OpenSSL line is the one openssl(1) reports")
+def _(ctx):
+    r = run_egressd(["--version"])
+    check_eq(r.returncode, 0, "exit")
+    lines = r.stdout.rstrip("\n").split("\n")
+    ctx.note("%r" % lines)
+    check(re.fullmatch(r"egressd \d+\.\d+\.\d+", lines[0]), "first line %r" % lines[0])
+    pats = [r"OpenSSL \d+\.\d+\.\d+\S* .*", r"libevent \d+\.\d+\.\d+\S*",
+            r"llhttp \d+\.\d+\.\d+", r"PCRE2 \d+\.\d+ .*", r"jansson \d+\.\d+(\.\d+)?"]
+    check_eq(len(lines), 1 + len(pats), "number of lines")
+    for p, l in zip(pats, lines[1:]):
+        check(re.fullmatch(p, l), "line %r does not match %r" % (l, p))
+    o = subprocess.run(["openssl", "version"], capture_output=True, text=True)
+    if o.returncode == 0:
+        check_eq(lines[1].split()[:2], o.stdout.split()[:2], "OpenSSL version")
+    check_eq(run_egressd(["check", "--version"]).stdout, r.stdout, "check --version")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from harness import (Suite, Skip, check, check_eq, make_pki, EchoHTTPServer,  # 
 NETNS = maybe_reexec_in_netns(__file__)
 PUB_ADDR = "203.0.113.7"
 PRIV_ADDR = "10.0.0.5"
+PROCESS_EVENTS = ("start", "listen", "reload", "drain", "stop")
 
 suite = Suite("proxy")
 W = {}  # the world: certificates, upstreams, DNS; filled by setup()
@@ -635,8 +636,11 @@ def _(ctx):
             break
         time.sleep(0.05)
     for v in evs:
-        check(isinstance(v.get("ts"), str) and isinstance(v.get("event"), str) and is_int(v.get("id")),
+        # process events (start, listen, reload, drain, stop) carry no connection id
+        check(isinstance(v.get("ts"), str) and isinstance(v.get("event"), str) and
+              (is_int(v.get("id")) or v.get("event") in PROCESS_EVENTS),
               "event without ts/event/id: %r" % v)
+        check(v.get("level") in ("error", "warn", "info", "debug"), "event without a level: %r" % v)
     connects = [v for v in evs if v["event"] == "connect"]
     closes = {v["id"]: v for v in evs if v["event"] == "close"}
 

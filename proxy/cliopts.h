@@ -1,0 +1,59 @@
+/* cliopts.h -- the command-line vocabulary as data: one row per option (name,
+ * argument, meaning, default, the commands that use it), one row per command;
+ * the getopt table and every help text are built from these rows, so they
+ * cannot drift apart. Adding an option = one OPT_ id + one row in cliopts.c
+ * (+ its case in main.c's apply_opt, + its entry in docs/egressd.1). */
+#ifndef EGRESSD_CLIOPTS_H
+#define EGRESSD_CLIOPTS_H
+
+#include <getopt.h>
+#include <stdio.h>
+
+/* The value getopt_long returns for each option (short options return
+ * their letter). */
+enum {
+	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
+	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
+	OPT_LOGLEVEL, OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN,
+	OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF, OPT_SANDBOX, OPT_METRICS,
+};
+
+/* Commands, as bits: an option row names the commands that use it. */
+enum {
+	CLI_SERVE = 1 << 0, CLI_CHECK = 1 << 1, CLI_ENV = 1 << 2, CLI_CA = 1 << 3,
+	CLI_RUN = 1 << 4,
+	CLI_ALL = CLI_SERVE | CLI_CHECK | CLI_ENV | CLI_CA | CLI_RUN,
+};
+
+struct cliopt {
+	const char *name;  /* long name, without "--" */
+	int shortopt;      /* 'c', or 0 */
+	int id;            /* what getopt_long returns: an OPT_ value or shortopt */
+	const char *arg;   /* the argument's placeholder ("FILE"), NULL for a flag */
+	const char *help;  /* one line: what it does (repeatable?) */
+	const char *def;   /* the default, as help and the man page print it;
+			    * NULL only for flags */
+	unsigned cmds;     /* CLI_ bits: the commands that use it */
+};
+
+/* The option rows, in help order; *n gets their number. Static storage. */
+const struct cliopt *cliopts_table(size_t *n);
+
+/* The getopt_long table built from the rows (NULL-terminated, static
+ * storage, built on first use; call before any thread starts). */
+const struct option *cliopts_long(void);
+/* The getopt_long short-option string ("+:c:h": stop at the first
+ * non-option, ':' reports a missing argument). */
+const char *cliopts_short(void);
+
+/* The command bit for name ("serve", "check", ...), or 0 if unknown. */
+unsigned cliopts_command(const char *name);
+
+/* Help: command 0 prints the overview (synopsis of every command and the
+ * options every command takes); a CLI_ bit prints that command's usage and
+ * each option it uses, with its default. */
+void cliopts_help(FILE *f, unsigned command);
+/* The one-line hint after a usage error: "Try 'egressd CMD --help'." */
+void cliopts_hint(FILE *f, unsigned command);
+
+#endif
