@@ -369,6 +369,8 @@ void conn_meter(struct conn *c)
 		return;
 	c->metered = true;
 	metrics_conn_decided(c->w->mx, metrics_mode(c), c->d.allow);
+	if (gen_sandbox_slot(c->gen) != GEN_NO_SANDBOX)
+		metrics_sandbox_conn(c->w->mx, gen_sandbox_slot(c->gen), c->d.allow);
 }
 
 void conn_log_connect(struct conn *c)

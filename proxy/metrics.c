@@ -74,7 +74,17 @@ struct metrics_worker {
 	struct hist handshake[MX_SIDES];
 	struct hist request[MX_MODES];
 	uint64_t secrets[METRICS_SECRET_NAMES + 1]; /* the last: "_other" */
+	uint64_t sandboxes[METRICS_SANDBOX_NAMES + 1][2]; /* [slot][allow]; the last: "_other" */
 } __attribute__((aligned(64)));
+
+/* Names that label counters (secrets, sandboxes): append-only, so a slot
+ * never changes meaning; published by n. */
+struct nametab {
+	char *v[METRICS_SECRET_NAMES > METRICS_SANDBOX_NAMES ? METRICS_SECRET_NAMES
+							       : METRICS_SANDBOX_NAMES];
+	unsigned n;   /* release-stored after v[n-1] */
+	unsigned cap; /* slots; a name past them counts as "_other" (slot cap) */
+};
 
 struct scrape; /* one scrape connection */
 
@@ -83,9 +93,8 @@ struct metrics {
 	int nworkers;
 	char *version;
 	double start_time;
-	pthread_mutex_t names_lock;       /* writers of names[] */
-	char *names[METRICS_SECRET_NAMES]; /* append-only; published by nnames */
-	unsigned nnames;                  /* release-stored after names[nnames-1] */
+	pthread_mutex_t names_lock;       /* writers of the name tables */
+	struct nametab secret_names, sandbox_names;
 	uint64_t reloads[2];              /* [0] failed, [1] ok; atomic RMW (rare) */
 	/* the listener: its own event loop on its own thread */
 	struct event_base *base;
@@ -119,6 +128,8 @@ struct metrics *metrics_new(int nworkers, const char *version)
 	evutil_gettimeofday(&now, NULL);
 	m->start_time = (double)now.tv_sec + now.tv_usec / 1e6;
 	pthread_mutex_init(&m->names_lock, NULL);
+	m->secret_names.cap = METRICS_SECRET_NAMES;
+	m->sandbox_names.cap = METRICS_SANDBOX_NAMES;
 	return m;
 }
 
@@ -129,25 +140,35 @@ struct metrics_worker *metrics_worker(struct metrics *m, int i)
 
 /* ---- reload time ---- */
 
-unsigned metrics_secret_slot(struct metrics *m, const char *name)
+static unsigned name_slot(struct metrics *m, struct nametab *t, const char *name)
 {
-	unsigned n, slot = METRICS_SECRET_NAMES;
+	unsigned n, slot = t->cap;
 
 	pthread_mutex_lock(&m->names_lock);
-	n = m->nnames;
+	n = t->n;
 	for (unsigned i = 0; i < n; i++)
-		if (strcmp(m->names[i], name) == 0) {
+		if (strcmp(t->v[i], name) == 0) {
 			slot = i;
 			goto out;
 		}
-	if (n < METRICS_SECRET_NAMES) {
-		m->names[n] = xstrdup(name);
-		__atomic_store_n(&m->nnames, n + 1, __ATOMIC_RELEASE);
+	if (n < t->cap) {
+		t->v[n] = xstrdup(name);
+		__atomic_store_n(&t->n, n + 1, __ATOMIC_RELEASE);
 		slot = n;
 	}
 out:
 	pthread_mutex_unlock(&m->names_lock);
 	return slot;
+}
+
+unsigned metrics_secret_slot(struct metrics *m, const char *name)
+{
+	return name_slot(m, &m->secret_names, name);
+}
+
+unsigned metrics_sandbox_slot(struct metrics *m, const char *name)
+{
+	return name_slot(m, &m->sandbox_names, name);
 }
 
 void metrics_reload(struct metrics *m, bool ok)
@@ -189,6 +210,11 @@ void metrics_request(struct metrics_worker *w, enum metrics_mode mode, uint64_t 
 		return;
 	ADD(w->requests[mode], 1);
 	observe(&w->request[mode], usec);
+}
+
+void metrics_sandbox_conn(struct metrics_worker *w, unsigned slot, bool allow)
+{
+	ADD(w->sandboxes[slot < METRICS_SANDBOX_NAMES ? slot : METRICS_SANDBOX_NAMES][allow ? 1 : 0], 1);
 }
 
 void metrics_secret_injected(struct metrics_worker *w, unsigned slot)
@@ -361,16 +387,43 @@ static void render_requests(FILE *f, const struct metrics *m)
 
 static void render_secrets(FILE *f, const struct metrics *m)
 {
-	unsigned n = __atomic_load_n(&m->nnames, __ATOMIC_ACQUIRE);
+	unsigned n = __atomic_load_n(&m->secret_names.n, __ATOMIC_ACQUIRE);
 
 	family(f, "egressd_secret_injections_total", "counter",
 	       "Requests a secret was injected into, by secret name (names only, never values)");
 	for (unsigned i = 0; i < n; i++)
-		sample1(f, "egressd_secret_injections_total", "secret", m->names[i],
+		sample1(f, "egressd_secret_injections_total", "secret", m->secret_names.v[i],
 			sum_at(m, offsetof(struct metrics_worker, secrets) + i * sizeof(uint64_t)));
 	if (n >= METRICS_SECRET_NAMES)
 		sample1(f, "egressd_secret_injections_total", "secret", "_other",
 			SUM(m, secrets[METRICS_SECRET_NAMES]));
+}
+
+static void sandbox_samples(FILE *f, const struct metrics *m, const char *name, unsigned slot)
+{
+	for (int a = 1; a >= 0; a--) {
+		fputs("egressd_sandbox_connections_total{sandbox=\"", f);
+		label_value(f, name);
+		fprintf(f, "\",decision=\"%s\"} %llu\n", a ? "allow" : "deny",
+			(unsigned long long)sum_at(m, offsetof(struct metrics_worker, sandboxes) +
+						       ((size_t)slot * 2 + (size_t)a) * sizeof(uint64_t)));
+	}
+}
+
+/* Only with a policy of "sandboxes": connections by sandbox and decision. */
+static void render_sandboxes(FILE *f, const struct metrics *m)
+{
+	unsigned n = __atomic_load_n(&m->sandbox_names.n, __ATOMIC_ACQUIRE);
+
+	if (n == 0)
+		return;
+	family(f, "egressd_sandbox_connections_total", "counter",
+	       "Client connections by the sandbox that claimed them and the decision "
+	       "(connections no sandbox claims are refusals with reason unknown-source)");
+	for (unsigned i = 0; i < n; i++)
+		sandbox_samples(f, m, m->sandbox_names.v[i], i);
+	if (n >= METRICS_SANDBOX_NAMES)
+		sandbox_samples(f, m, "_other", METRICS_SANDBOX_NAMES);
 }
 
 static void render_refusals(FILE *f, const struct metrics *m)
@@ -447,6 +500,7 @@ char *metrics_render(struct metrics *m, size_t *len)
 	render_connections(f, m);
 	render_requests(f, m);
 	render_secrets(f, m);
+	render_sandboxes(f, m);
 	render_refusals(f, m);
 	render_upstream(f, m);
 	if (fclose(f) != 0) {
@@ -705,8 +759,10 @@ void metrics_free(struct metrics *m)
 		event_free(m->stop);
 	if (m->base)
 		event_base_free(m->base);
-	for (unsigned i = 0; i < m->nnames; i++)
-		free(m->names[i]);
+	for (unsigned i = 0; i < m->secret_names.n; i++)
+		free(m->secret_names.v[i]);
+	for (unsigned i = 0; i < m->sandbox_names.n; i++)
+		free(m->sandbox_names.v[i]);
 	pthread_mutex_destroy(&m->names_lock);
 	free(m->version);
 	free(m->w);

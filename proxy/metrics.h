@@ -43,6 +43,7 @@ enum metrics_upstream {
 enum metrics_side { MX_SIDE_CLIENT, MX_SIDE_UPSTREAM, MX_SIDES };
 
 #define METRICS_SECRET_NAMES 256 /* distinct secret names; more count as "_other" */
+#define METRICS_SANDBOX_NAMES 256 /* distinct sandbox names; more count as "_other" */
 #define METRICS_ERRLEN 256
 
 /* A registry for nworkers workers (1..64); version goes into
@@ -67,6 +68,8 @@ void metrics_stop(struct metrics *m);
 /* The counter slot of a secret name: the same name always gets the same slot;
  * past METRICS_SECRET_NAMES names, the shared "_other" slot. */
 unsigned metrics_secret_slot(struct metrics *m, const char *name);
+/* The same for a sandbox name (egressd_sandbox_connections_total). */
+unsigned metrics_sandbox_slot(struct metrics *m, const char *name);
 /* A SIGHUP reload was applied (ok) or refused. */
 void metrics_reload(struct metrics *m, bool ok);
 
@@ -80,6 +83,8 @@ void metrics_conn_decided(struct metrics_worker *w, enum metrics_mode mode, bool
 /* A request completed (response received) in mode, usec after its head. */
 void metrics_request(struct metrics_worker *w, enum metrics_mode mode, uint64_t usec);
 void metrics_secret_injected(struct metrics_worker *w, unsigned slot);
+/* Once per connection a named sandbox claimed: its slot and the decision. */
+void metrics_sandbox_conn(struct metrics_worker *w, unsigned slot, bool allow);
 void metrics_refusal(struct metrics_worker *w, enum reason r);
 /* The same by name ("bad-request", "too-many-connections", ...); names that
  * are neither a reason nor one of the extra refusals are counted as "internal". */

@@ -142,6 +142,7 @@ struct gen {
 	struct policy *pol;      /* one reference */
 	struct secretset *ss;    /* owned; NULL without interception */
 	unsigned slot[SECRETS_MAX]; /* metrics slot of each secret (by name) */
+	unsigned sb_slot;           /* metrics slot of its sandbox's name, or none */
 };
 
 static struct gen *gen_new(struct server *s, struct policy *p, struct secretset *ss)
@@ -156,6 +157,8 @@ static struct gen *gen_new(struct server *s, struct policy *p, struct secretset 
 	 * request path only indexes */
 	for (size_t i = 0; ss && i < secretset_count(ss) && i < SECRETS_MAX; i++)
 		g->slot[i] = metrics_secret_slot(s->metrics, secretset_name(ss, i));
+	g->sb_slot = *policy_scope(p) ? metrics_sandbox_slot(s->metrics, policy_scope(p))
+				      : GEN_NO_SANDBOX;
 	return g;
 }
 
@@ -176,6 +179,11 @@ struct policy *gen_policy(const struct gen *g)
 const struct secretset *gen_secrets(const struct gen *g)
 {
 	return g->ss;
+}
+
+unsigned gen_sandbox_slot(const struct gen *g)
+{
+	return g->sb_slot;
 }
 
 unsigned gen_secret_slot(const struct gen *g, size_t i)

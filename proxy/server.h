@@ -80,6 +80,9 @@ struct policy *gen_policy(const struct gen *g);
 const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
 /* The metrics slot of the generation's secret i (metrics_secret_injected). */
 unsigned gen_secret_slot(const struct gen *g, size_t i);
+/* The metrics slot of the generation's sandbox name, or GEN_NO_SANDBOX. */
+#define GEN_NO_SANDBOX (~0u)
+unsigned gen_sandbox_slot(const struct gen *g);
 
 /* Swaps in the sandboxes of t (taken) and their secrets, atomically:
  * connections keep the generation they started with. One policy: all or

@@ -214,6 +214,43 @@ def t_allownet(ctx):
                   "%s -> %s: want 403 not-allowed, got %r" % (k, host, out[:300]))
 
 
+def scrape(port):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for l in text.split("\n"):
+        if l.startswith("egressd_sandbox_connections_total{") or \
+                l.startswith('egressd_refusals_total{reason="unknown-source"}'):
+            k, v = l.rsplit(" ", 1)
+            out[k] = int(float(v))
+    return out
+
+
+@suite.case("metrics: connections by sandbox and decision; unknown sources as refusals",
+            skip=need_ns)
+def t_metrics(ctx):
+    mport = free_port()
+    e = start(ctx, extra_args=["--metrics", "127.0.0.1:%d" % mport])
+    for k, host in (("a", "a-only.test"), ("a", "a-only.test"), ("a", "b-only.test"),
+                    ("b", "b-only.test"), ("x", "api.test")):
+        ns_curl(ctx, k, e, "https://%s:%d/x" % (host, W["port"]))
+    deadline, got = time.time() + 3, {}
+    want = {'egressd_sandbox_connections_total{sandbox="a",decision="allow"}': 2,
+            'egressd_sandbox_connections_total{sandbox="a",decision="deny"}': 1,
+            'egressd_sandbox_connections_total{sandbox="b",decision="allow"}': 1,
+            'egressd_sandbox_connections_total{sandbox="b",decision="deny"}': 0,
+            'egressd_sandbox_connections_total{sandbox="c",decision="allow"}': 0,
+            'egressd_sandbox_connections_total{sandbox="c",decision="deny"}': 0,
+            'egressd_refusals_total{reason="unknown-source"}': 1}
+    while time.time() < deadline:
+        got = scrape(mport)
+        if got == want:
+            break
+        time.sleep(0.1)
+    check_eq(got, want, "sandbox series (c: only the harness's probe, never decided)")
+
+
 @suite.case("a source no sandbox claims: 403 unknown-source, logged", skip=need_ns)
 def t_unknown_source(ctx):
     e = start(ctx)
