@@ -27,6 +27,7 @@
 #include "dnsresp.h"
 #include "fakeip.h"
 #include "mint.h"
+#include "pipepool.h"
 #include "secrets.h"
 #include "tls.h"
 #include "conn.h"
@@ -415,6 +416,7 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	ws->stop = event_new(ws->w.base, -1, 0, on_stop, ws);
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
+	ws->w.pipes = pipepool_new(4);
 	for (int i = 0; i < s->nla; i++) {
 		ws->ls[i] = evconnlistener_new(ws->w.base,
 					       s->la[i].transparent ? on_accept_transparent : on_accept, &ws->w,
@@ -689,6 +691,7 @@ void server_free(struct server *s)
 		if (ws->w.base)
 			event_base_free(ws->w.base);
 		certcache_free(ws->w.certs);
+		pipepool_free(ws->w.pipes);
 	}
 	fakeip_free(s->fake);
 	gen_release(s->gen);

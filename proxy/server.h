@@ -13,6 +13,7 @@ struct event_base;
 struct evdns_base;
 struct fakeip;
 struct certcache;
+struct pipepool;
 struct secretset;
 struct tls;
 
@@ -48,6 +49,7 @@ struct worker {
 	unsigned index;
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
+	struct pipepool *pipes;  /* spare pipes for spliced tunnels */
 };
 
 /* Creates the server with policy p (a reference is taken), binds the
