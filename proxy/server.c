@@ -12,13 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <openssl/crypto.h>
 
 #include "alloc.h"
@@ -47,7 +47,8 @@ struct wstate {
 	struct worker w;
 	struct evconnlistener *ls[SERVER_MAX_LISTENERS];
 	struct event *resume; /* re-enables listeners after EMFILE */
-	struct event *stop;   /* activated from the signal thread: drain, then stop */
+	struct event *stop;   /* on wake_fd: drain, then stop */
+	int wake_fd;          /* eventfd the signal thread writes to (-1: none) */
 	struct event *drain;  /* periodic check while draining */
 	struct timeval drain_start;
 	pthread_t thread;
@@ -404,8 +405,14 @@ static int setup_dns(struct server *s, struct worker *w, char *err)
 
 static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
 {
+	struct event_config *cfg = event_config_new();
+
 	ws->w.srv = s;
-	ws->w.base = event_base_new();
+	/* each base is used by its own thread only (the signal thread wakes the
+	 * workers through wake_fd): no locking */
+	if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK) == 0)
+		ws->w.base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
 	if (!ws->w.base) {
 		snprintf(err, 256, "cannot create an event loop");
 		return -1;
@@ -413,7 +420,16 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (setup_dns(s, &ws->w, err) < 0)
 		return -1;
 	ws->resume = evtimer_new(ws->w.base, on_resume, ws);
-	ws->stop = event_new(ws->w.base, -1, 0, on_stop, ws);
+	ws->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ws->wake_fd < 0) {
+		snprintf(err, 256, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	ws->stop = event_new(ws->w.base, ws->wake_fd, EV_READ | EV_PERSIST, on_stop, ws);
+	if (!ws->stop || event_add(ws->stop, NULL) != 0) {
+		snprintf(err, 256, "cannot create an event");
+		return -1;
+	}
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
 	ws->w.pipes = pipepool_new(4);
@@ -495,13 +511,14 @@ struct server *server_new(const struct server_opts *o, struct policy *p, char *e
 	struct server *s = xcalloc(1, sizeof(*s));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-	evthread_use_pthreads();
 	s->o = *o;
 	pthread_mutex_init(&s->pol_lock, NULL);
 	s->nthreads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
 	if (s->nthreads > MAX_THREADS)
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
+	for (int i = 0; i < s->nthreads; i++)
+		s->ws[i].wake_fd = -1;
 	load_local_addrs(s);
 	if (setup_interception(s, p, err) < 0)
 		goto fail;
@@ -555,9 +572,11 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct wstate *ws = arg;
 	struct timeval tick = { 0, 50000 };
+	uint64_t n;
 
-	(void)fd;
 	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "egressd: eventfd read: %s\n", strerror(errno));
 	if (!ws->drain_start.tv_sec) {
 		/* close (not just disable) the listeners: a listening socket would
 		 * keep completing handshakes into its backlog */
@@ -571,6 +590,15 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 		event_add(ws->drain, &tick);
 	}
 	on_drain(-1, 0, ws);
+}
+
+/* From any thread: runs on_stop in worker ws's own thread. */
+static void wake(struct wstate *ws)
+{
+	uint64_t one = 1;
+
+	if (ws->wake_fd >= 0 && write(ws->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "egressd: eventfd write: %s\n", strerror(errno));
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -612,7 +640,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 			       : "egressd: signal %d, stopping now\n",
 		(int)sig, s->o.drain_timeout_s);
 	for (int i = 0; i < s->nthreads; i++)
-		event_active(s->ws[i].stop, EV_READ, 0);
+		wake(&s->ws[i]);
 }
 
 int server_run(struct server *s)
@@ -665,7 +693,7 @@ void server_stop(struct server *s)
 {
 	atomic_store(&s->signals, 2); /* no drain */
 	for (int i = 0; i < s->nthreads; i++)
-		event_active(s->ws[i].stop, EV_READ, 0);
+		wake(&s->ws[i]);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->ws[i].thread, NULL);
 }
@@ -684,6 +712,8 @@ void server_free(struct server *s)
 			event_free(ws->resume);
 		if (ws->stop)
 			event_free(ws->stop);
+		if (ws->wake_fd >= 0)
+			close(ws->wake_fd);
 		if (ws->drain)
 			event_free(ws->drain);
 		if (ws->w.dns)
