@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -433,6 +434,11 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
 	ws->w.pipes = pipepool_new(4);
+	ws->w.stage = evbuffer_new();
+	if (!ws->w.stage) {
+		snprintf(err, 256, "cannot create a buffer");
+		return -1;
+	}
 	for (int i = 0; i < s->nla; i++) {
 		ws->ls[i] = evconnlistener_new(ws->w.base,
 					       s->la[i].transparent ? on_accept_transparent : on_accept, &ws->w,
@@ -722,6 +728,8 @@ void server_free(struct server *s)
 			event_base_free(ws->w.base);
 		certcache_free(ws->w.certs);
 		pipepool_free(ws->w.pipes);
+		if (ws->w.stage)
+			evbuffer_free(ws->w.stage);
 	}
 	fakeip_free(s->fake);
 	gen_release(s->gen);

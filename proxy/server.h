@@ -14,6 +14,7 @@ struct evdns_base;
 struct fakeip;
 struct certcache;
 struct pipepool;
+struct evbuffer;
 struct secretset;
 struct tls;
 
@@ -50,6 +51,9 @@ struct worker {
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
 	struct pipepool *pipes;  /* spare pipes for spliced tunnels */
+	struct evbuffer *stage;  /* httpresp.c: what one upstream read makes for the
+				  * client, handed to its TLS layer at once; always
+				  * empty between callbacks */
 };
 
 /* Creates the server with policy p (a reference is taken), binds the
