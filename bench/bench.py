@@ -7,7 +7,9 @@ build/bench/loadgen through it, reads the proxy's CPU and RSS from /proc, and wr
 bench/results/latest.md, bench/results/latest.json and bench/results/chart.png.
 
 Environment: BENCH_QUICK=1 (1 round of 2 s), BENCH_DURATION, BENCH_ROUNDS, BENCH_IDLE
-(idle tunnels, default 10000, capped by the fd limit), BENCH_ONLY=row,row (subset).
+(idle tunnels, default 10000, capped by the fd limit; 0 skips the idle cell),
+BENCH_ONLY=row,row (subset), BENCH_WORKLOADS=ka1,ka64,new8,bulk (subset).
+bench/ab.py reuses this module to compare two egressd binaries interleaved.
 """
 import datetime
 import json
@@ -48,6 +50,7 @@ WORKLOADS = [  # key, title, loadgen args
     ("bulk", "bulk download of 64 MiB /big, one connection", ["--mode", "bulk", "-c", "1", "--path", "/big"]),
 ]
 
+KNOBS = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE", "BENCH_ONLY", "BENCH_WORKLOADS")
 procs = []
 tmp = None
 
@@ -193,8 +196,9 @@ class Row:
             self.proc = None
 
 
-def egressd_row(key, title, intercept):
+def egressd_row(key, title, intercept, binary=None):
     r = Row(key, title)
+    exe = binary or EGRESSD
 
     def start_():
         port = free_port()
@@ -206,15 +210,15 @@ def egressd_row(key, title, intercept):
         if intercept:
             args += ["--secret", "%s=%s" % (SECRET_NAME, HOST), "--upstream-ca", os.path.join(tmp, "ca.pem")]
             env[SECRET_NAME] = SECRET
-        r.cmd = "%s=<secret> %s %s" % (SECRET_NAME, EGRESSD, " ".join(shlex.quote(a) for a in args)) \
-            if intercept else "%s %s" % (EGRESSD, " ".join(shlex.quote(a) for a in args))
-        r.proc = start([EGRESSD] + args, "egressd-" + key, env=env)
+        r.cmd = "%s=<secret> %s %s" % (SECRET_NAME, exe, " ".join(shlex.quote(a) for a in args)) \
+            if intercept else "%s %s" % (exe, " ".join(shlex.quote(a) for a in args))
+        r.proc = start([exe] + args, "egressd-" + key, env=env)
         wait_port(port, r.proc, "egressd")
         r.pid = r.proc.pid
         r.lg = ["--proxy", "127.0.0.1:%d" % port]
         if intercept:
             r.cafile = os.path.join(state, "ca.crt")
-            envout = subprocess.run([EGRESSD, "env"] + args[3:], env=env, capture_output=True,
+            envout = subprocess.run([exe, "env"] + args[3:], env=env, capture_output=True,
                                     text=True, check=True).stdout
             ph = [l.split("=", 1)[1] for l in envout.splitlines() if l.startswith(SECRET_NAME + "=")][0]
             r.placeholder = ph
@@ -587,11 +591,37 @@ def chart(rows, data):
 
 # ---------------------------------------------------------------- main
 
-def main():
+def setup_upstream():
+    """A temp dir, the bench CA, the upstream's certificate and nginx on a free port."""
     global tmp, UPORT, NGINX
     tmp = tempfile.mkdtemp(prefix="egressd-bench.")
     os.chmod(tmp, 0o755)
     os.makedirs(os.path.join(tmp, "nginx-tmp"))
+    make_ca("ca", "egressd bench CA")
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=" + HOST, "-keyout", "upstream.key", "-out", "upstream.csr")
+    with open(os.path.join(tmp, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n" % HOST)
+    openssl("x509", "-req", "-in", "upstream.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "ext.cnf", "-out", "upstream.pem")
+    with open(os.path.join(tmp, "big.bin"), "wb") as f:
+        f.truncate(64 << 20)
+    UPORT = free_port()
+    conf = fill("nginx.conf", "nginx.conf", DIR=tmp, PORT=UPORT, SECRET=SECRET)
+    NGINX = start(["nginx", "-c", conf, "-p", tmp], "nginx")
+    wait_port(UPORT, NGINX, "nginx")
+
+
+def teardown():
+    for p in list(procs):
+        stop(p)
+    if tmp and os.environ.get("BENCH_KEEP") != "1":
+        shutil.rmtree(tmp, ignore_errors=True)
+    elif tmp:
+        log("kept " + tmp)
+
+
+def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     want_idle = int(os.environ.get("BENCH_IDLE", "10000"))
@@ -601,25 +631,15 @@ def main():
     idle_note = "asked %d; RLIMIT_NOFILE hard limit %d caps a proxy at about %d tunnels" % (want_idle, hard, cap) \
         if idle_n < want_idle else "as asked"
     try:
-        make_ca("ca", "egressd bench CA")
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-subj", "/CN=" + HOST, "-keyout", "upstream.key", "-out", "upstream.csr")
-        with open(os.path.join(tmp, "ext.cnf"), "w") as f:
-            f.write("subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n" % HOST)
-        openssl("x509", "-req", "-in", "upstream.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", "ext.cnf", "-out", "upstream.pem")
-        with open(os.path.join(tmp, "big.bin"), "wb") as f:
-            f.truncate(64 << 20)
-        UPORT = free_port()
-        conf = fill("nginx.conf", "nginx.conf", DIR=tmp, PORT=UPORT, SECRET=SECRET)
-        NGINX = start(["nginx", "-c", conf, "-p", tmp], "nginx")
-        wait_port(UPORT, NGINX, "nginx")
-
+        setup_upstream()
         rows = [direct_row(), egressd_row("egressd-tunnel", "egressd tunnel (allowed, no secret)", False),
                 egressd_row("egressd-intercept", "egressd intercepted (secret injected)", True),
                 squid_row("squid-tunnel", "squid tunnel", False),
                 squid_row("squid-bump", "squid ssl-bump (header replaced)", True),
                 mitm_row(), tinyproxy_row()]
+        wl = os.environ.get("BENCH_WORKLOADS")
+        if wl:
+            WORKLOADS[:] = [w for w in WORKLOADS if w[0] in wl.split(",")]
         only = os.environ.get("BENCH_ONLY")
         if only:
             rows = [r for r in rows if r.key in only.split(",") or r.key == "direct"]
@@ -644,7 +664,7 @@ def main():
                     log("  %-5s %10s req/s  p50 %.2f ms  p99 %.2f ms  %s MB/s  err %d  cpu %s µs/req" % (
                         key, fmt(c["rps"]), c["p50_ms"], c["p99_ms"], fmt(c["mb_s"]), c["errors"],
                         fmt(c["cpu_us_per_req"], 1)))
-                if r.pid:
+                if r.pid and idle_n > 0:
                     d["idle"] = idle_cell(r, idle_n)
                     i = d["idle"]
                     log("  idle  %s/%d established in %ss, RSS %s -> %s MiB" % (
@@ -660,21 +680,14 @@ def main():
         meta = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                 "machine": machine(), "versions": versions(), "injection": inj,
                 "invocation": " ".join(k + "=" + os.environ[k] for k in
-                                       ("BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE", "BENCH_ONLY")
-                                       if k in os.environ) + (" " if any(k in os.environ for k in (
-                                           "BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE",
-                                           "BENCH_ONLY")) else "") + "bench/run.sh",
+                                       KNOBS
+                                       if k in os.environ) + (" " if any(k in os.environ for k in KNOBS) else "") + "bench/run.sh",
                 "idle_n": idle_n, "idle_note": idle_note, "wall_s": round(time.time() - t_start)}
         write_report(rows, data, meta)
         chart(rows, data)
         log("wrote bench/results/latest.md and chart.png in %d s" % meta["wall_s"])
     finally:
-        for p in list(procs):
-            stop(p)
-        if os.environ.get("BENCH_KEEP") != "1":
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            log("kept " + tmp)
+        teardown()
 
 
 if __name__ == "__main__":

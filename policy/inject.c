@@ -373,12 +373,27 @@ bool redact_string(const struct secretset *s, uint64_t mask, const char *text, s
 		   struct obuf *out)
 {
 	size_t start = out->len, i = 0, lit = 0, cnt = secretset_count(s);
+	unsigned char first[32] = { 0 }; /* bitmap of the values' first bytes */
 
 	if (cnt > SECRETS_MAX)
 		cnt = SECRETS_MAX;
+	for (size_t k = 0; k < cnt; k++) {
+		for (size_t j = 0; (mask >> k & 1) && j < SECRET_FORMS; j++) {
+			size_t len, rl;
+			const char *r, *v = secretset_form(s, k, j, &len, &r, &rl);
+			if (v && len)
+				first[(unsigned char)v[0] >> 3] |= (unsigned char)(1u << (v[0] & 7));
+		}
+	}
 	while (i < n) {
 		size_t blen = 0, best = SIZE_MAX, replen = 0;
 		const char *rep = NULL;
+		unsigned char ch = (unsigned char)text[i];
+
+		if (!(first[ch >> 3] >> (ch & 7) & 1)) {
+			i++; /* no value starts with this byte */
+			continue;
+		}
 
 		for (size_t k = 0; k < cnt; k++) {
 			if (!(mask >> k & 1))

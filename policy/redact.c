@@ -21,7 +21,7 @@ struct rpat {
 };
 
 struct redactor {
-	struct rpat pat[SECRETS_MAX * SECRET_FORMS]; /* by first byte, longest first, index */
+	struct rpat *pat;             /* by first byte, longest first, index (owned) */
 	size_t npat;
 	unsigned short start[256];    /* pat[start[c] .. start[c] + count[c]) begin with c */
 	unsigned short count[256];
@@ -49,6 +49,9 @@ struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
 	struct redactor *r = xcalloc(1, sizeof(*r));
 	size_t cnt = secretset_count(s);
 	int nfirst = 0;
+
+	/* sized for the approved secrets only: one per connection of a secret's host */
+	r->pat = xcalloc((size_t)__builtin_popcountll(mask) * SECRET_FORMS + 1, sizeof(*r->pat));
 
 	for (size_t k = 0; k < cnt && k < SECRETS_MAX; k++) {
 		if (!(mask >> k & 1))
@@ -90,7 +93,9 @@ void redactor_free(struct redactor *r)
 	}
 	free(r->hold);
 	free(r->tmp);
+	free(r->pat);
 	r->hold = r->tmp = NULL;
+	r->pat = NULL;
 	free(r);
 }
 

@@ -256,11 +256,13 @@ void conn_free(struct conn *c)
 		c->w->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	tunnel_free(c->tun);
 	if (c->cl)
 		bufferevent_free(c->cl);
 	if (c->up)
 		conn_drop_upstream(c);
-	evbuffer_free(c->pending);
+	if (c->pending)
+		evbuffer_free(c->pending);
 	httpmsg_free(c->req);
 	httpmsg_free(c->resp);
 	redactor_free(c->redactor);

@@ -23,6 +23,7 @@ struct httpmsg;
 struct gen;
 struct jsonw;
 struct secretset;
+struct tunnel;
 struct worker;
 
 #define CONN_MAX_ADDRS 16
@@ -103,6 +104,7 @@ struct conn {
 	bool metered;                  /* counted in egressd_connections_total */
 	struct timeval hs_start;       /* intercepted: client TLS handshake started */
 	struct timeval up_hs_start;    /* intercepted: upstream TLS handshake started */
+	struct tunnel *tun;            /* spliced tunnel (cl, up NULL then), or NULL */
 };
 
 /* conn.c */
@@ -180,6 +182,15 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev);
 void relay_send_tls_alert(struct conn *c, unsigned char desc);
 /* CONNECT: check the first client bytes (ClientHello SNI) before tunnelling. */
 void relay_check_sni(struct conn *c);
+
+/* tunnel.c */
+/* An un-inspected tunnel (CONNECT after the SNI check, transparent) leaves
+ * its bufferevents for the raw sockets and splice(2): c->cl and c->up become
+ * NULL, c->tun owns the sockets. Returns false (nothing changed) when c is not
+ * such a tunnel; true when c->tun took over (c may already be freed). */
+bool tunnel_start(struct conn *c);
+/* Closes the sockets and frees the pipes and events (conn_free calls it). */
+void tunnel_free(struct tunnel *t);
 
 /* httpfwd.c */
 /* A request head is parsed in c->req (absolute-form on the proxy, or any

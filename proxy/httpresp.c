@@ -20,10 +20,26 @@
 #include "secrets.h"
 #include "server.h"
 
+/* Every evbuffer_add to a TLS bufferevent's output is an SSL_write, i.e. a
+ * TLS record: a re-framed response (head lines, chunk sizes, data, CRLFs) is
+ * gathered in the worker's stage and handed over in one piece. */
+static struct evbuffer *stage(struct conn *c)
+{
+	return c->w->stage;
+}
+
+/* Hands the gathered bytes to the client's output; before anything that may
+ * close, free or reuse c. */
+static void flush_stage(struct conn *c)
+{
+	if (evbuffer_get_length(stage(c)) > 0)
+		evbuffer_add_buffer(bufferevent_get_output(c->cl), stage(c));
+}
+
 static void emit_chunk(void *ctx, const char *p, size_t n)
 {
 	struct conn *c = ctx;
-	struct evbuffer *out = bufferevent_get_output(c->cl);
+	struct evbuffer *out = stage(c);
 
 	if (n == 0)
 		return;
@@ -35,7 +51,7 @@ static void emit_chunk(void *ctx, const char *p, size_t n)
 static void emit_raw(void *ctx, const char *p, size_t n)
 {
 	struct conn *c = ctx;
-	evbuffer_add(bufferevent_get_output(c->cl), p, n);
+	evbuffer_add(stage(c), p, n);
 }
 
 static void on_body(void *ctx, const char *p, size_t n)
@@ -74,7 +90,7 @@ static void emit_field(struct conn *c, struct obuf *b, struct evbuffer *out, con
  * redacted like the head. */
 static void emit_last_chunk(struct conn *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cl);
+	struct evbuffer *out = stage(c);
 	size_t n = httpmsg_trailer_count(c->resp);
 	struct obuf b;
 
@@ -96,7 +112,7 @@ static void emit_head(struct conn *c)
 {
 	const struct secretset *ss = c->ss;
 	bool has_body = httpmsg_has_body(c->resp);
-	struct evbuffer *out = bufferevent_get_output(c->cl);
+	struct evbuffer *out = stage(c);
 	size_t rl, n = httpmsg_header_count(c->resp);
 	const char *reason = httpmsg_reason(c->resp, &rl);
 	struct obuf b;
@@ -213,6 +229,7 @@ static void response_done(struct conn *c)
 	} else if (c->redacting) {
 		redactor_flush(c->redactor, emit_raw, c);
 	}
+	flush_stage(c);
 	log_request(c, httpmsg_status_code(c->resp));
 	if (!c->req_done || c->force_close || !httpmsg_keep_alive(c->req) ||
 	    !httpmsg_keep_alive(c->resp) || evbuffer_get_length(bufferevent_get_input(c->up)) > 0) {
@@ -239,13 +256,14 @@ static bool on_resp_done(struct conn *c)
 	return false;
 }
 
-void httpfwd_upstream_input(struct conn *c)
+static void upstream_input(struct conn *c)
 {
 	for (;;) {
 		enum httpmsg_status s = httpfwd_pump(c, c->resp, c->up, c->cl, !c->redacting,
 						     &c->req_down);
 		switch (s) {
 		case HTTPMSG_NEED_MORE:
+			flush_stage(c);
 			return;
 		case HTTPMSG_HEAD:
 			if (c->redacting)
@@ -259,11 +277,13 @@ void httpfwd_upstream_input(struct conn *c)
 			return;
 		case HTTPMSG_UPGRADE:
 			if (!c->req_upgrade || httpmsg_status_code(c->resp) != 101) {
+				flush_stage(c);
 				conn_close_flushed(c);
 				return;
 			}
 			if (c->redacting && !c->resp_head_seen)
 				emit_head(c);
+			flush_stage(c);
 			log_request(c, 101);
 			if (c->redacting) /* a secret's host: its frames are redacted too */
 				c->ws = wsredact_new(c->ss, c->approved);
@@ -271,6 +291,7 @@ void httpfwd_upstream_input(struct conn *c)
 			return;
 		case HTTPMSG_ERROR:
 			metrics_upstream_error(c->w->mx, MX_UP_PROTOCOL);
+			flush_stage(c);
 			if (!c->resp_head_seen && c->req_down == 0)
 				conn_error(c, 502, "bad-response", "egressd: malformed response from upstream");
 			else
@@ -278,6 +299,15 @@ void httpfwd_upstream_input(struct conn *c)
 			return;
 		}
 	}
+}
+
+void httpfwd_upstream_input(struct conn *c)
+{
+	struct evbuffer *st = stage(c);
+
+	upstream_input(c);
+	/* c may be gone; nothing gathered may outlive the call */
+	evbuffer_drain(st, evbuffer_get_length(st));
 }
 
 void httpfwd_upstream_eof(struct conn *c)

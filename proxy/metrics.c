@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -99,7 +100,8 @@ struct metrics {
 	/* the listener: its own event loop on its own thread */
 	struct event_base *base;
 	struct evconnlistener *ls;
-	struct event *stop;
+	struct event *stop;   /* on wake_fd */
+	int wake_fd;          /* eventfd metrics_stop writes to (-1: none) */
 	struct scrape *scrapes;
 	int nscrapes;
 	pthread_t thread;
@@ -128,6 +130,7 @@ struct metrics *metrics_new(int nworkers, const char *version)
 	evutil_gettimeofday(&now, NULL);
 	m->start_time = (double)now.tv_sec + now.tv_usec / 1e6;
 	pthread_mutex_init(&m->names_lock, NULL);
+	m->wake_fd = -1;
 	m->secret_names.cap = METRICS_SECRET_NAMES;
 	m->sandbox_names.cap = METRICS_SANDBOX_NAMES;
 	return m;
@@ -702,9 +705,11 @@ int metrics_listen(struct metrics *m, const struct ipaddr *a, uint16_t port, uin
 		snprintf(err, METRICS_ERRLEN, "cannot create the metrics event loop");
 		goto out;
 	}
-	m->stop = event_new(m->base, -1, 0, on_stop, m->base);
+	/* the event loops run without locks: the stop is a write to an eventfd */
+	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	m->stop = m->wake_fd < 0 ? NULL : event_new(m->base, m->wake_fd, EV_READ, on_stop, m->base);
 	m->ls = evconnlistener_new(m->base, on_scrape_accept, m, LEV_OPT_CLOSE_ON_FREE, -1, fd);
-	if (!m->stop || !m->ls) {
+	if (!m->stop || !m->ls || event_add(m->stop, NULL) != 0) {
 		snprintf(err, METRICS_ERRLEN, "cannot create the metrics listener");
 		goto out;
 	}
@@ -741,7 +746,8 @@ void metrics_stop(struct metrics *m)
 {
 	if (!m || !m->running)
 		return;
-	event_active(m->stop, EV_READ, 0);
+	if (eventfd_write(m->wake_fd, 1) != 0)
+		abort(); /* cannot fail on a valid eventfd below its maximum */
 	pthread_join(m->thread, NULL);
 	m->running = false;
 }
@@ -757,6 +763,8 @@ void metrics_free(struct metrics *m)
 		evconnlistener_free(m->ls);
 	if (m->stop)
 		event_free(m->stop);
+	if (m->wake_fd >= 0)
+		close(m->wake_fd);
 	if (m->base)
 		event_base_free(m->base);
 	for (unsigned i = 0; i < m->secret_names.n; i++)

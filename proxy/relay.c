@@ -175,6 +175,8 @@ void relay_start_tunnel(struct conn *c)
 	c->req = c->resp = NULL;
 	c->st = ST_TUNNEL;
 	conn_head_done(c); /* from now on only the idle timeout applies */
+	if (tunnel_start(c))
+		return; /* spliced from now on (c may be gone) */
 	bufferevent_enable(c->cl, EV_READ);
 	bufferevent_enable(c->up, EV_READ);
 	relay_pump(c, c->cl, c->up);

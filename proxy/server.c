@@ -12,13 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <openssl/crypto.h>
 
 #include "alloc.h"
@@ -28,6 +29,7 @@
 #include "fakeip.h"
 #include "metrics.h"
 #include "mint.h"
+#include "pipepool.h"
 #include "secrets.h"
 #include "tls.h"
 #include "conn.h"
@@ -49,7 +51,8 @@ struct wstate {
 	struct worker w;
 	struct evconnlistener *ls[SERVER_MAX_LISTENERS];
 	struct event *resume; /* re-enables listeners after EMFILE */
-	struct event *stop;   /* activated from the signal thread: drain, then stop */
+	struct event *stop;   /* on wake_fd: drain, then stop */
+	int wake_fd;          /* eventfd the signal thread writes to (-1: none) */
 	struct event *drain;  /* periodic check while draining */
 	struct timeval drain_start;
 	pthread_t thread;
@@ -574,9 +577,15 @@ static int setup_dns(struct server *s, struct worker *w, char *err)
 
 static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
 {
+	struct event_config *cfg = event_config_new();
+
 	ws->w.srv = s;
 	ws->w.mx = metrics_worker(s->metrics, (int)(ws - s->ws));
-	ws->w.base = event_base_new();
+	/* each base is used by its own thread only (the signal thread wakes the
+	 * workers through wake_fd): no locking */
+	if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK) == 0)
+		ws->w.base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
 	if (!ws->w.base) {
 		snprintf(err, 256, "cannot create an event loop");
 		return -1;
@@ -584,9 +593,24 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	if (setup_dns(s, &ws->w, err) < 0)
 		return -1;
 	ws->resume = evtimer_new(ws->w.base, on_resume, ws);
-	ws->stop = event_new(ws->w.base, -1, 0, on_stop, ws);
+	ws->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ws->wake_fd < 0) {
+		snprintf(err, 256, "eventfd: %s", strerror(errno));
+		return -1;
+	}
+	ws->stop = event_new(ws->w.base, ws->wake_fd, EV_READ | EV_PERSIST, on_stop, ws);
+	if (!ws->stop || event_add(ws->stop, NULL) != 0) {
+		snprintf(err, 256, "cannot create an event");
+		return -1;
+	}
 	if (s->minter)
 		ws->w.certs = certcache_new(s->minter, 1024);
+	ws->w.pipes = pipepool_new(4);
+	ws->w.stage = evbuffer_new();
+	if (!ws->w.stage) {
+		snprintf(err, 256, "cannot create a buffer");
+		return -1;
+	}
 	for (int i = 0; i < s->nla; i++) {
 		ws->ls[i] = evconnlistener_new(ws->w.base,
 					       s->la[i].transparent ? on_accept_transparent : on_accept, &ws->w,
@@ -686,7 +710,6 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 	struct server *s = xcalloc(1, sizeof(*s));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-	evthread_use_pthreads();
 	s->o = *o;
 	pthread_mutex_init(&s->pol_lock, NULL);
 	s->nthreads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
@@ -694,6 +717,8 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 		s->nthreads = MAX_THREADS;
 	s->ws = xcalloc((size_t)s->nthreads, sizeof(*s->ws));
 	s->metrics = metrics_new(s->nthreads, EGRESSD_VERSION);
+	for (int i = 0; i < s->nthreads; i++)
+		s->ws[i].wake_fd = -1;
 	load_local_addrs(s);
 	s->nobody = gen_nobody(s);
 	if (setup_interception(s, t, err) < 0)
@@ -756,9 +781,11 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct wstate *ws = arg;
 	struct timeval tick = { 0, 50000 };
+	uint64_t n;
 
-	(void)fd;
 	(void)what;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "egressd: eventfd read: %s\n", strerror(errno));
 	if (!ws->drain_start.tv_sec) {
 		/* close (not just disable) the listeners: a listening socket would
 		 * keep completing handshakes into its backlog */
@@ -772,6 +799,15 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 		event_add(ws->drain, &tick);
 	}
 	on_drain(-1, 0, ws);
+}
+
+/* From any thread: runs on_stop in worker ws's own thread. */
+static void wake(struct wstate *ws)
+{
+	uint64_t one = 1;
+
+	if (ws->wake_fd >= 0 && write(ws->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "egressd: eventfd write: %s\n", strerror(errno));
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -827,7 +863,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	else
 		audit_msg(AUDIT_INFO, "drain", "signal %d, stopping now", (int)sig);
 	for (int i = 0; i < s->nthreads; i++)
-		event_active(s->ws[i].stop, EV_READ, 0);
+		wake(&s->ws[i]);
 }
 
 /* "start" (version, pid, threads) and one "listen" line per listener. */
@@ -916,7 +952,7 @@ void server_stop(struct server *s)
 {
 	atomic_store(&s->signals, 2); /* no drain */
 	for (int i = 0; i < s->nthreads; i++)
-		event_active(s->ws[i].stop, EV_READ, 0);
+		wake(&s->ws[i]);
 	for (int i = 0; i < s->nthreads; i++)
 		pthread_join(s->ws[i].thread, NULL);
 	metrics_stop(s->metrics);
@@ -936,6 +972,8 @@ void server_free(struct server *s)
 			event_free(ws->resume);
 		if (ws->stop)
 			event_free(ws->stop);
+		if (ws->wake_fd >= 0)
+			close(ws->wake_fd);
 		if (ws->drain)
 			event_free(ws->drain);
 		if (ws->w.dns)
@@ -943,6 +981,9 @@ void server_free(struct server *s)
 		if (ws->w.base)
 			event_base_free(ws->w.base);
 		certcache_free(ws->w.certs);
+		pipepool_free(ws->w.pipes);
+		if (ws->w.stage)
+			evbuffer_free(ws->w.stage);
 	}
 	fakeip_free(s->fake);
 	for (size_t i = 0; s->sbt && i < sbx_count(s->sbt); i++)

@@ -16,6 +16,8 @@ struct evdns_base;
 struct fakeip;
 struct certcache;
 struct metrics_worker;
+struct pipepool;
+struct evbuffer;
 struct secretset;
 struct tls;
 
@@ -53,6 +55,10 @@ struct worker {
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
 	struct metrics_worker *mx; /* this worker's counters (metrics.h; always set) */
+	struct pipepool *pipes;  /* spare pipes for spliced tunnels */
+	struct evbuffer *stage;  /* httpresp.c: what one upstream read makes for the
+				  * client, handed to its TLS layer at once; always
+				  * empty between callbacks */
 };
 
 /* Creates the server for the sandboxes in t (taken, even on failure; one

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""ab.py -- A/B comparison of egressd binaries on loopback, interleaved (for a noisy,
+shared machine: every round runs each binary back to back, in alternating order, and
+the median of the rounds is reported next to `direct` from the same rounds).
+
+    bench/ab.py OLD_BINARY NEW_BINARY [...]       (labels: a, b, c, ...)
+
+Environment: AB_PATHS=tunnel,intercept (default both), AB_WORKLOADS=ka1,ka64,new8,bulk
+(default all), AB_ROUNDS (default 5), AB_DURATION (s per cell, default 2), AB_IDLE=N
+(idle tunnels per binary and path, default 0 = skip), AB_DIRECT=0 (skip direct).
+Prints a Markdown table. Uses bench/bench.py's upstream (nginx) and loadgen.
+"""
+import os
+import resource
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+
+def main():
+    bins = [os.path.abspath(b) for b in sys.argv[1:]]
+    if not bins:
+        sys.exit(__doc__)
+    paths = os.environ.get("AB_PATHS", "tunnel,intercept").split(",")
+    wls = os.environ.get("AB_WORKLOADS", "ka1,ka64,new8,bulk").split(",")
+    rounds = int(os.environ.get("AB_ROUNDS", "5"))
+    bench.DURATION = float(os.environ.get("AB_DURATION", "2"))
+    idle = int(os.environ.get("AB_IDLE", "0"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    labels = [chr(ord("a") + i) for i in range(len(bins))]
+    workloads = [w for w in bench.WORKLOADS if w[0] in wls]
+    try:
+        bench.setup_upstream()
+        rows = []
+        if os.environ.get("AB_DIRECT", "1") != "0":
+            d = bench.direct_row()
+            d.start()
+            rows.append(d)
+        for p in paths:
+            for lab, b in zip(labels, bins):
+                r = bench.egressd_row("%s-%s" % (p, lab), "%s %s" % (p, lab), p == "intercept", b)
+                r.start()
+                if r.inject and not bench.check_injection(r):
+                    raise RuntimeError("%s: secret not injected" % r.key)
+                rows.append(r)
+        cells = {(r.key, w[0]): [] for r in rows for w in workloads}
+        for i in range(rounds):
+            for key, _, args in workloads:
+                order = rows if i % 2 == 0 else rows[::-1]
+                for r in order:
+                    cells[(r.key, key)].append(bench.run_cell(r, args))
+            bench.log("round %d/%d done" % (i + 1, rounds))
+        idle_res = {}
+        if idle:
+            for r in rows:
+                if r.pid:
+                    idle_res[r.key] = bench.idle_cell(r, idle)
+        out = ["| path | workload | req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs/req (bulk: ms/MB) | ratio to direct |",
+               "|---|---|---|---|---|---|---|---|---|---|"]
+        for key, _, _ in workloads:
+            base = None
+            for r in rows:
+                m = bench.median_cell(cells[(r.key, key)])
+                v = m["mb_s"] if key == "bulk" else m["rps"]
+                if r.key == "direct":
+                    base = v
+                out.append("| %s | %s | %s | %s | %.3f | %.3f | %.3f | %d | %s | %s |" % (
+                    r.key, key, bench.fmt(m["rps"]), bench.fmt(m["mb_s"]), m["p50_ms"], m["p99_ms"],
+                    m["p999_ms"], m["errors"],
+                    bench.fmt(m["cpu_ms_per_mb"] if key == "bulk" else m["cpu_us_per_req"], 2 if key == "bulk" else 1),
+                    "%.2f" % (v / base) if base else "—"))
+        for k, v in idle_res.items():
+            out.append("| %s | idle %d | est %s | | | | | %s | RSS %.1f→%.1f MiB | %.2f KiB each |" % (
+                k, idle, v["established"], v["errors"], v["rss_before_kib"] / 1024, v["rss_kib"] / 1024,
+                v["kib_per_conn"] or 0))
+        print("\n".join(out))
+        print("\n(%d rounds x %.1f s, interleaved; medians; binaries: %s)" % (
+            rounds, bench.DURATION, ", ".join("%s=%s" % kv for kv in zip(labels, sys.argv[1:]))))
+    finally:
+        bench.teardown()
+
+
+if __name__ == "__main__":
+    main()
