@@ -752,30 +752,19 @@ static bool load_rules_key(struct loader *L, const char *key, const json_t *v)
 
 static bool load_root(struct loader *L, const json_t *root);
 
-/* A string or an array of strings at the current path, each given to add. */
-static bool load_strings(struct loader *L, const json_t *v, int sb,
-			 bool (*add)(struct sbtable *, int, const char *, char *))
-{
-	char where[WHERE_LEN], e[SBX_ERRLEN];
-	const json_t *item;
-	size_t i;
+/* A sandbox selector ("source" or "listen" entry) for each_string. */
+struct selector {
+	int sb;
+	bool (*add)(struct sbtable *, int, const char *, char *);
+};
 
-	if (json_is_string(v))
-		return add(L->sbt, sb, json_string_value(v), e) ||
-		       fail(L, false, "%s: %s", path_str(L, where), e);
-	if (!json_is_array(v) || json_array_size(v) == 0)
-		return fail(L, false, "%s must be a string or a non-empty array of strings, not %s",
-			    path_str(L, where), type_name(v));
-	json_array_foreach(v, i, item) {
-		push_index(L, i);
-		if (!json_is_string(item))
-			return fail(L, false, "%s must be a string, not %s", path_str(L, where),
-				    type_name(item));
-		if (!add(L->sbt, sb, json_string_value(item), e))
-			return fail(L, false, "%s: %s", path_str(L, where), e);
-		L->depth--;
-	}
-	return true;
+static bool add_selector(struct loader *L, const char *s, size_t n, void *arg)
+{
+	const struct selector *sel = arg;
+	char where[WHERE_LEN], e[SBX_ERRLEN];
+
+	(void)n;
+	return sel->add(L->sbt, sel->sb, s, e) || fail(L, false, "%s: %s", path_str(L, where), e);
 }
 
 /* A sandbox's policy file, relative to the main file's directory. */
@@ -868,9 +857,11 @@ static bool load_sandbox(struct loader *L, const char *name, const json_t *obj)
 		bool ok;
 		push_key(L, key);
 		if (strcmp(key, "source") == 0)
-			ok = load_strings(L, v, sb, sbx_add_source);
+			ok = each_string(L, v, "an address or CIDR", add_selector,
+					 &(struct selector){ sb, sbx_add_source });
 		else if (strcmp(key, "listen") == 0)
-			ok = load_strings(L, v, sb, sbx_add_listen);
+			ok = each_string(L, v, "an IP:PORT listener", add_selector,
+					 &(struct selector){ sb, sbx_add_listen });
 		else if (strcmp(key, "policy") == 0)
 			ok = load_sandbox_policy(L, sb, pol = v);
 		else

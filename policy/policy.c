@@ -441,6 +441,11 @@ bool policy_allow_present(const struct policy *p)
 	return p->allow_present;
 }
 
+bool policy_needs_interception(const struct policy *p)
+{
+	return p->nsecrets > 0 || policy_intercept_present(p);
+}
+
 bool policy_intercept_present(const struct policy *p)
 {
 	return patlist_len(p->intercept) > 0 || ruleset_len(p->rules) > 0;

@@ -103,5 +103,8 @@ bool policy_allow_present(const struct policy *p);
 /* Can the policy intercept anything besides secrets' hosts (--intercept /
  * "intercept" patterns, or request rules)? Then egressd needs its CA. */
 bool policy_intercept_present(const struct policy *p);
+/* Is some host intercepted (secrets, intercept patterns or request rules),
+ * so the CA and TLS contexts are needed? */
+bool policy_needs_interception(const struct policy *p);
 
 #endif

@@ -77,6 +77,11 @@ bool sbx_named(const struct sbtable *t)
 	return t->named;
 }
 
+bool sbx_needs_interception(const struct sbtable *t)
+{
+	return t->named || (t->n > 0 && t->sb[0].pol && policy_needs_interception(t->sb[0].pol));
+}
+
 static bool valid_name(const char *s)
 {
 	size_t n = strlen(s);

@@ -27,6 +27,10 @@ struct sbtable *sbx_single(struct policy *p);
 
 /* Is this a table of named sandboxes (the "sandboxes" policy section)? */
 bool sbx_named(const struct sbtable *t);
+/* Does the daemon need the CA and TLS contexts? Named sandboxes always do
+ * (a reload may give any of them its first secret); one policy if it
+ * intercepts some host. */
+bool sbx_needs_interception(const struct sbtable *t);
 
 /* Adds a sandbox named name ([A-Za-z0-9_.-], 1..SBX_NAME_MAX, unique).
  * Returns its index, or -1 with err (SBX_ERRLEN bytes). */

@@ -507,13 +507,6 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	return t;
 }
 
-static bool table_intercepts(const struct sbtable *t)
-{
-	const struct policy *p = sbx_policy(t, 0);
-
-	return sbx_named(t) || policy_secret_count(p) > 0 || policy_intercept_present(p);
-}
-
 static int cmd_serve(struct cli *cli, struct sbtable *t)
 {
 	char err[256];
@@ -522,7 +515,7 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 
 	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
-	if (table_intercepts(t) && sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0) {
+	if (sbx_needs_interception(t) && sandboxenv_write_bundle(cli->so.state_dir, cli->so.upstream_ca) < 0) {
 		sbx_free(t);
 		return 1;
 	}

@@ -215,20 +215,6 @@ const struct secretset *server_secrets(struct server *s)
 	return s->gens[0] ? s->gens[0]->ss : NULL;
 }
 
-/* Secrets, intercept patterns or request rules (policy_intercept_present
- * covers the last two): some host is intercepted, so the CA and TLS are needed. */
-static bool needs_interception(const struct policy *p)
-{
-	return policy_secret_count(p) > 0 || policy_intercept_present(p);
-}
-
-/* Named sandboxes always get interception ready, so a reload may give
- * any of them secrets; one policy gets it only if it needs it. */
-static bool table_needs_interception(const struct sbtable *t)
-{
-	return sbx_named(t) || (sbx_policy(t, 0) && needs_interception(sbx_policy(t, 0)));
-}
-
 /* The secret values of p, or NULL with err; no secrets needed: *ss NULL. */
 static int load_secrets(struct server *s, const struct policy *p, struct secretset **ss, char *err)
 {
@@ -255,7 +241,7 @@ static struct gen *gen_load(struct server *s, const struct sbtable *t, size_t i,
 		snprintf(err, 256, "%.250s", sbx_error(t, i));
 		return NULL;
 	}
-	if (needs_interception(p) && !s->tls) {
+	if (policy_needs_interception(p) && !s->tls) {
 		snprintf(err, 256, "the new policy has secrets, intercept patterns or request rules "
 				   "but egressd started without interception: restart it");
 		return NULL;
@@ -372,7 +358,7 @@ static int setup_interception(struct server *s, const struct sbtable *t, char *e
 	char e[SECRETS_ERRLEN];
 	int created = 0;
 
-	if (table_needs_interception(t)) {
+	if (sbx_needs_interception(t)) {
 		s->ca = ca_load_or_create(s->o.state_dir, CA_KEY_EC_P256, &created, err);
 		if (!s->ca)
 			return -1;

@@ -485,7 +485,9 @@ BAD = [
      "sandboxes.a.policy.allowNet[0]: invalid pattern"),
     ({"sandboxes": {"a": {"source": "10.0.0.1", "policy": {}, "extra": 1}}}, 'unknown key "extra"'),
     ({"sandboxes": {"a": {"source": "10.0.0.1"}}}, 'has no "policy"'),
-    ({"sandboxes": {"a": {"source": [], "policy": {}}}}, "non-empty array of strings"),
+    ({"sandboxes": {"a": {"source": [], "policy": {}}}}, "sandboxes.a.source is an empty array"),
+    ({"sandboxes": {"a": {"source": 7, "policy": {}}}},
+     "sandboxes.a.source must be an address or CIDR or an array of them, not a number"),
     ({"sandboxes": {"a": {"listen": "127.0.0.1", "policy": {}}}}, 'invalid listen "127.0.0.1"'),
     ({"sandboxes": {}}, "non-empty object"),
 ]
