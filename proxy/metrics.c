@@ -188,7 +188,9 @@ void metrics_conn_open(struct metrics_worker *w)
 
 void metrics_conn_close(struct metrics_worker *w)
 {
-	ADD(w->open, -1);
+	/* release: a scrape that sees this close also sees the connection counted
+	 * in conns[] (conn_free counts it first); render_connections reads open first */
+	__atomic_store_n(&w->open, GET(w->open) - 1, __ATOMIC_RELEASE);
 }
 
 void metrics_conn_decided(struct metrics_worker *w, enum metrics_mode mode, bool allow)
@@ -352,6 +354,8 @@ static void render_connections(FILE *f, const struct metrics *m)
 {
 	int64_t open = 0;
 
+	for (int i = 0; i < m->nworkers; i++) /* before the totals: see metrics_conn_close */
+		open += __atomic_load_n(&m->w[i].open, __ATOMIC_ACQUIRE);
 	family(f, "egressd_connections_total", "counter",
 	       "Client connections by the mode they ended up in and the decision (counted once "
 	       "each; mode=none: ended before a decision was logged)");
@@ -364,8 +368,6 @@ static void render_connections(FILE *f, const struct metrics *m)
 				(unsigned long long)sum_at(m, offsetof(struct metrics_worker, conns) +
 							       ((size_t)md * 2 + (size_t)a) * sizeof(uint64_t)));
 	family(f, "egressd_connections_open", "gauge", "Client connections open now");
-	for (int i = 0; i < m->nworkers; i++)
-		open += __atomic_load_n(&m->w[i].open, __ATOMIC_RELAXED);
 	fprintf(f, "egressd_connections_open %lld\n", (long long)(open < 0 ? 0 : open));
 }
 

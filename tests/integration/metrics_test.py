@@ -330,13 +330,28 @@ def policy_file(ctx, secrets=True, extra=None):
 
 def start(ctx, extra=(), secrets=True, threads=2, metrics=None):
     state = os.path.join(ctx.tmp, "state")
-    mport = free_port()
+    mport = int(metrics.rsplit(":", 1)[1]) if metrics else free_port()
     args = ["-c", policy_file(ctx, secrets), "--state-dir", state,
             "--allow-private", "127.0.0.0/8", "--upstream-ca", W["pki"]["ca"],
             "--metrics", metrics or "127.0.0.1:%d" % mport] + list(extra)
     e = ctx.egressd(args, listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port,
                     threads=threads)
     e.mport = mport
+    # the harness's readiness probe is a connection of its own: wait until it is
+    # counted (it may still sit in the accept queue), so deltas start from rest
+    deadline = time.time() + 5.0
+    while True:
+        try:
+            s = scrape(e)
+        except OSError:  # the metrics listener may open just after the proxy's
+            check(time.time() < deadline, "the metrics port never answered")
+            time.sleep(0.02)
+            continue
+        n = sum(v for k, v in s.samples.items() if k[0] == "egressd_connections_total")
+        if n >= 1 and s.get("egressd_connections_open") == 0:
+            break
+        check(time.time() < deadline, "the readiness probe was never counted (%r)" % n)
+        time.sleep(0.02)
     e.state = state
     e.ca = os.path.join(state, "ca.crt")
     e.policy = args[1]
@@ -629,7 +644,6 @@ def _(ctx):
 def _(ctx):
     mport = free_port()
     e = start(ctx, secrets=False, metrics="0.0.0.0:%d" % mport)
-    e.mport = mport
     targets = ["127.0.0.1:%d" % mport, "127.0.0.2:%d" % mport]
     if NETNS:
         targets.append("%s:%d" % (PUB_ADDR, mport))
