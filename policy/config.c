@@ -1,6 +1,6 @@
 /* config.c -- loading a JSON policy file (jansson) into a policy, with
  * FILE:LINE:COL errors that point at the offending key or value */
-#include "config.h"
+#include "config_int.h"
 #include "errmsg.h"
 
 #include <errno.h>
@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "alloc.h"
 #include "pattern.h"
@@ -20,31 +19,8 @@
 #include "sandboxes.h"
 
 #define CONFIG_MAX_BYTES ((size_t)4 << 20) /* a policy file larger than this is refused */
-#define PATH_DEPTH 8 /* sandboxes.NAME.policy.rules[i].host[j] and the like */
 #define NPOS ((size_t)-1)
 #define SECRET_NAME_MAX 255 /* as policy.c: longest secret name */
-
-/* One step from a JSON value to a child: an object key or an array index. */
-struct step {
-	const char *key; /* NULL: an index */
-	size_t index;
-};
-
-struct loader {
-	const char *name;   /* file name for messages */
-	const char *text;   /* the whole JSON text, already accepted by jansson */
-	size_t len;
-	struct policy *p;
-	bool apply;         /* false: validate only; true: add to p */
-	struct sbtable *sbt; /* "sandboxes" allowed (the main file) when non-NULL */
-	bool has_sandboxes; /* the root holds "sandboxes" */
-	bool tolerant;      /* a sandbox's policy file may fail (recorded in sbt) */
-	char *err;          /* CONFIG_ERRLEN bytes */
-	struct step path[PATH_DEPTH];
-	size_t depth;       /* steps in path: where the value being checked is */
-	struct ruleset *rules; /* "rules"/"rulesDefault", built in the validation
-				  pass, handed to p after the apply pass */
-};
 
 /* ---- jansson memory: wiped on free, since it holds literal secret values ---- */
 
@@ -284,9 +260,7 @@ static void line_col(const char *s, size_t off, unsigned long *line, unsigned lo
 
 /* ---- messages ---- */
 
-/* Writes s (n bytes) quoted into buf (cap bytes), control and non-ASCII
- * bytes as \xNN, cut with "..." after 64 bytes. Returns buf. */
-static const char *quote(const char *s, size_t n, char *buf, size_t cap)
+const char *config_quote(const char *s, size_t n, char *buf, size_t cap)
 {
 	size_t o = 0;
 
@@ -308,9 +282,7 @@ static const char *quote(const char *s, size_t n, char *buf, size_t cap)
 	return buf;
 }
 
-#define QUOTE_LEN 300 /* enough for quote() of anything */
-
-static const char *type_name(const json_t *v)
+const char *config_type_name(const json_t *v)
 {
 	switch (json_typeof(v)) {
 	case JSON_OBJECT: return "an object";
@@ -325,10 +297,7 @@ static const char *type_name(const json_t *v)
 	return "a value";
 }
 
-#define WHERE_LEN 400 /* a path string: two quoted keys and more */
-
-/* The current path as "secrets.NAME.hosts[0]" into buf (WHERE_LEN bytes). */
-static const char *path_str(const struct loader *L, char *buf)
+const char *config_path_str(const struct loader *L, char *buf)
 {
 	size_t o = 0;
 
@@ -342,7 +311,7 @@ static const char *path_str(const struct loader *L, char *buf)
 				plain = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
 					(*c >= '0' && *c <= '9') || *c == '_';
 			o += (size_t)snprintf(buf + o, WHERE_LEN - o, "%s%s", d ? "." : "",
-					      plain ? k : quote(k, strlen(k), q, sizeof(q)));
+					      plain ? k : config_quote(k, strlen(k), q, sizeof(q)));
 		} else {
 			o += (size_t)snprintf(buf + o, WHERE_LEN - o, "[%zu]",
 					      L->path[d].index);
@@ -351,12 +320,7 @@ static const char *path_str(const struct loader *L, char *buf)
 	return buf;
 }
 
-static bool fail(struct loader *L, bool at_key, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* Writes "NAME:LINE:COL: message" for the current path (its key with
- * at_key) into L->err; returns false. */
-static bool fail(struct loader *L, bool at_key, const char *fmt, ...)
+bool config_fail(struct loader *L, bool at_key, const char *fmt, ...)
 {
 	unsigned long line = 1, col = 1;
 	size_t off = locate(L->text, L->len, L->path, L->depth, at_key);
@@ -374,14 +338,14 @@ static bool fail(struct loader *L, bool at_key, const char *fmt, ...)
 	return false;
 }
 
-static void push_key(struct loader *L, const char *key)
+void config_push_key(struct loader *L, const char *key)
 {
 	L->path[L->depth].key = key;
 	L->path[L->depth].index = 0;
 	L->depth++;
 }
 
-static void push_index(struct loader *L, size_t index)
+void config_push_index(struct loader *L, size_t index)
 {
 	L->path[L->depth].key = NULL;
 	L->path[L->depth].index = index;
@@ -401,37 +365,39 @@ static bool check_patterns(struct loader *L, const json_t *arr, struct patlist *
 	const json_t *v;
 
 	if (!json_is_array(arr))
-		return fail(L, false, "%s must be an array of pattern strings, not %s",
-			    path_str(L, where), type_name(arr));
+		return config_fail(L, false, "%s must be an array of pattern strings, not %s",
+				   config_path_str(L, where), config_type_name(arr));
 	json_array_foreach(arr, i, v) {
 		const char *s = json_string_value(v);
 		size_t n = json_string_length(v);
 		struct pattern *pat;
 		bool ok = true;
 
-		push_index(L, i);
+		config_push_index(L, i);
 		if (!s)
-			ok = fail(L, false, "%s must be a pattern string, not %s",
-				  path_str(L, where), type_name(v));
+			ok = config_fail(L, false, "%s must be a pattern string, not %s",
+					 config_path_str(L, where), config_type_name(v));
 		else if (memchr(s, ',', n))
-			ok = fail(L, false, "%s: %s: one pattern per string (no commas)",
-				  path_str(L, where), quote(s, n, pbuf, sizeof(pbuf)));
+			ok = config_fail(L, false, "%s: %s: one pattern per string (no commas)",
+					 config_path_str(L, where),
+					 config_quote(s, n, pbuf, sizeof(pbuf)));
 		else if (!(pat = pattern_parse(s, n, perr)))
-			ok = fail(L, false, "%s: invalid pattern %s: %s", path_str(L, where),
-				  quote(s, n, pbuf, sizeof(pbuf)), perr);
+			ok = config_fail(L, false, "%s: invalid pattern %s: %s",
+					 config_path_str(L, where),
+					 config_quote(s, n, pbuf, sizeof(pbuf)), perr);
 		else if (hosts)
 			patlist_add(hosts, pat);
 		else
 			pattern_free(pat);
 		if (ok && L->apply && add && !add(L->p, s, perr))
-			ok = fail(L, false, "%s: %s", path_str(L, where), perr);
+			ok = config_fail(L, false, "%s: %s", config_path_str(L, where), perr);
 		L->depth--;
 		if (!ok)
 			return false;
 	}
 	/* an empty allowNet still makes allowNet present (deny all) */
 	if (L->apply && add && json_array_size(arr) == 0 && !add(L->p, "", perr))
-		return fail(L, false, "%s: %s", path_str(L, where), perr);
+		return config_fail(L, false, "%s: %s", config_path_str(L, where), perr);
 	return true;
 }
 
@@ -474,49 +440,51 @@ static bool load_secret(struct loader *L, const char *name, const json_t *obj)
 	bool ok = false;
 
 	if (!valid_env_name(name)) {
-		fail(L, true, "secret name %s is not a valid environment variable name "
-			      "([A-Za-z_][A-Za-z0-9_]*, at most 255 characters)",
-		     quote(name, strlen(name), q, sizeof(q)));
+		config_fail(L, true, "secret name %s is not a valid environment variable name "
+				     "([A-Za-z_][A-Za-z0-9_]*, at most 255 characters)",
+			    config_quote(name, strlen(name), q, sizeof(q)));
 		goto out;
 	}
 	if (!L->apply)
 		for (size_t i = 0; i < policy_secret_count(L->p); i++)
 			if (strcmp(policy_secret_name(L->p, i), name) == 0) {
-				fail(L, true, "secret %s is already defined", name);
+				config_fail(L, true, "secret %s is already defined", name);
 				goto out;
 			}
 	if (!json_is_object(obj)) {
-		fail(L, false, "%s must be an object {\"hosts\": [...], \"value\": ...}, not %s",
-		     path_str(L, where), type_name(obj));
+		config_fail(L, false, "%s must be an object {\"hosts\": [...], \"value\": ...}, "
+				      "not %s", config_path_str(L, where), config_type_name(obj));
 		goto out;
 	}
 	json_object_foreach((json_t *)obj, key, v) {
 		int s = source_of(key);
-		push_key(L, key);
+		config_push_key(L, key);
 		if (strcmp(key, "hosts") == 0) {
 			hosts_v = v;
 			if (!check_patterns(L, v, hosts, NULL))
 				goto out;
 			if (patlist_len(hosts) == 0) {
-				fail(L, false, "%s is empty (a secret needs at least one host)",
-				     path_str(L, where));
+				config_fail(L, false, "%s is empty (a secret needs at least one "
+						      "host)", config_path_str(L, where));
 				goto out;
 			}
 		} else if (s < 0) {
-			fail(L, true, "secrets.%s: unknown key %s (expected hosts, value, valueFromEnv or "
-				      "valueFromFile)", name, quote(key, strlen(key), q, sizeof(q)));
+			config_fail(L, true, "secrets.%s: unknown key %s (expected hosts, value, "
+					     "valueFromEnv or valueFromFile)", name,
+				    config_quote(key, strlen(key), q, sizeof(q)));
 			goto out;
 		} else if (src >= 0) {
-			fail(L, true, "secrets.%s: both %s and %s given (exactly one of value, "
-				      "valueFromEnv, valueFromFile)", name, source_keys[src], key);
+			config_fail(L, true, "secrets.%s: both %s and %s given (exactly one of "
+					     "value, valueFromEnv, valueFromFile)", name,
+				    source_keys[src], key);
 			goto out;
 		} else if (!json_is_string(v)) {
 			/* never echo a value: it may be the secret itself */
-			fail(L, false, "%s must be a string, not %s", path_str(L, where),
-			     type_name(v));
+			config_fail(L, false, "%s must be a string, not %s",
+				    config_path_str(L, where), config_type_name(v));
 			goto out;
 		} else if (json_string_length(v) == 0) {
-			fail(L, false, "%s is empty", path_str(L, where));
+			config_fail(L, false, "%s is empty", config_path_str(L, where));
 			goto out;
 		} else {
 			src = s;
@@ -525,20 +493,20 @@ static bool load_secret(struct loader *L, const char *name, const json_t *obj)
 		L->depth--;
 	}
 	if (!hosts_v) {
-		fail(L, false, "%s: missing \"hosts\" (a secret needs at least one host)",
-		     path_str(L, where));
+		config_fail(L, false, "%s: missing \"hosts\" (a secret needs at least one host)",
+			    config_path_str(L, where));
 		goto out;
 	}
 	if (src < 0) {
-		fail(L, false, "%s: needs one of value, valueFromEnv or valueFromFile",
-		     path_str(L, where));
+		config_fail(L, false, "%s: needs one of value, valueFromEnv or valueFromFile",
+			    config_path_str(L, where));
 		goto out;
 	}
 	if (L->apply) {
 		struct patlist *h = hosts;
 		hosts = NULL; /* policy_add_secret_list owns it now, even on error */
 		if (!policy_add_secret_list(L->p, name, h, (enum secret_source)src, arg, perr)) {
-			fail(L, true, "%s", perr);
+			config_fail(L, true, "%s", perr);
 			goto out;
 		}
 	}
@@ -555,10 +523,11 @@ static bool load_secrets(struct loader *L, const json_t *obj)
 	const json_t *v;
 
 	if (!json_is_object(obj))
-		return fail(L, false, "%s must be an object mapping names to secrets, not %s",
-			    path_str(L, where), type_name(obj));
+		return config_fail(L, false, "%s must be an object mapping names to secrets, "
+					     "not %s", config_path_str(L, where),
+				   config_type_name(obj));
 	json_object_foreach((json_t *)obj, name, v) {
-		push_key(L, name);
+		config_push_key(L, name);
 		if (!load_secret(L, name, v))
 			return false;
 		L->depth--;
@@ -566,11 +535,9 @@ static bool load_secrets(struct loader *L, const json_t *obj)
 	return true;
 }
 
-/* ---- request rules ---- */
+/* ---- values shared with config_rules.c and config_sandboxes.c ---- */
 
-/* A string or an array of strings at the current path; calls one(L, s, n)
- * for each with the path at that string. Empty arrays are refused. */
-static bool each_string(struct loader *L, const json_t *v, const char *what,
+bool config_each_string(struct loader *L, const json_t *v, const char *what,
 			bool (*one)(struct loader *, const char *, size_t, void *), void *arg)
 {
 	char where[WHERE_LEN];
@@ -580,16 +547,17 @@ static bool each_string(struct loader *L, const json_t *v, const char *what,
 	if (json_is_string(v))
 		return one(L, json_string_value(v), json_string_length(v), arg);
 	if (!json_is_array(v))
-		return fail(L, false, "%s must be %s or an array of them, not %s",
-			    path_str(L, where), what, type_name(v));
+		return config_fail(L, false, "%s must be %s or an array of them, not %s",
+				   config_path_str(L, where), what, config_type_name(v));
 	if (json_array_size(v) == 0)
-		return fail(L, false, "%s is an empty array", path_str(L, where));
+		return config_fail(L, false, "%s is an empty array", config_path_str(L, where));
 	json_array_foreach(v, i, e) {
 		bool ok;
-		push_index(L, i);
+		config_push_index(L, i);
 		ok = json_is_string(e) ? one(L, json_string_value(e), json_string_length(e), arg)
-				       : fail(L, false, "%s must be %s, not %s", path_str(L, where),
-					      what, type_name(e));
+				       : config_fail(L, false, "%s must be %s, not %s",
+						     config_path_str(L, where), what,
+						     config_type_name(e));
 		L->depth--;
 		if (!ok)
 			return false;
@@ -597,309 +565,7 @@ static bool each_string(struct loader *L, const json_t *v, const char *what,
 	return true;
 }
 
-static bool rule_host(struct loader *L, const char *s, size_t n, void *arg)
-{
-	char where[WHERE_LEN], q[QUOTE_LEN], perr[PATTERN_ERRLEN];
-	struct pattern *pat;
-
-	if (memchr(s, ',', n))
-		return fail(L, false, "%s: %s: one pattern per string (no commas)",
-			    path_str(L, where), quote(s, n, q, sizeof(q)));
-	if (!(pat = pattern_parse(s, n, perr)))
-		return fail(L, false, "%s: invalid pattern %s: %s", path_str(L, where),
-			    quote(s, n, q, sizeof(q)), perr);
-	patlist_add(arg, pat);
-	return true;
-}
-
-struct methods {
-	const char *v[64];
-	size_t n;
-};
-
-static bool rule_method(struct loader *L, const char *s, size_t n, void *arg)
-{
-	char where[WHERE_LEN], q[QUOTE_LEN];
-	struct methods *m = arg;
-
-	if (!rules_method_valid(s, n))
-		return fail(L, false, "%s: invalid method %s (an HTTP method token, compared "
-				      "case-sensitively: write it in upper case, e.g. \"GET\")",
-			    path_str(L, where), quote(s, n, q, sizeof(q)));
-	if (m->n == sizeof(m->v) / sizeof(m->v[0]))
-		return fail(L, false, "%s: more than %zu methods", path_str(L, where),
-			    sizeof(m->v) / sizeof(m->v[0]));
-	m->v[m->n++] = s;
-	return true;
-}
-
-/* "allow" or "deny" at the current path into *allow. */
-static bool action_value(struct loader *L, const json_t *v, bool *allow)
-{
-	char where[WHERE_LEN], q[QUOTE_LEN];
-	const char *s = json_string_value(v);
-
-	if (s && strcmp(s, "allow") == 0)
-		*allow = true;
-	else if (s && strcmp(s, "deny") == 0)
-		*allow = false;
-	else if (s)
-		return fail(L, false, "%s: %s is not an action (expected \"allow\" or \"deny\")",
-			    path_str(L, where), quote(s, json_string_length(v), q, sizeof(q)));
-	else
-		return fail(L, false, "%s must be \"allow\" or \"deny\", not %s",
-			    path_str(L, where), type_name(v));
-	return true;
-}
-
-/* One entry of "rules"; the current path is rules[i]. */
-static bool load_rule(struct loader *L, const json_t *obj)
-{
-	char where[WHERE_LEN], q[QUOTE_LEN], q2[QUOTE_LEN], rerr[RULES_ERRLEN];
-	struct patlist *hosts = patlist_new();
-	struct methods m = { .n = 0 };
-	const json_t *host_v = NULL, *path_v = NULL, *action_v = NULL, *v;
-	const char *key;
-	bool allow = false, ok = false;
-
-	if (!json_is_object(obj)) {
-		fail(L, false, "%s must be an object {\"host\": ..., \"action\": ...}, not %s",
-		     path_str(L, where), type_name(obj));
-		goto out;
-	}
-	json_object_foreach((json_t *)obj, key, v) {
-		bool good = true;
-		push_key(L, key);
-		if (strcmp(key, "host") == 0) {
-			host_v = v;
-			good = each_string(L, v, "a pattern string", rule_host, hosts);
-		} else if (strcmp(key, "method") == 0) {
-			good = each_string(L, v, "a method string", rule_method, &m);
-		} else if (strcmp(key, "path") == 0) {
-			path_v = v;
-			if (!json_is_string(v))
-				good = fail(L, false, "%s must be a regular expression string, not %s",
-					    path_str(L, where), type_name(v));
-		} else if (strcmp(key, "action") == 0) {
-			action_v = v;
-			good = action_value(L, v, &allow);
-		} else {
-			L->depth--; /* name the rule, point at the key */
-			path_str(L, where);
-			L->depth++;
-			good = fail(L, true, "%s: unknown key %s (expected host, method, path or action)",
-				    where, quote(key, strlen(key), q, sizeof(q)));
-		}
-		if (!good)
-			goto out;
-		L->depth--;
-	}
-	if (!host_v) {
-		fail(L, false, "%s: missing \"host\" (a rule needs at least one host pattern)",
-		     path_str(L, where));
-		goto out;
-	}
-	if (!action_v) {
-		fail(L, false, "%s: missing \"action\" (\"allow\" or \"deny\")", path_str(L, where));
-		goto out;
-	}
-	ok = ruleset_add(L->rules, hosts, m.v, m.n, path_v ? json_string_value(path_v) : NULL,
-			 path_v ? json_string_length(path_v) : 0, allow, rerr);
-	hosts = NULL; /* the ruleset owns it now, even on error */
-	if (!ok) {
-		push_key(L, "path");
-		fail(L, false, "%s %s: %s", path_str(L, where),
-		     path_v ? quote(json_string_value(path_v), json_string_length(path_v), q2,
-				    sizeof(q2)) : "", rerr);
-	}
-out:
-	patlist_free(hosts);
-	return ok;
-}
-
-/* "rules" or "rulesDefault" (key): checked and built in the validation pass only. */
-static bool load_rules_key(struct loader *L, const char *key, const json_t *v)
-{
-	char where[WHERE_LEN];
-	const json_t *e;
-	size_t i;
-	bool allow;
-
-	if (L->apply)
-		return true;
-	if (policy_rules(L->p))
-		return fail(L, true, "%s: request rules are already defined by an earlier policy file",
-			    key);
-	if (!L->rules)
-		L->rules = ruleset_new();
-	if (strcmp(key, "rulesDefault") == 0) {
-		if (!action_value(L, v, &allow))
-			return false;
-		ruleset_set_default(L->rules, allow);
-		return true;
-	}
-	if (!json_is_array(v))
-		return fail(L, false, "%s must be an array of rule objects, not %s",
-			    path_str(L, where), type_name(v));
-	json_array_foreach(v, i, e) {
-		push_index(L, i);
-		if (!load_rule(L, e))
-			return false;
-		L->depth--;
-	}
-	return true;
-}
-
-static bool load_root(struct loader *L, const json_t *root);
-
-/* A sandbox selector ("source" or "listen" entry) for each_string. */
-struct selector {
-	int sb;
-	bool (*add)(struct sbtable *, int, const char *, char *);
-};
-
-static bool add_selector(struct loader *L, const char *s, size_t n, void *arg)
-{
-	const struct selector *sel = arg;
-	char where[WHERE_LEN], e[SBX_ERRLEN];
-
-	(void)n;
-	return sel->add(L->sbt, sel->sb, s, e) || fail(L, false, "%s: %s", path_str(L, where), e);
-}
-
-/* A sandbox's policy file, relative to the main file's directory. */
-static bool load_policy_file(struct loader *L, int sb, const char *file, struct policy *p)
-{
-	char path[4096], e[CONFIG_ERRLEN], where[WHERE_LEN];
-	const char *slash = strrchr(L->name, '/');
-	struct stat st;
-
-	if (file[0] == '/' || !slash)
-		snprintf(path, sizeof(path), "%s", file);
-	else
-		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - L->name), L->name, file);
-	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
-		snprintf(e, sizeof(e), "%.400s: not a regular file", path);
-	else if (config_load_file(p, path, e))
-		return true;
-	if (L->tolerant) {
-		sbx_set_error(L->sbt, sb, e);
-		return true;
-	}
-	return fail(L, false, "%s: %s", path_str(L, where), e);
-}
-
-/* An inline policy object at the current path, loaded into p (NULL:
- * validated only) by a loader of its own, so its rules are its own. */
-static bool load_inline(struct loader *L, const json_t *v, struct policy *p)
-{
-	struct loader S = *L;
-	struct policy *scratch = p ? NULL : policy_new();
-	bool ok;
-
-	S.p = p ? p : scratch;
-	S.sbt = NULL; /* no sandboxes inside a sandbox */
-	S.has_sandboxes = false;
-	S.rules = NULL;
-	S.apply = false;
-	ok = load_root(&S, v);
-	if (ok && p) {
-		S.apply = true;
-		ok = load_root(&S, v);
-	}
-	if (ok && p && S.rules) {
-		struct ruleset *rs = S.rules;
-		S.rules = NULL; /* p owns it now */
-		ok = policy_set_rules(p, rs, L->err);
-	}
-	ruleset_free(S.rules);
-	policy_unref(scratch);
-	return ok;
-}
-
-/* "policy": an inline object (the keys of a policy file) or a file name. */
-static bool load_sandbox_policy(struct loader *L, int sb, const json_t *v)
-{
-	char where[WHERE_LEN];
-	struct sbtable *sbt = L->sbt;
-	struct policy *p;
-	bool ok;
-
-	if (!json_is_object(v) && !json_is_string(v))
-		return fail(L, false, "%s must be a policy object or a policy file name, not %s",
-			    path_str(L, where), type_name(v));
-	if (!L->apply) /* a file is read in the apply pass */
-		return json_is_string(v) || load_inline(L, v, NULL);
-	p = policy_new();
-	policy_set_scope(p, sbx_name(sbt, (size_t)sb));
-	ok = json_is_string(v) ? load_policy_file(L, sb, json_string_value(v), p)
-			       : load_inline(L, v, p);
-	if (ok && !sbx_error(sbt, (size_t)sb))
-		sbx_set_policy(sbt, sb, p);
-	policy_unref(p);
-	return ok;
-}
-
-/* One entry of "sandboxes"; the current path is sandboxes.NAME. */
-static bool load_sandbox(struct loader *L, const char *name, const json_t *obj)
-{
-	char where[WHERE_LEN], q[QUOTE_LEN], e[SBX_ERRLEN];
-	const json_t *v, *pol = NULL;
-	const char *key;
-	int sb;
-
-	if ((sb = sbx_add(L->sbt, name, e)) < 0)
-		return fail(L, true, "%s", e);
-	if (!json_is_object(obj))
-		return fail(L, false, "%s must be an object with source, listen and policy, not %s",
-			    path_str(L, where), type_name(obj));
-	json_object_foreach((json_t *)obj, key, v) {
-		bool ok;
-		push_key(L, key);
-		if (strcmp(key, "source") == 0)
-			ok = each_string(L, v, "an address or CIDR", add_selector,
-					 &(struct selector){ sb, sbx_add_source });
-		else if (strcmp(key, "listen") == 0)
-			ok = each_string(L, v, "an IP:PORT listener", add_selector,
-					 &(struct selector){ sb, sbx_add_listen });
-		else if (strcmp(key, "policy") == 0)
-			ok = load_sandbox_policy(L, sb, pol = v);
-		else
-			ok = fail(L, true, "unknown key %s in a sandbox (expected source, listen "
-					   "or policy)", quote(key, strlen(key), q, sizeof(q)));
-		if (!ok)
-			return false;
-		L->depth--;
-	}
-	if (!pol)
-		return fail(L, false, "%s has no \"policy\"", path_str(L, where));
-	return true;
-}
-
-static bool load_sandboxes(struct loader *L, const json_t *obj)
-{
-	char where[WHERE_LEN], e[SBX_ERRLEN];
-	const char *name;
-	const json_t *v;
-
-	if (!L->sbt)
-		return fail(L, true, "\"sandboxes\" belongs at the top level of the main policy "
-				     "file, not inside a sandbox's policy");
-	if (!json_is_object(obj) || json_object_size(obj) == 0)
-		return fail(L, false, "%s must be a non-empty object mapping names to sandboxes, "
-				      "not %s", path_str(L, where), type_name(obj));
-	json_object_foreach((json_t *)obj, name, v) {
-		push_key(L, name);
-		if (!load_sandbox(L, name, v))
-			return false;
-		L->depth--;
-	}
-	if (!sbx_validate(L->sbt, e))
-		return fail(L, true, "%s", e);
-	return true;
-}
-
-static bool load_root(struct loader *L, const json_t *root)
+bool config_load_root(struct loader *L, const json_t *root)
 {
 	char q[QUOTE_LEN];
 	const char *key;
@@ -907,17 +573,18 @@ static bool load_root(struct loader *L, const json_t *root)
 	bool sandboxes = L->sbt && json_object_get(root, "sandboxes");
 
 	if (!json_is_object(root))
-		return fail(L, false, "the policy must be a JSON object, not %s", type_name(root));
+		return config_fail(L, false, "the policy must be a JSON object, not %s",
+				   config_type_name(root));
 	L->has_sandboxes |= sandboxes;
 	json_object_foreach((json_t *)root, key, v) {
 		bool ok;
-		push_key(L, key);
+		config_push_key(L, key);
 		if (strcmp(key, "sandboxes") == 0)
-			ok = load_sandboxes(L, v);
+			ok = config_load_sandboxes(L, v);
 		else if (sandboxes)
-			ok = fail(L, true, "%s next to \"sandboxes\": with sandboxes, each "
-					   "sandbox's policy holds its own keys",
-				  quote(key, strlen(key), q, sizeof(q)));
+			ok = config_fail(L, true, "%s next to \"sandboxes\": with sandboxes, each "
+						  "sandbox's policy holds its own keys",
+					 config_quote(key, strlen(key), q, sizeof(q)));
 		else if (strcmp(key, "allowNet") == 0)
 			ok = check_patterns(L, v, NULL, policy_add_allow);
 		else if (strcmp(key, "denyNet") == 0)
@@ -927,11 +594,12 @@ static bool load_root(struct loader *L, const json_t *root)
 		else if (strcmp(key, "secrets") == 0)
 			ok = load_secrets(L, v);
 		else if (strcmp(key, "rules") == 0 || strcmp(key, "rulesDefault") == 0)
-			ok = load_rules_key(L, key, v);
+			ok = config_load_rules(L, key, v);
 		else
-			ok = fail(L, true, "unknown key %s (expected allowNet, denyNet, intercept, "
-					   "secrets, rules, rulesDefault or sandboxes)",
-				  quote(key, strlen(key), q, sizeof(q)));
+			ok = config_fail(L, true, "unknown key %s (expected allowNet, denyNet, "
+						  "intercept, secrets, rules, rulesDefault or "
+						  "sandboxes)",
+					 config_quote(key, strlen(key), q, sizeof(q)));
 		if (!ok)
 			return false;
 		L->depth--;
@@ -968,14 +636,14 @@ static bool load_buffer(struct policy *p, const char *name, const char *text, si
 	}
 	/* validate everything first, so a bad file leaves p unchanged */
 	L.sbt = sbt ? sbx_new() : NULL;
-	ok = load_root(&L, root);
+	ok = config_load_root(&L, root);
 	sbx_free(L.sbt);
 	if (!ok)
 		goto out;
 	L.apply = true;
 	L.depth = 0;
 	L.sbt = sbt ? sbx_new() : NULL;
-	ok = load_root(&L, root);
+	ok = config_load_root(&L, root);
 	if (ok && L.has_sandboxes)
 		*sbt = L.sbt;
 	else

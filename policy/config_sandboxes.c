@@ -1,0 +1,163 @@
+/* config_sandboxes.c -- the main policy file's "sandboxes": each sandbox's
+ * source and listen selectors and its policy, inline or in a file of its own */
+#include "config_int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "policy.h"
+#include "rules.h"
+#include "sandboxes.h"
+
+/* A sandbox selector ("source" or "listen" entry) for config_each_string. */
+struct selector {
+	int sb;
+	bool (*add)(struct sbtable *, int, const char *, char *);
+};
+
+static bool add_selector(struct loader *L, const char *s, size_t n, void *arg)
+{
+	const struct selector *sel = arg;
+	char where[WHERE_LEN], e[SBX_ERRLEN];
+
+	(void)n;
+	return sel->add(L->sbt, sel->sb, s, e) ||
+	       config_fail(L, false, "%s: %s", config_path_str(L, where), e);
+}
+
+/* A sandbox's policy file, relative to the main file's directory. */
+static bool load_policy_file(struct loader *L, int sb, const char *file, struct policy *p)
+{
+	char path[4096], e[CONFIG_ERRLEN], where[WHERE_LEN];
+	const char *slash = strrchr(L->name, '/');
+	struct stat st;
+
+	if (file[0] == '/' || !slash)
+		snprintf(path, sizeof(path), "%s", file);
+	else
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - L->name), L->name, file);
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+		snprintf(e, sizeof(e), "%.400s: not a regular file", path);
+	else if (config_load_file(p, path, e))
+		return true;
+	if (L->tolerant) {
+		sbx_set_error(L->sbt, sb, e);
+		return true;
+	}
+	return config_fail(L, false, "%s: %s", config_path_str(L, where), e);
+}
+
+/* An inline policy object at the current path, loaded into p (NULL:
+ * validated only) by a loader of its own, so its rules are its own. */
+static bool load_inline(struct loader *L, const json_t *v, struct policy *p)
+{
+	struct loader S = *L;
+	struct policy *scratch = p ? NULL : policy_new();
+	bool ok;
+
+	S.p = p ? p : scratch;
+	S.sbt = NULL; /* no sandboxes inside a sandbox */
+	S.has_sandboxes = false;
+	S.rules = NULL;
+	S.apply = false;
+	ok = config_load_root(&S, v);
+	if (ok && p) {
+		S.apply = true;
+		ok = config_load_root(&S, v);
+	}
+	if (ok && p && S.rules) {
+		struct ruleset *rs = S.rules;
+		S.rules = NULL; /* p owns it now */
+		ok = policy_set_rules(p, rs, L->err);
+	}
+	ruleset_free(S.rules);
+	policy_unref(scratch);
+	return ok;
+}
+
+/* "policy": an inline object (the keys of a policy file) or a file name. */
+static bool load_sandbox_policy(struct loader *L, int sb, const json_t *v)
+{
+	char where[WHERE_LEN];
+	struct sbtable *sbt = L->sbt;
+	struct policy *p;
+	bool ok;
+
+	if (!json_is_object(v) && !json_is_string(v))
+		return config_fail(L, false, "%s must be a policy object or a policy file name, "
+					     "not %s", config_path_str(L, where),
+				   config_type_name(v));
+	if (!L->apply) /* a file is read in the apply pass */
+		return json_is_string(v) || load_inline(L, v, NULL);
+	p = policy_new();
+	policy_set_scope(p, sbx_name(sbt, (size_t)sb));
+	ok = json_is_string(v) ? load_policy_file(L, sb, json_string_value(v), p)
+			       : load_inline(L, v, p);
+	if (ok && !sbx_error(sbt, (size_t)sb))
+		sbx_set_policy(sbt, sb, p);
+	policy_unref(p);
+	return ok;
+}
+
+/* One entry of "sandboxes"; the current path is sandboxes.NAME. */
+static bool load_sandbox(struct loader *L, const char *name, const json_t *obj)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN], e[SBX_ERRLEN];
+	const json_t *v, *pol = NULL;
+	const char *key;
+	int sb;
+
+	if ((sb = sbx_add(L->sbt, name, e)) < 0)
+		return config_fail(L, true, "%s", e);
+	if (!json_is_object(obj))
+		return config_fail(L, false, "%s must be an object with source, listen and policy, "
+					     "not %s", config_path_str(L, where),
+				   config_type_name(obj));
+	json_object_foreach((json_t *)obj, key, v) {
+		bool ok;
+		config_push_key(L, key);
+		if (strcmp(key, "source") == 0)
+			ok = config_each_string(L, v, "an address or CIDR", add_selector,
+						&(struct selector){ sb, sbx_add_source });
+		else if (strcmp(key, "listen") == 0)
+			ok = config_each_string(L, v, "an IP:PORT listener", add_selector,
+						&(struct selector){ sb, sbx_add_listen });
+		else if (strcmp(key, "policy") == 0)
+			ok = load_sandbox_policy(L, sb, pol = v);
+		else
+			ok = config_fail(L, true, "unknown key %s in a sandbox (expected source, "
+						  "listen or policy)",
+					 config_quote(key, strlen(key), q, sizeof(q)));
+		if (!ok)
+			return false;
+		L->depth--;
+	}
+	if (!pol)
+		return config_fail(L, false, "%s has no \"policy\"", config_path_str(L, where));
+	return true;
+}
+
+bool config_load_sandboxes(struct loader *L, const json_t *obj)
+{
+	char where[WHERE_LEN], e[SBX_ERRLEN];
+	const char *name;
+	const json_t *v;
+
+	if (!L->sbt)
+		return config_fail(L, true, "\"sandboxes\" belongs at the top level of the main "
+					    "policy file, not inside a sandbox's policy");
+	if (!json_is_object(obj) || json_object_size(obj) == 0)
+		return config_fail(L, false, "%s must be a non-empty object mapping names to "
+					     "sandboxes, not %s", config_path_str(L, where),
+				   config_type_name(obj));
+	json_object_foreach((json_t *)obj, name, v) {
+		config_push_key(L, name);
+		if (!load_sandbox(L, name, v))
+			return false;
+		L->depth--;
+	}
+	if (!sbx_validate(L->sbt, e))
+		return config_fail(L, true, "%s", e);
+	return true;
+}
