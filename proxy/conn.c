@@ -25,6 +25,7 @@
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
+#include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
 #include "redact.h"

@@ -12,6 +12,7 @@
 
 #include "audit.h"
 #include "conn_int.h"
+#include "generation.h"
 #include "httpmsg.h"
 #include "inject.h"
 #include "metrics.h"

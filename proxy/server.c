@@ -1,5 +1,6 @@
 /* server.c -- listeners, worker threads (one event loop + resolver each, all
- * accepting on SO_REUSEPORT sockets), the shared policy, signals, shutdown */
+ * accepting on SO_REUSEPORT sockets), signals, shutdown; the sandboxes and
+ * their policies are generation.c's */
 #include "server.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include "ca.h"
 #include "dnsresp.h"
 #include "fakeip.h"
+#include "generation.h"
 #include "metrics.h"
 #include "mint.h"
 #include "pipepool.h"
@@ -41,12 +43,6 @@
 #define MAX_LOCAL_ADDRS 64
 #define MAX_THREADS 64
 
-struct listen_addr {
-	struct ipaddr a;
-	uint16_t port;
-	bool transparent;
-};
-
 struct wstate {
 	struct worker w;
 	struct evconnlistener *ls[SERVER_MAX_LISTENERS];
@@ -60,10 +56,7 @@ struct wstate {
 
 struct server {
 	struct server_opts o;
-	struct sbtable *sbt;          /* the sandboxes (under pol_lock) */
-	struct gen **gens;            /* each one's current generation, or NULL (under pol_lock) */
-	struct gen *nobody;           /* for connections no sandbox claims */
-	pthread_mutex_t pol_lock;
+	struct gentable *gens;        /* the sandboxes and their current generations */
 	unsigned char phkey[PLACEHOLDER_KEYLEN]; /* placeholder key (interception only) */
 	struct listen_addr la[SERVER_MAX_LISTENERS];
 	int nla;
@@ -138,217 +131,19 @@ struct tls *server_tls(struct server *s)
 	return s->tls;
 }
 
-/* A policy and the secret values resolved for it; connections hold one for
- * their whole life, so a reload never changes what a connection sees. */
-struct gen {
-	atomic_int refs;
-	struct policy *pol;      /* one reference */
-	struct secretset *ss;    /* owned; NULL without interception */
-	unsigned slot[SECRETS_MAX]; /* metrics slot of each secret (by name) */
-	unsigned sb_slot;           /* metrics slot of its sandbox's name, or none */
-};
-
-static struct gen *gen_new(struct server *s, struct policy *p, struct secretset *ss)
-{
-	struct gen *g = xcalloc(1, sizeof(*g));
-
-	atomic_init(&g->refs, 1);
-	policy_ref(p);
-	g->pol = p;
-	g->ss = ss;
-	/* names are registered here, before the generation is published, so the
-	 * request path only indexes */
-	for (size_t i = 0; ss && i < secretset_count(ss) && i < SECRETS_MAX; i++)
-		g->slot[i] = metrics_secret_slot(s->metrics, secretset_name(ss, i));
-	g->sb_slot = *policy_scope(p) ? metrics_sandbox_slot(s->metrics, policy_scope(p))
-				      : GEN_NO_SANDBOX;
-	return g;
-}
-
-void gen_release(struct gen *g)
-{
-	if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
-		return;
-	secretset_free(g->ss);
-	policy_unref(g->pol);
-	free(g);
-}
-
-struct policy *gen_policy(const struct gen *g)
-{
-	return g->pol;
-}
-
-const struct secretset *gen_secrets(const struct gen *g)
-{
-	return g->ss;
-}
-
-unsigned gen_sandbox_slot(const struct gen *g)
-{
-	return g->sb_slot;
-}
-
-unsigned gen_secret_slot(const struct gen *g, size_t i)
-{
-	return i < SECRETS_MAX ? g->slot[i] : METRICS_SECRET_NAMES;
-}
-
 struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client)
 {
-	struct gen *g = NULL;
-	int i;
-
-	pthread_mutex_lock(&s->pol_lock);
-	i = li >= 0 && li < s->nla ? sbx_match(s->sbt, &s->la[li].a, s->la[li].port, client) : -1;
-	if (i >= 0)
-		g = s->gens[i];
-	if (!g)
-		g = s->nobody;
-	atomic_fetch_add(&g->refs, 1);
-	pthread_mutex_unlock(&s->pol_lock);
-	return g;
+	return gentable_acquire(s->gens, li >= 0 && li < s->nla ? &s->la[li] : NULL, client);
 }
 
 const struct secretset *server_secrets(struct server *s)
 {
-	return s->gens[0] ? s->gens[0]->ss : NULL;
-}
-
-/* The secret values of p, or NULL with err; no secrets needed: *ss NULL. */
-static int load_secrets(struct server *s, const struct policy *p, struct secretset **ss, char *err)
-{
-	char e[SECRETS_ERRLEN];
-
-	*ss = NULL;
-	if (!s->tls)
-		return 0;
-	*ss = secretset_load(p, s->phkey, e);
-	if (!*ss) {
-		snprintf(err, 256, "%.250s", e);
-		return -1;
-	}
-	return 0;
-}
-
-/* The generation of sandbox i of t, or NULL with err. */
-static struct gen *gen_load(struct server *s, const struct sbtable *t, size_t i, char *err)
-{
-	struct policy *p = sbx_policy(t, i);
-	struct secretset *ss;
-
-	if (!p) {
-		snprintf(err, 256, "%.250s", sbx_error(t, i));
-		return NULL;
-	}
-	if (policy_needs_interception(p) && !s->tls) {
-		snprintf(err, 256, "the new policy has secrets, intercept patterns or request rules "
-				   "but egressd started without interception: restart it");
-		return NULL;
-	}
-	if (load_secrets(s, p, &ss, err) < 0)
-		return NULL;
-	return gen_new(s, p, ss);
-}
-
-/* Every listener a sandbox names must be one of ours. */
-static int check_listeners(const struct server *s, const struct sbtable *t, char *err)
-{
-	for (size_t i = 0; i < sbx_count(t); i++) {
-		for (size_t k = 0; k < sbx_listen_count(t, i); k++) {
-			struct ipaddr a;
-			uint16_t port;
-			char buf[ADDR_STRLEN];
-			int l;
-			sbx_listen(t, i, k, &a, &port);
-			for (l = 0; l < s->nla; l++)
-				if (s->la[l].port == port && addr_equal(&s->la[l].a, &a))
-					break;
-			if (l == s->nla) {
-				snprintf(err, 256, "sandbox \"%s\" names listener %s%s%s:%u, which is not "
-					 "a --listen or --transparent address", sbx_name(t, i),
-					 a.family == 6 ? "[" : "", addr_format(&a, buf),
-					 a.family == 6 ? "]" : "", port);
-				return -1;
-			}
-		}
-	}
-	return 0;
-}
-
-/* A sandbox whose new policy did not load (it keeps its current one). */
-static void log_sandbox_reload(const char *name, const char *error)
-{
-	struct jsonw w;
-
-	audit_say(AUDIT_ERROR, "sandbox %s: keeping its current policy: %s", name, error);
-	if (!audit_begin(&w, AUDIT_ERROR, "reload", 0))
-		return;
-	jsonw_str(&w, "sandbox", name);
-	jsonw_bool(&w, "ok", false);
-	jsonw_str(&w, "error", error);
-	audit_emit(&w);
-}
-
-/* Installs t (taken) with its generations; a named sandbox whose policy
- * does not load keeps the generation it had (if any). Returns how many failed. */
-static int install(struct server *s, struct sbtable *t, char *err)
-{
-	size_t n = sbx_count(t);
-	struct gen **gens = xcalloc(n, sizeof(*gens)), **old_gens;
-	struct sbtable *old;
-	int failed = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		char e[256];
-		int o = s->sbt ? sbx_find(s->sbt, sbx_name(t, i)) : -1;
-		gens[i] = gen_load(s, t, i, e);
-		if (gens[i])
-			continue;
-		failed++;
-		snprintf(err, 256, "%s%s%.200s", sbx_name(t, i), *sbx_name(t, i) ? ": " : "", e);
-		if (sbx_named(t) && s->sbt) {
-			log_sandbox_reload(sbx_name(t, i), e);
-		}
-		pthread_mutex_lock(&s->pol_lock);
-		if (o >= 0 && s->gens[o]) { /* keep what it had */
-			gens[i] = s->gens[o];
-			atomic_fetch_add(&gens[i]->refs, 1);
-		}
-		pthread_mutex_unlock(&s->pol_lock);
-	}
-	pthread_mutex_lock(&s->pol_lock);
-	old = s->sbt;
-	old_gens = s->gens;
-	s->sbt = t;
-	s->gens = gens;
-	pthread_mutex_unlock(&s->pol_lock);
-	for (size_t i = 0; old && i < sbx_count(old); i++)
-		gen_release(old_gens[i]); /* freed when its last connection ends */
-	free(old_gens);
-	sbx_free(old);
-	return failed;
+	return gentable_secrets(s->gens);
 }
 
 int server_reload(struct server *s, struct sbtable *t, char *err)
 {
-	if (sbx_named(t) != sbx_named(s->sbt)) {
-		snprintf(err, 256, "switching between one policy and sandboxes needs a restart");
-		goto refuse;
-	}
-	if (check_listeners(s, t, err) < 0)
-		goto refuse;
-	if (!sbx_named(t)) {
-		/* one policy: all or nothing */
-		struct gen *g = gen_load(s, t, 0, err);
-		if (!g)
-			goto refuse;
-		gen_release(g);
-	}
-	return install(s, t, err) == 0 ? 0 : 1;
-refuse:
-	sbx_free(t);
-	return -1;
+	return gentable_reload(s->gens, t, s->la, s->nla, err);
 }
 
 /* Loads the CA, leaf minter, TLS contexts and secret values when the policy
@@ -378,27 +173,9 @@ static int setup_interception(struct server *s, const struct sbtable *t, char *e
 	return 0;
 }
 
-/* The generation every connection no sandbox claims gets: refuses all. */
-static struct gen *gen_nobody(struct server *s)
-{
-	struct policy *p = policy_new();
-	struct gen *g;
-
-	policy_set_refuse_all(p, REASON_UNKNOWN_SOURCE);
-	g = gen_new(s, p, NULL);
-	policy_unref(p);
-	return g;
-}
-
 struct policy *server_policy(struct server *s)
 {
-	struct policy *p;
-
-	pthread_mutex_lock(&s->pol_lock);
-	p = s->gens[0] ? s->gens[0]->pol : s->nobody->pol;
-	policy_ref(p);
-	pthread_mutex_unlock(&s->pol_lock);
-	return p;
+	return gentable_policy(s->gens);
 }
 
 const struct server_opts *server_opts(const struct server *s)
@@ -695,9 +472,9 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 {
 	struct server *s = xcalloc(1, sizeof(*s));
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int rc;
 
 	s->o = *o;
-	pthread_mutex_init(&s->pol_lock, NULL);
 	s->nthreads = o->threads > 0 ? o->threads : (cores > 0 ? (int)cores : 1);
 	if (s->nthreads > MAX_THREADS)
 		s->nthreads = MAX_THREADS;
@@ -706,9 +483,9 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 	for (int i = 0; i < s->nthreads; i++)
 		s->ws[i].wake_fd = -1;
 	load_local_addrs(s);
-	s->nobody = gen_nobody(s);
 	if (setup_interception(s, t, err) < 0)
 		goto fail;
+	s->gens = gentable_new(s->metrics, s->tls ? s->phkey : NULL);
 	for (int i = 0; i < o->nlisten; i++)
 		if (parse_listen(o->listen[i], &s->la[s->nla++], err) < 0)
 			goto fail;
@@ -717,14 +494,10 @@ struct server *server_new(const struct server_opts *o, struct sbtable *t, char *
 		if (parse_listen(o->transparent[i], &s->la[s->nla++], err) < 0)
 			goto fail;
 	}
-	if (check_listeners(s, t, err) < 0)
-		goto fail;
-	if (install(s, t, err) > 0) {
-		t = NULL; /* installed: the server frees it */
-		goto fail;
-	}
-	t = NULL;
-	if (setup_metrics(s, err) < 0 || bind_all(s, err) < 0 || setup_dns_responder(s, err) < 0)
+	rc = gentable_install(s->gens, t, s->la, s->nla, err);
+	t = NULL; /* the table's now, even on failure */
+	if (rc < 0 || setup_metrics(s, err) < 0 || bind_all(s, err) < 0 ||
+	    setup_dns_responder(s, err) < 0)
 		goto fail;
 	return s;
 fail:
@@ -972,17 +745,12 @@ void server_free(struct server *s)
 			evbuffer_free(ws->w.stage);
 	}
 	fakeip_free(s->fake);
-	for (size_t i = 0; s->sbt && i < sbx_count(s->sbt); i++)
-		gen_release(s->gens[i]);
-	free(s->gens);
-	sbx_free(s->sbt);
-	gen_release(s->nobody);
+	gentable_free(s->gens);
 	metrics_free(s->metrics);
 	OPENSSL_cleanse(s->phkey, sizeof(s->phkey));
 	tls_free(s->tls);
 	minter_free(s->minter);
 	ca_free(s->ca);
 	free(s->ws);
-	pthread_mutex_destroy(&s->pol_lock);
 	free(s);
 }

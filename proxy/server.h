@@ -78,17 +78,10 @@ void server_stop(struct server *s);
  * claims a connection from client accepted on listener li (the index
  * server_listen_port counts), with a new reference; release with
  * gen_release. A connection no sandbox claims gets a generation that
- * refuses everything (unknown-source). The accessors' results are borrowed. */
+ * refuses everything (unknown-source). The gen_* accessors are in
+ * generation.h. */
 struct gen;
 struct gen *server_acquire(struct server *s, int li, const struct ipaddr *client);
-void gen_release(struct gen *g); /* NULL: no-op */
-struct policy *gen_policy(const struct gen *g);
-const struct secretset *gen_secrets(const struct gen *g); /* NULL: no interception */
-/* The metrics slot of the generation's secret i (metrics_secret_injected). */
-unsigned gen_secret_slot(const struct gen *g, size_t i);
-/* The metrics slot of the generation's sandbox name, or GEN_NO_SANDBOX. */
-#define GEN_NO_SANDBOX (~0u)
-unsigned gen_sandbox_slot(const struct gen *g);
 
 /* Swaps in the sandboxes of t (taken) and their secrets, atomically:
  * connections keep the generation they started with. One policy: all or
