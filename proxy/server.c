@@ -1,5 +1,5 @@
 /* server.c -- listeners, worker threads (one event loop + resolver each, all
- * accepting on SO_REUSEPORT sockets), signals, shutdown; the sandboxes and
+ * accepting on one shared listening socket), signals, shutdown; the sandboxes and
  * their policies are generation.c's */
 #include "server.h"
 
