@@ -385,6 +385,20 @@ static int on_response(struct conn *c)
 	return 1;
 }
 
+/* After SSL_read/SSL_write returned r <= 0: waits for what TLS wants, or
+ * fails the connection. */
+static void wait_or_fail(struct conn *c, int r)
+{
+	int e = SSL_get_error(c->ssl, r);
+
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		want(c, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
+		return;
+	}
+	ERR_clear_error();
+	conn_fail(c);
+}
+
 static void drive(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -483,22 +497,16 @@ static void drive(struct conn *c)
 			return;
 		}
 		case ST_SEND: {
-			int r = SSL_write(c->ssl, req, (int)req_len), e;
+			int r = SSL_write(c->ssl, req, (int)req_len);
 			if (r > 0) {
 				c->st = ST_RECV;
 				break;
 			}
-			e = SSL_get_error(c->ssl, r);
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-				want(c, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-				return;
-			}
-			ERR_clear_error();
-			conn_fail(c);
+			wait_or_fail(c, r);
 			return;
 		}
 		case ST_RECV: {
-			int r = SSL_read(c->ssl, w->rbuf, RBUF), e, p;
+			int r = SSL_read(c->ssl, w->rbuf, RBUF), p;
 			if (r > 0) {
 				w->bytes_all += r;
 				if (o.mode == M_BULK) {
@@ -515,13 +523,7 @@ static void drive(struct conn *c)
 					return;
 				break;
 			}
-			e = SSL_get_error(c->ssl, r);
-			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-				want(c, e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE);
-				return;
-			}
-			ERR_clear_error();
-			conn_fail(c);
+			wait_or_fail(c, r);
 			return;
 		}
 		case ST_IDLE: {
