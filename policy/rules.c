@@ -175,18 +175,27 @@ static bool unreserved(unsigned char c)
 	       c == '-' || c == '.' || c == '_' || c == '~';
 }
 
-/* Any "." or ".." segment, or an empty one before the last ("//")? */
+/* Any "." or ".." segment, or an empty one before the last ("//")? A
+ * segment's ";parameters" are ignored first, as servers that strip them
+ * (Tomcat, Jetty: "/a/..;/admin" is "/admin" there) read it; a segment of
+ * parameters alone ("/;x/admin") is as ambiguous as an empty one. */
 static const char *check_segments(const char *p, size_t n)
 {
 	size_t start = 1; /* p[0] == '/' */
 
 	for (size_t i = 1; i <= n; i++) {
+		const char *semi;
 		size_t len;
 		if (i < n && p[i] != '/')
 			continue;
 		len = i - start;
+		semi = memchr(p + start, ';', len);
+		if (semi && semi == p + start)
+			return "empty segment with parameters (/;)";
+		if (semi)
+			len = (size_t)(semi - (p + start));
 		if ((len == 1 && p[start] == '.') || (len == 2 && p[start] == '.' && p[start + 1] == '.'))
-			return "dot-segment";
+			return semi ? "dot-segment with parameters (..;)" : "dot-segment";
 		if (len == 0 && i < n)
 			return "empty segment (//)";
 		start = i + 1;

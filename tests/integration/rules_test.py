@@ -180,6 +180,12 @@ PYTHON_CASES = [
     ("GET", "/Repos/acme/x", 1, "paths are case-sensitive"),
     ("GET", "/repos/acme/../../admin", "ambiguous path: dot-segment", "dot-dot segment"),
     ("GET", "/repos/acme/%2e%2e/%2E%2E/admin", "ambiguous path: dot-segment", "encoded dot-dot"),
+    ("GET", "/repos/acme/..;/..;/admin", "ambiguous path: dot-segment with parameters",
+     "dot-dot with ;parameters (Tomcat reads /admin)"),
+    ("GET", "/repos/;x/acme/x", "ambiguous path: empty segment with parameters",
+     "segment of ;parameters alone"),
+    ("GET", "/repos;v=1/acme/x", 1, "matrix parameters: matched as sent, not "
+     "stripped (the allow rule does not match; the catch-all refuses)"),
     ("GET", "//repos/acme/x", "ambiguous path: empty segment", "double slash"),
     ("GET", "/repos/acme%2Fx", "ambiguous path: encoded slash", "encoded slash"),
     ("GET", "/repos/acme/x%00", "ambiguous path: encoded NUL", "encoded NUL"),

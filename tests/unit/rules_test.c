@@ -74,6 +74,17 @@ static void test_normalise(void)
 	norm("/a/%2e%2e/admin", NULL, "dot-segment");
 	norm("/a/.%2E/admin", NULL, "dot-segment");
 	norm("/a/%2e/admin", NULL, "dot-segment");
+	norm("/a/..;/admin", NULL, "dot-segment with parameters");
+	norm("/a/..;x=1/admin", NULL, "dot-segment with parameters");
+	norm("/a/.;/admin", NULL, "dot-segment with parameters");
+	norm("/a/%2e%2e;/admin", NULL, "dot-segment with parameters");
+	norm("/a/..;", NULL, "dot-segment with parameters");
+	norm("/;x/admin", NULL, "empty segment with parameters");
+	norm("/a/;/b", NULL, "empty segment with parameters");
+	norm("/a/;", NULL, "empty segment with parameters");
+	norm("/cars;color=red/x;v=2", "/cars;color=red/x;v=2", NULL); /* matrix parameters */
+	norm("/a/...;x", "/a/...;x", NULL);
+	norm("/a/%3B/b", "/a/%3B/b", NULL); /* an encoded ';' is not a separator */
 	norm("/a/...", "/a/...", NULL);
 	norm("/a/..b/.c", "/a/..b/.c", NULL);
 	norm("//admin", NULL, "empty segment");
