@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer,  # noqa: E402
                      DNSServer, Reader, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
-                     clean_env, spawn, free_port, ws_accept, ws_frame, ws_read_frame,
+                     clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
                      WSReader,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
@@ -128,7 +128,7 @@ def start(ctx, args=None, upstream_ca=True, extra=(), env=None, state=None):
     full = ["--state-dir", state] + pol + LO + list(extra)
     if upstream_ca:
         full += ["--upstream-ca", W["pki"]["ca"]]
-    e = ctx.egressd(full, listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port,
+    e = ctx.egressd(full, dns="127.0.0.1:%d" % W["dns"].port,
                     env=dict(SECRET_ENV, **(env or {})))
     e.state = state
     e.ca = os.path.join(state, "ca.crt")
