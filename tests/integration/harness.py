@@ -1099,7 +1099,10 @@ class Egressd:
                 raise AssertionError("audit log line is not JSON: %r" % l)
         return evs
 
-    def wait_log(self, pred, timeout=3.0, what="log event"):
+    def wait_log(self, pred, timeout=10.0, what="log event"):
+        """Polls the audit log until some event satisfies pred; returns those.
+        The deadline only bounds a failure (a hit returns at once): it is
+        generous for a loaded machine running the ASan build."""
         deadline = time.time() + timeout
         while True:
             evs = self.log_events()

@@ -276,7 +276,7 @@ def scrape(e):
     return Scrape(body.decode("utf-8"))
 
 
-def settle(e, want_open=0, timeout=5.0):
+def settle(e, want_open=0, timeout=10.0):
     """Scrapes until egressd_connections_open == want_open (connections the
     tests closed are freed asynchronously); returns that scrape."""
     deadline = time.time() + timeout
