@@ -6,6 +6,7 @@ Python 3 stdlib only. Provides:
   * make_pki()       a throwaway CA + server certificate made with the openssl CLI
   * EchoHTTPServer   TLS or plain HTTP/1.1 upstream echoing method, path, headers
                      and body digest as JSON; /big streams several MB
+  * TcpServer        threaded accept loop + a thread per connection (base class)
   * TCPEchoServer    raw TCP echo (non-TLS bytes through a CONNECT tunnel)
   * DNSServer        UDP DNS answering A records from a dict, NXDOMAIN otherwise
   * Egressd          the binary under test (EGRESSD_BIN), started on a free port,
@@ -117,6 +118,59 @@ def free_port(host="127.0.0.1"):
     return port
 
 
+def wait_until(pred, timeout=5.0, what="the condition", interval=0.02):
+    """Polls pred() until it returns something true (returned) or timeout
+    seconds pass (AssertionError naming `what`). For conditions a loaded
+    machine may take a while to reach: wait for them, never sleep and hope."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise AssertionError("%s: not within %.1f s" % (what, timeout))
+        time.sleep(interval)
+
+
+def _tcp_sockets(port):
+    """(state, rx_queue) of every TCP socket (IPv4 and IPv6, this network
+    namespace) whose local port is `port`; None if /proc/net cannot be read."""
+    out = None
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(f) as fh:
+                lines = fh.read().split("\n")[1:]
+        except OSError:
+            continue
+        out = out or []
+        for l in lines:
+            fields = l.split()
+            if len(fields) > 4 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                out.append((fields[3], int(fields[4].split(":")[1], 16)))
+    return out
+
+
+# TCP states (include/net/tcp_states.h) in which the listening side still holds
+# a connection it accepted (or has yet to accept): ESTABLISHED, SYN_RECV, CLOSE_WAIT
+_TCP_HELD = ("01", "03", "08")
+_TCP_LISTEN = "0A"
+
+
+def server_side_conns(port):
+    """Connections the server listening on TCP `port` holds or has queued:
+    sockets with that local port in a state it has not closed (one still in
+    the accept queue is listed too). -1 if /proc/net cannot be read."""
+    socks = _tcp_sockets(port)
+    return -1 if socks is None else sum(1 for st, _ in socks if st in _TCP_HELD)
+
+
+def accept_queue(port):
+    """Connections waiting in the accept queue of the listener on `port`
+    (a listening socket's rx_queue); -1 if /proc/net cannot be read."""
+    socks = _tcp_sockets(port)
+    return -1 if socks is None else sum(q for st, q in socks if st == _TCP_LISTEN)
+
+
 # --------------------------------------------------------------------------
 # TAP runner
 
@@ -127,6 +181,11 @@ class Skip(Exception):
 
 class CaseTimeout(Exception):
     pass
+
+
+class PortInUse(AssertionError):
+    """egressd could not bind a port the case chose for it: free_port() only
+    finds a port free for a moment (see Ctx.on_free_ports)."""
 
 
 class Ctx:
@@ -153,8 +212,23 @@ class Ctx:
     def egressd(self, args=(), **kw):
         e = Egressd(self, list(args), **kw)
         self.egressds.append(e)
-        e.start()
+        try:
+            e.start()
+        except PortInUse:
+            self.egressds.remove(e)  # it exited at start-up, as expected of it
+            raise
         return e
+
+    def on_free_ports(self, make, attempts=3):
+        """make() starts egressd on ports it takes from free_port() (a
+        listen_port, --metrics, ...). Another socket may take one of them before
+        egressd binds it: then make() is called again, picking new ones."""
+        for i in range(attempts):
+            try:
+                return make()
+            except PortInUse:
+                if i == attempts - 1:
+                    raise
 
     def abort(self):
         """Called by the watchdog: break whatever the case is blocked on."""
@@ -704,39 +778,75 @@ class EchoHTTPServer(http.server.ThreadingHTTPServer):
         pass  # resets and timeouts from tests that cut connections are expected
 
 
-class TCPEchoServer:
-    def __init__(self, host="127.0.0.1"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
+class TcpServer:
+    """A threaded TCP server: one thread accepts on (host, port) (port 0: any
+    free port), each connection is served by serve(conn) in a thread of its
+    own and closed afterwards (socket and TLS errors end it quietly). With
+    tls=(certfile, keyfile) the connection is a server-side TLS socket (the
+    handshake is done in the connection's thread). .connections counts the
+    connections accepted. Subclasses override serve(); accepted() (in the
+    accept thread) and listen_socket() may be overridden too."""
+    backlog = 64
+    conn_timeout = 15
+
+    def __init__(self, host="127.0.0.1", port=0, tls=None):
+        self.host = host
+        self.ssl_ctx = None
+        if tls:
+            self.ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.ssl_ctx.load_cert_chain(*tls)
+        self.sock = self.listen_socket(host, port)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
+    def listen_socket(self, host, port):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(self.backlog)
+        return s
+
     def _accept(self):
         while True:
             try:
-                c, _ = self.sock.accept()
+                c, addr = self.sock.accept()
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+            self.accepted(c, addr)
 
-    @staticmethod
-    def _echo(c):
-        c.settimeout(15)
+    def accepted(self, c, addr):
+        threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
         try:
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-            c.shutdown(socket.SHUT_WR)
-        except OSError:
+            c.settimeout(self.conn_timeout)
+            if self.ssl_ctx:
+                c = self.ssl_ctx.wrap_socket(c, server_side=True)
+            self.serve(c)
+        except (OSError, ssl.SSLError):
             pass
         finally:
-            c.close()
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def serve(self, c):
+        raise NotImplementedError
+
+
+class TCPEchoServer(TcpServer):
+    """Raw TCP echo; half-closes after the client's EOF."""
+
+    def serve(self, c):
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
+        c.shutdown(socket.SHUT_WR)
 
 
 # --------------------------------------------------------------------------
@@ -857,26 +967,44 @@ class Egressd:
             with open(self.out_path, "wb") as o, open(self.err_path, "wb") as e:
                 self.proc = spawn(self.cmdline, stdout=o, stderr=e,
                                   stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
-            deadline = time.time() + 5
+            deadline = time.time() + 10
             while time.time() < deadline:
                 if self.proc.poll() is not None:
                     break
                 try:
                     s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
                     s.close()
-                    return self
                 except OSError:
                     time.sleep(0.02)
+                    continue
+                self._wait_probe_gone()
+                return self
             err = self.stderr()
             if self.proc.poll() is None:
                 self.kill()
-                raise AssertionError("egressd did not accept connections within 5 s\n"
+                raise AssertionError("egressd did not accept connections within 10 s\n"
                                      "cmd: %s\nstderr: %s" % (" ".join(self.cmdline), err[-2000:]))
-            if "in use" in err and not fixed:
-                continue
+            if "in use" in err:
+                if not fixed:
+                    continue
+                raise PortInUse("egressd could not bind a port it was given\ncmd: %s\nstderr: %s"
+                                % (" ".join(self.cmdline), err[-2000:]))
             raise AssertionError("egressd exited with %s at startup\ncmd: %s\nstderr: %s" % (
                 self.proc.returncode, " ".join(self.cmdline), err[-2000:]))
         raise AssertionError("could not find a free port for egressd")
+
+    def _wait_probe_gone(self, timeout=10.0):
+        """The readiness probe above is a connection of its own. Until egressd
+        has accepted and closed it, it counts against --max-connections, in
+        metrics and in descriptor counts: wait, so every case starts from rest."""
+        try:
+            wait_until(lambda: server_side_conns(self.port) <= 0 or self.proc.poll() is not None,
+                       timeout, "egressd closing the harness's readiness probe")
+        except AssertionError:
+            raise AssertionError("egressd still holds the readiness probe connection %.0f s "
+                                 "after it closed (port %d)\ncmd: %s\nstderr: %s" % (
+                                     timeout, self.port, " ".join(self.cmdline),
+                                     self.stderr()[-2000:]))
 
     def rss_kb(self):
         """VmRSS of the running egressd in KiB (None if unavailable)."""
@@ -971,7 +1099,10 @@ class Egressd:
                 raise AssertionError("audit log line is not JSON: %r" % l)
         return evs
 
-    def wait_log(self, pred, timeout=3.0, what="log event"):
+    def wait_log(self, pred, timeout=10.0, what="log event"):
+        """Polls the audit log until some event satisfies pred; returns those.
+        The deadline only bounds a failure (a hit returns at once): it is
+        generous for a loaded machine running the ASan build."""
         deadline = time.time() + timeout
         while True:
             evs = self.log_events()
@@ -1057,6 +1188,28 @@ class Reader:
             pass
         out, self.buf = self.buf, b""
         return out
+
+
+def got(ctx, b):
+    """Records bytes a client received in ctx.client_bytes (suites that handle
+    secrets look there for real values at the end of a case)."""
+    if not hasattr(ctx, "client_bytes"):
+        ctx.client_bytes = bytearray()
+    ctx.client_bytes += b
+
+
+class RecReader(Reader):
+    """Reader that records every byte the client received (see got())."""
+
+    def __init__(self, ctx, sock):
+        super().__init__(sock)
+        self.ctx = ctx
+
+    def _fill(self):
+        n = len(self.buf)
+        ok = super()._fill()
+        got(self.ctx, self.buf[n:])
+        return ok
 
 
 class Response:

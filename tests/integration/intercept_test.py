@@ -37,10 +37,10 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer,  # noqa: E402
-                     DNSServer, Reader, read_response, proxy_connect, connect_proxy,
+                     DNSServer, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
-                     clean_env, spawn, free_port, ws_accept, ws_frame, ws_read_frame,
-                     WSReader,
+                     clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
+                     WSReader, RecReader, got,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -128,7 +128,7 @@ def start(ctx, args=None, upstream_ca=True, extra=(), env=None, state=None):
     full = ["--state-dir", state] + pol + LO + list(extra)
     if upstream_ca:
         full += ["--upstream-ca", W["pki"]["ca"]]
-    e = ctx.egressd(full, listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port,
+    e = ctx.egressd(full, dns="127.0.0.1:%d" % W["dns"].port,
                     env=dict(SECRET_ENV, **(env or {})))
     e.state = state
     e.ca = os.path.join(state, "ca.crt")
@@ -148,25 +148,6 @@ def placeholders(ctx, args, env=None):
         if sep and re.fullmatch(PH_RE, v):
             ph[k] = v
     return ph
-
-
-def got(ctx, b):
-    """Records bytes a client received (checked for real values at the end)."""
-    if not hasattr(ctx, "client_bytes"):
-        ctx.client_bytes = bytearray()
-    ctx.client_bytes += b
-
-
-class RecReader(Reader):
-    def __init__(self, ctx, sock):
-        super().__init__(sock)
-        self.ctx = ctx
-
-    def _fill(self):
-        n = len(self.buf)
-        ok = super()._fill()
-        got(self.ctx, self.buf[n:])
-        return ok
 
 
 def no_real_values(ctx):

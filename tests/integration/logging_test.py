@@ -20,7 +20,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, EchoHTTPServer, curl,  # noqa: E402
-                     maybe_reexec_in_netns, run_egressd)
+                     maybe_reexec_in_netns, run_egressd, wait_until, server_side_conns)
 
 NETNS = maybe_reexec_in_netns(__file__)
 suite = Suite("logging")
@@ -52,7 +52,14 @@ def traffic(ctx, e):
     denied one (connect warn), then waits until both connections closed."""
     get(ctx, e, "ok.test", 200)
     get(ctx, e, "bad.test", 403)
-    time.sleep(0.3)
+    conns_closed(e)
+
+
+def conns_closed(e):
+    """Waits until egressd closed every client connection (curl has already
+    closed its end): their close lines are written before the socket is."""
+    wait_until(lambda: server_side_conns(e.port) <= 0, 10,
+               "egressd closing the connections curl closed")
 
 
 def events(e, name=None):
@@ -173,7 +180,7 @@ def _(ctx):
     rotated = e.log_path + ".1"
     os.rename(e.log_path, rotated)
     get(ctx, e, "bad.test", 403)  # written to the renamed file: not reopened yet
-    time.sleep(0.2)
+    conns_closed(e)  # its close line too
     e.proc.send_signal(signal.SIGHUP)
     e.wait_log(lambda v: v.get("event") == "reload", what="reload in the new file")
     check_eq(os.stat(e.log_path).st_mode & 0o777, 0o600, "mode of the new log file")

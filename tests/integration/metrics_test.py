@@ -276,7 +276,7 @@ def scrape(e):
     return Scrape(body.decode("utf-8"))
 
 
-def settle(e, want_open=0, timeout=5.0):
+def settle(e, want_open=0, timeout=10.0):
     """Scrapes until egressd_connections_open == want_open (connections the
     tests closed are freed asynchronously); returns that scrape."""
     deadline = time.time() + timeout
@@ -330,16 +330,21 @@ def policy_file(ctx, secrets=True, extra=None):
 
 def start(ctx, extra=(), secrets=True, threads=2, metrics=None):
     state = os.path.join(ctx.tmp, "state")
-    mport = int(metrics.rsplit(":", 1)[1]) if metrics else free_port()
-    args = ["-c", policy_file(ctx, secrets), "--state-dir", state,
-            "--allow-private", "127.0.0.0/8", "--upstream-ca", W["pki"]["ca"],
-            "--metrics", metrics or "127.0.0.1:%d" % mport] + list(extra)
-    e = ctx.egressd(args, listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port,
-                    threads=threads)
-    e.mport = mport
+    pol = policy_file(ctx, secrets)
+
+    def make():
+        mport = int(metrics.rsplit(":", 1)[1]) if metrics else free_port()
+        args = ["-c", pol, "--state-dir", state,
+                "--allow-private", "127.0.0.0/8", "--upstream-ca", W["pki"]["ca"],
+                "--metrics", metrics or "127.0.0.1:%d" % mport] + list(extra)
+        e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, threads=threads)
+        e.mport = mport
+        return e
+    # a port the caller chose itself (metrics=) is not picked again
+    e = make() if metrics else ctx.on_free_ports(make)
     # the harness's readiness probe is a connection of its own: wait until it is
     # counted (it may still sit in the accept queue), so deltas start from rest
-    deadline = time.time() + 5.0
+    deadline = time.time() + 10.0
     while True:
         try:
             s = scrape(e)
@@ -354,7 +359,7 @@ def start(ctx, extra=(), secrets=True, threads=2, metrics=None):
         time.sleep(0.02)
     e.state = state
     e.ca = os.path.join(state, "ca.crt")
-    e.policy = args[1]
+    e.policy = pol
     if secrets:
         r = run_egressd(["env", "-c", e.policy, "--state-dir", state])
         check_eq(r.returncode, 0, "egressd env (%s)" % r.stderr[-300:])
@@ -599,8 +604,14 @@ def _(ctx):
         elif kind == 3:
             s.sendall(b"CONNECT nope.example:443 HTTP/1.1\r\nHost: x\r\n\r\n")
         socks.append(s)
-    time.sleep(0.3)
-    held = scrape(e)
+    # the 5 tunnels and 5 idle ones stay open (the 10 refused close): once egressd
+    # has taken them all from its accept queue, open is at least 10
+    deadline = time.time() + 10
+    while True:
+        held = scrape(e)
+        if held.get("egressd_connections_open") >= 10 or time.time() > deadline:
+            break
+        time.sleep(0.05)
     check(held.get("egressd_connections_open") >= 10, "open while held: %r" %
           held.get("egressd_connections_open"))
     for s in socks:

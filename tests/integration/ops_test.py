@@ -35,9 +35,10 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Skip, check, check_eq, make_pki, EchoHTTPServer,  # noqa: E402
-                     TCPEchoServer, DNSServer, Egressd, Reader, read_response,
+                     TcpServer, TCPEchoServer, DNSServer, Egressd, Reader, read_response,
                      read_head, proxy_connect, connect_proxy, http_request, tls_over,
-                     client_ssl_context, run_egressd, free_port, maybe_reexec_in_netns,
+                     client_ssl_context, run_egressd, maybe_reexec_in_netns,
+                     wait_until, server_side_conns, accept_queue,
                      EGRESSD_BIN, IO_TIMEOUT, SANITIZER_MARKERS)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -66,72 +67,47 @@ def is_asan():
 # a raw TCP upstream that trickles
 
 
-class DripServer:
+class DripServer(TcpServer):
     """Raw TCP on 127.0.0.1. Per connection, line by line:
       'DRIP N S\\n'  -> N bytes b'x', one every S seconds (then the next line)
       'SINK\\n' then '....END\\n' -> 'got <number of dots>\\n'
       'GET /drip?n=N&every=S HTTP/1.1' + head -> 200, Content-Length N, one
                     byte every S seconds (keep-alive: then the next request)
       'GET /quick ...' -> 200 'ok' at once."""
+    backlog = 128
+    conn_timeout = 30
 
-    def __init__(self, host="127.0.0.1"):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        c.settimeout(30)
+    def serve(self, c):
         f = c.makefile("rb")
-        try:
-            while True:
-                line = f.readline(65536)
-                if not line:
-                    break
-                if line.startswith(b"DRIP "):
-                    _, n, every = line.split()
-                    for _ in range(int(n)):
-                        time.sleep(float(every))
+        while True:
+            line = f.readline(65536)
+            if not line:
+                break
+            if line.startswith(b"DRIP "):
+                _, n, every = line.split()
+                for _ in range(int(n)):
+                    time.sleep(float(every))
+                    c.sendall(b"x")
+            elif line.startswith(b"SINK"):
+                data = f.readline(1 << 20)
+                c.sendall(b"got %d\n" % data.count(b"."))
+            elif line.startswith(b"GET "):
+                u = urllib.parse.urlsplit(line.split()[1].decode())
+                while f.readline(65536) not in (b"\r\n", b"\n", b""):
+                    pass
+                q = urllib.parse.parse_qs(u.query)
+                if u.path == "/drip":
+                    n = int(q.get("n", ["8"])[0])
+                    every = float(q.get("every", ["0.25"])[0])
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                              b"Content-Length: %d\r\n\r\n" % n)
+                    for _ in range(n):
+                        time.sleep(every)
                         c.sendall(b"x")
-                elif line.startswith(b"SINK"):
-                    data = f.readline(1 << 20)
-                    c.sendall(b"got %d\n" % data.count(b"."))
-                elif line.startswith(b"GET "):
-                    u = urllib.parse.urlsplit(line.split()[1].decode())
-                    while f.readline(65536) not in (b"\r\n", b"\n", b""):
-                        pass
-                    q = urllib.parse.parse_qs(u.query)
-                    if u.path == "/drip":
-                        n = int(q.get("n", ["8"])[0])
-                        every = float(q.get("every", ["0.25"])[0])
-                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-                                  b"Content-Length: %d\r\n\r\n" % n)
-                        for _ in range(n):
-                            time.sleep(every)
-                            c.sendall(b"x")
-                    else:
-                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 else:
-                    break
-        except OSError:
-            pass
-        finally:
-            try:
-                c.close()
-            except OSError:
-                pass
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            else:
+                break
 
 
 # --------------------------------------------------------------------------
@@ -161,7 +137,7 @@ def hp(host, key):
 
 def start(ctx, args, **kw):
     """egressd with the suite's DNS server and loopback allowed."""
-    return ctx.egressd(list(args) + LO, listen_port=free_port(),
+    return ctx.egressd(list(args) + LO,
                        dns="127.0.0.1:%d" % W["dns"].port, **kw)
 
 
@@ -457,7 +433,9 @@ def bad_reload_case(ctx, base, interception, content, need_reason):
     if need_reason:
         check(re.search(r"secret|intercept", ev["error"], re.I),
               "reload error does not say why (secrets/intercept): %r" % ev["error"])
-    time.sleep(0.1)
+    deadline = time.time() + 3
+    while REFUSED_LINE not in e.stderr() and time.time() < deadline:
+        time.sleep(0.03)
     err = e.stderr()
     check(REFUSED_LINE in err, "stderr lacks %r:\n%s" % (REFUSED_LINE, err[-1200:]))
     check(e.proc.poll() is None, "egressd exited (status %s) after a refused reload" %
@@ -600,18 +578,26 @@ def drain_case(ctx, sig):
     t0 = time.time()
     signal_egressd(e, sig)
     # the idle keep-alive connection is closed quickly
-    dt, got = wait_closed(idle, 1.0)
+    dt, got = wait_closed(idle, 2.0)
     if dt is None:
-        fails.append("idle keep-alive connection still open 1 s after %s" % name)
+        fails.append("idle keep-alive connection still open 2 s after %s" % name)
     else:
         ctx.note("idle keep-alive closed %.2fs after the signal (read %r)" % (time.time() - t0,
                                                                              got[:100]))
-    # new connections are refused (the listener is closed "at once": 0.3 s is plenty)
-    time.sleep(max(0.0, t0 + 0.3 - time.time()))
-    t_new = time.time() - t0
-    try:
-        s = socket.create_connection(("127.0.0.1", e.port), timeout=1)
+    # new connections are refused: the listener is closed "at once" (polled, so a
+    # loaded machine's scheduling is not mistaken for a listener left open)
+    while True:
+        t_new = time.time() - t0
+        try:
+            s = socket.create_connection(("127.0.0.1", e.port), timeout=1)
+        except (ConnectionRefusedError, ConnectionResetError):
+            ctx.note("new connection %.2fs after the signal: refused" % t_new)
+            break
         ctx.sock(s)
+        if t_new < 1.5:
+            s.close()
+            time.sleep(0.05)
+            continue
         s.sendall(http_request("GET", "http://%s/late" % hp("allowed.test", "plain"),
                                ["Host: " + hp("allowed.test", "plain"), "Connection: close"]))
         s.settimeout(0.5)
@@ -623,8 +609,7 @@ def drain_case(ctx, sig):
             data = repr(ex)
         fails.append("a new connection %.2f s after %s was accepted (connect() succeeded; a GET "
                      "on it got %r), want it refused" % (t_new, name, data))
-    except (ConnectionRefusedError, ConnectionResetError):
-        ctx.note("new connection %.2fs after the signal: refused" % t_new)
+        break
     # the active download finishes
     dl.settimeout(drain_s + 2)
     try:
@@ -680,10 +665,12 @@ def _(ctx):
           "in progress and --drain-timeout 20" % rc)
     t0 = time.time()
     signal_egressd(e, signal.SIGINT)
-    rc, _ = wait_exit(e, 3)
+    # "at once": well before the download (15 s) or --drain-timeout (20 s) would end
+    # it; the bound leaves room for LeakSanitizer's exit scan on a loaded machine
+    rc, _ = wait_exit(e, 4)
     t_exit = time.time() - t0
-    check(rc is not None, "egressd still running 3 s after the second signal")
-    check(t_exit <= 1.0, "egressd took %.2f s to stop after the second signal" % t_exit)
+    check(rc is not None, "egressd still running 4 s after the second signal")
+    check(t_exit <= 2.0, "egressd took %.2f s to stop after the second signal" % t_exit)
     check_eq(rc, 0, "egressd exit status after the second signal")
     dt, _ = wait_closed(dl, 2)
     check(dt is not None, "the download's connection still open after egressd stopped")
@@ -720,7 +707,6 @@ def expect_503(ctx, e, what):
             "the 4 open ones are unharmed; a freed slot is usable again")
 def _(ctx):
     e = start(ctx, ["--allow-net", "allowed.test", "--max-connections", "4"])
-    time.sleep(0.3)  # the harness's start-up probe connection is gone
     k1, _, resp = plain_get(ctx, e, "allowed.test", "/k1")
     check_eq(resp.status, 200, "keep-alive 1")
     k2, _, resp = plain_get(ctx, e, "allowed.test", "/k2")
@@ -729,7 +715,8 @@ def _(ctx):
     check_eq(st, 200, "tunnel (%r)" % reason)
     echo_roundtrip(t1, tr1, b"tunnel up\n")
     i1 = connect_proxy(ctx, e.port)  # open, nothing sent
-    time.sleep(0.3)
+    # egressd has taken it (and counted it) before the 5th connects
+    wait_until(lambda: accept_queue(e.port) == 0, 10, "egressd accepting the 4th connection")
     expect_503(ctx, e, "5th connection")
     expect_503(ctx, e, "6th connection")
     _, _, resp = plain_get(ctx, e, sock=k1, path="/k1b")
@@ -742,7 +729,8 @@ def _(ctx):
     resp = read_response(Reader(i1))
     check_eq(resp.status, 200, "the idle 4th connection's first request")
     i1.close()
-    time.sleep(0.5)
+    # egressd closed it (Connection: close): k1, k2 and the tunnel are all it holds
+    wait_until(lambda: server_side_conns(e.port) <= 3, 10, "egressd closing the 4th connection")
     _, _, resp = plain_get(ctx, e, "allowed.test", "/after-free", keep=False)
     check_eq(resp.status, 200, "a new connection after one was closed (X-Egressd-Reason %r)"
              % resp.header("X-Egressd-Reason"))
@@ -824,7 +812,7 @@ def header_timeout_case(ctx, setup_fn, intercept):
     e = start(ctx, args)
     e.state = state
     s, data = setup_fn(ctx, e)
-    limit = HEAD_S + 1.5
+    limit = HEAD_S + 3  # the claim is that it closes (not how soon): room for a loaded machine
     dt, got, nsent = drip(s, data, SLOW, limit)
     ctx.note("sent %d of %d bytes; received %r" % (nsent, len(data), got[:200]))
     check(dt is not None, "connection still open %.1f s into the phase (--header-timeout %d; "
@@ -915,7 +903,7 @@ def _(ctx):
     if not shutil.which("prlimit"):
         raise Skip("prlimit (util-linux) not installed")
     e = LimitedEgressd(ctx, ["--allow-net", "allowed.test", "--threads", "1"] + LO,
-                       listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port)
+                       dns="127.0.0.1:%d" % W["dns"].port)
     ctx.egressds.append(e)
     e.start()
     pid = e.proc.pid
@@ -931,8 +919,12 @@ def _(ctx):
             break
         held.append(ctx.sock(s))
     ctx.note("%d client connections open" % len(held))
-    time.sleep(0.3)
+    # egressd takes connections until it runs out of descriptors
+    deadline = time.time() + 10
     peak = nfds(pid)
+    while peak < e.nofile - 4 and time.time() < deadline:
+        time.sleep(0.05)
+        peak = max(peak, nfds(pid))
     c0 = cpu_seconds(pid)
     time.sleep(2.0)
     c1 = cpu_seconds(pid)
@@ -944,10 +936,12 @@ def _(ctx):
     check(c1 - c0 < 0.5, "egressd used %.2f s of CPU in 2 s at EMFILE (spinning)" % (c1 - c0))
     for s in held:
         s.close()
-    time.sleep(0.5)
     _, _, resp = plain_get(ctx, e, "allowed.test", "/after-emfile", keep=False)
     check_eq(resp.status, 200, "a normal request after the descriptors were freed (%r)" % resp)
-    time.sleep(0.3)
+    # the closed clients still queued are accepted (EOF) and closed in turn
+    deadline = time.time() + 10
+    while nfds(pid) >= e.nofile // 2 and time.time() < deadline:
+        time.sleep(0.05)
     ctx.note("egressd descriptors after: %d" % nfds(pid))
     check(nfds(pid) < e.nofile // 2, "egressd still holds %d descriptors after every client "
           "closed" % nfds(pid))

@@ -71,12 +71,14 @@ def fmt(s, ports):
 def start(ctx, args, **kw):
     """egressd with the test DNS server (no lookup ever reaches the machine's
     resolver); `args` may use {tls} {plain} {echo} {pub} {closed} {proxy}."""
-    port = free_port()
-    ports = dict(W["ports"], proxy=port)
-    e = ctx.egressd([fmt(a, ports) for a in args], listen_port=port,
-                    dns="127.0.0.1:%d" % W["dns"].port, **kw)
-    e.ports = ports
-    return e
+    def make():
+        port = free_port()
+        ports = dict(W["ports"], proxy=port)
+        e = ctx.egressd([fmt(a, ports) for a in args], listen_port=port,
+                        dns="127.0.0.1:%d" % W["dns"].port, **kw)
+        e.ports = ports
+        return e
+    return ctx.on_free_ports(make)
 
 
 def close_event_of(e, pred):

@@ -83,7 +83,7 @@ def start(ctx, rules, default=None, extra_policy=None, extra=()):
     state = os.path.join(ctx.tmp, "state")
     e = ctx.egressd(["--state-dir", state, "-c", path, "--allow-private", "127.0.0.0/8",
                      "--upstream-ca", W["pki"]["ca"]] + list(extra),
-                    listen_port=free_port(), dns="127.0.0.1:%d" % W["dns"].port,
+                    dns="127.0.0.1:%d" % W["dns"].port,
                     env={"RULES_SECRET": SECRET})
     e.ca = os.path.join(state, "ca.crt")
     e.policy_path = path

@@ -301,7 +301,7 @@ import uuid  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, EchoHTTPServer,  # noqa: E402
-                     TCPEchoServer, DNSServer, run_egressd, clean_env, spawn,
+                     TcpServer, TCPEchoServer, DNSServer, run_egressd, clean_env, spawn,
                      maybe_reexec_in_netns, EGRESSD_BIN, SANITIZER_MARKERS, ROOT)
 
 IS_ROOT = os.geteuid() == 0
@@ -331,41 +331,21 @@ def skip_reason():
     return None
 
 
-class BannerServer:
+class BannerServer(TcpServer):
     """Server speaks first: writes a banner line on accept, then echoes."""
+    backlog = 16
 
-    def __init__(self, host):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.banner = b"220 egressd-test banner %d\r\n" % self.port
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+    @property
+    def banner(self):
+        return b"220 egressd-test banner %d\r\n" % self.port
 
-    def _accept(self):
+    def serve(self, c):
+        c.sendall(self.banner)
         while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
-        c.settimeout(15)
-        try:
-            c.sendall(self.banner)
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
-        except OSError:
-            pass
-        finally:
-            c.close()
+            d = c.recv(65536)
+            if not d:
+                break
+            c.sendall(d)
 
 
 class UDPSink:
@@ -782,10 +762,17 @@ def _(ctx):
 @rcase("run: two runs at once get distinct namespaces and subnets, both work")
 def _(ctx):
     tok = token()
-    steps = [["env"], ["urllib", "https://allowed.test:%d/twice-%s" % (W["P"], tok)], ["sleep", 2]]
+    steps = [["env"], ["urllib", "https://allowed.test:%d/twice-%s" % (W["P"], tok)], ["sleep", 3]]
     r1, r2 = Run(ctx, tool(steps)), Run(ctx, tool(steps))
-    time.sleep(1.2)
-    live = {t[1] for t in jail_traces({r1.proc.pid, r2.proc.pid}) if t[0] == "netns"}
+    # both jails exist at once while the commands sleep: polled, as setting a jail
+    # up can take more than a second on a loaded machine
+    live = set()
+    deadline = time.time() + 20
+    while time.time() < deadline and (r1.proc.poll() is None or r2.proc.poll() is None):
+        live = {t[1] for t in jail_traces({r1.proc.pid, r2.proc.pid}) if t[0] == "netns"}
+        if len(live) >= 2:
+            break
+        time.sleep(0.1)
     check_eq(r1.wait(), 0, "first run exit status")
     check_eq(r2.wait(), 0, "second run exit status")
     res = [r1.results(), r2.results()]

@@ -120,14 +120,20 @@ def config(ctx, lport, extra=None, a=None, b=None):
 
 
 def start(ctx, extra=None, extra_args=()):
-    lport, sport = free_port(), free_port()
-    cfg = config(ctx, lport, extra)
     state = os.path.join(ctx.tmp, "state")
-    args = ["-c", cfg, "--state-dir", state, "--allow-private", "127.0.0.0/8",
-            "--upstream-ca", W["pki"]["ca"], "--listen", "0.0.0.0:%d" % sport] + list(extra_args)
-    e = ctx.egressd(args, listen_port=lport, dns="127.0.0.1:%d" % W["dns"].port,
-                    env={"B_SRC": REAL["b"]})
-    e.cfg, e.state, e.sport = cfg, state, sport
+
+    def make():
+        lport, sport = free_port(), free_port()
+        cfg = config(ctx, lport, extra)
+        args = ["-c", cfg, "--state-dir", state, "--allow-private", "127.0.0.0/8",
+                "--upstream-ca", W["pki"]["ca"], "--listen", "0.0.0.0:%d" % sport] + list(extra_args)
+        e = ctx.egressd(args, listen_port=lport, dns="127.0.0.1:%d" % W["dns"].port,
+                        env={"B_SRC": REAL["b"]})
+        e.cfg, e.sport = cfg, sport
+        return e
+    e = ctx.on_free_ports(make)
+    e.state = state
+    cfg = e.cfg
     e.ca = os.path.join(state, "ca.crt")
     e.ph = {}
     for k in ("a", "b", "c"):
