@@ -247,6 +247,8 @@ void conn_free(struct conn *c)
 	if (!c->metered)
 		metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
 	metrics_conn_close(c->w->mx);
+	/* the slot is free before the client can see the close (--max-connections) */
+	atomic_fetch_sub(&live_conns, 1);
 	if (c->deadline)
 		event_free(c->deadline);
 	if (c->cl_raw)
@@ -271,7 +273,6 @@ void conn_free(struct conn *c)
 	free(c->path);
 	gen_release(c->gen);
 	free(c);
-	atomic_fetch_sub(&live_conns, 1);
 }
 
 void conn_close_flushed(struct conn *c)
