@@ -78,6 +78,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	struct jsonw w;
+	enum metrics_timeout phase;
 
 	(void)fd;
 	(void)what;
@@ -85,11 +86,13 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		conn_close_flushed(c);
 		return;
 	}
+	phase = c->st == ST_TLS ? MX_TO_TLS : c->st == ST_SNI ? MX_TO_CLIENTHELLO :
+		c->st == ST_PEEK ? MX_TO_FIRST_BYTES : MX_TO_HEAD;
+	metrics_timeout(c->w->mx, phase);
 	if (!audit_begin(&w, AUDIT_INFO, "timeout", c->id))
 		goto out;
 	jsonw_str(&w, "client", c->client);
-	jsonw_str(&w, "phase", c->st == ST_TLS ? "tls-handshake" : c->st == ST_SNI ? "clienthello" :
-			       c->st == ST_PEEK ? "first-bytes" : "request-head");
+	jsonw_str(&w, "phase", metrics_timeout_name(phase));
 	audit_emit(&w);
 out:
 	conn_free(c);
@@ -822,6 +825,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		return;
 	}
 	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {
+		metrics_timeout(c->w->mx, MX_TO_IDLE);
 		conn_free(c);
 		return;
 	}
@@ -832,6 +836,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
 		return;
 	}
+	metrics_timeout(c->w->mx, MX_TO_IDLE);
 	conn_free(c);
 }
 

@@ -54,6 +54,9 @@ static const char *const mode_names[MX_MODES] = {
 static const char *const upstream_names[MX_UP_KINDS] = {
 	"dns", "connect", "timeout", "tls", "cert", "reset", "protocol",
 };
+static const char *const timeout_names[MX_TO_KINDS] = {
+	"clienthello", "tls-handshake", "first-bytes", "request-head", "idle",
+};
 static const char *const side_names[MX_SIDES] = { "client", "upstream" };
 
 struct hist {
@@ -69,6 +72,7 @@ struct metrics_worker {
 	uint64_t requests[MX_MODES];
 	uint64_t refusals[MX_REASONS];
 	uint64_t upstream[MX_UP_KINDS];
+	uint64_t timeouts[MX_TO_KINDS];
 	uint64_t bytes[2];                /* [0] down, [1] up */
 	uint64_t leaks;
 	uint64_t cert_hits, cert_misses, cert_entries, cert_minted;
@@ -263,6 +267,17 @@ void metrics_upstream_error(struct metrics_worker *w, enum metrics_upstream kind
 		ADD(w->upstream[kind], 1);
 }
 
+void metrics_timeout(struct metrics_worker *w, enum metrics_timeout phase)
+{
+	if (phase < MX_TO_KINDS)
+		ADD(w->timeouts[phase], 1);
+}
+
+const char *metrics_timeout_name(enum metrics_timeout phase)
+{
+	return phase < MX_TO_KINDS ? timeout_names[phase] : "?";
+}
+
 void metrics_bytes(struct metrics_worker *w, bool up, uint64_t n)
 {
 	ADD(w->bytes[up ? 1 : 0], n);
@@ -451,6 +466,12 @@ static void render_upstream(FILE *f, const struct metrics *m)
 	for (int k = 0; k < MX_UP_KINDS; k++)
 		sample1(f, "egressd_upstream_errors_total", "kind", upstream_names[k],
 			sum_at(m, offsetof(struct metrics_worker, upstream) + (size_t)k * sizeof(uint64_t)));
+	family(f, "egressd_client_timeouts_total", "counter",
+	       "Client connections closed for a timeout, by phase (header timeouts: clienthello, "
+	       "tls-handshake, first-bytes, request-head; idle: nothing moved for --idle-timeout)");
+	for (int k = 0; k < MX_TO_KINDS; k++)
+		sample1(f, "egressd_client_timeouts_total", "phase", timeout_names[k],
+			sum_at(m, offsetof(struct metrics_worker, timeouts) + (size_t)k * sizeof(uint64_t)));
 	family(f, "egressd_tls_handshake_seconds", "histogram",
 	       "TLS handshakes of intercepted connections: with the sandbox (side=client, on a "
 	       "minted leaf) and the verified one with the upstream (side=upstream)");

@@ -39,6 +39,16 @@ enum metrics_upstream {
 	MX_UP_KINDS,
 };
 
+/* egressd_client_timeouts_total{phase}: client connections closed for a timeout */
+enum metrics_timeout {
+	MX_TO_CLIENTHELLO, /* --header-timeout waiting for a CONNECT tunnel's ClientHello */
+	MX_TO_TLS,         /* --header-timeout in the sandbox's TLS handshake */
+	MX_TO_FIRST_BYTES, /* --header-timeout on a transparent connection's first bytes */
+	MX_TO_HEAD,        /* --header-timeout waiting for a complete request head */
+	MX_TO_IDLE,        /* --idle-timeout: nothing moved either way */
+	MX_TO_KINDS,
+};
+
 /* egressd_tls_handshake_seconds{side} */
 enum metrics_side { MX_SIDE_CLIENT, MX_SIDE_UPSTREAM, MX_SIDES };
 
@@ -90,6 +100,9 @@ void metrics_refusal(struct metrics_worker *w, enum reason r);
  * are neither a reason nor one of the extra refusals are counted as "internal". */
 void metrics_refusal_named(struct metrics_worker *w, const char *reason);
 void metrics_upstream_error(struct metrics_worker *w, enum metrics_upstream kind);
+void metrics_timeout(struct metrics_worker *w, enum metrics_timeout phase);
+/* The phase's label ("request-head"), as the audit log's timeout event says it. */
+const char *metrics_timeout_name(enum metrics_timeout phase);
 /* Bytes relayed client -> upstream (up) or upstream -> client. */
 void metrics_bytes(struct metrics_worker *w, bool up, uint64_t n);
 void metrics_handshake(struct metrics_worker *w, enum metrics_side side, uint64_t usec);

@@ -213,6 +213,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	int rc = 0;
 
 	if ((what & EV_TIMEOUT) && idle_expired(t->c)) {
+		metrics_timeout(t->c->w->mx, MX_TO_IDLE);
 		conn_free(t->c);
 		return;
 	}

@@ -408,6 +408,7 @@ def _(ctx):
             "egressd_connections_total": "counter", "egressd_connections_open": "gauge",
             "egressd_requests_total": "counter", "egressd_secret_injections_total": "counter",
             "egressd_refusals_total": "counter", "egressd_upstream_errors_total": "counter",
+            "egressd_client_timeouts_total": "counter",
             "egressd_cert_cache_hits_total": "counter",
             "egressd_cert_cache_misses_total": "counter",
             "egressd_cert_cache_entries": "gauge", "egressd_certs_minted_total": "counter",
@@ -428,7 +429,49 @@ def _(ctx):
         s.get("egressd_refusals_total", reason=r)
     for k in ("dns", "connect", "timeout", "tls", "cert", "reset", "protocol"):
         s.get("egressd_upstream_errors_total", kind=k)
+    for k in ("clienthello", "tls-handshake", "first-bytes", "request-head", "idle"):
+        check_eq(s.get("egressd_client_timeouts_total", phase=k), 0.0, "timeouts{%s} at start" % k)
     no_secret_values(s)
+
+
+def closed_within(sock, seconds):
+    """True if the peer closes sock (EOF or reset) within seconds."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+@suite.case("client timeouts by phase: a silent client -> request-head +1 (--header-timeout 1), "
+            "a CONNECT tunnel with nothing moving -> idle +1 (--idle-timeout 3), a ClientHello "
+            "that never comes -> clienthello +1")
+def _(ctx):
+    e = start(ctx, secrets=False, extra=["--header-timeout", "1", "--idle-timeout", "3"])
+    b = settle(e)
+    silent = connect_proxy(ctx, e.port)
+    resp, tun, r = connect_status(ctx, e, hp("tun.test", "echo"))
+    check_eq(resp.status, 200, "CONNECT tun.test")
+    tun.sendall(b"ping")  # not TLS: tunnelled untouched, then nothing moves
+    check_eq(r.exactly(4), b"ping", "echo")
+    check(closed_within(silent, 6), "the silent client was closed")
+    check(closed_within(tun, 10), "the idle tunnel was closed")
+    a = settle(e)
+    check_deltas(b, a, [
+        ("egressd_client_timeouts_total", {"phase": "request-head"}, 1),
+        ("egressd_client_timeouts_total", {"phase": "idle"}, 1),
+        ("egressd_client_timeouts_total", {"phase": "clienthello"}, 0),
+    ])
+    b = a
+    resp, hello, r = connect_status(ctx, e, hp("tun.test", "echo"))
+    check_eq(resp.status, 200, "CONNECT tun.test (no ClientHello follows)")
+    check(closed_within(hello, 6), "the tunnel waiting for its first bytes was closed")
+    a = settle(e)
+    check_deltas(b, a, [("egressd_client_timeouts_total", {"phase": "clienthello"}, 1)])
 
 
 @suite.case("allowed CONNECT tunnel: connections{connect,allow} +1, bytes up/down exactly the "
