@@ -115,6 +115,83 @@ static void exec_child(const char *const argv[], int out_fd, int err_fd, int exe
  * With out, stdout is captured there (caller frees out->buf); otherwise it
  * goes to /dev/null. Returns 0 if it exited 0; else -1 with err naming the
  * command, its stderr and its exit status. */
+/* Appends r bytes of a child's output to ebuf (stderr, truncated to its
+ * size) or out (stdout, up to OUT_CAP). */
+static void keep_output(bool is_err, const char *tmp, size_t r, char *ebuf, size_t esize,
+			size_t *elen, struct outbuf *out)
+{
+	if (is_err) {
+		if (r > esize - 1 - *elen)
+			r = esize - 1 - *elen;
+		memcpy(ebuf + *elen, tmp, r);
+		*elen += r;
+	} else if (out->len + r < OUT_CAP) {
+		while (out->len + r + 1 > out->cap) {
+			out->cap *= 2;
+			out->buf = xrealloc(out->buf, out->cap);
+		}
+		memcpy(out->buf + out->len, tmp, r);
+		out->len += r;
+		out->buf[out->len] = '\0';
+	}
+}
+
+/* Reads the child's stderr (*errfd) and stdout (*outfd, or -1) until both
+ * are closed; each is closed and set to -1 at its end. */
+static void drain_pipes(int *errfd, int *outfd, char *ebuf, size_t esize, size_t *elen,
+			struct outbuf *out)
+{
+	for (;;) {
+		struct pollfd p[2];
+		int np = 0;
+
+		if (*errfd >= 0)
+			p[np++] = (struct pollfd){ .fd = *errfd, .events = POLLIN };
+		if (*outfd >= 0)
+			p[np++] = (struct pollfd){ .fd = *outfd, .events = POLLIN };
+		if (np == 0)
+			return;
+		if (poll(p, (nfds_t)np, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		for (int i = 0; i < np; i++) {
+			char tmp[4096];
+			ssize_t r;
+
+			if (!p[i].revents)
+				continue;
+			r = read(p[i].fd, tmp, sizeof tmp);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0) {
+				close(p[i].fd);
+				*(p[i].fd == *errfd ? errfd : outfd) = -1;
+				continue;
+			}
+			keep_output(p[i].fd == *errfd, tmp, (size_t)r, ebuf, esize, elen, out);
+		}
+	}
+}
+
+/* err for a child that did not exit 0: its status and one line of its
+ * stderr (newlines become ';', trailing ones dropped). */
+static void describe_failure(const char *cmd, int status, char *ebuf, size_t elen, char *err)
+{
+	while (elen && (ebuf[elen - 1] == '\n' || ebuf[elen - 1] == '\r'))
+		ebuf[--elen] = '\0';
+	for (size_t i = 0; i < elen; i++)
+		if (ebuf[i] == '\n' || ebuf[i] == '\r')
+			ebuf[i] = ';';
+	if (WIFEXITED(status))
+		seterr(err, "%s: %s (exit status %d)", cmd, elen ? ebuf : "failed",
+		       WEXITSTATUS(status));
+	else
+		seterr(err, "%s: killed by signal %d", cmd,
+		       WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 static int run_capture(const char *const argv[], struct outbuf *out, char *err)
 {
 	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, exp[2] = { -1, -1 };
@@ -151,56 +228,7 @@ static int run_capture(const char *const argv[], struct outbuf *out, char *err)
 		outp[1] = -1;
 	}
 
-	/* drain stdout and stderr until both are closed */
-	for (;;) {
-		struct pollfd p[2];
-		int np = 0;
-
-		if (errp[0] >= 0)
-			p[np++] = (struct pollfd){ .fd = errp[0], .events = POLLIN };
-		if (outp[0] >= 0)
-			p[np++] = (struct pollfd){ .fd = outp[0], .events = POLLIN };
-		if (np == 0)
-			break;
-		if (poll(p, (nfds_t)np, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		for (int i = 0; i < np; i++) {
-			char tmp[4096];
-			ssize_t r;
-
-			if (!p[i].revents)
-				continue;
-			r = read(p[i].fd, tmp, sizeof tmp);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				close(p[i].fd);
-				if (p[i].fd == errp[0])
-					errp[0] = -1;
-				else
-					outp[0] = -1;
-				continue;
-			}
-			if (p[i].fd == errp[0]) {
-				size_t k = (size_t)r;
-				if (k > sizeof ebuf - 1 - elen)
-					k = sizeof ebuf - 1 - elen;
-				memcpy(ebuf + elen, tmp, k);
-				elen += k;
-			} else if (out->len + (size_t)r < OUT_CAP) {
-				while (out->len + (size_t)r + 1 > out->cap) {
-					out->cap *= 2;
-					out->buf = xrealloc(out->buf, out->cap);
-				}
-				memcpy(out->buf + out->len, tmp, (size_t)r);
-				out->len += (size_t)r;
-				out->buf[out->len] = '\0';
-			}
-		}
-	}
+	drain_pipes(&errp[0], &outp[0], ebuf, sizeof ebuf, &elen, out);
 	ebuf[elen] = '\0';
 	if (read(exp[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
 		exec_errno = 0;
@@ -219,18 +247,7 @@ static int run_capture(const char *const argv[], struct outbuf *out, char *err)
 		rc = 0;
 		goto out;
 	}
-	/* one line of stderr: newlines become "; ", trailing ones dropped */
-	while (elen && (ebuf[elen - 1] == '\n' || ebuf[elen - 1] == '\r'))
-		ebuf[--elen] = '\0';
-	for (size_t i = 0; i < elen; i++)
-		if (ebuf[i] == '\n' || ebuf[i] == '\r')
-			ebuf[i] = ';';
-	if (WIFEXITED(status))
-		seterr(err, "%s: %s (exit status %d)", cmd, elen ? ebuf : "failed",
-		       WEXITSTATUS(status));
-	else
-		seterr(err, "%s: killed by signal %d", cmd,
-		       WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	describe_failure(cmd, status, ebuf, elen, err);
 out:
 	for (int i = 0; i < 2; i++) {
 		if (outp[i] >= 0)
