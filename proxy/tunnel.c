@@ -95,6 +95,15 @@ static void count(struct tunnel *t, struct dir *d, size_t n)
 	metrics_bytes(t->c->w->mx, d == &t->d[0], n);
 }
 
+/* A read or write on socket i failed: an upstream one counts as a reset in
+ * the metrics, as the bufferevent path counts it. Returns -1. */
+static int failed(struct tunnel *t, int i)
+{
+	if (i == 1)
+		metrics_upstream_error(t->c->w->mx, MX_UP_RESET);
+	return -1;
+}
+
 /* Writes what d holds to its destination. Returns -1 on a fatal error, else
  * 0; d->blocked says whether bytes are still held. */
 static int flush(struct tunnel *t, struct dir *d)
@@ -103,7 +112,7 @@ static int flush(struct tunnel *t, struct dir *d)
 
 	if (d->pend) {
 		if (evbuffer_write(d->pend, dst) < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
+			return failed(t, d->dst);
 		if (evbuffer_get_length(d->pend) > 0) {
 			d->blocked = true;
 			return 0;
@@ -121,7 +130,7 @@ static int flush(struct tunnel *t, struct dir *d)
 			return 0;
 		}
 		if (n <= 0)
-			return -1;
+			return failed(t, d->dst);
 		d->inpipe -= (size_t)n;
 	}
 	d->blocked = false;
@@ -182,7 +191,7 @@ static int pump(struct tunnel *t, struct dir *d)
 		}
 		if (n < 0) {
 			if (errno != EAGAIN)
-				rc = -1;
+				rc = failed(t, d->src);
 			break;
 		}
 		count(t, d, (size_t)n);
