@@ -23,7 +23,7 @@
 #include "pipepool.h"
 #include "server.h"
 
-#define PIPE_BYTES (64 * 1024)     /* a pipe's default capacity (16 pages) */
+#define PIPE_BYTES PIPEPOOL_BYTES   /* a pool pipe's capacity, if it got it */
 #define PUMP_BUDGET (1024 * 1024)  /* bytes per direction per wakeup, then others run */
 #define COPY_BYTES (16 * 1024)     /* reads up to this size go through a stack buffer */
 #define WRITE_FAILED (-2)          /* copy(): the write failed, already counted */
