@@ -4,6 +4,7 @@
 #include "redact.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,8 @@
 
 #include "alloc.h"
 #include "secrets.h"
+
+#define FAST_FIRST 4 /* up to this many distinct first bytes: memchr, not a byte loop */
 
 struct rpat {
 	const char *v;  /* value (borrowed from the secretset) */
@@ -25,7 +28,8 @@ struct redactor {
 	size_t npat;
 	unsigned short start[256];    /* pat[start[c] .. start[c] + count[c]) begin with c */
 	unsigned short count[256];
-	int only;                     /* the single first byte of all values, or -1 */
+	unsigned char first[FAST_FIRST]; /* the values' distinct first bytes ... */
+	size_t nfirst;                /* ... how many (memchr for each when <= FAST_FIRST) */
 	size_t maxlen;                /* longest value */
 	char *hold;                   /* held-back bytes (maxlen), wiped */
 	size_t hold_len;
@@ -48,7 +52,6 @@ struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
 {
 	struct redactor *r = xcalloc(1, sizeof(*r));
 	size_t cnt = secretset_count(s);
-	int nfirst = 0;
 
 	/* sized for the approved secrets only: one per connection of a secret's host */
 	r->pat = xcalloc((size_t)__builtin_popcountll(mask) * SECRET_FORMS + 1, sizeof(*r->pat));
@@ -72,10 +75,11 @@ struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
 		unsigned char c = (unsigned char)r->pat[i].v[0];
 		if (!r->count[c]++) {
 			r->start[c] = (unsigned short)i;
-			nfirst++;
+			if (r->nfirst < FAST_FIRST)
+				r->first[r->nfirst] = c;
+			r->nfirst++;
 		}
 	}
-	r->only = nfirst == 1 ? (unsigned char)r->pat[0].v[0] : -1;
 	if (r->maxlen) {
 		r->hold = xmalloc(r->maxlen);
 		r->tmp = xmalloc(2 * r->maxlen);
@@ -99,19 +103,39 @@ void redactor_free(struct redactor *r)
 	free(r);
 }
 
-/* Next position >= i where some value may begin, or n. */
-static size_t next_candidate(const struct redactor *r, const char *p, size_t i, size_t n)
+/* Where each first byte next occurs in one scan's bytes: at[k] is valid
+ * while >= the position asked for (n: nowhere further). */
+struct cands {
+	size_t at[FAST_FIRST];
+};
+
+static void cands_init(struct cands *cs)
 {
-	if (r->only >= 0) {
-		const char *q;
-		if (i < n && (unsigned char)p[i] == r->only)
-			return i; /* dense candidates: skip the call */
-		q = memchr(p + i, r->only, n - i);
-		return q ? (size_t)(q - p) : n;
+	for (size_t k = 0; k < FAST_FIRST; k++)
+		cs->at[k] = SIZE_MAX;
+}
+
+/* Next position >= i where some value may begin, or n. */
+static size_t next_candidate(const struct redactor *r, struct cands *cs, const char *p, size_t i,
+			     size_t n)
+{
+	size_t best = n;
+
+	if (r->nfirst > FAST_FIRST) {
+		while (i < n && !r->count[(unsigned char)p[i]])
+			i++;
+		return i;
 	}
-	while (i < n && !r->count[(unsigned char)p[i]])
-		i++;
-	return i;
+	for (size_t k = 0; k < r->nfirst; k++) {
+		if (cs->at[k] == SIZE_MAX || cs->at[k] < i) {
+			const char *q = i < n && (unsigned char)p[i] == r->first[k] ? p + i :
+					memchr(p + i, r->first[k], n - i);
+			cs->at[k] = q ? (size_t)(q - p) : n;
+		}
+		if (cs->at[k] < best)
+			best = cs->at[k];
+	}
+	return best;
 }
 
 /* Redacts p[0..n) and emits it, up to the first position where the decision
@@ -120,13 +144,15 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 		   redact_emit_fn emit, void *ctx)
 {
 	size_t i = 0, lit = 0;
+	struct cands cs;
 
+	cands_init(&cs);
 	for (;;) {
 		const struct rpat *best = NULL;
 		bool pending = false;
 		unsigned char c;
 
-		i = next_candidate(r, p, i, n);
+		i = next_candidate(r, &cs, p, i, n);
 		if (i == n)
 			break;
 		c = (unsigned char)p[i];

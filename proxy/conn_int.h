@@ -56,6 +56,8 @@ struct conn {
 	unsigned long long id;
 	struct bufferevent *cl, *up;   /* client, upstream (NULL until connecting) */
 	struct bufferevent *cl_raw;    /* intercepted: the socket under the TLS filter cl */
+	struct evbuffer_cb_entry *cl_direct; /* cl_raw's output written by cl_flush, */
+	struct event *cl_flush;        /* end of this loop turn (EV_WRITE only when blocked) */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
 	enum conn_mode mode;

@@ -22,12 +22,76 @@
 #include "server.h"
 #include "tls.h"
 
+/* The TLS filter's records land in cl_raw's output; libevent would arm
+ * EV_WRITE for them and disarm it once written: two epoll_ctl per reply.
+ * Instead, whatever this loop turn adds is written by one writev at the end
+ * of the turn (cl_flush, a non-socket event: no syscall to activate), and
+ * EV_WRITE is enabled only when the socket would block (or fails: libevent's
+ * write then reports the error), then disabled once libevent drained it. */
+static void direct_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct bufferevent *raw = c->cl_raw;
+	struct evbuffer *out = bufferevent_get_output(raw);
+	int n;
+
+	if (bufferevent_get_enabled(raw) & EV_WRITE)
+		return; /* blocked meanwhile: libevent writes */
+	/* a socket bufferevent's output is frozen at the start except while
+	 * it writes; so is it here */
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(raw));
+	evbuffer_freeze(out, 1);
+	if (n < 0 || evbuffer_get_length(out) > 0)
+		bufferevent_enable(raw, EV_WRITE);
+}
+
+static void direct_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+	bool armed = bufferevent_get_enabled(c->cl_raw) & EV_WRITE;
+
+	if (info->n_added && !armed && !event_pending(c->cl_flush, EV_TIMEOUT, NULL))
+		event_active(c->cl_flush, EV_TIMEOUT, 0);
+	else if (info->n_deleted && armed && evbuffer_get_length(out) == 0)
+		bufferevent_disable(c->cl_raw, EV_WRITE);
+}
+
+static void direct_start(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cl_raw);
+
+	c->cl_flush = event_new(c->w->base, -1, 0, direct_flush, c);
+	if (!c->cl_flush)
+		return; /* libevent's writes, as before */
+	c->cl_direct = evbuffer_add_cb(out, direct_cb, c);
+	if (!c->cl_direct) {
+		event_free(c->cl_flush);
+		c->cl_flush = NULL;
+		return;
+	}
+	if (evbuffer_get_length(out) == 0)
+		bufferevent_disable(c->cl_raw, EV_WRITE);
+}
+
+static void direct_stop(struct conn *c)
+{
+	if (!c->cl_direct)
+		return;
+	evbuffer_remove_cb_entry(bufferevent_get_output(c->cl_raw), c->cl_direct);
+	event_free(c->cl_flush);
+	c->cl_direct = NULL;
+	c->cl_flush = NULL;
+	bufferevent_enable(c->cl_raw, EV_WRITE);
+}
+
 /* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
  * socket bufferevent, whose output already holds everything sent. */
 void intercept_drop_client(struct conn *c)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
 
+	direct_stop(c);
 	bufferevent_free(c->cl);
 	SSL_free(ssl);
 	c->cl = c->cl_raw;
@@ -112,6 +176,7 @@ void intercept_client_ready(struct conn *c)
 	httpmsg_free(c->req);
 	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->st = ST_HEAD;
+	direct_start(c);
 	conn_head_phase(c); /* the first request head in the tunnel */
 	conn_touch(c);
 	conn_client_input(c);

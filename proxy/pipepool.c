@@ -39,7 +39,12 @@ bool pipepool_get(struct pipepool *p, int fds[2])
 		fds[1] = p->fds[p->n][1];
 		return true;
 	}
-	return pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+		return false;
+	/* fewer, longer splices for bulk transfers; best effort (the pipe keeps
+	 * its default 64 KiB past fs.pipe-user-pages-soft) */
+	(void)fcntl(fds[0], F_SETPIPE_SZ, PIPEPOOL_BYTES);
+	return true;
 }
 
 void pipepool_put(struct pipepool *p, int fds[2])

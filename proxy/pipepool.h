@@ -8,6 +8,9 @@
 
 struct pipepool;
 
+/* The capacity asked for new pipes (F_SETPIPE_SZ; a pipe may get less). */
+#define PIPEPOOL_BYTES (256 * 1024)
+
 /* A pool keeping at most cap spare pipes (cap 0: none kept). */
 struct pipepool *pipepool_new(unsigned cap);
 /* Closes the spare pipes; NULL is a no-op. */

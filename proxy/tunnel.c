@@ -1,9 +1,11 @@
 /* tunnel.c -- un-inspected tunnels on the raw sockets: once a CONNECT or
  * transparent tunnel has passed its checks, its bufferevents are dropped and
- * bytes move with splice(2) through a pipe per direction (taken from the
- * worker's pool only while bytes are in flight, so an idle tunnel holds two
- * sockets and two events, no buffers), with back-pressure, half-close, the
- * idle timeout and the byte counts of the close log */
+ * bytes move with read/write through a stack buffer while messages are small,
+ * and with splice(2) once a read fills that buffer (bulk), through a pipe per
+ * direction (taken from the worker's pool only while bytes are in flight, so
+ * an idle tunnel holds two sockets and two events, no buffers), with
+ * back-pressure, half-close, the idle timeout and the byte counts of the
+ * close log */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -21,8 +23,10 @@
 #include "pipepool.h"
 #include "server.h"
 
-#define PIPE_BYTES (64 * 1024)     /* a pipe's default capacity (16 pages) */
+#define PIPE_BYTES PIPEPOOL_BYTES   /* a pool pipe's capacity, if it got it */
 #define PUMP_BUDGET (1024 * 1024)  /* bytes per direction per wakeup, then others run */
+#define COPY_BYTES (16 * 1024)     /* reads up to this size go through a stack buffer */
+#define WRITE_FAILED (-2)          /* copy(): the write failed, already counted */
 
 /* One direction: bytes read from fd[src] are written to fd[dst]. */
 struct dir {
@@ -34,6 +38,8 @@ struct dir {
 	bool eof;               /* fd[src] reached EOF */
 	bool shut;              /* fd[dst] was shut down for writing */
 	bool blocked;           /* fd[dst] would block with bytes held */
+	bool bulk;              /* the last read filled COPY_BYTES: splice the next */
+	bool full;              /* the last read filled what it asked for */
 };
 
 struct tunnel {
@@ -95,6 +101,15 @@ static void count(struct tunnel *t, struct dir *d, size_t n)
 	metrics_bytes(t->c->w->mx, d == &t->d[0], n);
 }
 
+/* A read or write on socket i failed: an upstream one counts as a reset in
+ * the metrics, as the bufferevent path counts it. Returns -1. */
+static int failed(struct tunnel *t, int i)
+{
+	if (i == 1)
+		metrics_upstream_error(t->c->w->mx, MX_UP_RESET);
+	return -1;
+}
+
 /* Writes what d holds to its destination. Returns -1 on a fatal error, else
  * 0; d->blocked says whether bytes are still held. */
 static int flush(struct tunnel *t, struct dir *d)
@@ -103,7 +118,7 @@ static int flush(struct tunnel *t, struct dir *d)
 
 	if (d->pend) {
 		if (evbuffer_write(d->pend, dst) < 0 && errno != EAGAIN && errno != EINTR)
-			return -1;
+			return failed(t, d->dst);
 		if (evbuffer_get_length(d->pend) > 0) {
 			d->blocked = true;
 			return 0;
@@ -121,32 +136,73 @@ static int flush(struct tunnel *t, struct dir *d)
 			return 0;
 		}
 		if (n <= 0)
-			return -1;
+			return failed(t, d->dst);
 		d->inpipe -= (size_t)n;
 	}
 	d->blocked = false;
 	return 0;
 }
 
-/* Reads once from d's source into its pipe (or, with no pipe to be had, into
- * d->pend). Returns bytes read, 0 at EOF, -1 with errno. */
+/* Reads once from d's source into a stack buffer and writes it straight on
+ * (small messages: a read and a write are cheaper than two splices); what the
+ * destination does not take goes to d->pend, which the next flush writes.
+ * Returns bytes read, 0 at EOF, -1 with errno. */
+static ssize_t copy(struct tunnel *t, struct dir *d, size_t cap)
+{
+	char buf[COPY_BYTES];
+	ssize_t n, w;
+
+	do
+		n = read(t->fd[d->src], buf, cap);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n;
+	d->full = d->bulk = (size_t)n == cap;
+	do
+		w = write(t->fd[d->dst], buf, (size_t)n);
+	while (w < 0 && errno == EINTR);
+	if (w < 0 && errno != EAGAIN) {
+		failed(t, d->dst);
+		return WRITE_FAILED;
+	}
+	if (w < 0)
+		w = 0;
+	if (w < n) {
+		if (!d->pend)
+			d->pend = evbuffer_new();
+		if (!d->pend || evbuffer_add(d->pend, buf + w, (size_t)(n - w)) < 0)
+			return WRITE_FAILED;
+	}
+	return n;
+}
+
+/* Reads once from d's source: small reads through copy(), bulk into its pipe
+ * (or, with no pipe to be had, into d->pend). Returns bytes read, 0 at EOF,
+ * -1 with errno, or WRITE_FAILED. */
 static ssize_t fill(struct tunnel *t, struct dir *d)
 {
 	int src = t->fd[d->src];
 	ssize_t n;
 
+	if (!d->bulk)
+		return copy(t, d, t->cap < COPY_BYTES ? t->cap : COPY_BYTES);
 	if (d->pipe[0] < 0 && !pipepool_get(t->c->w->pipes, d->pipe)) {
 		if (!d->pend)
 			d->pend = evbuffer_new();
 		if (!d->pend)
 			return -1;
-		return evbuffer_read(d->pend, src, (int)t->cap);
+		n = evbuffer_read(d->pend, src, (int)t->cap);
+		d->full = n == (ssize_t)t->cap;
+		d->bulk = n >= COPY_BYTES || (n < 0 && errno == EAGAIN);
+		return n;
 	}
 	do
 		n = splice(src, NULL, d->pipe[1], NULL, t->cap, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	while (n < 0 && errno == EINTR);
 	if (n > 0)
 		d->inpipe = (size_t)n;
+	d->full = n == (ssize_t)t->cap;
+	d->bulk = n >= COPY_BYTES || (n < 0 && errno == EAGAIN);
 	return n;
 }
 
@@ -180,15 +236,19 @@ static int pump(struct tunnel *t, struct dir *d)
 			d->eof = true;
 			continue;
 		}
+		if (n == WRITE_FAILED) {
+			rc = -1;
+			break;
+		}
 		if (n < 0) {
 			if (errno != EAGAIN)
-				rc = -1;
+				rc = failed(t, d->src);
 			break;
 		}
 		count(t, d, (size_t)n);
 		conn_touch(t->c);
 		/* a short read emptied the socket: write it out, then wait */
-		budget = (size_t)n < t->cap || (size_t)n >= budget ? 0 : budget - (size_t)n;
+		budget = !d->full || (size_t)n >= budget ? 0 : budget - (size_t)n;
 	}
 	if (d->inpipe == 0)
 		pipepool_put(t->c->w->pipes, d->pipe);

@@ -27,7 +27,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import struct
 import sys
+import threading
 import time
 import uuid
 
@@ -75,11 +77,32 @@ def setup():
     recs = {n: ["127.0.0.1"] for n in names}
     recs["priv.test"] = ["10.0.0.5"]
     W["dns"] = DNSServer(recs)
+    W["rst_sock"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    W["rst_sock"].bind(("127.0.0.1", 0))
+    W["rst_sock"].listen(8)
+    threading.Thread(target=rst_server, args=(W["rst_sock"],), daemon=True).start()
     W["closed_sock"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     W["closed_sock"].bind(("127.0.0.1", 0))  # bound, never listening: connect refused
     W["ports"] = {"tls": W["tls_srv"].port, "plain": W["plain_srv"].port,
                   "echo": W["echo_srv"].port, "badca": W["badca_srv"].port,
-                  "closed": W["closed_sock"].getsockname()[1]}
+                  "closed": W["closed_sock"].getsockname()[1],
+                  "rst": W["rst_sock"].getsockname()[1]}
+
+
+def rst_server(ls):
+    """Accepts, reads one chunk, then resets the connection (SO_LINGER 0)."""
+    while True:
+        try:
+            c, _ = ls.accept()
+        except OSError:
+            return
+        try:
+            c.settimeout(10)
+            c.recv(4096)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        c.close()
 
 
 # --------------------------------------------------------------------------
@@ -497,6 +520,26 @@ def _(ctx):
         ("egressd_bytes_total", {"direction": "down"}, len(payload)),
         ("egressd_requests_total", {"mode": "http"}, 0),
     ])
+
+
+@suite.case("CONNECT tunnel whose upstream resets after the first bytes: "
+            "upstream_errors{reset} +1, the client's connection closed")
+def _(ctx):
+    e = start(ctx)
+    b = settle(e)
+    resp, s, r = connect_status(ctx, e, hp("tun.test", "rst"))
+    check_eq(resp.status, 200, "CONNECT tun.test")
+    s.sendall(b"hello")
+    s.settimeout(IO_TIMEOUT)
+    try:
+        got = s.recv(100)
+    except OSError:
+        got = b""
+    check_eq(got, b"", "client connection closed after the reset")
+    s.close()
+    a = settle(e)
+    check_deltas(b, a, [("egressd_upstream_errors_total", {"kind": "reset"}, 1),
+                        ("egressd_connections_total", {"mode": "connect", "decision": "allow"}, 1)])
 
 
 @suite.case("refusals by reason: not-allowed, denied, private-address, proxy-loop, dns-failure, "
