@@ -44,6 +44,11 @@ static void direct_flush(evutil_socket_t fd, short what, void *arg)
 	evbuffer_freeze(out, 1);
 	if (n < 0 || evbuffer_get_length(out) > 0)
 		bufferevent_enable(raw, EV_WRITE);
+	else if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
+		/* the filter stopped at raw's high-water mark (intercept_client
+		 * sets it) and waits for raw's write callback, which libevent
+		 * runs only after its own writes: run it */
+		bufferevent_trigger(raw, EV_WRITE, 0);
 }
 
 static void direct_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
@@ -159,6 +164,11 @@ void intercept_start_client(struct conn *c)
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(f, EV_READ, 0, c->hiwat);
+	/* back-pressure towards the sandbox: the filter writes records into
+	 * raw's output only up to this mark, so a sandbox that stops reading
+	 * leaves bytes in f's output, where relay and httpresp see them and
+	 * stop reading the upstream (without it, all of a download was kept) */
+	bufferevent_setwatermark(c->cl_raw, EV_WRITE, 0, c->hiwat);
 	conn_head_phase(c); /* the handshake is due now */
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
