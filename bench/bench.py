@@ -416,7 +416,7 @@ def ratio(v, base, higher_better=True):
 
 def versions():
     v = {}
-    v["egressd"] = sh(EGRESSD + " --version").strip()
+    v["egressd"] = ", ".join(sh(EGRESSD + " --version").split("\n")).strip(", ")  # several lines
     v["nginx"] = sh("nginx -v").strip()
     v["squid"] = sh("squid -v | head -1").strip() if shutil.which("squid") else "not installed"
     v["tinyproxy"] = sh("tinyproxy -v").strip() if shutil.which("tinyproxy") else "not installed"
