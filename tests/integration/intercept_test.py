@@ -40,7 +40,7 @@ from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer
                      DNSServer, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
                      clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
-                     WSReader, Reader, RecReader, got,
+                     WSReader, Reader, RecReader, TcpServer, got,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -761,6 +761,48 @@ def _(ctx):
             body.buf = b""
     check_eq(n, size, "body bytes received")
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
+
+
+class StallServer(TcpServer):
+    """TLS upstream that reads the request head, then nothing for `hold` s."""
+    hold = 6.0
+    conn_timeout = 60
+
+    def serve(self, c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(4096)
+            if not d:
+                return
+            buf += d
+        time.sleep(self.hold)
+
+
+@icase("an upstream that stops reading a 100 MB intercepted upload: egressd stops reading the "
+       "sandbox (RSS grows by less than 32 MiB), the sandbox's writes block", timeout=60)
+def _(ctx):
+    srv = StallServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["stall"] = srv.port
+    e = start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="stall")
+    rss0 = e.rss_kb() or 0
+    size = 100 * 1000 * 1000
+    t.sendall(("POST /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: %d\r\n\r\n" % (e.ph["A_KEY"], size)).encode())
+    chunk, sent = os.urandom(1 << 16), 0
+    t.settimeout(0.5)
+    deadline = time.time() + 4
+    while time.time() < deadline and sent < size:
+        try:
+            sent += t.send(chunk)
+        except (socket.timeout, ssl.SSLWantWriteError):
+            pass
+    rss1 = e.rss_kb() or 0
+    ctx.note("sent %d bytes in 4 s; egressd VmRSS %d KiB -> %d KiB" % (sent, rss0, rss1))
+    check(sent < size, "all %d bytes went into egressd while the upstream read nothing" % sent)
+    if not is_asan():
+        check(rss1 - rss0 < 32 * 1024, "egressd buffered %d KiB for an upstream that does not "
+              "read" % (rss1 - rss0))
 
 
 @icase("curl chunked 2 MB upload with the placeholder in a header (intercepted)", timeout=40)
