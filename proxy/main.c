@@ -455,6 +455,15 @@ static int cmd_check(int argc, char **argv, const struct cli *cli, const struct 
 	const struct policy *p;
 	int worst = 0;
 
+	for (int i = 0; i < argc; i++) {
+		if (argv[i][0] != '-')
+			continue;
+		/* getopt stopped at the first target; no target starts with '-' */
+		fprintf(stderr, "egressd: option '%s' after a target (options go before the "
+				"targets)\n", argv[i]);
+		cliopts_hint(stderr, CLI_CHECK);
+		return 2;
+	}
 	if (argc == 0 && sbx_named(t) && !cli->sandbox) {
 		printf("policy ok: %zu sandboxes\n", sbx_count(t));
 		return 0;
