@@ -1,6 +1,7 @@
-/* fuzz_config.c -- libFuzzer harness for the JSON policy loader (config.c),
- * including the "sandboxes" section of a main policy file and the lookup of
- * a connection's sandbox in the table it builds */
+/* fuzz_config.c -- libFuzzer harness for the JSON policy loader (config.c,
+ * config_rules.c, config_sandboxes.c), including the "sandboxes" section of a
+ * main policy file and the lookup of a connection's sandbox in the table it
+ * builds */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
