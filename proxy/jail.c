@@ -1,9 +1,9 @@
 /* jail.c -- the network namespace of `egressd run`: veth pair, addresses,
  * routes, resolv.conf, iptables redirection to egressd, and full teardown.
  *
- * Everything is done with the iproute2 and iptables commands, each run with
- * fork + execvp from an argv array (never a shell), waited for, its stderr
- * kept for the error message. Names: namespace "egressd-<pid>-<n>", veth
+ * Everything is done with the iproute2 and iptables commands, each run by
+ * subproc.c from an argv array (never a shell), waited for, its stderr kept
+ * for the error message. Names: namespace "egressd-<pid>-<n>", veth
  * "egh<hex>" (host end) / "egj<hex>" (jail end), iptables rules tagged with
  * the comment "<namespace name>" so teardown deletes exactly those. The /30
  * out of 10.200.0.0/16 is picked under a lock file from the addresses already
@@ -33,13 +33,13 @@
 #include "alloc.h"
 #include "errmsg.h"
 #include "jail.h"
+#include "subproc.h"
 
 #define NETNS_RUN_DIR "/var/run/netns"
 #define ETC_NETNS "/etc/netns"
 #define LOCK_FILE "/run/egressd-jail.lock"
 #define OWNER_DIR "/run/egressd-jails"
 #define SUBNET_BLOCKS 16384u          /* /30s in 10.200.0.0/16 */
-#define OUT_CAP (16u << 20)           /* cap on a command's captured stdout */
 #define KILL_ROUNDS 200               /* x 10 ms: bound on the kill loop */
 
 struct jail {
@@ -60,216 +60,7 @@ struct jail {
 static atomic_uint jail_counter;
 
 #define seterr(err, ...) errmsg_set((err), JAIL_ERRLEN, __VA_ARGS__)
-
-/* "ip link add ..." for messages: argv joined with spaces, truncated. */
-static void join_argv(const char *const argv[], char *buf, size_t cap)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; argv[i] && n + 1 < cap; i++) {
-		int w = snprintf(buf + n, cap - n, "%s%s", i ? " " : "", argv[i]);
-		if (w < 0)
-			break;
-		n += (size_t)w;
-	}
-	if (n >= cap && cap > 4)
-		memcpy(buf + cap - 4, "...", 4);
-}
-
-/* A command's captured stdout: NUL-terminated, at most OUT_CAP bytes. */
-struct outbuf {
-	char *buf;
-	size_t len;
-	size_t cap;
-};
-
-/* The child side of run_capture: never returns. Only async-signal-safe calls
- * (the parent may have threads). */
-__attribute__((noreturn))
-static void exec_child(const char *const argv[], int out_fd, int err_fd, int exec_fd)
-{
-	sigset_t none;
-	int null_fd = open("/dev/null", O_RDWR);
-	int e;
-
-	if (null_fd >= 0) {
-		dup2(null_fd, 0);
-		if (out_fd < 0)
-			dup2(null_fd, 1);
-	}
-	if (out_fd >= 0)
-		dup2(out_fd, 1);
-	dup2(err_fd, 2);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	execvp(argv[0], (char *const *)argv);
-	e = errno;
-	if (write(exec_fd, &e, sizeof e) < 0) {
-		/* nothing more to do */
-	}
-	_exit(127);
-}
-
-/* Runs argv (argv[0] looked up in PATH) with stdin /dev/null, waits for it.
- * With out, stdout is captured there (caller frees out->buf); otherwise it
- * goes to /dev/null. Returns 0 if it exited 0; else -1 with err naming the
- * command, its stderr and its exit status. */
-/* Appends r bytes of a child's output to ebuf (stderr, truncated to its
- * size) or out (stdout, up to OUT_CAP). */
-static void keep_output(bool is_err, const char *tmp, size_t r, char *ebuf, size_t esize,
-			size_t *elen, struct outbuf *out)
-{
-	if (is_err) {
-		if (r > esize - 1 - *elen)
-			r = esize - 1 - *elen;
-		memcpy(ebuf + *elen, tmp, r);
-		*elen += r;
-	} else if (out->len + r < OUT_CAP) {
-		while (out->len + r + 1 > out->cap) {
-			out->cap *= 2;
-			out->buf = xrealloc(out->buf, out->cap);
-		}
-		memcpy(out->buf + out->len, tmp, r);
-		out->len += r;
-		out->buf[out->len] = '\0';
-	}
-}
-
-/* Reads the child's stderr (*errfd) and stdout (*outfd, or -1) until both
- * are closed; each is closed and set to -1 at its end. */
-static void drain_pipes(int *errfd, int *outfd, char *ebuf, size_t esize, size_t *elen,
-			struct outbuf *out)
-{
-	for (;;) {
-		struct pollfd p[2];
-		int np = 0;
-
-		if (*errfd >= 0)
-			p[np++] = (struct pollfd){ .fd = *errfd, .events = POLLIN };
-		if (*outfd >= 0)
-			p[np++] = (struct pollfd){ .fd = *outfd, .events = POLLIN };
-		if (np == 0)
-			return;
-		if (poll(p, (nfds_t)np, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			return;
-		}
-		for (int i = 0; i < np; i++) {
-			char tmp[4096];
-			ssize_t r;
-
-			if (!p[i].revents)
-				continue;
-			r = read(p[i].fd, tmp, sizeof tmp);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				close(p[i].fd);
-				*(p[i].fd == *errfd ? errfd : outfd) = -1;
-				continue;
-			}
-			keep_output(p[i].fd == *errfd, tmp, (size_t)r, ebuf, esize, elen, out);
-		}
-	}
-}
-
-/* err for a child that did not exit 0: its status and one line of its
- * stderr (newlines become ';', trailing ones dropped). */
-static void describe_failure(const char *cmd, int status, char *ebuf, size_t elen, char *err)
-{
-	while (elen && (ebuf[elen - 1] == '\n' || ebuf[elen - 1] == '\r'))
-		ebuf[--elen] = '\0';
-	for (size_t i = 0; i < elen; i++)
-		if (ebuf[i] == '\n' || ebuf[i] == '\r')
-			ebuf[i] = ';';
-	if (WIFEXITED(status))
-		seterr(err, "%s: %s (exit status %d)", cmd, elen ? ebuf : "failed",
-		       WEXITSTATUS(status));
-	else
-		seterr(err, "%s: killed by signal %d", cmd,
-		       WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-static int run_capture(const char *const argv[], struct outbuf *out, char *err)
-{
-	int outp[2] = { -1, -1 }, errp[2] = { -1, -1 }, exp[2] = { -1, -1 };
-	char ebuf[400], cmd[160];
-	size_t elen = 0;
-	int exec_errno = 0, status = 0, rc = -1;
-	pid_t pid = -1;
-
-	join_argv(argv, cmd, sizeof cmd);
-	if (pipe2(errp, O_CLOEXEC) < 0 || pipe2(exp, O_CLOEXEC) < 0 ||
-	    (out && pipe2(outp, O_CLOEXEC) < 0)) {
-		seterr(err, "%s: pipe: %s", cmd, strerror(errno));
-		goto out;
-	}
-	if (out) {
-		out->len = 0;
-		out->cap = 4096;
-		out->buf = xmalloc(out->cap);
-		out->buf[0] = '\0';
-	}
-	pid = fork();
-	if (pid < 0) {
-		seterr(err, "%s: fork: %s", cmd, strerror(errno));
-		goto out;
-	}
-	if (pid == 0)
-		exec_child(argv, outp[1], errp[1], exp[1]);
-	close(errp[1]);
-	errp[1] = -1;
-	close(exp[1]);
-	exp[1] = -1;
-	if (outp[1] >= 0) {
-		close(outp[1]);
-		outp[1] = -1;
-	}
-
-	drain_pipes(&errp[0], &outp[0], ebuf, sizeof ebuf, &elen, out);
-	ebuf[elen] = '\0';
-	if (read(exp[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
-		exec_errno = 0;
-
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			seterr(err, "%s: waitpid: %s", cmd, strerror(errno));
-			goto out;
-		}
-	}
-	if (exec_errno) {
-		seterr(err, "cannot run %s: %s", argv[0], strerror(exec_errno));
-		goto out;
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		rc = 0;
-		goto out;
-	}
-	describe_failure(cmd, status, ebuf, elen, err);
-out:
-	for (int i = 0; i < 2; i++) {
-		if (outp[i] >= 0)
-			close(outp[i]);
-		if (errp[i] >= 0)
-			close(errp[i]);
-		if (exp[i] >= 0)
-			close(exp[i]);
-	}
-	if (rc < 0 && out) {
-		free(out->buf);
-		out->buf = NULL;
-		out->len = 0;
-	}
-	return rc;
-}
-
-/* Runs argv and waits for it; 0, or -1 with err (command, stderr, status). */
-static int run_cmd(const char *const argv[], char *err)
-{
-	return run_capture(argv, NULL, err);
-}
+_Static_assert(JAIL_ERRLEN >= SUBPROC_ERRLEN, "a command's error fits a jail error");
 
 /* Logs a failed cleanup step; teardown goes on with the next one. */
 static void cleanup_warn(const char *what, const char *msg)
@@ -303,10 +94,10 @@ static int pick_subnet(struct jail *j, unsigned seed, char *err)
 {
 	static const char *const argv[] = { "ip", "-o", "-4", "addr", "show", NULL };
 	uint8_t used[SUBNET_BLOCKS / 8];
-	struct outbuf o = { 0 };
+	struct subproc_out o = { 0 };
 	int rc = -1;
 
-	if (run_capture(argv, &o, err) < 0)
+	if (subproc_capture(argv, &o, err) < 0)
 		goto out;
 	memset(used, 0, sizeof used);
 	for (const char *s = o.buf; (s = strstr(s, " inet ")) != NULL;) {
@@ -400,11 +191,11 @@ static void kill_ns_procs(const struct jail *j)
 static void delete_rules(const struct jail *j, const char *table)
 {
 	const char *const list[] = { "iptables", "-w", "-t", table, "-S", NULL };
-	struct outbuf o = { 0 };
+	struct subproc_out o = { 0 };
 	char err[JAIL_ERRLEN];
 	char *line, *save = NULL;
 
-	if (run_capture(list, &o, err) < 0) {
+	if (subproc_capture(list, &o, err) < 0) {
 		cleanup_warn("listing iptables rules", err);
 		return;
 	}
@@ -435,7 +226,7 @@ static void delete_rules(const struct jail *j, const char *table)
 			n++;
 		}
 		argv[n] = NULL;
-		if (ours && !tok && run_cmd(argv, err) < 0)
+		if (ours && !tok && subproc_run(argv, err) < 0)
 			cleanup_warn("deleting an iptables rule", err);
 	}
 	free(o.buf);
@@ -453,13 +244,13 @@ static void teardown(struct jail *j)
 	if (j->made_veth) {
 		const char *const argv[] = { "ip", "link", "del", j->host_if, NULL };
 		/* gone already when the namespace took the peer with it */
-		if (run_cmd(argv, err) < 0 && !strstr(err, "Cannot find device"))
+		if (subproc_run(argv, err) < 0 && !strstr(err, "Cannot find device"))
 			cleanup_warn("deleting the veth", err);
 		j->made_veth = false;
 	}
 	if (j->made_ns) {
 		const char *const argv[] = { "ip", "netns", "del", j->name, NULL };
-		if (run_cmd(argv, err) < 0)
+		if (subproc_run(argv, err) < 0)
 			cleanup_warn("deleting the namespace", err);
 		j->made_ns = false;
 	}
@@ -601,7 +392,7 @@ static int add_netns(struct jail *j, char *err)
 			return -1;
 		if (own > 0)
 			continue;
-		if (run_cmd(argv, err) < 0) {
+		if (subproc_run(argv, err) < 0) {
 			bool taken = strstr(err, "exists") != NULL;
 			teardown(j); /* releases the name */
 			if (taken)
@@ -710,7 +501,7 @@ struct jail *jail_create(char *err)
 	{
 		const char *const add[] = { "ip", "link", "add", j->host_if, "type", "veth",
 					    "peer", "name", j->jail_if, NULL };
-		if (run_cmd(add, err) < 0)
+		if (subproc_run(add, err) < 0)
 			goto out;
 		j->made_veth = true;
 	}
@@ -721,7 +512,7 @@ struct jail *jail_create(char *err)
 					      "net.ipv6.conf.all.disable_ipv6=1", NULL };
 		const char *const v6def[] = { "ip", "netns", "exec", j->name, "sysctl", "-qw",
 					      "net.ipv6.conf.default.disable_ipv6=1", NULL };
-		if (run_cmd(mv, err) < 0 || run_cmd(v6all, err) < 0 || run_cmd(v6def, err) < 0)
+		if (subproc_run(mv, err) < 0 || subproc_run(v6all, err) < 0 || subproc_run(v6def, err) < 0)
 			goto out;
 	}
 
@@ -739,7 +530,7 @@ struct jail *jail_create(char *err)
 	addr_format(&j->host_ip, gw);
 	{
 		const char *const a1[] = { "ip", "addr", "add", host, "dev", j->host_if, NULL };
-		if (run_cmd(a1, err) < 0)
+		if (subproc_run(a1, err) < 0)
 			goto out;
 	}
 	if (lock_fd >= 0) {
@@ -754,8 +545,8 @@ struct jail *jail_create(char *err)
 		const char *const up3[] = { "ip", "-n", j->name, "link", "set", "lo", "up", NULL };
 		const char *const rt[] = { "ip", "-n", j->name, "route", "add", "default", "via", gw,
 					   NULL };
-		if (run_cmd(a2, err) < 0 || run_cmd(up1, err) < 0 || run_cmd(up2, err) < 0 ||
-		    run_cmd(up3, err) < 0 || run_cmd(rt, err) < 0)
+		if (subproc_run(a2, err) < 0 || subproc_run(up1, err) < 0 || subproc_run(up2, err) < 0 ||
+		    subproc_run(up3, err) < 0 || subproc_run(rt, err) < 0)
 			goto out;
 	}
 	if (write_resolv_conf(j, err) < 0)
@@ -818,7 +609,7 @@ int jail_redirect(struct jail *j, uint16_t tport, uint16_t dport, char *err)
 	snprintf(tp, sizeof tp, "%u", (unsigned)tport);
 	snprintf(dp, sizeof dp, "%u", (unsigned)dport);
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-		if (run_cmd(rules[i], err) < 0)
+		if (subproc_run(rules[i], err) < 0)
 			goto out;
 	rc = 0;
 out:
