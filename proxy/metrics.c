@@ -459,19 +459,25 @@ static void render_refusals(FILE *f, const struct metrics *m)
 					  (MX_ENUM_REASONS + i) * sizeof(uint64_t)));
 }
 
+/* A counter family with one sample per name: names[k] counts in the workers'
+ * uint64_t array at off. */
+static void counters(FILE *f, const struct metrics *m, const char *name, const char *help,
+		     const char *label, const char *const names[], size_t n, size_t off)
+{
+	family(f, name, "counter", help);
+	for (size_t k = 0; k < n; k++)
+		sample1(f, name, label, names[k], sum_at(m, off + k * sizeof(uint64_t)));
+}
+
 static void render_upstream(FILE *f, const struct metrics *m)
 {
-	family(f, "egressd_upstream_errors_total", "counter",
-	       "Failures towards upstreams, by kind (each failed connect attempt counts)");
-	for (int k = 0; k < MX_UP_KINDS; k++)
-		sample1(f, "egressd_upstream_errors_total", "kind", upstream_names[k],
-			sum_at(m, offsetof(struct metrics_worker, upstream) + (size_t)k * sizeof(uint64_t)));
-	family(f, "egressd_client_timeouts_total", "counter",
-	       "Client connections closed for a timeout, by phase (header timeouts: clienthello, "
-	       "tls-handshake, first-bytes, request-head; idle: nothing moved for --idle-timeout)");
-	for (int k = 0; k < MX_TO_KINDS; k++)
-		sample1(f, "egressd_client_timeouts_total", "phase", timeout_names[k],
-			sum_at(m, offsetof(struct metrics_worker, timeouts) + (size_t)k * sizeof(uint64_t)));
+	counters(f, m, "egressd_upstream_errors_total",
+		 "Failures towards upstreams, by kind (each failed connect attempt counts)", "kind",
+		 upstream_names, MX_UP_KINDS, offsetof(struct metrics_worker, upstream));
+	counters(f, m, "egressd_client_timeouts_total",
+		 "Client connections closed for a timeout, by phase (header timeouts: clienthello, "
+		 "tls-handshake, first-bytes, request-head; idle: nothing moved for --idle-timeout)",
+		 "phase", timeout_names, MX_TO_KINDS, offsetof(struct metrics_worker, timeouts));
 	family(f, "egressd_tls_handshake_seconds", "histogram",
 	       "TLS handshakes of intercepted connections: with the sandbox (side=client, on a "
 	       "minted leaf) and the verified one with the upstream (side=upstream)");
