@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -207,6 +208,18 @@ void intercept_client_failed(struct conn *c)
 	conn_free(c);
 }
 
+/* libevent's socket-based TLS bufferevent writes only from its EV_WRITE
+ * callback: a request would arm EV_WRITE, wait one loop turn for it, write,
+ * and disarm it. Bytes added to the upstream's output run that callback in
+ * this loop turn instead (it is activated, not polled for). */
+static void up_kick(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct conn *c = arg;
+
+	if (info->n_added)
+		event_active(&c->up->ev_write, EV_WRITE, 1);
+}
+
 /* Intercepted upstream, TCP connected: replace the plain bufferevent with a
  * TLS one on the same socket (created here rather than before the connect:
  * libevent's SSL_clear on a late fd would drop the session we resume). */
@@ -214,28 +227,33 @@ void intercept_start_upstream(struct conn *c)
 {
 	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
 	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
-	evutil_socket_t fd = dup(bufferevent_getfd(c->up));
+	evutil_socket_t fd = bufferevent_getfd(c->up);
 	struct bufferevent *bev = NULL;
 	char err[256];
 	SSL *ssl;
 
 	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
-	if (fd >= 0 && ssl)
+	if (fd >= 0 && ssl) {
+		/* the plain bufferevent lets go of the socket (no dup: the event
+		 * loop's changelist must see one descriptor per socket) */
+		bufferevent_setfd(c->up, -1);
 		bev = bufferevent_openssl_socket_new(c->w->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING, opts);
-	if (!bev) {
-		if (fd >= 0)
+		if (!bev)
 			close(fd);
+	}
+	conn_drop_upstream(c);
+	if (!bev) {
 		SSL_free(ssl);
 		conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
 		return;
 	}
-	conn_drop_upstream(c);
 	c->up = bev;
 	c->up_tls = true;
 	evutil_gettimeofday(&c->up_hs_start, NULL);
 	/* many servers close without close_notify; framing tells us where bodies end */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setcb(bev, conn_on_upstream_read, conn_on_write, conn_on_event, c);
+	evbuffer_add_cb(bufferevent_get_output(bev), up_kick, c);
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }

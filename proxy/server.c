@@ -346,7 +346,8 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	ws->w.mx = metrics_worker(s->metrics, (int)(ws - s->ws));
 	/* each base is used by its own thread only (the signal thread wakes the
 	 * workers through wake_fd): no locking */
-	if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK) == 0)
+	if (cfg && event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK) == 0 &&
+	    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST) == 0)
 		ws->w.base = event_base_new_with_config(cfg);
 	event_config_free(cfg);
 	if (!ws->w.base) {
