@@ -834,6 +834,8 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		/* libevent disabled the direction that timed out: re-arm only that one
 		 * (a read paused for back-pressure stays paused) */
 		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
+		if (bev == c->up)
+			intercept_upstream_pending(c);
 		return;
 	}
 	metrics_timeout(c->w->mx, MX_TO_IDLE);

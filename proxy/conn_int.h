@@ -159,6 +159,9 @@ void intercept_client_ready(struct conn *c);
 void intercept_client_failed(struct conn *c);
 /* TCP to the upstream is up: run the verified TLS handshake on that socket. */
 void intercept_start_upstream(struct conn *c);
+/* Runs a read of the upstream TLS in this loop turn if OpenSSL holds bytes
+ * (read ahead, or a record's rest): call where reading resumes. */
+void intercept_upstream_pending(struct conn *c);
 /* Frees the client TLS filter and its SSL; c->cl becomes the raw socket. */
 void intercept_drop_client(struct conn *c);
 /* Closing: close_notify, drop the TLS layer, free c once the socket drained. */

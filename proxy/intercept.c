@@ -212,12 +212,32 @@ void intercept_client_failed(struct conn *c)
  * callback: a request would arm EV_WRITE, wait one loop turn for it, write,
  * and disarm it. Bytes added to the upstream's output run that callback in
  * this loop turn instead (it is activated, not polled for). */
-static void up_kick(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+static void up_write_now(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct conn *c = arg;
 
 	if (info->n_added)
 		event_active(&c->up->ev_write, EV_WRITE, 1);
+}
+
+/* The upstream reads ahead (tls.c: one read takes several records), so
+ * records can wait inside the SSL object while the socket stays quiet; so can
+ * the rest of a record when the input reached its high-water mark (libevent
+ * #854). libevent's socket-based TLS bufferevent only polls the socket, so
+ * whenever it matters (bytes added to or taken from the input, reading
+ * resumed) a read runs in this loop turn if OpenSSL holds bytes. A read that
+ * finds only part of a record gets EAGAIN from the socket and stops. */
+void intercept_upstream_pending(struct conn *c)
+{
+	SSL *ssl = c->up && c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
+
+	if (ssl && SSL_has_pending(ssl))
+		event_active(&c->up->ev_read, EV_READ, 1);
+}
+
+static void up_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+	intercept_upstream_pending(arg);
 }
 
 /* Intercepted upstream, TCP connected: replace the plain bufferevent with a
@@ -253,7 +273,8 @@ void intercept_start_upstream(struct conn *c)
 	/* many servers close without close_notify; framing tells us where bodies end */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setcb(bev, conn_on_upstream_read, conn_on_write, conn_on_event, c);
-	evbuffer_add_cb(bufferevent_get_output(bev), up_kick, c);
+	evbuffer_add_cb(bufferevent_get_output(bev), up_write_now, c);
+	evbuffer_add_cb(bufferevent_get_input(bev), up_input_cb, c);
 	bufferevent_set_timeouts(bev, &tv, &tv);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }

@@ -737,7 +737,8 @@ int metrics_listen(struct metrics *m, const struct ipaddr *a, uint16_t port, uin
 	/* the event loops run without locks: the stop is a write to an eventfd */
 	m->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	m->stop = m->wake_fd < 0 ? NULL : event_new(m->base, m->wake_fd, EV_READ, on_stop, m->base);
-	m->ls = evconnlistener_new(m->base, on_scrape_accept, m, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	m->ls = evconnlistener_new(m->base, on_scrape_accept, m,
+				   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!m->stop || !m->ls || event_add(m->stop, NULL) != 0) {
 		snprintf(err, METRICS_ERRLEN, "cannot create the metrics listener");
 		goto out;

@@ -157,6 +157,8 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 	if (c->st == ST_SNI && from == c->cl)
 		return;
 	bufferevent_enable(from, EV_READ);
+	if (from == c->up)
+		intercept_upstream_pending(c);
 	if (c->st == ST_HTTP) {
 		if (from == c->cl)
 			httpfwd_client_input(c);

@@ -378,7 +378,7 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	for (int i = 0; i < s->nla; i++) {
 		ws->ls[i] = evconnlistener_new(ws->w.base,
 					       s->la[i].transparent ? on_accept_transparent : on_accept, &ws->w,
-					       LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
 		if (!ws->ls[i]) {
 			snprintf(err, 256, "cannot create a listener");
 			return -1;

@@ -154,6 +154,9 @@ static SSL_CTX *make_down(struct tls *t, char *err)
 	return ctx;
 }
 
+/* read-ahead buffer of an upstream TLS connection (freed while empty) */
+#define UP_READ_BYTES (64 * 1024)
+
 static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 {
 	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
@@ -166,6 +169,10 @@ static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	/* one read takes what the socket has, up to UP_READ_BYTES, instead of a
+	 * record header and then its body (intercept.c reads what this buffers) */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, UP_READ_BYTES);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
 	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -724,6 +724,30 @@ def _(ctx):
     check_eq(ev.get("secrets"), ["A_KEY"], "request event secrets")
 
 
+def read_body(t, r, head, size, pause=0.0):
+    """The body after `head` on t (chunked if egressd re-framed it, else `size`
+    bytes), not recorded; sleeps `pause` s between reads. -> (bytes, sha256)."""
+    body = Reader(t)
+    body.buf, r.buf = r.buf, b""
+    h, n = hashlib.sha256(), 0
+    if b"chunked" in head.lower():  # re-framed (the redactor may change lengths)
+        while True:
+            k = int(body.until(b"\r\n").split(b";")[0], 16)
+            if k == 0:
+                break
+            h.update(body.exactly(k))
+            n += k
+            body.exactly(2)
+            time.sleep(pause)
+    else:
+        while n < size and body._fill():
+            n += len(body.buf)
+            h.update(body.buf)
+            body.buf = b""
+            time.sleep(pause)
+    return n, h
+
+
 @icase("a sandbox that stops reading a 100 MB intercepted, redacting download: egressd stops "
        "reading upstream (RSS grows by less than 32 MiB in 4 s), then the rest arrives intact",
        timeout=120)
@@ -742,25 +766,49 @@ def _(ctx):
     if not is_asan():
         check(rss1 - rss0 < 32 * 1024, "egressd buffered %d KiB for a client that does not read"
               % (rss1 - rss0))
-    body = Reader(t)  # not recorded: the body is the bench pattern, checked by its hash
-    body.buf, r.buf = r.buf, b""
     t.settimeout(60)
-    h, n = hashlib.sha256(), 0
-    if b"chunked" in head.lower():  # re-framed (the redactor may change lengths)
-        while True:
-            k = int(body.until(b"\r\n").split(b";")[0], 16)
-            if k == 0:
-                break
-            h.update(body.exactly(k))
-            n += k
-            body.exactly(2)
-    else:
-        while n < size and body._fill():
-            n += len(body.buf)
-            h.update(body.buf)
-            body.buf = b""
+    n, h = read_body(t, r, head, size)
     check_eq(n, size, "body bytes received")
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
+
+
+class BurstServer(TcpServer):
+    """TLS upstream: reads a request head, answers with `body` in one burst
+    (Content-Length), then keeps the connection open and sends nothing more."""
+    conn_timeout = 60
+    body = b""
+
+    def serve(self, c):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = c.recv(4096)
+            if not d:
+                return
+            buf += d
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body) + self.body)
+        time.sleep(30)
+
+
+@icase("an intercepted response sent in one burst to a slowly reading sandbox (--max-buffer "
+       "16384): all of it arrives without more bytes from the upstream (none left waiting "
+       "inside egressd's TLS layer)", timeout=60)
+def _(ctx):
+    srv = BurstServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    srv.body = os.urandom(700 * 1000)
+    W["ports"]["burst"] = srv.port
+    e = start(ctx, extra=["--max-buffer", "16384"])
+    t, r = open_tls(ctx, e, "api.test", key="burst")
+    t.sendall(("GET /burst HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n\r\n"
+               % e.ph["A_KEY"]).encode())
+    head = r.until(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "status line %r" % head[:40])
+    t.settimeout(8)  # the upstream sends nothing more: a stalled byte is a timeout
+    try:
+        n, h = read_body(t, r, head, len(srv.body), pause=0.002)
+    except (socket.timeout, TimeoutError) as x:
+        raise AssertionError("the body stopped arriving: %r" % x)
+    check_eq(n, len(srv.body), "body bytes received")
+    check_eq(h.hexdigest(), hashlib.sha256(srv.body).hexdigest(), "sha256 of the body")
 
 
 class StallServer(TcpServer):

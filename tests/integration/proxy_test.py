@@ -427,6 +427,32 @@ def _(ctx):
           "close event bytes_up=%r bytes_down=%r, want %d each" % (up, down, len(hello) + len(blob)))
 
 
+@suite.case("every socket of a connection (sandbox side and upstream) is close-on-exec: "
+            "helper commands and sandboxes egressd starts never inherit one")
+def _(ctx):
+    e = start(ctx, ALLOW("echo.test") + ["--resolve", "echo.test:{echo}:127.0.0.1"] + LO)
+    s, r, resp = proxy_connect(ctx, e.port, "echo.test:%d" % W["ports"]["echo"])
+    check_eq(resp.status, 200, "CONNECT status")
+    s.sendall(b"ping")
+    check_eq(r.exactly(4), b"ping", "echoed")
+    fd_dir = "/proc/%d/fd" % e.proc.pid
+    socks = {}
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+            with open("/proc/%d/fdinfo/%s" % (e.proc.pid, fd)) as f:
+                flags = [l.split()[1] for l in f if l.startswith("flags:")][0]
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            socks[int(fd)] = int(flags, 8)
+    # the listener, the resolver's, the sandbox's and the upstream's (libevent
+    # makes its sockets close-on-exec; this keeps it so)
+    check(len(socks) >= 3, "egressd has only %d sockets while a tunnel is open" % len(socks))
+    leaky = sorted(fd for fd, fl in socks.items() if not fl & os.O_CLOEXEC)
+    check(not leaky, "sockets without close-on-exec: fds %r of %r" % (leaky, sorted(socks)))
+
+
 # --------------------------------------------------------------------------
 # absolute-form HTTP
 
