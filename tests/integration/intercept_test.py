@@ -772,6 +772,17 @@ def _(ctx):
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
 
 
+def read_head(c):
+    """Reads from c up to the end of a request head; b"" if c closed first."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(4096)
+        if not d:
+            return b""
+        buf += d
+    return buf
+
+
 class BurstServer(TcpServer):
     """TLS upstream: reads a request head, answers with `body` in one burst
     (Content-Length), then keeps the connection open and sends nothing more."""
@@ -779,12 +790,8 @@ class BurstServer(TcpServer):
     body = b""
 
     def serve(self, c):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = c.recv(4096)
-            if not d:
-                return
-            buf += d
+        if not read_head(c):
+            return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body) + self.body)
         time.sleep(30)
 
@@ -817,12 +824,8 @@ class StallServer(TcpServer):
     conn_timeout = 60
 
     def serve(self, c):
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            d = c.recv(4096)
-            if not d:
-                return
-            buf += d
+        if not read_head(c):
+            return
         time.sleep(self.hold)
 
 
