@@ -750,6 +750,7 @@ static void connect_next(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	unsigned len;
+	evutil_socket_t fd;
 	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
 
 	if (c->up) {
@@ -766,9 +767,14 @@ static void connect_next(struct conn *c)
 	log_upstream(c, "upstream-connect", &c->addr, c->ai > 1 ? "next address" : "first address");
 	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
 	c->up_tls = false;
-	c->up = bufferevent_socket_new(c->w->base, -1,
+	/* our socket, not libevent's (which lacks close-on-exec): helper commands
+	 * and sandboxes egressd starts never inherit a connection */
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->up = fd < 0 ? NULL : bufferevent_socket_new(c->w->base, fd,
 				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!c->up) {
+		if (fd >= 0)
+			close(fd);
 		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;

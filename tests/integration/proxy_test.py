@@ -446,8 +446,7 @@ def _(ctx):
             continue
         if target.startswith("socket:"):
             socks[int(fd)] = int(flags, 8)
-    # the listener, the resolver's, the sandbox's and the upstream's (libevent
-    # makes its sockets close-on-exec; this keeps it so)
+    # the listener, the resolver's, the sandbox's and the upstream's
     check(len(socks) >= 3, "egressd has only %d sockets while a tunnel is open" % len(socks))
     leaky = sorted(fd for fd, fl in socks.items() if not fl & os.O_CLOEXEC)
     check(not leaky, "sockets without close-on-exec: fds %r of %r" % (leaky, sorted(socks)))
