@@ -29,8 +29,8 @@ struct httpmsg {
 	struct span reason;   /* response reason phrase */
 	httpmsg_body_fn sink; /* receives de-framed body bytes, if set */
 	void *sink_ctx;
-	struct hdr hdrs[MAX_HEADERS];
-	size_t nhdrs;
+	struct hdr *hdrs;    /* grown on demand up to MAX_HEADERS, like hb */
+	size_t nhdrs, hcap;
 	size_t nhead;        /* of hdrs, those of the head; the rest are trailers */
 	bool new_field;      /* the next header-name bytes start a new field */
 	size_t raw;          /* raw bytes of the current head so far */
@@ -113,6 +113,10 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
 	if (m->new_field) {
 		if (m->nhdrs == MAX_HEADERS)
 			return too_big(m, "too many header fields");
+		if (m->nhdrs == m->hcap) {
+			m->hcap = m->hcap ? 2 * m->hcap : 16;
+			m->hdrs = xrealloc(m->hdrs, m->hcap * sizeof(struct hdr));
+		}
 		memset(&m->hdrs[m->nhdrs++], 0, sizeof(struct hdr));
 		m->new_field = false;
 	}
@@ -207,6 +211,7 @@ void httpmsg_free(struct httpmsg *m)
 	if (!m)
 		return;
 	free(m->hb);
+	free(m->hdrs);
 	free(m);
 }
 

@@ -148,6 +148,44 @@ static void test_caps(void)
 	httpmsg_free(m);
 }
 
+/* n header fields "H<i>: v<i>" in one request head (64 KiB cap) */
+static enum httpmsg_status many_headers(struct httpmsg *m, int n)
+{
+	static char req[16384];
+	size_t used, off = (size_t)snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: a\r\n");
+
+	for (int i = 1; i < n; i++)
+		off += (size_t)snprintf(req + off, sizeof(req) - off, "H%d: v%d\r\n", i, i);
+	off += (size_t)snprintf(req + off, sizeof(req) - off, "\r\n");
+	return httpmsg_feed(m, req, off, &used);
+}
+
+/* the header table grows as fields arrive (idle connections hold a small
+ * one), keeps every field, and stops at 128 with 431 */
+static void test_many_headers(void)
+{
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 65536);
+	const char *name, *val;
+	size_t nlen, vlen;
+	bool all = true;
+
+	ok(many_headers(m, 128) == HTTPMSG_HEAD && httpmsg_header_count(m) == 128,
+	   "128 header fields accepted");
+	for (size_t i = 1; i < 128; i++) {
+		char want[16];
+		int k = snprintf(want, sizeof(want), "v%zu", i);
+		httpmsg_header(m, i, &name, &nlen, &val, &vlen);
+		all = all && vlen == (size_t)k && memcmp(val, want, vlen) == 0 &&
+		      name[0] == 'H';
+	}
+	ok(all, "every field kept across the table's growth");
+	httpmsg_free(m);
+	m = httpmsg_new(HTTPMSG_REQUEST, 65536);
+	ok(many_headers(m, 129) == HTTPMSG_ERROR && httpmsg_error_status(m) == 431,
+	   "129 header fields -> 431");
+	httpmsg_free(m);
+}
+
 static void test_response(void)
 {
 	const char *r = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
@@ -245,6 +283,7 @@ int main(void)
 	test_bodies();
 	test_strict();
 	test_caps();
+	test_many_headers();
 	test_response();
 	test_upgrade();
 	test_trailers();
