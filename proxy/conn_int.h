@@ -73,6 +73,7 @@ struct conn {
 	bool free_on_dns;              /* freed while DNS ran: free in the callback */
 	struct httpmsg *req, *resp;    /* absolute-form parsers */
 	bool req_done, req_upgrade, resp_head_seen;
+	bool resp_done;                /* the response ended before its request did */
 	char method[24];
 	char *path;                    /* request path for the log (owned) */
 	uint64_t req_up, req_down;     /* bytes of the current request/response */
@@ -217,6 +218,8 @@ void httpresp_prepare(struct conn *c);
 /* A blocked request's body has been dropped (or is not coming: c->force_close):
  * log it, read the next one or close. */
 void httpresp_blocked_done(struct conn *c);
+/* The request's body ended after its response did: log, next request or close. */
+void httpresp_request_done(struct conn *c);
 /* Upstream bytes (response). */
 void httpfwd_upstream_input(struct conn *c);
 /* Upstream EOF in HTTP mode. */

@@ -359,7 +359,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 	if (c->mode != MODE_INTERCEPT && c->mode != MODE_ORIGIN)
 		c->mode = MODE_HTTP;
 	snprintf(c->method, sizeof(c->method), "%s", httpmsg_method(c->req));
-	c->req_done = c->req_upgrade = c->resp_head_seen = false;
+	c->req_done = c->req_upgrade = c->resp_head_seen = c->resp_done = false;
 	c->discarding = c->force_close = c->chunk_out = false;
 	c->redacting = c->redactor != NULL;
 	c->req_up = c->req_down = 0;
@@ -440,6 +440,8 @@ void httpfwd_client_input(struct conn *c)
 		c->req_upgrade = s == HTTPMSG_UPGRADE;
 		if (c->discarding)
 			httpresp_blocked_done(c);
+		else if (c->resp_done)
+			httpresp_request_done(c);
 	} else if (s == HTTPMSG_ERROR || s == HTTPMSG_HEAD) {
 		conn_error(c, 400, "bad-request", httpmsg_error(c->req));
 	}

@@ -265,6 +265,14 @@ enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, 
 	*consumed = 0;
 	if (m->err)
 		return HTTPMSG_ERROR;
+	e = llhttp_get_errno(&m->p);
+	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+		/* still paused (not resumed): llhttp would take nothing and report
+		 * its error position in the buffer of an earlier call */
+		if (e == HPE_PAUSED_UPGRADE)
+			return HTTPMSG_UPGRADE;
+		return m->paused_at_end ? HTTPMSG_DONE : HTTPMSG_HEAD;
+	}
 	bool in_head = !m->head_done;
 	e = llhttp_execute(&m->p, data, n);
 	if (in_head && (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)) {

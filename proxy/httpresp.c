@@ -231,6 +231,20 @@ static void response_done(struct conn *c)
 		redactor_flush(c->redactor, emit_raw, c);
 	}
 	flush_stage(c);
+	if (!c->req_done && !c->force_close && httpmsg_keep_alive(c->resp)) {
+		/* an early answer (a server that replies before reading the body, as
+		 * nginx's `return` does): the rest of the body still goes upstream,
+		 * the sandbox is not cut off mid-upload (a reset there can also lose
+		 * the response it has not read yet); decided when the body ends
+		 * (the request's own keep-alive is known only then) */
+		c->resp_done = true;
+		return;
+	}
+	httpresp_request_done(c);
+}
+
+void httpresp_request_done(struct conn *c)
+{
 	log_request(c, httpmsg_status_code(c->resp));
 	if (!c->req_done || c->force_close || !httpmsg_keep_alive(c->req) ||
 	    !httpmsg_keep_alive(c->resp) || evbuffer_get_length(bufferevent_get_input(c->up)) > 0) {
@@ -259,6 +273,8 @@ static bool on_resp_done(struct conn *c)
 
 static void upstream_input(struct conn *c)
 {
+	if (c->resp_done)
+		return; /* bytes after an early answer wait: httpresp_request_done closes */
 	for (;;) {
 		enum httpmsg_status s = httpfwd_pump(c, c->resp, c->up, c->cl, !c->redacting,
 						     &c->req_down);
@@ -314,6 +330,12 @@ void httpfwd_upstream_input(struct conn *c)
 void httpfwd_upstream_eof(struct conn *c)
 {
 	c->up_eof = true;
+	if (c->resp_done) {
+		/* gone after an early answer: the rest of the body has nowhere to go */
+		c->force_close = true;
+		httpresp_request_done(c);
+		return;
+	}
 	httpfwd_upstream_input(c);
 	if (c->st != ST_HTTP)
 		return; /* the input completed the response (or failed) */

@@ -40,7 +40,7 @@ from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer
                      DNSServer, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
                      clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
-                     WSReader, Reader, RecReader, TcpServer, got,
+                     WSReader, Reader, RecReader, TcpServer, got, wait_until,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -816,6 +816,116 @@ def _(ctx):
         raise AssertionError("the body stopped arriving: %r" % x)
     check_eq(n, len(srv.body), "body bytes received")
     check_eq(h.hexdigest(), hashlib.sha256(srv.body).hexdigest(), "sha256 of the body")
+
+
+class EarlyServer(TcpServer):
+    """TLS upstream that answers a request as soon as its head arrives (before
+    reading the body, as nginx's `return` does: 100 Continue first if the
+    client expects it, then the final answer), then reads the whole body,
+    records its size, and serves the next request on the same connection."""
+    conn_timeout = 60
+
+    def serve(self, c):
+        self.bodies = []
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            size = int(m.group(1)) if m else 0
+            if re.search(rb"(?i)\r\nexpect: *100-continue", head):
+                c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
+            while len(buf) < size:
+                d = c.recv(65536)
+                if not d:
+                    return
+                buf += d
+            self.bodies.append(size)
+            buf = buf[size:]
+
+
+@icase("an upstream that answers before reading a 5 MB intercepted upload: the sandbox gets "
+       "the answer, then sends the body without a reset, all of it reaches the upstream, and "
+       "the connection serves the next request; the request is logged once, with its real byte "
+       "counts", timeout=60)
+def _(ctx):
+    srv = EarlyServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["early"] = srv.port
+    e = start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="early")
+    size = 5 * 1000 * 1000
+    t.sendall(("PUT /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: %d\r\n\r\n" % (e.ph["A_KEY"], size)).encode())
+    head = r.until(b"\r\n\r\n")  # the answer, before any body byte was sent
+    check(head.startswith(b"HTTP/1.1 200"), "early answer %r" % head[:40])
+    chunk = b"u" * 65536
+    sent = 0
+    while sent < size:
+        n = min(len(chunk), size - sent)
+        t.sendall(chunk[:n])  # a reset from egressd fails here
+        sent += n
+    t.sendall(b"GET /second HTTP/1.1\r\nHost: api.test\r\n\r\n")
+    r.until(b"early\n")  # the first answer's body
+    r.until(b"HTTP/1.1 200 ")  # the second answer (EOF or a timeout fails here)
+    r.until(b"early\n")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("method") == "PUT")[0]
+    check(isinstance(ev.get("bytes_up"), int) and size < ev["bytes_up"] < size + 1000,
+          "request event bytes_up %r (the whole body and the head)" % ev.get("bytes_up"))
+    check(isinstance(ev.get("bytes_down"), int) and 0 < ev["bytes_down"] < 1000,
+          "request event bytes_down %r (the answer is a few dozen bytes)" % ev.get("bytes_down"))
+    wait_until(lambda: getattr(srv, "bodies", [])[:2] == [size, 0], 10,
+               "the upstream reading bodies of %d and 0 bytes (read %r)"
+               % (size, getattr(srv, "bodies", None)))
+
+
+class EarlyCloseServer(TcpServer):
+    """TLS upstream that answers (keep-alive, Content-Length) as soon as a request
+    head arrives, then closes the connection without reading the body."""
+    conn_timeout = 30
+
+    def serve(self, c):
+        if read_head(c):
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
+            time.sleep(0.3)
+
+
+@icase("an upstream that answers before the body and then closes: the sandbox gets that one "
+       "answer, intact and once, then the connection closes", timeout=30)
+def _(ctx):
+    srv = EarlyCloseServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["earlyclose"] = srv.port
+    e = start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="earlyclose")
+    t.sendall(("PUT /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: 1000000\r\n\r\n" % e.ph["A_KEY"]).encode())
+    head = r.until(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "answer %r" % head[:40])
+    try:
+        t.sendall(b"u" * 100000)  # part of the body, before and while the upstream closes
+    except OSError:
+        pass
+    rest = r.buf
+    t.settimeout(10)
+    try:
+        while True:
+            d = t.recv(65536)
+            if not d:
+                break
+            rest += d
+    except (ssl.SSLError, OSError):
+        pass  # closed (with or without close_notify)
+    if b"chunked" in head.lower():
+        check_eq(rest, b"6\r\nearly\n\r\n0\r\n\r\n", "the re-framed body after the head")
+    else:
+        check_eq(rest, b"early\n", "the body after the head")
+    e.wait_log(lambda v: v.get("event") == "close" and v.get("id", 0) > 1)
+    reqs = [v for v in e.log_events() if v.get("event") == "request" and v.get("method") == "PUT"]
+    check_eq(len(reqs), 1, "request events for the PUT (%r)" % reqs)
 
 
 class StallServer(TcpServer):

@@ -186,6 +186,33 @@ static void test_many_headers(void)
 	httpmsg_free(m);
 }
 
+/* a parser paused at the end of a message takes nothing more until
+ * httpmsg_next, and says so with 0 bytes consumed (it once reported a
+ * position from the earlier buffer: a garbage byte count) */
+static void test_paused_feed(void)
+{
+	const char *r = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	char more[] = "GET /2 HTTP/1.1\r\n\r\n";
+	struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+	size_t used = 12345;
+	enum httpmsg_status st = feed_steps(m, r, strlen(r), 1 << 20, &used);
+
+	if (st == HTTPMSG_HEAD) { /* the head pauses first; the body (none) follows */
+		size_t u2 = 0;
+		httpmsg_resume(m);
+		st = httpmsg_feed(m, r + used, strlen(r) - used, &u2); /* 0 bytes: ends it */
+		used += u2;
+	}
+	ok(st == HTTPMSG_DONE && used == strlen(r), "first message done");
+	used = 12345;
+	ok(httpmsg_feed(m, more, strlen(more), &used) == HTTPMSG_DONE && used == 0,
+	   "paused at its end: more bytes are not taken (consumed 0)");
+	used = 12345;
+	ok(httpmsg_feed(m, "", 0, &used) == HTTPMSG_DONE && used == 0,
+	   "paused at its end: an empty feed consumes 0");
+	httpmsg_free(m);
+}
+
 static void test_response(void)
 {
 	const char *r = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
@@ -284,6 +311,7 @@ int main(void)
 	test_strict();
 	test_caps();
 	test_many_headers();
+	test_paused_feed();
 	test_response();
 	test_upgrade();
 	test_trailers();
