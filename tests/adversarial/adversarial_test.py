@@ -58,7 +58,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import (Suite, check, check_eq, make_pki, EchoHTTPServer, TcpServer,  # noqa: E402
                      DNSServer, RecReader, got, read_response, connect_proxy, http_request,
                      client_ssl_context, run_egressd, free_port, maybe_reexec_in_netns,
-                     wait_until, server_side_conns, EGRESSD_BIN, IO_TIMEOUT)
+                     wait_until, server_side_conns, next_head, EGRESSD_BIN, IO_TIMEOUT)
 
 NETNS = maybe_reexec_in_netns(__file__)
 # a private base for the suite's temp dir (nothing else's /tmp clean-up matches it)
@@ -173,12 +173,9 @@ class EvilUpstream(TcpServer):
     def _evil(self, c):
         buf = b""
         while True:
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(65536)
-                if not d:
-                    return
-                buf += d
-            head, buf = buf.split(b"\r\n\r\n", 1)
+            head, buf = next_head(c, buf)
+            if head is None:
+                return
             lines = head.split(b"\r\n")
             path = lines[0].split(b" ")[1].decode("latin-1")
             v = b""

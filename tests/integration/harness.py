@@ -1240,6 +1240,17 @@ class Response:
                                        self.body[:200])
 
 
+def next_head(c, buf=b""):
+    """For test servers: reads socket c until buf holds a whole message head.
+    -> (head without its blank line, the bytes after it); (None, buf) on EOF."""
+    while b"\r\n\r\n" not in buf:
+        d = c.recv(65536)
+        if not d:
+            return None, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
 def read_head(r):
     head = r.until(b"\r\n\r\n", limit=65536)
     lines = head.decode("latin-1").split("\r\n")

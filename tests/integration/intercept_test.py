@@ -40,7 +40,7 @@ from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer
                      DNSServer, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
                      clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
-                     WSReader, Reader, RecReader, TcpServer, got, wait_until,
+                     WSReader, Reader, RecReader, TcpServer, got, wait_until, next_head,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -772,15 +772,13 @@ def _(ctx):
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
 
 
-def read_head(c):
-    """Reads from c up to the end of a request head; b"" if c closed first."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        d = c.recv(4096)
-        if not d:
-            return b""
-        buf += d
-    return buf
+def own_upstream(ctx, srv, key, extra=()):
+    """egressd (standard policy + extra) and a sandbox TLS connection through it
+    to api.test served by test upstream srv (registered as ports[key])."""
+    W["ports"][key] = srv.port
+    e = start(ctx, extra=extra)
+    t, r = open_tls(ctx, e, "api.test", key=key)
+    return e, t, r
 
 
 class BurstServer(TcpServer):
@@ -790,7 +788,7 @@ class BurstServer(TcpServer):
     body = b""
 
     def serve(self, c):
-        if not read_head(c):
+        if next_head(c)[0] is None:
             return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body) + self.body)
         time.sleep(30)
@@ -802,9 +800,7 @@ class BurstServer(TcpServer):
 def _(ctx):
     srv = BurstServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
     srv.body = os.urandom(700 * 1000)
-    W["ports"]["burst"] = srv.port
-    e = start(ctx, extra=["--max-buffer", "16384"])
-    t, r = open_tls(ctx, e, "api.test", key="burst")
+    e, t, r = own_upstream(ctx, srv, "burst", extra=["--max-buffer", "16384"])
     t.sendall(("GET /burst HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n\r\n"
                % e.ph["A_KEY"]).encode())
     head = r.until(b"\r\n\r\n")
@@ -829,12 +825,9 @@ class EarlyServer(TcpServer):
         self.bodies = []
         buf = b""
         while True:
-            while b"\r\n\r\n" not in buf:
-                d = c.recv(65536)
-                if not d:
-                    return
-                buf += d
-            head, buf = buf.split(b"\r\n\r\n", 1)
+            head, buf = next_head(c, buf)
+            if head is None:
+                return
             m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
             size = int(m.group(1)) if m else 0
             if re.search(rb"(?i)\r\nexpect: *100-continue", head):
@@ -855,9 +848,7 @@ class EarlyServer(TcpServer):
        "counts", timeout=60)
 def _(ctx):
     srv = EarlyServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
-    W["ports"]["early"] = srv.port
-    e = start(ctx)
-    t, r = open_tls(ctx, e, "api.test", key="early")
+    e, t, r = own_upstream(ctx, srv, "early")
     size = 5 * 1000 * 1000
     t.sendall(("PUT /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
                "Content-Length: %d\r\n\r\n" % (e.ph["A_KEY"], size)).encode())
@@ -889,7 +880,7 @@ class EarlyCloseServer(TcpServer):
     conn_timeout = 30
 
     def serve(self, c):
-        if read_head(c):
+        if next_head(c)[0] is not None:
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nearly\n")
             time.sleep(0.3)
 
@@ -898,9 +889,7 @@ class EarlyCloseServer(TcpServer):
        "answer, intact and once, then the connection closes", timeout=30)
 def _(ctx):
     srv = EarlyCloseServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
-    W["ports"]["earlyclose"] = srv.port
-    e = start(ctx)
-    t, r = open_tls(ctx, e, "api.test", key="earlyclose")
+    e, t, r = own_upstream(ctx, srv, "earlyclose")
     t.sendall(("PUT /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
                "Content-Length: 1000000\r\n\r\n" % e.ph["A_KEY"]).encode())
     head = r.until(b"\r\n\r\n")
@@ -934,7 +923,7 @@ class StallServer(TcpServer):
     conn_timeout = 60
 
     def serve(self, c):
-        if not read_head(c):
+        if next_head(c)[0] is None:
             return
         time.sleep(self.hold)
 
@@ -943,9 +932,7 @@ class StallServer(TcpServer):
        "sandbox (RSS grows by less than 32 MiB), the sandbox's writes block", timeout=60)
 def _(ctx):
     srv = StallServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
-    W["ports"]["stall"] = srv.port
-    e = start(ctx)
-    t, r = open_tls(ctx, e, "api.test", key="stall")
+    e, t, r = own_upstream(ctx, srv, "stall")
     rss0 = e.rss_kb() or 0
     size = 100 * 1000 * 1000
     t.sendall(("POST /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
