@@ -58,6 +58,9 @@ struct conn {
 	struct bufferevent *cl_raw;    /* intercepted: the socket under the TLS filter cl */
 	struct evbuffer_cb_entry *cl_direct; /* cl_raw's output written by cl_flush, */
 	struct event *cl_flush;        /* end of this loop turn (EV_WRITE only when blocked) */
+	struct event *cl_rd;           /* reads cl_raw's socket (intercept.c, direct_read) */
+	struct evbuffer_cb_entry *cl_rd_cb; /* re-arms cl_rd as the TLS layer drains it */
+	bool cl_rd_end;                /* cl_rd saw EOF or an error: never re-armed */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
 	enum conn_mode mode;
