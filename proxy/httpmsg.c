@@ -258,6 +258,19 @@ static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
 	return HTTPMSG_ERROR;
 }
 
+static bool paused(llhttp_errno_t e)
+{
+	return e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE;
+}
+
+/* Where llhttp paused (e is paused()): an upgrade, a message end or a head. */
+static enum httpmsg_status paused_status(const struct httpmsg *m, llhttp_errno_t e)
+{
+	if (e == HPE_PAUSED_UPGRADE)
+		return HTTPMSG_UPGRADE;
+	return m->paused_at_end ? HTTPMSG_DONE : HTTPMSG_HEAD;
+}
+
 enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, size_t *consumed)
 {
 	llhttp_errno_t e;
@@ -266,16 +279,13 @@ enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, 
 	if (m->err)
 		return HTTPMSG_ERROR;
 	e = llhttp_get_errno(&m->p);
-	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+	if (paused(e))
 		/* still paused (not resumed): llhttp would take nothing and report
 		 * its error position in the buffer of an earlier call */
-		if (e == HPE_PAUSED_UPGRADE)
-			return HTTPMSG_UPGRADE;
-		return m->paused_at_end ? HTTPMSG_DONE : HTTPMSG_HEAD;
-	}
+		return paused_status(m, e);
 	bool in_head = !m->head_done;
 	e = llhttp_execute(&m->p, data, n);
-	if (in_head && (e == HPE_OK || e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE)) {
+	if (in_head && (e == HPE_OK || paused(e))) {
 		size_t upto = e == HPE_OK ? n : (size_t)(llhttp_get_error_pos(&m->p) - data);
 		const char *bad = bad_head_bytes(m, data, upto);
 		if (bad) {
@@ -295,11 +305,9 @@ enum httpmsg_status httpmsg_feed(struct httpmsg *m, const char *data, size_t n, 
 		*consumed = n;
 		return HTTPMSG_NEED_MORE;
 	}
-	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+	if (paused(e)) {
 		*consumed = (size_t)(llhttp_get_error_pos(&m->p) - data);
-		if (e == HPE_PAUSED_UPGRADE)
-			return HTTPMSG_UPGRADE;
-		return m->paused_at_end ? HTTPMSG_DONE : HTTPMSG_HEAD;
+		return paused_status(m, e);
 	}
 	return fail(m, e);
 }

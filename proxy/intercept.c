@@ -65,15 +65,15 @@ static void direct_cb(struct evbuffer *out, const struct evbuffer_cb_info *info,
 		bufferevent_disable(c->cl_raw, EV_WRITE);
 }
 
-/* Bytes one read of the sandbox's socket may take. libevent 2.1 reads a
- * socket 4096 bytes at a time, each after a FIONREAD ioctl: an intercepted
- * upload cost two syscalls per 4 KiB. Once the handshake is done, cl_raw's
- * socket is read here instead (cl_raw's own EV_READ stays off), into its
- * input, whose read callback (the TLS filter's) then runs as libevent would
- * run it. Reading pauses while the input holds --max-buffer bytes the TLS
- * layer has not taken yet, and resumes as it takes them (direct_rd_cb). */
-/* (with libevent's chain header this is one 32 KiB allocation; 64 KiB made
- * 128 KiB chains, which glibc mmaps: slower per request) */
+/* libevent 2.1 reads a socket 4096 bytes at a time, each after a FIONREAD
+ * ioctl: an intercepted upload cost two syscalls per 4 KiB. Once the
+ * handshake is done, cl_raw's socket is read here instead (cl_raw's own
+ * EV_READ stays off), up to DIRECT_READ bytes at a time, into its input,
+ * whose read callback (the TLS filter's) then runs as libevent would run it.
+ * Reading pauses while the input holds --max-buffer bytes the TLS layer has
+ * not taken yet, and resumes as it takes them (direct_rd_cb). DIRECT_READ
+ * plus libevent's chain header is one 32 KiB allocation (64 KiB made 128 KiB
+ * chains, which glibc mmaps: slower per request). */
 #define DIRECT_READ (32 * 1024 - 256)
 
 static void direct_read(evutil_socket_t fd, short what, void *arg)
@@ -117,6 +117,17 @@ static void direct_rd_cb(struct evbuffer *in, const struct evbuffer_cb_info *inf
 		event_add(c->cl_rd, NULL);
 }
 
+/* Also undoes a reader_start that stopped half-way. */
+static void reader_stop(struct conn *c)
+{
+	if (c->cl_rd_cb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->cl_raw), c->cl_rd_cb);
+	if (c->cl_rd)
+		event_free(c->cl_rd);
+	c->cl_rd = NULL;
+	c->cl_rd_cb = NULL;
+}
+
 static void reader_start(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cl_raw);
@@ -126,25 +137,26 @@ static void reader_start(struct conn *c)
 	if (c->cl_rd)
 		c->cl_rd_cb = evbuffer_add_cb(in, direct_rd_cb, c);
 	if (!c->cl_rd || !c->cl_rd_cb || event_add(c->cl_rd, NULL) < 0) {
-		if (c->cl_rd_cb)
-			evbuffer_remove_cb_entry(in, c->cl_rd_cb);
-		if (c->cl_rd)
-			event_free(c->cl_rd);
-		c->cl_rd = NULL;
-		c->cl_rd_cb = NULL;
+		reader_stop(c);
 		return; /* libevent's reads, as before */
 	}
 	bufferevent_disable(c->cl_raw, EV_READ);
 }
 
-static void reader_stop(struct conn *c)
+/* Back to libevent's writes (our reader stops; this runs only as the TLS
+ * layer goes away, so nothing reads any more); also undoes a direct_start
+ * that stopped half-way. */
+static void direct_stop(struct conn *c)
 {
-	if (!c->cl_rd)
-		return;
-	evbuffer_remove_cb_entry(bufferevent_get_input(c->cl_raw), c->cl_rd_cb);
-	event_free(c->cl_rd);
-	c->cl_rd = NULL;
-	c->cl_rd_cb = NULL;
+	reader_stop(c);
+	if (c->cl_direct)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->cl_raw), c->cl_direct);
+	if (c->cl_flush) {
+		event_free(c->cl_flush);
+		bufferevent_enable(c->cl_raw, EV_WRITE);
+	}
+	c->cl_direct = NULL;
+	c->cl_flush = NULL;
 }
 
 static void direct_start(struct conn *c)
@@ -156,25 +168,12 @@ static void direct_start(struct conn *c)
 		return; /* libevent's writes, as before */
 	c->cl_direct = evbuffer_add_cb(out, direct_cb, c);
 	if (!c->cl_direct) {
-		event_free(c->cl_flush);
-		c->cl_flush = NULL;
+		direct_stop(c);
 		return;
 	}
 	if (evbuffer_get_length(out) == 0)
 		bufferevent_disable(c->cl_raw, EV_WRITE);
 	reader_start(c);
-}
-
-static void direct_stop(struct conn *c)
-{
-	reader_stop(c);
-	if (!c->cl_direct)
-		return;
-	evbuffer_remove_cb_entry(bufferevent_get_output(c->cl_raw), c->cl_direct);
-	event_free(c->cl_flush);
-	c->cl_direct = NULL;
-	c->cl_flush = NULL;
-	bufferevent_enable(c->cl_raw, EV_WRITE);
 }
 
 /* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
