@@ -110,12 +110,23 @@ def clean_env(extra=None):
     return env
 
 
+_HANDED_OUT = set()
+
+
 def free_port(host="127.0.0.1"):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free at this moment. The kernel may give the same ephemeral
+    port to two binds in a row once the first socket is closed, so a port
+    already handed out by this process is never handed out again: two
+    ports a case picks (--listen, --metrics, --transparent) always differ."""
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise AssertionError("free_port: the kernel keeps offering ports already handed out")
 
 
 def wait_until(pred, timeout=5.0, what="the condition", interval=0.02):
@@ -991,7 +1002,10 @@ class Egressd:
                                 % (" ".join(self.cmdline), err[-2000:]))
             raise AssertionError("egressd exited with %s at startup\ncmd: %s\nstderr: %s" % (
                 self.proc.returncode, " ".join(self.cmdline), err[-2000:]))
-        raise AssertionError("could not find a free port for egressd")
+        # every listen port tried was taken: a port the caller chose (--metrics
+        # ...) may be the one in use, so let Ctx.on_free_ports pick new ones
+        raise PortInUse("could not find a free port for egressd\ncmd: %s\nstderr: %s"
+                        % (" ".join(self.cmdline), self.stderr()[-2000:]))
 
     def _wait_probe_gone(self, timeout=10.0):
         """The readiness probe above is a connection of its own. Until egressd
