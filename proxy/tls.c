@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -18,11 +19,18 @@
 #define SESS_SLOTS 512
 #define HOSTPORT_MAX 270
 
-/* Upstream sessions for resumption, one per host:port slot (a collision
- * overwrites). Shared by the worker threads under a mutex. */
+/* Upstream sessions for resumption: a few per host:port slot (a collision
+ * overwrites), shared by the worker threads under a mutex. The cache owns
+ * private copies: OpenSSL marks a session object not resumable when a
+ * connection using it ends without close_notify, which would spoil it for
+ * every later connection. A TLS 1.3 ticket is used once (RFC 8446 C.4: reuse
+ * lets observers link connections, and servers may refuse a second use);
+ * servers send one or two with every handshake, so the slot refills. */
+#define SESS_PER_SLOT 8
 struct sess_slot {
 	char key[HOSTPORT_MAX];
-	SSL_SESSION *sess;
+	SSL_SESSION *sess[SESS_PER_SLOT]; /* oldest first */
+	int n;
 };
 
 struct tls {
@@ -49,32 +57,73 @@ static size_t slot_of(const char *key)
 	return h % SESS_SLOTS;
 }
 
+static void slot_drop(struct sess_slot *sl, int i)
+{
+	SSL_SESSION_free(sl->sess[i]);
+	memmove(&sl->sess[i], &sl->sess[i + 1], (size_t)(sl->n - i - 1) * sizeof(sl->sess[0]));
+	sl->n--;
+}
+
+static void slot_clear(struct sess_slot *sl)
+{
+	while (sl->n > 0)
+		slot_drop(sl, sl->n - 1);
+}
+
 /* New session from an upstream (TLS 1.3 tickets arrive after the handshake). */
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct tls *t = SSL_get_ex_data(ssl, own_ca_idx);
 	const char *key = SSL_get_ex_data(ssl, key_idx);
+	SSL_SESSION *copy;
 	struct sess_slot *sl;
 
-	if (!t || !key || !SSL_SESSION_is_resumable(sess))
+	if (!t || !key || !SSL_SESSION_is_resumable(sess) || !(copy = SSL_SESSION_dup(sess)))
 		return 0;
 	sl = &t->slots[slot_of(key)];
 	pthread_mutex_lock(&t->lock);
-	SSL_SESSION_free(sl->sess);
-	sl->sess = sess; /* returning 1 keeps the reference */
-	snprintf(sl->key, sizeof(sl->key), "%s", key);
+	if (strcmp(sl->key, key) != 0) {
+		slot_clear(sl);
+		snprintf(sl->key, sizeof(sl->key), "%s", key);
+	}
+	if (sl->n == SESS_PER_SLOT)
+		slot_drop(sl, 0);
+	sl->sess[sl->n++] = copy;
 	pthread_mutex_unlock(&t->lock);
-	return 1;
+	return 0; /* the connection keeps its own */
 }
 
+static bool expired(const SSL_SESSION *s, time_t now)
+{
+	return now >= SSL_SESSION_get_time(s) + SSL_SESSION_get_timeout(s);
+}
+
+/* The newest live session for key: a TLS 1.3 one leaves the cache, an
+ * older protocol's is copied (it stays valid for many connections). */
 static void resume_session(struct tls *t, SSL *ssl, const char *key)
 {
 	struct sess_slot *sl = &t->slots[slot_of(key)];
+	SSL_SESSION *use = NULL;
+	time_t now = time(NULL);
 
 	pthread_mutex_lock(&t->lock);
-	if (sl->sess && strcmp(sl->key, key) == 0 && SSL_SESSION_is_resumable(sl->sess))
-		SSL_set_session(ssl, sl->sess);
+	while (!use && sl->n > 0 && strcmp(sl->key, key) == 0) {
+		SSL_SESSION *s = sl->sess[sl->n - 1];
+		if (!SSL_SESSION_is_resumable(s) || expired(s, now)) {
+			slot_drop(sl, sl->n - 1);
+		} else if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION) {
+			use = s;
+			sl->n--;
+		} else {
+			use = SSL_SESSION_dup(s);
+			break;
+		}
+	}
 	pthread_mutex_unlock(&t->lock);
+	if (use) {
+		SSL_set_session(ssl, use);
+		SSL_SESSION_free(use);
+	}
 }
 
 #define ssl_err(err, n, what) errmsg_ossl((err), (n), (what))
@@ -226,7 +275,7 @@ void tls_free(struct tls *t)
 	SSL_CTX_free(t->down);
 	SSL_CTX_free(t->up);
 	for (size_t i = 0; i < SESS_SLOTS; i++)
-		SSL_SESSION_free(t->slots[i].sess);
+		slot_clear(&t->slots[i]);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }

@@ -953,6 +953,97 @@ def _(ctx):
               "read" % (rss1 - rss0))
 
 
+class TicketServer(TcpServer):
+    """TLS 1.3 upstream that answers each request with whether this TLS
+    connection resumed a session ("resumed=0|1"), keeping the connection open
+    until egressd closes it. Sends .tickets session tickets per handshake
+    (read when the connection starts)."""
+    tickets = 2
+
+    def _serve(self, c):
+        self.ssl_ctx.num_tickets = self.tickets
+        TcpServer._serve(self, c)
+
+    def serve(self, c):
+        head, rest = next_head(c)
+        while head is not None:
+            body = b"resumed=%d" % c.session_reused
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            head, rest = next_head(c, rest)
+
+
+def resumed_via(ctx, e, key):
+    """One sandbox connection to api.test (served by ports[key]): a request,
+    its answer, then a close without close_notify (the socket just closes).
+    -> what the upstream saw: True if its TLS session was resumed."""
+    t, r = open_tls(ctx, e, "api.test", key=key)
+    t.sendall(b"GET /t HTTP/1.1\r\nHost: api.test\r\n\r\n")
+    resp = read_response(r)
+    check_eq(resp.status, 200, "status (%r)" % resp)
+    t.close()
+    return {b"resumed=0": False, b"resumed=1": True}[resp.body]
+
+
+def logged_resumed(e, n):
+    """upstream_resumed of the first n intercepted connections, from the log."""
+    def evs():
+        return [ev["upstream_resumed"] for ev in e.log_events() if "upstream_resumed" in ev]
+    wait_until(lambda: len(evs()) >= n, what="%d connect events with upstream_resumed" % n)
+    return evs()[:n]
+
+
+@icase("upstream TLS sessions: the second connection to a host resumes (the upstream and the "
+       "log say so); a TLS 1.3 ticket is used once: a server that sent one ticket and then "
+       "none sees a full handshake on the third connection")
+def _(ctx):
+    srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    srv.ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    W["ports"]["tkt"] = srv.port
+    e = start(ctx)
+    srv.tickets = 1
+    check_eq(resumed_via(ctx, e, "tkt"), False, "first connection: full handshake upstream")
+    srv.tickets = 0
+    check_eq(resumed_via(ctx, e, "tkt"), True, "second connection: resumed upstream")
+    check_eq(resumed_via(ctx, e, "tkt"), False, "third connection: the one ticket was used, so a "
+             "full handshake (a reused ticket would resume)")
+    check_eq(logged_resumed(e, 3), [False, True, False], "upstream_resumed in the log")
+
+
+@icase("upstream TLS sessions: sandboxes that drop their connections without close_notify do "
+       "not spoil the cached sessions: 6 connections in a row, every one after the first resumes")
+def _(ctx):
+    srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["tkt"] = srv.port
+    e = start(ctx)
+    got_ = [resumed_via(ctx, e, "tkt") for _ in range(6)]
+    check_eq(got_, [False] + [True] * 5, "resumed upstream, per connection")
+    check_eq(logged_resumed(e, 6), got_, "upstream_resumed in the log")
+
+
+@icase("upstream TLS sessions under concurrency: 3 waves of 8 simultaneous connections; after "
+       "the first wave every connection resumes upstream (the cache keeps 8 tickets a host)",
+       timeout=40)
+def _(ctx):
+    srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["tkt"] = srv.port
+    e = start(ctx)
+    waves = []
+    for _ in range(3):
+        out = [None] * 8
+
+        def one(i):
+            out[i] = resumed_via(ctx, e, "tkt")
+        ths = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(30)
+        check(None not in out, "a connection of the wave did not finish: %r" % out)
+        waves.append(out)
+    check(False in waves[0], "first wave: no full handshake upstream (%r)" % waves[0])
+    check_eq(waves[1:], [[True] * 8] * 2, "later waves: resumed")
+
+
 @icase("curl chunked 2 MB upload with the placeholder in a header (intercepted)", timeout=40)
 def _(ctx):
     e = start(ctx)
