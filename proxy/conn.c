@@ -549,6 +549,12 @@ void conn_client_input(struct conn *c)
 	}
 }
 
+void conn_read_client(struct conn *c)
+{
+	if (!(bufferevent_get_enabled(c->cl) & EV_READ))
+		bufferevent_enable(c->cl, EV_READ);
+}
+
 void conn_on_client_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;

@@ -60,6 +60,7 @@ struct conn {
 	struct event *cl_flush;        /* end of this loop turn (EV_WRITE only when blocked) */
 	struct event *cl_rd;           /* reads cl_raw's socket (intercept.c, direct_read) */
 	struct evbuffer_cb_entry *cl_rd_cb; /* re-arms cl_rd as the TLS layer drains it */
+	struct evbuffer_cb_entry *cl_rd_fcb; /* .. and as requests drain the filter's input */
 	bool cl_rd_end;                /* cl_rd saw EOF or an error: never re-armed */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
@@ -137,6 +138,10 @@ void conn_error(struct conn *c, int status, const char *reason_hdr, const char *
 void conn_start_upstream(struct conn *c);
 /* Handles whatever is in the client's input according to the state. */
 void conn_client_input(struct conn *c);
+/* Reads the client (again). Enabling an intercepted connection's TLS filter
+ * that is already enabled is not free: libevent runs a TLS read at once and
+ * reserves a 32 KiB chain for it, which an idle connection then keeps. */
+void conn_read_client(struct conn *c);
 void conn_log_connect(struct conn *c);
 /* Counts c once in egressd_connections_total, with its mode and decision. */
 void conn_meter(struct conn *c);
@@ -166,6 +171,9 @@ void intercept_start_upstream(struct conn *c);
 /* Runs a read of the upstream TLS in this loop turn if OpenSSL holds bytes
  * (read ahead, or a record's rest): call where reading resumes. */
 void intercept_upstream_pending(struct conn *c);
+/* Waiting for the next request: frees the empty chain the TLS filter's input
+ * keeps after a read that found nothing. */
+void intercept_trim(struct conn *c);
 /* Frees the client TLS filter and its SSL; c->cl becomes the raw socket. */
 void intercept_drop_client(struct conn *c);
 /* Closing: close_notify, drop the TLS layer, free c once the socket drained. */

@@ -185,7 +185,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 		return;
 	}
 	c->discarding = true;
-	bufferevent_enable(c->cl, EV_READ);
+	conn_read_client(c);
 	httpfwd_client_input(c);
 }
 
@@ -387,7 +387,7 @@ void httpfwd_on_connected(struct conn *c)
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
 	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
-	bufferevent_enable(c->cl, EV_READ);
+	conn_read_client(c);
 	httpfwd_client_input(c);
 }
 

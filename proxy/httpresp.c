@@ -204,8 +204,10 @@ static void next_request(struct conn *c)
 	httpmsg_next(c->resp);
 	c->st = ST_HEAD;
 	conn_head_phase(c); /* the next head is due within the head timeout */
-	bufferevent_enable(c->cl, EV_READ);
+	conn_read_client(c);
 	conn_client_input(c);
+	if (c->st == ST_HEAD && c->cl_raw)
+		intercept_trim(c); /* nothing came yet: perhaps nothing for long */
 }
 
 void httpresp_blocked_done(struct conn *c)

@@ -70,11 +70,21 @@ static void direct_cb(struct evbuffer *out, const struct evbuffer_cb_info *info,
  * handshake is done, cl_raw's socket is read here instead (cl_raw's own
  * EV_READ stays off), up to DIRECT_READ bytes at a time, into its input,
  * whose read callback (the TLS filter's) then runs as libevent would run it.
- * Reading pauses while the input holds --max-buffer bytes the TLS layer has
- * not taken yet, and resumes as it takes them (direct_rd_cb). DIRECT_READ
+ * Reading pauses while --max-buffer bytes from the sandbox wait unconsumed,
+ * still encrypted in that input or decrypted in the filter's (the filter has
+ * no read high-water mark then: libevent's runs a TLS read, and reserves a
+ * 32 KiB chain that stays empty, at every drain of the filter's input; an
+ * idle connection kept one), and resumes as they are consumed (direct_rd_cb,
+ * on both inputs). DIRECT_READ
  * plus libevent's chain header is one 32 KiB allocation (64 KiB made 128 KiB
  * chains, which glibc mmaps: slower per request). */
 #define DIRECT_READ (32 * 1024 - 256)
+
+static size_t client_unread(struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_input(c->cl_raw)) +
+	       evbuffer_get_length(bufferevent_get_input(c->cl));
+}
 
 static void direct_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -97,7 +107,7 @@ static void direct_read(evutil_socket_t fd, short what, void *arg)
 	}
 	evbuffer_freeze(in, 0);
 	if (got > 0) {
-		if (evbuffer_get_length(in) >= c->hiwat)
+		if (client_unread(c) >= c->hiwat)
 			event_del(c->cl_rd);
 		bufferevent_trigger(c->cl_raw, EV_READ, 0);
 	} else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -112,7 +122,7 @@ static void direct_rd_cb(struct evbuffer *in, const struct evbuffer_cb_info *inf
 {
 	struct conn *c = arg;
 
-	if (info->n_deleted && evbuffer_get_length(in) < c->hiwat && !c->cl_rd_end &&
+	if (info->n_deleted && client_unread(c) < c->hiwat && !c->cl_rd_end &&
 	    !event_pending(c->cl_rd, EV_READ, NULL))
 		event_add(c->cl_rd, NULL);
 }
@@ -122,10 +132,12 @@ static void reader_stop(struct conn *c)
 {
 	if (c->cl_rd_cb)
 		evbuffer_remove_cb_entry(bufferevent_get_input(c->cl_raw), c->cl_rd_cb);
+	if (c->cl_rd_fcb)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->cl), c->cl_rd_fcb);
 	if (c->cl_rd)
 		event_free(c->cl_rd);
 	c->cl_rd = NULL;
-	c->cl_rd_cb = NULL;
+	c->cl_rd_cb = c->cl_rd_fcb = NULL;
 }
 
 static void reader_start(struct conn *c)
@@ -136,11 +148,14 @@ static void reader_start(struct conn *c)
 			     direct_read, c);
 	if (c->cl_rd)
 		c->cl_rd_cb = evbuffer_add_cb(in, direct_rd_cb, c);
-	if (!c->cl_rd || !c->cl_rd_cb || event_add(c->cl_rd, NULL) < 0) {
+	if (c->cl_rd_cb)
+		c->cl_rd_fcb = evbuffer_add_cb(bufferevent_get_input(c->cl), direct_rd_cb, c);
+	if (!c->cl_rd_fcb || event_add(c->cl_rd, NULL) < 0) {
 		reader_stop(c);
 		return; /* libevent's reads, as before */
 	}
 	bufferevent_disable(c->cl_raw, EV_READ);
+	bufferevent_setwatermark(c->cl, EV_READ, 0, 0);
 }
 
 /* Back to libevent's writes (our reader stops; this runs only as the TLS
@@ -174,6 +189,19 @@ static void direct_start(struct conn *c)
 	if (evbuffer_get_length(out) == 0)
 		bufferevent_disable(c->cl_raw, EV_WRITE);
 	reader_start(c);
+}
+
+/* libevent's TLS filter reserves a chain for each read it tries (8 KiB for its
+ * default 4 KiB read), and one that found nothing stays in the filter's input
+ * when it is otherwise empty: an idle connection kept it. An evbuffer frees
+ * its chains only in a drain, and a drain of nothing does nothing: one byte
+ * is added to drain it. */
+void intercept_trim(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->cl);
+
+	if (evbuffer_get_length(in) == 0 && evbuffer_add(in, "", 1) == 0)
+		evbuffer_drain(in, 1);
 }
 
 /* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw

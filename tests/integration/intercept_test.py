@@ -928,15 +928,16 @@ class StallServer(TcpServer):
         time.sleep(self.hold)
 
 
-@icase("an upstream that stops reading a 100 MB intercepted upload: egressd stops reading the "
-       "sandbox (RSS grows by less than 32 MiB), the sandbox's writes block", timeout=60)
-def _(ctx):
+def send_into_stall(ctx, head, what):
+    """Sends head, then 100 MB, through an intercepted connection to an
+    upstream that reads the first request head and then nothing: egressd
+    must stop reading the sandbox (its RSS grows by less than 32 MiB) and the
+    sandbox's writes block."""
     srv = StallServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
     e, t, r = own_upstream(ctx, srv, "stall")
     rss0 = e.rss_kb() or 0
     size = 100 * 1000 * 1000
-    t.sendall(("POST /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
-               "Content-Length: %d\r\n\r\n" % (e.ph["A_KEY"], size)).encode())
+    t.sendall(head % e.ph["A_KEY"].encode())
     chunk, sent = os.urandom(1 << 16), 0
     t.settimeout(0.5)
     deadline = time.time() + 4
@@ -947,10 +948,24 @@ def _(ctx):
             pass
     rss1 = e.rss_kb() or 0
     ctx.note("sent %d bytes in 4 s; egressd VmRSS %d KiB -> %d KiB" % (sent, rss0, rss1))
-    check(sent < size, "all %d bytes went into egressd while the upstream read nothing" % sent)
+    check(sent < size, "all %d bytes went into egressd while %s" % (sent, what))
     if not is_asan():
-        check(rss1 - rss0 < 32 * 1024, "egressd buffered %d KiB for an upstream that does not "
-              "read" % (rss1 - rss0))
+        check(rss1 - rss0 < 32 * 1024, "egressd buffered %d KiB while %s" % (rss1 - rss0, what))
+
+
+@icase("an upstream that stops reading a 100 MB intercepted upload: egressd stops reading the "
+       "sandbox (RSS grows by less than 32 MiB), the sandbox's writes block", timeout=60)
+def _(ctx):
+    send_into_stall(ctx, b"POST /up HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n"
+                    b"Content-Length: 100000000\r\n\r\n", "the upstream read nothing")
+
+
+@icase("a sandbox that pipelines 100 MB behind a request whose answer does not come: egressd "
+       "stops reading the sandbox (RSS grows by less than 32 MiB), the sandbox's writes block",
+       timeout=60)
+def _(ctx):
+    send_into_stall(ctx, b"GET /slow HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer %s\r\n\r\n",
+                    "the first answer was pending")
 
 
 class TicketServer(TcpServer):
