@@ -5,7 +5,7 @@ the median of the rounds is reported next to `direct` from the same rounds).
 
     bench/ab.py OLD_BINARY NEW_BINARY [...]       (labels: a, b, c, ...)
 
-Environment: AB_PATHS=tunnel,intercept (default both), AB_WORKLOADS=ka1,ka64,new8,bulk
+Environment: AB_PATHS=tunnel,intercept (default both), AB_WORKLOADS=ka1,ka64,new8,bulk,upload
 (default all), AB_ROUNDS (default 5), AB_DURATION (s per cell, default 2), AB_IDLE=N
 (idle tunnels per binary and path, default 0 = skip), AB_DIRECT=0 (skip direct).
 Prints a Markdown table. Uses bench/bench.py's upstream (nginx) and loadgen.
@@ -24,7 +24,7 @@ def main():
     if not bins:
         sys.exit(__doc__)
     paths = os.environ.get("AB_PATHS", "tunnel,intercept").split(",")
-    wls = os.environ.get("AB_WORKLOADS", "ka1,ka64,new8,bulk").split(",")
+    wls = os.environ.get("AB_WORKLOADS", "ka1,ka64,new8,bulk,upload").split(",")
     rounds = int(os.environ.get("AB_ROUNDS", "5"))
     bench.DURATION = float(os.environ.get("AB_DURATION", "2"))
     idle = int(os.environ.get("AB_IDLE", "0"))
@@ -58,19 +58,19 @@ def main():
             for r in rows:
                 if r.pid:
                     idle_res[r.key] = bench.idle_cell(r, idle)
-        out = ["| path | workload | req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs/req (bulk: ms/MB) | ratio to direct |",
+        out = ["| path | workload | req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs/req (bulk, upload: ms/MB) | ratio to direct |",
                "|---|---|---|---|---|---|---|---|---|---|"]
         for key, _, _ in workloads:
             base = None
             for r in rows:
                 m = bench.median_cell(cells[(r.key, key)])
-                v = m["mb_s"] if key == "bulk" else m["rps"]
+                v = m["mb_s"] if key in bench.BULK else m["rps"]
                 if r.key == "direct":
                     base = v
                 out.append("| %s | %s | %s | %s | %.3f | %.3f | %.3f | %d | %s | %s |" % (
                     r.key, key, bench.fmt(m["rps"]), bench.fmt(m["mb_s"]), m["p50_ms"], m["p99_ms"],
                     m["p999_ms"], m["errors"],
-                    bench.fmt(m["cpu_ms_per_mb"] if key == "bulk" else m["cpu_us_per_req"], 2 if key == "bulk" else 1),
+                    bench.fmt(m["cpu_ms_per_mb"] if key in bench.BULK else m["cpu_us_per_req"], 2 if key in bench.BULK else 1),
                     "%.2f" % (v / base) if base else "—"))
         for k, v in idle_res.items():
             out.append("| %s | idle %d | est %s | | | | | %s | RSS %.1f→%.1f MiB | %.2f KiB each |" % (

@@ -8,7 +8,7 @@ bench/results/latest.md, bench/results/latest.json and bench/results/chart.png.
 
 Environment: BENCH_QUICK=1 (1 round of 2 s), BENCH_DURATION, BENCH_ROUNDS, BENCH_IDLE
 (idle tunnels, default 10000, capped by the fd limit; 0 skips the idle cell),
-BENCH_ONLY=row,row (subset), BENCH_WORKLOADS=ka1,ka64,new8,bulk (subset).
+BENCH_ONLY=row,row (subset), BENCH_WORKLOADS=ka1,ka64,new8,bulk,upload (subset).
 bench/ab.py reuses this module to compare two egressd binaries interleaved.
 """
 import datetime
@@ -48,7 +48,10 @@ WORKLOADS = [  # key, title, loadgen args
     ("ka64", "keep-alive GET /, c=64", ["--mode", "ka", "-c", "64"]),
     ("new8", "new connection + full handshake per request, c=8", ["--mode", "new", "-c", "8"]),
     ("bulk", "bulk download of 64 MiB /big, one connection", ["--mode", "bulk", "-c", "1", "--path", "/big"]),
+    ("upload", "bulk upload: PUT 64 MiB to /up (nginx answers at once and discards the body), one connection",
+     ["--mode", "upload", "-c", "1", "--path", "/up"]),
 ]
+BULK = ("bulk", "upload")  # workloads measured in MB/s
 
 KNOBS = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE", "BENCH_ONLY", "BENCH_WORKLOADS")
 procs = []
@@ -458,15 +461,15 @@ def write_report(rows, data, meta):
              "from /proc, divided by every request it carried (warm-up included)")
     L.append("")
     L.append("## Summary\n")
-    L.append("| path | ka c=1 req/s | ka c=64 req/s | new conn c=8 req/s | bulk MB/s | idle tunnels: proxy RSS | proxy CPU µs/req (ka c=64) |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| path | ka c=1 req/s | ka c=64 req/s | new conn c=8 req/s | bulk MB/s | upload MB/s | idle tunnels: proxy RSS | proxy CPU µs/req (ka c=64) |")
+    L.append("|---|---|---|---|---|---|---|---|")
     for r in rows:
         d = data.get(r.key)
         if r.missing or d is None:
-            L.append("| %s | %s | | | | | |" % (r.title, r.missing or "failed"))
+            L.append("| %s | %s | | | | | | |" % (r.title, r.missing or "failed"))
             continue
         cells = []
-        for k, col in (("ka1", "rps"), ("ka64", "rps"), ("new8", "rps"), ("bulk", "mb_s")):
+        for k, col in (("ka1", "rps"), ("ka64", "rps"), ("new8", "rps"), ("bulk", "mb_s"), ("upload", "mb_s")):
             c = d.get(k)
             cells.append(fmt(c[col]) + ratio(c[col], d0.get(k, {}).get(col)) if c else "—")
         idl = d.get("idle")
@@ -478,7 +481,7 @@ def write_report(rows, data, meta):
     L.append("")
     for key, title, _ in WORKLOADS:
         L.append("## %s\n" % title)
-        bulk = key == "bulk"
+        bulk = key in BULK
         L.append("| path | %s | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU %s | nginx CPU %s |" %
                  ("MB/s" if bulk else "req/s", "ms/MB" if bulk else "µs/req", "ms/MB" if bulk else "µs/req"))
         L.append("|---|---|---|---|---|---|---|---|")
@@ -527,7 +530,7 @@ def write_report(rows, data, meta):
             L.append("# %s\n%s" % (r.key, r.cmd.replace(tmp, "TMP")))
     L.append("")
     L.append("# loadgen, e.g. (every cell's exact line is in bench/results/latest.json)")
-    for key in ("ka64", "bulk"):
+    for key in ("ka64", "bulk", "upload"):
         for rk in ("direct", "egressd-intercept"):
             c = (data.get(rk) or {}).get(key)
             if c:
@@ -558,11 +561,12 @@ def chart(rows, data):
         log("python3-matplotlib missing: no chart")
         return
     panels = [("ka1", "rps", "keep-alive c=1 (req/s)"), ("ka64", "rps", "keep-alive c=64 (req/s)"),
-              ("new8", "rps", "new conn/request c=8 (req/s)"), ("bulk", "mb_s", "bulk 64 MiB (MB/s)"),
+              ("new8", "rps", "new conn/request c=8 (req/s)"), ("bulk", "mb_s", "bulk download 64 MiB (MB/s)"),
+              ("upload", "mb_s", "bulk upload 64 MiB (MB/s)"),
               ("ka64", "cpu_us_per_req", "proxy CPU µs/request (ka c=64)"),
               ("idle", "kib_per_conn", "proxy KiB per idle tunnel")]
     shown = [r for r in rows if not r.missing and data.get(r.key)]
-    fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
+    fig, axes = plt.subplots(2, 4, figsize=(21, 8.5))
     colors = ["#555555", "#1f77b4", "#0b3d91", "#2ca02c", "#98df8a", "#d62728", "#ff7f0e"]
     for ax, (k, col, title) in zip(axes.flat, panels):
         names, vals, cols = [], [], []
@@ -584,6 +588,8 @@ def chart(rows, data):
         ax.set_title(title, fontsize=10)
         ax.margins(x=0.3)
         ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
     fig.suptitle("egressd bench (loopback, %d cores; %s)" % (os.cpu_count(), datetime.date.today()), fontsize=12)
     fig.tight_layout()
     fig.savefig(os.path.join(RESULTS, "chart.png"), dpi=90)

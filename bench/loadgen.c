@@ -1,5 +1,5 @@
 /* loadgen.c -- HTTP/1.1-over-TLS load generator for bench/run.sh: keep-alive, new
- * connection per request, bulk download and idle connections, directly or through an
+ * connection per request, bulk download, bulk upload and idle connections, directly or through an
  * HTTP CONNECT proxy. libevent (one event_base per thread) + OpenSSL (one shared SSL_CTX).
  *
  * Output: one JSON line on stdout. For --mode idle a first line is printed once every
@@ -30,8 +30,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-enum mode { M_KA, M_NEW, M_BULK, M_IDLE };
-enum state { ST_TCP, ST_PXW, ST_PXR, ST_HS, ST_SEND, ST_RECV, ST_IDLE };
+enum mode { M_KA, M_NEW, M_BULK, M_IDLE, M_UPLOAD };
+enum state { ST_TCP, ST_PXW, ST_PXR, ST_HS, ST_SEND, ST_BODY, ST_RECV, ST_IDLE };
 enum body { B_HEAD, B_CL, B_CHSIZE, B_CHEXT, B_CHDATA, B_CHDATACR, B_CHDATALF, B_TRAILER,
 	    B_TRAILER_LF, B_DONE };
 
@@ -49,6 +49,7 @@ struct opts {
 	const char *cafile;
 	int conns, threads, reuse, max_inflight;
 	double duration, warmup, hold;
+	long long upload;	/* upload: request body bytes */
 	char extra[4096];	/* extra request header lines, each ending in CRLF */
 };
 
@@ -71,6 +72,7 @@ struct conn {
 	int status, chunked, close_after;
 	long long left;		/* body bytes left (Content-Length or current chunk) */
 	int counted;		/* idle: this connection's setup has been counted */
+	long long body_left;	/* upload: request body bytes still to send */
 };
 
 struct worker {
@@ -88,7 +90,8 @@ struct worker {
 
 static struct opts o = { .mode = M_KA, .host = "localhost", .port = 443, .addr = "127.0.0.1",
 			 .path = "/", .conns = 1, .threads = 2, .max_inflight = 256,
-			 .duration = 5, .warmup = 0.5, .hold = 600 };
+			 .duration = 5, .warmup = 0.5, .hold = 600, .upload = 64LL << 20 };
+static unsigned char body[65536];	/* upload: sent again and again */
 static SSL_CTX *ctx;
 static struct sockaddr_in dst;
 static char req[8192], connect_req[1024];
@@ -499,16 +502,35 @@ static void drive(struct conn *c)
 		case ST_SEND: {
 			int r = SSL_write(c->ssl, req, (int)req_len);
 			if (r > 0) {
-				c->st = ST_RECV;
+				c->st = o.mode == M_UPLOAD ? ST_BODY : ST_RECV;
+				c->body_left = o.upload;
 				break;
 			}
 			wait_or_fail(c, r);
 			return;
 		}
+		case ST_BODY: {
+			int n = c->body_left < (long long)sizeof(body) ? (int)c->body_left : (int)sizeof(body);
+			int r = n ? SSL_write(c->ssl, body, n) : 0;
+			double t;
+			if (n && r <= 0) {
+				wait_or_fail(c, r);
+				return;
+			}
+			c->body_left -= r;
+			w->bytes_all += r;
+			t = now();
+			if (t >= t_win && t <= t_end)
+				w->bytes_win += r;
+			if (!c->body_left)
+				c->st = ST_RECV;
+			break;
+		}
 		case ST_RECV: {
 			int r = SSL_read(c->ssl, w->rbuf, RBUF), p;
 			if (r > 0) {
-				w->bytes_all += r;
+				if (o.mode != M_UPLOAD)
+					w->bytes_all += r;
 				if (o.mode == M_BULK) {
 					double t = now();
 					if (t >= t_win && t <= t_end)
@@ -617,11 +639,12 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: loadgen --host NAME --port N [--addr IP] [--proxy IP:PORT [--connect-to H:P]]\n"
-		"               [--mode ka|new|bulk|idle] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
+		"               [--mode ka|new|bulk|upload|idle] [-c CONNS] [-t THREADS] [-d SECONDS]\n"
 		"               [--warmup S] [--path P] [--cafile PEM] [--reuse] [-H 'Name: value']\n"
-		"               [--max-inflight N] [--hold S]\n"
+		"               [--max-inflight N] [--hold S] [--upload-bytes N]\n"
 		"  ka: keep-alive requests; new: new connection + full handshake per request\n"
 		"  (--reuse resumes sessions); bulk: download PATH repeatedly on each connection;\n"
+		"  upload: PUT N bytes (default 64 MiB) to PATH repeatedly on each connection;\n"
 		"  idle: set up CONNS connections (one GET each), print, hold until stdin EOF.\n");
 	exit(2);
 }
@@ -634,7 +657,7 @@ int main(int argc, char **argv)
 		{ "conns", 1, 0, 'c' }, { "threads", 1, 0, 't' }, { "duration", 1, 0, 'd' },
 		{ "warmup", 1, 0, 'w' }, { "path", 1, 0, 'P' }, { "cafile", 1, 0, 'A' },
 		{ "reuse", 0, 0, 'r' }, { "header", 1, 0, 'H' }, { "max-inflight", 1, 0, 'I' },
-		{ "hold", 1, 0, 'o' }, { 0, 0, 0, 0 } };
+		{ "hold", 1, 0, 'o' }, { "upload-bytes", 1, 0, 'u' }, { 0, 0, 0, 0 } };
 	struct worker *ws;
 	char authority[512];
 	struct rlimit rl;
@@ -653,6 +676,7 @@ int main(int argc, char **argv)
 			else if (!strcmp(optarg, "new")) o.mode = M_NEW;
 			else if (!strcmp(optarg, "bulk")) o.mode = M_BULK;
 			else if (!strcmp(optarg, "idle")) o.mode = M_IDLE;
+			else if (!strcmp(optarg, "upload")) o.mode = M_UPLOAD;
 			else usage();
 			break;
 		case 'c': o.conns = (int)strtol(optarg, NULL, 10); break;
@@ -664,6 +688,7 @@ int main(int argc, char **argv)
 		case 'r': o.reuse = 1; break;
 		case 'I': o.max_inflight = (int)strtol(optarg, NULL, 10); break;
 		case 'o': o.hold = strtod(optarg, NULL); break;
+		case 'u': o.upload = strtoll(optarg, NULL, 10); break;
 		case 'H': {
 			size_t n = strlen(optarg);
 			if (xl + n + 3 > sizeof(o.extra))
@@ -676,8 +701,11 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (o.conns < 1 || o.threads < 1 || o.port < 1 || o.port > 65535 || o.duration <= 0)
+	if (o.conns < 1 || o.threads < 1 || o.port < 1 || o.port > 65535 || o.duration <= 0 ||
+	    o.upload < 0)
 		usage();
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (unsigned char)(i * 2654435761u >> 13);
 	if (o.threads > o.conns)
 		o.threads = o.conns;
 	signal(SIGPIPE, SIG_IGN);
@@ -711,8 +739,12 @@ int main(int argc, char **argv)
 		snprintf(authority, sizeof(authority), "%s", o.host);
 	else
 		snprintf(authority, sizeof(authority), "%s:%d", o.host, o.port);
-	req_len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressd-bench\r\n%s\r\n",
-			   o.path, authority, o.extra);
+	if (o.mode == M_UPLOAD)
+		req_len = snprintf(req, sizeof(req), "PUT %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressd-bench\r\n"
+				   "Content-Length: %lld\r\n%s\r\n", o.path, authority, o.upload, o.extra);
+	else
+		req_len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressd-bench\r\n%s\r\n",
+				   o.path, authority, o.extra);
 	if (req_len >= sizeof(req))
 		die("request too long");
 	connect_len = snprintf(connect_req, sizeof(connect_req), "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n\r\n",
@@ -804,12 +836,13 @@ int main(int argc, char **argv)
 			printf("{\"mode\":\"idle\",\"lost\":%llu,\"errors\":%llu}\n",
 			       (unsigned long long)lost, (unsigned long long)errs);
 		} else {
-			if (o.mode != M_BULK)
+			if (o.mode != M_BULK && o.mode != M_UPLOAD)
 				bytes = 0;
 			printf("{\"mode\":\"%s\",\"conns\":%d,\"threads\":%d,\"duration\":%.3f,"
 			       "\"requests\":%llu,\"requests_total\":%llu,\"errors\":%llu,\"rps\":%.1f,"
 			       "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"mb_s\":%.1f,\"bytes_total\":%llu}\n",
-			       o.mode == M_KA ? "ka" : o.mode == M_NEW ? "new" : "bulk", o.conns, o.threads, win,
+			       o.mode == M_KA ? "ka" : o.mode == M_NEW ? "new" :
+			       o.mode == M_BULK ? "bulk" : "upload", o.conns, o.threads, win,
 			       (unsigned long long)reqs, (unsigned long long)all, (unsigned long long)errs,
 			       reqs / win, pct(lat, n, 0.50), pct(lat, n, 0.99), pct(lat, n, 0.999),
 			       bytes / win / 1e6, (unsigned long long)ball);
