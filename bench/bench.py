@@ -471,7 +471,8 @@ def write_report(rows, data, meta):
         cells = []
         for k, col in (("ka1", "rps"), ("ka64", "rps"), ("new8", "rps"), ("bulk", "mb_s"), ("upload", "mb_s")):
             c = d.get(k)
-            cells.append(fmt(c[col]) + ratio(c[col], d0.get(k, {}).get(col)) if c else "—")
+            cells.append(fmt(c[col]) + ratio(c[col], d0.get(k, {}).get(col)) +
+                         (", **%d errors**" % c["errors"] if c["errors"] else "") if c else "—")
         idl = d.get("idle")
         cells.append("%s MiB for %s (%s KiB each)" % (fmt(idl["rss_kib"] / 1024, 1), fmt(idl["established"]),
                                                       fmt(idl["kib_per_conn"], 1)) if idl and idl.get("kib_per_conn") else "—")
@@ -544,7 +545,10 @@ def write_report(rows, data, meta):
              "the real secret arrived (%s). mitmdump and tinyproxy resolve names with the system resolver, so "
              "they get `CONNECT 127.0.0.1:PORT` (SNI and Host still name %s); egressd is given `--resolve`, "
              "squid a `hosts_file`. An intercepting egressd re-frames responses from a secret's host as chunked "
-             "and scans them for the secret." % (", ".join("%s: %s" % (k, "ok" if v else "FAILED")
+             "and scans them for the secret. nginx answers `/up` before it reads the body (then reads and "
+             "discards it): a proxy that closes the sandbox's connection once the answer is through, with "
+             "the body still coming, fails every upload (errors; its MB/s then counts bytes sent before the "
+             "close)." % (", ".join("%s: %s" % (k, "ok" if v else "FAILED")
                                                            for k, v in meta["injection"].items()), HOST))
     L.append("")
     L.append("![chart](chart.png)")

@@ -140,7 +140,7 @@ void conn_start_upstream(struct conn *c);
 void conn_client_input(struct conn *c);
 /* Reads the client (again). Enabling an intercepted connection's TLS filter
  * that is already enabled is not free: libevent runs a TLS read at once and
- * reserves a 32 KiB chain for it, which an idle connection then keeps. */
+ * reserves a chain for it, which an idle connection then keeps. */
 void conn_read_client(struct conn *c);
 void conn_log_connect(struct conn *c);
 /* Counts c once in egressd_connections_total, with its mode and decision. */

@@ -21,11 +21,12 @@
 
 /* Upstream sessions for resumption: a few per host:port slot (a collision
  * overwrites), shared by the worker threads under a mutex. The cache owns
- * private copies: OpenSSL marks a session object not resumable when a
- * connection using it ends without close_notify, which would spoil it for
- * every later connection. A TLS 1.3 ticket is used once (RFC 8446 C.4: reuse
- * lets observers link connections, and servers may refuse a second use);
- * servers send one or two with every handshake, so the slot refills. */
+ * private copies, never the session object of a live connection: OpenSSL
+ * marks that one not resumable as the connection goes on (a TLS 1.3 ticket
+ * once a handshake has used it; any session when its connection fails). A
+ * TLS 1.3 ticket is used once (RFC 8446 C.4: reuse lets observers link
+ * connections; OpenSSL refuses a second use anyway): servers send one or two
+ * with every handshake, so a slot refills while its host is in use. */
 #define SESS_PER_SLOT 8
 struct sess_slot {
 	char key[HOSTPORT_MAX];
