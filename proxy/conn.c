@@ -551,7 +551,8 @@ void conn_client_input(struct conn *c)
 
 void conn_read_client(struct conn *c)
 {
-	if (!(bufferevent_get_enabled(c->cl) & EV_READ))
+	/* a socket's re-enable also restarts its read timeout, as it always did */
+	if (!c->cl_raw || !(bufferevent_get_enabled(c->cl) & EV_READ))
 		bufferevent_enable(c->cl, EV_READ);
 }
 
