@@ -134,8 +134,6 @@ void conn_close_flushed(struct conn *c);
 void conn_refuse(struct conn *c, enum reason r, const char *detail);
 /* Sends a plain error (400/431/502) with a message and closes after flush. */
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
-/* Starts resolution + connect for c->t (already allowed by name). */
-void conn_start_upstream(struct conn *c);
 /* Handles whatever is in the client's input according to the state. */
 void conn_client_input(struct conn *c);
 /* Reads the client (again). Enabling an intercepted connection's TLS filter
@@ -158,6 +156,13 @@ void conn_on_client_read(struct bufferevent *bev, void *arg);
 void conn_on_upstream_read(struct bufferevent *bev, void *arg);
 void conn_on_write(struct bufferevent *bev, void *arg);
 void conn_on_event(struct bufferevent *bev, short what, void *arg);
+
+/* upstream.c */
+/* Starts resolution + connect for c->t (already allowed by name). */
+void upstream_start(struct conn *c);
+/* A connect attempt failed (or timed out): TCP (try the next address) or,
+ * when intercepting, the verified TLS handshake (refuse: never send anything). */
+void upstream_failed(struct conn *c, bool timed_out, const char *why);
 
 /* intercept.c */
 /* The upstream TLS is up and verified: answer (CONNECT) and start the

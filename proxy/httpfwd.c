@@ -264,7 +264,7 @@ static void forward_head(struct conn *c, const char *path, size_t plen)
 	if (c->up && !c->up_eof)
 		httpfwd_on_connected(c);
 	else
-		conn_start_upstream(c);
+		upstream_start(c);
 }
 
 static bool same_target(const struct target *a, const struct target *b)

@@ -75,9 +75,9 @@ static void direct_cb(struct evbuffer *out, const struct evbuffer_cb_info *info,
  * no read high-water mark then: libevent's runs a TLS read, and reserves a
  * 32 KiB chain that stays empty, at every drain of the filter's input; an
  * idle connection kept one), and resumes as they are consumed (direct_rd_cb,
- * on both inputs). DIRECT_READ
- * plus libevent's chain header is one 32 KiB allocation (64 KiB made 128 KiB
- * chains, which glibc mmaps: slower per request). */
+ * on both inputs). DIRECT_READ plus libevent's chain header is one 32 KiB
+ * allocation (64 KiB made 128 KiB chains, which glibc mmaps: slower per
+ * request). */
 #define DIRECT_READ (32 * 1024 - 256)
 
 static size_t client_unread(struct conn *c)

@@ -169,7 +169,7 @@ static void decide(struct conn *c, const char *name)
 	if (c->peeked == PEEK_TLS && !c->t.is_ip)
 		conn_decide_intercept(c);
 	conn_head_done(c);
-	conn_start_upstream(c);
+	upstream_start(c);
 }
 
 /* The Host of a complete request head at the start of data, or NULL. */
