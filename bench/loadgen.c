@@ -402,6 +402,16 @@ static void wait_or_fail(struct conn *c, int r)
 	conn_fail(c);
 }
 
+/* Payload bytes (received; sent, for upload): all, and those in the measured
+ * window (reported for bulk and upload only). */
+static void count_bytes(struct worker *w, int n)
+{
+	double t = now();
+	w->bytes_all += n;
+	if (t >= t_win && t <= t_end)
+		w->bytes_win += n;
+}
+
 static void drive(struct conn *c)
 {
 	struct worker *w = c->w;
@@ -512,16 +522,12 @@ static void drive(struct conn *c)
 		case ST_BODY: {
 			int n = c->body_left < (long long)sizeof(body) ? (int)c->body_left : (int)sizeof(body);
 			int r = n ? SSL_write(c->ssl, body, n) : 0;
-			double t;
 			if (n && r <= 0) {
 				wait_or_fail(c, r);
 				return;
 			}
 			c->body_left -= r;
-			w->bytes_all += r;
-			t = now();
-			if (t >= t_win && t <= t_end)
-				w->bytes_win += r;
+			count_bytes(w, r);
 			if (!c->body_left)
 				c->st = ST_RECV;
 			break;
@@ -530,12 +536,7 @@ static void drive(struct conn *c)
 			int r = SSL_read(c->ssl, w->rbuf, RBUF), p;
 			if (r > 0) {
 				if (o.mode != M_UPLOAD)
-					w->bytes_all += r;
-				if (o.mode == M_BULK) {
-					double t = now();
-					if (t >= t_win && t <= t_end)
-						w->bytes_win += r;
-				}
+					count_bytes(w, r);
 				p = parse(c, w->rbuf, r);
 				if (p < 0) {
 					conn_fail(c);
