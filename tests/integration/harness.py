@@ -1265,6 +1265,7 @@ def next_head(c, buf=b""):
     head, rest = buf.split(b"\r\n\r\n", 1)
     return head, rest
 
+
 def read_head(r):
     head = r.until(b"\r\n\r\n", limit=65536)
     lines = head.decode("latin-1").split("\r\n")

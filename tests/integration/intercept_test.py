@@ -772,11 +772,16 @@ def _(ctx):
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
 
 
-def own_upstream(ctx, srv, key, extra=()):
-    """egressd (standard policy + extra) and a sandbox TLS connection through it
-    to api.test served by test upstream srv (registered as ports[key])."""
+def serve_api(ctx, srv, key, extra=()):
+    """egressd (standard policy + extra), with api.test at ports[key] served by
+    test upstream srv."""
     W["ports"][key] = srv.port
-    e = start(ctx, extra=extra)
+    return start(ctx, extra=extra)
+
+
+def own_upstream(ctx, srv, key, extra=()):
+    """serve_api, and a sandbox TLS connection through egressd to api.test."""
+    e = serve_api(ctx, srv, key, extra)
     t, r = open_tls(ctx, e, "api.test", key=key)
     return e, t, r
 
@@ -1013,8 +1018,7 @@ def logged_resumed(e, n):
 def _(ctx):
     srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
     srv.ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    W["ports"]["tkt"] = srv.port
-    e = start(ctx)
+    e = serve_api(ctx, srv, "tkt")
     srv.tickets = 1
     check_eq(resumed_via(ctx, e, "tkt"), False, "first connection: full handshake upstream")
     srv.tickets = 0
@@ -1028,8 +1032,7 @@ def _(ctx):
        "not spoil the cached sessions: 6 connections in a row, every one after the first resumes")
 def _(ctx):
     srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
-    W["ports"]["tkt"] = srv.port
-    e = start(ctx)
+    e = serve_api(ctx, srv, "tkt")
     got_ = [resumed_via(ctx, e, "tkt") for _ in range(6)]
     check_eq(got_, [False] + [True] * 5, "resumed upstream, per connection")
     check_eq(logged_resumed(e, 6), got_, "upstream_resumed in the log")
@@ -1040,8 +1043,7 @@ def _(ctx):
        timeout=40)
 def _(ctx):
     srv = TicketServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
-    W["ports"]["tkt"] = srv.port
-    e = start(ctx)
+    e = serve_api(ctx, srv, "tkt")
     waves = []
     for _ in range(3):
         out = [None] * 8
