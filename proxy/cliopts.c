@@ -36,6 +36,9 @@ static const struct cliopt opts[] = {
 	{ "on-placeholder-leak", 0, OPT_LEAK, "log|block",
 	  "what a placeholder sent to a host not approved for it gets: logged, or "
 	  "also refused with 403", "log", RUNTIME_CMDS },
+	{ "user", 0, OPT_USER, "USER[:GROUP]",
+	  "who CMD runs as (name or number; --user root: uid 0 without capabilities)",
+	  "the user who ran sudo (SUDO_UID); as root without sudo, run refuses", CLI_RUN },
 	/* listeners and upstreams */
 	{ "listen", 0, OPT_LISTEN, "ADDR:PORT",
 	  "explicit proxy listener, CONNECT and absolute-form HTTP (repeatable; "
@@ -118,7 +121,10 @@ static const struct clicmd cmds[] = {
 	  "Exit status: 0, 1 if the CA cannot be loaded or created, 2 on a usage error.\n" },
 	{ "run", CLI_RUN, "run [OPTIONS] -- CMD [ARGS...]",
 	  "run CMD in a network jail whose TCP all goes through egressd (root)",
-	  "CMD gets the placeholders and CA bundle variables; DNS is egressd's own.\n"
+	  "CMD runs without capabilities as the user who ran sudo, or --user, in its own\n"
+	  "network, PID and mount namespaces; egressd's state dir and secret files are\n"
+	  "hidden from it. It gets the placeholders and CA bundle variables; DNS is\n"
+	  "egressd's own.\n"
 	  "Exit status: CMD's (128+N if it died of signal N), 125 if egressd fails.\n" },
 };
 

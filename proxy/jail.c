@@ -13,7 +13,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -22,7 +21,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/pidfd.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -37,8 +35,8 @@
 
 #define NETNS_RUN_DIR "/var/run/netns"
 #define ETC_NETNS "/etc/netns"
-#define LOCK_FILE "/run/egressd-jail.lock"
-#define OWNER_DIR "/run/egressd-jails"
+#define LOCK_FILE JAIL_LOCK_FILE
+#define OWNER_DIR JAIL_OWNER_DIR
 #define SUBNET_BLOCKS 16384u          /* /30s in 10.200.0.0/16 */
 #define KILL_ROUNDS 200               /* x 10 ms: bound on the kill loop */
 
@@ -48,12 +46,14 @@ struct jail {
 	char jail_if[16];      /* veth end inside the namespace */
 	char dir[64];          /* /etc/netns/<name> */
 	char conf[96];         /* /etc/netns/<name>/resolv.conf */
+	char bundle[96];       /* /etc/netns/<name>/ca-bundle.pem */
+	char nspath[64];       /* /var/run/netns/<name> */
 	struct ipaddr host_ip;
 	struct ipaddr jail_ip;
 	dev_t ns_dev;          /* identity of the namespace (for the kill loop) */
 	ino_t ns_ino;
 	bool have_ns_id;
-	bool made_ns, made_veth, made_etc, made_dir, made_conf;
+	bool made_ns, made_veth, made_etc, made_dir, made_conf, made_bundle;
 	int owner_fd;          /* flock held on OWNER_DIR/<name>, or -1 */
 };
 
@@ -257,6 +257,9 @@ static void teardown(struct jail *j)
 	if (j->made_conf && unlink(j->conf) < 0 && errno != ENOENT)
 		cleanup_warn(j->conf, strerror(errno));
 	j->made_conf = false;
+	if (j->made_bundle && unlink(j->bundle) < 0 && errno != ENOENT)
+		cleanup_warn(j->bundle, strerror(errno));
+	j->made_bundle = false;
 	if (j->made_dir && rmdir(j->dir) < 0 && errno != ENOENT)
 		cleanup_warn(j->dir, strerror(errno));
 	/* /etc/netns too once empty, whichever of two concurrent jails made
@@ -342,6 +345,8 @@ static void set_names(struct jail *j, unsigned pid, unsigned n)
 	snprintf(j->jail_if, sizeof j->jail_if, "egj%06x%x", pid & 0xffffffu, n & 0xffffffu);
 	snprintf(j->dir, sizeof j->dir, ETC_NETNS "/%s", j->name);
 	snprintf(j->conf, sizeof j->conf, ETC_NETNS "/%s/resolv.conf", j->name);
+	snprintf(j->bundle, sizeof j->bundle, ETC_NETNS "/%s/ca-bundle.pem", j->name);
+	snprintf(j->nspath, sizeof j->nspath, NETNS_RUN_DIR "/%s", j->name);
 }
 
 static void note_ns_id(struct jail *j)
@@ -430,6 +435,7 @@ static void collect(int fd, const char *name)
 	j.made_veth = path_exists("/sys/class/net/", j.host_if);
 	j.made_dir = path_exists("", j.dir);
 	j.made_conf = path_exists("", j.conf);
+	j.made_bundle = path_exists("", j.bundle);
 	if (j.made_ns)
 		note_ns_id(&j);
 	fprintf(stderr, "egressd run: removing jail %s, left by an egressd that died\n", j.name);
@@ -578,6 +584,57 @@ const char *jail_name(const struct jail *j)
 	return j->name;
 }
 
+const char *jail_netns_path(const struct jail *j)
+{
+	return j->nspath;
+}
+
+const char *jail_resolv_conf(const struct jail *j)
+{
+	return j->conf;
+}
+
+const char *jail_bundle_path(const struct jail *j)
+{
+	return j->bundle;
+}
+
+int jail_add_bundle(struct jail *j, const char *src, char *err)
+{
+	char buf[16384];
+	int in = -1, out = -1, rc = -1;
+	ssize_t n;
+
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0) {
+		seterr(err, "open %s: %s", src, strerror(errno));
+		goto out;
+	}
+	out = open(j->bundle, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (out < 0) {
+		seterr(err, "create %s: %s", j->bundle, strerror(errno));
+		goto out;
+	}
+	j->made_bundle = true;
+	fchmod(out, 0644); /* whatever the umask */
+	while ((n = read(in, buf, sizeof buf)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || write(out, buf, (size_t)n) != n) {
+			seterr(err, "copying %s to %s: %s", src, j->bundle, strerror(errno));
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	if (in >= 0)
+		close(in);
+	if (out >= 0 && close(out) < 0 && rc == 0) {
+		seterr(err, "close %s: %s", j->bundle, strerror(errno));
+		rc = -1;
+	}
+	return rc;
+}
+
 /* ------------------------------------------------------------------------
  * redirection */
 
@@ -618,82 +675,4 @@ out:
 		delete_rules(j, "filter");
 	}
 	return rc;
-}
-
-/* ------------------------------------------------------------------------
- * the command */
-
-pid_t jail_spawn(struct jail *j, char *const argv[], char *const envp[], char *err)
-{
-	size_t argc = 0;
-	const char **full = NULL;
-	int exp[2] = { -1, -1 };
-	pid_t parent = getpid(), pid = -1;
-	int exec_errno = 0;
-	ssize_t r;
-
-	while (argv[argc])
-		argc++;
-	if (!argc) {
-		seterr(err, "no command to run");
-		goto out;
-	}
-	full = xcalloc(argc + 5, sizeof *full);
-	full[0] = "ip";
-	full[1] = "netns";
-	full[2] = "exec";
-	full[3] = j->name;
-	for (size_t i = 0; i < argc; i++)
-		full[4 + i] = argv[i];
-	if (pipe2(exp, O_CLOEXEC) < 0) {
-		seterr(err, "pipe: %s", strerror(errno));
-		goto out;
-	}
-	pid = fork();
-	if (pid < 0) {
-		seterr(err, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		sigset_t none;
-		int e;
-
-		setpgid(0, 0);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(125);
-		/* egressd's handlers are reset by exec; ignored signals and the
-		 * mask are not */
-		for (int s = 1; s < NSIG; s++)
-			if (s != SIGKILL && s != SIGSTOP)
-				signal(s, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		close(exp[0]);
-		execvpe(full[0], (char *const *)full, envp);
-		e = errno;
-		if (write(exp[1], &e, sizeof e) < 0) {
-			/* the parent sees EOF and a 127 status */
-		}
-		_exit(127);
-	}
-	setpgid(pid, pid); /* either side may win the race; both set the same */
-	close(exp[1]);
-	exp[1] = -1;
-	do
-		r = read(exp[0], &exec_errno, sizeof exec_errno);
-	while (r < 0 && errno == EINTR);
-	if (r == (ssize_t)sizeof exec_errno) {
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-			;
-		seterr(err, "cannot run ip netns exec: %s", strerror(exec_errno));
-		pid = -1;
-	}
-out:
-	if (exp[0] >= 0)
-		close(exp[0]);
-	if (exp[1] >= 0)
-		close(exp[1]);
-	free(full);
-	return pid;
 }

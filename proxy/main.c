@@ -17,14 +17,18 @@
 #include "audit.h"
 #include "cliopts.h"
 #include "config.h"
+#include "jailinit.h"
 #include "pattern.h"
 #include "policy.h"
 #include "rules.h"
 #include "runcmd.h"
 #include "sandboxenv.h"
 #include "sandboxes.h"
+#include "selfguard.h"
 #include "server.h"
 #include "version.h"
+
+#define MAX_CONFIGS 16 /* -c options a command line may give */
 
 struct cli {
 	const char *command;
@@ -40,6 +44,8 @@ struct cli {
 	bool skip_config;         /* applying the command line to a sandbox's policy */
 	bool tolerant;            /* a reload: a sandbox's bad policy file is recorded */
 	const char *sandbox;      /* --sandbox NAME for check and env */
+	const char *user;         /* run --user USER[:GROUP] */
+	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
 };
 
 /* egressd X.Y.Z, then the libraries it runs with (run time where the
@@ -101,13 +107,18 @@ static bool load_config(struct cli *cli, struct policy *p, const char *path, cha
 		return true;
 	if (!cli->sbt && !config_load_main(p, path, cli->tolerant, &t, err))
 		return false;
+	if (cli->nconfig >= MAX_CONFIGS) {
+		sbx_free(t);
+		snprintf(err, CONFIG_ERRLEN, "%s: at most %d -c options", path, MAX_CONFIGS);
+		return false;
+	}
 	if (cli->sbt || (t && cli->nconfig > 0)) {
 		sbx_free(t);
 		snprintf(err, CONFIG_ERRLEN, "%s: a policy file with \"sandboxes\" must be the only -c",
 			 path);
 		return false;
 	}
-	cli->nconfig++;
+	cli->configs[cli->nconfig++] = path;
 	cli->sbt = t;
 	return true;
 }
@@ -122,6 +133,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	switch (opt) {
 	case 'c': okay = load_config(cli, p, arg, err); break;
 	case OPT_SANDBOX: cli->sandbox = arg; break;
+	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
@@ -576,9 +588,13 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca);
 	else if (sbx_named(t))
 		rc = (fprintf(stderr, "egressd run: takes one policy, not \"sandboxes\"\n"), 2);
-	else
-		rc = optind < argc ? runcmd_main(sbx_policy(t, 0), &cli->so, cli->log, argc - optind, argv + optind)
-				   : (fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n"), 125);
+	else if (optind < argc) {
+		struct runcmd_opts ro = { .log = cli->log, .user = cli->user, .configs = cli->configs };
+		rc = runcmd_main(sbx_policy(t, 0), &cli->so, &ro, argc - optind, argv + optind);
+	} else {
+		fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n");
+		rc = 125;
+	}
 	sbx_free(t);
 	return rc;
 }
@@ -608,6 +624,10 @@ int main(int argc, char **argv)
 	char err[CONFIG_ERRLEN];
 	int rc;
 
+	/* the init of `egressd run`'s PID namespace: an unprivileged exec */
+	if (argc > 3 && !strcmp(argv[1], JAILINIT_CMD) && !strcmp(argv[2], "--"))
+		return jailinit_main(argc - 3, argv + 3);
+	selfguard_init();
 	if (argc > 1 && !strcmp(argv[1], "help"))
 		return cmd_help(argc - 1, argv + 1);
 	cli.command = "serve";

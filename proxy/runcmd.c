@@ -1,6 +1,6 @@
 /* runcmd.c -- `egressd run`: jail + embedded transparent egressd + the
- * command with placeholders and CA variables, its exit status, teardown on
- * every path */
+ * command (unprivileged, in its own PID and mount namespaces) with
+ * placeholders and CA variables, its exit status, teardown on every path */
 #include "runcmd.h"
 #include "sandboxes.h"
 
@@ -18,7 +18,9 @@
 #include "alloc.h"
 #include "audit.h"
 #include "jail.h"
+#include "jailspawn.h"
 #include "policy.h"
+#include "runas.h"
 #include "sandboxenv.h"
 #include "secrets.h"
 #include "server.h"
@@ -70,13 +72,20 @@ static void add_env(char **env, size_t *n, const char *name, const char *val)
 	(*n)++;
 }
 
+/* HOME, USER and LOGNAME are the command's user's. */
+static bool is_user_var(const char *kv)
+{
+	return !strncmp(kv, "HOME=", 5) || !strncmp(kv, "USER=", 5) || !strncmp(kv, "LOGNAME=", 8);
+}
+
 /* The command's environment (caller frees each string and the array). */
-static char **make_env(const struct policy *p, const struct secretset *ss, const char *state_dir)
+static char **make_env(const struct policy *p, const struct secretset *ss, const char *bundle,
+		       const struct runas *ru)
 {
 	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
 					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
 					       "DENO_CERT", "GIT_SSL_CAINFO" };
-	char **env = xcalloc(ENV_MAX, sizeof(char *)), bundle[4200];
+	char **env = xcalloc(ENV_MAX, sizeof(char *));
 	size_t n = 0;
 
 	for (char **e = environ; *e && n + 64 < ENV_MAX; e++) {
@@ -84,12 +93,14 @@ static char **make_env(const struct policy *p, const struct secretset *ss, const
 		for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
 			ca |= strncmp(*e, ca_vars[i], strlen(ca_vars[i])) == 0 &&
 			      (*e)[strlen(ca_vars[i])] == '=';
-		if (!ca && !is_proxy_var(*e) && !is_secret_var(*e, p, ss))
+		if (!ca && !is_proxy_var(*e) && !is_user_var(*e) && !is_secret_var(*e, p, ss))
 			env[n++] = xstrdup(*e);
 	}
 	for (size_t i = 0; i < secretset_count(ss); i++)
 		add_env(env, &n, secretset_name(ss, i), secretset_placeholder(ss, i));
-	snprintf(bundle, sizeof(bundle), "%s/ca-bundle.pem", state_dir);
+	add_env(env, &n, "HOME", runas_home(ru));
+	add_env(env, &n, "USER", runas_name(ru));
+	add_env(env, &n, "LOGNAME", runas_name(ru));
 	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
 		add_env(env, &n, ca_vars[i], bundle);
 	env[n] = NULL;
@@ -112,8 +123,10 @@ static int exit_status(int st)
 	return 125;
 }
 
-/* Waits for the child, forwarding SIGINT/SIGTERM to its process group;
- * SIGHUP reopens the log. */
+/* Waits for the child (the jail's init), sending it SIGTERM on SIGINT or
+ * SIGTERM (it forwards that to every process of the jail), SIGKILL (the
+ * whole PID namespace dies with it) if it is still there 200 ms after
+ * another signal came or the wait timed out; SIGHUP reopens the log. */
 static int wait_child(pid_t child, const sigset_t *set)
 {
 	int st = 0, sig;
@@ -132,10 +145,10 @@ static int wait_child(pid_t child, const sigset_t *set)
 			audit_msg(AUDIT_ERROR, "error", "SIGHUP: cannot reopen the log: %s",
 				  strerror(errno));
 		if ((sig == SIGINT || sig == SIGTERM) && !killing) {
-			kill(-child, SIGTERM);
+			kill(child, SIGTERM);
 			killing = true;
 		} else if (killing && sig < 0) {
-			kill(-child, SIGKILL);
+			kill(child, SIGKILL);
 		}
 	}
 }
@@ -156,11 +169,55 @@ static struct sbtable *jail_table(const struct jail *j, struct policy *p)
 	return t;
 }
 
-int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int argc, char **argv)
+/* What the command must not read: the state dir (CA key, placeholder
+ * key), the jails' locks, every valueFromFile file and the policy files
+ * (inline values). NULL-terminated; the caller frees the array. */
+static const char **hidden_paths(const struct policy *p, const char *state_dir,
+				 const char *const *configs)
 {
-	char err[JAIL_ERRLEN], listen[64], dnsl[64], ip[ADDR_STRLEN];
+	size_t n = 0, cap = 3 + policy_secret_count(p);
+	const char **h;
+
+	for (const char *const *c = configs; c && *c; c++)
+		cap++;
+	h = xcalloc(cap, sizeof(char *));
+	h[n++] = state_dir;
+	h[n++] = JAIL_OWNER_DIR;
+	for (size_t i = 0; i < policy_secret_count(p); i++)
+		if (policy_secret_source(p, i) == SECRET_FROM_FILE)
+			h[n++] = policy_secret_source_arg(p, i);
+	for (const char *const *c = configs; c && *c; c++)
+		h[n++] = *c;
+	h[n] = NULL;
+	return h;
+}
+
+/* Starts the command in the jail as ru. Returns its pid or -1 with err. */
+static pid_t start_command(struct jail *j, struct policy *p, const struct server_opts *o,
+			   const char *const *configs, const struct runas *ru, char **argv,
+			   char **env, char *err)
+{
+	const char **hide = hidden_paths(p, o->state_dir, configs);
+	struct jailspawn js = {
+		.netns = jail_netns_path(j), .resolv_conf = jail_resolv_conf(j), .hide = hide,
+		.user = ru, .argv = argv, .envp = env,
+	};
+	char e[JAILSPAWN_ERRLEN];
+	pid_t pid = jailspawn_start(&js, e);
+
+	if (pid < 0)
+		snprintf(err, JAIL_ERRLEN, "%s", e);
+	free(hide);
+	return pid;
+}
+
+int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opts *ro, int argc,
+		char **argv)
+{
+	char err[JAIL_ERRLEN], listen[64], dnsl[64], ip[ADDR_STRLEN], src[4200];
 	struct jail *j = NULL;
 	struct server *s = NULL;
+	struct runas *ru = NULL;
 	char **env = NULL;
 	int rc = 125;
 	pid_t child;
@@ -174,6 +231,11 @@ int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int ar
 	sigaddset(&set, SIGHUP);
 	/* before any thread or child: signals are taken with sigtimedwait */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* as root: who the command runs as (never root with capabilities);
+	 * not root: jail_create says it needs root */
+	_Static_assert(JAIL_ERRLEN >= RUNAS_ERRLEN, "a runas error fits");
+	if (geteuid() == 0 && !(ru = runas_new(ro->user, err)))
+		goto fail;
 	j = jail_create(err);
 	if (!j)
 		goto fail;
@@ -184,20 +246,23 @@ int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int ar
 	o->ntransparent = 1;
 	o->transparent[0] = listen;
 	o->dns_listen = dnsl;
+	snprintf(src, sizeof(src), "%s/ca-bundle.pem", o->state_dir);
 	if (sandboxenv_write_bundle(o->state_dir, o->upstream_ca) < 0) {
 		snprintf(err, sizeof(err), "cannot write the CA bundle in %s", o->state_dir);
 		goto fail;
 	}
-	if (audit_open(log) < 0) {
-		snprintf(err, sizeof(err), "cannot open log %s: %s", log, strerror(errno));
+	if (jail_add_bundle(j, src, err) < 0)
+		goto fail;
+	if (audit_open(ro->log) < 0) {
+		snprintf(err, sizeof(err), "cannot open log %s: %s", ro->log, strerror(errno));
 		goto fail;
 	}
 	s = server_new(o, jail_table(j, p), err);
 	if (!s || jail_redirect(j, server_listen_port(s, 0), server_dns_port(s), err) < 0)
 		goto fail;
 	server_start(s);
-	env = make_env(p, server_secrets(s), o->state_dir);
-	child = jail_spawn(j, argv, env, err);
+	env = make_env(p, server_secrets(s), jail_bundle_path(j), ru);
+	child = start_command(j, p, o, ro->configs, ru, argv, env, err);
 	if (child < 0) {
 		server_stop(s);
 		goto fail;
@@ -211,6 +276,7 @@ out:
 	free_env(env);
 	server_free(s);
 	jail_destroy(j);
+	runas_free(ru);
 	audit_close();
 	return rc;
 }

@@ -6,10 +6,20 @@
 struct policy;
 struct server_opts;
 
+/* run's own options. */
+struct runcmd_opts {
+	const char *log;              /* --log FILE, or NULL */
+	const char *user;             /* --user USER[:GROUP], or NULL: the sudo user */
+	const char *const *configs;   /* the -c files (hidden from the command),
+				       * NULL-terminated, or NULL */
+};
+
 /* Runs argv (argc >= 1) in a fresh jail under policy p with the server
- * options o (listeners are set here). Returns the command's exit status,
- * 128+N if it died of signal N, or 125 if the jail could not be made. */
-int runcmd_main(struct policy *p, struct server_opts *o, const char *log, int argc,
-		char **argv);
+ * options o (listeners are set here), as ro->user or the user who ran sudo
+ * (never as root with capabilities: refused with 125 when neither is
+ * given). Returns the command's exit status, 128+N if it died of signal N,
+ * or 125 if the jail could not be made. */
+int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opts *ro,
+		int argc, char **argv);
 
 #endif

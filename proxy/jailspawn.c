@@ -1,0 +1,227 @@
+/* jailspawn.c -- starting `egressd run`'s command inside the jail: its own
+ * PID and mount namespaces (a fresh /proc), the jail's network namespace,
+ * egressd's files hidden, no capabilities, a tiny init as PID 1.
+ *
+ * The child comes from a raw clone(CLONE_NEWPID | CLONE_NEWNS) so that it is
+ * the new namespace's PID 1 and egressd's direct child (no middle process
+ * holding a copy of egressd's memory). glibc does not know about a raw
+ * clone, so the child uses plain system calls only until it execs. It then
+ * holds a copy of egressd's memory (keys, secret values) for a few system
+ * calls: it execs a fresh egressd binary as the init before anything from
+ * the jail runs, and is non-dumpable (inherited) until then.
+ *
+ * A failing step is reported over a close-on-exec pipe as {step, path,
+ * errno}: step and path are addresses in memory the parent has too (static
+ * strings, its own js->hide), so the parent can print them. EOF on the pipe
+ * means the exec happened. */
+#include "jailspawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "errmsg.h"
+#include "jailinit.h"
+#include "runas.h"
+
+#define seterr(err, ...) errmsg_set((err), JAILSPAWN_ERRLEN, __VA_ARGS__)
+
+/* What the child reports when a step fails. */
+struct report {
+	const char *step;
+	const char *path;
+	int err;
+};
+
+/* Everything the child needs, prepared by the parent (no allocation after
+ * the clone). */
+struct plan {
+	const struct jailspawn *js;
+	int net_fd;            /* the network namespace */
+	int exe_fd;            /* this binary, for the init */
+	int report_fd;         /* write end of the report pipe */
+	const char *cwd;       /* the current directory, or NULL */
+	char **init_argv;      /* egressd JAILINIT_CMD -- CMD... */
+};
+
+__attribute__((noreturn))
+static void child_fail(const struct plan *pl, const char *step, const char *path)
+{
+	struct report r = { step, path, errno };
+
+	if (write(pl->report_fd, &r, sizeof r) < 0) {
+		/* the parent then sees a bare 125 */
+	}
+	_exit(125);
+}
+
+/* SIGKILL when egressd dies; _exit if it already has (the report pipe's
+ * read end, which egressd holds, is then closed). */
+static void die_with_parent(const struct plan *pl)
+{
+	struct pollfd p = { .fd = pl->report_fd, .events = POLLOUT };
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)))
+		_exit(125);
+}
+
+/* The mount namespace: nothing propagates back to the host; /proc of the
+ * new PID namespace; /sys of the jail's network namespace; resolv.conf. */
+static void set_mounts(const struct plan *pl)
+{
+	const unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+		child_fail(pl, "making / a slave mount", NULL);
+	if (umount2("/proc", MNT_DETACH) < 0 && errno != EINVAL)
+		child_fail(pl, "unmounting the host's /proc", NULL);
+	if (mount("proc", "/proc", "proc", fl, NULL) < 0)
+		child_fail(pl, "mounting a fresh /proc", NULL);
+	if (umount2("/sys", MNT_DETACH) < 0 && errno != EINVAL)
+		child_fail(pl, "unmounting the host's /sys", NULL);
+	if (mount("sysfs", "/sys", "sysfs", fl | MS_RDONLY, NULL) < 0)
+		child_fail(pl, "mounting /sys", NULL);
+	if (mount(pl->js->resolv_conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
+		child_fail(pl, "bind-mounting resolv.conf over", "/etc/resolv.conf");
+}
+
+/* Files first: one inside a hidden directory is then still reachable. */
+static void hide_paths(const struct plan *pl)
+{
+	for (int dirs = 0; dirs < 2; dirs++) {
+		for (const char *const *h = pl->js->hide; h && *h; h++) {
+			struct stat st;
+
+			if (stat(*h, &st) < 0) {
+				if (errno == ENOENT)
+					continue;
+				child_fail(pl, "stat", *h);
+			}
+			if (S_ISDIR(st.st_mode) != dirs)
+				continue;
+			if (dirs && mount("tmpfs", *h, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC |
+					  MS_RDONLY, "size=4k,nr_inodes=1,mode=000") < 0)
+				child_fail(pl, "mounting an empty tmpfs over", *h);
+			if (!dirs && (mount("/dev/null", *h, NULL, MS_BIND, NULL) < 0 ||
+				      mount(NULL, *h, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0))
+				child_fail(pl, "bind-mounting /dev/null over", *h);
+		}
+	}
+}
+
+__attribute__((noreturn))
+static void child_main(const struct plan *pl)
+{
+	const char *step = NULL;
+
+	die_with_parent(pl);
+	setpgid(0, 0); /* out of the terminal's foreground group, as before */
+	if (setns(pl->net_fd, CLONE_NEWNET) < 0)
+		child_fail(pl, "entering the network namespace", pl->js->netns);
+	set_mounts(pl);
+	hide_paths(pl);
+	/* by path again: the old directory may be one just hidden */
+	if (!pl->cwd || chdir(pl->cwd) < 0)
+		if (chdir("/") < 0)
+			child_fail(pl, "chdir", "/");
+	if (runas_apply(pl->js->user, &step) < 0)
+		child_fail(pl, step, NULL);
+	die_with_parent(pl); /* a credential change cleared the death signal */
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		child_fail(pl, "close_range", NULL);
+	fexecve(pl->exe_fd, pl->init_argv, pl->js->envp);
+	child_fail(pl, "executing the jail's init (this egressd binary)", NULL);
+}
+
+/* Waits for the child's report: 0 if it exec'd (EOF), else -1 with err. */
+static int read_report(int fd, pid_t pid, char *err)
+{
+	struct report r;
+	ssize_t n;
+
+	do
+		n = read(fd, &r, sizeof r);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof r)
+		seterr(err, "the jail's process failed before reporting why");
+	else
+		seterr(err, "setting up the command's namespaces: %s%s%s: %s", r.step,
+		       r.path ? " " : "", r.path ? r.path : "", strerror(r.err));
+	return -1;
+}
+
+pid_t jailspawn_start(const struct jailspawn *js, char *err)
+{
+	struct plan pl = { .js = js, .net_fd = -1, .exe_fd = -1, .report_fd = -1 };
+	int rep[2] = { -1, -1 };
+	size_t argc = 0;
+	char cwd[PATH_MAX];
+	pid_t pid = -1;
+
+	while (js->argv[argc])
+		argc++;
+	if (!argc) {
+		seterr(err, "no command to run");
+		goto out;
+	}
+	pl.init_argv = xcalloc(argc + 4, sizeof(char *));
+	pl.init_argv[0] = (char *)"egressd";
+	pl.init_argv[1] = (char *)JAILINIT_CMD;
+	pl.init_argv[2] = (char *)"--";
+	memcpy(pl.init_argv + 3, js->argv, argc * sizeof(char *));
+	pl.cwd = getcwd(cwd, sizeof cwd);
+	if ((pl.net_fd = open(js->netns, O_RDONLY | O_CLOEXEC)) < 0) {
+		seterr(err, "open %s: %s", js->netns, strerror(errno));
+		goto out;
+	}
+	if ((pl.exe_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)) < 0) {
+		seterr(err, "open /proc/self/exe: %s", strerror(errno));
+		goto out;
+	}
+	if (pipe2(rep, O_CLOEXEC) < 0) {
+		seterr(err, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	pl.report_fd = rep[1];
+	pid = (pid_t)syscall(SYS_clone, CLONE_NEWPID | CLONE_NEWNS | SIGCHLD, NULL, NULL, NULL,
+			     NULL);
+	if (pid < 0) {
+		seterr(err, "clone (new PID and mount namespaces): %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child_main(&pl);
+	setpgid(pid, pid); /* either side may win the race; both set the same */
+	close(rep[1]);
+	rep[1] = -1;
+	if (read_report(rep[0], pid, err) < 0)
+		pid = -1;
+out:
+	for (int i = 0; i < 2; i++)
+		if (rep[i] >= 0)
+			close(rep[i]);
+	if (pl.net_fd >= 0)
+		close(pl.net_fd);
+	if (pl.exe_fd >= 0)
+		close(pl.exe_fd);
+	free(pl.init_argv);
+	return pid;
+}
