@@ -106,7 +106,8 @@ def dns_query(server, name, qtype):
 
 
 def step_env(_):
-    r = {"env": dict(os.environ)}
+    r = {"env": dict(os.environ), "uid": os.getuid(), "gid": os.getgid(),
+         "groups": sorted(os.getgroups())}
     try:
         with open("/etc/resolv.conf") as f:
             r["resolv"] = f.read()
@@ -274,8 +275,116 @@ def step_sleep(a):
     return {}
 
 
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _connect(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "connected"
+    except OSError as e:
+        return "refused: %s" % e
+
+
+def step_escape(a):
+    """Everything a command might try to get out of the jail; each attempt's
+    outcome. Never prints a secret: reads are summarised (byte count, and
+    whether a value the test made, "sk-REAL-", was in them)."""
+    o = a[0]
+    deadline = time.time() + 20
+    while not os.path.exists(o["pidfile"]) and time.time() < deadline:
+        time.sleep(0.05)
+    with open(o["pidfile"]) as f:
+        pid = int(f.read())
+    libc, r = _libc(), {}
+    with open("/proc/self/status") as f:
+        r["caps"] = {l.split(":")[0]: l.split()[1] for l in f if l.startswith("Cap")}
+    r["pids"] = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+    seen = []
+    for d in ["%d" % pid] + [str(x) for x in r["pids"]]:
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                if b"sk-REAL-" in f.read():
+                    seen.append(d)
+        except OSError:
+            pass
+    r["environ_with_secret"] = seen
+    r["files"] = {}
+    for path in o["files"]:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            r["files"][path] = "read %d bytes%s" % (len(data), ", a secret" if b"sk-REAL-" in data
+                                                    or b"PRIVATE KEY" in data else "")
+        except OSError as e:
+            r["files"][path] = "error: %s" % e.strerror
+    try:
+        os.kill(pid, 0)
+        r["kill"] = "ok"
+    except OSError as e:
+        r["kill"] = "error: %s" % e.strerror
+    rc = libc.ptrace(16, pid, None, None)  # PTRACE_ATTACH
+    r["ptrace"] = "ok" if rc == 0 else "error: %s" % os.strerror(__import__("ctypes").get_errno())
+    rc = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+    r["mount"] = "ok" if rc == 0 else "error: %s" % os.strerror(__import__("ctypes").get_errno())
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        r["raw_socket"] = "ok"
+    except OSError as e:
+        r["raw_socket"] = "error: %s" % e.strerror
+    targets = [tuple(t) for t in o.get("connect", [])]
+    r["connect"] = {"%s:%d (here)" % t: _connect(*t) for t in targets}
+    r["setns"] = {}
+    ns = ["/proc/%d/ns/%s" % (pid, k) for k in ("net", "mnt", "pid", "ipc", "uts", "cgroup",
+                                                "user")] + ["/proc/1/ns/net"]
+    try:
+        ns += ["/var/run/netns/" + n for n in sorted(os.listdir("/var/run/netns"))]
+    except OSError:
+        pass
+    for path in ns:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            r["setns"][path] = "open: %s" % e.strerror
+            continue
+        rc = libc.setns(fd, 0)
+        err = __import__("ctypes").get_errno()
+        os.close(fd)
+        if rc != 0:
+            r["setns"][path] = "setns: %s" % os.strerror(err)
+            continue
+        r["setns"][path] = "entered"
+        for t in targets:
+            r["connect"]["%s:%d (after entering %s)" % (t[0], t[1], path)] = _connect(*t)
+    return r
+
+
+def step_listen(a):
+    """Listens on 0.0.0.0:port for up to `wait` seconds, until the file
+    `stop` exists; the peers it accepted."""
+    port, wait, stop = a
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(8)
+    s.settimeout(0.2)
+    got, end = [], time.time() + wait
+    while time.time() < end and not os.path.exists(stop):
+        try:
+            c, peer = s.accept()
+            got.append(peer[0])
+            c.close()
+        except socket.timeout:
+            pass
+    s.close()
+    return {"accepted": got}
+
+
 STEPS = {"env": step_env, "dns": step_dns, "urllib": step_urllib, "tls": step_tls,
-         "tcp": step_tcp, "udp": step_udp, "exec": step_exec, "sleep": step_sleep}
+         "tcp": step_tcp, "udp": step_udp, "exec": step_exec, "sleep": step_sleep,
+         "escape": step_escape, "listen": step_listen}
 
 
 def tool_main(steps):
@@ -309,15 +418,19 @@ NETNS = maybe_reexec_in_netns(__file__) if IS_ROOT else False
 
 PUB = "203.0.113.7"      # on the suite's loopback: IP-pattern upstreams listen here
 ELSEWHERE = "203.0.113.9"  # not local anywhere: reachable only by a name egressd checks
-TOOL = os.path.abspath(__file__)
-PY = sys.executable
+TOOL = os.path.abspath(__file__)  # copied by setup() where any user can read it
+# inside the jail the command runs as another user: a system python, not one
+# under a home directory only root may enter
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+JAIL_USER = {"SUDO_UID": "65534", "SUDO_GID": "65534", "SUDO_USER": "nobody"}
 NODE = shutil.which("node")
 PH_RE = r"egressd-ph-[0-9a-f]{32}"
 CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
            "DENO_CERT", "GIT_SSL_CAINFO")
 _RND = uuid.uuid4().hex
 REAL = {"SKEY": "sk-REAL-S-" + _RND[:20],   # --secret SKEY=secret.test (egressd's env)
-        "BKEY": "sk-REAL-B-" + _RND[12:32]}  # policy file: valueFromEnv SRC_B
+        "BKEY": "sk-REAL-B-" + _RND[12:32],  # policy file: valueFromEnv SRC_B
+        "FKEY": "sk-REAL-F-" + _RND[6:26]}   # escape cases: valueFromFile (root's, 0600)
 
 suite = Suite("run")
 W = {}  # the world: certificates, upstreams, policy; filled by setup()
@@ -420,6 +533,18 @@ def setup():
                                 "%s:%d" % (PUB, W["banner"].port)],
                    "secrets": {"BKEY": {"hosts": ["secret.test"], "valueFromEnv": "SRC_B"}}},
                   f, indent=1)
+    global TOOL
+    TOOL = os.path.join(suite.tmp, "jail_tool.py")
+    shutil.copy(os.path.abspath(__file__), TOOL)
+    os.chmod(TOOL, 0o644)
+    # a valueFromFile secret (root's, 0600) for the escape cases
+    W["fkey"] = os.path.join(suite.tmp, "fkey.txt")
+    with open(W["fkey"], "w") as f:
+        f.write(REAL["FKEY"] + "\n")
+    os.chmod(W["fkey"], 0o600)
+    W["fpolicy"] = os.path.join(suite.tmp, "fpolicy.json")
+    with open(W["fpolicy"], "w") as f:
+        json.dump({"secrets": {"FKEY": {"hosts": ["secret.test"], "valueFromFile": W["fkey"]}}}, f)
     W["node_js"] = os.path.join(suite.tmp, "client.js")
     with open(W["node_js"], "w") as f:
         f.write(NODE_CLIENT)
@@ -498,6 +623,37 @@ def purge(traces):
             subprocess.run(["rm", "-rf", tr[1]])
 
 
+def sleep_marker():
+    """An argument for `sleep` that names it: 300.<12 random digits> seconds.
+    The command's pids are its own PID namespace's, so the test finds the
+    process by its command line instead."""
+    return "300.%012d" % (uuid.uuid4().int % 10 ** 12)
+
+
+def procs_with(marker):
+    """Live (not zombie) pids whose command line holds marker."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                if marker.encode() not in f.read():
+                    continue
+        except OSError:
+            continue
+        if proc_alive(int(d)):
+            out.append(int(d))
+    return out
+
+
+def wait_gone(marker, secs=3):
+    deadline = time.time() + secs
+    while procs_with(marker) and time.time() < deadline:
+        time.sleep(0.05)
+    return not procs_with(marker)
+
+
 def proc_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -511,7 +667,8 @@ def proc_alive(pid):
 
 
 class Run:
-    def __init__(self, ctx, cmd, args=None, extra=(), env=None, argv0=None, preexec=None):
+    def __init__(self, ctx, cmd, args=None, extra=(), env=None, argv0=None, preexec=None,
+                 sudo=True):
         ctx.runs = getattr(ctx, "runs", [])
         self.idx = len(ctx.runs)
         base = os.path.join(ctx.tmp, "run%d" % self.idx)
@@ -519,7 +676,12 @@ class Run:
         self.out_path, self.err_path = base + ".stdout", base + ".stderr"
         pol = policy_args(self.log) if args is None else list(args)
         self.argv = [argv0 or EGRESSD_BIN, "run"] + pol + list(extra) + ["--"] + list(cmd)
-        e = clean_env(dict({"SKEY": REAL["SKEY"], "SRC_B": REAL["BKEY"]}, **(env or {})))
+        # as if started through sudo by nobody: the command runs as uid 65534
+        e = clean_env(dict({"SKEY": REAL["SKEY"], "SRC_B": REAL["BKEY"]},
+                           **(JAIL_USER if sudo else {}), **(env or {})))
+        if not sudo:
+            for k in JAIL_USER:
+                e.pop(k, None)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1")
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         kw = {"preexec_fn": preexec} if preexec else {}
@@ -688,28 +850,27 @@ for _d, _c, _w in EXITS:
 
 @rcase("run: a background process the command leaves is killed at exit")
 def _(ctx):
-    r = Run(ctx, ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo bg=$!"])
+    mk = sleep_marker()
+    r = Run(ctx, ["sh", "-c", "sleep %s >/dev/null 2>&1 & echo bg=$!" % mk])
     check_eq(r.wait(), 0, "egressd run exit status")
-    m = re.search(r"bg=(\d+)", r.stdout())
-    check(m, "no bg=PID from the command")
-    pid = int(m.group(1))
-    deadline = time.time() + 3
-    while proc_alive(pid) and time.time() < deadline:
+    check(re.search(r"bg=(\d+)", r.stdout()), "no bg=PID from the command")
+    check(wait_gone(mk), "the background sleep is still alive: %r" % procs_with(mk))
+
+
+def wait_started(r, mk):
+    """Waits for the command's `child=` line and its sleep; the sleep's pids."""
+    deadline = time.time() + 20
+    while time.time() < deadline and r.proc.poll() is None:
+        if "child=" in r.stdout() and procs_with(mk):
+            return procs_with(mk)
         time.sleep(0.05)
-    check(not proc_alive(pid), "the background sleep (pid %d) is still alive" % pid)
+    return []
 
 
 def signal_case(ctx, sig):
-    r = Run(ctx, ["sh", "-c", "sleep 300 & echo child=$!; wait"])
-    deadline = time.time() + 20
-    pid = None
-    while time.time() < deadline and r.proc.poll() is None:
-        m = re.search(r"child=(\d+)", r.stdout())
-        if m:
-            pid = int(m.group(1))
-            break
-        time.sleep(0.05)
-    check(pid, "the command did not start (egressd run status %s)" % r.proc.poll())
+    mk = sleep_marker()
+    r = Run(ctx, ["sh", "-c", "sleep %s & echo child=$!; wait" % mk])
+    check(wait_started(r, mk), "the command did not start (egressd run status %s)" % r.proc.poll())
     live = jail_traces({r.proc.pid})
     kinds = {t[0] for t in live}
     check({"netns", "link", "iptables", "etc"} <= kinds,
@@ -718,7 +879,7 @@ def signal_case(ctx, sig):
     r.proc.send_signal(sig)
     rc = r.wait(15)
     ctx.note("egressd run exit status after %s: %s" % (signal.Signals(sig).name, rc))
-    check(not proc_alive(pid), "the command's sleep (pid %d) survived" % pid)
+    check(wait_gone(mk, 1), "the command's sleep survived: %r" % procs_with(mk))
     check(rc is not None and rc >= 0, "egressd run died of signal %s instead of exiting" %
           (-rc if rc is not None else "?"))
 
@@ -729,33 +890,27 @@ rcase("run: SIGINT to egressd run while the command sleeps: command killed, noth
     lambda ctx: signal_case(ctx, signal.SIGINT))
 
 
-@rcase("run: a jail left by a SIGKILLed egressd run is removed by the next run")
+@rcase("run: a jail left by a SIGKILLed egressd run is removed by the next run, which works")
 def _(ctx):
-    r = Run(ctx, ["sh", "-c", "sleep 300 & echo child=$!; wait"])
-    deadline = time.time() + 20
-    pid = None
-    while time.time() < deadline and r.proc.poll() is None and not pid:
-        m = re.search(r"child=(\d+)", r.stdout())
-        pid = int(m.group(1)) if m else None
-        time.sleep(0.05)
-    check(pid, "the command did not start (egressd run status %s)" % r.proc.poll())
+    mk = sleep_marker()
+    r = Run(ctx, ["sh", "-c", "sleep %s & echo child=$!; wait" % mk])
+    check(wait_started(r, mk), "the command did not start (egressd run status %s)" % r.proc.poll())
     live = jail_traces({r.proc.pid})
     names = [t[1] for t in live if t[0] == "netns"]
     check(len(names) == 1, "one namespace while it runs: %r" % sorted(live))
     r.proc.kill()
     r.wait(10)
-    time.sleep(0.3)
+    # the command dies with egressd (its init has SIGKILL as parent-death signal)
+    check(wait_gone(mk), "the dead run's sleep is still alive: %r" % procs_with(mk))
     check_eq(jail_traces({r.proc.pid}), live, "what SIGKILL leaves behind")
     check(os.path.exists("/run/egressd-jails/" + names[0]), "no owner lock file for the jail")
-    r2 = Run(ctx, ["true"])
+    r2 = Run(ctx, tool([["urllib", "https://allowed.test:%d/after-kill-%s" % (W["P"], token())]]))
     check_eq(r2.wait(), 0, "the next run's exit status")
+    res = r2.results()
+    check(res and res[0].get("status") == 200, "the next run's request through its jail: %r" % res)
     check_eq(jail_traces({r.proc.pid}), set(), "traces of the dead run's jail after the next run")
     check("removing jail %s, left by an egressd that died" % names[0] in r2.stderr(),
           "the next run says what it removed: %r" % r2.stderr()[-300:])
-    deadline = time.time() + 3
-    while proc_alive(pid) and time.time() < deadline:
-        time.sleep(0.05)
-    check(not proc_alive(pid), "the dead jail's sleep (pid %d) is still alive" % pid)
     check(not os.path.exists("/run/egressd-jails/" + names[0]), "owner lock file left")
 
 
@@ -807,6 +962,178 @@ def _(ctx):
     rc = r.wait()
     check_eq(rc, 125, "egressd run exit status as uid 65534")
     check("needs root" in r.stderr(), "stderr does not say it needs root: %r" % r.stderr()[-300:])
+
+
+# --------------------------------------------------------------------------
+# who the command runs as, and what it cannot reach
+
+
+@rcase("jail: as root without sudo and without --user, run refuses (125), makes no jail")
+def _(ctx):
+    r = Run(ctx, ["/bin/true"], sudo=False)
+    check_eq(r.wait(), 125, "egressd run exit status")
+    check("refusing to run the command as root" in r.stderr() and "--user" in r.stderr(),
+          "stderr does not say why: %r" % r.stderr()[-400:])
+    check(not os.path.exists("/run/egressd-jails/egressd-%d-0" % r.proc.pid),
+          "a jail was made for a refused run")
+
+
+@rcase("jail: started through sudo, the command runs as SUDO_UID/SUDO_GID with the user's "
+       "groups and HOME from the passwd entry")
+def _(ctx):
+    import pwd
+    res = run_tool(ctx, [["env"]])[0]
+    pw = pwd.getpwuid(65534)
+    check_eq((res["uid"], res["gid"]), (65534, 65534), "uid and gid inside")
+    want = sorted({65534} | set(os.getgrouplist(pw.pw_name, 65534)))
+    check_eq(res["groups"], want, "supplementary groups inside")
+    check_eq(res["env"].get("HOME"), pw.pw_dir, "HOME inside")
+    check_eq(res["env"].get("USER"), pw.pw_name, "USER inside")
+
+
+def escape_steps(pidfile, extra_connect=()):
+    st = W["state"]
+    return [["escape", {"pidfile": pidfile,
+                        "files": [os.path.join(st, "ca.key"), os.path.join(st, "placeholder.key"),
+                                  W["fkey"], W["policy"], W["fpolicy"]],
+                        "connect": [["127.0.0.1", W["Q"]]] + [list(c) for c in extra_connect]}]]
+
+
+def run_escape(ctx, extra=(), sudo=True):
+    """The escape probe in a jail whose egressd has a valueFromFile secret;
+    the probe learns egressd's pid from a file the test writes."""
+    pidfile = os.path.join(suite.tmp, "pid-" + token())
+    r = Run(ctx, tool(escape_steps(pidfile)), args=policy_args(os.path.join(ctx.tmp, "e.log")) +
+            ["-c", W["fpolicy"]], extra=extra, sudo=sudo)
+    with open(pidfile + ".tmp", "w") as f:
+        f.write(str(r.proc.pid))
+    os.chmod(pidfile + ".tmp", 0o644)
+    os.rename(pidfile + ".tmp", pidfile)
+    check_eq(r.wait(), 0, "egressd run exit status")
+    res = r.results()
+    check(len(res) == 1 and "error" not in res[0], "the probe's result: %r" % res)
+    ctx.note("inside: %s" % json.dumps(res[0], indent=1)[:3000])
+    return r, res[0]
+
+
+def check_escape(r, res):
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        check_eq(int(res["caps"].get(k, "1"), 16), 0, "%s inside" % k)
+    check(r.proc.pid not in res["pids"] and len(res["pids"]) <= 6,
+          "the command sees processes other than its own: %r" % res["pids"][:40])
+    check_eq(res["environ_with_secret"], [], "/proc/PID/environ holding a real value, read inside")
+    for path, what in res["files"].items():
+        check(not what.startswith("read") or what == "read 0 bytes",
+              "%s inside: %s" % (path, what))
+    check(res["kill"].startswith("error"), "kill(egressd, 0) inside: %s" % res["kill"])
+    check(res["ptrace"].startswith("error"), "ptrace(ATTACH, egressd) inside: %s" % res["ptrace"])
+    check(res["mount"].startswith("error"), "mount inside: %s" % res["mount"])
+    check(res["raw_socket"].startswith("error"), "raw socket inside: %s" % res["raw_socket"])
+    for what, out in res["setns"].items():
+        check(out != "entered", "setns into %s from inside" % what)
+    for what, out in res["connect"].items():
+        if what.startswith("127.0.0.1:"):
+            check(out != "connected", "the host's loopback listener %s reached" % what)
+
+
+@rcase("jail: the sudo user's command cannot read egressd's environ, the CA key, the "
+       "placeholder key or a valueFromFile file, see/ptrace/kill egressd, setns, mount, open a "
+       "raw socket or reach the host's loopback")
+def _(ctx):
+    r, res = run_escape(ctx)
+    check_escape(r, res)
+
+
+@rcase("jail: --user root runs uid 0 without any capability; egressd's files hidden all the same")
+def _(ctx):
+    r, res = run_escape(ctx, extra=["--user", "root"], sudo=False)
+    check_escape(r, res)
+    check(all(v in ("read 0 bytes",) or "Permission denied" in v for v in res["files"].values()),
+          "egressd's files inside (uid 0 owns them; they must be hidden): %r" % res["files"])
+
+
+@rcase("jail: a command cannot reach a second jail running at the same time (by its address, "
+       "or through its namespace)", timeout=90)
+def _(ctx):
+    port = 20000 + uuid.uuid4().int % 20000
+    stop = os.path.join(suite.tmp, "stop-" + token())
+    a = Run(ctx, tool([["env"], ["listen", port, 40, stop]]))
+    deadline, a_ip = time.time() + 30, None
+    while time.time() < deadline and a.proc.poll() is None and not a_ip:
+        res = a.results()
+        if res:
+            a_ip = [x for x in re.findall(r"inet (\S+)/", res[0]["ip_addr"]) if x != "127.0.0.1"][0]
+        time.sleep(0.1)
+    check(a_ip, "the first jail did not report its address")
+    pidfile = os.path.join(suite.tmp, "pid-" + token())
+    b = Run(ctx, tool(escape_steps(pidfile, [[a_ip, port]])))
+    with open(pidfile, "w") as f:
+        f.write(str(b.proc.pid))
+    os.chmod(pidfile, 0o644)
+    check_eq(b.wait(), 0, "second run exit status")
+    with open(stop, "w"):
+        pass
+    check_eq(a.wait(60), 0, "first run exit status")
+    res = a.results()
+    check(len(res) == 2, "the first jail's results: %r" % res)
+    ctx.note("second jail: %s" % json.dumps(b.results(), indent=1)[:3000])
+    check_eq(res[1].get("accepted"), [], "connections the first jail's listener accepted")
+
+
+@rcase("serve: egressd is non-dumpable and /proc/PID/environ holds no secret (also after SIGHUP)")
+def _(ctx):
+    binary = os.path.join(suite.tmp, "egressd-copy")
+    if not os.path.exists(binary):
+        shutil.copy(EGRESSD_BIN, binary)
+        os.chmod(binary, 0o755)
+    state = os.path.join(ctx.tmp, "serve-state")
+    os.makedirs(state, mode=0o700)
+    os.chown(state, 65534, 65534)
+    os.chmod(ctx.tmp, 0o755)
+    errp = os.path.join(ctx.tmp, "serve.stderr")
+
+    def drop():
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    with open(errp, "wb") as er:
+        p = spawn([binary, "serve", "--listen", "127.0.0.1:0", "--secret", "SKEY=secret.test",
+                   "--state-dir", state], env=clean_env({"SKEY": REAL["SKEY"], "HOME": state}),
+                  stdout=subprocess.DEVNULL, stderr=er, stdin=subprocess.DEVNULL, preexec_fn=drop)
+    ctx.procs.append(p)
+
+    def err():
+        with open(errp, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(text):
+        deadline = time.time() + 20
+        while time.time() < deadline and p.poll() is None and text not in err():
+            time.sleep(0.05)
+        return text in err()
+    check(wait_for("listening on"), "egressd serve did not start: %r" % err()[-500:])
+    with open("/proc/%d/environ" % p.pid, "rb") as f:
+        env = f.read()
+    check(REAL["SKEY"].encode() not in env and b"SKEY=" not in env,
+          "egressd's /proc/PID/environ still holds SKEY")
+    with open("/proc/%d/status" % p.pid) as f:
+        uid = re.search(r"^Uid:\s+(\d+)", f.read(), re.M).group(1)
+    check_eq(uid, "65534", "egressd's uid")
+    check_eq(os.stat("/proc/%d/environ" % p.pid).st_uid, 0,
+             "owner of /proc/PID/environ of egressd running as 65534 (root when non-dumpable)")
+    same_uid = subprocess.run([PY, "-c", "open('/proc/%d/environ').read()" % p.pid],
+                              preexec_fn=drop, capture_output=True, text=True, timeout=20)
+    check(same_uid.returncode != 0 and "Permission denied" in same_uid.stderr,
+          "a process of egressd's own uid read its environ: rc %d %r" %
+          (same_uid.returncode, same_uid.stderr[-300:]))
+    p.send_signal(signal.SIGHUP)
+    check(wait_for("policy reloaded"), "SIGHUP reload with --secret from the environment: %r" %
+          err()[-500:])
+    with open("/proc/%d/environ" % p.pid, "rb") as f:
+        check(REAL["SKEY"].encode() not in f.read(), "environ holds SKEY after the reload")
+    p.terminate()
+    p.wait(15)
+    check(REAL["SKEY"] not in err(), "the real value on egressd's stderr")
 
 
 # --------------------------------------------------------------------------
