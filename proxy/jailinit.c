@@ -54,13 +54,13 @@ static int reap(pid_t cmd)
 	return rc;
 }
 
-int jailinit_main(int argc, char **argv)
+void jailinit_main(int argc, char **argv)
 {
 	sigset_t all;
 	pid_t cmd;
 
 	if (argc < 1)
-		return 125;
+		_exit(125);
 	/* dispositions egressd ignored (SIGPIPE) survive exec: not for CMD */
 	for (int s = 1; s < NSIG; s++)
 		if (s != SIGKILL && s != SIGSTOP)
@@ -70,7 +70,7 @@ int jailinit_main(int argc, char **argv)
 	cmd = fork();
 	if (cmd < 0) {
 		fprintf(stderr, "egressd run: fork: %s\n", strerror(errno));
-		return 125;
+		_exit(125);
 	}
 	if (cmd == 0)
 		start_command(argv);
@@ -85,6 +85,6 @@ int jailinit_main(int argc, char **argv)
 			continue;
 		}
 		if ((rc = reap(cmd)) >= 0)
-			return rc;
+			_exit(rc); /* no atexit work: nothing to flush, no leak check */
 	}
 }

@@ -8,9 +8,10 @@
  * unprivileged, in the jail): `egressd JAILINIT_CMD -- CMD [ARGS...]`. */
 #define JAILINIT_CMD "__jail-init"
 
-/* argv: CMD [ARGS...] (argc >= 1), looked up in PATH. Never returns to
- * egressd's main: returns the exit status to use, CMD's own (128+N if it
- * died of signal N; 127 if it cannot be started, 126 if not executable). */
-int jailinit_main(int argc, char **argv);
+/* argv: CMD [ARGS...] (argc >= 1), looked up in PATH. Does not return: the
+ * process _exits with CMD's status (128+N if it died of signal N; 127 if it
+ * cannot be found, 126 if it cannot be executed, 125 if it cannot be
+ * started at all). */
+__attribute__((noreturn)) void jailinit_main(int argc, char **argv);
 
 #endif

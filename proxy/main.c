@@ -626,7 +626,7 @@ int main(int argc, char **argv)
 
 	/* the init of `egressd run`'s PID namespace: an unprivileged exec */
 	if (argc > 3 && !strcmp(argv[1], JAILINIT_CMD) && !strcmp(argv[2], "--"))
-		return jailinit_main(argc - 3, argv + 3);
+		jailinit_main(argc - 3, argv + 3);
 	selfguard_init();
 	if (argc > 1 && !strcmp(argv[1], "help"))
 		return cmd_help(argc - 1, argv + 1);

@@ -170,12 +170,13 @@ static struct sbtable *jail_table(const struct jail *j, struct policy *p)
 }
 
 /* What the command must not read: the state dir (CA key, placeholder
- * key), the jails' locks, every valueFromFile file and the policy files
- * (inline values). NULL-terminated; the caller frees the array. */
+ * key), the jails' locks (a uid-0 command could hold them), every
+ * valueFromFile file and the policy files (inline values).
+ * NULL-terminated; the caller frees the array. */
 static const char **hidden_paths(const struct policy *p, const char *state_dir,
 				 const char *const *configs)
 {
-	size_t n = 0, cap = 3 + policy_secret_count(p);
+	size_t n = 0, cap = 4 + policy_secret_count(p);
 	const char **h;
 
 	for (const char *const *c = configs; c && *c; c++)
@@ -183,6 +184,7 @@ static const char **hidden_paths(const struct policy *p, const char *state_dir,
 	h = xcalloc(cap, sizeof(char *));
 	h[n++] = state_dir;
 	h[n++] = JAIL_OWNER_DIR;
+	h[n++] = JAIL_LOCK_FILE;
 	for (size_t i = 0; i < policy_secret_count(p); i++)
 		if (policy_secret_source(p, i) == SECRET_FROM_FILE)
 			h[n++] = policy_secret_source_arg(p, i);
