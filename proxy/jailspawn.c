@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,8 +80,97 @@ static void die_with_parent(const struct plan *pl)
 		_exit(125);
 }
 
+/* "/proc/self/fd/<fd>" into buf (no stdio after a raw clone). */
+static const char *fd_path(int fd, char buf[32])
+{
+	char digits[12];
+	int n = 0, k = 0;
+
+	do
+		digits[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) > 0 && n < 11);
+	memcpy(buf, "/proc/self/fd/", 14);
+	k = 14;
+	while (n > 0)
+		buf[k++] = digits[--n];
+	buf[k] = '\0';
+	return buf;
+}
+
+/* Bind-mounts what fd refers to (opened O_PATH before /dev was covered)
+ * onto path, made first as an empty file or directory. */
+static void bind_fd(const struct plan *pl, int fd, const char *path, bool dir, unsigned long extra)
+{
+	char src[32];
+	int t;
+
+	if (dir) {
+		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+			child_fail(pl, "mkdir", path);
+	} else if ((t = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		child_fail(pl, "creating", path);
+	} else {
+		close(t);
+	}
+	if (mount(fd_path(fd, src), path, NULL, MS_BIND | extra, NULL) < 0)
+		child_fail(pl, "bind-mounting the host's device onto", path);
+}
+
+/* A minimal /dev: a tmpfs with the host's null, zero, full, random,
+ * urandom, tty and ptmx nodes, its /dev/pts, a fresh /dev/shm and the usual
+ * links; nothing else of the host's devices (disks, kmsg, ...) is there.
+ * Read-only but for what is mounted on it. */
+static void make_dev(const struct plan *pl)
+{
+	static const char *const nodes[][2] = {
+		{ "/dev/null", NULL }, { "/dev/zero", NULL }, { "/dev/full", NULL },
+		{ "/dev/random", NULL }, { "/dev/urandom", NULL }, { "/dev/tty", NULL },
+		{ "/dev/ptmx", NULL }, { "/dev/pts", "dir" },
+	};
+	static const char *const links[][2] = {
+		{ "/proc/self/fd", "/dev/fd" }, { "/proc/self/fd/0", "/dev/stdin" },
+		{ "/proc/self/fd/1", "/dev/stdout" }, { "/proc/self/fd/2", "/dev/stderr" },
+	};
+	enum { NNODES = sizeof nodes / sizeof nodes[0] };
+	int fds[NNODES];
+
+	for (size_t i = 0; i < NNODES; i++)
+		fds[i] = open(nodes[i][0], O_PATH | O_CLOEXEC);
+	if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=64k") < 0)
+		child_fail(pl, "mounting a tmpfs over", "/dev");
+	for (size_t i = 0; i < NNODES; i++)
+		if (fds[i] >= 0) /* a host without one does without it */
+			bind_fd(pl, fds[i], nodes[i][0], nodes[i][1] != NULL, MS_REC);
+	if (mkdir("/dev/shm", 01777) < 0 || chmod("/dev/shm", 01777) < 0 ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+		child_fail(pl, "making", "/dev/shm");
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
+		if (symlink(links[i][0], links[i][1]) < 0)
+			child_fail(pl, "symlink", links[i][1]);
+	if (mount(NULL, "/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+		  NULL) < 0)
+		child_fail(pl, "making /dev read-only", NULL);
+	for (size_t i = 0; i < NNODES; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* path bound onto itself read-only: the kernel's knobs there take writes
+ * from uid 0 on permission bits alone (--user root has no capability but
+ * owns them). */
+static void read_only(const struct plan *pl, const char *path)
+{
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return; /* a kernel without it */
+	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+	    mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV |
+		  MS_NOEXEC, NULL) < 0)
+		child_fail(pl, "making read-only", path);
+}
+
 /* The mount namespace: nothing propagates back to the host; /proc of the
- * new PID namespace; /sys of the jail's network namespace; resolv.conf. */
+ * new PID namespace (its sysctls and sysrq-trigger read-only); /sys of the
+ * jail's network namespace, read-only; a minimal /dev; resolv.conf. */
 static void set_mounts(const struct plan *pl)
 {
 	const unsigned long fl = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -91,10 +181,13 @@ static void set_mounts(const struct plan *pl)
 		child_fail(pl, "unmounting the host's /proc", NULL);
 	if (mount("proc", "/proc", "proc", fl, NULL) < 0)
 		child_fail(pl, "mounting a fresh /proc", NULL);
+	read_only(pl, "/proc/sys");
+	read_only(pl, "/proc/sysrq-trigger");
 	if (umount2("/sys", MNT_DETACH) < 0 && errno != EINVAL)
 		child_fail(pl, "unmounting the host's /sys", NULL);
 	if (mount("sysfs", "/sys", "sysfs", fl | MS_RDONLY, NULL) < 0)
 		child_fail(pl, "mounting /sys", NULL);
+	make_dev(pl);
 	if (mount(pl->js->resolv_conf, "/etc/resolv.conf", NULL, MS_BIND, NULL) < 0)
 		child_fail(pl, "bind-mounting resolv.conf over", "/etc/resolv.conf");
 }

@@ -329,6 +329,19 @@ def step_escape(a):
     r["ptrace"] = "ok" if rc == 0 else "error: %s" % os.strerror(__import__("ctypes").get_errno())
     rc = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
     r["mount"] = "ok" if rc == 0 else "error: %s" % os.strerror(__import__("ctypes").get_errno())
+    # a kernel knob uid 0 may write by its permission bits: written back
+    # with the value it has, so that succeeding changes nothing
+    try:
+        with open("/proc/sys/kernel/printk_ratelimit") as f:
+            v = f.read()
+        with open("/proc/sys/kernel/printk_ratelimit", "w") as f:
+            f.write(v)
+        r["sysctl_write"] = "ok"
+    except OSError as e:
+        r["sysctl_write"] = "error: %s" % e.strerror
+    import stat as st_
+    r["block_devices"] = sorted(d for d in os.listdir("/dev")
+                                if st_.S_ISBLK(os.lstat("/dev/" + d).st_mode))
     try:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
         r["raw_socket"] = "ok"
@@ -1029,6 +1042,8 @@ def check_escape(r, res):
     check(res["ptrace"].startswith("error"), "ptrace(ATTACH, egressd) inside: %s" % res["ptrace"])
     check(res["mount"].startswith("error"), "mount inside: %s" % res["mount"])
     check(res["raw_socket"].startswith("error"), "raw socket inside: %s" % res["raw_socket"])
+    check(res["sysctl_write"].startswith("error"), "sysctl write inside: %s" % res["sysctl_write"])
+    check_eq(res["block_devices"], [], "block devices in the command's /dev")
     for what, out in res["setns"].items():
         check(out != "entered", "setns into %s from inside" % what)
     for what, out in res["connect"].items():
@@ -1038,7 +1053,7 @@ def check_escape(r, res):
 
 @rcase("jail: the sudo user's command cannot read egressd's environ, the CA key, the "
        "placeholder key or a valueFromFile file, see/ptrace/kill egressd, setns, mount, open a "
-       "raw socket or reach the host's loopback")
+       "raw socket, write a sysctl, see a disk or reach the host's loopback")
 def _(ctx):
     r, res = run_escape(ctx)
     check_escape(r, res)
