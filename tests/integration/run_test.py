@@ -302,6 +302,12 @@ def step_escape(a):
     with open("/proc/self/status") as f:
         r["caps"] = {l.split(":")[0]: l.split()[1] for l in f if l.startswith("Cap")}
     r["pids"] = sorted(int(d) for d in os.listdir("/proc") if d.isdigit())
+    r["fds"] = {}
+    for d in os.listdir("/proc/self/fd"):
+        try:
+            r["fds"][d] = os.readlink("/proc/self/fd/" + d)
+        except OSError:
+            pass  # listdir's own descriptor, closed by now
     seen = []
     for d in ["%d" % pid] + [str(x) for x in r["pids"]]:
         try:
@@ -1044,6 +1050,8 @@ def check_escape(r, res):
     check(res["raw_socket"].startswith("error"), "raw socket inside: %s" % res["raw_socket"])
     check(res["sysctl_write"].startswith("error"), "sysctl write inside: %s" % res["sysctl_write"])
     check_eq(res["block_devices"], [], "block devices in the command's /dev")
+    check_eq({k: v for k, v in res["fds"].items() if int(k) > 2}, {},
+             "descriptors the command inherited beyond 0, 1, 2")
     for what, out in res["setns"].items():
         check(out != "entered", "setns into %s from inside" % what)
     for what, out in res["connect"].items():
