@@ -650,10 +650,11 @@ def sleep_marker():
 
 
 def procs_with(marker):
-    """Live (not zombie) pids whose command line holds marker."""
+    """Live (not zombie) pids whose command line holds marker, but for the
+    egressd run processes (whose own command line holds the command's)."""
     out = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
+        if not d.isdigit() or int(d) in ALL_RUN_PIDS:
             continue
         try:
             with open("/proc/%s/cmdline" % d, "rb") as f:
@@ -901,6 +902,29 @@ def signal_case(ctx, sig):
     check(wait_gone(mk, 1), "the command's sleep survived: %r" % procs_with(mk))
     check(rc is not None and rc >= 0, "egressd run died of signal %s instead of exiting" %
           (-rc if rc is not None else "?"))
+
+
+@rcase("run: SIGTERM reaches a command without handlers through the jail's init: 128+15")
+def _(ctx):
+    mk = sleep_marker()
+    r = Run(ctx, ["sleep", mk])
+    deadline = time.time() + 20
+    while time.time() < deadline and r.proc.poll() is None and not procs_with(mk):
+        time.sleep(0.05)
+    check(procs_with(mk), "the command did not start")
+    r.proc.send_signal(signal.SIGTERM)
+    check_eq(r.wait(15), 143, "egressd run exit status (sleep killed by SIGTERM)")
+
+
+@rcase("run: orphans the command leaves are reaped inside the jail (no zombie)")
+def _(ctx):
+    script = ("(sh -c 'exit 0' &); (sleep 0.2 &); sleep 1; "
+              "for f in /proc/[0-9]*/stat; do read -r l < $f && echo \"$l\"; done")
+    r = Run(ctx, ["sh", "-c", script])
+    check_eq(r.wait(), 0, "egressd run exit status")
+    states = re.findall(r"^\d+ \((\S+)\) (\S)", r.stdout(), re.M)
+    check(states, "no /proc/PID/stat lines from inside: %r" % r.stdout()[-300:])
+    check(not [x for x in states if x[1] == "Z"], "zombies inside: %r" % states)
 
 
 rcase("run: SIGTERM to egressd run while the command sleeps: command killed, nothing left")(
