@@ -31,7 +31,7 @@ struct redactor {
 	unsigned short count[256];
 	unsigned char first[FAST_FIRST]; /* the forms' distinct first bytes ... */
 	size_t nfirst;                /* ... how many (memchr for each when <= FAST_FIRST) */
-	unsigned char pair[8192];     /* bit (a << 8 | b): a match can begin with bytes a, b */
+	unsigned char pair[8192];     /* bit pair_index(a, b) set: a match can begin a, b */
 	size_t maxlen;                /* longest text a match can span */
 	char *hold;                   /* held-back bytes (maxlen), wiped */
 	size_t hold_len;
