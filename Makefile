@@ -32,9 +32,14 @@ UNIT_BIN = $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC = $(wildcard fuzz/fuzz_*.c)
 REPLAY_BIN = $(FUZZ_SRC:fuzz/%.c=$(BUILD)/replay/%)
 
-.PHONY: all deps run demo test unit fuzz fuzz-smoke bench clean install
+.PHONY: all deps binaries run demo test unit fuzz fuzz-smoke bench clean install
 
-all: deps $(BUILD)/egressd $(BUILD)/egressd.1
+# deps first, then a fresh make: the packages it installs (llhttp's sources in
+# $(LLHTTP)) must exist before make reads that directory for the pattern rules
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+binaries: $(BUILD)/egressd $(BUILD)/egressd.1
 
 deps:
 	@scripts/deps.sh build
@@ -94,7 +99,7 @@ demo: all
 # under ASan, integration tests against both binaries; last line "N passed, N failed".
 test:
 	@scripts/deps.sh test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory binaries
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=address,undefined build/asan/egressd unit
 	@tests/run.sh
 

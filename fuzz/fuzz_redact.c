@@ -1,5 +1,6 @@
 /* fuzz_redact.c -- libFuzzer harness for the streaming redactor: whatever the
- * chunking (chosen by the first byte) its output must equal redact_string's */
+ * chunking (chosen by the first byte) its output must equal redact_string's,
+ * for raw, base64(url), hex, JSON-escaped and percent-encoded forms */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +8,8 @@
 #include "policy.h"
 #include "redact.h"
 #include "secrets.h"
-static const char *const vals[] = { "ab", "abab", "aab", "b", "sk-live-1", "sk-live-12" };
+static const char *const vals[] = { "ab", "abab", "aab", "b", "sk-live-1", "sk-live-12",
+				    "a/b c+d=\"", "k\\<&\xc3\xa9\xf0\x9f\x98\x80x" };
 static struct secretset *set; /* immutable, built once; the redactor is per input */
 static void sink(void *ctx, const char *p, size_t n)
 {
@@ -22,18 +24,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct policy *p = set ? NULL : policy_new();
 	size_t n = size - 2, off = 0, c;
 	unsigned seed = size ? data[0] : 0;
-	uint64_t mask = size > 1 && data[1] ? data[1] : 0x3f;
+	uint64_t mask = size > 1 && data[1] ? data[1] : 0xff;
 	struct obuf want, got;
 	struct redactor *r;
 
-	for (size_t i = 0; p && i < 6; i++, name[0]++)
+	for (size_t i = 0; p && i < 8; i++, name[0]++)
 		policy_add_secret(p, name, "h.test", SECRET_VALUE, vals[i], err);
 	if (p && !(set = secretset_load(p, key, err)))
 		abort();
 	policy_unref(p);
 	if (size < 2)
 		return 0;
-	obuf_init(&want, n * PLACEHOLDER_LEN + 1), obuf_init(&got, n * PLACEHOLDER_LEN + 1);
+	obuf_init(&want, n * 2 * PLACEHOLDER_LEN + 1), obuf_init(&got, n * 2 * PLACEHOLDER_LEN + 1);
 	if (!redact_string(set, mask, (const char *)data + 2, n, &want))
 		abort();
 	r = redactor_new(set, mask);

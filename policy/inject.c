@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "secform.h"
 #include "secrets.h"
 
 #define PFX_LEN (sizeof(PLACEHOLDER_PREFIX) - 1)
@@ -366,66 +367,58 @@ uint64_t inject_scan_leaks(const struct secretset *s, uint64_t approved, const c
 
 /* ---- one-shot redaction ---- */
 
-/* Leftmost-longest: at each position the longest value of mask that starts
- * there (ties: lowest index) is replaced, then scanning resumes after it.
- * This is the reference the streaming redactor (redact.c) must agree with. */
+/* Leftmost-longest: at each position the longest match of a form of a
+ * secret in mask (secform.h; ties: lowest form index) is replaced, then
+ * scanning resumes after it. This is the reference the streaming redactor
+ * (redact.c) must agree with. */
 bool redact_string(const struct secretset *s, uint64_t mask, const char *text, size_t n,
 		   struct obuf *out)
 {
-	size_t start = out->len, i = 0, lit = 0, cnt = secretset_count(s);
-	unsigned char first[32] = { 0 }; /* bitmap of the values' first bytes */
+	size_t start = out->len, i = 0, lit = 0, nf = 0, cnt = secretset_count(s);
+	unsigned char first[32] = { 0 }; /* bitmap of the bytes a match can begin with */
+	struct secform *f;
+	bool ok = false;
 
 	if (cnt > SECRETS_MAX)
 		cnt = SECRETS_MAX;
-	for (size_t k = 0; k < cnt; k++) {
-		for (size_t j = 0; (mask >> k & 1) && j < SECRET_FORMS; j++) {
-			size_t len, rl;
-			const char *r, *v = secretset_form(s, k, j, &len, &r, &rl);
-			if (v && len)
-				first[(unsigned char)v[0] >> 3] |= (unsigned char)(1u << (v[0] & 7));
-		}
+	f = xcalloc((size_t)__builtin_popcountll(mask) * SECFORM_MAX + 1, sizeof(*f));
+	for (size_t k = 0; k < cnt; k++)
+		if (mask >> k & 1)
+			nf += secform_get(s, k, f + nf);
+	for (size_t j = 0; j < nf; j++) {
+		unsigned char c[3];
+		for (size_t m = secform_first(&f[j], c); m > 0; m--)
+			first[c[m - 1] >> 3] |= (unsigned char)(1u << (c[m - 1] & 7));
 	}
 	while (i < n) {
-		size_t blen = 0, best = SIZE_MAX, replen = 0;
-		const char *rep = NULL;
+		size_t blen = 0, best = 0;
 		unsigned char ch = (unsigned char)text[i];
 
 		if (!(first[ch >> 3] >> (ch & 7) & 1)) {
-			i++; /* no value starts with this byte */
+			i++; /* no match begins with this byte */
 			continue;
 		}
-
-		for (size_t k = 0; k < cnt; k++) {
-			if (!(mask >> k & 1))
-				continue;
-			for (size_t j = 0; j < SECRET_FORMS; j++) {
-				size_t len, rl;
-				const char *r, *v = secretset_form(s, k, j, &len, &r, &rl);
-				size_t idx = k * SECRET_FORMS + j;
-
-				if (!v || !len || len > n - i || v[0] != text[i] ||
-				    memcmp(text + i, v, len) != 0)
-					continue;
-				if (len > blen || (len == blen && idx < best)) {
-					blen = len;
-					best = idx;
-					rep = r;
-					replen = rl;
-				}
+		for (size_t j = 0; j < nf; j++) {
+			size_t m = secform_match(&f[j], text + i, n - i, true);
+			if (m > blen || (m && m == blen && f[j].idx < f[best].idx)) {
+				blen = m;
+				best = j;
 			}
 		}
 		if (!blen) {
 			i++;
 			continue;
 		}
-		if (!obuf_add(out, text + lit, i - lit) || !obuf_add(out, rep, replen))
-			goto fail;
+		if (!obuf_add(out, text + lit, i - lit) ||
+		    !obuf_add(out, f[best].rep, f[best].replen))
+			goto out;
 		i += blen;
 		lit = i;
 	}
-	if (obuf_add(out, text + lit, n - lit))
-		return true;
-fail:
-	obuf_truncate(out, start);
-	return false;
+	ok = obuf_add(out, text + lit, n - lit);
+out:
+	if (!ok)
+		obuf_truncate(out, start);
+	free(f);
+	return ok;
 }

@@ -1,6 +1,7 @@
-/* redact.c -- streaming replacement of secret values by their placeholders in
- * response bodies: the output for any chunking equals redact_string() of the
- * whole body (leftmost-longest matching, ties to the lowest secret index) */
+/* redact.c -- streaming replacement of secret values (in every form of
+ * secform.h) by their placeholders in response bodies: the output for any
+ * chunking equals redact_string() of the whole body (leftmost-longest
+ * matching, ties to the lowest form index) */
 #include "redact.h"
 
 #include <stdbool.h>
@@ -11,26 +12,27 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "secform.h"
 #include "secrets.h"
 
 #define FAST_FIRST 4 /* up to this many distinct first bytes: memchr, not a byte loop */
 
 struct rpat {
-	const char *v;  /* value (borrowed from the secretset) */
-	size_t len;
-	const char *ph; /* replacement: the placeholder or its encoding (borrowed) */
-	size_t phlen;
-	size_t idx;     /* secret index * SECRET_FORMS + form: breaks ties */
+	struct secform f; /* borrowed from the secretset */
+	unsigned char c;  /* a byte a match can begin with (a form has 1..3 entries) */
+	unsigned char sec[4]; /* the bytes that can follow c (nsec of them; 0: any) */
+	unsigned char nsec;
 };
 
 struct redactor {
-	struct rpat *pat;             /* by first byte, longest first, index (owned) */
+	struct rpat *pat;             /* by first byte, then form index (owned) */
 	size_t npat;
 	unsigned short start[256];    /* pat[start[c] .. start[c] + count[c]) begin with c */
 	unsigned short count[256];
-	unsigned char first[FAST_FIRST]; /* the values' distinct first bytes ... */
+	unsigned char first[FAST_FIRST]; /* the forms' distinct first bytes ... */
 	size_t nfirst;                /* ... how many (memchr for each when <= FAST_FIRST) */
-	size_t maxlen;                /* longest value */
+	unsigned char pair[8192];     /* bit pair_index(a, b) set: a match can begin a, b */
+	size_t maxlen;                /* longest text a match can span */
 	char *hold;                   /* held-back bytes (maxlen), wiped */
 	size_t hold_len;
 	char *tmp;                    /* hold + head of the next chunk (2 * maxlen), wiped */
@@ -39,13 +41,60 @@ struct redactor {
 static int pat_cmp(const void *a, const void *b)
 {
 	const struct rpat *x = a, *y = b;
-	unsigned char cx = (unsigned char)x->v[0], cy = (unsigned char)y->v[0];
 
-	if (cx != cy)
-		return cx < cy ? -1 : 1;
-	if (x->len != y->len)
-		return x->len > y->len ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
+	if (x->c != y->c)
+		return x->c < y->c ? -1 : 1;
+	return x->f.idx < y->f.idx ? -1 : x->f.idx > y->f.idx;
+}
+
+/* The pair table's index of bytes a, b: their native 16-bit word, so the
+ * scan loads two bytes at once. */
+static inline uint16_t pair_index(const unsigned char *ab)
+{
+	uint16_t w;
+
+	memcpy(&w, ab, 2);
+	return w;
+}
+
+static void pair_set(unsigned char *pair, unsigned char a, unsigned char b)
+{
+	unsigned char ab[2] = { a, b };
+	uint16_t w = pair_index(ab);
+
+	pair[w >> 3] |= (unsigned char)(1u << (w & 7));
+}
+
+static bool second_ok(const struct rpat *t, unsigned char b)
+{
+	for (size_t k = 0; k < t->nsec; k++)
+		if (t->sec[k] == b)
+			return true;
+	return false;
+}
+
+/* Adds secret k's forms, one entry per byte a match can begin with. */
+static void add_secret(struct redactor *r, const struct secretset *s, size_t k)
+{
+	struct secform forms[SECFORM_MAX];
+	size_t nf = secform_get(s, k, forms);
+
+	for (size_t j = 0; j < nf; j++) {
+		unsigned char first[3];
+		size_t nc = secform_first(&forms[j], first);
+
+		for (size_t c = 0; c < nc; c++) {
+			struct rpat *t = &r->pat[r->npat++];
+			t->f = forms[j];
+			t->c = first[c];
+			t->nsec = (unsigned char)secform_second(&t->f, t->c, t->sec);
+			for (size_t b = 0; b < 256; b++)
+				if (!t->nsec || second_ok(t, (unsigned char)b))
+					pair_set(r->pair, t->c, (unsigned char)b);
+		}
+		if (forms[j].maxlen > r->maxlen)
+			r->maxlen = forms[j].maxlen;
+	}
 }
 
 struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
@@ -54,25 +103,13 @@ struct redactor *redactor_new(const struct secretset *s, uint64_t mask)
 	size_t cnt = secretset_count(s);
 
 	/* sized for the approved secrets only: one per connection of a secret's host */
-	r->pat = xcalloc((size_t)__builtin_popcountll(mask) * SECRET_FORMS + 1, sizeof(*r->pat));
-
-	for (size_t k = 0; k < cnt && k < SECRETS_MAX; k++) {
-		if (!(mask >> k & 1))
-			continue;
-		for (size_t j = 0; j < SECRET_FORMS; j++) {
-			struct rpat *t = &r->pat[r->npat];
-			t->v = secretset_form(s, k, j, &t->len, &t->ph, &t->phlen);
-			if (!t->v || !t->len)
-				continue;
-			t->idx = k * SECRET_FORMS + j;
-			r->npat++;
-			if (t->len > r->maxlen)
-				r->maxlen = t->len;
-		}
-	}
+	r->pat = xcalloc((size_t)__builtin_popcountll(mask) * SECFORM_MAX * 3 + 1, sizeof(*r->pat));
+	for (size_t k = 0; k < cnt && k < SECRETS_MAX; k++)
+		if (mask >> k & 1)
+			add_secret(r, s, k);
 	qsort(r->pat, r->npat, sizeof(r->pat[0]), pat_cmp);
 	for (size_t i = 0; i < r->npat; i++) {
-		unsigned char c = (unsigned char)r->pat[i].v[0];
+		unsigned char c = r->pat[i].c;
 		if (!r->count[c]++) {
 			r->start[c] = (unsigned short)i;
 			if (r->nfirst < FAST_FIRST)
@@ -122,9 +159,23 @@ static size_t next_candidate(const struct redactor *r, struct cands *cs, const c
 	size_t best = n;
 
 	if (r->nfirst > FAST_FIRST) {
-		while (i < n && !r->count[(unsigned char)p[i]])
-			i++;
-		return i;
+		const unsigned char *u = (const unsigned char *)p, *pt = r->pair;
+		uint16_t w;
+
+		for (; i + 4 < n; i += 4) { /* unrolled: i + 4 is read */
+			if (w = pair_index(u + i), pt[w >> 3] >> (w & 7) & 1)
+				return i;
+			if (w = pair_index(u + i + 1), pt[w >> 3] >> (w & 7) & 1)
+				return i + 1;
+			if (w = pair_index(u + i + 2), pt[w >> 3] >> (w & 7) & 1)
+				return i + 2;
+			if (w = pair_index(u + i + 3), pt[w >> 3] >> (w & 7) & 1)
+				return i + 3;
+		}
+		for (; i + 1 < n; i++)
+			if (w = pair_index(u + i), pt[w >> 3] >> (w & 7) & 1)
+				return i;
+		return i < n && r->count[u[i]] ? i : n;
 	}
 	for (size_t k = 0; k < r->nfirst; k++) {
 		if (cs->at[k] == SIZE_MAX || cs->at[k] < i) {
@@ -149,6 +200,7 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 	cands_init(&cs);
 	for (;;) {
 		const struct rpat *best = NULL;
+		size_t blen = 0;
 		bool pending = false;
 		unsigned char c;
 
@@ -158,19 +210,18 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 		c = (unsigned char)p[i];
 		for (size_t j = r->start[c]; j < (size_t)r->start[c] + r->count[c]; j++) {
 			const struct rpat *t = &r->pat[j];
-			size_t avail = n - i;
+			size_t m;
 
-			if (avail > 1 && t->len > 1 && p[i + 1] != t->v[1])
+			if (t->nsec && n - i > 1 && !second_ok(t, (unsigned char)p[i + 1]))
 				continue; /* cheap second-byte filter */
-			if (t->len > avail) {
-				/* a longer value could still match: wait for more */
-				if (!final && memcmp(p + i, t->v, avail) == 0) {
-					pending = true;
-					break;
-				}
-			} else if (memcmp(p + i, t->v, t->len) == 0) {
-				best = t; /* longest full match: the rest are shorter */
+			m = secform_match(&t->f, p + i, n - i, final);
+			if (m == SECFORM_MORE) {
+				pending = true; /* a match may still end beyond n: wait */
 				break;
+			}
+			if (m > blen || (m && m == blen && t->f.idx < best->f.idx)) {
+				best = t;
+				blen = m;
 			}
 		}
 		if (pending)
@@ -181,8 +232,8 @@ static size_t scan(const struct redactor *r, const char *p, size_t n, bool final
 		}
 		if (i > lit)
 			emit(ctx, p + lit, i - lit);
-		emit(ctx, best->ph, best->phlen);
-		i += best->len;
+		emit(ctx, best->f.rep, best->f.replen);
+		i += blen;
 		lit = i;
 	}
 	if (i > lit)

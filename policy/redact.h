@@ -1,5 +1,6 @@
-/* redact.h -- streaming replacement of secret values by their placeholders in
- * response bodies, correct across read and chunk boundaries */
+/* redact.h -- streaming replacement of secret values (raw and encoded: see
+ * secform.h) by their placeholders in response bodies, correct across read
+ * and chunk boundaries */
 #ifndef EGRESSD_REDACT_H
 #define EGRESSD_REDACT_H
 
@@ -12,7 +13,8 @@ struct redactor;
 typedef void (*redact_emit_fn)(void *ctx, const char *p, size_t n);
 
 /* Redacts the values of the secrets in mask (borrowed set, must outlive it).
- * Holds back at most (longest value - 1) bytes between feeds. */
+ * Holds back at most (longest match - 1) bytes between feeds: a form spans
+ * at most 6 bytes per value byte (JSON \u00XX). */
 struct redactor *redactor_new(const struct secretset *s, uint64_t mask);
 void redactor_free(struct redactor *r); /* wipes held-back bytes */
 /* Feeds n bytes; emits redacted output (possibly in several calls). */

@@ -23,6 +23,7 @@
 
 #define SECRET_FILE_MAX (64 * 1024) /* largest valueFromFile, after which: error */
 #define KEY_FILE "placeholder.key"
+#define FORM_MIN 16 /* shortest encoded form redacted (characters) */
 
 /* Sanitizer and fuzz builds keep values in plain malloc so ASan sees every
  * byte of them (STYLE 16: a plain-malloc mode for any custom allocator). */
@@ -43,10 +44,10 @@ struct sentry {
 	char *value;                          /* secure memory, NUL-terminated */
 	size_t len;                           /* value length */
 	size_t alloc;                         /* bytes allocated at value */
-	char *b64[3];                         /* base64 cores (secure memory) or NULL */
-	size_t b64len[3], b64alloc[3];
-	char b64rep[3][64];                   /* the placeholder's cores */
-	size_t b64replen[3];
+	char *form[SECRET_FORMS - 1];         /* encoded forms 1.. (secure memory) or NULL */
+	size_t formlen[SECRET_FORMS - 1], formalloc[SECRET_FORMS - 1];
+	char rep[SECRET_FORMS - 1][2 * PLACEHOLDER_LEN + 1]; /* the placeholder's same form */
+	size_t replen[SECRET_FORMS - 1];
 };
 
 struct secretset {
@@ -464,10 +465,12 @@ out:
 	return res;
 }
 
-static size_t b64_encode(const unsigned char *in, size_t n, char *out)
+static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Whole 3-byte groups of in (n a multiple of 3) in the alphabet tab. */
+static size_t b64_encode(const unsigned char *in, size_t n, const char *tab, char *out)
 {
-	static const char tab[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 
 	for (size_t i = 0; i + 3 <= n; i += 3) {
@@ -480,21 +483,52 @@ static size_t b64_encode(const unsigned char *in, size_t n, char *out)
 	return o;
 }
 
-/* The base64 cores of e's value (and of its placeholder) at the three
- * alignments: a value starting a bytes before a 3-byte group boundary. */
+static size_t hex_encode(const unsigned char *in, size_t n, const char *tab, char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = tab[in[i] >> 4];
+		out[2 * i + 1] = tab[in[i] & 15];
+	}
+	return 2 * n;
+}
+
+/* Form j (1..) of e: base64 (j 1..3) or base64url (4..6) cores at the three
+ * alignments (a value starting a bytes before a 3-byte group boundary), hex
+ * in lower (7) or upper (8) case. Encodes len bytes of src into out (room for
+ * 2 * len + 4); returns the length, 0 if the form is too short. */
+static size_t encode_form(size_t j, const char *src, size_t len, char *out)
+{
+	size_t a, m;
+
+	if (j >= 7)
+		return hex_encode((const unsigned char *)src, len,
+				  j == 7 ? "0123456789abcdef" : "0123456789ABCDEF", out);
+	a = (3 - (j - 1) % 3) % 3;
+	m = len > a ? (len - a) / 3 : 0;
+	return b64_encode((const unsigned char *)src + a, 3 * m, j <= 3 ? b64_std : b64_url, out);
+}
+
+/* The encoded forms of e's value and of its placeholder. A form under
+ * FORM_MIN characters is too short to be specific and left out, and so is a
+ * base64url core equal to the base64 one (no '+' or '/' in it). The
+ * placeholder ([a-z0-9-]) has no 6-bit group of 62 or 63, so its base64 and
+ * base64url encodings are the same. */
 static void make_forms(struct sentry *e)
 {
-	for (size_t k = 0; k < 3; k++) {
-		size_t a = (3 - k) % 3, m = e->len > a ? (e->len - a) / 3 : 0;
-		size_t pm = (PLACEHOLDER_LEN - a) / 3;
+	for (size_t j = 1; j < SECRET_FORMS; j++) {
+		size_t k = j - 1, n;
+		char *f = secure_alloc(2 * e->len + 5, &e->formalloc[k]);
 
-		if (4 * m < 16)
+		n = encode_form(j, e->value, e->len, f);
+		f[n] = '\0';
+		if (n < FORM_MIN || (j >= 4 && j <= 6 && e->form[k - 3] &&
+				     strcmp(f, e->form[k - 3]) == 0)) {
+			secure_free(f, e->formalloc[k]);
 			continue;
-		e->b64[k] = secure_alloc(4 * m + 1, &e->b64alloc[k]);
-		e->b64len[k] = b64_encode((const unsigned char *)e->value + a, 3 * m, e->b64[k]);
-		e->b64[k][e->b64len[k]] = '\0';
-		e->b64replen[k] = b64_encode((const unsigned char *)e->placeholder + a, 3 * pm,
-					     e->b64rep[k]);
+		}
+		e->form[k] = f;
+		e->formlen[k] = n;
+		e->replen[k] = encode_form(j, e->placeholder, PLACEHOLDER_LEN, e->rep[k]);
 	}
 }
 
@@ -514,12 +548,12 @@ const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t
 		*replen = PLACEHOLDER_LEN;
 		return e->value;
 	}
-	if (!e->b64[j - 1])
+	if (!e->form[j - 1])
 		return NULL;
-	*len = e->b64len[j - 1];
-	*rep = e->b64rep[j - 1];
-	*replen = e->b64replen[j - 1];
-	return e->b64[j - 1];
+	*len = e->formlen[j - 1];
+	*rep = e->rep[j - 1];
+	*replen = e->replen[j - 1];
+	return e->form[j - 1];
 }
 
 void secretset_free(struct secretset *s)
@@ -527,8 +561,8 @@ void secretset_free(struct secretset *s)
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n; i++) {
-		for (size_t k = 0; k < 3; k++)
-			secure_free(s->e[i].b64[k], s->e[i].b64alloc[k]);
+		for (size_t k = 0; k < SECRET_FORMS - 1; k++)
+			secure_free(s->e[i].form[k], s->e[i].formalloc[k]);
 		secure_free(s->e[i].value, s->e[i].alloc);
 		s->e[i].value = NULL;
 		free(s->e[i].name);

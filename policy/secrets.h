@@ -45,14 +45,16 @@ const char *secretset_name(const struct secretset *s, size_t i);        /* borro
 const char *secretset_placeholder(const struct secretset *s, size_t i); /* borrowed */
 /* The real value (borrowed, secure memory; never log it). */
 const char *secretset_value(const struct secretset *s, size_t i, size_t *len);
-/* Forms of a secret that replies are scrubbed of: j = 0 is the value itself
- * (replaced by the placeholder); j = 1..3 are the base64 encodings of the
- * value's bytes at each of the three 3-byte alignments, whole groups only
+/* Fixed forms of a secret that replies are scrubbed of: j = 0 is the value
+ * itself (replaced by the placeholder); j = 1..3 are the base64 encodings of
+ * the value's bytes at each of the three 3-byte alignments, whole groups only
  * (so they appear verbatim inside the base64 of any text holding the value,
- * e.g. an echoed "Authorization: Basic"), replaced by the placeholder's
- * encoding at the same alignment. A form too short to be specific (under 16
- * characters) is absent: NULL. Borrowed, secure memory. */
-#define SECRET_FORMS 4
+ * e.g. an echoed "Authorization: Basic"), j = 4..6 the same in base64url
+ * (absent when equal to base64), j = 7 and 8 hex in lower and upper case; each
+ * replaced by the placeholder's encoding of the same kind. An encoded form too
+ * short to be specific (under 16 characters) is absent: NULL. Borrowed, secure
+ * memory. (JSON-escaped and percent-encoded forms: secform.h.) */
+#define SECRET_FORMS 9
 const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t *len,
 			   const char **rep, size_t *replen);
 

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "alloc.h"
 
 static int log_fd = -1;
@@ -200,4 +202,21 @@ void audit_msg(enum audit_level l, const char *event, const char *fmt, ...)
 		return;
 	jsonw_str(&w, "msg", msg);
 	audit_emit(&w);
+}
+
+/* libevent's own messages (evdns: "Nameserver ... has failed", bufferevent
+ * warnings) are operational messages like ours: an "egressd: libevent: ..."
+ * line on stderr (never beside a JSON log on stderr) and a "libevent" event. */
+static void on_libevent_log(int severity, const char *msg)
+{
+	enum audit_level l = severity >= EVENT_LOG_ERR  ? AUDIT_ERROR
+			     : severity >= EVENT_LOG_MSG ? AUDIT_WARN
+							 : AUDIT_DEBUG;
+
+	audit_msg(l, "libevent", "libevent: %s", msg);
+}
+
+void audit_hook_libevent(void)
+{
+	event_set_log_callback(on_libevent_log);
 }

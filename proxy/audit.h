@@ -54,5 +54,9 @@ void audit_msg(enum audit_level l, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* The stderr half alone (for events whose JSON line carries more fields). */
 void audit_say(enum audit_level l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Routes libevent's log messages through audit_msg (event "libevent"):
+ * errors at level error, warnings and messages at warn, debug at debug.
+ * Call once at startup. */
+void audit_hook_libevent(void);
 
 #endif

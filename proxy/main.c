@@ -655,6 +655,7 @@ int main(int argc, char **argv)
 	if (rc == 2 && err[0])
 		fprintf(stderr, "egressd: %s\n", err);
 	audit_set_level(cli.log_level);
+	audit_hook_libevent();
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
 	if (rc == 0 && cli.cmd == CLI_CA)

@@ -43,6 +43,25 @@ EGRESSD_BIN = os.environ.get("EGRESSD_BIN", "build/egressd")
 if not os.path.isabs(EGRESSD_BIN):
     EGRESSD_BIN = os.path.join(ROOT, EGRESSD_BIN)
 
+
+_SHARED_BIN = {}
+
+
+def egressd_bin_for_anyone():
+    """A copy of EGRESSD_BIN that any user can execute, for cases that run it
+    under another uid: the checkout may sit where other users cannot enter
+    (/root, a mkdtemp directory). Made once per process in a 0755 directory
+    under /tmp, removed at exit."""
+    if "path" not in _SHARED_BIN:
+        d = tempfile.mkdtemp(prefix="egressd-bin-", dir="/tmp")
+        os.chmod(d, 0o755)
+        path = os.path.join(d, os.path.basename(EGRESSD_BIN))
+        subprocess.run(["cp", EGRESSD_BIN, path], check=True)
+        os.chmod(path, 0o755)
+        atexit.register(subprocess.run, ["rm", "-rf", d])
+        _SHARED_BIN["path"] = path
+    return _SHARED_BIN["path"]
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                      "runtime error:", "AddressSanitizer:DEADLYSIGNAL")
 IO_TIMEOUT = 10.0          # every socket the tests open

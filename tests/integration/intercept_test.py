@@ -56,6 +56,9 @@ REAL = {
     "W_KEY": "sk-REAL-W-" + _RND[4:24],     # "valueFromFile"
     "E_KEY": "sk-REAL-E-" + _RND[8:28],     # --secret E_KEY=api.test (egressd's env)
 }
+# a value with characters every encoder escapes somehow (in one case's policy only);
+# no_real_values looks for it too
+REAL_S = "sk/REAL+S=" + _RND[2:18] + ' "q\\<&>\u00e9\u20ac\U0001f600'
 PH_RE = r"egressd-ph-[0-9a-f]{32}"
 BIG = 50 * 1000 * 1000 + 4321
 RSS_LIMIT_KB = 60 * 1024
@@ -163,7 +166,7 @@ def no_real_values(ctx):
                     places.append(("egressd#%d %s" % (e.idx, what), f.read()))
             except (OSError, TypeError):
                 pass
-    for name, real in REAL.items():
+    for name, real in dict(REAL, S_KEY=REAL_S).items():
         for where, data in places:
             i = data.find(real.encode())
             if i >= 0:
@@ -770,6 +773,66 @@ def _(ctx):
     n, h = read_body(t, r, head, size)
     check_eq(n, size, "body bytes received")
     check_eq(h.hexdigest(), big_sha256(size), "sha256 of the body")
+
+
+class EncodingEchoServer(TcpServer):
+    """TLS upstream that echoes the request's Authorization header as servers
+    encode it: JSON (Python json.dumps, PHP's \\/, Go's \\u003c), percent-encoded
+    (quote, quote_plus, lower-case hex), base64url without padding, hex in both
+    cases; one per body line, and JSON-encoded in a header."""
+    seen = None
+
+    def serve(self, c):
+        head, _ = next_head(c)
+        if head is None:
+            return
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"authorization":
+                self.seen = v.strip()
+        s = (self.seen or b"").decode("utf-8")
+        js = json.dumps(s)
+        pct = urllib.parse.quote(s, safe="")
+        body = "".join("%s: %s\n" % kv for kv in [
+            ("json", js), ("php", js.replace("/", "\\/")),
+            ("go", json.dumps(s, ensure_ascii=False).replace("<", "\\u003c")
+             .replace(">", "\\u003e").replace("&", "\\u0026")),
+            ("pct", pct), ("pct_plus", urllib.parse.quote_plus(s)),
+            ("pct_lower", re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), pct)),
+            ("b64url", base64.urlsafe_b64encode(self.seen).decode().rstrip("=")),
+            ("hex", self.seen.hex()), ("HEX", self.seen.hex().upper())]).encode()
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Echo-Json: %s\r\n\r\n"
+                  % (len(body), js.encode()) + body)
+
+
+@icase("an upstream echoing the injected Authorization JSON-escaped (json.dumps, \\/, Go \\u003c), "
+       "percent-encoded (quote, quote_plus, lower-case hex), base64url and hex: curl sees only "
+       "the placeholder in the same encodings")
+def _(ctx):
+    srv = EncodingEchoServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["enc"] = srv.port
+    e = start(ctx, args=std_policy(ctx, extra_secrets={
+        "S_KEY": {"hosts": ["api.test"], "value": REAL_S}}))
+    ph = e.ph["S_KEY"]
+    r = pcurl(ctx, e, "-D", "-", "-H", "Authorization: Bearer " + ph,
+              "https://%s/enc" % hp("api.test", "enc"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    check_eq(srv.seen, ("Bearer " + REAL_S).encode(), "Authorization upstream")
+    head, _, body = r.stdout.rpartition(b"\r\n\r\n")  # after the CONNECT reply's head
+    got_lines = dict(l.split(": ", 1) for l in body.decode().splitlines() if ": " in l)
+    want = "Bearer " + ph
+    js = json.dumps(want)
+    for k, v in [("json", js), ("php", js), ("go", js),
+                 ("pct", "Bearer%20" + ph), ("pct_plus", "Bearer+" + ph),
+                 ("pct_lower", "Bearer%20" + ph), ("hex", want.encode().hex()),
+                 ("HEX", want.encode().hex().upper())]:
+        check_eq(got_lines.get(k), v, "%s line as curl got it" % k)
+    check(("x-echo-json: " + js).lower().encode() in head.lower(), "X-Echo-Json header: %r" % head)
+    tok = got_lines.get("b64url", "")
+    dec = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
+    real = REAL_S.encode()
+    check(real[3:-3] not in dec and ph[3:30].encode() in dec,
+          "base64url line decodes to the placeholder, not the value: %r" % dec)
 
 
 def serve_api(ctx, srv, key, extra=()):

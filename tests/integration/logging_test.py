@@ -4,7 +4,7 @@ filtering (info shows connect events, warn hides them but shows a denied
 connection, debug adds upstream detail, error shows only errors), the level on
 every line, process events (start, listen, reload, drain, stop), plain text on
 stderr without --log and JSON only with --log -, reopening the log file on
-SIGHUP after logrotate renamed it, and no secret value in a debug log.
+SIGHUP after logrotate renamed it, libevent's own messages routed the same way, and no secret value in a debug log.
 
 Everything runs on loopback: the upstream is a local HTTP server reached
 through a --resolve pin (no DNS is asked; --dns points at a closed port). As
@@ -241,6 +241,36 @@ def _(ctx):
     with open(e.log_path) as f:
         log = f.read()
     check(value not in log and value not in e.stderr(), "the secret value was logged")
+
+
+@suite.case("libevent's own messages (a DNS server that does not answer): a JSON "
+            "'libevent' line with --log -, nothing else on stderr; 'egressd: libevent:' "
+            "text without --log")
+def _(ctx):
+    def nameserver_failed(e, as_json):
+        r = curl(ctx, "-x", "http://" + e.addr, "-o", "/dev/null", "-w", "%{http_code}",
+                 "http://nodns.test/")
+        check_eq(r.stdout.decode().strip(), "502", "status without DNS")
+        wait_until(lambda: "has failed" in e.stderr(), 20, "libevent's nameserver message")
+        lines = [l for l in e.stderr().split("\n") if l.strip()]
+        if not as_json:
+            check(any(l.startswith("egressd: libevent: Nameserver 127.0.0.1:1 has failed")
+                      for l in lines), "stderr: %r" % lines)
+            check(not any(l.startswith("[") for l in lines), "raw libevent line: %r" % lines)
+            return
+        evs = []
+        for l in lines:
+            try:
+                evs.append(json.loads(l))
+            except ValueError:
+                raise AssertionError("stderr line is not JSON: %r" % l)
+        lib = [v for v in evs if v.get("event") == "libevent"]
+        check(lib and lib[0].get("level") == "warn" and "has failed" in lib[0].get("msg", ""),
+              "libevent event: %r" % evs)
+
+    args = ["--allow-net", "nodns.test", "--dns", "127.0.0.1:1"]
+    nameserver_failed(ctx.egressd(args + ["--log", "-"], log=False), True)
+    nameserver_failed(ctx.egressd(args, log=False), False)
 
 
 @suite.case("--log-level with an unknown level: exit 2 naming the accepted ones")

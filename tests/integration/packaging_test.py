@@ -27,7 +27,8 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, Skip, check, check_eq, run_egressd, ROOT,  # noqa: E402
-                     EGRESSD_BIN, maybe_reexec_in_netns, in_netns, spawn)
+                     EGRESSD_BIN, maybe_reexec_in_netns, in_netns, spawn,
+                     egressd_bin_for_anyone)
 
 NETNS = maybe_reexec_in_netns(__file__)
 suite = Suite("packaging")
@@ -320,7 +321,7 @@ def _(ctx):
     os.chmod(ctx.tmp, 0o777)
     log = os.path.join(ctx.tmp, "tp.log")
     p = spawn(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-               "--inh-caps=-all", "--bounding-set=-all", EGRESSD_BIN, "serve",
+               "--inh-caps=-all", "--bounding-set=-all", egressd_bin_for_anyone(), "serve",
                "--transparent", "127.0.0.1:%d" % port, "--allow-net", "203.0.113.10",
                "--dns", "127.0.0.1:1", "--threads", "1", "--log", log,
                "--state-dir", os.path.join(ctx.tmp, "state")],

@@ -430,7 +430,8 @@ import uuid  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, EchoHTTPServer,  # noqa: E402
                      TcpServer, TCPEchoServer, DNSServer, run_egressd, clean_env, spawn,
-                     maybe_reexec_in_netns, EGRESSD_BIN, SANITIZER_MARKERS, ROOT)
+                     maybe_reexec_in_netns, EGRESSD_BIN, SANITIZER_MARKERS, ROOT,
+                     egressd_bin_for_anyone)
 
 IS_ROOT = os.geteuid() == 0
 NETNS = maybe_reexec_in_netns(__file__) if IS_ROOT else False
@@ -1000,8 +1001,9 @@ def _(ctx):
         os.setgroups([])
         os.setgid(65534)
         os.setuid(65534)
+    # a copy: the checkout may sit in a directory uid 65534 cannot enter
     r = Run(ctx, ["/bin/true"], args=["--state-dir", state, "--allow-net", "allowed.test"],
-            env={"HOME": state}, preexec=drop)
+            env={"HOME": state}, preexec=drop, argv0=egressd_bin_for_anyone())
     rc = r.wait()
     check_eq(rc, 125, "egressd run exit status as uid 65534")
     check("needs root" in r.stderr(), "stderr does not say it needs root: %r" % r.stderr()[-300:])

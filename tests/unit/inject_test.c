@@ -238,6 +238,16 @@ static void test_leaks(void)
 	ok(leaks(0, "", true) == 0, "empty text");
 }
 
+/* hex of a placeholder, into a static buffer */
+static const char *hexs(const char *ph, bool upper)
+{
+	static char out[2 * PLACEHOLDER_LEN + 1];
+
+	for (size_t i = 0; i < PLACEHOLDER_LEN; i++)
+		sprintf(out + 2 * i, upper ? "%02X" : "%02x", (unsigned char)ph[i]);
+	return out;
+}
+
 static void red(uint64_t mask, const char *in, const char *want, const char *what)
 {
 	struct obuf o;
@@ -261,6 +271,13 @@ static void test_redact_string(void)
 	red(A | B | C, "bravo:pwsk-alpha", fmt("%s%s", PB, PA), "two secrets");
 	red(A, "", "", "empty");
 	red(A, "sk-alph", "sk-alph", "partial value kept");
+	red(A, "{\"k\":\"sk\\u002Dalpha\"}", fmt("{\"k\":\"%s\"}", PA), "JSON \\u escape");
+	red(B, "u=bravo%3Apw&", fmt("u=%s&", PB), "percent-encoded (%3A)");
+	red(B, "u=bravo%3apw", fmt("u=%s", PB), "percent-encoded, lower-case hex");
+	red(A | C, "sk%2Dalpha%2dlong", PC, "percent-encoded, longest value wins");
+	red(A, "736B2D616C706861", hexs(PA, true), "hex upper-case");
+	red(A, "x736b2d616c706861y", fmt("x%sy", hexs(PA, false)), "hex lower-case");
+	red(A, "sk-alpha%", fmt("%s%%", PA), "raw value before a stray %");
 	obuf_init(&o, 10);
 	ok(!redact_string(set, A, "sk-alpha", 8, &o) && o.len == 0, "cap hit: false, restored");
 	obuf_dispose(&o);

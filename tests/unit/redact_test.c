@@ -1,6 +1,8 @@
 /* redact_test.c -- unit tests for redact.c: the streaming redactor must give
  * exactly redact_string()'s output for every way of cutting the input, and
- * hold back at most (longest value - 1) bytes; plus a throughput measure */
+ * hold back at most (longest match - 1) bytes; each encoded form (JSON,
+ * percent, hex, base64url) as real encoders write it is redacted; plus a
+ * throughput measure */
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,14 +132,37 @@ out:
 	policy_unref(p);
 }
 
-/* Random texts built from values, their fragments and noise, random chunks. */
+/* The first n bytes of v, each byte at random raw, %XX, \u00XX (ASCII) or
+ * its JSON short escape, hex digits in either case; returns the length. */
+static size_t mixed_enc(const char *v, size_t n, unsigned *seed, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char b = (unsigned char)v[i];
+		int how = rand_r(seed) % 4, up = rand_r(seed) % 2;
+
+		if (how == 1)
+			o += (size_t)sprintf(out + o, up ? "%%%02X" : "%%%02x", b);
+		else if (how == 2 && b < 0x80)
+			o += (size_t)sprintf(out + o, up ? "\\u%04X" : "\\u%04x", b);
+		else if (how == 3 && strchr("\"\\/", b) && b)
+			out[o++] = '\\', out[o++] = (char)b;
+		else
+			out[o++] = (char)b;
+	}
+	return o;
+}
+
+/* Random texts built from values, their fragments, mixed encodings of them
+ * and noise, random chunks. */
 static void random_property(const char *const *vals, size_t nv, const char *what)
 {
 	struct policy *p;
 	struct secretset *s = make_set(vals, nv, &p);
 	struct redactor *r = s ? redactor_new(s, ~(uint64_t)0) : NULL;
 	size_t bad = 0, runs = 0;
-	char t[600];
+	char t[600 + 6 * 64];
 	unsigned seed = 12345;
 
 	held_ok = true;
@@ -148,9 +173,11 @@ static void random_property(const char *const *vals, size_t nv, const char *what
 		while (n < 500) {
 			const char *v = vals[rand_r(&seed) % nv];
 			size_t vl = strlen(v), take = (size_t)rand_r(&seed) % (vl + 1);
-			int kind = rand_r(&seed) % 3;
+			int kind = rand_r(&seed) % 4;
 			if (kind == 0)
-				t[n++] = "xyz-ab"[rand_r(&seed) % 6];
+				t[n++] = "xyz-ab%\\"[rand_r(&seed) % 8];
+			else if (kind == 3)
+				n += mixed_enc(v, take ? take : vl, &seed, t + n);
 			else
 				for (size_t i = 0; i < (kind == 1 ? vl : take); i++)
 					t[n++] = v[i];
@@ -314,6 +341,245 @@ static void test_base64_forms(void)
 	policy_unref(p);
 }
 
+/* ---- encoded forms: independent encoders, as servers write them ---- */
+
+/* One UTF-8 character at v: its length, *cp its code point (ASCII or valid
+ * UTF-8 only: the test values are). */
+static size_t utf8_cp(const unsigned char *v, unsigned *cp)
+{
+	if (v[0] < 0x80)
+		return *cp = v[0], 1;
+	if (v[0] < 0xe0)
+		return *cp = (v[0] & 0x1fu) << 6 | (v[1] & 0x3f), 2;
+	if (v[0] < 0xf0)
+		return *cp = (v[0] & 0x0fu) << 12 | (v[1] & 0x3fu) << 6 | (v[2] & 0x3f), 3;
+	*cp = (v[0] & 0x07u) << 18 | (v[1] & 0x3fu) << 12 | (v[2] & 0x3fu) << 6 | (v[3] & 0x3f);
+	return 4;
+}
+
+enum json_style {
+	JS_STRINGIFY, /* JSON.stringify: only " \ and controls */
+	JS_PHP,       /* json_encode: also / and non-ASCII (\u lower-case) */
+	JS_GO,        /* encoding/json: also < > & as \u003c...; non-ASCII raw */
+	JS_PYTHON,    /* json.dumps: non-ASCII as \u (surrogate pairs) */
+	JS_ALL_UPPER, /* every character as \uXXXX, upper-case hex */
+};
+
+static char *put_u(char *o, unsigned u, bool upper)
+{
+	return o + sprintf(o, upper ? "\\u%04X" : "\\u%04x", u);
+}
+
+/* v JSON-escaped in the given style, NUL-terminated, into out. */
+static void json_enc(const char *v, enum json_style st, char *out)
+{
+	const unsigned char *u = (const unsigned char *)v;
+	char *o = out;
+
+	while (*u) {
+		unsigned cp;
+		size_t l = utf8_cp(u, &cp);
+		bool as_u = st == JS_ALL_UPPER || cp < 0x20 ||
+			    (cp >= 0x80 && (st == JS_PHP || st == JS_PYTHON)) ||
+			    (st == JS_GO && (cp == '<' || cp == '>' || cp == '&'));
+
+		if (!as_u && (cp == '"' || cp == '\\' || (cp == '/' && st == JS_PHP))) {
+			*o++ = '\\', *o++ = (char)cp;
+		} else if (as_u && cp >= 0x10000) {
+			o = put_u(o, 0xd800 + ((cp - 0x10000) >> 10), st == JS_ALL_UPPER);
+			o = put_u(o, 0xdc00 + ((cp - 0x10000) & 0x3ff), st == JS_ALL_UPPER);
+		} else if (as_u) {
+			o = put_u(o, cp, st == JS_ALL_UPPER);
+		} else {
+			memcpy(o, u, l), o += l;
+		}
+		u += l;
+	}
+	*o = '\0';
+}
+
+struct pct_style {
+	const char *name;
+	const char *safe; /* left raw besides letters and digits; NULL: encode all */
+	bool plus;        /* space as '+' */
+	bool lower;       /* lower-case hex */
+};
+
+static const struct pct_style pct_styles[] = {
+	{ "encodeURIComponent", "-_.!~*'()", false, false },
+	{ "python quote", "_.-~/", false, false },
+	{ "python quote_plus", "_.-~", true, false },
+	{ "go QueryEscape", "-_.~", true, false },
+	{ "go PathEscape", "-_.~$&+=:@", false, false },
+	{ "php urlencode", "-_.", true, false },
+	{ "php rawurlencode", "-_.~", false, false },
+	{ "lower-case hex", "-_.~", false, true },
+	{ "every byte", NULL, false, false },
+};
+
+static void pct_enc(const char *v, const struct pct_style *st, char *out)
+{
+	char *o = out;
+
+	for (const unsigned char *u = (const unsigned char *)v; *u; u++) {
+		bool alnum = (*u >= '0' && *u <= '9') || ((*u | 32) >= 'a' && (*u | 32) <= 'z');
+		if (st->safe && (alnum || strchr(st->safe, *u)))
+			*o++ = (char)*u;
+		else if (st->plus && *u == ' ')
+			*o++ = '+';
+		else
+			o += sprintf(o, st->lower ? "%%%02x" : "%%%02X", *u);
+	}
+	*o = '\0';
+}
+
+static void hex_enc(const char *v, size_t n, bool upper, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, upper ? "%02X" : "%02x", (unsigned char)v[i]);
+	out[2 * n] = '\0';
+}
+
+/* base64url of buf, padded or not */
+static void b64url(const unsigned char *buf, size_t n, bool pad, char *out)
+{
+	b64(buf, n, out);
+	for (char *c = out; *c; c++)
+		*c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+	if (!pad)
+		out[strcspn(out, "=")] = '\0';
+}
+
+/* Streams t split at every single byte boundary, byte by byte and whole:
+ * every way must equal want (redact_string's output). */
+static bool every_split(struct redactor *r, const char *t, const struct obuf *want)
+{
+	size_t n = strlen(t);
+	bool eq = stream_eq(r, t, n, 0, 1, want) && stream_eq(r, t, n, 0, n + 1, want);
+
+	for (size_t c = 1; eq && c < n; c++) {
+		struct sink k;
+
+		obuf_init(&k.o, 1 << 20);
+		k.overflow = false;
+		redactor_feed(r, t, c, collect, &k);
+		redactor_feed(r, t + c, n - c, collect, &k);
+		redactor_flush(r, collect, &k);
+		eq = !k.overflow && k.o.len == want->len &&
+		     (!want->len || memcmp(k.o.p, want->p, want->len) == 0);
+		if (!eq)
+			printf("#   split at %zu differs\n", c);
+		obuf_dispose(&k.o);
+	}
+	return eq;
+}
+
+/* text = pre + enc + post must redact to pre + rep + post, streaming (every
+ * split) as one-shot. */
+static void expect(const struct secretset *s, struct redactor *r, const char *pre, const char *enc,
+		   const char *post, const char *rep, const char *what)
+{
+	char text[1024], want[1024];
+	struct obuf got;
+
+	snprintf(text, sizeof(text), "%s%s%s", pre, enc, post);
+	snprintf(want, sizeof(want), "%s%s%s", pre, rep, post);
+	obuf_init(&got, 1 << 20);
+	redact_string(s, 3, text, strlen(text), &got);
+	ok(got.len == strlen(want) && memcmp(got.p, want, got.len) == 0, "%s: redacted", what);
+	ok(every_split(r, text, &got), "%s: streaming == one-shot at every split", what);
+	obuf_dispose(&got);
+}
+
+static const char *const enc_vals[] = {
+	"sk/Te+st=ab cd\"q\\z<&>\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80-0123", /* / + = sp " \ < & é € 😀 */
+	"p@ss w0rd/with+stuff&<x>",
+};
+
+static void test_json_pct_forms(void)
+{
+	static const char *const names[] = { "JSON.stringify", "php json_encode", "go json",
+					     "python json.dumps", "all \\u upper-case" };
+	struct policy *p;
+	struct secretset *s = make_set(enc_vals, 2, &p);
+	struct redactor *r = s ? redactor_new(s, 3) : NULL;
+	char enc[1024];
+
+	for (size_t k = 0; r && k < 2; k++) {
+		const char *ph = secretset_placeholder(s, k);
+
+		for (int st = JS_STRINGIFY; st <= JS_ALL_UPPER; st++) {
+			json_enc(enc_vals[k], (enum json_style)st, enc);
+			expect(s, r, "{\"echo\":\"", enc, "\"}", ph, names[st]);
+		}
+		for (size_t j = 0; j < sizeof(pct_styles) / sizeof(pct_styles[0]); j++) {
+			pct_enc(enc_vals[k], &pct_styles[j], enc);
+			expect(s, r, "GET /?q=", enc, "&x=1", ph, pct_styles[j].name);
+		}
+		ok(k > 0 || strchr(enc_vals[0], '/'), "value %zu tested", k);
+	}
+	/* a placeholder is its own JSON and URL encoding: nothing left to escape */
+	json_enc(secretset_placeholder(s, 0), JS_PHP, enc);
+	is_str(enc, secretset_placeholder(s, 0), "php json_encode leaves the placeholder as is");
+	pct_enc(secretset_placeholder(s, 0), &pct_styles[5], enc);
+	is_str(enc, secretset_placeholder(s, 0), "php urlencode leaves the placeholder as is");
+	redactor_free(r);
+	secretset_free(s);
+	policy_unref(p);
+}
+
+static void test_hex_b64url_forms(void)
+{
+	struct policy *p;
+	struct secretset *s = make_set(enc_vals, 2, &p);
+	struct redactor *r = s ? redactor_new(s, 3) : NULL;
+	char enc[1024], rep[256];
+
+	for (size_t k = 0; r && k < 2; k++) {
+		const char *v = enc_vals[k], *ph = secretset_placeholder(s, k);
+
+		for (int up = 0; up < 2; up++) {
+			hex_enc(v, strlen(v), up, enc);
+			hex_enc(ph, PLACEHOLDER_LEN, up, rep);
+			expect(s, r, "hex: ", enc, ".", rep, up ? "hex upper-case" : "hex lower-case");
+		}
+		/* base64url of "user:VALUE" for 1..6-byte users, padded or not */
+		for (size_t ulen = 1; ulen <= 6; ulen++) {
+			for (int pad = 0; pad < 2; pad++) {
+				char cred[256], text[1100];
+				unsigned char dec[1100];
+				struct obuf got;
+				int dl;
+
+				snprintf(cred, sizeof(cred), "%.*s:%s", (int)ulen, "useruser", v);
+				b64url((const unsigned char *)cred, strlen(cred), pad, enc);
+				snprintf(text, sizeof(text), "token=%s;", enc);
+				obuf_init(&got, 1 << 20);
+				redact_string(s, 3, text, strlen(text), &got);
+				/* decode the token back (url alphabet, padding restored) */
+				snprintf(text, sizeof(text), "%.*s", (int)got.len - 7, got.p + 6);
+				for (char *c = text; *c; c++)
+					*c = *c == '-' ? '+' : *c == '_' ? '/' : *c;
+				while (strlen(text) % 4)
+					strcat(text, "=");
+				dl = EVP_DecodeBlock(dec, (const unsigned char *)text, (int)strlen(text));
+				ok(dl > 0 && !memmem(dec, (size_t)dl, v, strlen(v)) &&
+					   !memmem(dec, (size_t)dl, v + 3, 12),
+				   "base64url (user %zu, %s): the value is gone", ulen,
+				   pad ? "padded" : "unpadded");
+				snprintf(text, sizeof(text), "token=%s;", enc);
+				ok(every_split(r, text, &got),
+				   "base64url (user %zu, %s): streaming == one-shot at every split",
+				   ulen, pad ? "padded" : "unpadded");
+				obuf_dispose(&got);
+			}
+		}
+	}
+	redactor_free(r);
+	secretset_free(s);
+	policy_unref(p);
+}
+
 int main(void)
 {
 	static const char *const v1[] = { "aab" };
@@ -324,6 +590,8 @@ int main(void)
 	static const char *const v6[] = { "ab", "ab", "b" };
 	static const char *const v7[] = { "aaaa", "aab", "abc", "b", "ca" };
 	static const char *const v8[] = { "sk-alpha", "sk-alpha-long", "bravo", "long-b" };
+	static const char *const v9[] = { "/" };
+	static const char *const v10[] = { "a b" };
 	static const char *const tp1[] = { "sk-proj-3a9f0c1d2e4b5a6978" };
 	static const char *const tp2[] = { "sk-proj-3a9f0c1d2e4b5a6978", "ghp_R2d2C3poXwing",
 					   "xoxb-1234-5678", "AKIAIOSFODNN7EXAMPLE",
@@ -331,6 +599,8 @@ int main(void)
 
 	test_basics();
 	test_base64_forms();
+	test_json_pct_forms();
+	test_hex_b64url_forms();
 	property(v1, 1, "ab", 9, 9, "aab in a/b strings (aaab)");
 	property(v2, 2, "abc", 7, 6, "prefix values ab/abab");
 	property(v3, 3, "abcd", 6, 5, "overlapping abc/bcd/c");
@@ -340,7 +610,10 @@ int main(void)
 	property(v7, 5, "abc", 7, 6, "five values, several first bytes");
 	random_property(v8, 4, "realistic values");
 	random_property(v7, 5, "short values");
-	throughput(tp1, 1, "one secret (memchr)");
-	throughput(tp2, 5, "five secrets (first-byte table)");
+	random_property(enc_vals, 2, "values with / + = space quotes < & UTF-8, mixed encodings");
+	property(v9, 1, "/\\%2Fu0", 6, 5, "escapes of / (\\/, \\u002f, %2F)");
+	property(v10, 1, "ab +%2", 6, 5, "a b (a+b, a%20b)");
+	throughput(tp1, 1, "one secret");
+	throughput(tp2, 5, "five secrets");
 	return done_testing();
 }

@@ -242,6 +242,53 @@ static void test_set(void)
 	policy_unref(p);
 }
 
+/* The fixed forms: which exist (16-character rule, base64url only when it
+ * differs) and what they are replaced by. */
+static void test_forms(void)
+{
+	struct policy *p = policy_new();
+	char err[SECRETS_ERRLEN], hex[2 * PLACEHOLDER_LEN + 1];
+	struct secretset *s;
+	const char *rep, *f;
+	size_t len, rl;
+
+	policy_add_secret(p, "SHORT", "h.test", SECRET_VALUE, "<</?\?>>", err);  /* 7 bytes */
+	policy_add_secret(p, "EIGHT", "h.test", SECRET_VALUE, "<</?\?>>~", err); /* 8 bytes */
+	policy_add_secret(p, "PLAIN", "h.test", SECRET_VALUE, "abcdefghijklmnop", err);
+	s = secretset_load(p, fixed_key, err);
+	if (!ok(s != NULL, "set with form test values loaded")) {
+		policy_unref(p);
+		return;
+	}
+	ok(!secretset_form(s, 0, 7, &len, &rep, &rl) && !secretset_form(s, 0, 1, &len, &rep, &rl),
+	   "7-byte value: hex (14) and base64 (8) under 16 characters: absent");
+	f = secretset_form(s, 1, 7, &len, &rep, &rl);
+	ok(f && len == 16 && memcmp(f, "3c3c2f3f3f3e3e7e", 16) == 0, "8-byte value: hex lower-case");
+	for (size_t i = 0; i < PLACEHOLDER_LEN; i++)
+		sprintf(hex + 2 * i, "%02x", (unsigned char)secretset_placeholder(s, 1)[i]);
+	ok(f && rl == 2 * PLACEHOLDER_LEN && memcmp(rep, hex, rl) == 0,
+	   "hex replaced by the placeholder's hex");
+	f = secretset_form(s, 1, 8, &len, &rep, &rl);
+	ok(f && len == 16 && memcmp(f, "3C3C2F3F3F3E3E7E", 16) == 0, "8-byte value: hex upper-case");
+	ok(secretset_form(s, 2, 1, &len, &rep, &rl) && !secretset_form(s, 2, 4, &len, &rep, &rl),
+	   "base64url equal to base64 (no + or /): left out");
+	policy_add_secret(p, "URL", "h.test", SECRET_VALUE, "?\?\?>>>?\?\?>>>?\?\?>>>", err);
+	secretset_free(s);
+	s = secretset_load(p, fixed_key, err);
+	f = s ? secretset_form(s, 3, 4, &len, &rep, &rl) : NULL;
+	ok(f && len == 24 && memcmp(f, "Pz8_Pj4-Pz8_Pj4-Pz8_Pj4-", 24) == 0,
+	   "base64url core of (? ? ? > > >) x 3: - and _");
+	{
+		size_t l1, r1;
+		const char *rep1;
+		ok(f && secretset_form(s, 3, 1, &l1, &rep1, &r1) && r1 == rl &&
+			   memcmp(rep1, rep, rl) == 0 && !memchr(rep, '+', rl) && !memchr(rep, '/', rl),
+		   "the placeholder's base64 and base64url are the same");
+	}
+	secretset_free(s);
+	policy_unref(p);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/secrets_test.XXXXXX");
@@ -252,6 +299,7 @@ int main(void)
 	test_key();
 	test_load();
 	test_set();
+	test_forms();
 	{
 		char cmd[300];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
