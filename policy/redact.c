@@ -31,7 +31,7 @@ struct rpat {
  * (secretset_cache) and shared read-only by the redactors of every thread. */
 struct redact_plan {
 	atomic_int refs;              /* the set's cache holds one; each redactor one */
-	char pad_[64 - sizeof(atomic_int)]; /* refs apart from the read-mostly fields */
+	char pad[64 - sizeof(atomic_int)]; /* refs apart from the read-mostly fields */
 	size_t npat;
 	size_t maxlen;                /* longest text a match can span */
 	unsigned short start[256];    /* pat[start[c] .. start[c] + count[c]) begin with c */

@@ -575,9 +575,11 @@ const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t
 void *secretset_cache(const struct secretset *s, uint64_t mask, void (*kind)(void *),
 		      void *(*build)(const struct secretset *s, uint64_t mask))
 {
-	struct sscache *c = s->cache;
+	struct sscache *c = s ? s->cache : NULL;
 	void *obj = NULL;
 
+	if (!c)
+		return NULL;
 	pthread_mutex_lock(&c->lock);
 	for (size_t i = 0; i < c->n; i++) {
 		if (c->e[i].kind == kind && c->e[i].mask == mask) {

@@ -66,8 +66,8 @@ const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t
  * is freed. kind tells users of the cache apart (the plan's drop function).
  * Returns the object cached for (kind, mask), else builds one with
  * build(s, mask) under the lock and caches it; NULL when the cache is full
- * (the caller then builds an object of its own). Borrowed: valid while s
- * lives (take a reference to keep it longer). */
+ * (the caller then builds an object of its own), or s is NULL. Borrowed:
+ * valid while s lives (take a reference to keep it longer). */
 #define SECRETSET_CACHE_MAX 64
 void *secretset_cache(const struct secretset *s, uint64_t mask, void (*kind)(void *),
 		      void *(*build)(const struct secretset *s, uint64_t mask));

@@ -311,6 +311,13 @@ static void test_plan_sharing(void)
 		redactor_free(many[m]);
 	redactor_free(a);
 	redactor_free(c);
+	a = redactor_new(NULL, 1);
+	obuf_init(&k.o, 4096);
+	redactor_feed(a, "sk-alpha", 8, collect, &k);
+	redactor_flush(a, collect, &k);
+	ok(k.o.len == 8 && !a->hold, "no set: passthrough with a plan of its own");
+	obuf_dispose(&k.o);
+	redactor_free(a);
 	secretset_free(s); /* frees the cached plans (ASan: no leak) */
 	policy_unref(p);
 }
