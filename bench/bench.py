@@ -8,7 +8,8 @@ bench/results/latest.md, bench/results/latest.json and bench/results/chart.png.
 
 Environment: BENCH_QUICK=1 (1 round of 2 s), BENCH_DURATION, BENCH_ROUNDS, BENCH_IDLE
 (idle tunnels, default 10000, capped by the fd limit; 0 skips the idle cell),
-BENCH_ONLY=row,row (subset), BENCH_WORKLOADS=ka1,ka64,new8,bulk,upload (subset).
+BENCH_ONLY=row,row (subset), BENCH_WORKLOADS=ka1,ka64,new8,bulk,upload (subset),
+BENCH_SECRETS=N (secrets approved for the intercepted host, default 1; the first is injected).
 bench/ab.py reuses this module to compare two egressd binaries interleaved.
 """
 import datetime
@@ -41,6 +42,7 @@ THREADS = 2
 HOST = "api.bench.test"
 SECRET_NAME = "BENCH_KEY"
 SECRET = "sk-bench-REAL-" + os.urandom(12).hex()
+SECRETS = int(os.environ.get("BENCH_SECRETS", "1"))
 CLK = os.sysconf("SC_CLK_TCK")
 
 WORKLOADS = [  # key, title, loadgen args
@@ -53,7 +55,8 @@ WORKLOADS = [  # key, title, loadgen args
 ]
 BULK = ("bulk", "upload")  # workloads measured in MB/s
 
-KNOBS = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE", "BENCH_ONLY", "BENCH_WORKLOADS")
+KNOBS = ("BENCH_QUICK", "BENCH_DURATION", "BENCH_ROUNDS", "BENCH_IDLE", "BENCH_ONLY", "BENCH_WORKLOADS",
+         "BENCH_SECRETS")
 procs = []
 tmp = None
 
@@ -213,7 +216,12 @@ def egressd_row(key, title, intercept, binary=None):
         if intercept:
             args += ["--secret", "%s=%s" % (SECRET_NAME, HOST), "--upstream-ca", os.path.join(tmp, "ca.pem")]
             env[SECRET_NAME] = SECRET
-        r.cmd = "%s=<secret> %s %s" % (SECRET_NAME, exe, " ".join(shlex.quote(a) for a in args)) \
+            for i in range(1, SECRETS):  # more secrets for the host: more for the redactor to look for
+                args += ["--secret", "%s_%d=%s" % (SECRET_NAME, i, HOST)]
+                env["%s_%d" % (SECRET_NAME, i)] = "sk-extra-%d-%s" % (i, os.urandom(12).hex())
+        r.cmd = "%s=<secret>%s %s %s" % (SECRET_NAME, "".join(" %s_%d=<secret>" % (SECRET_NAME, i)
+                                                            for i in range(1, SECRETS)),
+                                         exe, " ".join(shlex.quote(a) for a in args)) \
             if intercept else "%s %s" % (exe, " ".join(shlex.quote(a) for a in args))
         r.proc = start([exe] + args, "egressd-" + key, env=env)
         wait_port(port, r.proc, "egressd")

@@ -1,9 +1,11 @@
 /* secrets.c -- the placeholder key in the state dir, placeholders derived from
- * it, and the secret values resolved once into locked, wiped-on-free memory */
+ * it, the secret values resolved once into locked, wiped-on-free memory, and
+ * a small cache of objects derived from them (the redactor's plans) */
 #include "secrets.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
@@ -50,9 +52,21 @@ struct sentry {
 	size_t replen[SECRET_FORMS - 1];
 };
 
+/* Objects derived from (set, mask), e.g. the redactor's plans (secretset_cache). */
+struct sscache {
+	pthread_mutex_t lock;
+	size_t n; /* entries used (under lock) */
+	struct {
+		void (*kind)(void *); /* the user's drop function (tells users apart) */
+		uint64_t mask;
+		void *obj;            /* one reference, dropped with the set */
+	} e[SECRETSET_CACHE_MAX];
+};
+
 struct secretset {
 	size_t n;
-	struct sentry *e; /* n entries, in the policy's order (bit i = entry i) */
+	struct sentry *e;       /* n entries, in the policy's order (bit i = entry i) */
+	struct sscache *cache;  /* owned; mutable behind a const set (thread-safe) */
 };
 
 #define seterr(err, ...) errmsg_set((err), SECRETS_ERRLEN, __VA_ARGS__)
@@ -402,6 +416,8 @@ struct secretset *secretset_load(const struct policy *p,
 	s = xcalloc(1, sizeof(*s));
 	s->e = xcalloc(n ? n : 1, sizeof(*s->e));
 	s->n = n;
+	s->cache = xcalloc(1, sizeof(*s->cache));
+	pthread_mutex_init(&s->cache->lock, NULL);
 	for (size_t i = 0; i < n; i++) {
 		s->e[i].name = xstrdup(policy_secret_name(p, i));
 		placeholder_make(key, policy_scope(p), s->e[i].name, s->e[i].placeholder);
@@ -556,10 +572,51 @@ const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t
 	return e->form[j - 1];
 }
 
+void *secretset_cache(const struct secretset *s, uint64_t mask, void (*kind)(void *),
+		      void *(*build)(const struct secretset *s, uint64_t mask))
+{
+	struct sscache *c = s ? s->cache : NULL;
+	void *obj = NULL;
+
+	if (!c)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->e[i].kind == kind && c->e[i].mask == mask) {
+			obj = c->e[i].obj;
+			goto out;
+		}
+	}
+	if (c->n == SECRETSET_CACHE_MAX)
+		goto out;
+	/* built under the lock: once per (kind, mask), and no thread waits long */
+	obj = build(s, mask);
+	c->e[c->n].kind = kind;
+	c->e[c->n].mask = mask;
+	c->e[c->n].obj = obj;
+	c->n++;
+out:
+	pthread_mutex_unlock(&c->lock);
+	return obj;
+}
+
+static void cache_free(struct sscache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++)
+		c->e[i].kind(c->e[i].obj);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
 void secretset_free(struct secretset *s)
 {
 	if (!s)
 		return;
+	/* first: the cached objects may borrow the values */
+	cache_free(s->cache);
+	s->cache = NULL;
 	for (size_t i = 0; i < s->n; i++) {
 		for (size_t k = 0; k < SECRET_FORMS - 1; k++)
 			secure_free(s->e[i].form[k], s->e[i].formalloc[k]);

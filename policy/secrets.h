@@ -38,7 +38,7 @@ struct secretset;
  * errors naming the secret (never its value). Returns NULL with err. */
 struct secretset *secretset_load(const struct policy *p,
 				 const unsigned char key[PLACEHOLDER_KEYLEN], char *err);
-void secretset_free(struct secretset *s); /* wipes values; NULL: no-op */
+void secretset_free(struct secretset *s); /* wipes values, drops the cache; NULL: no-op */
 
 size_t secretset_count(const struct secretset *s);
 const char *secretset_name(const struct secretset *s, size_t i);        /* borrowed */
@@ -57,6 +57,20 @@ const char *secretset_value(const struct secretset *s, size_t i, size_t *len);
 #define SECRET_FORMS 9
 const char *secretset_form(const struct secretset *s, size_t i, size_t j, size_t *len,
 			   const char **rep, size_t *replen);
+
+/* Objects derived from the set and a mask of its secrets, built once and
+ * shared read-only by every thread (the redactor's match plan: redact.c), so
+ * connections approved for the same secrets do not each build their own.
+ * The cache is the set's one mutable part (mutex-protected); it holds at
+ * most SECRETSET_CACHE_MAX objects and calls drop(obj) on each when the set
+ * is freed. kind tells users of the cache apart (the plan's drop function).
+ * Returns the object cached for (kind, mask), else builds one with
+ * build(s, mask) under the lock and caches it; NULL when the cache is full
+ * (the caller then builds an object of its own), or s is NULL. Borrowed:
+ * valid while s lives (take a reference to keep it longer). */
+#define SECRETSET_CACHE_MAX 64
+void *secretset_cache(const struct secretset *s, uint64_t mask, void (*kind)(void *),
+		      void *(*build)(const struct secretset *s, uint64_t mask));
 
 /* Bit i set if secret i's hosts match t (policy p must be the one loaded from). */
 uint64_t secretset_approved(const struct secretset *s, const struct policy *p,

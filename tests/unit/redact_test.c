@@ -1,8 +1,10 @@
 /* redact_test.c -- unit tests for redact.c: the streaming redactor must give
  * exactly redact_string()'s output for every way of cutting the input, and
  * hold back at most (longest match - 1) bytes; each encoded form (JSON,
- * percent, hex, base64url) as real encoders write it is redacted; plus a
- * throughput measure */
+ * percent, hex, base64url) as real encoders write it is redacted; the match
+ * plan is shared per (set, mask), also across threads, and an idle redactor
+ * holds no buffer; plus a throughput measure */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +241,129 @@ static void test_basics(void)
 	obuf_dispose(&k.o);
 	redactor_free(r);
 	redactor_free(NULL);
+	secretset_free(s);
+	policy_unref(p);
+}
+
+/* Redacts "x VALUE y" fed in two pieces cut inside the value; true if the
+ * output is "x PLACEHOLDER y". */
+static bool redacts_split(struct redactor *r, const struct secretset *s, size_t i)
+{
+	size_t len;
+	const char *v = secretset_value(s, i, &len);
+	char in[256], want[256];
+	struct sink k;
+	bool eq;
+
+	snprintf(in, sizeof(in), "x %s y", v);
+	snprintf(want, sizeof(want), "x %s y", secretset_placeholder(s, i));
+	obuf_init(&k.o, 4096);
+	k.overflow = false;
+	redactor_feed(r, in, 4, collect, &k);
+	redactor_feed(r, in + 4, strlen(in) - 4, collect, &k);
+	redactor_flush(r, collect, &k);
+	eq = !k.overflow && k.o.len == strlen(want) && memcmp(k.o.p, want, k.o.len) == 0;
+	obuf_dispose(&k.o);
+	return eq;
+}
+
+static void test_plan_sharing(void)
+{
+	static const char *const vals[] = { "sk-alpha", "sk-bravo-long", "charlie" };
+	struct policy *p;
+	struct secretset *s = make_set(vals, 3, &p);
+	struct redactor *a, *b, *c, *many[SECRETSET_CACHE_MAX + 8];
+	struct sink k;
+	bool all = true;
+
+	if (!s)
+		return;
+	a = redactor_new(s, 1 | 2);
+	b = redactor_new(s, 1 | 2);
+	c = redactor_new(s, 4);
+	ok(a->plan == b->plan && a->plan != c->plan,
+	   "one plan per (set, mask): shared by equal masks, apart for others");
+	ok(atomic_load(&a->plan->refs) == 3, "plan references: the cache's and two redactors'");
+	ok(sizeof(struct redactor) <= 4 * sizeof(void *) && !a->hold,
+	   "a new redactor is a few words and holds no buffer (%zu bytes)",
+	   sizeof(struct redactor));
+	obuf_init(&k.o, 4096);
+	k.overflow = false;
+	redactor_feed(a, "x sk-br", 7, collect, &k);
+	ok(a->hold && a->hold_len == 5 && !b->hold, "the buffer appears at the first hold-back");
+	redactor_flush(a, collect, &k);
+	ok(!a->hold && !a->hold_len, "flush wipes and frees it (an idle connection holds none)");
+	obuf_dispose(&k.o);
+	ok(redacts_split(a, s, 1) && redacts_split(b, s, 0) && redacts_split(c, s, 2) &&
+		   !a->hold && !b->hold,
+	   "redactors sharing a plan redact independently");
+	redactor_free(b);
+	ok(atomic_load(&a->plan->refs) == 2, "freeing a redactor drops its reference only");
+	/* more masks than the cache holds: the rest get plans of their own */
+	for (size_t m = 0; m < SECRETSET_CACHE_MAX + 8; m++) {
+		uint64_t mask = (uint64_t)(m % 7 + 1) | (uint64_t)(m + 1) << 3; /* bits 3.. name no secret */
+		many[m] = redactor_new(s, mask);
+		all = all && redacts_split(many[m], s, (m % 7 + 1) & 1 ? 0 : (m % 7 + 1) & 2 ? 1 : 2);
+	}
+	ok(all && atomic_load(&many[SECRETSET_CACHE_MAX + 7]->plan->refs) == 1,
+	   "cache full: a plan of the redactor's own, freed with it");
+	for (size_t m = 0; m < SECRETSET_CACHE_MAX + 8; m++)
+		redactor_free(many[m]);
+	redactor_free(a);
+	redactor_free(c);
+	a = redactor_new(NULL, 1);
+	obuf_init(&k.o, 4096);
+	redactor_feed(a, "sk-alpha", 8, collect, &k);
+	redactor_flush(a, collect, &k);
+	ok(k.o.len == 8 && !a->hold, "no set: passthrough with a plan of its own");
+	obuf_dispose(&k.o);
+	redactor_free(a);
+	secretset_free(s); /* frees the cached plans (ASan: no leak) */
+	policy_unref(p);
+}
+
+struct thr {
+	const struct secretset *s;
+	const struct redact_plan *plan; /* the plan this thread's redactors got */
+	bool ok;
+};
+
+static void *thr_run(void *arg)
+{
+	struct thr *t = arg;
+
+	t->ok = true;
+	for (int i = 0; i < 200; i++) {
+		struct redactor *r = redactor_new(t->s, 7);
+		t->ok = t->ok && redacts_split(r, t->s, (size_t)i % 3);
+		if (i == 0)
+			t->plan = r->plan;
+		t->ok = t->ok && r->plan == t->plan;
+		redactor_free(r);
+	}
+	return NULL;
+}
+
+static void test_plan_threads(void)
+{
+	static const char *const vals[] = { "sk-alpha", "sk-bravo-long", "charlie" };
+	struct policy *p;
+	struct secretset *s = make_set(vals, 3, &p);
+	struct thr t[4];
+	pthread_t th[4];
+	bool all = true;
+
+	if (!s)
+		return;
+	for (int i = 0; i < 4; i++) {
+		t[i].s = s;
+		pthread_create(&th[i], NULL, thr_run, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		all = all && t[i].ok && t[i].plan == t[0].plan;
+	}
+	ok(all, "4 threads building redactors on one set at once: one plan, all redact");
 	secretset_free(s);
 	policy_unref(p);
 }
@@ -598,6 +723,8 @@ int main(void)
 					   "db-password-42" };
 
 	test_basics();
+	test_plan_sharing();
+	test_plan_threads();
 	test_base64_forms();
 	test_json_pct_forms();
 	test_hex_b64url_forms();

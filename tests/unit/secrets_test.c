@@ -1,6 +1,7 @@
 /* secrets_test.c -- unit tests for secrets.c: the placeholder key file,
  * placeholder derivation, loading values from literal/env/file, load errors
- * (which must never show the value) and the approved-hosts mask */
+ * (which must never show the value), the approved-hosts mask and the cache
+ * of objects derived from (set, mask) */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,59 @@ static void test_forms(void)
 	policy_unref(p);
 }
 
+static int built, dropped;
+
+static void *cache_build(const struct secretset *s, uint64_t mask)
+{
+	uint64_t *o = malloc(sizeof(*o));
+
+	(void)s;
+	built++;
+	*o = mask;
+	return o;
+}
+
+static void cache_drop(void *o)
+{
+	dropped++;
+	free(o);
+}
+
+static void other_kind(void *o)
+{
+	free(o);
+}
+
+static void test_cache(void)
+{
+	struct policy *p = policy_new();
+	char err[SECRETS_ERRLEN];
+	struct secretset *s;
+	uint64_t *a, *b;
+	bool full_ok = true;
+
+	policy_add_secret(p, "A", "h.test", SECRET_VALUE, "alpha", err);
+	s = secretset_load(p, fixed_key, err);
+	if (!ok(s != NULL, "set for the cache loaded")) {
+		policy_unref(p);
+		return;
+	}
+	a = secretset_cache(s, 1, cache_drop, cache_build);
+	b = secretset_cache(s, 1, cache_drop, cache_build);
+	ok(a && a == b && *a == 1 && built == 1, "built once per mask, then the cached one");
+	b = secretset_cache(s, 1, other_kind, cache_build);
+	ok(b && b != a && built == 2, "another kind: an entry of its own");
+	for (uint64_t m = 2; m < SECRETSET_CACHE_MAX; m++) /* 2 entries so far */
+		full_ok = full_ok && secretset_cache(s, m, cache_drop, cache_build);
+	ok(full_ok && !secretset_cache(s, 1000, cache_drop, cache_build) &&
+		   built == SECRETSET_CACHE_MAX && secretset_cache(s, 2, cache_drop, cache_build),
+	   "full at %d: NULL for a new mask (not built), cached ones still found",
+	   SECRETSET_CACHE_MAX);
+	secretset_free(s);
+	ok(dropped == SECRETSET_CACHE_MAX - 1, "freeing the set drops every cached object");
+	policy_unref(p);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/secrets_test.XXXXXX");
@@ -300,6 +354,7 @@ int main(void)
 	test_load();
 	test_set();
 	test_forms();
+	test_cache();
 	{
 		char cmd[300];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
