@@ -378,7 +378,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 	c->injected = 0;
 	c->block_status = 0;
 	c->block_reason = REASON_NONE;
-	c->ruled = false;
+	c->ruled = c->req_logged = c->req_cut = false;
 	evutil_gettimeofday(&c->req_start, NULL);
 	if (!c->resp)
 		c->resp = httpmsg_new(HTTPMSG_RESPONSE, CONN_HEAD_CAP);

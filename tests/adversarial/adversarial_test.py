@@ -1286,12 +1286,25 @@ def slow_body_case(ctx):
     check(dt <= idle + 2.5, "closed only %.1f s after the last body byte (--idle-timeout %d)" % (dt, idle))
     whole = [i for i in list(W["tls"].seen) if tok in i.get("path", "") and i.get("body_len") == 64]
     check_eq(whole, [], "complete requests at the upstream")
+    # the audit log still accounts for the request that went upstream, injected
+    ev = e.wait_log(lambda v: v.get("event") == "request" and tok in (v.get("path") or ""),
+                    what="request event of the cut-off upload")[0]
+    check_eq((ev.get("status"), ev.get("incomplete"), ev.get("secrets")), (0, True, ["A_KEY"]),
+             "request event (status, incomplete, secrets)")
+    check(ev.get("bytes_up", 0) >= 8, "request event bytes_up %r" % ev.get("bytes_up"))
+    to = e.wait_log(lambda v: v.get("event") == "timeout" and v.get("id") == ev.get("id"),
+                    what="timeout event")[0]
+    check_eq(to.get("phase"), "idle", "timeout event phase")
+    cl = e.wait_log(lambda v: v.get("event") == "close" and v.get("id") == ev.get("id"),
+                    what="close event")[0]
+    check(cl.get("bytes_up", 0) >= ev["bytes_up"], "close event bytes_up %r" % cl.get("bytes_up"))
     normal_request_works(ctx, e, "after the dripping upload was closed")
 
 
 add("slow: a request body one byte per 0.5 s on an intercepted upload (--idle-timeout 2) -> each "
     "byte restarts the idle timer (open after 4 s); closed within --idle-timeout (+2.5 s) of the "
-    "last byte, the upstream never gets the whole body; other requests served meanwhile",
+    "last byte, the upstream never gets the whole body, the request is logged (incomplete, "
+    "status 0) with a timeout event (idle); other requests served meanwhile",
     slow_body_case, timeout=30)
 
 
