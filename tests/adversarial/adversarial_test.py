@@ -19,7 +19,11 @@ Groups:
              placeholders, block mode
   echo       an approved upstream echoing the injected secret (headers, bodies, framing,
              base64) -> the client never sees the real value
-  slow       never-finished TLS handshakes and slowloris heads vs --header-timeout 2
+  slow       never-finished TLS handshakes and slowloris heads vs --header-timeout 2; a
+             request body dripped within --idle-timeout 2
+  cut        a sandbox that hangs up mid-upload: the request is still logged
+  reneg      TLS 1.2 renegotiation started by the sandbox (refused) or the upstream (done)
+  window     a tiny-window sandbox reading a large redacted download slowly
   flood      10,000 half-open connections; --max-connections 100
   loop       egressd as its own target -> proxy-loop
 
@@ -1306,6 +1310,26 @@ add("slow: a request body one byte per 0.5 s on an intercepted upload (--idle-ti
     "last byte, the upstream never gets the whole body, the request is logged (incomplete, "
     "status 0) with a timeout event (idle); other requests served meanwhile",
     slow_body_case, timeout=30)
+
+
+def hangup_case(ctx):
+    e = start(ctx, std_args())
+    tok = token()
+    t, r = open_tls(ctx, e, "a.test", W["tls"].port)
+    t.sendall(("PUT /hangup-%s HTTP/1.1\r\nHost: a.test\r\nX-K: %s\r\nContent-Length: 100000\r\n"
+               "\r\n%s" % (tok, PH["A_KEY"], "y" * 1000)).encode())
+    t.close()
+    ev = e.wait_log(lambda v: v.get("event") == "request" and tok in (v.get("path") or ""),
+                    what="request event of the abandoned upload")[0]
+    check_eq((ev.get("status"), ev.get("incomplete"), ev.get("secrets")), (0, True, ["A_KEY"]),
+             "request event (status, incomplete, secrets)")
+    check(ev.get("bytes_up", 0) >= 1000, "request event bytes_up %r" % ev.get("bytes_up"))
+    check_eq([i for i in list(W["tls"].seen) if tok in i.get("path", "") and i.get("body_len") == 100000],
+             [], "complete requests at the upstream")
+
+
+add("cut: a sandbox that hangs up mid-upload (an injected head, 1000 of 100000 body bytes) -> the request "
+    "is still logged (incomplete, status 0, secrets A_KEY, the bytes sent)", hangup_case)
 
 
 SLOW = [
