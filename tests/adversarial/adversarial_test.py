@@ -1418,7 +1418,18 @@ add("reneg: the sandbox renegotiates TLS 1.2 inside an intercepted connection (o
     "the upstream, egressd keeps serving", reneg_client_case)
 
 
-def reneg_upstream_case(ctx):
+def renegotiate(srv, at):
+    """Types s_server's command r (a HelloRequest; with -no_resumption_on_reneg
+    a full handshake follows, so egressd verifies the upstream's certificate
+    again) and waits until egressd has completed the handshake."""
+    srv.type(b"r\n")
+    hr = srv.wait_for(r">>> TLS 1\.2, Handshake \[length 0004\], HelloRequest", at)
+    return srv.wait_for(r"<<< TLS 1\.2, Handshake [^\n]*ClientHello.*>>> TLS 1\.2, Handshake "
+                        r"[^\n]*Certificate.*<<< TLS 1\.2, Handshake [^\n]*Finished", hr,
+                        what="egressd completing the renegotiation")
+
+
+def reneg_upstream_case(ctx, mid):
     port = free_port()
     srv = Ossl(ctx, ["s_server", "-tls1_2", "-accept", "127.0.0.1:%d" % port, "-cert", W["pki"]["cert"],
                      "-key", W["pki"]["key"], "-naccept", "1", "-crlf", "-msg",
@@ -1432,18 +1443,20 @@ def reneg_upstream_case(ctx):
         at = srv.wait_for(r"GET /reneg-%s-%d HTTP/1.1\r\n.*\r\n\r\n" % (tok, i),
                           what="request %d at s_server" % i)
         check(("X-K: " + REAL["A_KEY"]) in srv.text(), "request %d: the value was not injected" % i)
-        srv.type(b"HTTP/1.1 200 OK\nContent-Length: 4\n\nok-%d" % i)
+        if i == 1 and mid:   # renegotiate between two parts of the response body
+            srv.type(b"HTTP/1.1 200 OK\nContent-Length: 11\n\nhello")
+            sent = srv.wait_for(r">>> TLS 1\.2, RecordHeader [^\n]*\n *17 03 03", at,
+                                what="s_server sending the first part")
+            renegotiate(srv, sent)
+            srv.type(b" world")
+            want = b"hello world"
+        else:
+            srv.type(b"HTTP/1.1 200 OK\nContent-Length: 4\n\nok-%d" % i)
+            want = b"ok-%d" % i
         resp = read_response(r)
-        check_eq((resp.status, resp.body), (200, b"ok-%d" % i), "response %d" % i)
-        if i == 1:
-            # s_server's command: HelloRequest; with -no_resumption_on_reneg a full
-            # handshake follows, so egressd verifies the upstream's certificate again
-            srv.type(b"r\n")
-            hr = srv.wait_for(r">>> TLS 1\.2, Handshake \[length 0004\], HelloRequest", at)
-            srv.wait_for(r"<<< TLS 1\.2, Handshake [^\n]*ClientHello.*>>> TLS 1\.2, Handshake "
-                         r"[^\n]*Certificate.*<<< TLS 1\.2, Handshake [^\n]*Finished", hr,
-                         what="egressd completing the renegotiation")
-    ctx.note("s_server output after the HelloRequest:\n" + srv.text()[hr - 100:hr + 1200])
+        check_eq((resp.status, resp.body), (200, want), "response %d" % i)
+        if i == 1 and not mid:
+            renegotiate(srv, at)
     check(e.proc.poll() is None, "egressd died")
     evs = wait_until(lambda: [v for v in e.log_events() if v.get("event") == "request"
                               and tok in (v.get("path") or "")][1:] and
@@ -1455,7 +1468,10 @@ def reneg_upstream_case(ctx):
 
 add("reneg: a TLS 1.2 upstream of a secret's host renegotiates between two requests (openssl "
     "s_server 'r', full handshake) -> egressd completes it, verifying the certificate again; "
-    "the next request is injected and answered on the same connection", reneg_upstream_case)
+    "the next request is injected and answered on the same connection", reneg_upstream_case, False)
+add("reneg: a TLS 1.2 upstream renegotiates in the middle of a response body -> egressd completes "
+    "it, the body arrives whole, the next request is injected on the same connection",
+    reneg_upstream_case, True)
 
 
 # --------------------------------------------------------------------------
