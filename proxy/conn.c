@@ -73,11 +73,23 @@ static void set_nodelay(evutil_socket_t fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* A client connection closed for a timeout: counted and logged, then freed. */
+static void timed_out(struct conn *c, enum metrics_timeout phase)
+{
+	struct jsonw w;
+
+	metrics_timeout(c->w->mx, phase);
+	if (audit_begin(&w, AUDIT_INFO, "timeout", c->id)) {
+		jsonw_str(&w, "client", c->client);
+		jsonw_str(&w, "phase", metrics_timeout_name(phase));
+		audit_emit(&w);
+	}
+	conn_free(c);
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	struct jsonw w;
-	enum metrics_timeout phase;
 
 	(void)fd;
 	(void)what;
@@ -85,16 +97,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		conn_close_flushed(c);
 		return;
 	}
-	phase = c->st == ST_TLS ? MX_TO_TLS : c->st == ST_SNI ? MX_TO_CLIENTHELLO :
-		c->st == ST_PEEK ? MX_TO_FIRST_BYTES : MX_TO_HEAD;
-	metrics_timeout(c->w->mx, phase);
-	if (!audit_begin(&w, AUDIT_INFO, "timeout", c->id))
-		goto out;
-	jsonw_str(&w, "client", c->client);
-	jsonw_str(&w, "phase", metrics_timeout_name(phase));
-	audit_emit(&w);
-out:
-	conn_free(c);
+	timed_out(c, c->st == ST_TLS ? MX_TO_TLS : c->st == ST_SNI ? MX_TO_CLIENTHELLO :
+		  c->st == ST_PEEK ? MX_TO_FIRST_BYTES : MX_TO_HEAD);
 }
 
 static void idle_timeouts(struct conn *c)
@@ -245,6 +249,7 @@ void conn_free(struct conn *c)
 		evdns_getaddrinfo_cancel(c->dnsreq);
 		return;
 	}
+	httpresp_log_cut(c);
 	log_close(c);
 	if (!c->metered)
 		metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
@@ -279,6 +284,7 @@ void conn_free(struct conn *c)
 
 void conn_close_flushed(struct conn *c)
 {
+	httpresp_log_cut(c);
 	c->st = ST_CLOSING;
 	if (c->up) {
 		conn_drop_upstream(c);
@@ -646,8 +652,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		return;
 	}
 	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {
-		metrics_timeout(c->w->mx, MX_TO_IDLE);
-		conn_free(c);
+		timed_out(c, MX_TO_IDLE);
 		return;
 	}
 	/* data phases: a quiet direction is fine while the other one moves */
@@ -659,8 +664,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 			intercept_upstream_pending(c);
 		return;
 	}
-	metrics_timeout(c->w->mx, MX_TO_IDLE);
-	conn_free(c);
+	timed_out(c, MX_TO_IDLE);
 }
 
 void conn_on_event(struct bufferevent *bev, short what, void *arg)

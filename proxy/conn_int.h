@@ -104,6 +104,8 @@ struct conn {
 	int block_status;              /* status of a blocked request (for the log) */
 	enum reason block_reason;      /* ... and why it was refused */
 	bool ruled;                    /* the current request is subject to request rules */
+	bool req_logged;               /* its request event is written */
+	bool req_cut;                  /* ... as cut off: the connection ended mid-exchange */
 	struct rule_verdict rv;        /* ... and their verdict */
 	struct conn *prev, *next;      /* the worker's list */
 	struct event *deadline;        /* the current head phase must end by then */
@@ -236,6 +238,11 @@ void httpresp_prepare(struct conn *c);
 void httpresp_blocked_done(struct conn *c);
 /* The request's body ended after its response did: log, next request or close. */
 void httpresp_request_done(struct conn *c);
+/* The connection ends (or starts closing) while a request is in flight
+ * (an idle timeout, either side gone, a broken body): its request event, with
+ * "incomplete":true and the response's status if one began (else 0), so every
+ * request that went upstream is logged. A no-op otherwise. */
+void httpresp_log_cut(struct conn *c);
 /* Upstream bytes (response). */
 void httpfwd_upstream_input(struct conn *c);
 /* Upstream EOF in HTTP mode. */

@@ -61,16 +61,33 @@ static void wipe_ref(const void *data, size_t len, void *extra)
 	free(extra);
 }
 
+/* "Host: " and the connection's checked authority, its port left out when it
+ * is the scheme's default (443 for TLS, 80 for plain HTTP). */
+static bool add_conn_host(struct obuf *b, const struct conn *c)
+{
+	char line[HOST_MAX + 32];
+	unsigned dflt = c->mode == MODE_INTERCEPT ? 443 : 80;
+
+	snprintf(line, sizeof(line), c->t.is_ip && c->t.ip.family == 6 ? "Host: [%s]" : "Host: %s",
+		 c->t.host);
+	if (c->t.port != dflt)
+		snprintf(line + strlen(line), sizeof(line) - strlen(line), ":%u", c->t.port);
+	return obuf_add(b, line, strlen(line)) && obuf_add(b, "\r\n", 2);
+}
+
 /* Writes the head for the upstream into c->pending: request line with an
- * origin-form target, Host (plain: the checked authority; intercepted: the
- * client's, already checked), other headers with approved placeholders
+ * origin-form target, Host (plain: the checked authority; intercepted or
+ * transparent: the client's, already checked, or the connection's when an
+ * HTTP/1.0 client sent none, so nothing injected can reach the upstream's
+ * default virtual host), other headers with approved placeholders
  * replaced. The bytes are referenced, not copied, and wiped once sent. */
 static bool build_head(struct conn *c, const char *path, size_t plen)
 {
 	const struct secretset *ss = c->ss;
 	struct obuf *b = xcalloc(1, sizeof(*b));
-	char line[HOST_MAX + 64];
-	size_t n = httpmsg_header_count(c->req);
+	char line[64];
+	const char *hv;
+	size_t hl, n = httpmsg_header_count(c->req);
 	bool okay = true;
 
 	obuf_init(b, 2 * CONN_HEAD_CAP);
@@ -80,13 +97,8 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 	okay &= obuf_add(b, path, plen);
 	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", httpmsg_version_minor(c->req));
 	okay &= obuf_add(b, line, strlen(line));
-	if (c->mode == MODE_HTTP) {
-		snprintf(line, sizeof(line), c->t.is_ip && c->t.ip.family == 6 ? "Host: [%s]" : "Host: %s",
-			 c->t.host);
-		if (c->t.port != 80)
-			snprintf(line + strlen(line), sizeof(line) - strlen(line), ":%u", c->t.port);
-		okay &= obuf_add(b, line, strlen(line)) && obuf_add(b, "\r\n", 2);
-	}
+	if (c->mode == MODE_HTTP || httpmsg_header_find(c->req, "host", &hv, &hl) == 0)
+		okay &= add_conn_host(b, c);
 	for (size_t i = 0; i < n && okay; i++) {
 		const char *name, *val;
 		size_t nl, vl;
@@ -366,7 +378,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 	c->injected = 0;
 	c->block_status = 0;
 	c->block_reason = REASON_NONE;
-	c->ruled = false;
+	c->ruled = c->req_logged = c->req_cut = false;
 	evutil_gettimeofday(&c->req_start, NULL);
 	if (!c->resp)
 		c->resp = httpmsg_new(HTTPMSG_RESPONSE, CONN_HEAD_CAP);

@@ -152,7 +152,8 @@ static void meter_request(struct conn *c)
 	enum metrics_mode mode = c->mode == MODE_INTERCEPT ? MX_MODE_INTERCEPT :
 				 c->mode == MODE_ORIGIN ? MX_MODE_ORIGIN : MX_MODE_HTTP;
 
-	metrics_request(mx, mode, conn_usec_since(&c->req_start));
+	if (!c->req_cut) /* counts requests answered, duration to the end */
+		metrics_request(mx, mode, conn_usec_since(&c->req_start));
 	for (uint64_t m = c->injected; m; m &= m - 1)
 		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 }
@@ -186,6 +187,8 @@ static void log_request(struct conn *c, int status)
 			jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
 		if (c->mode == MODE_INTERCEPT)
 			conn_log_secrets(&w, c->ss, c->injected);
+		if (c->req_cut)
+			jsonw_bool(&w, "incomplete", true);
 		jsonw_int(&w, "bytes_up", (long long)c->req_up);
 		jsonw_int(&w, "bytes_down", (long long)c->req_down);
 		evutil_gettimeofday(&now, NULL);
@@ -196,6 +199,7 @@ static void log_request(struct conn *c, int status)
 	c->bytes_up += c->req_up;
 	c->bytes_down += c->req_down;
 	c->req_up = c->req_down = 0;
+	c->req_logged = true;
 }
 
 static void next_request(struct conn *c)
@@ -359,4 +363,12 @@ void httpfwd_upstream_eof(struct conn *c)
 			   "egressd: upstream closed the connection without a response");
 	else
 		conn_free(c);
+}
+
+void httpresp_log_cut(struct conn *c)
+{
+	if (c->st != ST_HTTP || c->req_logged)
+		return;
+	c->req_cut = true;
+	log_request(c, c->discarding ? c->block_status : httpmsg_status_code(c->resp));
 }

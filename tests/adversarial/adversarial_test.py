@@ -19,7 +19,11 @@ Groups:
              placeholders, block mode
   echo       an approved upstream echoing the injected secret (headers, bodies, framing,
              base64) -> the client never sees the real value
-  slow       never-finished TLS handshakes and slowloris heads vs --header-timeout 2
+  slow       never-finished TLS handshakes and slowloris heads vs --header-timeout 2; a
+             request body dripped within --idle-timeout 2
+  cut        a sandbox that hangs up mid-upload: the request is still logged
+  reneg      TLS 1.2 renegotiation started by the sandbox (refused) or the upstream (done)
+  window     a tiny-window sandbox reading a large redacted download slowly
   flood      10,000 half-open connections; --max-connections 100
   loop       egressd as its own target -> proxy-loop
 
@@ -56,9 +60,9 @@ sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import (Suite, check, check_eq, make_pki, EchoHTTPServer, TcpServer,  # noqa: E402
-                     DNSServer, RecReader, got, read_response, connect_proxy, http_request,
+                     DNSServer, Reader, RecReader, got, read_response, connect_proxy, http_request,
                      client_ssl_context, run_egressd, free_port, maybe_reexec_in_netns,
-                     wait_until, server_side_conns, next_head, EGRESSD_BIN, IO_TIMEOUT)
+                     wait_until, server_side_conns, next_head, spawn, EGRESSD_BIN, IO_TIMEOUT)
 
 NETNS = maybe_reexec_in_netns(__file__)
 # a private base for the suite's temp dir (nothing else's /tmp clean-up matches it)
@@ -1243,6 +1247,91 @@ def slow_case(ctx, kind):
     normal_request_works(ctx, e, "after the slow client was closed")
 
 
+def quiet_open(t):
+    """True if TLS socket t is open with nothing to read (records that carry
+    no data, such as TLS 1.3 session tickets, are consumed)."""
+    t.setblocking(False)
+    try:
+        t.recv(1)
+        return False   # data, or EOF
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+    finally:
+        t.settimeout(IO_TIMEOUT)
+
+
+def slow_body_case(ctx):
+    idle = 2
+    e = start(ctx, std_args(["--idle-timeout", str(idle)]))
+    tok = token()
+    t, r = open_tls(ctx, e, "a.test", W["tls"].port)
+    t.sendall(("POST /slowbody-%s HTTP/1.1\r\nHost: a.test\r\nX-K: %s\r\nContent-Length: 64\r\n\r\n"
+               % (tok, PH["A_KEY"])).encode())
+    t0 = time.time()
+    for i in range(8):   # one byte every 0.5 s: 4 s, twice --idle-timeout
+        time.sleep(0.5)
+        t.sendall(b"x")
+        check(quiet_open(t), "egressd closed (or answered) the upload after %.1f s, %d body bytes, although "
+              "no gap reached --idle-timeout %d" % (time.time() - t0, i + 1, idle))
+    last = time.time()
+    normal_request_works(ctx, e, "while a body drips")
+    t.settimeout(idle + 4)
+    try:
+        rest = r.rest()
+    except socket.timeout:
+        raise AssertionError("the upload was still open %.1f s after its last byte (--idle-timeout %d)"
+                             % (time.time() - last, idle))
+    except (ssl.SSLError, OSError):
+        rest = b""
+    dt = time.time() - last
+    ctx.note("closed %.1f s after the last body byte; the sandbox got %r" % (dt, rest[:200]))
+    check(dt <= idle + 2.5, "closed only %.1f s after the last body byte (--idle-timeout %d)" % (dt, idle))
+    whole = [i for i in list(W["tls"].seen) if tok in i.get("path", "") and i.get("body_len") == 64]
+    check_eq(whole, [], "complete requests at the upstream")
+    # the audit log still accounts for the request that went upstream, injected
+    ev = e.wait_log(lambda v: v.get("event") == "request" and tok in (v.get("path") or ""),
+                    what="request event of the cut-off upload")[0]
+    check_eq((ev.get("status"), ev.get("incomplete"), ev.get("secrets")), (0, True, ["A_KEY"]),
+             "request event (status, incomplete, secrets)")
+    check(ev.get("bytes_up", 0) >= 8, "request event bytes_up %r" % ev.get("bytes_up"))
+    to = e.wait_log(lambda v: v.get("event") == "timeout" and v.get("id") == ev.get("id"),
+                    what="timeout event")[0]
+    check_eq(to.get("phase"), "idle", "timeout event phase")
+    cl = e.wait_log(lambda v: v.get("event") == "close" and v.get("id") == ev.get("id"),
+                    what="close event")[0]
+    check(cl.get("bytes_up", 0) >= ev["bytes_up"], "close event bytes_up %r" % cl.get("bytes_up"))
+    normal_request_works(ctx, e, "after the dripping upload was closed")
+
+
+add("slow: a request body one byte per 0.5 s on an intercepted upload (--idle-timeout 2) -> each "
+    "byte restarts the idle timer (open after 4 s); closed within --idle-timeout (+2.5 s) of the "
+    "last byte, the upstream never gets the whole body, the request is logged (incomplete, "
+    "status 0) with a timeout event (idle); other requests served meanwhile",
+    slow_body_case, timeout=30)
+
+
+def hangup_case(ctx):
+    e = start(ctx, std_args())
+    tok = token()
+    t, r = open_tls(ctx, e, "a.test", W["tls"].port)
+    t.sendall(("PUT /hangup-%s HTTP/1.1\r\nHost: a.test\r\nX-K: %s\r\nContent-Length: 100000\r\n"
+               "\r\n%s" % (tok, PH["A_KEY"], "y" * 1000)).encode())
+    t.close()
+    ev = e.wait_log(lambda v: v.get("event") == "request" and tok in (v.get("path") or ""),
+                    what="request event of the abandoned upload")[0]
+    check_eq((ev.get("status"), ev.get("incomplete"), ev.get("secrets")), (0, True, ["A_KEY"]),
+             "request event (status, incomplete, secrets)")
+    check(ev.get("bytes_up", 0) >= 1000, "request event bytes_up %r" % ev.get("bytes_up"))
+    check_eq([i for i in list(W["tls"].seen) if tok in i.get("path", "") and i.get("body_len") == 100000],
+             [], "complete requests at the upstream")
+
+
+add("cut: a sandbox that hangs up mid-upload (an injected head, 1000 of 100000 body bytes) -> the request "
+    "is still logged (incomplete, status 0, secrets A_KEY, the bytes sent)", hangup_case)
+
+
 SLOW = [
     ("silent", "a client that connects and sends nothing"),
     ("connect-silent", "CONNECT a.test (intercepted), then no ClientHello"),
@@ -1256,6 +1345,201 @@ SLOW = [
 for kind, desc in SLOW:
     add("slow: %s -> closed within --header-timeout %d (+2.5 s); other requests served meanwhile" % (
         desc, HEADER_TIMEOUT), slow_case, kind, timeout=30)
+
+
+# --------------------------------------------------------------------------
+# reneg: TLS 1.2 renegotiation on an intercepted connection, started by either side
+
+
+class Ossl:
+    """A real `openssl s_client` / `s_server` driven through a pipe: stdin
+    lines are typed into it (its command letters included), stdout and stderr
+    are collected in .out by a thread."""
+
+    def __init__(self, ctx, args):
+        self.out = bytearray()
+        self.p = spawn(["openssl"] + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT)
+        ctx.procs.append(self.p)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for d in iter(lambda: self.p.stdout.read1(65536), b""):
+            self.out += d
+
+    def type(self, data):
+        self.p.stdin.write(data)
+        self.p.stdin.flush()
+
+    def text(self):
+        return bytes(self.out).decode("latin-1")
+
+    def wait_for(self, pattern, start=0, timeout=10, what=None):
+        """Waits until regex pattern matches the output after offset start;
+        returns the match's end offset."""
+        rx = re.compile(pattern, re.S)
+        m = wait_until(lambda: rx.search(self.text(), start), timeout,
+                       what or "openssl printing %r; output:\n%s" % (pattern, self.text()[-1500:]))
+        return m.end()
+
+
+def reneg_client_case(ctx):
+    e = start(ctx, std_args())
+    tok = token()
+    c = Ossl(ctx, ["s_client", "-tls1_2", "-proxy", e.addr, "-connect", "a.test:%d" % W["tls"].port,
+                   "-servername", "a.test", "-CAfile", os.path.join(W["state"], "ca.crt"), "-crlf"])
+    c.type(("GET /reneg-%s-1 HTTP/1.1\nHost: a.test\nX-K: %s\n\n" % (tok, PH["A_KEY"])).encode())
+    at = c.wait_for(r'"path": "/reneg-%s-1"' % tok, what="the first response through s_client")
+    check_eq(hdr(seen_one("tls", tok + "-1"), "X-K"), REAL["A_KEY"], "X-K upstream (injected)")
+    c.type(b"R\n")   # s_client's command: renegotiate (a ClientHello inside the session)
+    c.wait_for(r"RENEGOTIATING", at)
+    try:
+        c.type(("GET /reneg-%s-2 HTTP/1.1\nHost: a.test\nX-K: %s\n\n" % (tok, PH["A_KEY"])).encode())
+    except OSError:
+        pass   # s_client may already have given up
+    # egressd answers the ClientHello with a no_renegotiation alert; OpenSSL's client
+    # treats that as fatal (it asked for a reason) and ends the connection
+    c.wait_for(r"no renegotiation", at, what="s_client reporting egressd's no_renegotiation alert")
+    wait_until(lambda: c.p.poll() is not None, 10, "s_client exiting")
+    wait_until(lambda: server_side_conns(e.port) <= 0, 10, "egressd closing the connection")
+    got(ctx, bytes(c.out))
+    ctx.note("s_client output (tail):\n" + c.text()[-800:])
+    check_eq(tok_in_upstreams(tok + "-2"), [], "the request after the refused renegotiation, upstream")
+    e.wait_log(lambda v: v.get("event") == "close", what="close event of the connection")
+    normal_request_works(ctx, e, "after the refused renegotiation")
+    t, r = open_tls(ctx, e, "a.test", W["tls"].port)
+    t.sendall(http_request("GET", "/reneg-%s-3" % tok, ["Host: a.test", "X-K: " + PH["A_KEY"]]))
+    check_eq(read_response(r).status, 200, "an intercepted request after the refused renegotiation")
+    check_eq(hdr(seen_one("tls", tok + "-3"), "X-K"), REAL["A_KEY"], "X-K upstream")
+
+
+add("reneg: the sandbox renegotiates TLS 1.2 inside an intercepted connection (openssl s_client "
+    "'R') -> egressd refuses (no_renegotiation alert), the connection ends, nothing more reaches "
+    "the upstream, egressd keeps serving", reneg_client_case)
+
+
+def renegotiate(srv, at):
+    """Types s_server's command r (a HelloRequest; with -no_resumption_on_reneg
+    a full handshake follows, so egressd verifies the upstream's certificate
+    again) and waits until egressd has completed the handshake."""
+    srv.type(b"r\n")
+    hr = srv.wait_for(r">>> TLS 1\.2, Handshake \[length 0004\], HelloRequest", at)
+    return srv.wait_for(r"<<< TLS 1\.2, Handshake [^\n]*ClientHello.*>>> TLS 1\.2, Handshake "
+                        r"[^\n]*Certificate.*<<< TLS 1\.2, Handshake [^\n]*Finished", hr,
+                        what="egressd completing the renegotiation")
+
+
+def reneg_upstream_case(ctx, mid):
+    port = free_port()
+    srv = Ossl(ctx, ["s_server", "-tls1_2", "-accept", "127.0.0.1:%d" % port, "-cert", W["pki"]["cert"],
+                     "-key", W["pki"]["key"], "-naccept", "1", "-crlf", "-msg",
+                     "-no_resumption_on_reneg"])
+    srv.wait_for(r"ACCEPT", what="s_server listening")
+    e = start(ctx, std_args())
+    tok = token()
+    t, r = open_tls(ctx, e, "a.test", port)
+    for i in (1, 2):
+        t.sendall(http_request("GET", "/reneg-%s-%d" % (tok, i), ["Host: a.test", "X-K: " + PH["A_KEY"]]))
+        at = srv.wait_for(r"GET /reneg-%s-%d HTTP/1.1\r\n.*\r\n\r\n" % (tok, i),
+                          what="request %d at s_server" % i)
+        check(("X-K: " + REAL["A_KEY"]) in srv.text(), "request %d: the value was not injected" % i)
+        if i == 1 and mid:   # renegotiate between two parts of the response body
+            srv.type(b"HTTP/1.1 200 OK\nContent-Length: 11\n\nhello")
+            sent = srv.wait_for(r">>> TLS 1\.2, RecordHeader [^\n]*\n *17 03 03", at,
+                                what="s_server sending the first part")
+            renegotiate(srv, sent)
+            srv.type(b" world")
+            want = b"hello world"
+        else:
+            srv.type(b"HTTP/1.1 200 OK\nContent-Length: 4\n\nok-%d" % i)
+            want = b"ok-%d" % i
+        resp = read_response(r)
+        check_eq((resp.status, resp.body), (200, want), "response %d" % i)
+        if i == 1 and not mid:
+            renegotiate(srv, at)
+    check(e.proc.poll() is None, "egressd died")
+    evs = wait_until(lambda: [v for v in e.log_events() if v.get("event") == "request"
+                              and tok in (v.get("path") or "")][1:] and
+                     [v for v in e.log_events() if v.get("event") == "request"
+                      and tok in (v.get("path") or "")], 5, "two request events")
+    check_eq([(v.get("status"), v.get("secrets"), v.get("id")) for v in evs],
+             [(200, ["A_KEY"], evs[0].get("id"))] * 2, "request events (one connection)")
+
+
+add("reneg: a TLS 1.2 upstream of a secret's host renegotiates between two requests (openssl "
+    "s_server 'r', full handshake) -> egressd completes it, verifying the certificate again; "
+    "the next request is injected and answered on the same connection", reneg_upstream_case, False)
+add("reneg: a TLS 1.2 upstream renegotiates in the middle of a response body -> egressd completes "
+    "it, the body arrives whole, the next request is injected on the same connection",
+    reneg_upstream_case, True)
+
+
+# --------------------------------------------------------------------------
+# window: a sandbox with a tiny TCP window reading a large redacted download slowly
+
+
+def window_case(ctx):
+    maxbuf = 65536
+    e = start(ctx, std_args(["--max-buffer", str(maxbuf)]))
+    W["tls"].values["A_KEY"] = REAL["A_KEY"]
+    n = 300000   # a JSON echo of ~18 MB carrying the real value n times
+    want = "".join(PH["A_KEY"] + "." * (i % 37) for i in range(n))
+    s = ctx.sock(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)   # before connect: a tiny window
+    s.settimeout(IO_TIMEOUT)
+    s.connect(("127.0.0.1", e.port))
+    s.sendall(b"CONNECT a.test:%d HTTP/1.1\r\nHost: a.test\r\n\r\n" % W["tls"].port)
+    r0 = RecReader(ctx, s)
+    check_eq(read_response(r0, connect=True).status, 200, "CONNECT status")
+    t = ctx.sock(client_ssl_context(os.path.join(W["state"], "ca.crt")).wrap_socket(
+        s, server_hostname="a.test"))
+    t.settimeout(30)
+    tok = token()
+    rss0 = e.rss_kb() or 0
+    t.sendall(http_request("GET", "/win-%s?say=A_KEY&n=%d" % (tok, n),
+                           ["Host: a.test", "X-K: " + PH["A_KEY"]]))
+    r = Reader(t)   # not recorded: checked for the real value below, all of it
+    head = r.until(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "status line %r" % head[:60])
+    # read slowly: 1 KiB every 20 ms for 3 s, while the upstream has ~15 MB to send
+    peak = rss0
+    t_end = time.time() + 3
+    slow = bytearray(r.buf)
+    r.buf = b""
+    while time.time() < t_end:
+        slow += t.recv(1024)
+        peak = max(peak, e.rss_kb() or 0)
+        time.sleep(0.02)
+    ctx.note("read %d bytes slowly; egressd VmRSS %d KiB before, peak %d KiB" % (len(slow), rss0, peak))
+    if not is_asan():
+        check(peak - rss0 < 8 * 1024, "egressd's RSS grew by %d KiB for a sandbox reading slowly "
+              "through a tiny window (--max-buffer %d)" % (peak - rss0, maxbuf))
+    r.buf = bytes(slow)
+    # now read fast (the window scale was fixed at connect: 64 KiB at most)
+    t.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    resp_body = bytearray()
+    if b"chunked" in head.lower():
+        while True:
+            k = int(r.until(b"\r\n").split(b";")[0], 16)
+            if k == 0:
+                r.until(b"\r\n")
+                break
+            resp_body += r.exactly(k)
+            r.exactly(2)
+    else:
+        m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        resp_body = r.exactly(int(m.group(1)))
+    ctx.note("body: %d bytes (%s)" % (len(resp_body), "chunked" if b"chunked" in head.lower() else "length"))
+    check(REAL["A_KEY"].encode() not in head + resp_body, "the real value reached the sandbox")
+    info = __import__("json").loads(resp_body)
+    check(info["say"] == want, "the body is not the upstream's with every value redacted "
+          "(%d bytes, want %d)" % (len(info["say"]), len(want)))
+    check_eq(hdr(info, "X-K"), PH["A_KEY"], "X-K as echoed (redacted)")
+
+
+add("window: a sandbox with a tiny TCP window (SO_RCVBUF 2 KiB) reading an 18 MB redacted download "
+    "1 KiB per 20 ms: egressd's memory stays bounded (--max-buffer 65536, RSS < +8 MiB), the "
+    "download completes with every value redacted", window_case, timeout=90)
 
 
 # --------------------------------------------------------------------------

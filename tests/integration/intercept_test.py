@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer,  # noqa: E402
                      DNSServer, read_response, proxy_connect, connect_proxy,
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
-                     clean_env, spawn, ws_accept, ws_frame, ws_read_frame,
+                     clean_env, spawn, free_port, ws_accept, ws_frame, ws_read_frame,
                      WSReader, Reader, RecReader, TcpServer, got, wait_until, next_head,
                      maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
@@ -1328,6 +1328,51 @@ def host_case(ctx, target, host_hdr, status):
 
 for row in HOSTCHK:
     add_icase(row[0], host_case, *row[1:])
+
+
+def hostless_10(ctx, e, t, r):
+    """An HTTP/1.0 request without Host carrying A's placeholder on the TLS
+    socket t: the upstream must get Host naming api.test and the real value."""
+    tok = token()
+    t.sendall(("GET /nohost/%s HTTP/1.0\r\nX-K: %s\r\n\r\n" % (tok, e.ph["A_KEY"])).encode())
+    resp = read_response(r)
+    ctx.note("response %r" % resp)
+    check_eq(resp.status, 200, "status")
+    info = seen_with(W["tls_srv"], tok)
+    check_eq([v for k, v in info["headers"] if k.lower() == "host"], [hp("api.test")],
+             "Host the upstream received")
+    check_eq(hdr(info, "X-K"), REAL["A_KEY"], "X-K upstream (injected)")
+
+
+@icase("HTTP/1.0 without Host inside an intercepted tunnel: the upstream gets Host: api.test:PORT "
+       "(the CONNECT authority) with the injected value, not its default virtual host")
+def _(ctx):
+    e = start(ctx)
+    t, r = open_tls(ctx, e, "api.test")
+    hostless_10(ctx, e, t, r)
+
+
+@icase("transparent (iptables REDIRECT): HTTP/1.0 without Host on an intercepted connection -> "
+       "the upstream gets Host: api.test:PORT with the injected value",
+       skip=lambda: None if NETNS else "needs root (a private network namespace)")
+def _(ctx):
+    tport = free_port()
+    e = start(ctx, extra=["--transparent", "127.0.0.1:%d" % tport])
+    rule = ["OUTPUT", "-p", "tcp", "-s", "10.0.0.5", "-d", "203.0.113.7",
+            "--dport", str(W["ports"]["tls"]), "-j", "REDIRECT", "--to-ports", str(tport)]
+    add = subprocess.run(["iptables", "-t", "nat", "-A"] + rule, capture_output=True)
+    check_eq(add.returncode, 0, "iptables -A (%s)" % add.stderr.decode().strip())
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ctx.sock(s)
+        s.settimeout(IO_TIMEOUT)
+        s.bind(("10.0.0.5", 0))
+        s.connect(("203.0.113.7", W["ports"]["tls"]))
+        t = ctx.sock(client_ssl_context(e.ca).wrap_socket(s, server_hostname="api.test"))
+        t.settimeout(IO_TIMEOUT)
+        hostless_10(ctx, e, t, RecReader(ctx, t))
+    finally:
+        subprocess.run(["iptables", "-t", "nat", "-D"] + rule, capture_output=True)
 
 
 @icase("a good request, then a Host-mismatching one on the same connection: 200 then 421")
