@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <linux/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -216,6 +217,35 @@ static void hide_paths(const struct plan *pl)
 	}
 }
 
+/* uid 0 without any capability still writes whatever root owns by its
+ * owner permission bits: system binaries, /etc/passwd, egressd's own binary,
+ * so a command run as --user root could plant code that real root runs
+ * later. For it, every mount is made read-only (mount_setattr, recursive),
+ * except the world-writable scratch places /tmp, /var/tmp (the host's, bound
+ * onto themselves first so they are mounts of their own) and /dev/shm. */
+static void root_read_only(const struct plan *pl)
+{
+	static const char *const scratch[] = { "/tmp", "/var/tmp", "/dev/shm" };
+	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
+	struct mount_attr rw = { .attr_clr = MOUNT_ATTR_RDONLY };
+	bool bound[3] = { false, false, false };
+
+	for (size_t i = 0; i < 2; i++) {
+		if (access(scratch[i], F_OK) < 0)
+			continue; /* a host without it: nothing to keep writable */
+		if (mount(scratch[i], scratch[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+			child_fail(pl, "binding onto itself", scratch[i]);
+		bound[i] = true;
+	}
+	bound[2] = true; /* make_dev mounted a fresh tmpfs there */
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0)
+		child_fail(pl, "making every mount read-only for uid 0 (mount_setattr)", "/");
+	for (size_t i = 0; i < 3; i++)
+		if (bound[i] && syscall(SYS_mount_setattr, AT_FDCWD, scratch[i], 0, &rw,
+					sizeof rw) < 0)
+			child_fail(pl, "making writable again", scratch[i]);
+}
+
 __attribute__((noreturn))
 static void child_main(const struct plan *pl)
 {
@@ -227,6 +257,8 @@ static void child_main(const struct plan *pl)
 		child_fail(pl, "entering the network namespace", pl->js->netns);
 	set_mounts(pl);
 	hide_paths(pl);
+	if (runas_uid(pl->js->user) == 0)
+		root_read_only(pl);
 	/* by path again: the old directory may be one just hidden */
 	if (!pl->cwd || chdir(pl->cwd) < 0)
 		if (chdir("/") < 0)

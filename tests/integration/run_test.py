@@ -353,6 +353,14 @@ def step_escape(a):
         r["raw_socket"] = "ok"
     except OSError as e:
         r["raw_socket"] = "error: %s" % e.strerror
+    r["write"] = {}
+    for path in o.get("write", []):  # opened for appending, nothing written
+        try:
+            with open(path, "a"):
+                pass
+            r["write"][path] = "opened"
+        except OSError as e:
+            r["write"][path] = "error: %s" % e.strerror
     targets = [tuple(t) for t in o.get("connect", [])]
     r["connect"] = {"%s:%d (here)" % t: _connect(*t) for t in targets}
     r["setns"] = {}
@@ -1036,19 +1044,19 @@ def _(ctx):
     check_eq(res["env"].get("USER"), pw.pw_name, "USER inside")
 
 
-def escape_steps(pidfile, extra_connect=()):
+def escape_steps(pidfile, extra_connect=(), write=()):
     st = W["state"]
-    return [["escape", {"pidfile": pidfile,
+    return [["escape", {"pidfile": pidfile, "write": list(write),
                         "files": [os.path.join(st, "ca.key"), os.path.join(st, "placeholder.key"),
                                   W["fkey"], W["policy"], W["fpolicy"]],
                         "connect": [["127.0.0.1", W["Q"]]] + [list(c) for c in extra_connect]}]]
 
 
-def run_escape(ctx, extra=(), sudo=True):
+def run_escape(ctx, extra=(), sudo=True, write=()):
     """The escape probe in a jail whose egressd has a valueFromFile secret;
     the probe learns egressd's pid from a file the test writes."""
     pidfile = os.path.join(suite.tmp, "pid-" + token())
-    r = Run(ctx, tool(escape_steps(pidfile)), args=policy_args(os.path.join(ctx.tmp, "e.log")) +
+    r = Run(ctx, tool(escape_steps(pidfile, write=write)), args=policy_args(os.path.join(ctx.tmp, "e.log")) +
             ["-c", W["fpolicy"]], extra=extra, sudo=sudo)
     with open(pidfile + ".tmp", "w") as f:
         f.write(str(r.proc.pid))
@@ -1093,10 +1101,28 @@ def _(ctx):
     check_escape(r, res)
 
 
-@rcase("jail: --user root runs uid 0 without any capability; egressd's files hidden all the same")
+@rcase("jail: --user root runs uid 0 without any capability; egressd's files hidden all the same; "
+       "root-owned host files (binaries, /etc/passwd) read-only to it, /tmp writable")
 def _(ctx):
-    r, res = run_escape(ctx, extra=["--user", "root"], sudo=False)
+    # a root-owned file outside the scratch places: uid 0 owns it, so only a
+    # read-only mount keeps it from being rewritten
+    victim = os.path.join(ROOT, "build", "jail-victim-" + token())
+    scratch = os.path.join("/tmp", "jail-scratch-" + token())
+    with open(victim, "w") as f:
+        f.write("host file\n")
+    os.chmod(victim, 0o755)  # as a root-owned binary is
+    try:
+        r, res = run_escape(ctx, extra=["--user", "root"], sudo=False,
+                            write=[victim, "/etc/passwd", scratch])
+    finally:
+        for p in (victim, scratch):
+            if os.path.exists(p):
+                os.unlink(p)
     check_escape(r, res)
+    for path in (victim, "/etc/passwd"):
+        check("Read-only file system" in res["write"].get(path, ""),
+              "uid 0 inside opened %s for writing: %s" % (path, res["write"].get(path)))
+    check_eq(res["write"].get(scratch), "opened", "/tmp writable inside")
     check(all(v in ("read 0 bytes",) or "Permission denied" in v for v in res["files"].values()),
           "egressd's files inside (uid 0 owns them; they must be hidden): %r" % res["files"])
 
