@@ -17,7 +17,7 @@ WARN = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wwrite-strings \
 CFLAGS ?= -O2 -g
 ALLCFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
 	-I. -Icommon -Ipolicy -Icerts -Iproxy -I$(LLHTTP_INC)
-LIBS = -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lpcre2-8 -ljansson -lpthread
+LIBS = -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lpcre2-8 -ljansson -lz -lbrotlidec -lzstd -lpthread
 
 ifdef SANITIZE
 ALLCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
