@@ -18,6 +18,7 @@ const char *reason_str(enum reason r)
 	case REASON_BAD_REQUEST: return "bad-request";
 	case REASON_UNKNOWN_SOURCE: return "unknown-source";
 	case REASON_RULE_DENIED: return "rule-denied";
+	case REASON_UNREDACTABLE_ENCODING: return "unredactable-encoding";
 	}
 	return "unknown";
 }
@@ -28,6 +29,7 @@ int reason_status(enum reason r)
 	case REASON_DNS_FAILURE:
 	case REASON_CONNECT_FAILED:
 	case REASON_UPSTREAM_CERT:
+	case REASON_UNREDACTABLE_ENCODING:
 		return 502;
 	case REASON_HOST_MISMATCH:
 		return 421;

@@ -17,6 +17,7 @@ enum reason {
 	REASON_BAD_REQUEST,      /* malformed request or target */
 	REASON_UNKNOWN_SOURCE,   /* no sandbox claims the connection */
 	REASON_RULE_DENIED,      /* a request rule (or rulesDefault) refuses the request */
+	REASON_UNREDACTABLE_ENCODING, /* a secret's host replied in a coding egressd cannot decode */
 };
 
 /* The reason's name as in the spec ("not-allowed"); static string. */

@@ -24,6 +24,7 @@
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
+#include "contentdec.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -276,6 +277,9 @@ void conn_free(struct conn *c)
 	httpmsg_free(c->req);
 	httpmsg_free(c->resp);
 	redactor_free(c->redactor);
+	contentdec_free(c->dec);
+	if (c->zin)
+		evbuffer_free(c->zin);
 	wsredact_free(c->ws);
 	free(c->path);
 	gen_release(c->gen);
@@ -333,6 +337,11 @@ static void send_error(struct conn *c, int status, const char *reason_hdr, const
 			    "Connection: close\r\n\r\n%s\n",
 			    strlen(msg) + 1, msg);
 	conn_close_flushed(c);
+}
+
+void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
+{
+	send_error(c, status, reason_hdr, msg);
 }
 
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg)

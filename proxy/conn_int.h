@@ -99,6 +99,11 @@ struct conn {
 	bool ws_failed;                /* they could not be redacted: closing */
 	bool redacting;                /* current response is re-framed through it */
 	bool chunk_out;                /* ... and sent chunked to the client */
+	struct contentdec *dec;        /* ... and its Content-Encoding undone first */
+	struct evbuffer *zin;          /* body bytes parsed, not yet decoded (< --max-buffer) */
+	bool dec_head;                 /* the head drops Content-Encoding (decodable coding) */
+	bool dec_end;                  /* the body ended; the decoder still has output */
+	bool dec_failed;               /* the stream did not decode: closing */
 	bool force_close;              /* close after the current response */
 	bool discarding;               /* a blocked request's body is being dropped */
 	int block_status;              /* status of a blocked request (for the log) */
@@ -134,6 +139,8 @@ void conn_drop_upstream(struct conn *c);
 void conn_close_flushed(struct conn *c);
 /* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */
 void conn_refuse(struct conn *c, enum reason r, const char *detail);
+/* Sends conn_error's reply without its "error" event (the caller logs). */
+void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
 /* Sends a plain error (400/431/502) with a message and closes after flush. */
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
 /* Handles whatever is in the client's input according to the state. */
@@ -245,6 +252,12 @@ void httpresp_request_done(struct conn *c);
 void httpresp_log_cut(struct conn *c);
 /* Upstream bytes (response). */
 void httpfwd_upstream_input(struct conn *c);
+/* The client drained after the response paused: go on (input or EOF). */
+void httpresp_resume(struct conn *c);
+/* Bytes the response holds besides the client's output (re-framed bytes not
+ * flushed yet; --max-buffer while body bytes wait to be decoded): the pump
+ * counts them as queued. */
+size_t httpresp_held(const struct conn *c);
 /* Upstream EOF in HTTP mode. */
 void httpfwd_upstream_eof(struct conn *c);
 

@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
+#include "contentdec.h"
 #include "httpmsg.h"
 #include "inject.h"
 #include "metrics.h"
@@ -75,6 +76,34 @@ static bool add_conn_host(struct obuf *b, const struct conn *c)
 	return obuf_add(b, line, strlen(line)) && obuf_add(b, "\r\n", 2);
 }
 
+/* A secret's host is offered only the content codings egressd decodes that
+ * the client accepts (contentdec_accept), and only identity for a request
+ * with Range (a part of an encoded representation cannot be decoded). */
+static bool add_accept_encoding(struct conn *c, struct obuf *b)
+{
+	size_t n = httpmsg_header_count(c->req), k = 0;
+	const char *rv;
+	size_t rl;
+	char offer[64];
+	struct obuf all;
+	bool okay = true;
+
+	obuf_init(&all, 2 * CONN_HEAD_CAP);
+	for (size_t i = 0; i < n && okay; i++) {
+		const char *name, *val;
+		size_t nl, vl;
+		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
+		if (name_is(name, nl, "accept-encoding"))
+			okay = (k++ == 0 || obuf_add(&all, ",", 1)) && obuf_add(&all, val, vl);
+	}
+	if (httpmsg_header_find(c->req, "range", &rv, &rl) > 0)
+		k = 0;
+	contentdec_accept(all.p, all.len, k > 0, offer, sizeof(offer));
+	obuf_dispose(&all);
+	return okay && obuf_add(b, "Accept-Encoding: ", 17) && obuf_add(b, offer, strlen(offer)) &&
+	       obuf_add(b, "\r\n", 2);
+}
+
 /* Writes the head for the upstream into c->pending: request line with an
  * origin-form target, Host (plain: the checked authority; intercepted or
  * transparent: the client's, already checked, or the connection's when an
@@ -105,8 +134,11 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
 		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
 			continue;
-		/* compressed WebSocket frames could not be redacted: offer none */
-		if (c->redactor && name_is(name, nl, "sec-websocket-extensions"))
+		/* compressed WebSocket frames could not be redacted: offer none;
+		 * content codings: see add_accept_encoding; transfer codings
+		 * other than chunked are refused in replies: ask for none */
+		if (c->redactor && (name_is(name, nl, "sec-websocket-extensions") ||
+				    name_is(name, nl, "accept-encoding") || name_is(name, nl, "te")))
 			continue;
 		okay &= obuf_add(b, name, nl) && obuf_add(b, ": ", 2);
 		if (c->mode == MODE_INTERCEPT && ss && c->approved) {
@@ -118,6 +150,8 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 			okay &= obuf_add(b, val, vl);
 		okay &= obuf_add(b, "\r\n", 2);
 	}
+	if (c->redactor && okay)
+		okay &= add_accept_encoding(c, b);
 	okay &= obuf_add(b, "\r\n", 2);
 	evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
 	if (!okay || evbuffer_add_reference(c->pending, b->p, b->len, wipe_ref, b) != 0) {
@@ -372,7 +406,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 		c->mode = MODE_HTTP;
 	snprintf(c->method, sizeof(c->method), "%s", httpmsg_method(c->req));
 	c->req_done = c->req_upgrade = c->resp_head_seen = c->resp_done = false;
-	c->discarding = c->force_close = c->chunk_out = false;
+	c->discarding = c->force_close = c->chunk_out = c->dec_head = false;
 	c->redacting = c->redactor != NULL;
 	c->req_up = c->req_down = 0;
 	c->injected = 0;
@@ -415,6 +449,8 @@ enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct buffe
 		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
 		size_t used = 0, n;
 
+		if (m == c->resp && out)
+			queued += httpresp_held(c);
 		if (queued >= c->hiwat) {
 			bufferevent_disable(from, EV_READ);
 			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);

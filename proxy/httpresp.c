@@ -1,6 +1,7 @@
 /* httpresp.c -- the response side of HTTP forwarding: raw streaming, or, for
  * a secret's hosts, heads and bodies passed through the redactor (real value
- * -> placeholder) and re-framed as chunked; keep-alive; the request log */
+ * -> placeholder), content codings undone first, and re-framed as chunked;
+ * keep-alive; the request log */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -10,8 +11,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
+#include "contentdec.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "inject.h"
@@ -20,6 +23,8 @@
 #include "wsredact.h"
 #include "secrets.h"
 #include "server.h"
+
+#define DEC_CHUNK 16384 /* decoded bytes per decoder call */
 
 /* Every evbuffer_add to a TLS bufferevent's output is an SSL_write, i.e. a
  * TLS record: a re-framed response (head lines, chunk sizes, data, CRLFs) is
@@ -55,12 +60,210 @@ static void emit_raw(void *ctx, const char *p, size_t n)
 	evbuffer_add(stage(c), p, n);
 }
 
+size_t httpresp_held(const struct conn *c)
+{
+	size_t n = evbuffer_get_length(stage((struct conn *)c));
+
+	if (c->dec_failed || (c->zin && evbuffer_get_length(c->zin) > 0))
+		return n + c->hiwat; /* nothing more is parsed until it is decoded */
+	return n;
+}
+
+/* Room for decoded bytes: --max-buffer less the client's output and the stage. */
+static size_t out_room(struct conn *c)
+{
+	size_t q = evbuffer_get_length(bufferevent_get_output(c->cl)) +
+		   evbuffer_get_length(stage(c));
+
+	return q < c->hiwat ? c->hiwat - q : 0;
+}
+
+enum dec_state { DEC_IDLE, DEC_FULL, DEC_DONE, DEC_FAIL };
+
+/* Decodes what c->zin holds into the redactor while the client has room;
+ * end: the body is complete (the streams must end with it). */
+static enum dec_state decode_some(struct conn *c, bool end)
+{
+	char buf[DEC_CHUNK];
+	enum dec_state st = DEC_FAIL;
+
+	for (;;) {
+		struct evbuffer_iovec v = { (void *)"", 0 };
+		size_t room = out_room(c), have = evbuffer_get_length(c->zin), used, made;
+		enum contentdec_status r;
+
+		if (room == 0) {
+			st = DEC_FULL;
+			break;
+		}
+		if (have > 0 && evbuffer_peek(c->zin, -1, NULL, &v, 1) < 1)
+			break;
+		r = contentdec_feed(c->dec, v.iov_base, v.iov_len, &used, buf,
+				    room < sizeof(buf) ? room : sizeof(buf), &made,
+				    end && v.iov_len == have);
+		evbuffer_drain(c->zin, used);
+		if (made > 0)
+			redactor_feed(c->redactor, buf, made, c->chunk_out ? emit_chunk : emit_raw, c);
+		if (r == CONTENTDEC_ERROR)
+			break;
+		if (r == CONTENTDEC_DONE) {
+			st = DEC_DONE;
+			break;
+		}
+		if (r == CONTENTDEC_NEED_MORE && evbuffer_get_length(c->zin) == 0) {
+			st = DEC_IDLE;
+			break;
+		}
+	}
+	xwipe(buf, sizeof(buf));
+	if (st == DEC_FAIL)
+		c->dec_failed = true;
+	return st;
+}
+
 static void on_body(void *ctx, const char *p, size_t n)
 {
 	struct conn *c = ctx;
 
-	if (c->redacting)
+	if (!c->redacting)
+		return;
+	if (!c->dec) {
 		redactor_feed(c->redactor, p, n, c->chunk_out ? emit_chunk : emit_raw, c);
+		return;
+	}
+	if (c->dec_failed)
+		return;
+	evbuffer_add(c->zin, p, n);
+	decode_some(c, false); /* the rest waits in zin; the pump stops feeding */
+}
+
+/* Stops reading the upstream until the client drained (httpresp_resume). */
+static void pause_upstream(struct conn *c)
+{
+	bufferevent_disable(c->up, EV_READ);
+	bufferevent_setwatermark(c->cl, EV_WRITE, c->hiwat / 2, 0);
+}
+
+static void drop_decoder(struct conn *c)
+{
+	contentdec_free(c->dec);
+	c->dec = NULL;
+	if (c->zin)
+		evbuffer_free(c->zin);
+	c->zin = NULL;
+	c->dec_end = c->dec_failed = false;
+}
+
+/* A reply from a secret's host that cannot be redacted: counted, logged,
+ * then a 502 if the sandbox has not seen its head yet, else a close. */
+static void refuse_encoding(struct conn *c, const char *detail)
+{
+	struct jsonw w;
+	char msg[HOST_MAX + 256];
+
+	metrics_refusal(c->w->mx, REASON_UNREDACTABLE_ENCODING);
+	if (audit_begin(&w, AUDIT_WARN, "refuse", c->id)) {
+		jsonw_str(&w, "host", c->t.host);
+		jsonw_int(&w, "port", c->t.port);
+		jsonw_str(&w, "method", c->method);
+		jsonw_str(&w, "path", c->path);
+		jsonw_int(&w, "status", httpmsg_status_code(c->resp));
+		jsonw_str(&w, "reason", reason_str(REASON_UNREDACTABLE_ENCODING));
+		jsonw_str(&w, "detail", detail);
+		audit_emit(&w);
+	}
+	drop_decoder(c);
+	evbuffer_drain(stage(c), evbuffer_get_length(stage(c)));
+	if (c->resp_head_seen) {
+		conn_free(c);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "egressd refused the reply of %s: %s (%s)", c->t.host,
+		 reason_str(REASON_UNREDACTABLE_ENCODING), detail);
+	conn_send_error(c, 502, reason_str(REASON_UNREDACTABLE_ENCODING), msg);
+}
+
+/* All the message's fields named name, joined with ", " into b; how many. */
+static size_t join_fields(struct conn *c, const char *name, struct obuf *b)
+{
+	size_t n = httpmsg_header_count(c->resp), k = 0, len = strlen(name);
+
+	b->len = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *hn, *hv;
+		size_t nl, vl;
+		httpmsg_header(c->resp, i, &hn, &nl, &hv, &vl);
+		if (nl != len || strncasecmp(hn, name, len) != 0)
+			continue;
+		if ((k++ > 0 && !obuf_add(b, ", ", 2)) || !obuf_add(b, hv, vl))
+			return k;
+	}
+	return k;
+}
+
+/* Is every transfer coding "chunked"? (llhttp frames the body; any other
+ * transfer coding, e.g. gzip, would reach the sandbox undecoded.) */
+static bool only_chunked(const struct obuf *te)
+{
+	const char *p = te->p, *end = te->p + te->len;
+
+	while (p < end) {
+		const char *e = memchr(p, ',', (size_t)(end - p)), *s = p;
+		if (!e)
+			e = end;
+		p = e + 1;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if (e > s && !(e - s == 7 && strncasecmp(s, "chunked", 7) == 0))
+			return false;
+	}
+	return true;
+}
+
+/* At a reply head from a secret's host: undo its Content-Encoding (set up
+ * c->dec), or refuse what cannot be redacted. Headers-only replies (HEAD,
+ * 204, 304) have nothing to decode: a decodable coding is dropped from the
+ * head like on the full reply, an unknown one is passed as sent. A 206 of
+ * an encoded representation cannot be decoded from its middle: refused
+ * (requests with Range are offered only identity). False: refused, c gone. */
+static bool decide_coding(struct conn *c)
+{
+	enum contentdec_coding cs[CONTENTDEC_MAX_STACK];
+	int code = httpmsg_status_code(c->resp), n;
+	bool body = httpmsg_has_body(c->resp);
+	const char *why = NULL;
+	struct obuf b;
+
+	c->dec_head = false;
+	if (code < 200)
+		return true;
+	obuf_init(&b, 2 * CONN_HEAD_CAP);
+	join_fields(c, "transfer-encoding", &b);
+	if (body && !only_chunked(&b))
+		why = "a transfer coding other than chunked";
+	join_fields(c, "content-encoding", &b);
+	n = contentdec_parse(b.p, b.len, cs);
+	obuf_dispose(&b);
+	if (!why && n < 0 && body)
+		why = "an unknown content coding, or more than two";
+	else if (!why && n > 0 && body && code == 206)
+		why = "a range of an encoded representation";
+	if (why) {
+		refuse_encoding(c, why);
+		return false;
+	}
+	c->dec_head = n > 0;
+	if (n > 0 && body) {
+		c->dec = contentdec_new(cs, n);
+		c->zin = evbuffer_new();
+		if (!c->dec || !c->zin) {
+			refuse_encoding(c, "no memory for a decoder");
+			return false;
+		}
+	}
+	return true;
 }
 
 void httpresp_prepare(struct conn *c)
@@ -70,8 +273,12 @@ void httpresp_prepare(struct conn *c)
 
 static bool skip_header(struct conn *c, bool has_body, const char *name, size_t n)
 {
-	if (has_body && ((n == 14 && strncasecmp(name, "content-length", 14) == 0) ||
-			 (n == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)))
+	bool length = n == 14 && strncasecmp(name, "content-length", 14) == 0;
+
+	if (has_body && (length || (n == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)))
+		return true;
+	/* the decoded reply: no coding, and its length is not the encoded one */
+	if (c->dec_head && (length || (n == 16 && strncasecmp(name, "content-encoding", 16) == 0)))
 		return true;
 	return c->force_close && n == 10 && strncasecmp(name, "connection", 10) == 0;
 }
@@ -84,6 +291,16 @@ static void emit_field(struct conn *c, struct obuf *b, struct evbuffer *out, con
 	if (!redact_string(c->ss, c->approved, name, nl, b) || !obuf_add(b, ": ", 2) ||
 	    !redact_string(c->ss, c->approved, val, vl, b) || !obuf_add(b, "\r\n", 2))
 		return; /* cannot happen below the cap; never pass it unredacted */
+	evbuffer_add(out, b->p, b->len);
+}
+
+/* A field value redacted, then CRLF, to out (after its name). */
+static void emit_value(struct conn *c, struct obuf *b, struct evbuffer *out, const char *val,
+		       size_t vl)
+{
+	b->len = 0;
+	if (!redact_string(c->ss, c->approved, val, vl, b) || !obuf_add(b, "\r\n", 2))
+		return;
 	evbuffer_add(out, b->p, b->len);
 }
 
@@ -133,8 +350,16 @@ static void emit_head(struct conn *c)
 		const char *name, *val;
 		size_t nl, vl;
 		httpmsg_header(c->resp, i, &name, &nl, &val, &vl);
-		if (!skip_header(c, has_body, name, nl))
+		if (skip_header(c, has_body, name, nl))
+			continue;
+		if (c->dec_head && nl == 4 && strncasecmp(name, "etag", 4) == 0 && vl > 0 &&
+		    val[0] == '"') {
+			/* another representation than the tag names: a weak validator */
+			evbuffer_add(out, "ETag: W/", 8);
+			emit_value(c, &b, out, val, vl);
+		} else {
 			emit_field(c, &b, out, name, nl, val, vl);
+		}
 	}
 	obuf_dispose(&b);
 	if (c->chunk_out)
@@ -225,11 +450,32 @@ void httpresp_blocked_done(struct conn *c)
 	next_request(c);
 }
 
-/* The response is complete: next request on the same connections, or close. */
+/* The response is complete: next request on the same connections, or close.
+ * A decoded body may still have output the client has no room for: then
+ * this waits (upstream_input calls it again once the client drained). */
 static void response_done(struct conn *c)
 {
-	if (c->redacting && !c->resp_head_seen)
-		emit_head(c); /* a response without a paused head (to HEAD requests) */
+	if (c->dec) {
+		c->dec_end = true;
+		switch (decode_some(c, true)) {
+		case DEC_FULL:
+			pause_upstream(c);
+			flush_stage(c);
+			return;
+		case DEC_DONE:
+			drop_decoder(c);
+			break;
+		default:
+			refuse_encoding(c, contentdec_error(c->dec));
+			return;
+		}
+	}
+	if (c->redacting && !c->resp_head_seen) {
+		/* a response without a paused head (to HEAD requests) */
+		if (!decide_coding(c))
+			return;
+		emit_head(c);
+	}
 	if (c->redacting && c->chunk_out) {
 		redactor_flush(c->redactor, emit_chunk, c);
 		emit_last_chunk(c);
@@ -277,18 +523,52 @@ static bool on_resp_done(struct conn *c)
 	return false;
 }
 
+/* A decoded body's held bytes first; false: wait (paused, or c gone). */
+static bool decode_held(struct conn *c)
+{
+	if (c->dec_end) {
+		response_done(c); /* may wait again */
+		return false;
+	}
+	if (c->dec_failed) {
+		refuse_encoding(c, contentdec_error(c->dec));
+		return false;
+	}
+	if (evbuffer_get_length(c->zin) == 0)
+		return true;
+	switch (decode_some(c, false)) {
+	case DEC_FULL:
+		pause_upstream(c);
+		flush_stage(c);
+		return false;
+	case DEC_IDLE:
+		return true;
+	default:
+		refuse_encoding(c, contentdec_error(c->dec));
+		return false;
+	}
+}
+
 static void upstream_input(struct conn *c)
 {
 	if (c->resp_done)
 		return; /* bytes after an early answer wait: httpresp_request_done closes */
+	if (c->dec && !decode_held(c))
+		return;
 	for (;;) {
 		enum httpmsg_status s = httpfwd_pump(c, c->resp, c->up, c->cl, !c->redacting,
 						     &c->req_down);
+		if (c->dec_failed) {
+			refuse_encoding(c, contentdec_error(c->dec));
+			return;
+		}
 		switch (s) {
 		case HTTPMSG_NEED_MORE:
 			flush_stage(c);
 			return;
 		case HTTPMSG_HEAD:
+			if (c->redacting && !decide_coding(c))
+				return;
 			if (c->redacting)
 				emit_head(c);
 			c->resp_head_seen = true;
@@ -345,6 +625,9 @@ void httpfwd_upstream_eof(struct conn *c)
 	httpfwd_upstream_input(c);
 	if (c->st != ST_HTTP)
 		return; /* the input completed the response (or failed) */
+	if (c->dec && (c->dec_end || evbuffer_get_length(c->zin) > 0 ||
+		       evbuffer_get_length(bufferevent_get_input(c->up)) > 0))
+		return; /* a decoded body waits for the client: httpresp_resume */
 	if (!httpmsg_started(c->resp) && c->req_down == 0 && c->req_up == 0) {
 		/* an idle kept-alive upstream went away: fine */
 		conn_drop_upstream(c);
@@ -371,4 +654,12 @@ void httpresp_log_cut(struct conn *c)
 		return;
 	c->req_cut = true;
 	log_request(c, c->discarding ? c->block_status : httpmsg_status_code(c->resp));
+}
+
+void httpresp_resume(struct conn *c)
+{
+	if (c->up_eof)
+		httpfwd_upstream_eof(c);
+	else
+		httpfwd_upstream_input(c);
 }

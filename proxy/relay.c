@@ -149,6 +149,10 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 		return;
 	from = bev == c->up ? c->cl : c->up;
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if (c->st == ST_HTTP && from == c->up && c->up_eof) {
+		httpresp_resume(c); /* a decoded reply waited for the client */
+		return;
+	}
 	if ((from == c->cl && c->cl_eof) || (from == c->up && c->up_eof)) {
 		relay_pump(c, from, bev);
 		finish_half_close(c);
