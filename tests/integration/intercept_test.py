@@ -18,6 +18,7 @@ EGRESSD_KEEP_TMP=1, EGRESSD_NO_NETNS=1.
 """
 
 import base64
+import gzip
 import hashlib
 import http.client
 import json
@@ -32,7 +33,9 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
+import zlib
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +44,7 @@ from harness import (Suite, check, check_eq, make_pki, make_leaf, EchoHTTPServer
                      http_request, client_ssl_context, curl, big_sha256, run_egressd,
                      clean_env, spawn, free_port, ws_accept, ws_frame, ws_read_frame,
                      WSReader, Reader, RecReader, TcpServer, got, wait_until, next_head,
-                     maybe_reexec_in_netns, EGRESSD_BIN, IO_TIMEOUT, ROOT)
+                     maybe_reexec_in_netns, free_port, EGRESSD_BIN, IO_TIMEOUT, ROOT)
 
 NETNS = maybe_reexec_in_netns(__file__)
 
@@ -1219,6 +1222,346 @@ def _(ctx):
     ev = e.wait_log(lambda v: v.get("event") == "refuse" and
                     v.get("reason") == "websocket-not-redactable")
     check("RSV" in ev[0].get("detail", ""), "refuse event: %r" % ev[0])
+
+
+# --------------------------------------------------------------------------
+# compressed replies from a secret's hosts: decoded, redacted, sent identity
+
+def encode_body(body, codings):
+    """body with the codings applied in order (Content-Encoding order)."""
+    for c in codings:
+        if c == "gzip":
+            body = gzip.compress(body)
+        elif c == "deflate":
+            body = zlib.compress(body)
+        elif c == "rawdeflate":
+            o = zlib.compressobj(6, zlib.DEFLATED, -15)
+            body = o.compress(body) + o.flush()
+        elif c in ("br", "zstd"):
+            r = subprocess.run(["brotli", "-c"] if c == "br" else ["zstd", "-q", "-c"],
+                               input=body, stdout=subprocess.PIPE, check=True)
+            body = r.stdout
+        elif c == "corrupt":
+            body = gzip.compress(body)[:10] + os.urandom(64)
+        else:  # an unknown coding: bytes egressd cannot read
+            body = os.urandom(32) + body
+    return body
+
+
+def decode_body(body, ce):
+    """What a client that decompresses itself reads (ce as received)."""
+    for c in reversed([x.strip().lower() for x in (ce or "").split(",") if x.strip()]):
+        if c in ("gzip", "x-gzip"):
+            body = gzip.decompress(body)
+        elif c == "deflate":
+            body = zlib.decompress(body)
+        elif c in ("br", "zstd"):
+            body = subprocess.run(["brotli", "-d", "-c"] if c == "br" else
+                                  ["zstd", "-q", "-d", "-c"], input=body,
+                                  stdout=subprocess.PIPE, check=True).stdout
+    return body
+
+
+BOMB_SIZE = 1000 * 1000 * 1000
+_BOMB = {}
+
+
+def bomb(size):
+    """gzip of size zero bytes (cached)."""
+    if size not in _BOMB:
+        o = zlib.compressobj(9, zlib.DEFLATED, 31)
+        zero = bytes(1 << 20)
+        parts = [o.compress(zero) for _ in range(size >> 20)]
+        parts.append(o.compress(bytes(size - ((size >> 20) << 20))))
+        parts.append(o.flush())
+        _BOMB[size] = b"".join(parts)
+    return _BOMB[size]
+
+
+class CodecServer(TcpServer):
+    """TLS upstream (keep-alive) that echoes a request's Authorization header
+    in a JSON body encoded as the path asks: /ce/<codings>[/chunked] with the
+    codings comma-separated ("none" for identity, "rawdeflate" sends raw deflate
+    as "deflate", "corrupt" a broken gzip stream, anything else is an unknown
+    coding), /bomb/<size> a gzip of zeros. 206 for a request with Range.
+    .seen: the request heads (dicts of lower-case names)."""
+    conn_timeout = 60
+
+    def __init__(self, *a, **kw):
+        self.seen = []
+        super().__init__(*a, **kw)
+
+    def serve(self, c):
+        buf = b""
+        while True:
+            head, buf = next_head(c, buf)
+            if head is None:
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            method, path = lines[0].split(" ")[:2]
+            h = {}
+            for l in lines[1:]:
+                k, _, v = l.partition(":")
+                k = k.strip().lower()
+                h[k] = (h[k] + ", " if k in h else "") + v.strip()
+            self.seen.append(dict(h, _path=path, _method=method))
+            parts = path.split("?")[0].strip("/").split("/")
+            status, extra = 200, ""
+            if parts[0] == "bomb":
+                codings, body = ["gzip"], bomb(int(parts[1]))
+            else:
+                codings = [] if parts[1] == "none" else parts[1].split(",")
+                text = json.dumps({"authorization": h.get("authorization"),
+                                   "pad": "x" * 300}).encode()
+                body = encode_body(text, codings)
+            ce = ", ".join("deflate" if x == "rawdeflate" else
+                           "gzip" if x == "corrupt" else x for x in codings)
+            if "range" in h:
+                status, extra = 206, "Content-Range: bytes 0-%d/%d\r\n" % (len(body) - 1,
+                                                                          len(body))
+            out = "HTTP/1.1 %d X\r\nETag: \"v1\"\r\nVary: Accept-Encoding\r\n%s" % (status, extra)
+            if ce:
+                out += "Content-Encoding: %s\r\n" % ce
+            if "chunked" in parts:
+                out += "Transfer-Encoding: chunked\r\n\r\n"
+                c.sendall(out.encode())
+                if method != "HEAD":
+                    for i in range(0, len(body), 7000):
+                        c.sendall(b"%x\r\n" % len(body[i:i + 7000]) + body[i:i + 7000] + b"\r\n")
+                    c.sendall(b"0\r\n\r\n")
+                continue
+            out += "Content-Length: %d\r\n\r\n" % len(body)
+            c.sendall(out.encode() + (b"" if method == "HEAD" else body))
+
+
+def codec_start(ctx, extra=()):
+    """egressd with api.test and leak.test (--intercept, no secret) served by
+    a CodecServer; -> (egressd, server)."""
+    srv = CodecServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    W["ports"]["codec"] = srv.port
+    return start(ctx, extra=extra), srv
+
+
+def codec_get(ctx, e, path, headers=(), host="api.test", method="GET"):
+    """One request on a new intercepted connection -> Response."""
+    t, r = open_tls(ctx, e, host, key="codec")
+    t.sendall(http_request(method, path, ["Host: " + host] + list(headers)))
+    return read_response(r, method=method)
+
+
+def check_redacted(ctx, e, resp, what):
+    """The sandbox's view, decompressed as a client would: the placeholder,
+    never the real value; no Content-Encoding left."""
+    body = decode_body(resp.body, resp.header("Content-Encoding"))
+    got(ctx, body)
+    check_eq(resp.header("Content-Encoding"), None, "Content-Encoding to the client (%s)" % what)
+    check(REAL["A_KEY"].encode() not in body, "real value in the decoded body (%s)" % what)
+    check_eq(json.loads(body)["authorization"], "Bearer " + e.ph["A_KEY"],
+             "Authorization echoed (%s)" % what)
+
+
+ALL_AE = "Accept-Encoding: gzip, deflate, br, zstd"
+CODEC_ECHO = [
+    ("gzip", ""), ("deflate", ""), ("rawdeflate", ""), ("br", ""), ("zstd", ""),
+    ("gzip,br", ""), ("deflate,zstd", "/chunked"), ("zstd,gzip", "/chunked"), ("br", "/chunked"),
+]
+
+
+def codec_echo_case(ctx, codings, tail):
+    e, srv = codec_start(ctx)
+    resp = codec_get(ctx, e, "/ce/%s%s" % (codings, tail),
+                     [ALL_AE, "Authorization: Bearer " + e.ph["A_KEY"]])
+    check_eq(resp.status, 200, "status")
+    check_eq(srv.seen[-1]["authorization"], "Bearer " + REAL["A_KEY"], "injected upstream")
+    check_eq(srv.seen[-1].get("accept-encoding"), "gzip, deflate, br, zstd",
+             "Accept-Encoding upstream")
+    check_redacted(ctx, e, resp, codings)
+    check_eq(resp.header("Content-Length"), None, "Content-Length of the decoded reply")
+    check_eq(resp.header("ETag"), 'W/"v1"', "ETag of the decoded reply")
+
+
+for _c, _t in CODEC_ECHO:
+    add_icase("a secret's host echoes the injected value with Content-Encoding %s%s: the sandbox "
+              "gets it decoded, redacted, identity" % (_c, " (chunked)" if _t else ""),
+              codec_echo_case, _c, _t)
+
+
+AE_ROWS = [
+    (["Accept-Encoding: gzip, deflate, br, zstd"], "gzip, deflate, br, zstd"),
+    (["Accept-Encoding: gzip;q=0, *"], "deflate, br, zstd"),
+    (["Accept-Encoding: br;q=0.5", "Accept-Encoding: compress, zstd;q=0"], "br"),
+    (["Accept-Encoding: identity;q=0, sdch"], "identity"),
+    (["Accept-Encoding: *;q=0"], "identity"),
+    ([], "identity"),
+    (["Accept-Encoding: gzip, br", "Range: bytes=0-10"], "identity"),
+]
+
+
+@icase("Accept-Encoding offered to a secret's host: only gzip/deflate/br/zstd the sandbox accepts "
+       "(q-values, *, repeated fields), identity when none, when absent and with Range")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    for hdrs, want in AE_ROWS:
+        t.sendall(http_request("GET", "/ce/none", ["Host: api.test"] + hdrs))
+        resp = read_response(r)
+        check(resp.status in (200, 206), "status %d" % resp.status)
+        check_eq(srv.seen[-1].get("accept-encoding"), want, "Accept-Encoding upstream for %r" % hdrs)
+    check_eq(srv.seen[-1].get("range"), "bytes=0-10", "Range still sent")
+
+
+@icase("curl --compressed to a secret's host (gzip, br, zstd replies): placeholder only, no "
+       "Content-Encoding, keep-alive across the three")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    base = "https://%s/ce/" % hp("api.test", "codec")
+    r = pcurl(ctx, e, "--compressed", "-sS", "-D", "-", "-H",
+              "Authorization: Bearer " + e.ph["A_KEY"], base + "gzip", base + "br",
+              base + "zstd/chunked", "-w", "\nconnects=%{num_connects}\n")
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    check_eq(r.stdout.count(e.ph["A_KEY"].encode()), 3, "placeholders in curl's output")
+    check(b"content-encoding" not in r.stdout.lower(), "Content-Encoding in %r" % r.stdout[:600])
+    check(srv.seen[-1].get("accept-encoding") not in (None, "identity"),
+          "curl's Accept-Encoding went upstream as %r" % srv.seen[-1].get("accept-encoding"))
+
+
+@icase("Python http.client and urllib3-style decompression on a secret's host: gzip and "
+       "deflate+br replies read back hold the placeholder only")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    for path in ("/ce/gzip", "/ce/deflate,br/chunked"):
+        t.sendall(http_request("GET", path, ["Host: api.test", "Accept-Encoding: gzip, deflate, br",
+                                             "Authorization: Bearer " + e.ph["A_KEY"]]))
+        check_redacted(ctx, e, read_response(r), path)
+
+
+REFUSE_ROWS = [
+    ("an unknown coding", "/ce/compress", "unknown"),
+    ("three stacked codings", "/ce/gzip,gzip,gzip", "more than two"),
+    ("a 206 of a gzip representation", "/ce/gzip", "range"),
+]
+
+
+@icase("a secret's host replying in a coding egressd cannot decode (unknown, three stacked, a "
+       "206 of an encoded representation): 502 unredactable-encoding, refuse event, metric")
+def _(ctx):
+    mport = free_port()
+    e, srv = codec_start(ctx, extra=["--metrics", "127.0.0.1:%d" % mport])
+    for what, path, detail in REFUSE_ROWS:
+        hdrs = [ALL_AE, "Authorization: Bearer " + e.ph["A_KEY"]]
+        if "range" in detail:
+            hdrs.append("Range: bytes=0-")
+        resp = codec_get(ctx, e, path, hdrs)
+        check_eq(resp.status, 502, "status for %s" % what)
+        check_eq(resp.header("X-Egressd-Reason"), "unredactable-encoding", "reason for %s" % what)
+        ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                        v.get("reason") == "unredactable-encoding" and
+                        detail in v.get("detail", ""))
+        check_eq(ev[0].get("host"), "api.test", "refuse event host")
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as m:
+        text = m.read().decode()
+    check('egressd_refusals_total{reason="unredactable-encoding"} 3' in text,
+          "refusal metric: %r" % [l for l in text.splitlines() if "refusals" in l])
+
+
+@icase("a corrupt gzip stream from a secret's host: the connection closes mid-body (no "
+       "undecodable byte passed), refuse event unredactable-encoding")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    t.sendall(http_request("GET", "/ce/corrupt", ["Host: api.test", ALL_AE,
+                                                  "Authorization: Bearer " + e.ph["A_KEY"]]))
+    try:
+        resp = read_response(r)
+        raise AssertionError("a complete response: %r %r" % (resp.raw_head, resp.body[:100]))
+    except (EOFError, ConnectionError, ssl.SSLError, socket.timeout, ValueError, AssertionError) as x:
+        if isinstance(x, AssertionError) and "complete response" in str(x):
+            raise
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "unredactable-encoding")
+    check("gzip" in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+
+
+@icase("HEAD to a secret's host with a gzip representation: Content-Encoding and Content-Length "
+       "dropped, ETag weak (as the decoded GET would be); the next request on the connection works")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    t.sendall(http_request("HEAD", "/ce/gzip", ["Host: api.test", ALL_AE]))
+    resp = read_response(r, method="HEAD")
+    check_eq(resp.status, 200, "HEAD status")
+    check_eq(resp.header("Content-Encoding"), None, "Content-Encoding of HEAD")
+    check_eq(resp.header("Content-Length"), None, "Content-Length of HEAD")
+    check_eq(resp.header("ETag"), 'W/"v1"', "ETag of HEAD")
+    t.sendall(http_request("GET", "/ce/br", ["Host: api.test", ALL_AE,
+                                             "Authorization: Bearer " + e.ph["A_KEY"]]))
+    check_redacted(ctx, e, read_response(r), "GET after HEAD")
+
+
+@icase("not a secret's host: an --intercept host and a tunnel pass Accept-Encoding and the "
+       "compressed reply unchanged")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    resp = codec_get(ctx, e, "/ce/gzip", ["Accept-Encoding: gzip;q=0.5, br"], host="leak.test")
+    check_eq(srv.seen[-1].get("accept-encoding"), "gzip;q=0.5, br", "Accept-Encoding upstream")
+    check_eq(resp.header("Content-Encoding"), "gzip", "Content-Encoding (intercepted)")
+    check_eq(resp.header("ETag"), '"v1"', "ETag (intercepted)")
+    check(json.loads(gzip.decompress(resp.body))["authorization"] is None, "gzip body")
+    t, r = open_tls(ctx, e, "untouched.test", key="codec", ca=W["pki"]["ca"])
+    t.sendall(http_request("GET", "/ce/br", ["Host: untouched.test", "Accept-Encoding: br"]))
+    resp = read_response(r)
+    check_eq(resp.header("Content-Encoding"), "br", "Content-Encoding (tunnel)")
+    check_eq(srv.seen[-1].get("accept-encoding"), "br", "Accept-Encoding upstream (tunnel)")
+
+
+def rss_hwm(e):
+    with open("/proc/%d/status" % e.proc.pid) as f:
+        v = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("VmRSS", "VmHWM"))}
+    return v["VmRSS"], v["VmHWM"]
+
+
+@icase("a gzip bomb (1 GB of zeros in ~1 MB) from a secret's host: delivered whole, decoded, "
+       "while egressd's RSS high-water mark grows by less than 24 MiB", timeout=300)
+def _(ctx):
+    body = bomb(BOMB_SIZE)
+    e, srv = codec_start(ctx)
+    rss0, hwm0 = rss_hwm(e)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    t.sendall(http_request("GET", "/bomb/%d" % BOMB_SIZE, ["Host: api.test", ALL_AE,
+                                                            "Authorization: Bearer x"]))
+    head = r.until(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200"), "status line %r" % head[:40])
+    check(b"content-encoding" not in head.lower(), "head %r" % head)
+    t.settimeout(120)
+    n, h = read_body(t, r, head, BOMB_SIZE)
+    rss1, hwm1 = rss_hwm(e)
+    ctx.note("bomb: %d compressed bytes -> %d; egressd VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (
+        len(body), n, rss0, rss1, hwm0, hwm1))
+    check_eq(n, BOMB_SIZE, "decoded bytes received")
+    if not is_asan():
+        check(hwm1 - hwm0 < 24 * 1024, "VmHWM grew by %d KiB" % (hwm1 - hwm0))
+
+
+@icase("a sandbox that stops reading a gzip bomb from a secret's host: egressd stops decoding "
+       "(RSS grows by less than 16 MiB in 3 s), then the rest arrives", timeout=200)
+def _(ctx):
+    size = 200 * 1000 * 1000
+    bomb(size)
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    rss0, hwm0 = rss_hwm(e)
+    t.sendall(http_request("GET", "/bomb/%d" % size, ["Host: api.test", ALL_AE]))
+    head = r.until(b"\r\n\r\n")
+    time.sleep(3.0)  # the sandbox reads nothing
+    rss1, hwm1 = rss_hwm(e)
+    ctx.note("stalled: VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (rss0, rss1, hwm0, hwm1))
+    if not is_asan():
+        check(hwm1 - hwm0 < 16 * 1024, "VmHWM grew by %d KiB while the sandbox did not read"
+              % (hwm1 - hwm0))
+    t.settimeout(120)
+    n, h = read_body(t, r, head, size)
+    check_eq(n, size, "decoded bytes received")
 
 
 # --------------------------------------------------------------------------
