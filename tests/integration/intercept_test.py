@@ -1253,8 +1253,11 @@ def decode_body(body, ce):
     for c in reversed([x.strip().lower() for x in (ce or "").split(",") if x.strip()]):
         if c in ("gzip", "x-gzip"):
             body = gzip.decompress(body)
-        elif c == "deflate":
-            body = zlib.decompress(body)
+        elif c == "deflate":  # zlib, or raw deflate (as curl and browsers accept)
+            try:
+                body = zlib.decompress(body)
+            except zlib.error:
+                body = zlib.decompress(body, -15)
         elif c in ("br", "zstd"):
             body = subprocess.run(["brotli", "-d", "-c"] if c == "br" else
                                   ["zstd", "-q", "-d", "-c"], input=body,
@@ -1536,8 +1539,10 @@ def _(ctx):
     t.settimeout(120)
     n, h = read_body(t, r, head, BOMB_SIZE)
     rss1, hwm1 = rss_hwm(e)
-    ctx.note("bomb: %d compressed bytes -> %d; egressd VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (
-        len(body), n, rss0, rss1, hwm0, hwm1))
+    msg = "bomb: %d compressed bytes -> %d; egressd VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (
+        len(body), n, rss0, rss1, hwm0, hwm1)
+    ctx.note(msg)
+    print("#   " + msg, flush=True)
     check_eq(n, BOMB_SIZE, "decoded bytes received")
     if not is_asan():
         check(hwm1 - hwm0 < 24 * 1024, "VmHWM grew by %d KiB" % (hwm1 - hwm0))
@@ -1555,7 +1560,9 @@ def _(ctx):
     head = r.until(b"\r\n\r\n")
     time.sleep(3.0)  # the sandbox reads nothing
     rss1, hwm1 = rss_hwm(e)
-    ctx.note("stalled: VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (rss0, rss1, hwm0, hwm1))
+    msg = "stalled: VmRSS %d -> %d KiB, VmHWM %d -> %d KiB" % (rss0, rss1, hwm0, hwm1)
+    ctx.note(msg)
+    print("#   " + msg, flush=True)
     if not is_asan():
         check(hwm1 - hwm0 < 16 * 1024, "VmHWM grew by %d KiB while the sandbox did not read"
               % (hwm1 - hwm0))
