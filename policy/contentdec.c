@@ -269,6 +269,7 @@ static enum contentdec_status run_zlib(struct stage *s, const char *in, size_t i
 {
 	int r;
 
+	*used = *made = 0;
 	if (s->ended && inlen > 0) {
 		if (s->coding != CODING_GZIP) {
 			*err = "data after the end of the deflate stream";
@@ -303,6 +304,7 @@ static enum contentdec_status run_br(struct stage *s, const char *in, size_t inl
 	size_t ai = inlen, ao = cap;
 	BrotliDecoderResult r;
 
+	*used = *made = 0;
 	if (s->ended) {
 		*err = "data after the end of the brotli stream";
 		return CONTENTDEC_ERROR;
@@ -382,6 +384,7 @@ static enum contentdec_status stage_step(struct stage *s, const char *in, size_t
 	}
 	if (s->ended && *used == inlen)
 		return CONTENTDEC_NEED_MORE; /* nothing pending after the end */
+	u = m = 0;
 	switch (s->coding) {
 	case CODING_GZIP:
 	case CODING_DEFLATE:

@@ -277,8 +277,12 @@ static bool skip_header(struct conn *c, bool has_body, const char *name, size_t 
 
 	if (has_body && (length || (n == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)))
 		return true;
-	/* the decoded reply: no coding, and its length is not the encoded one */
-	if (c->dec_head && (length || (n == 16 && strncasecmp(name, "content-encoding", 16) == 0)))
+	/* the decoded reply: no coding; the encoded length (of the body, or of
+	 * what a GET would get for HEAD and 304) is not the decoded one */
+	if (c->dec_head && n == 16 && strncasecmp(name, "content-encoding", 16) == 0)
+		return true;
+	if (c->dec_head && length && (has_body || strcmp(c->method, "HEAD") == 0 ||
+				      httpmsg_status_code(c->resp) == 304))
 		return true;
 	return c->force_close && n == 10 && strncasecmp(name, "connection", 10) == 0;
 }

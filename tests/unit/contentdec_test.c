@@ -284,6 +284,10 @@ static void test_bad(void)
 	   CONTENTDEC_ERROR, "br truncated");
 	ok(decode(&zs, 1, s.p, s.n - 1, 0, 0, 4096, &out) == CONTENTDEC_ERROR, "zstd truncated");
 	ok(decode(&df, 1, "x", 1, 0, 0, 4096, &out) == CONTENTDEC_ERROR, "deflate: one byte");
+	d = contentdec_new(&df, 1); /* raw: an empty final block, then a byte */
+	ok(contentdec_feed(d, "\x03\x00\x00", 3, &u, ob, sizeof(ob), &p, true) == CONTENTDEC_ERROR &&
+	   u <= 3 && p == 0, "raw deflate ending in its first two bytes, then junk (used %zu)", u);
+	contentdec_free(d);
 	g.p[g.n - 6] ^= 0x55; /* the CRC */
 	ok(decode(&gz, 1, g.p, g.n, 0, 0, 4096, &out) == CONTENTDEC_ERROR, "gzip: bad CRC");
 	g.p[g.n - 6] ^= 0x55;
