@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import ssl
 import stat
@@ -1437,6 +1438,53 @@ def _(ctx):
         t.sendall(http_request("GET", path, ["Host: api.test", "Accept-Encoding: gzip, deflate, br",
                                              "Authorization: Bearer " + e.ph["A_KEY"]]))
         check_redacted(ctx, e, read_response(r), path)
+
+
+NODE_CLIENT = r"""
+// CONNECT through egressd, TLS to the host (egressd's CA), GET with an
+// Accept-Encoding; the body decompressed by Content-Encoding as node's zlib can
+const [proxy, host, port, ca, path, auth] = process.argv.slice(2);
+const http = require("http"), tls = require("tls"), zlib = require("zlib"), fs = require("fs");
+const [ph, pp] = proxy.split(":");
+http.request({ host: ph, port: +pp, method: "CONNECT", path: host + ":" + port })
+  .on("connect", (res, sock) => {
+    const t = tls.connect({ socket: sock, servername: host, ca: fs.readFileSync(ca) }, () => {
+      const req = http.request({ createConnection: () => t, host, path,
+        headers: { "Accept-Encoding": "gzip, deflate, br", Authorization: auth } }, (r) => {
+        let s = r;
+        const ce = (r.headers["content-encoding"] || "").split(",").map(x => x.trim())
+          .filter(x => x).reverse();
+        for (const c of ce)
+          s = s.pipe(c === "gzip" ? zlib.createGunzip() : c === "br" ?
+                     zlib.createBrotliDecompress() : zlib.createInflate());
+        const parts = [];
+        s.on("data", d => parts.push(d));
+        s.on("end", () => { process.stdout.write(JSON.stringify({ ce: r.headers["content-encoding"] || null,
+          body: Buffer.concat(parts).toString() })); process.exit(0); });
+      });
+      req.end();
+    });
+  }).end();
+"""
+
+
+@icase("node https client that decompresses itself (gzip, br, deflate+gzip from a secret's host): "
+       "reads the placeholder only", skip=None if shutil.which("node") else "node is not installed")
+def _(ctx):
+    e, srv = codec_start(ctx)
+    js = os.path.join(ctx.tmp, "client.js")
+    with open(js, "w") as f:
+        f.write(NODE_CLIENT)
+    for path in ("/ce/gzip", "/ce/br/chunked", "/ce/deflate,gzip"):
+        r = subprocess.run(["node", js, e.addr, "api.test", str(W["ports"]["codec"]), e.ca, path,
+                            "Bearer " + e.ph["A_KEY"]], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=30)
+        got(ctx, r.stdout + r.stderr)
+        check_eq(r.returncode, 0, "node exit for %s (%r)" % (path, r.stderr[-300:]))
+        out = json.loads(r.stdout)
+        check_eq(out["ce"], None, "Content-Encoding node got for %s" % path)
+        check_eq(json.loads(out["body"])["authorization"], "Bearer " + e.ph["A_KEY"],
+                 "Authorization node read for %s" % path)
 
 
 REFUSE_ROWS = [
