@@ -1450,7 +1450,8 @@ http.request({ host: ph, port: +pp, method: "CONNECT", path: host + ":" + port }
   .on("connect", (res, sock) => {
     const t = tls.connect({ socket: sock, servername: host, ca: fs.readFileSync(ca) }, () => {
       const req = http.request({ createConnection: () => t, host, path,
-        headers: { "Accept-Encoding": "gzip, deflate, br", Authorization: auth } }, (r) => {
+        headers: { Host: host + ":" + port, "Accept-Encoding": "gzip, deflate, br",
+                   Authorization: auth } }, (r) => {
         let s = r;
         const ce = (r.headers["content-encoding"] || "").split(",").map(x => x.trim())
           .filter(x => x).reverse();
