@@ -173,6 +173,11 @@ static int on_headers_complete(llhttp_t *p)
 	}
 	if (m->kind == HTTPMSG_RESPONSE && m->no_body)
 		return 1;
+	/* 204 and 304 have no body whatever Content-Length says (a 304 may
+	 * carry the representation's length, RFC 9110 8.6): llhttp would read
+	 * that many bytes unless told, as returning 1 does (we pause instead) */
+	if (m->kind == HTTPMSG_RESPONSE && (m->status == 204 || m->status == 304))
+		p->flags |= F_SKIPBODY;
 	return HPE_PAUSED;
 }
 

@@ -251,6 +251,20 @@ static void test_response(void)
 	s = httpmsg_feed(m, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", 39, &used);
 	ok(s == HTTPMSG_DONE && used == 39, "response to HEAD has no body despite Content-Length");
 	httpmsg_free(m);
+
+	for (int k = 0; k < 2; k++) {
+		const char *nb = k ? "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200"
+				  : "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\nHTTP/1.1 200";
+		size_t hl;
+		m = httpmsg_new(HTTPMSG_RESPONSE, 4096);
+		s = httpmsg_feed(m, nb, strlen(nb), &hl);
+		ok(s == HTTPMSG_HEAD && !httpmsg_has_body(m), "%s: head, no body", k ? "204" : "304");
+		httpmsg_resume(m);
+		s = httpmsg_feed(m, nb + hl, strlen(nb) - hl, &used);
+		ok(s == HTTPMSG_DONE && hl + used == strlen(nb) - 12,
+		   "%s with Content-Length: 10 ends at its head", k ? "204" : "304");
+		httpmsg_free(m);
+	}
 }
 
 static void test_trailers(void)
