@@ -1330,6 +1330,9 @@ class CodecServer(TcpServer):
             out = "HTTP/1.1 %d X\r\nETag: \"v1\"\r\nVary: Accept-Encoding\r\n%s" % (status, extra)
             if ce:
                 out += "Content-Encoding: %s\r\n" % ce
+            if "close" in parts:  # delimited by the end of the connection
+                c.sendall(out.encode() + b"Connection: close\r\n\r\n" + body)
+                return
             if "tegzip" in parts:  # a transfer coding: gzip inside the chunked framing
                 out += "Transfer-Encoding: gzip, chunked\r\n\r\n"
                 body = gzip.compress(body)
@@ -1586,6 +1589,24 @@ def _(ctx):
     resp = read_response(r)
     check_eq(resp.header("Content-Encoding"), "br", "Content-Encoding (tunnel)")
     check_eq(srv.seen[-1].get("accept-encoding"), "br", "Accept-Encoding upstream (tunnel)")
+
+
+@icase("a gzip body delimited by close from a secret's host, to a sandbox that pauses: all of "
+       "it decoded, then the re-framed reply ends and the connection closes", timeout=200)
+def _(ctx):
+    size = 100 * 1000 * 1000
+    bomb(size)
+    e, srv = codec_start(ctx)
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    t.sendall(http_request("GET", "/bomb/%d/close" % size, ["Host: api.test", ALL_AE]))
+    head = r.until(b"\r\n\r\n")
+    check(b"chunked" in head.lower() and b"content-encoding" not in head.lower(), "head %r" % head)
+    time.sleep(1.5)  # the upstream has sent everything and closed meanwhile
+    t.settimeout(120)
+    n, h = read_body(t, r, head, size)
+    check_eq(n, size, "decoded bytes received")
+    check_eq(h.hexdigest(), hashlib.sha256(bytes(size)).hexdigest(), "sha256 (zeros)")
+    check_eq(t.recv(1), b"", "the connection closed after the reply")
 
 
 def rss_hwm(e):
