@@ -1,7 +1,7 @@
 /* fuzz_contentdec.c -- libFuzzer harness for the content decoder chain: byte
  * 0 picks one or two codings, byte 1 the input piece and output buffer sizes;
  * the rest is the stream. It must never crash, overrun, stall (MORE without
- * progress) or go on after an error; output is capped at 4 MiB per input. */
+ * progress) or go on after an error; output is capped at 1 MiB per input. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	step = (size_t)(data[1] & 15) * 97 + 1;
 	cap = (size_t)(data[1] >> 4) * 255 + 1;
 	d = contentdec_new(cs, data[0] & 16 ? 2 : 1);
-	while (r != CONTENTDEC_DONE && r != CONTENTDEC_ERROR && total < (4u << 20)) {
+	while (r != CONTENTDEC_DONE && r != CONTENTDEC_ERROR && total < (1u << 20)) {
 		size_t lim = size - off < step ? size : off + step, used, made;
 		r = contentdec_feed(d, (const char *)data + off, lim - off, &used, out, cap, &made,
 				    lim == size);
