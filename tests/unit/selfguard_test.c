@@ -43,8 +43,12 @@ int main(int argc, char **argv)
 	ok(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0, "non-dumpable");
 	is_str(getenv("SELFGUARD_SECRET"), VALUE, "getenv reads the private copy");
 	is_str(getenv("PATH"), "/usr/bin:/bin", "other variables too");
+	/* non-dumpable, a non-root process cannot read its own /proc/self/environ
+	 * at all: dumpable again for a moment, to see what the block holds */
+	prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
 	ok(environ_has(VALUE) == 0 && environ_has("SELFGUARD_SECRET") == 0,
 	   "after: /proc/self/environ holds neither the value nor the name");
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	ok(setenv("LATER", "x", 1) == 0 && !strcmp(getenv("LATER"), "x"), "setenv still works");
 	is_str(getenv("SELFGUARD_SECRET"), VALUE, "and the copy survives it");
 	return done_testing();
