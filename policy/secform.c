@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "errmsg.h"
+
 #define NO_CP UINT_MAX /* a byte that is not part of valid UTF-8 */
 
 size_t secform_get(const struct secretset *s, size_t i, struct secform out[SECFORM_MAX])
@@ -68,16 +70,6 @@ static unsigned char json_letter(unsigned char c)
 	return p ? (unsigned char)to[p - from] : 0;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
 
 /* One character of v[0..n): its length, *cp its code point (NO_CP: a lone
  * byte that is not valid UTF-8). */
@@ -162,10 +154,10 @@ static int json_u(const unsigned char *t, size_t n, size_t i, unsigned *u)
 		if (i + k >= n)
 			return -1;
 		c = t[i + k];
-		if (k == 0 ? c != '\\' : k == 1 ? c != 'u' : hexval(c) < 0)
+		if (k == 0 ? c != '\\' : k == 1 ? c != 'u' : hex_digit(c) < 0)
 			return 0;
 		if (k >= 2)
-			*u = *u << 4 | (unsigned)hexval(c);
+			*u = *u << 4 | (unsigned)hex_digit(c);
 	}
 	return 1;
 }
@@ -258,11 +250,11 @@ static size_t match_pct(const struct secform *f, const unsigned char *t, size_t 
 		if (t[i] == '%') {
 			if (i + 1 >= n)
 				return SECFORM_MORE;
-			if (hexval(t[i + 1]) != b >> 4)
+			if (hex_digit(t[i + 1]) != b >> 4)
 				return 0;
 			if (i + 2 >= n)
 				return SECFORM_MORE;
-			if (hexval(t[i + 2]) != (b & 15))
+			if (hex_digit(t[i + 2]) != (b & 15))
 				return 0;
 			i += 3;
 		} else if (t[i] == b || (t[i] == '+' && b == ' ')) {

@@ -66,6 +66,19 @@ def events(e, name=None):
     return [v for v in e.log_events() if name is None or v.get("event") == name]
 
 
+def json_lines(text):
+    """Every non-empty line of text as JSON (an assertion names the first that is not)."""
+    evs = []
+    for l in text.split("\n"):
+        if not l.strip():
+            continue
+        try:
+            evs.append(json.loads(l))
+        except ValueError:
+            raise AssertionError("stderr line is not JSON: %r" % l)
+    return evs
+
+
 def start(ctx, level=None, extra=(), **kw):
     args = policy_args() + list(extra)
     if level:
@@ -217,13 +230,7 @@ def _(ctx):
     time.sleep(0.2)
     for inst, want, unwanted in ((e, ("start", "listen", "connect", "close"), ()),
                                  (w, ("connect",), ("start", "listen", "close"))):
-        lines = [l for l in inst.stderr().split("\n") if l.strip()]
-        evs = []
-        for l in lines:
-            try:
-                evs.append(json.loads(l))
-            except ValueError:
-                raise AssertionError("stderr line is not JSON: %r" % l)
+        evs = json_lines(inst.stderr())
         names = {v.get("event") for v in evs}
         check(all(n in names for n in want), "events %r, want %r" % (names, want))
         check(not any(n in names for n in unwanted), "events %r, none of %r" % (names, unwanted))
@@ -258,12 +265,7 @@ def _(ctx):
                       for l in lines), "stderr: %r" % lines)
             check(not any(l.startswith("[") for l in lines), "raw libevent line: %r" % lines)
             return
-        evs = []
-        for l in lines:
-            try:
-                evs.append(json.loads(l))
-            except ValueError:
-                raise AssertionError("stderr line is not JSON: %r" % l)
+        evs = json_lines(e.stderr())
         lib = [v for v in evs if v.get("event") == "libevent"]
         check(lib and lib[0].get("level") == "warn" and "has failed" in lib[0].get("msg", ""),
               "libevent event: %r" % evs)
