@@ -6,8 +6,8 @@ DESTDIR ?=
 # systemd's unit search path includes /usr/local/lib/systemd/system and
 # /usr/lib/systemd/system, so the unit follows PREFIX
 UNITDIR ?= $(PREFIX)/lib/systemd/system
-# the one version, from proxy/version.h
-VERSION := $(shell sed -n 's/^\#define EGRESSD_VERSION "\(.*\)"/\1/p' proxy/version.h)
+# the one version, from common/version.h
+VERSION := $(shell sed -n 's/^\#define EGRESSD_VERSION "\(.*\)"/\1/p' common/version.h)
 LLHTTP  ?= /usr/share/llhttp
 LLHTTP_INC ?= /usr/share/include/llhttp
 
@@ -15,8 +15,19 @@ WARN = -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wwrite-strings \
        -Wmissing-prototypes -Wstrict-prototypes -Wformat=2 -Wundef \
        -Wno-sign-compare -Wno-unused-parameter -Wvla
 CFLAGS ?= -O2 -g
-ALLCFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing \
-	-I. -Icommon -Ipolicy -Icerts -Iproxy -I$(LLHTTP_INC)
+ALLCFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -D_GNU_SOURCE -fno-strict-aliasing
+
+# The folders are layers: common <- policy, certs <- proxy <- jail <- cli.
+# A folder's sources see only its own headers and those of the layers below
+# it, so an include against the layering does not compile. Tests, harnesses
+# and anything outside these folders see every header (INC_ALL).
+INC_common = -Icommon
+INC_policy = $(INC_common) -Ipolicy
+INC_certs  = $(INC_common) -Icerts
+INC_proxy  = $(INC_common) -Ipolicy -Icerts -Iproxy -I$(LLHTTP_INC)
+INC_jail   = $(INC_proxy) -Ijail
+INC_cli    = $(INC_jail) -Icli
+INC_ALL    = $(INC_cli)
 LIBS = -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lpcre2-8 -ljansson -lz -lbrotlidec -lzstd -lpthread
 
 ifdef SANITIZE
@@ -24,7 +35,7 @@ ALLCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recove
 LDSAN = -fsanitize=$(SANITIZE)
 endif
 
-LIB_SRC  = $(wildcard common/*.c policy/*.c certs/*.c) $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+LIB_SRC  = $(filter-out cli/main.c,$(wildcard common/*.c policy/*.c certs/*.c proxy/*.c jail/*.c cli/*.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
 LLHTTP_OBJ = $(BUILD)/llhttp/api.o $(BUILD)/llhttp/http.o $(BUILD)/llhttp/llhttp.o
 UNIT_SRC = $(wildcard tests/unit/*_test.c)
@@ -46,7 +57,7 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(or $(INC_$(firstword $(subst /, ,$*))),$(INC_ALL)) -MMD -MP -c $< -o $@
 
 # llhttp from Debian's node-llhttp sources, built with warnings relaxed (not our code)
 $(BUILD)/llhttp/%.o: $(LLHTTP)/%.c
@@ -57,11 +68,11 @@ $(BUILD)/libegressd.a: $(LIB_OBJ) $(LLHTTP_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/egressd: $(BUILD)/proxy/main.o $(BUILD)/libegressd.a
+$(BUILD)/egressd: $(BUILD)/cli/main.o $(BUILD)/libegressd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LIBS)
 
-# the man page with the version of proxy/version.h
-$(BUILD)/egressd.1: docs/egressd.1 proxy/version.h
+# the man page with the version of common/version.h
+$(BUILD)/egressd.1: docs/egressd.1 common/version.h
 	@mkdir -p $(dir $@)
 	sed 's/@VERSION@/$(VERSION)/g' docs/egressd.1 > $@
 
@@ -76,12 +87,12 @@ install: $(BUILD)/egressd $(BUILD)/egressd.1
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(BUILD)/libegressd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -Itests/unit -o $@ $< $(BUILD)/libegressd.a $(LDSAN) $(LIBS)
+	$(CC) $(ALLCFLAGS) $(INC_ALL) -Itests/unit -o $@ $< $(BUILD)/libegressd.a $(LDSAN) $(LIBS)
 
 # fuzz harnesses linked with a replay main() so gcc+ASan can run the corpora
 $(BUILD)/replay/%: fuzz/%.c fuzz/replay.c $(BUILD)/libegressd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -DFUZZ_REPLAY -o $@ $< fuzz/replay.c $(BUILD)/libegressd.a $(LDSAN) $(LIBS)
+	$(CC) $(ALLCFLAGS) $(INC_ALL) -DFUZZ_REPLAY -o $@ $< fuzz/replay.c $(BUILD)/libegressd.a $(LDSAN) $(LIBS)
 
 unit: $(UNIT_BIN) $(REPLAY_BIN)
 

@@ -184,12 +184,12 @@ def _(ctx):
         check(re.search(r"Commands: [a-z, ]+\.", body), "man entry --%s names no commands" % name)
 
 
-@suite.case("man page carries the binary's version (one source: proxy/version.h)")
+@suite.case("man page carries the binary's version (one source: common/version.h)")
 def _(ctx):
     ver = run_egressd(["--version"]).stdout.split("\n")[0]
     m = re.fullmatch(r"egressd (\d+\.\d+\.\d+)", ver)
     check(m, "first --version line %r" % ver)
-    with open(os.path.join(ROOT, "proxy", "version.h")) as f:
+    with open(os.path.join(ROOT, "common", "version.h")) as f:
         check('#define EGRESSD_VERSION "%s"' % m.group(1) in f.read(), "version.h")
     with open(os.path.join(staged(), "usr/local/share/man/man1/egressd.1")) as f:
         th = [l for l in f if l.startswith(".TH ")]

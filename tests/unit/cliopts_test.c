@@ -1,4 +1,4 @@
-/* cliopts_test.c -- unit tests for the option table (proxy/cliopts.c): the
+/* cliopts_test.c -- unit tests for the option table (cli/cliopts.c): the
  * getopt table is built from the help rows, every row is printed once in the
  * help of each command that uses it, with its default */
 #include <stdbool.h>

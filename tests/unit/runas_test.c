@@ -1,5 +1,5 @@
 /* runas_test.c -- unit tests for who `egressd run`'s command runs as
- * (proxy/runas.c): --user USER[:GROUP] by name or number, the sudo
+ * (jail/runas.c): --user USER[:GROUP] by name or number, the sudo
  * variables, refusals; the drop itself (runas_apply) in a forked child when
  * the test runs as root */
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* selfguard_test.c -- unit tests for proxy/selfguard.c: after
+/* selfguard_test.c -- unit tests for cli/selfguard.c: after
  * selfguard_init the process is non-dumpable, getenv still answers from the
  * private copy, setenv works, and /proc/self/environ (the original block)
  * holds none of the values */
