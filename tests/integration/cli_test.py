@@ -353,6 +353,47 @@ for _argv, _st, _text, _hint in USAGE_ERRORS:
               usage_error_case, _argv, _st, _text, _hint)
 
 
+# the number options: (name, smallest, largest, unit in the refusal)
+NUMBER_OPTIONS = [
+    ("threads", 1, 64, ""),
+    ("max-connections", 1, 1000000, ""),
+    ("max-buffer", 16384, 67108864, " bytes"),
+    ("header-timeout", 1, 86400, " seconds"),
+    ("idle-timeout", 1, 86400, " seconds"),
+    ("drain-timeout", 1, 3600, " seconds"),
+]
+
+
+@suite.case("number options: both ends of the range are taken; below, above, not decimal "
+            "-> exit 2 and one line naming the option and its range")
+def _(ctx):
+    for name, lo, hi, unit in NUMBER_OPTIONS:
+        for v in (lo, hi):
+            r = run_egressd(["check", "--" + name, str(v)])
+            check_eq((r.returncode, r.stdout, r.stderr), (0, "policy ok\n", ""),
+                     "--%s %d" % (name, v))
+        for v in (str(lo - 1), str(hi + 1), "12x", "-5", ""):
+            r = run_egressd(["check", "--" + name, v])
+            want = 'egressd: invalid --%s "%s" (want %d..%d%s)\n' % (name, v, lo, hi, unit)
+            check_eq((r.returncode, r.stdout, r.stderr), (2, "", want), "--%s %r" % (name, v))
+
+
+@suite.case("choice options: a value outside the choices -> exit 2 and one line naming "
+            "them; each choice is taken")
+def _(ctx):
+    for name, bad, want, good in [
+            ("ca-key", "dsa", "ec or rsa", ["ec", "rsa"]),
+            ("on-placeholder-leak", "drop", "log or block", ["log", "block"]),
+            ("log-level", "loud", "error, warn, info or debug",
+             ["error", "warn", "info", "debug"])]:
+        r = run_egressd(["check", "--" + name, bad])
+        check_eq((r.returncode, r.stdout, r.stderr),
+                 (2, "", 'egressd: invalid --%s "%s" (want %s)\n' % (name, bad, want)), name)
+        for v in good:
+            r = run_egressd(["check", "--" + name, v])
+            check_eq((r.returncode, r.stdout), (0, "policy ok\n"), "--%s %s" % (name, v))
+
+
 @suite.case("--version: 'egressd X.Y.Z' first, then OpenSSL, libevent, llhttp, PCRE2, jansson "
             "with versions; the OpenSSL line is the one openssl(1) reports")
 def _(ctx):
