@@ -91,6 +91,16 @@ static const struct cliopt opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
+/* The number options' ranges (a range the help text states must be the same). */
+static const struct clirange ranges[] = {
+	{ OPT_THREADS, 1, 64, "" },
+	{ OPT_MAXCONN, 1, 1000000, "" },
+	{ OPT_HEADTO, 1, 86400, " seconds" },
+	{ OPT_IDLETO, 1, 86400, " seconds" },
+	{ OPT_MAXBUF, 16384, 64 << 20, " bytes" },
+	{ OPT_DRAIN, 1, 3600, " seconds" },
+};
+
 struct clicmd {
 	const char *name;
 	unsigned bit;
@@ -134,6 +144,22 @@ const struct cliopt *cliopts_table(size_t *n)
 {
 	*n = NOPTS;
 	return opts;
+}
+
+const struct cliopt *cliopts_find(int id)
+{
+	for (size_t i = 0; i < NOPTS; i++)
+		if (opts[i].id == id)
+			return &opts[i];
+	return NULL;
+}
+
+const struct clirange *cliopts_range(int id)
+{
+	for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++)
+		if (ranges[i].id == id)
+			return &ranges[i];
+	return NULL;
 }
 
 const struct option *cliopts_long(void)

@@ -1,8 +1,10 @@
 /* cliopts.h -- the command-line vocabulary as data: one row per option (name,
  * argument, meaning, default, the commands that use it), one row per command;
  * the getopt table and every help text are built from these rows, so they
- * cannot drift apart. Adding an option = one OPT_ id + one row in cliopts.c
- * (+ its case in main.c's apply_opt, + its entry in docs/egressd.1). */
+ * cannot drift apart. A number option also has a range row, which main.c
+ * checks the value against before it stores it. Adding an option = one OPT_
+ * id + one row in cliopts.c (+ a range row if it is a number, + its case in
+ * main.c's apply_opt, + its entry in docs/egressd.1). */
 #ifndef EGRESSD_CLIOPTS_H
 #define EGRESSD_CLIOPTS_H
 
@@ -38,6 +40,21 @@ struct cliopt {
 
 /* The option rows, in help order; *n gets their number. Static storage. */
 const struct cliopt *cliopts_table(size_t *n);
+
+/* The row of option id (what getopt_long returned), or NULL. */
+const struct cliopt *cliopts_find(int id);
+
+/* A number option's range; a value outside it is refused with a line that
+ * names it ("want 1..86400 seconds"). */
+struct clirange {
+	int id;            /* the option's OPT_ value */
+	int min, max;
+	const char *unit;  /* after the range in that line: "", " seconds" */
+};
+
+/* The range of option id (what getopt_long returned), or NULL if it does
+ * not take a number. Static storage. */
+const struct clirange *cliopts_range(int id);
 
 /* The getopt_long table built from the rows (NULL-terminated, static
  * storage, built on first use; call before any thread starts). */

@@ -123,13 +123,22 @@ static bool load_config(struct cli *cli, struct policy *p, const char *path, cha
 	return true;
 }
 
-/* Applies one option to the policy or the CLI state. Returns 0, or 2 with
- * the reason in err (CONFIG_ERRLEN bytes). */
+/* Applies one option to the policy or the CLI state; a number is first
+ * checked against its row's range. Returns 0, or 2 with the reason in err
+ * (CONFIG_ERRLEN bytes). */
 static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg, char *err)
 {
+	const struct clirange *r = cliopts_range(opt);
+	const struct cliopt *o = cliopts_find(opt);
 	bool okay = true;
+	int n = 0;
 
 	err[0] = '\0';
+	if (r && o && (n = parse_uint(arg, r->max)) < r->min) {
+		snprintf(err, CONFIG_ERRLEN, "invalid --%s \"%s\" (want %d..%d%s)", o->name, arg,
+			 r->min, r->max, r->unit);
+		return 2;
+	}
 	switch (opt) {
 	case 'c': okay = load_config(cli, p, arg, err); break;
 	case OPT_SANDBOX: cli->sandbox = arg; break;
@@ -144,6 +153,13 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_DNS: cli->so.dns = arg; break;
 	case OPT_STATE: cli->so.state_dir = arg; break;
 	case OPT_UPCA: cli->so.upstream_ca = arg; break;
+	case OPT_LOG: cli->log = arg; break;
+	case OPT_THREADS: cli->so.threads = n; break;
+	case OPT_MAXCONN: cli->so.max_conns = n; break;
+	case OPT_MAXBUF: cli->so.max_buffer = (size_t)n; break;
+	case OPT_HEADTO: cli->so.header_timeout_s = (unsigned)n; break;
+	case OPT_IDLETO: cli->so.idle_timeout_s = (unsigned)n; break;
+	case OPT_DRAIN: cli->so.drain_timeout_s = (unsigned)n; break;
 	case OPT_CAKEY:
 		cli->ca_key = arg;
 		if (strcmp(arg, "ec") && strcmp(arg, "rsa")) {
@@ -159,7 +175,6 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 			okay = false;
 		}
 		break;
-	case OPT_LOG: cli->log = arg; break;
 	case OPT_LOGLEVEL:
 		if (!audit_level_parse(arg, &cli->log_level)) {
 			snprintf(err, CONFIG_ERRLEN, "invalid --log-level \"%s\" (want error, warn, info or debug)", arg);
@@ -172,48 +187,6 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 			okay = false;
 		} else {
 			cli->so.listen[cli->so.nlisten++] = arg;
-		}
-		break;
-	case OPT_MAXCONN:
-		cli->so.max_conns = parse_uint(arg, 1000000);
-		if (cli->so.max_conns < 0) {
-			snprintf(err, CONFIG_ERRLEN, "invalid --max-connections \"%s\" (want 1..1000000)", arg);
-			okay = false;
-		}
-		break;
-	case OPT_MAXBUF:
-		if (parse_uint(arg, 64 << 20) < 16384) {
-			snprintf(err, CONFIG_ERRLEN, "invalid --max-buffer \"%s\" (want 16384..67108864 bytes)", arg);
-			okay = false;
-		} else {
-			cli->so.max_buffer = (size_t)parse_uint(arg, 64 << 20);
-		}
-		break;
-	case OPT_HEADTO:
-	case OPT_IDLETO:
-		if (parse_uint(arg, 86400) < 0) {
-			snprintf(err, CONFIG_ERRLEN, "invalid --%s \"%s\" (want 1..86400 seconds)",
-				 opt == OPT_HEADTO ? "header-timeout" : "idle-timeout", arg);
-			okay = false;
-		} else if (opt == OPT_HEADTO) {
-			cli->so.header_timeout_s = (unsigned)parse_uint(arg, 86400);
-		} else {
-			cli->so.idle_timeout_s = (unsigned)parse_uint(arg, 86400);
-		}
-		break;
-	case OPT_DRAIN:
-		if (parse_uint(arg, 3600) < 0) {
-			snprintf(err, CONFIG_ERRLEN, "invalid --drain-timeout \"%s\" (want 1..3600 seconds)", arg);
-			okay = false;
-		} else {
-			cli->so.drain_timeout_s = (unsigned)parse_uint(arg, 3600);
-		}
-		break;
-	case OPT_THREADS:
-		cli->so.threads = parse_uint(arg, 64);
-		if (cli->so.threads < 0) {
-			snprintf(err, CONFIG_ERRLEN, "invalid --threads \"%s\" (want 1..64)", arg);
-			okay = false;
 		}
 		break;
 	case OPT_TRANSPARENT:

@@ -1,6 +1,7 @@
 /* cliopts_test.c -- unit tests for the option table (cli/cliopts.c): the
  * getopt table is built from the help rows, every row is printed once in the
- * help of each command that uses it, with its default */
+ * help of each command that uses it, with its default; the number options'
+ * ranges agree with their rows */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,9 +130,40 @@ static void test_help(void)
 	free(over);
 }
 
+/* Each range belongs to an option that takes a value; its default, when a
+ * number, is inside it; a range its help states ("(1..64)") is the same. */
+static void test_ranges(void)
+{
+	size_t n, nranges = 0;
+	const struct cliopt *t = cliopts_table(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct clirange *r = cliopts_range(t[i].id);
+		const char *h;
+		char *end;
+		long d, lo, hi;
+
+		if (!r)
+			continue;
+		nranges++;
+		ok(cliopts_find(t[i].id) == &t[i] && r->id == t[i].id && t[i].arg &&
+		   r->min >= 1 && r->min < r->max && r->unit, "--%s: a range of a value", t[i].name);
+		d = strtol(t[i].def, &end, 10);
+		if (!*end)
+			ok(d >= r->min && d <= r->max, "--%s: default %ld is in %d..%d", t[i].name, d,
+			   r->min, r->max);
+		if ((h = strchr(t[i].help, '(')) && sscanf(h, "(%ld..%ld)", &lo, &hi) == 2)
+			ok(lo == r->min && hi == r->max, "--%s: its help's range %ld..%ld is %d..%d",
+			   t[i].name, lo, hi, r->min, r->max);
+	}
+	ok(nranges == 6, "six number options (%zu)", nranges);
+	ok(cliopts_range('c') == NULL && cliopts_find(-1) == NULL, "no range for other options");
+}
+
 int main(void)
 {
 	test_getopt_table();
 	test_help();
+	test_ranges();
 	return done_testing();
 }
