@@ -1,6 +1,7 @@
 /* conn.c -- a client connection on the explicit listener: accept, request
  * head, policy decision, what follows once the upstream is up (upstream.c
- * reaches it), timeouts, refusals, and the single teardown path (conn_free) */
+ * reaches it), timeouts, refusals, and the single teardown path: conn_close
+ * queues, the worker's loop frees (conn_free) */
 #include "conn.h"
 
 #include <errno.h>
@@ -74,7 +75,7 @@ static void set_nodelay(evutil_socket_t fd)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-/* A client connection closed for a timeout: counted and logged, then freed. */
+/* A client connection closed for a timeout: counted and logged, then closed. */
 static void timed_out(struct conn *c, enum metrics_timeout phase)
 {
 	struct jsonw w;
@@ -85,7 +86,7 @@ static void timed_out(struct conn *c, enum metrics_timeout phase)
 		jsonw_str(&w, "phase", metrics_timeout_name(phase));
 		audit_emit(&w);
 	}
-	conn_free(c);
+	conn_close(c);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -94,6 +95,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->closed)
+		return;
 	if (c->ws_failed) { /* not a timeout: relay_pump asked for the close */
 		conn_close_flushed(c);
 		return;
@@ -208,22 +211,20 @@ void conn_close_idle(struct worker *w)
 		next = c->next;
 		if (c->st == ST_HEAD && c->req && !httpmsg_started(c->req) &&
 		    evbuffer_get_length(bufferevent_get_input(c->cl)) == 0)
-			conn_free(c);
+			conn_close(c);
 	}
 }
 
 void conn_close_all(struct worker *w)
 {
-	/* cancelling DNS may defer a free to a callback, and libevent finalizes
-	 * freed bufferevents (a TLS filter, then its socket) from the loop: run
-	 * it a few times so nothing is left half-freed */
+	while (w->conns)
+		conn_close(w->conns);
+	/* a connection closed while DNS ran waits for the cancelled lookup's
+	 * callback, and libevent finalizes freed bufferevents (a TLS filter,
+	 * then its socket) from the loop: run it a few times so nothing is left
+	 * half-freed */
 	for (int round = 0; round < 4; round++) {
-		struct conn *c = w->conns, *next;
-		for (; c; c = next) {
-			next = c->next;
-			if (!c->free_on_dns)
-				conn_free(c);
-		}
+		closeq_run(w->closing);
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
 	}
 }
@@ -240,33 +241,47 @@ static void log_close(struct conn *c)
 	audit_emit(&w);
 }
 
-void conn_free(struct conn *c)
+void conn_close(struct conn *c)
 {
-	if (!c)
-		return;
+	if (!c->closed) {
+		c->closed = true;
+		httpresp_log_cut(c);
+		log_close(c);
+		if (!c->metered)
+			metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
+		metrics_conn_close(c->w->mx);
+		/* the slot is free before the client can see the close
+		 * (--max-connections), and the worker's list holds live
+		 * connections only (a drain ends when it is empty) */
+		atomic_fetch_sub(&live_conns, 1);
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->w->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		c->prev = c->next = NULL;
+		c->st = ST_CLOSING;
+	}
+	/* again (a no-op while queued) when the DNS callback saw c closed */
+	closeq_add(c->w->closing, &c->cq, c);
+}
+
+/* The one place a connection is freed: from its worker's close queue, after
+ * the callback that closed it has returned. */
+static void conn_free(void *arg)
+{
+	struct conn *c = arg;
+
 	if (c->dnsreq) {
-		/* the callback runs (with CANCEL) and frees us */
-		c->free_on_dns = true;
+		/* its callback runs (with CANCEL) from the loop and queues c again */
 		evdns_getaddrinfo_cancel(c->dnsreq);
 		return;
 	}
-	httpresp_log_cut(c);
-	log_close(c);
-	if (!c->metered)
-		metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
-	metrics_conn_close(c->w->mx);
-	/* the slot is free before the client can see the close (--max-connections) */
-	atomic_fetch_sub(&live_conns, 1);
 	if (c->deadline)
 		event_free(c->deadline);
 	if (c->cl_raw)
 		intercept_drop_client(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->w->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
 	tunnel_free(c->tun);
 	if (c->cl)
 		bufferevent_free(c->cl);
@@ -286,6 +301,11 @@ void conn_free(struct conn *c)
 	free(c);
 }
 
+struct closeq *conn_closeq_new(struct event_base *base)
+{
+	return closeq_new(base, conn_free);
+}
+
 void conn_close_flushed(struct conn *c)
 {
 	httpresp_log_cut(c);
@@ -301,7 +321,7 @@ void conn_close_flushed(struct conn *c)
 	if (c->cl_raw)
 		intercept_close_client(c);
 	else
-		conn_free(c);
+		conn_close(c);
 }
 
 static void target_text(const struct target *t, char *buf, size_t n)
@@ -574,6 +594,8 @@ void conn_on_client_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
+	if (c->closed)
+		return;
 	conn_touch(c);
 	conn_client_input(c);
 }
@@ -582,6 +604,8 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
+	if (c->closed)
+		return;
 	conn_touch(c);
 	if (c->st == ST_HTTP)
 		httpfwd_upstream_input(c);
@@ -594,13 +618,15 @@ void conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->closed)
+		return;
 	if (c->st == ST_CLOSING) {
 		if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
 			return;
 		if (c->cl_raw)
 			intercept_close_client(c);
 		else
-			conn_free(c);
+			conn_close(c);
 		return;
 	}
 	relay_on_drained(c, bev);
@@ -680,6 +706,8 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->closed)
+		return;
 	if (what & BEV_EVENT_CONNECTED) {
 		if (bev == c->cl)
 			intercept_client_ready(c);
@@ -722,5 +750,5 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		httpfwd_upstream_eof(c);
 		return;
 	}
-	conn_free(c);
+	conn_close(c);
 }

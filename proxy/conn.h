@@ -8,6 +8,8 @@
 
 struct worker;
 struct sockaddr;
+struct event_base;
+struct closeq;
 
 /* Takes ownership of fd (closed on any failure), accepted on listener li
  * (its index among the server's listeners: it picks the sandbox). */
@@ -16,11 +18,16 @@ void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *pe
 /* Same for a connection redirected to a transparent listener (transparent.c). */
 void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
 
+/* A worker's close queue (w->closing): closed connections are freed from
+ * base's loop. Free it with closeq_free after the worker's DNS base (whose
+ * cancelled lookups may queue their connection again), before base. */
+struct closeq *conn_closeq_new(struct event_base *base);
+
 /* Frees every connection of w (at shutdown, after its loop stopped). */
 void conn_close_all(struct worker *w);
 
-/* Frees w's connections that are between requests with nothing pending
- * (used while draining). */
+/* Closes w's connections that are between requests with nothing pending
+ * (used while draining; they leave w->conns at once). */
 void conn_close_idle(struct worker *w);
 
 /* Number of live connections in this process (for diagnostics and tests). */

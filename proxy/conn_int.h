@@ -10,6 +10,7 @@
 
 #include <event2/util.h>
 
+#include "closeq.h"
 #include "httpmsg.h"
 #include "pattern.h"
 #include "policy.h"
@@ -74,7 +75,6 @@ struct conn {
 	bool up_connected;
 	enum reason dropped;           /* why resolved addresses were dropped */
 	struct evdns_getaddrinfo_request *dnsreq;
-	bool free_on_dns;              /* freed while DNS ran: free in the callback */
 	struct httpmsg *req, *resp;    /* absolute-form parsers */
 	bool req_done, req_upgrade, resp_head_seen;
 	bool resp_done;                /* the response ended before its request did */
@@ -119,6 +119,8 @@ struct conn {
 	struct timeval hs_start;       /* intercepted: client TLS handshake started */
 	struct timeval up_hs_start;    /* intercepted: upstream TLS handshake started */
 	struct tunnel *tun;            /* spliced tunnel (cl, up NULL then), or NULL */
+	bool closed;                   /* conn_close ran: no callback acts on c any more */
+	struct closeq_node cq;         /* its place in the worker's close queue */
 };
 
 /* conn.c */
@@ -132,7 +134,14 @@ void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
  * inactivity timeouts of c's bufferevents to --idle-timeout. */
 void conn_head_phase(struct conn *c);
 void conn_head_done(struct conn *c);
-void conn_free(struct conn *c);
+/* Closes c now: its request (if cut off) and close events are logged, it is
+ * counted closed and its --max-connections slot is free at once, its state
+ * becomes ST_CLOSING, and it is queued on its worker, whose loop frees it
+ * (sockets, buffers, memory) once the callbacks running now have returned.
+ * Every callback of c returns at once from then on, so a caller may still
+ * read c after this, but must do nothing more with it. Closing again is a
+ * no-op. */
+void conn_close(struct conn *c);
 /* Frees c->up (if any) and sets it to NULL. */
 void conn_drop_upstream(struct conn *c);
 /* Stops reading, drops the upstream, frees c once the client output is sent. */
@@ -177,7 +186,7 @@ void upstream_failed(struct conn *c, bool timed_out, const char *why);
 /* The upstream TLS is up and verified: answer (CONNECT) and start the
  * sandbox's handshake on a leaf for c->t. */
 void intercept_start_client(struct conn *c);
-/* The sandbox's handshake completed / failed (logged, c freed). */
+/* The sandbox's handshake completed / failed (logged, c closed). */
 void intercept_client_ready(struct conn *c);
 void intercept_client_failed(struct conn *c);
 /* TCP to the upstream is up: run the verified TLS handshake on that socket. */
@@ -205,8 +214,8 @@ void transparent_connected(struct conn *c);
 size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to);
 /* Switches the connection to a raw tunnel in both directions. */
 void relay_start_tunnel(struct conn *c);
-/* Tunnel EOF/half-close handling; returns true if the conn was freed. */
-bool relay_on_eof(struct conn *c, struct bufferevent *bev);
+/* Tunnel EOF/half-close handling (closes c when both directions ended). */
+void relay_on_eof(struct conn *c, struct bufferevent *bev);
 /* Called when a bufferevent's output drained below the low-water mark. */
 void relay_on_drained(struct conn *c, struct bufferevent *bev);
 /* A fatal TLS alert with description desc, before closing a refused client. */
@@ -218,9 +227,9 @@ void relay_check_sni(struct conn *c);
 /* An un-inspected tunnel (CONNECT after the SNI check, transparent) leaves
  * its bufferevents for the raw sockets and splice(2): c->cl and c->up become
  * NULL, c->tun owns the sockets. Returns false (nothing changed) when c is not
- * such a tunnel; true when c->tun took over (c may already be freed). */
+ * such a tunnel; true when c->tun took over (c may be closed already). */
 bool tunnel_start(struct conn *c);
-/* Closes the sockets and frees the pipes and events (conn_free calls it). */
+/* Closes the sockets and frees the pipes and events (when c is freed). */
 void tunnel_free(struct tunnel *t);
 
 /* httpfwd.c */

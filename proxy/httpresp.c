@@ -175,7 +175,7 @@ static void refuse_encoding(struct conn *c, const char *detail)
 	drop_decoder(c);
 	evbuffer_drain(stage(c), evbuffer_get_length(stage(c)));
 	if (c->resp_head_seen) {
-		conn_free(c);
+		conn_close(c);
 		return;
 	}
 	snprintf(msg, sizeof(msg), "egressd refused the reply of %s: %s (%s)", c->t.host,
@@ -227,7 +227,7 @@ static bool only_chunked(const struct obuf *te)
  * 204, 304) have nothing to decode: a decodable coding is dropped from the
  * head like on the full reply, an unknown one is passed as sent. A 206 of
  * an encoded representation cannot be decoded from its middle: refused
- * (requests with Range are offered only identity). False: refused, c gone. */
+ * (requests with Range are offered only identity). False: refused, c closing. */
 static bool decide_coding(struct conn *c)
 {
 	enum contentdec_coding cs[CONTENTDEC_MAX_STACK];
@@ -527,7 +527,7 @@ static bool on_resp_done(struct conn *c)
 	return false;
 }
 
-/* A decoded body's held bytes first; false: wait (paused, or c gone). */
+/* A decoded body's held bytes first; false: wait (paused, or c closing). */
 static bool decode_held(struct conn *c)
 {
 	if (c->dec_end) {
@@ -602,7 +602,7 @@ static void upstream_input(struct conn *c)
 			if (!c->resp_head_seen && c->req_down == 0)
 				conn_error(c, 502, "bad-response", "egressd: malformed response from upstream");
 			else
-				conn_free(c);
+				conn_close(c);
 			return;
 		}
 	}
@@ -613,7 +613,7 @@ void httpfwd_upstream_input(struct conn *c)
 	struct evbuffer *st = stage(c);
 
 	upstream_input(c);
-	/* c may be gone; nothing gathered may outlive the call */
+	/* nothing gathered may outlive the call (c may be closed) */
 	evbuffer_drain(st, evbuffer_get_length(st));
 }
 
@@ -649,7 +649,7 @@ void httpfwd_upstream_eof(struct conn *c)
 		conn_error(c, 502, "connect-failed",
 			   "egressd: upstream closed the connection without a response");
 	else
-		conn_free(c);
+		conn_close(c);
 }
 
 void httpresp_log_cut(struct conn *c)

@@ -38,6 +38,8 @@ static void direct_flush(evutil_socket_t fd, short what, void *arg)
 	struct evbuffer *out = bufferevent_get_output(raw);
 	int n;
 
+	if (c->closed)
+		return; /* what the filter sent is dropped with it, as before */
 	if (bufferevent_get_enabled(raw) & EV_WRITE)
 		return; /* blocked meanwhile: libevent writes */
 	/* a socket bufferevent's output is frozen at the start except while
@@ -94,6 +96,8 @@ static void direct_read(evutil_socket_t fd, short what, void *arg)
 	ssize_t got;
 	int n;
 
+	if (c->closed)
+		return;
 	evbuffer_unfreeze(in, 0); /* a socket bufferevent's input end is frozen */
 	n = evbuffer_reserve_space(in, DIRECT_READ, v, 2);
 	got = n > 0 ? readv(fd, (struct iovec *)v, n) : -1;
@@ -226,7 +230,7 @@ void intercept_close_client(struct conn *c)
 	bufferevent_setcb(c->cl, NULL, conn_on_write, conn_on_event, c);
 	bufferevent_enable(c->cl, EV_WRITE);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
-		conn_free(c);
+		conn_close(c);
 }
 
 static void log_tls_error(struct conn *c, const char *what, const char *detail, const char *sni)
@@ -267,7 +271,7 @@ void intercept_start_client(struct conn *c)
 	f = bufferevent_openssl_filter_new(c->w->base, c->cl, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
 	if (!f) {
 		SSL_free(ssl);
-		conn_free(c);
+		conn_close(c);
 		return;
 	}
 	c->cl_raw = c->cl;
@@ -318,7 +322,7 @@ void intercept_client_failed(struct conn *c)
 		log_tls_error(c, reason_str(REASON_SNI_MISMATCH), detail, sni);
 	else
 		log_tls_error(c, "client-tls-failed", detail[0] ? detail : "handshake aborted", NULL);
-	conn_free(c);
+	conn_close(c);
 }
 
 /* libevent's socket-based TLS bufferevent writes only from its EV_WRITE

@@ -193,7 +193,7 @@ void metrics_conn_open(struct metrics_worker *w)
 void metrics_conn_close(struct metrics_worker *w)
 {
 	/* release: a scrape that sees this close also sees the connection counted
-	 * in conns[] (conn_free counts it first); render_connections reads open first */
+	 * in conns[] (conn_close counts it first); render_connections reads open first */
 	__atomic_store_n(&w->open, GET(w->open) - 1, __ATOMIC_RELEASE);
 }
 

@@ -90,8 +90,8 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 }
 
 /* After EOF on one side, once everything it sent has gone out, pass the
- * half-close on; free the connection when both directions are finished. */
-static bool finish_half_close(struct conn *c)
+ * half-close on; close the connection when both directions are finished. */
+static void finish_half_close(struct conn *c)
 {
 	struct evbuffer *cl_in = bufferevent_get_input(c->cl);
 	struct evbuffer *up_in = bufferevent_get_input(c->up);
@@ -106,39 +106,36 @@ static bool finish_half_close(struct conn *c)
 		shutdown(bufferevent_getfd(c->cl), SHUT_WR);
 		c->cl_shut = true;
 	}
-	if (c->up_shut && c->cl_shut) {
-		conn_free(c);
-		return true;
-	}
-	return false;
+	if (c->up_shut && c->cl_shut)
+		conn_close(c);
 }
 
-bool relay_on_eof(struct conn *c, struct bufferevent *bev)
+void relay_on_eof(struct conn *c, struct bufferevent *bev)
 {
 	if (c->mode == MODE_INTERCEPT) {
 		/* TLS on both sides: no half-close; pass what is left, then close */
 		if (bev == c->cl) {
-			conn_free(c);
-			return true;
+			conn_close(c);
+			return;
 		}
 		c->up_eof = true;
 		relay_pump(c, c->up, c->cl);
 		conn_close_flushed(c);
-		return true;
+		return;
 	}
 	if (bev == c->cl) {
 		c->cl_eof = true;
 		if (c->st == ST_SNI) {
 			/* the client hung up before a complete hello: nothing to pass */
-			conn_free(c);
-			return true;
+			conn_close(c);
+			return;
 		}
 		relay_pump(c, c->cl, c->up);
 	} else {
 		c->up_eof = true;
 		relay_pump(c, c->up, c->cl);
 	}
-	return finish_half_close(c);
+	finish_half_close(c);
 }
 
 void relay_on_drained(struct conn *c, struct bufferevent *bev)
@@ -182,7 +179,7 @@ void relay_start_tunnel(struct conn *c)
 	c->st = ST_TUNNEL;
 	conn_head_done(c); /* from now on only the idle timeout applies */
 	if (tunnel_start(c))
-		return; /* spliced from now on (c may be gone) */
+		return; /* spliced from now on (or closed already) */
 	bufferevent_enable(c->cl, EV_READ);
 	bufferevent_enable(c->up, EV_READ);
 	relay_pump(c, c->cl, c->up);

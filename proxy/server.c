@@ -34,6 +34,7 @@
 #include "pipepool.h"
 #include "secrets.h"
 #include "tls.h"
+#include "closeq.h"
 #include "conn.h"
 #include "pattern.h"
 #include "policy.h"
@@ -373,6 +374,11 @@ static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fd
 	ws->w.stage = evbuffer_new();
 	if (!ws->w.stage) {
 		snprintf(err, 256, "cannot create a buffer");
+		return -1;
+	}
+	ws->w.closing = conn_closeq_new(ws->w.base);
+	if (!ws->w.closing) {
+		snprintf(err, 256, "cannot create an event");
 		return -1;
 	}
 	for (int i = 0; i < s->nla; i++) {
@@ -738,6 +744,7 @@ void server_free(struct server *s)
 			event_free(ws->drain);
 		if (ws->w.dns)
 			evdns_base_free(ws->w.dns, 1);
+		closeq_free(ws->w.closing); /* after DNS: a cancelled lookup queues */
 		if (ws->w.base)
 			event_base_free(ws->w.base);
 		certcache_free(ws->w.certs);

@@ -15,6 +15,7 @@ struct event_base;
 struct evdns_base;
 struct fakeip;
 struct certcache;
+struct closeq;
 struct metrics_worker;
 struct pipepool;
 struct evbuffer;
@@ -53,6 +54,7 @@ struct worker {
 	struct evdns_base *dns;
 	unsigned index;
 	struct conn *conns; /* live connections of this worker (conn.c's list) */
+	struct closeq *closing; /* closed connections, freed from the loop (conn.c) */
 	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
 	struct metrics_worker *mx; /* this worker's counters (metrics.h; always set) */
 	struct pipepool *pipes;  /* spare pipes for spliced tunnels */

@@ -255,15 +255,14 @@ static int pump(struct tunnel *t, struct dir *d)
 	return rc;
 }
 
-/* After a pump: free c when both directions are finished or on error, else
- * update what each socket waits for. Returns true if c was freed. */
-static bool settle(struct tunnel *t, int rc)
+/* After a pump: close c when both directions are finished or on error, else
+ * update what each socket waits for. */
+static void settle(struct tunnel *t, int rc)
 {
 	if (rc == 0 && !(t->d[0].shut && t->d[1].shut) && set_interest(t, 0) == 0 &&
 	    set_interest(t, 1) == 0)
-		return false;
-	conn_free(t->c);
-	return true;
+		return;
+	conn_close(t->c);
 }
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
@@ -272,9 +271,11 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	int i = fd == t->fd[1];
 	int rc = 0;
 
+	if (t->c->closed)
+		return;
 	if ((what & EV_TIMEOUT) && idle_expired(t->c)) {
 		metrics_timeout(t->c->w->mx, MX_TO_IDLE);
-		conn_free(t->c);
+		conn_close(t->c);
 		return;
 	}
 	if (what & EV_WRITE)

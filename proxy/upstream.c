@@ -90,10 +90,11 @@ static void on_dns(int err, struct evutil_addrinfo *res, void *arg)
 	struct conn *c = arg;
 
 	c->dnsreq = NULL;
-	if (c->free_on_dns) {
+	if (c->closed) {
+		/* conn_free cancelled us: now c can go */
 		if (res)
 			evutil_freeaddrinfo(res);
-		conn_free(c);
+		conn_close(c);
 		return;
 	}
 	for (struct evutil_addrinfo *ai = res; err == 0 && ai; ai = ai->ai_next) {
@@ -132,7 +133,7 @@ void upstream_start(struct conn *c)
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 	req = evdns_getaddrinfo(c->w->dns, c->t.host, NULL, &hints, on_dns, c);
-	/* NULL: the callback already ran (and may have freed c) */
+	/* NULL: the callback already ran */
 	if (req)
 		c->dnsreq = req;
 }
