@@ -676,6 +676,22 @@ def procs_with(marker):
     return out
 
 
+def sleeping(marker):
+    """Live pids of the command's own `sleep MARKER` (argv exactly that): not
+    the jail's init or the clone before its exec, whose command lines hold
+    the marker too (and read empty for a moment while they exec)."""
+    want = b"sleep\0" + marker.encode() + b"\0"
+    out = []
+    for pid in procs_with(marker):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if f.read() == want:
+                    out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
 def wait_gone(marker, secs=3):
     deadline = time.time() + secs
     while procs_with(marker) and time.time() < deadline:
@@ -890,8 +906,8 @@ def wait_started(r, mk):
     """Waits for the command's `child=` line and its sleep; the sleep's pids."""
     deadline = time.time() + 20
     while time.time() < deadline and r.proc.poll() is None:
-        if "child=" in r.stdout() and procs_with(mk):
-            return procs_with(mk)
+        if "child=" in r.stdout() and sleeping(mk):
+            return sleeping(mk)
         time.sleep(0.05)
     return []
 
@@ -918,9 +934,9 @@ def _(ctx):
     mk = sleep_marker()
     r = Run(ctx, ["sleep", mk])
     deadline = time.time() + 20
-    while time.time() < deadline and r.proc.poll() is None and not procs_with(mk):
+    while time.time() < deadline and r.proc.poll() is None and not sleeping(mk):
         time.sleep(0.05)
-    check(procs_with(mk), "the command did not start")
+    check(sleeping(mk), "the command did not start (egressd run status %s)" % r.proc.poll())
     r.proc.send_signal(signal.SIGTERM)
     check_eq(r.wait(15), 143, "egressd run exit status (sleep killed by SIGTERM)")
 
