@@ -81,21 +81,15 @@ static bool add_conn_host(struct obuf *b, const struct conn *c)
  * with Range (a part of an encoded representation cannot be decoded). */
 static bool add_accept_encoding(struct conn *c, struct obuf *b)
 {
-	size_t n = httpmsg_header_count(c->req), k = 0;
+	size_t k;
 	const char *rv;
 	size_t rl;
 	char offer[64];
 	struct obuf all;
-	bool okay = true;
+	bool okay;
 
 	obuf_init(&all, 2 * CONN_HEAD_CAP);
-	for (size_t i = 0; i < n && okay; i++) {
-		const char *name, *val;
-		size_t nl, vl;
-		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
-		if (name_is(name, nl, "accept-encoding"))
-			okay = (k++ == 0 || obuf_add(&all, ",", 1)) && obuf_add(&all, val, vl);
-	}
+	okay = httpmsg_header_join(c->req, "accept-encoding", &all, &k);
 	if (httpmsg_header_find(c->req, "range", &rv, &rl) > 0)
 		k = 0;
 	contentdec_accept(all.p, all.len, k > 0, offer, sizeof(offer));

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "inject.h"
 
 #define MAX_HEADERS 128
 
@@ -430,6 +431,25 @@ size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char
 		}
 	}
 	return count;
+}
+
+bool httpmsg_header_join(const struct httpmsg *m, const char *name, struct obuf *b,
+			 size_t *count)
+{
+	size_t l = strlen(name);
+
+	b->len = 0;
+	*count = 0;
+	for (size_t i = 0; i < httpmsg_header_count(m); i++) {
+		const struct hdr *h = &m->hdrs[i];
+		if (h->name.len != l || strncasecmp(m->hb + h->name.off, name, l) != 0)
+			continue;
+		if ((*count)++ > 0 && !obuf_add(b, ", ", 2))
+			return false;
+		if (!obuf_add(b, m->hb + h->val.off, h->val.len))
+			return false;
+	}
+	return true;
 }
 
 bool httpmsg_keep_alive(const struct httpmsg *m)

@@ -60,6 +60,12 @@ void httpmsg_trailer(const struct httpmsg *m, size_t i, const char **name, size_
 /* Number of headers named name (case-insensitive); the first's value in *val. */
 size_t httpmsg_header_find(const struct httpmsg *m, const char *name, const char **val,
 			   size_t *vlen);
+/* Every header named name (case-insensitive), values joined with ", " into
+ * b (emptied first); their number in *count. False if b's cap was reached
+ * (b then holds what fitted). */
+struct obuf;
+bool httpmsg_header_join(const struct httpmsg *m, const char *name, struct obuf *b,
+			 size_t *count);
 /* Whether the connection may carry another message after this one. */
 bool httpmsg_keep_alive(const struct httpmsg *m);
 bool httpmsg_is_chunked(const struct httpmsg *m);

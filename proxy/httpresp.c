@@ -183,24 +183,6 @@ static void refuse_encoding(struct conn *c, const char *detail)
 	conn_send_error(c, 502, reason_str(REASON_UNREDACTABLE_ENCODING), msg);
 }
 
-/* All the message's fields named name, joined with ", " into b; how many. */
-static size_t join_fields(struct conn *c, const char *name, struct obuf *b)
-{
-	size_t n = httpmsg_header_count(c->resp), k = 0, len = strlen(name);
-
-	b->len = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *hn, *hv;
-		size_t nl, vl;
-		httpmsg_header(c->resp, i, &hn, &nl, &hv, &vl);
-		if (nl != len || strncasecmp(hn, name, len) != 0)
-			continue;
-		if ((k++ > 0 && !obuf_add(b, ", ", 2)) || !obuf_add(b, hv, vl))
-			return k;
-	}
-	return k;
-}
-
 /* Is every transfer coding "chunked"? (llhttp frames the body; any other
  * transfer coding, e.g. gzip, would reach the sandbox undecoded.) */
 static bool only_chunked(const struct obuf *te)
@@ -232,6 +214,7 @@ static bool decide_coding(struct conn *c)
 {
 	enum contentdec_coding cs[CONTENTDEC_MAX_STACK];
 	int code = httpmsg_status_code(c->resp), n;
+	size_t k;
 	bool body = httpmsg_has_body(c->resp);
 	const char *why = NULL;
 	struct obuf b;
@@ -240,10 +223,10 @@ static bool decide_coding(struct conn *c)
 	if (code < 200)
 		return true;
 	obuf_init(&b, 2 * CONN_HEAD_CAP);
-	join_fields(c, "transfer-encoding", &b);
+	httpmsg_header_join(c->resp, "transfer-encoding", &b, &k);
 	if (body && !only_chunked(&b))
 		why = "a transfer coding other than chunked";
-	join_fields(c, "content-encoding", &b);
+	httpmsg_header_join(c->resp, "content-encoding", &b, &k);
 	n = contentdec_parse(b.p, b.len, cs);
 	obuf_dispose(&b);
 	if (!why && n < 0 && body)
