@@ -1,5 +1,6 @@
 /* audit.c -- the JSON-lines log: levels, timestamps, atomic line writes,
- * reopening on SIGHUP; operational messages on stderr */
+ * reopening on SIGHUP; operational messages on stderr; the secret names a
+ * line lists */
 #include "audit.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "secrets.h"
 
 static int log_fd = -1;
 static int own_fd;       /* log_fd is a file we opened (not stderr) */
@@ -219,4 +222,19 @@ static void on_libevent_log(int severity, const char *msg)
 void audit_hook_libevent(void)
 {
 	event_set_log_callback(on_libevent_log);
+}
+
+void audit_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask)
+{
+	char names[SECRETS_MAX * 64 + 4];
+	size_t o = 0;
+
+	names[o++] = '[';
+	for (size_t i = 0; ss && i < secretset_count(ss) && o < sizeof(names) - 80; i++)
+		if (mask & (1ULL << i))
+			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
+					      o > 1 ? "," : "", secretset_name(ss, i));
+	names[o++] = ']';
+	names[o] = '\0';
+	jsonw_raw(w, "secrets", names);
 }

@@ -5,6 +5,7 @@
 #define EGRESSD_AUDIT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "jsonw.h"
 
@@ -58,5 +59,10 @@ void audit_say(enum audit_level l, const char *fmt, ...) __attribute__((format(p
  * errors at level error, warnings and messages at warn, debug at debug.
  * Call once at startup. */
 void audit_hook_libevent(void);
+
+struct secretset;
+/* Adds "secrets":["NAME",...] to a line: the names of the secrets of ss
+ * whose bit is set in mask (bit i = secret i). */
+void audit_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask);
 
 #endif

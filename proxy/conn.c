@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "contentdec.h"
+#include "elapsed.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -50,23 +51,6 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg);
 void conn_touch(struct conn *c)
 {
 	evutil_gettimeofday(&c->last_activity, NULL);
-}
-
-static long ms_since(const struct timeval *t)
-{
-	struct timeval now;
-	evutil_gettimeofday(&now, NULL);
-	return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_usec - t->tv_usec) / 1000L;
-}
-
-uint64_t conn_usec_since(const struct timeval *t)
-{
-	struct timeval now;
-	long long us;
-
-	evutil_gettimeofday(&now, NULL);
-	us = (now.tv_sec - t->tv_sec) * 1000000LL + (now.tv_usec - t->tv_usec);
-	return us > 0 ? (uint64_t)us : 0;
 }
 
 static void set_nodelay(evutil_socket_t fd)
@@ -237,7 +221,7 @@ static void log_close(struct conn *c)
 		return;
 	jsonw_int(&w, "bytes_up", (long long)c->bytes_up);
 	jsonw_int(&w, "bytes_down", (long long)c->bytes_down);
-	jsonw_int(&w, "ms", ms_since(&c->start));
+	jsonw_int(&w, "ms", elapsed_ms(&c->start));
 	audit_emit(&w);
 }
 
@@ -310,10 +294,8 @@ void conn_close_flushed(struct conn *c)
 {
 	httpresp_log_cut(c);
 	c->st = ST_CLOSING;
-	if (c->up) {
+	if (c->up)
 		conn_drop_upstream(c);
-		c->up = NULL;
-	}
 	bufferevent_disable(c->cl, EV_READ);
 	conn_set_timeouts(c->cl, 10);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
@@ -444,21 +426,6 @@ void conn_log_connect(struct conn *c)
 	audit_emit(&w);
 }
 
-void conn_log_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask)
-{
-	char names[SECRETS_MAX * 64 + 4];
-	size_t o = 0;
-
-	names[o++] = '[';
-	for (size_t i = 0; ss && i < secretset_count(ss) && o < sizeof(names) - 80; i++)
-		if (mask & (1ULL << i))
-			o += (size_t)snprintf(names + o, sizeof(names) - o, "%s\"%s\"",
-					      o > 1 ? "," : "", secretset_name(ss, i));
-	names[o++] = ']';
-	names[o] = '\0';
-	jsonw_raw(w, "secrets", names);
-}
-
 /* Interception for an allowed target: a secret's hosts or --intercept match
  * (and egressd has its CA), so secrets approved for it are injected and
  * replies redacted. */
@@ -470,6 +437,28 @@ void conn_decide_intercept(struct conn *c)
 	c->approved = secretset_approved(c->ss, c->pol, &c->t);
 	if (c->approved)
 		c->redactor = redactor_new(c->ss, c->approved);
+}
+
+void conn_log_refuse(struct conn *c, const struct refusal *r)
+{
+	struct jsonw w;
+
+	metrics_refusal_named(c->w->mx, r->reason);
+	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
+		return;
+	if (r->target) {
+		jsonw_str(&w, "host", c->t.host);
+		jsonw_int(&w, "port", c->t.port);
+	}
+	if (r->method) {
+		jsonw_str(&w, "method", r->method);
+		jsonw_str(&w, "path", r->path);
+		jsonw_int(&w, "status", r->status);
+	}
+	jsonw_str(&w, "reason", r->reason);
+	jsonw_str(&w, "sni", r->sni);
+	jsonw_str(&w, "detail", r->detail);
+	audit_emit(&w);
 }
 
 void conn_refuse(struct conn *c, enum reason r, const char *detail)
@@ -608,7 +597,7 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg)
 		return;
 	conn_touch(c);
 	if (c->st == ST_HTTP)
-		httpfwd_upstream_input(c);
+		httpresp_upstream_input(c);
 	else if (c->st == ST_TUNNEL || c->st == ST_SNI)
 		relay_pump(c, c->up, c->cl);
 }
@@ -638,7 +627,7 @@ static void on_connected(struct conn *c)
 {
 	c->up_connected = true;
 	if (c->up_tls)
-		metrics_handshake(c->w->mx, MX_SIDE_UPSTREAM, conn_usec_since(&c->up_hs_start));
+		metrics_handshake(c->w->mx, MX_SIDE_UPSTREAM, elapsed_usec(&c->up_hs_start));
 	set_nodelay(bufferevent_getfd(c->up));
 	idle_timeouts(c);
 	bufferevent_setwatermark(c->up, EV_READ, 0, c->hiwat);
@@ -671,9 +660,9 @@ static void on_connected(struct conn *c)
 
 /* ---- events ---- */
 
-static bool idle_expired(struct conn *c)
+bool conn_idle_expired(const struct conn *c)
 {
-	return ms_since(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
+	return elapsed_ms(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
 }
 
 static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
@@ -691,7 +680,7 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		return;
 	}
 	/* data phases: a quiet direction is fine while the other one moves */
-	if (!idle_expired(c)) {
+	if (!conn_idle_expired(c)) {
 		/* libevent disabled the direction that timed out: re-arm only that one
 		 * (a read paused for back-pressure stays paused) */
 		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
@@ -734,7 +723,6 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 	if (bev == c->up && c->st == ST_HEAD) {
 		/* a kept-alive upstream went away between requests */
 		conn_drop_upstream(c);
-		c->up = NULL;
 		c->up_connected = false;
 		return;
 	}
@@ -743,11 +731,11 @@ void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && c->st == ST_HTTP && bev == c->up) {
-		httpfwd_upstream_eof(c);
+		httpresp_upstream_eof(c);
 		return;
 	}
 	if (bev == c->up && c->st == ST_HTTP && (what & BEV_EVENT_ERROR)) {
-		httpfwd_upstream_eof(c);
+		httpresp_upstream_eof(c);
 		return;
 	}
 	conn_close(c);

@@ -146,6 +146,18 @@ void conn_close(struct conn *c);
 void conn_drop_upstream(struct conn *c);
 /* Stops reading, drops the upstream, frees c once the client output is sent. */
 void conn_close_flushed(struct conn *c);
+/* A `refuse` line: what the connection refused after its connect decision
+ * (a TLS handshake, a reply, WebSocket frames), counted as a refusal. */
+struct refusal {
+	const char *reason;            /* its name, for the line and the metric */
+	bool target;                   /* with "host" and "port" */
+	const char *method, *path;     /* non-NULL: with them and "status" */
+	int status;                    /* ... the reply's status */
+	const char *sni, *detail;      /* NULL: left out */
+};
+/* The one writer of `refuse` lines: counts r->reason in the refusals metric
+ * and logs it (warn) with c's id. */
+void conn_log_refuse(struct conn *c, const struct refusal *r);
 /* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */
 void conn_refuse(struct conn *c, enum reason r, const char *detail);
 /* Sends conn_error's reply without its "error" event (the caller logs). */
@@ -161,10 +173,8 @@ void conn_read_client(struct conn *c);
 void conn_log_connect(struct conn *c);
 /* Counts c once in egressd_connections_total, with its mode and decision. */
 void conn_meter(struct conn *c);
-/* Microseconds since t (for the metrics histograms). */
-uint64_t conn_usec_since(const struct timeval *t);
-/* Adds "secrets":["NAME",...] for the bits of mask to an audit line. */
-void conn_log_secrets(struct jsonw *w, const struct secretset *ss, uint64_t mask);
+/* No byte moved either way for --idle-timeout (c->last_activity). */
+bool conn_idle_expired(const struct conn *c);
 /* Sets c->intercept / approved / redactor for the allowed target c->t. */
 void conn_decide_intercept(struct conn *c);
 void conn_touch(struct conn *c);
@@ -260,7 +270,7 @@ void httpresp_request_done(struct conn *c);
  * request that went upstream is logged. A no-op otherwise. */
 void httpresp_log_cut(struct conn *c);
 /* Upstream bytes (response). */
-void httpfwd_upstream_input(struct conn *c);
+void httpresp_upstream_input(struct conn *c);
 /* The client drained after the response paused: go on (input or EOF). */
 void httpresp_resume(struct conn *c);
 /* Bytes the response holds besides the client's output (re-framed bytes not
@@ -268,6 +278,6 @@ void httpresp_resume(struct conn *c);
  * counts them as queued. */
 size_t httpresp_held(const struct conn *c);
 /* Upstream EOF in HTTP mode. */
-void httpfwd_upstream_eof(struct conn *c);
+void httpresp_upstream_eof(struct conn *c);
 
 #endif

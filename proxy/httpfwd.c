@@ -166,7 +166,7 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "method", c->method);
 	jsonw_str(&w, "path", c->path);
-	conn_log_secrets(&w, c->ss, leaks);
+	audit_secrets(&w, c->ss, leaks);
 	jsonw_str(&w, "action", blocked ? "block" : "log");
 	audit_emit(&w);
 }
@@ -340,7 +340,6 @@ static void plain_head(struct conn *c, const char *url, size_t ulen)
 	if (!(c->up && c->up_connected && !c->up_eof && same_target(&t, &c->t))) {
 		if (c->up) {
 			conn_drop_upstream(c);
-			c->up = NULL;
 			c->up_connected = c->up_eof = false;
 		}
 		c->t = t;

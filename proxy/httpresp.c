@@ -15,6 +15,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "contentdec.h"
+#include "elapsed.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "inject.h"
@@ -158,20 +159,12 @@ static void drop_decoder(struct conn *c)
  * then a 502 if the sandbox has not seen its head yet, else a close. */
 static void refuse_encoding(struct conn *c, const char *detail)
 {
-	struct jsonw w;
+	struct refusal r = { .reason = reason_str(REASON_UNREDACTABLE_ENCODING), .target = true,
+			     .method = c->method, .path = c->path,
+			     .status = httpmsg_status_code(c->resp), .detail = detail };
 	char msg[HOST_MAX + 256];
 
-	metrics_refusal(c->w->mx, REASON_UNREDACTABLE_ENCODING);
-	if (audit_begin(&w, AUDIT_WARN, "refuse", c->id)) {
-		jsonw_str(&w, "host", c->t.host);
-		jsonw_int(&w, "port", c->t.port);
-		jsonw_str(&w, "method", c->method);
-		jsonw_str(&w, "path", c->path);
-		jsonw_int(&w, "status", httpmsg_status_code(c->resp));
-		jsonw_str(&w, "reason", reason_str(REASON_UNREDACTABLE_ENCODING));
-		jsonw_str(&w, "detail", detail);
-		audit_emit(&w);
-	}
+	conn_log_refuse(c, &r);
 	drop_decoder(c);
 	evbuffer_drain(stage(c), evbuffer_get_length(stage(c)));
 	if (c->resp_head_seen) {
@@ -365,7 +358,7 @@ static void meter_request(struct conn *c)
 				 c->mode == MODE_ORIGIN ? MX_MODE_ORIGIN : MX_MODE_HTTP;
 
 	if (!c->req_cut) /* counts requests answered, duration to the end */
-		metrics_request(mx, mode, conn_usec_since(&c->req_start));
+		metrics_request(mx, mode, elapsed_usec(&c->req_start));
 	for (uint64_t m = c->injected; m; m &= m - 1)
 		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 }
@@ -373,7 +366,6 @@ static void meter_request(struct conn *c)
 static void log_request(struct conn *c, int status)
 {
 	struct jsonw w;
-	struct timeval now;
 
 	if (!c->discarding)
 		meter_request(c);
@@ -398,14 +390,12 @@ static void log_request(struct conn *c, int status)
 		else if (c->ruled && c->rv.how == RULE_MATCH_ERROR)
 			jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
 		if (c->mode == MODE_INTERCEPT)
-			conn_log_secrets(&w, c->ss, c->injected);
+			audit_secrets(&w, c->ss, c->injected);
 		if (c->req_cut)
 			jsonw_bool(&w, "incomplete", true);
 		jsonw_int(&w, "bytes_up", (long long)c->req_up);
 		jsonw_int(&w, "bytes_down", (long long)c->req_down);
-		evutil_gettimeofday(&now, NULL);
-		jsonw_int(&w, "ms", (now.tv_sec - c->req_start.tv_sec) * 1000L +
-					    (now.tv_usec - c->req_start.tv_usec) / 1000L);
+		jsonw_int(&w, "ms", elapsed_ms(&c->req_start));
 		audit_emit(&w);
 	}
 	c->bytes_up += c->req_up;
@@ -591,7 +581,7 @@ static void upstream_input(struct conn *c)
 	}
 }
 
-void httpfwd_upstream_input(struct conn *c)
+void httpresp_upstream_input(struct conn *c)
 {
 	struct evbuffer *st = stage(c);
 
@@ -600,7 +590,7 @@ void httpfwd_upstream_input(struct conn *c)
 	evbuffer_drain(st, evbuffer_get_length(st));
 }
 
-void httpfwd_upstream_eof(struct conn *c)
+void httpresp_upstream_eof(struct conn *c)
 {
 	c->up_eof = true;
 	if (c->resp_done) {
@@ -609,7 +599,7 @@ void httpfwd_upstream_eof(struct conn *c)
 		httpresp_request_done(c);
 		return;
 	}
-	httpfwd_upstream_input(c);
+	httpresp_upstream_input(c);
 	if (c->st != ST_HTTP)
 		return; /* the input completed the response (or failed) */
 	if (c->dec && (c->dec_end || evbuffer_get_length(c->zin) > 0 ||
@@ -618,7 +608,6 @@ void httpfwd_upstream_eof(struct conn *c)
 	if (!httpmsg_started(c->resp) && c->req_down == 0 && c->req_up == 0) {
 		/* an idle kept-alive upstream went away: fine */
 		conn_drop_upstream(c);
-		c->up = NULL;
 		c->up_connected = false;
 		return;
 	}
@@ -646,7 +635,7 @@ void httpresp_log_cut(struct conn *c)
 void httpresp_resume(struct conn *c)
 {
 	if (c->up_eof)
-		httpfwd_upstream_eof(c);
+		httpresp_upstream_eof(c);
 	else
-		httpfwd_upstream_input(c);
+		httpresp_upstream_input(c);
 }

@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "audit.h"
+#include "elapsed.h"
 #include "conn_int.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -235,17 +236,9 @@ void intercept_close_client(struct conn *c)
 
 static void log_tls_error(struct conn *c, const char *what, const char *detail, const char *sni)
 {
-	struct jsonw w;
+	struct refusal r = { .reason = what, .target = true, .sni = sni, .detail = detail };
 
-	metrics_refusal_named(c->w->mx, what);
-	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
-		return;
-	jsonw_str(&w, "host", c->t.host);
-	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "reason", what);
-	jsonw_str(&w, "sni", sni);
-	jsonw_str(&w, "detail", detail);
-	audit_emit(&w);
+	conn_log_refuse(c, &r);
 }
 
 /* Intercepted CONNECT: the upstream TLS is up and verified; answer 200 and
@@ -298,7 +291,7 @@ void intercept_start_client(struct conn *c)
 /* The sandbox finished its TLS handshake: read requests. */
 void intercept_client_ready(struct conn *c)
 {
-	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, conn_usec_since(&c->hs_start));
+	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, elapsed_usec(&c->hs_start));
 	/* requests inside the tunnel start with a fresh parser (the CONNECT one
 	 * stopped at its upgrade) */
 	httpmsg_free(c->req);

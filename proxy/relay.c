@@ -28,7 +28,7 @@ static void ws_emit(void *ctx, const char *p, size_t n)
 static bool pump_ws(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n)
 {
 	struct evbuffer_iovec v[16];
-	struct jsonw w;
+	struct refusal r = { .reason = "websocket-not-redactable" };
 
 	while (n > 0) {
 		int k = evbuffer_peek(in, (ev_ssize_t)n, NULL, v, 16);
@@ -44,12 +44,8 @@ static bool pump_ws(struct conn *c, struct evbuffer *in, struct evbuffer *out, s
 	}
 	return true;
 fail:
-	metrics_refusal_named(c->w->mx, "websocket-not-redactable");
-	if (audit_begin(&w, AUDIT_WARN, "refuse", c->id)) {
-		jsonw_str(&w, "reason", "websocket-not-redactable");
-		jsonw_str(&w, "detail", wsredact_error(c->ws));
-		audit_emit(&w);
-	}
+	r.detail = wsredact_error(c->ws);
+	conn_log_refuse(c, &r);
 	return false;
 }
 
@@ -164,7 +160,7 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 		if (from == c->cl)
 			httpfwd_client_input(c);
 		else
-			httpfwd_upstream_input(c);
+			httpresp_upstream_input(c);
 		return;
 	}
 	relay_pump(c, from, bev);
@@ -201,16 +197,9 @@ static bool sni_matches(const struct target *t, const char *sni)
 
 static void log_refusal(struct conn *c, enum reason r, const char *sni)
 {
-	struct jsonw w;
+	struct refusal rf = { .reason = reason_str(r), .target = true, .sni = sni };
 
-	metrics_refusal(c->w->mx, r);
-	if (!audit_begin(&w, AUDIT_WARN, "refuse", c->id))
-		return;
-	jsonw_str(&w, "host", c->t.host);
-	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "reason", reason_str(r));
-	jsonw_str(&w, "sni", sni);
-	audit_emit(&w);
+	conn_log_refuse(c, &rf);
 }
 
 /* A fatal handshake_failure alert (TLS 1.0 record version, as servers send

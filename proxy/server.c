@@ -27,6 +27,7 @@
 #include "audit.h"
 #include "ca.h"
 #include "dnsresp.h"
+#include "elapsed.h"
 #include "fakeip.h"
 #include "generation.h"
 #include "metrics.h"
@@ -527,14 +528,11 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
 {
 	struct wstate *ws = arg;
 	struct server *s = ws->w.srv;
-	struct timeval now;
 	long ms;
 
 	(void)fd;
 	(void)what;
-	evutil_gettimeofday(&now, NULL);
-	ms = (now.tv_sec - ws->drain_start.tv_sec) * 1000L +
-	     (now.tv_usec - ws->drain_start.tv_usec) / 1000L;
+	ms = elapsed_ms(&ws->drain_start);
 	conn_close_idle(&ws->w);
 	if (!ws->w.conns || atomic_load(&s->signals) > 1 || ms >= 1000L * s->o.drain_timeout_s)
 		event_base_loopbreak(ws->w.base);

@@ -62,17 +62,6 @@ static struct timeval *idle_tv(struct conn *c, struct timeval *tv)
 	return s ? tv : NULL;
 }
 
-static bool idle_expired(struct conn *c)
-{
-	struct timeval now;
-	long ms;
-
-	evutil_gettimeofday(&now, NULL);
-	ms = (now.tv_sec - c->last_activity.tv_sec) * 1000L +
-	     (now.tv_usec - c->last_activity.tv_usec) / 1000L;
-	return ms >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
-}
-
 /* Socket i waits for reads while its outgoing direction may read, and for
  * writes while its incoming direction is blocked on it. */
 static int set_interest(struct tunnel *t, int i)
@@ -273,7 +262,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 	if (t->c->closed)
 		return;
-	if ((what & EV_TIMEOUT) && idle_expired(t->c)) {
+	if ((what & EV_TIMEOUT) && conn_idle_expired(t->c)) {
 		metrics_timeout(t->c->w->mx, MX_TO_IDLE);
 		conn_close(t->c);
 		return;

@@ -145,10 +145,8 @@ static void connect_next(struct conn *c)
 	evutil_socket_t fd;
 	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
 
-	if (c->up) {
+	if (c->up)
 		conn_drop_upstream(c);
-		c->up = NULL;
-	}
 	if (c->ai >= c->naddr) {
 		conn_refuse(c, REASON_CONNECT_FAILED, NULL);
 		return;
