@@ -27,6 +27,7 @@
 #include "conn_int.h"
 #include "contentdec.h"
 #include "elapsed.h"
+#include "exchange.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -162,7 +163,6 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	if (w->conns)
 		w->conns->prev = c;
 	w->conns = c;
-	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	c->pending = evbuffer_new();
 	c->deadline = evtimer_new(w->base, on_deadline, c);
 	c->hiwat = server_opts(w->srv)->max_buffer;
@@ -193,7 +193,7 @@ void conn_close_idle(struct worker *w)
 
 	for (; c; c = next) {
 		next = c->next;
-		if (c->st == ST_HEAD && c->req && !httpmsg_started(c->req) &&
+		if (c->st == ST_HEAD && (!c->ex || !httpmsg_started(c->ex->req)) &&
 		    evbuffer_get_length(bufferevent_get_input(c->cl)) == 0)
 			conn_close(c);
 	}
@@ -225,11 +225,20 @@ static void log_close(struct conn *c)
 	audit_emit(&w);
 }
 
+/* The connection ends (or starts closing) while a request is in flight (an
+ * idle timeout, either side gone, a broken body): its request event, with
+ * "incomplete":true, so every request that went upstream is logged. */
+static void log_cut(struct conn *c)
+{
+	if (c->st == ST_HTTP && c->ex)
+		exchange_log_cut(c->ex, c);
+}
+
 void conn_close(struct conn *c)
 {
 	if (!c->closed) {
 		c->closed = true;
-		httpresp_log_cut(c);
+		log_cut(c);
 		log_close(c);
 		if (!c->metered)
 			metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
@@ -273,14 +282,9 @@ static void conn_free(void *arg)
 		conn_drop_upstream(c);
 	if (c->pending)
 		evbuffer_free(c->pending);
-	httpmsg_free(c->req);
-	httpmsg_free(c->resp);
+	exchange_free(c->ex);
 	redactor_free(c->redactor);
-	contentdec_free(c->dec);
-	if (c->zin)
-		evbuffer_free(c->zin);
 	wsredact_free(c->ws);
-	free(c->path);
 	gen_release(c->gen);
 	free(c);
 }
@@ -292,7 +296,7 @@ struct closeq *conn_closeq_new(struct event_base *base)
 
 void conn_close_flushed(struct conn *c)
 {
-	httpresp_log_cut(c);
+	log_cut(c);
 	c->st = ST_CLOSING;
 	if (c->up)
 		conn_drop_upstream(c);
@@ -498,13 +502,13 @@ static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 static void on_head(struct conn *c)
 {
 	size_t ulen;
-	const char *url = httpmsg_target(c->req, &ulen);
+	const char *url = httpmsg_target(c->ex->req, &ulen);
 
 	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
 		httpfwd_on_head(c, url, ulen);
 		return;
 	}
-	if (strcmp(httpmsg_method(c->req), "CONNECT") == 0) {
+	if (strcmp(httpmsg_method(c->ex->req), "CONNECT") == 0) {
 		on_connect_head(c, url, ulen);
 		return;
 	}
@@ -535,7 +539,9 @@ static void read_head(struct conn *c)
 
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		s = httpmsg_feed(c->req, v.iov_base, v.iov_len, &used);
+		if (!c->ex) /* a request begins */
+			c->ex = exchange_new();
+		s = httpmsg_feed(c->ex->req, v.iov_base, v.iov_len, &used);
 		evbuffer_drain(in, used);
 		if (s == HTTPMSG_NEED_MORE)
 			continue;
@@ -544,7 +550,7 @@ static void read_head(struct conn *c)
 			on_head(c);
 			return;
 		}
-		conn_error(c, httpmsg_error_status(c->req), "bad-request", httpmsg_error(c->req));
+		conn_error(c, httpmsg_error_status(c->ex->req), "bad-request", httpmsg_error(c->ex->req));
 		return;
 	}
 }

@@ -1,6 +1,9 @@
-/* conn_int.h -- the connection object shared by the proxy's connection
- * modules (conn.c: lifecycle and decisions; relay.c: byte pumps and tunnels;
- * httpfwd.c: request/response forwarding). Not for use outside proxy/. */
+/* conn_int.h -- the connection object (both sockets, their timeouts and
+ * lifetime, the target and its decision) and the exchange object (one
+ * request/response) shared by the proxy's connection modules (conn.c:
+ * lifecycle and decisions; relay.c: byte pumps and tunnels; httpfwd.c and
+ * httpresp.c: request/response forwarding; exchange.c: an exchange's
+ * lifetime and log line). Not for use outside proxy/. */
 #ifndef EGRESSD_CONN_INT_H
 #define EGRESSD_CONN_INT_H
 
@@ -75,13 +78,7 @@ struct conn {
 	bool up_connected;
 	enum reason dropped;           /* why resolved addresses were dropped */
 	struct evdns_getaddrinfo_request *dnsreq;
-	struct httpmsg *req, *resp;    /* absolute-form parsers */
-	bool req_done, req_upgrade, resp_head_seen;
-	bool resp_done;                /* the response ended before its request did */
-	char method[24];
-	char *path;                    /* request path for the log (owned) */
-	uint64_t req_up, req_down;     /* bytes of the current request/response */
-	struct timeval req_start;
+	struct exchange *ex;           /* the request in progress (owned), or NULL */
 	bool cl_eof, up_eof, cl_shut, up_shut;
 	uint64_t bytes_up, bytes_down;
 	struct timeval start, last_activity;
@@ -93,25 +90,9 @@ struct conn {
 	uint16_t orig_port;
 	enum { PEEK_NONE, PEEK_TLS, PEEK_HTTP } peeked; /* what the first bytes were */
 	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
-	uint64_t injected;             /* secrets injected into the current request */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
 	struct wsredact *ws;           /* after a WebSocket upgrade: frames from upstream */
 	bool ws_failed;                /* they could not be redacted: closing */
-	bool redacting;                /* current response is re-framed through it */
-	bool chunk_out;                /* ... and sent chunked to the client */
-	struct contentdec *dec;        /* ... and its Content-Encoding undone first */
-	struct evbuffer *zin;          /* body bytes parsed, not yet decoded (< --max-buffer) */
-	bool dec_head;                 /* the head drops Content-Encoding (decodable coding) */
-	bool dec_end;                  /* the body ended; the decoder still has output */
-	bool dec_failed;               /* the stream did not decode: closing */
-	bool force_close;              /* close after the current response */
-	bool discarding;               /* a blocked request's body is being dropped */
-	int block_status;              /* status of a blocked request (for the log) */
-	enum reason block_reason;      /* ... and why it was refused */
-	bool ruled;                    /* the current request is subject to request rules */
-	bool req_logged;               /* its request event is written */
-	bool req_cut;                  /* ... as cut off: the connection ended mid-exchange */
-	struct rule_verdict rv;        /* ... and their verdict */
 	struct conn *prev, *next;      /* the worker's list */
 	struct event *deadline;        /* the current head phase must end by then */
 	size_t hiwat;                  /* bytes buffered per direction at most (--max-buffer) */
@@ -121,6 +102,34 @@ struct conn {
 	struct tunnel *tun;            /* spliced tunnel (cl, up NULL then), or NULL */
 	bool closed;                   /* conn_close ran: no callback acts on c any more */
 	struct closeq_node cq;         /* its place in the worker's close queue */
+};
+
+/* One request and its response (exchange.h: its lifetime and log line). */
+struct exchange {
+	struct httpmsg *req, *resp;    /* parsers (resp from exchange_begin on) */
+	char method[24];
+	char *path;                    /* request path for the log (owned) */
+	bool begun;                    /* exchange_begin ran */
+	bool req_done, req_upgrade, resp_head_seen;
+	bool resp_done;                /* the response ended before its request did */
+	uint64_t req_up, req_down;     /* bytes of the request/response */
+	struct timeval start;          /* its head was complete */
+	uint64_t injected;             /* secrets injected into the request */
+	bool redacting;                /* the response is re-framed through c->redactor */
+	bool chunk_out;                /* ... and sent chunked to the client */
+	struct contentdec *dec;        /* ... and its Content-Encoding undone first */
+	struct evbuffer *zin;          /* body bytes parsed, not yet decoded (< --max-buffer) */
+	bool dec_head;                 /* the head drops Content-Encoding (decodable coding) */
+	bool dec_end;                  /* the body ended; the decoder still has output */
+	bool dec_failed;               /* the stream did not decode: closing */
+	bool force_close;              /* close the connection after the response */
+	bool discarding;               /* a blocked request's body is being dropped */
+	int block_status;              /* status of a blocked request (for the log) */
+	enum reason block_reason;      /* ... and why it was refused */
+	bool ruled;                    /* the request is subject to request rules */
+	struct rule_verdict rv;        /* ... and their verdict */
+	bool logged;                   /* its request event is written */
+	bool cut;                      /* ... as cut off: the connection ended mid-exchange */
 };
 
 /* conn.c */
@@ -243,7 +252,7 @@ bool tunnel_start(struct conn *c);
 void tunnel_free(struct tunnel *t);
 
 /* httpfwd.c */
-/* A request head is parsed in c->req (absolute-form on the proxy, or any
+/* A request head is parsed in c->ex->req (absolute-form on the proxy, or any
  * request inside an intercepted tunnel): check, rewrite and forward. */
 void httpfwd_on_head(struct conn *c, const char *url, size_t ulen);
 /* The upstream is connected: send the pending head and body. */
@@ -264,11 +273,6 @@ void httpresp_prepare(struct conn *c);
 void httpresp_blocked_done(struct conn *c);
 /* The request's body ended after its response did: log, next request or close. */
 void httpresp_request_done(struct conn *c);
-/* The connection ends (or starts closing) while a request is in flight
- * (an idle timeout, either side gone, a broken body): its request event, with
- * "incomplete":true and the response's status if one began (else 0), so every
- * request that went upstream is logged. A no-op otherwise. */
-void httpresp_log_cut(struct conn *c);
 /* Upstream bytes (response). */
 void httpresp_upstream_input(struct conn *c);
 /* The client drained after the response paused: go on (input or EOF). */

@@ -16,13 +16,14 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "contentdec.h"
+#include "exchange.h"
 #include "httpmsg.h"
 #include "inject.h"
 #include "metrics.h"
 #include "secrets.h"
 #include "server.h"
 
-#define LOG_PATH_MAX 2048
+#define LOG_PATH_MAX EXCHANGE_PATH_MAX
 
 /* Splits "SCHEME://AUTHORITY[/path][?query]" (skip = length of "SCHEME://")
  * into authority and path. Userinfo and fragments are refused. */
@@ -89,8 +90,8 @@ static bool add_accept_encoding(struct conn *c, struct obuf *b)
 	bool okay;
 
 	obuf_init(&all, 2 * CONN_HEAD_CAP);
-	okay = httpmsg_header_join(c->req, "accept-encoding", &all, &k);
-	if (httpmsg_header_find(c->req, "range", &rv, &rl) > 0)
+	okay = httpmsg_header_join(c->ex->req, "accept-encoding", &all, &k);
+	if (httpmsg_header_find(c->ex->req, "range", &rv, &rl) > 0)
 		k = 0;
 	contentdec_accept(all.p, all.len, k > 0, offer, sizeof(offer));
 	obuf_dispose(&all);
@@ -110,22 +111,22 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 	struct obuf *b = xcalloc(1, sizeof(*b));
 	char line[64];
 	const char *hv;
-	size_t hl, n = httpmsg_header_count(c->req);
+	size_t hl, n = httpmsg_header_count(c->ex->req);
 	bool okay = true;
 
 	obuf_init(b, 2 * CONN_HEAD_CAP);
-	okay &= obuf_add(b, c->method, strlen(c->method)) && obuf_add(b, " ", 1);
+	okay &= obuf_add(b, c->ex->method, strlen(c->ex->method)) && obuf_add(b, " ", 1);
 	if (plen == 0 || path[0] == '?')
 		okay &= obuf_add(b, "/", 1);
 	okay &= obuf_add(b, path, plen);
-	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", httpmsg_version_minor(c->req));
+	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", httpmsg_version_minor(c->ex->req));
 	okay &= obuf_add(b, line, strlen(line));
-	if (c->mode == MODE_HTTP || httpmsg_header_find(c->req, "host", &hv, &hl) == 0)
+	if (c->mode == MODE_HTTP || httpmsg_header_find(c->ex->req, "host", &hv, &hl) == 0)
 		okay &= add_conn_host(b, c);
 	for (size_t i = 0; i < n && okay; i++) {
 		const char *name, *val;
 		size_t nl, vl;
-		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
+		httpmsg_header(c->ex->req, i, &name, &nl, &val, &vl);
 		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
 			continue;
 		/* compressed WebSocket frames could not be redacted: offer none;
@@ -138,7 +139,7 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 		if (c->mode == MODE_INTERCEPT && ss && c->approved) {
 			uint64_t used = 0;
 			okay &= inject_header(ss, c->approved, name, nl, val, vl, b, &used);
-			c->injected |= used;
+			c->ex->injected |= used;
 		}
 		else
 			okay &= obuf_add(b, val, vl);
@@ -164,8 +165,8 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 		return;
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
-	jsonw_str(&w, "method", c->method);
-	jsonw_str(&w, "path", c->path);
+	jsonw_str(&w, "method", c->ex->method);
+	jsonw_str(&w, "path", c->ex->path);
 	audit_secrets(&w, c->ss, leaks);
 	jsonw_str(&w, "action", blocked ? "block" : "log");
 	audit_emit(&w);
@@ -176,8 +177,8 @@ static void log_leak(struct conn *c, uint64_t leaks, bool blocked)
 static uint64_t scan_leaks(struct conn *c)
 {
 	const struct secretset *ss = c->ss;
-	size_t ulen, n = httpmsg_header_count(c->req);
-	const char *url = httpmsg_target(c->req, &ulen);
+	size_t ulen, n = httpmsg_header_count(c->ex->req);
+	const char *url = httpmsg_target(c->ex->req, &ulen);
 	uint64_t leaks;
 
 	if (!ss || secretset_count(ss) == 0)
@@ -186,7 +187,7 @@ static uint64_t scan_leaks(struct conn *c)
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *val;
 		size_t nl, vl;
-		httpmsg_header(c->req, i, &name, &nl, &val, &vl);
+		httpmsg_header(c->ex->req, i, &name, &nl, &val, &vl);
 		leaks |= inject_scan_leaks(ss, c->approved, val, vl,
 					   name_is(name, nl, "authorization") ||
 						   name_is(name, nl, "proxy-authorization"));
@@ -204,7 +205,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 	struct evbuffer *out = bufferevent_get_output(c->cl);
 	const char *ev;
 	size_t el;
-	bool waits = httpmsg_has_body(c->req) && httpmsg_header_find(c->req, "expect", &ev, &el);
+	bool waits = httpmsg_has_body(c->ex->req) && httpmsg_header_find(c->ex->req, "expect", &ev, &el);
 
 	evbuffer_add_printf(out,
 			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
@@ -212,19 +213,19 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 			    "%s\r\n",
 			    reason_status(r), reason_str(r), strlen(msg) + 1,
 			    waits ? "Connection: close\r\n" : "");
-	if (strcmp(c->method, "HEAD") != 0) /* a reply to HEAD has no body */
+	if (strcmp(c->ex->method, "HEAD") != 0) /* a reply to HEAD has no body */
 		evbuffer_add_printf(out, "%s\n", msg);
 	metrics_refusal(c->w->mx, r);
 	conn_meter(c); /* a connection whose only request was blocked was still allowed */
-	c->block_status = reason_status(r);
-	c->block_reason = r;
+	c->ex->block_status = reason_status(r);
+	c->ex->block_reason = r;
 	c->st = ST_HTTP;
 	if (waits) {
-		c->force_close = true;
+		c->ex->force_close = true;
 		httpresp_blocked_done(c);
 		return;
 	}
-	c->discarding = true;
+	c->ex->discarding = true;
 	conn_read_client(c);
 	httpfwd_client_input(c);
 }
@@ -241,7 +242,7 @@ static bool leak_check(struct conn *c)
 	log_leak(c, leaks, block);
 	if (!block)
 		return true;
-	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->method, c->path,
+	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->ex->method, c->ex->path,
 		 c->t.host, reason_str(REASON_PLACEHOLDER_LEAK),
 		 "a placeholder is bound for another host");
 	block_request(c, REASON_PLACEHOLDER_LEAK, msg);
@@ -253,20 +254,20 @@ static bool leak_check(struct conn *c)
 static bool rules_check(struct conn *c)
 {
 	size_t ulen, o;
-	const char *url = httpmsg_target(c->req, &ulen);
-	const struct rule_verdict *v = &c->rv;
+	const char *url = httpmsg_target(c->ex->req, &ulen);
+	const struct rule_verdict *v = &c->ex->rv;
 	bool tls = c->mode == MODE_INTERCEPT;
 	char msg[HOST_MAX + LOG_PATH_MAX + 256];
 
-	c->ruled = policy_check_request(c->pol, &c->t, httpmsg_method(c->req), url, ulen, &c->rv);
-	if (!c->ruled || v->allow)
+	c->ex->ruled = policy_check_request(c->pol, &c->t, httpmsg_method(c->ex->req), url, ulen, &c->ex->rv);
+	if (!c->ex->ruled || v->allow)
 		return true;
 	o = (size_t)snprintf(msg, sizeof(msg), c->t.is_ip && c->t.ip.family == 6 ?
-			     "egressd: %s %s://[%s]" : "egressd: %s %s://%s", c->method,
+			     "egressd: %s %s://[%s]" : "egressd: %s %s://%s", c->ex->method,
 			     tls ? "https" : "http", c->t.host);
 	if (c->t.port != (tls ? 443 : 80))
 		o += (size_t)snprintf(msg + o, sizeof(msg) - o, ":%u", c->t.port);
-	o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s", c->path);
+	o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s", c->ex->path);
 	if (o >= sizeof(msg))
 		o = sizeof(msg) - 1;
 	switch (v->how) {
@@ -312,15 +313,6 @@ static bool same_target(const struct target *a, const struct target *b)
 	return a->port == b->port && a->is_ip == b->is_ip && strcmp(a->host, b->host) == 0;
 }
 
-static void set_path(struct conn *c, const char *path, size_t plen)
-{
-	free(c->path);
-	if (plen == 0)
-		c->path = xstrdup("/");
-	else
-		c->path = xstrndup(path, plen > LOG_PATH_MAX ? LOG_PATH_MAX : plen);
-}
-
 static void plain_head(struct conn *c, const char *url, size_t ulen)
 {
 	const char *auth, *path;
@@ -336,7 +328,7 @@ static void plain_head(struct conn *c, const char *url, size_t ulen)
 		conn_error(c, 400, "bad-request", err);
 		return;
 	}
-	set_path(c, path, plen);
+	exchange_set_path(c->ex, path, plen);
 	if (!(c->up && c->up_connected && !c->up_eof && same_target(&t, &c->t))) {
 		if (c->up) {
 			conn_drop_upstream(c);
@@ -373,15 +365,15 @@ static void intercepted_head(struct conn *c, const char *url, size_t ulen)
 		skip = 7;
 	if (skip && (!split_url(url, ulen, skip, &auth, &alen, &path, &plen) ||
 		     !names_conn_host(c, auth, alen))) {
-		set_path(c, url, ulen);
+		exchange_set_path(c->ex, url, ulen);
 		conn_error(c, 421, "host-mismatch",
 			   "egressd: the request URL names another host than this connection's");
 		return;
 	}
-	set_path(c, path, plen);
-	hosts = httpmsg_header_find(c->req, "host", &hv, &hl);
-	if (strcmp(c->method, "CONNECT") == 0 || hosts > 1 ||
-	    (hosts == 0 && httpmsg_version_minor(c->req) >= 1)) {
+	exchange_set_path(c->ex, path, plen);
+	hosts = httpmsg_header_find(c->ex->req, "host", &hv, &hl);
+	if (strcmp(c->ex->method, "CONNECT") == 0 || hosts > 1 ||
+	    (hosts == 0 && httpmsg_version_minor(c->ex->req) >= 1)) {
 		conn_error(c, 400, "bad-request", "egressd: CONNECT inside a tunnel, or a missing or repeated Host");
 		return;
 	}
@@ -397,22 +389,9 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 {
 	if (c->mode != MODE_INTERCEPT && c->mode != MODE_ORIGIN)
 		c->mode = MODE_HTTP;
-	snprintf(c->method, sizeof(c->method), "%s", httpmsg_method(c->req));
-	c->req_done = c->req_upgrade = c->resp_head_seen = c->resp_done = false;
-	c->discarding = c->force_close = c->chunk_out = c->dec_head = false;
-	c->redacting = c->redactor != NULL;
-	c->req_up = c->req_down = 0;
-	c->injected = 0;
-	c->block_status = 0;
-	c->block_reason = REASON_NONE;
-	c->ruled = c->req_logged = c->req_cut = false;
-	evutil_gettimeofday(&c->req_start, NULL);
-	if (!c->resp)
-		c->resp = httpmsg_new(HTTPMSG_RESPONSE, CONN_HEAD_CAP);
-	if (strcmp(c->method, "HEAD") == 0)
-		httpmsg_expect_no_body(c->resp);
+	exchange_begin(c->ex, c->redactor != NULL);
 	httpresp_prepare(c);
-	httpmsg_resume(c->req);
+	httpmsg_resume(c->ex->req);
 	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN)
 		intercepted_head(c, url, ulen);
 	else
@@ -422,7 +401,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 void httpfwd_on_connected(struct conn *c)
 {
 	c->st = ST_HTTP;
-	c->req_up += evbuffer_get_length(c->pending);
+	c->ex->req_up += evbuffer_get_length(c->pending);
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
 	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
 	bufferevent_enable(c->up, EV_READ | EV_WRITE);
@@ -442,7 +421,7 @@ enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct buffe
 		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
 		size_t used = 0, n;
 
-		if (m == c->resp && out)
+		if (m == c->ex->resp && out)
 			queued += httpresp_held(c);
 		if (queued >= c->hiwat) {
 			bufferevent_disable(from, EV_READ);
@@ -472,18 +451,18 @@ void httpfwd_client_input(struct conn *c)
 {
 	enum httpmsg_status s;
 
-	if (c->st != ST_HTTP || c->req_done)
+	if (c->st != ST_HTTP || c->ex->req_done)
 		return; /* pipelined bytes wait until the response is complete */
-	s = httpfwd_pump(c, c->req, c->cl, c->discarding ? NULL : c->up, !c->discarding,
-			 &c->req_up);
+	s = httpfwd_pump(c, c->ex->req, c->cl, c->ex->discarding ? NULL : c->up, !c->ex->discarding,
+			 &c->ex->req_up);
 	if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE) {
-		c->req_done = true;
-		c->req_upgrade = s == HTTPMSG_UPGRADE;
-		if (c->discarding)
+		c->ex->req_done = true;
+		c->ex->req_upgrade = s == HTTPMSG_UPGRADE;
+		if (c->ex->discarding)
 			httpresp_blocked_done(c);
-		else if (c->resp_done)
+		else if (c->ex->resp_done)
 			httpresp_request_done(c);
 	} else if (s == HTTPMSG_ERROR || s == HTTPMSG_HEAD) {
-		conn_error(c, 400, "bad-request", httpmsg_error(c->req));
+		conn_error(c, 400, "bad-request", httpmsg_error(c->ex->req));
 	}
 }

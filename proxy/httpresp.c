@@ -1,7 +1,7 @@
 /* httpresp.c -- the response side of HTTP forwarding: raw streaming, or, for
  * a secret's hosts, heads and bodies passed through the redactor (real value
  * -> placeholder), content codings undone first, and re-framed as chunked;
- * keep-alive; the request log */
+ * keep-alive: the end of each exchange (its log line is exchange.c's) */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +15,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "contentdec.h"
-#include "elapsed.h"
+#include "exchange.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "inject.h"
@@ -65,7 +65,7 @@ size_t httpresp_held(const struct conn *c)
 {
 	size_t n = evbuffer_get_length(stage((struct conn *)c));
 
-	if (c->dec_failed || (c->zin && evbuffer_get_length(c->zin) > 0))
+	if (c->ex->dec_failed || (c->ex->zin && evbuffer_get_length(c->ex->zin) > 0))
 		return n + c->hiwat; /* nothing more is parsed until it is decoded */
 	return n;
 }
@@ -81,7 +81,7 @@ static size_t out_room(struct conn *c)
 
 enum dec_state { DEC_IDLE, DEC_FULL, DEC_DONE, DEC_FAIL };
 
-/* Decodes what c->zin holds into the redactor while the client has room;
+/* Decodes what c->ex->zin holds into the redactor while the client has room;
  * end: the body is complete (the streams must end with it). */
 static enum dec_state decode_some(struct conn *c, bool end)
 {
@@ -90,35 +90,35 @@ static enum dec_state decode_some(struct conn *c, bool end)
 
 	for (;;) {
 		struct evbuffer_iovec v = { (void *)"", 0 };
-		size_t room = out_room(c), have = evbuffer_get_length(c->zin), used, made;
+		size_t room = out_room(c), have = evbuffer_get_length(c->ex->zin), used, made;
 		enum contentdec_status r;
 
 		if (room == 0) {
 			st = DEC_FULL;
 			break;
 		}
-		if (have > 0 && evbuffer_peek(c->zin, -1, NULL, &v, 1) < 1)
+		if (have > 0 && evbuffer_peek(c->ex->zin, -1, NULL, &v, 1) < 1)
 			break;
-		r = contentdec_feed(c->dec, v.iov_base, v.iov_len, &used, buf,
+		r = contentdec_feed(c->ex->dec, v.iov_base, v.iov_len, &used, buf,
 				    room < sizeof(buf) ? room : sizeof(buf), &made,
 				    end && v.iov_len == have);
-		evbuffer_drain(c->zin, used);
+		evbuffer_drain(c->ex->zin, used);
 		if (made > 0)
-			redactor_feed(c->redactor, buf, made, c->chunk_out ? emit_chunk : emit_raw, c);
+			redactor_feed(c->redactor, buf, made, c->ex->chunk_out ? emit_chunk : emit_raw, c);
 		if (r == CONTENTDEC_ERROR)
 			break;
 		if (r == CONTENTDEC_DONE) {
 			st = DEC_DONE;
 			break;
 		}
-		if (r == CONTENTDEC_NEED_MORE && evbuffer_get_length(c->zin) == 0) {
+		if (r == CONTENTDEC_NEED_MORE && evbuffer_get_length(c->ex->zin) == 0) {
 			st = DEC_IDLE;
 			break;
 		}
 	}
 	xwipe(buf, sizeof(buf));
 	if (st == DEC_FAIL)
-		c->dec_failed = true;
+		c->ex->dec_failed = true;
 	return st;
 }
 
@@ -126,15 +126,15 @@ static void on_body(void *ctx, const char *p, size_t n)
 {
 	struct conn *c = ctx;
 
-	if (!c->redacting)
+	if (!c->ex->redacting)
 		return;
-	if (!c->dec) {
-		redactor_feed(c->redactor, p, n, c->chunk_out ? emit_chunk : emit_raw, c);
+	if (!c->ex->dec) {
+		redactor_feed(c->redactor, p, n, c->ex->chunk_out ? emit_chunk : emit_raw, c);
 		return;
 	}
-	if (c->dec_failed)
+	if (c->ex->dec_failed)
 		return;
-	evbuffer_add(c->zin, p, n);
+	evbuffer_add(c->ex->zin, p, n);
 	decode_some(c, false); /* the rest waits in zin; the pump stops feeding */
 }
 
@@ -147,12 +147,12 @@ static void pause_upstream(struct conn *c)
 
 static void drop_decoder(struct conn *c)
 {
-	contentdec_free(c->dec);
-	c->dec = NULL;
-	if (c->zin)
-		evbuffer_free(c->zin);
-	c->zin = NULL;
-	c->dec_end = c->dec_failed = false;
+	contentdec_free(c->ex->dec);
+	c->ex->dec = NULL;
+	if (c->ex->zin)
+		evbuffer_free(c->ex->zin);
+	c->ex->zin = NULL;
+	c->ex->dec_end = c->ex->dec_failed = false;
 }
 
 /* A reply from a secret's host that cannot be redacted: counted, logged,
@@ -160,14 +160,14 @@ static void drop_decoder(struct conn *c)
 static void refuse_encoding(struct conn *c, const char *detail)
 {
 	struct refusal r = { .reason = reason_str(REASON_UNREDACTABLE_ENCODING), .target = true,
-			     .method = c->method, .path = c->path,
-			     .status = httpmsg_status_code(c->resp), .detail = detail };
+			     .method = c->ex->method, .path = c->ex->path,
+			     .status = httpmsg_status_code(c->ex->resp), .detail = detail };
 	char msg[HOST_MAX + 256];
 
 	conn_log_refuse(c, &r);
 	drop_decoder(c);
 	evbuffer_drain(stage(c), evbuffer_get_length(stage(c)));
-	if (c->resp_head_seen) {
+	if (c->ex->resp_head_seen) {
 		conn_close(c);
 		return;
 	}
@@ -198,7 +198,7 @@ static bool only_chunked(const struct obuf *te)
 }
 
 /* At a reply head from a secret's host: undo its Content-Encoding (set up
- * c->dec), or refuse what cannot be redacted. Headers-only replies (HEAD,
+ * c->ex->dec), or refuse what cannot be redacted. Headers-only replies (HEAD,
  * 204, 304) have nothing to decode: a decodable coding is dropped from the
  * head like on the full reply, an unknown one is passed as sent. A 206 of
  * an encoded representation cannot be decoded from its middle: refused
@@ -206,20 +206,20 @@ static bool only_chunked(const struct obuf *te)
 static bool decide_coding(struct conn *c)
 {
 	enum contentdec_coding cs[CONTENTDEC_MAX_STACK];
-	int code = httpmsg_status_code(c->resp), n;
+	int code = httpmsg_status_code(c->ex->resp), n;
 	size_t k;
-	bool body = httpmsg_has_body(c->resp);
+	bool body = httpmsg_has_body(c->ex->resp);
 	const char *why = NULL;
 	struct obuf b;
 
-	c->dec_head = false;
+	c->ex->dec_head = false;
 	if (code < 200)
 		return true;
 	obuf_init(&b, 2 * CONN_HEAD_CAP);
-	httpmsg_header_join(c->resp, "transfer-encoding", &b, &k);
+	httpmsg_header_join(c->ex->resp, "transfer-encoding", &b, &k);
 	if (body && !only_chunked(&b))
 		why = "a transfer coding other than chunked";
-	httpmsg_header_join(c->resp, "content-encoding", &b, &k);
+	httpmsg_header_join(c->ex->resp, "content-encoding", &b, &k);
 	n = contentdec_parse(b.p, b.len, cs);
 	obuf_dispose(&b);
 	if (!why && n < 0 && body)
@@ -230,11 +230,11 @@ static bool decide_coding(struct conn *c)
 		refuse_encoding(c, why);
 		return false;
 	}
-	c->dec_head = n > 0;
+	c->ex->dec_head = n > 0;
 	if (n > 0 && body) {
-		c->dec = contentdec_new(cs, n);
-		c->zin = evbuffer_new();
-		if (!c->dec || !c->zin) {
+		c->ex->dec = contentdec_new(cs, n);
+		c->ex->zin = evbuffer_new();
+		if (!c->ex->dec || !c->ex->zin) {
 			refuse_encoding(c, "no memory for a decoder");
 			return false;
 		}
@@ -244,7 +244,7 @@ static bool decide_coding(struct conn *c)
 
 void httpresp_prepare(struct conn *c)
 {
-	httpmsg_set_body_sink(c->resp, c->redactor ? on_body : NULL, c);
+	httpmsg_set_body_sink(c->ex->resp, c->redactor ? on_body : NULL, c);
 }
 
 static bool skip_header(struct conn *c, bool has_body, const char *name, size_t n)
@@ -255,12 +255,12 @@ static bool skip_header(struct conn *c, bool has_body, const char *name, size_t 
 		return true;
 	/* the decoded reply: no coding; the encoded length (of the body, or of
 	 * what a GET would get for HEAD and 304) is not the decoded one */
-	if (c->dec_head && n == 16 && strncasecmp(name, "content-encoding", 16) == 0)
+	if (c->ex->dec_head && n == 16 && strncasecmp(name, "content-encoding", 16) == 0)
 		return true;
-	if (c->dec_head && length && (has_body || strcmp(c->method, "HEAD") == 0 ||
-				      httpmsg_status_code(c->resp) == 304))
+	if (c->ex->dec_head && length && (has_body || strcmp(c->ex->method, "HEAD") == 0 ||
+				      httpmsg_status_code(c->ex->resp) == 304))
 		return true;
-	return c->force_close && n == 10 && strncasecmp(name, "connection", 10) == 0;
+	return c->ex->force_close && n == 10 && strncasecmp(name, "connection", 10) == 0;
 }
 
 /* One "name: value\r\n" line with both redacted, to out. */
@@ -289,7 +289,7 @@ static void emit_value(struct conn *c, struct obuf *b, struct evbuffer *out, con
 static void emit_last_chunk(struct conn *c)
 {
 	struct evbuffer *out = stage(c);
-	size_t n = httpmsg_trailer_count(c->resp);
+	size_t n = httpmsg_trailer_count(c->ex->resp);
 	struct obuf b;
 
 	evbuffer_add(out, "0\r\n", 3);
@@ -297,7 +297,7 @@ static void emit_last_chunk(struct conn *c)
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *val;
 		size_t nl, vl;
-		httpmsg_trailer(c->resp, i, &name, &nl, &val, &vl);
+		httpmsg_trailer(c->ex->resp, i, &name, &nl, &val, &vl);
 		emit_field(c, &b, out, name, nl, val, vl);
 	}
 	obuf_dispose(&b);
@@ -309,30 +309,30 @@ static void emit_last_chunk(struct conn *c)
 static void emit_head(struct conn *c)
 {
 	const struct secretset *ss = c->ss;
-	bool has_body = httpmsg_has_body(c->resp);
+	bool has_body = httpmsg_has_body(c->ex->resp);
 	struct evbuffer *out = stage(c);
-	size_t rl, n = httpmsg_header_count(c->resp);
-	const char *reason = httpmsg_reason(c->resp, &rl);
+	size_t rl, n = httpmsg_header_count(c->ex->resp);
+	const char *reason = httpmsg_reason(c->ex->resp, &rl);
 	struct obuf b;
 
-	c->resp_head_seen = true;
-	c->chunk_out = has_body && httpmsg_version_minor(c->req) >= 1;
-	if (has_body && !c->chunk_out)
-		c->force_close = true;
+	c->ex->resp_head_seen = true;
+	c->ex->chunk_out = has_body && httpmsg_version_minor(c->ex->req) >= 1;
+	if (has_body && !c->ex->chunk_out)
+		c->ex->force_close = true;
 	obuf_init(&b, 2 * CONN_HEAD_CAP);
 	/* everything the upstream wrote in the head is scrubbed: reason phrase,
 	 * header names and values */
-	evbuffer_add_printf(out, "HTTP/1.1 %d ", httpmsg_status_code(c->resp));
+	evbuffer_add_printf(out, "HTTP/1.1 %d ", httpmsg_status_code(c->ex->resp));
 	if (redact_string(ss, c->approved, reason, rl, &b))
 		evbuffer_add(out, b.p, b.len);
 	evbuffer_add(out, "\r\n", 2);
 	for (size_t i = 0; i < n; i++) {
 		const char *name, *val;
 		size_t nl, vl;
-		httpmsg_header(c->resp, i, &name, &nl, &val, &vl);
+		httpmsg_header(c->ex->resp, i, &name, &nl, &val, &vl);
 		if (skip_header(c, has_body, name, nl))
 			continue;
-		if (c->dec_head && nl == 4 && strncasecmp(name, "etag", 4) == 0 && vl > 0 &&
+		if (c->ex->dec_head && nl == 4 && strncasecmp(name, "etag", 4) == 0 && vl > 0 &&
 		    val[0] == '"') {
 			/* another representation than the tag names: a weak validator */
 			evbuffer_add(out, "ETag: W/", 8);
@@ -342,73 +342,18 @@ static void emit_head(struct conn *c)
 		}
 	}
 	obuf_dispose(&b);
-	if (c->chunk_out)
+	if (c->ex->chunk_out)
 		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-	if (c->force_close)
+	if (c->ex->force_close)
 		evbuffer_add_printf(out, "Connection: close\r\n");
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* A request answered by the upstream: its mode, latency and the secrets
- * injected into it (blocked requests are counted as refusals instead). */
-static void meter_request(struct conn *c)
-{
-	struct metrics_worker *mx = c->w->mx;
-	enum metrics_mode mode = c->mode == MODE_INTERCEPT ? MX_MODE_INTERCEPT :
-				 c->mode == MODE_ORIGIN ? MX_MODE_ORIGIN : MX_MODE_HTTP;
-
-	if (!c->req_cut) /* counts requests answered, duration to the end */
-		metrics_request(mx, mode, elapsed_usec(&c->req_start));
-	for (uint64_t m = c->injected; m; m &= m - 1)
-		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
-}
-
-static void log_request(struct conn *c, int status)
-{
-	struct jsonw w;
-
-	if (!c->discarding)
-		meter_request(c);
-	if (audit_begin(&w, c->block_reason != REASON_NONE ? AUDIT_WARN : AUDIT_INFO, "request", c->id)) {
-		if (*policy_scope(c->pol))
-			jsonw_str(&w, "sandbox", policy_scope(c->pol));
-		jsonw_str(&w, "method", c->method);
-		jsonw_str(&w, "host", c->t.host);
-		jsonw_int(&w, "port", c->t.port);
-		jsonw_str(&w, "path", c->path);
-		jsonw_int(&w, "status", status);
-		if (c->ruled || c->block_reason != REASON_NONE)
-			jsonw_str(&w, "decision", c->block_reason == REASON_NONE ? "allow" : "deny");
-		if (c->block_reason != REASON_NONE)
-			jsonw_str(&w, "reason", reason_str(c->block_reason));
-		if (c->ruled && (c->rv.how == RULE_BY_RULE || c->rv.how == RULE_MATCH_ERROR))
-			jsonw_int(&w, "rule", (long long)c->rv.index);
-		else if (c->ruled && c->rv.how == RULE_BY_DEFAULT)
-			jsonw_str(&w, "rule", "default");
-		if (c->ruled && c->rv.how == RULE_AMBIGUOUS)
-			jsonw_str(&w, "detail", c->rv.why);
-		else if (c->ruled && c->rv.how == RULE_MATCH_ERROR)
-			jsonw_str(&w, "detail", "the rule's path pattern hit the match limit");
-		if (c->mode == MODE_INTERCEPT)
-			audit_secrets(&w, c->ss, c->injected);
-		if (c->req_cut)
-			jsonw_bool(&w, "incomplete", true);
-		jsonw_int(&w, "bytes_up", (long long)c->req_up);
-		jsonw_int(&w, "bytes_down", (long long)c->req_down);
-		jsonw_int(&w, "ms", elapsed_ms(&c->req_start));
-		audit_emit(&w);
-	}
-	c->bytes_up += c->req_up;
-	c->bytes_down += c->req_down;
-	c->req_up = c->req_down = 0;
-	c->req_logged = true;
-}
-
 static void next_request(struct conn *c)
 {
-	httpmsg_next(c->req);
-	httpmsg_next(c->resp);
 	c->st = ST_HEAD;
+	exchange_free(c->ex); /* a connection between requests holds none */
+	c->ex = NULL;
 	conn_head_phase(c); /* the next head is due within the head timeout */
 	conn_read_client(c);
 	conn_client_input(c);
@@ -418,9 +363,9 @@ static void next_request(struct conn *c)
 
 void httpresp_blocked_done(struct conn *c)
 {
-	log_request(c, c->block_status);
-	c->discarding = false;
-	if (c->force_close || c->req_upgrade || !httpmsg_keep_alive(c->req)) {
+	exchange_log(c->ex, c, c->ex->block_status);
+	c->ex->discarding = false;
+	if (c->ex->force_close || c->ex->req_upgrade || !httpmsg_keep_alive(c->ex->req)) {
 		conn_close_flushed(c);
 		return;
 	}
@@ -432,8 +377,8 @@ void httpresp_blocked_done(struct conn *c)
  * this waits (upstream_input calls it again once the client drained). */
 static void response_done(struct conn *c)
 {
-	if (c->dec) {
-		c->dec_end = true;
+	if (c->ex->dec) {
+		c->ex->dec_end = true;
 		switch (decode_some(c, true)) {
 		case DEC_FULL:
 			pause_upstream(c);
@@ -443,30 +388,30 @@ static void response_done(struct conn *c)
 			drop_decoder(c);
 			break;
 		default:
-			refuse_encoding(c, contentdec_error(c->dec));
+			refuse_encoding(c, contentdec_error(c->ex->dec));
 			return;
 		}
 	}
-	if (c->redacting && !c->resp_head_seen) {
+	if (c->ex->redacting && !c->ex->resp_head_seen) {
 		/* a response without a paused head (to HEAD requests) */
 		if (!decide_coding(c))
 			return;
 		emit_head(c);
 	}
-	if (c->redacting && c->chunk_out) {
+	if (c->ex->redacting && c->ex->chunk_out) {
 		redactor_flush(c->redactor, emit_chunk, c);
 		emit_last_chunk(c);
-	} else if (c->redacting) {
+	} else if (c->ex->redacting) {
 		redactor_flush(c->redactor, emit_raw, c);
 	}
 	flush_stage(c);
-	if (!c->req_done && !c->force_close && httpmsg_keep_alive(c->resp)) {
+	if (!c->ex->req_done && !c->ex->force_close && httpmsg_keep_alive(c->ex->resp)) {
 		/* an early answer (a server that replies before reading the body, as
 		 * nginx's `return` does): the rest of the body still goes upstream,
 		 * the sandbox is not cut off mid-upload (a reset there can also lose
 		 * the response it has not read yet); decided when the body ends
 		 * (the request's own keep-alive is known only then) */
-		c->resp_done = true;
+		c->ex->resp_done = true;
 		return;
 	}
 	httpresp_request_done(c);
@@ -474,9 +419,9 @@ static void response_done(struct conn *c)
 
 void httpresp_request_done(struct conn *c)
 {
-	log_request(c, httpmsg_status_code(c->resp));
-	if (!c->req_done || c->force_close || !httpmsg_keep_alive(c->req) ||
-	    !httpmsg_keep_alive(c->resp) || evbuffer_get_length(bufferevent_get_input(c->up)) > 0) {
+	exchange_log(c->ex, c, httpmsg_status_code(c->ex->resp));
+	if (!c->ex->req_done || c->ex->force_close || !httpmsg_keep_alive(c->ex->req) ||
+	    !httpmsg_keep_alive(c->ex->resp) || evbuffer_get_length(bufferevent_get_input(c->up)) > 0) {
 		conn_close_flushed(c);
 		return;
 	}
@@ -485,15 +430,15 @@ void httpresp_request_done(struct conn *c)
 
 static bool on_resp_done(struct conn *c)
 {
-	int code = httpmsg_status_code(c->resp);
+	int code = httpmsg_status_code(c->ex->resp);
 
 	if (code >= 100 && code < 200) {
-		if (c->redacting && !c->resp_head_seen)
+		if (c->ex->redacting && !c->ex->resp_head_seen)
 			emit_head(c);
-		httpmsg_next(c->resp); /* interim response: the final one follows */
-		c->resp_head_seen = false;
-		if (strcmp(c->method, "HEAD") == 0)
-			httpmsg_expect_no_body(c->resp);
+		httpmsg_next(c->ex->resp); /* interim response: the final one follows */
+		c->ex->resp_head_seen = false;
+		if (strcmp(c->ex->method, "HEAD") == 0)
+			httpmsg_expect_no_body(c->ex->resp);
 		return true;
 	}
 	response_done(c);
@@ -503,15 +448,15 @@ static bool on_resp_done(struct conn *c)
 /* A decoded body's held bytes first; false: wait (paused, or c closing). */
 static bool decode_held(struct conn *c)
 {
-	if (c->dec_end) {
+	if (c->ex->dec_end) {
 		response_done(c); /* may wait again */
 		return false;
 	}
-	if (c->dec_failed) {
-		refuse_encoding(c, contentdec_error(c->dec));
+	if (c->ex->dec_failed) {
+		refuse_encoding(c, contentdec_error(c->ex->dec));
 		return false;
 	}
-	if (evbuffer_get_length(c->zin) == 0)
+	if (evbuffer_get_length(c->ex->zin) == 0)
 		return true;
 	switch (decode_some(c, false)) {
 	case DEC_FULL:
@@ -521,22 +466,22 @@ static bool decode_held(struct conn *c)
 	case DEC_IDLE:
 		return true;
 	default:
-		refuse_encoding(c, contentdec_error(c->dec));
+		refuse_encoding(c, contentdec_error(c->ex->dec));
 		return false;
 	}
 }
 
 static void upstream_input(struct conn *c)
 {
-	if (c->resp_done)
+	if (c->ex->resp_done)
 		return; /* bytes after an early answer wait: httpresp_request_done closes */
-	if (c->dec && !decode_held(c))
+	if (c->ex->dec && !decode_held(c))
 		return;
 	for (;;) {
-		enum httpmsg_status s = httpfwd_pump(c, c->resp, c->up, c->cl, !c->redacting,
-						     &c->req_down);
-		if (c->dec_failed) {
-			refuse_encoding(c, contentdec_error(c->dec));
+		enum httpmsg_status s = httpfwd_pump(c, c->ex->resp, c->up, c->cl, !c->ex->redacting,
+						     &c->ex->req_down);
+		if (c->ex->dec_failed) {
+			refuse_encoding(c, contentdec_error(c->ex->dec));
 			return;
 		}
 		switch (s) {
@@ -544,35 +489,35 @@ static void upstream_input(struct conn *c)
 			flush_stage(c);
 			return;
 		case HTTPMSG_HEAD:
-			if (c->redacting && !decide_coding(c))
+			if (c->ex->redacting && !decide_coding(c))
 				return;
-			if (c->redacting)
+			if (c->ex->redacting)
 				emit_head(c);
-			c->resp_head_seen = true;
-			httpmsg_resume(c->resp);
+			c->ex->resp_head_seen = true;
+			httpmsg_resume(c->ex->resp);
 			continue;
 		case HTTPMSG_DONE:
 			if (on_resp_done(c))
 				continue;
 			return;
 		case HTTPMSG_UPGRADE:
-			if (!c->req_upgrade || httpmsg_status_code(c->resp) != 101) {
+			if (!c->ex->req_upgrade || httpmsg_status_code(c->ex->resp) != 101) {
 				flush_stage(c);
 				conn_close_flushed(c);
 				return;
 			}
-			if (c->redacting && !c->resp_head_seen)
+			if (c->ex->redacting && !c->ex->resp_head_seen)
 				emit_head(c);
 			flush_stage(c);
-			log_request(c, 101);
-			if (c->redacting) /* a secret's host: its frames are redacted too */
+			exchange_log(c->ex, c, 101);
+			if (c->ex->redacting) /* a secret's host: its frames are redacted too */
 				c->ws = wsredact_new(c->ss, c->approved);
 			relay_start_tunnel(c);
 			return;
 		case HTTPMSG_ERROR:
 			metrics_upstream_error(c->w->mx, MX_UP_PROTOCOL);
 			flush_stage(c);
-			if (!c->resp_head_seen && c->req_down == 0)
+			if (!c->ex->resp_head_seen && c->ex->req_down == 0)
 				conn_error(c, 502, "bad-response", "egressd: malformed response from upstream");
 			else
 				conn_close(c);
@@ -593,43 +538,35 @@ void httpresp_upstream_input(struct conn *c)
 void httpresp_upstream_eof(struct conn *c)
 {
 	c->up_eof = true;
-	if (c->resp_done) {
+	if (c->ex->resp_done) {
 		/* gone after an early answer: the rest of the body has nowhere to go */
-		c->force_close = true;
+		c->ex->force_close = true;
 		httpresp_request_done(c);
 		return;
 	}
 	httpresp_upstream_input(c);
 	if (c->st != ST_HTTP)
 		return; /* the input completed the response (or failed) */
-	if (c->dec && (c->dec_end || evbuffer_get_length(c->zin) > 0 ||
+	if (c->ex->dec && (c->ex->dec_end || evbuffer_get_length(c->ex->zin) > 0 ||
 		       evbuffer_get_length(bufferevent_get_input(c->up)) > 0))
 		return; /* a decoded body waits for the client: httpresp_resume */
-	if (!httpmsg_started(c->resp) && c->req_down == 0 && c->req_up == 0) {
+	if (!httpmsg_started(c->ex->resp) && c->ex->req_down == 0 && c->ex->req_up == 0) {
 		/* an idle kept-alive upstream went away: fine */
 		conn_drop_upstream(c);
 		c->up_connected = false;
 		return;
 	}
-	if (httpmsg_finish(c->resp) == HTTPMSG_DONE) {
-		c->force_close = true;
+	if (httpmsg_finish(c->ex->resp) == HTTPMSG_DONE) {
+		c->ex->force_close = true;
 		response_done(c);
 		return;
 	}
 	metrics_upstream_error(c->w->mx, MX_UP_PROTOCOL);
-	if (c->req_down == 0)
+	if (c->ex->req_down == 0)
 		conn_error(c, 502, "connect-failed",
 			   "egressd: upstream closed the connection without a response");
 	else
 		conn_close(c);
-}
-
-void httpresp_log_cut(struct conn *c)
-{
-	if (c->st != ST_HTTP || c->req_logged)
-		return;
-	c->req_cut = true;
-	log_request(c, c->discarding ? c->block_status : httpmsg_status_code(c->resp));
 }
 
 void httpresp_resume(struct conn *c)

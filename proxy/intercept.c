@@ -19,6 +19,7 @@
 
 #include "audit.h"
 #include "elapsed.h"
+#include "exchange.h"
 #include "conn_int.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -292,10 +293,10 @@ void intercept_start_client(struct conn *c)
 void intercept_client_ready(struct conn *c)
 {
 	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, elapsed_usec(&c->hs_start));
-	/* requests inside the tunnel start with a fresh parser (the CONNECT one
-	 * stopped at its upgrade) */
-	httpmsg_free(c->req);
-	c->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
+	/* the CONNECT's exchange ends (its parser stopped at the upgrade): each
+	 * request inside the tunnel is an exchange of its own */
+	exchange_free(c->ex);
+	c->ex = NULL;
 	c->st = ST_HEAD;
 	direct_start(c);
 	conn_head_phase(c); /* the first request head in the tunnel */

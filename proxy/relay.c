@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "clienthello.h"
+#include "exchange.h"
 #include "conn_int.h"
 #include "audit.h"
 #include "httpmsg.h"
@@ -169,9 +170,8 @@ void relay_on_drained(struct conn *c, struct bufferevent *bev)
 void relay_start_tunnel(struct conn *c)
 {
 	/* no more HTTP on this connection: drop the parsers' memory */
-	httpmsg_free(c->req);
-	httpmsg_free(c->resp);
-	c->req = c->resp = NULL;
+	exchange_free(c->ex);
+	c->ex = NULL;
 	c->st = ST_TUNNEL;
 	conn_head_done(c); /* from now on only the idle timeout applies */
 	if (tunnel_start(c))
