@@ -330,7 +330,7 @@ static const char *status_text(int status)
 	}
 }
 
-static void send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
+void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
 {
 	const char *text = status_text(status);
 	struct evbuffer *out = bufferevent_get_output(c->cl);
@@ -343,11 +343,6 @@ static void send_error(struct conn *c, int status, const char *reason_hdr, const
 			    "Connection: close\r\n\r\n%s\n",
 			    strlen(msg) + 1, msg);
 	conn_close_flushed(c);
-}
-
-void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
-{
-	send_error(c, status, reason_hdr, msg);
 }
 
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
@@ -364,7 +359,7 @@ void conn_error(struct conn *c, int status, const char *reason_hdr, const char *
 		jsonw_str(&w, "detail", msg);
 		audit_emit(&w);
 	}
-	send_error(c, status, reason_hdr, msg);
+	conn_send_error(c, status, reason_hdr, msg);
 }
 
 static const char *reason_detail(enum reason r)
@@ -476,7 +471,7 @@ void conn_refuse(struct conn *c, enum reason r, const char *detail)
 	target_text(&c->t, tt, sizeof(tt));
 	snprintf(msg, sizeof(msg), "egressd refused %s: %s (%s)", tt, reason_str(r),
 		 detail ? detail : reason_detail(r));
-	send_error(c, reason_status(r), reason_str(r), msg);
+	conn_send_error(c, reason_status(r), reason_str(r), msg);
 }
 
 /* ---- CONNECT and request heads ---- */

@@ -63,18 +63,26 @@ static void wipe_ref(const void *data, size_t len, void *extra)
 	free(extra);
 }
 
-/* "Host: " and the connection's checked authority, its port left out when it
- * is the scheme's default (443 for TLS, 80 for plain HTTP). */
+/* The connection's checked authority ("host", "[v6]", then ":port" unless
+ * it is the scheme's default: 443 for TLS, 80 for plain HTTP) into buf. */
+static const char *conn_authority(const struct conn *c, char *buf, size_t n)
+{
+	unsigned dflt = c->mode == MODE_INTERCEPT ? 443 : 80;
+	int o = snprintf(buf, n, c->t.is_ip && c->t.ip.family == 6 ? "[%s]" : "%s", c->t.host);
+
+	if (c->t.port != dflt && o >= 0 && (size_t)o < n)
+		snprintf(buf + o, n - (size_t)o, ":%u", c->t.port);
+	return buf;
+}
+
+/* "Host: " and the connection's checked authority. */
 static bool add_conn_host(struct obuf *b, const struct conn *c)
 {
-	char line[HOST_MAX + 32];
-	unsigned dflt = c->mode == MODE_INTERCEPT ? 443 : 80;
+	char auth[HOST_MAX + 16];
 
-	snprintf(line, sizeof(line), c->t.is_ip && c->t.ip.family == 6 ? "Host: [%s]" : "Host: %s",
-		 c->t.host);
-	if (c->t.port != dflt)
-		snprintf(line + strlen(line), sizeof(line) - strlen(line), ":%u", c->t.port);
-	return obuf_add(b, line, strlen(line)) && obuf_add(b, "\r\n", 2);
+	conn_authority(c, auth, sizeof(auth));
+	return obuf_add(b, "Host: ", 6) && obuf_add(b, auth, strlen(auth)) &&
+	       obuf_add(b, "\r\n", 2);
 }
 
 /* A secret's host is offered only the content codings egressd decodes that
@@ -257,17 +265,14 @@ static bool rules_check(struct conn *c)
 	const char *url = httpmsg_target(c->ex->req, &ulen);
 	const struct rule_verdict *v = &c->ex->rv;
 	bool tls = c->mode == MODE_INTERCEPT;
-	char msg[HOST_MAX + LOG_PATH_MAX + 256];
+	char msg[HOST_MAX + LOG_PATH_MAX + 256], auth[HOST_MAX + 16];
 
 	c->ex->ruled = policy_check_request(c->pol, &c->t, httpmsg_method(c->ex->req), url, ulen, &c->ex->rv);
 	if (!c->ex->ruled || v->allow)
 		return true;
-	o = (size_t)snprintf(msg, sizeof(msg), c->t.is_ip && c->t.ip.family == 6 ?
-			     "egressd: %s %s://[%s]" : "egressd: %s %s://%s", c->ex->method,
-			     tls ? "https" : "http", c->t.host);
-	if (c->t.port != (tls ? 443 : 80))
-		o += (size_t)snprintf(msg + o, sizeof(msg) - o, ":%u", c->t.port);
-	o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s", c->ex->path);
+	o = (size_t)snprintf(msg, sizeof(msg), "egressd: %s %s://%s%s", c->ex->method,
+			     tls ? "https" : "http", conn_authority(c, auth, sizeof(auth)),
+			     c->ex->path);
 	if (o >= sizeof(msg))
 		o = sizeof(msg) - 1;
 	switch (v->how) {
