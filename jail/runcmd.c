@@ -19,6 +19,7 @@
 #include "audit.h"
 #include "jail.h"
 #include "jailspawn.h"
+#include "obsreport.h"
 #include "policy.h"
 #include "runas.h"
 #include "sandboxenv.h"
@@ -270,7 +271,9 @@ int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opt
 		goto fail;
 	}
 	rc = wait_child(child, &set);
-	server_stop(s);
+	server_stop(s); /* the workers closed every connection: all counted */
+	if (ro->obs)
+		obsreport_finish(ro->obs, ro->out);
 	goto out;
 fail:
 	fprintf(stderr, "egressd run: %s\n", err);

@@ -41,7 +41,7 @@ static int count_opt(const char *text, const char *name)
 			p = l + 6;
 		else if (l[0] == ' ' && l[1] == ' ' && l[2] == '-' && l[3] != '-' && !strncmp(l + 4, ", --", 4))
 			p = l + 6;
-		if (p && !strncmp(p, pat, pl) && (p[pl] == ' ' || p[pl] == '\n'))
+		if (p && !strncmp(p, pat, pl) && (p[pl] == ' ' || p[pl] == '\n' || p[pl] == '['))
 			n++;
 	}
 	return n;
@@ -156,7 +156,7 @@ static void test_ranges(void)
 			ok(lo == r->min && hi == r->max, "--%s: its help's range %ld..%ld is %d..%d",
 			   t[i].name, lo, hi, r->min, r->max);
 	}
-	ok(nranges == 6, "six number options (%zu)", nranges);
+	ok(nranges == 7, "seven number options (%zu)", nranges);
 	ok(cliopts_range('c') == NULL && cliopts_find(-1) == NULL, "no range for other options");
 }
 
