@@ -569,12 +569,13 @@ static void reporter_stop(void)
 
 /* The observer for --report or --learn, attached as the audit sink; NULL
  * when neither is given. */
-static struct observe *observe_start(const struct cli *cli)
+static struct observe *observe_start(struct cli *cli)
 {
 	struct observe *o;
 
 	if (!cli->out.report && !cli->out.learn_path)
 		return NULL;
+	cli->out.configs = cli->configs;
 	o = observe_new(cli->report_max ? (size_t)cli->report_max : 1000);
 	observe_attach(o);
 	return o;

@@ -44,7 +44,7 @@ struct observe {
 	struct dnsname *dns;   /* max */
 	size_t ndns;
 	int *dindex;           /* hash of the names: dns + 1 */
-	uint64_t overflow;     /* destinations and names not tracked */
+	uint64_t overflow;     /* connections and queries counted in _other */
 	bool warn_due;         /* the limit was just reached: say so once */
 	bool warned;
 	struct live *live[LIVE_BUCKETS];

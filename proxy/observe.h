@@ -58,7 +58,8 @@ void observe_attach(struct observe *o);
  * learned, then allowed, then _other; by host and port within each), then
  * the names only looked up. Returns a new array (caller frees) of *n rows. */
 struct obs_row *observe_rows(struct observe *o, size_t *n);
-/* Destinations and names past the limit so far (counted in _other). */
+/* Connections and DNS queries counted in _other so far (their
+ * destinations or names came past the limit). */
 uint64_t observe_overflow(struct observe *o);
 size_t observe_limit(const struct observe *o);
 

@@ -46,8 +46,9 @@ static void write_table(FILE *f, const struct obs_row *rows, size_t n, uint64_t 
 	fprintf(f, "egressd report: %zu destinations (%zu refused, %zu learned), "
 		   "%zu names looked up but never connected to\n", dests, refused, learned, dns);
 	if (overflow)
-		fprintf(f, "warning: more than %zu destinations or names: %llu more are counted "
-			   "in %s\n", limit, (unsigned long long)overflow, OBS_OTHER_HOST);
+		fprintf(f, "warning: more than %zu destinations or names: %llu connections and "
+			   "lookups past the limit are counted in %s\n", limit,
+			(unsigned long long)overflow, OBS_OTHER_HOST);
 	fprintf(f, "%-8s  %-*s  %-11s %6s %6s %12s %12s  %-24s %s\n", "DECISION", (int)w,
 		"DESTINATION", "PROTOCOL", "CONNS", "REQS", "BYTES_UP", "BYTES_DOWN",
 		"REASON/RULE", "SECRETS");
