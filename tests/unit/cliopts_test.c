@@ -60,7 +60,8 @@ static void test_getopt_table(void)
 	ok(nlong == n, "getopt table has one entry per row (%zu vs %zu)", nlong, n);
 	for (size_t i = 0; i < n && i < nlong; i++) {
 		same &= !strcmp(lo[i].name, t[i].name) && lo[i].val == t[i].id &&
-			lo[i].has_arg == (t[i].arg ? required_argument : no_argument);
+			lo[i].has_arg == (!t[i].arg ? no_argument : t[i].arg[0] == '['
+					  ? optional_argument : required_argument);
 		for (size_t j = 0; j < i; j++)
 			uniq &= strcmp(t[i].name, t[j].name) && t[i].id != t[j].id;
 		/* every option that takes a value says what egressd does without it */
