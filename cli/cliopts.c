@@ -84,8 +84,8 @@ static const struct cliopt opts[] = {
 	  RUNTIME_CMDS },
 	/* what the sandbox tried to reach */
 	{ "report", 0, OPT_REPORT, "[=FILE]",
-	  "at exit (run: when CMD exits, also by a signal; serve: at exit and on SIGUSR1) "
-	  "write a report of every destination and DNS-only name to FILE",
+	  "write a report of every destination and DNS-only name to FILE when CMD exits "
+	  "(also by a signal; serve: at exit) and on SIGUSR1",
 	  "none; --report alone: standard error", RUNTIME_CMDS },
 	{ "report-format", 0, OPT_REPORTFMT, "table|json", "the report's format", "table",
 	  RUNTIME_CMDS },
@@ -94,8 +94,8 @@ static const struct cliopt opts[] = {
 	  "in one _other row", "1000", RUNTIME_CMDS },
 	{ "learn", 0, OPT_LEARN, "FILE",
 	  "learn mode: nothing is refused for allowNet (denyNet and the private-address guard "
-	  "still apply); at exit (serve: also on SIGUSR1) FILE gets a policy that allows what "
-	  "was used", "none", RUNTIME_CMDS },
+	  "still apply); when CMD exits (serve: at exit) and on SIGUSR1, FILE gets a policy "
+	  "that allows what was used", "none", RUNTIME_CMDS },
 	/* every command */
 	{ "help", 'h', 'h', NULL, "print help (after a command: that command's)", NULL,
 	  CLI_ALL },
@@ -126,7 +126,8 @@ struct clicmd {
 
 static const struct clicmd cmds[] = {
 	{ "serve", CLI_SERVE, "[serve] [OPTIONS]", "run the proxy (the default command)",
-	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain.\n"
+	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain;\n"
+	  "SIGUSR1 writes the --report and --learn files from the counts so far.\n"
 	  "Exit status: 0 after a drain, 1 on a runtime error, 2 on a bad option or policy.\n" },
 	{ "check", CLI_CHECK, "check [OPTIONS] [HOST[:PORT] | METHOD URL ...]",
 	  "validate the policy; print each target's decision",

@@ -1613,7 +1613,8 @@ def _(ctx):
                     err, re.M), "the allowed row: %r" % err[-1500:])
 
 
-@rcase("run --report: SIGTERM to egressd run while the command sleeps: the report is written")
+@rcase("run --report: SIGUSR1 writes the report so far while the command sleeps; after SIGTERM "
+       "to egressd run it is written again")
 def _(ctx):
     P, tok, mk = W["P"], token(), sleep_marker()
     log = next_log(ctx)
@@ -1622,6 +1623,15 @@ def _(ctx):
     out = os.path.join(ctx.tmp, "report-term.txt")
     r = Run(ctx, cmd, args=report_args(log, ["--report=" + out]))
     check(wait_started(r, mk), "the command did not start (egressd run status %s)" % r.proc.poll())
+    # SIGUSR1: the report so far, while the command still runs
+    r.proc.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while time.time() < deadline and not (os.path.exists(out) and "allowed.test" in open(out).read()):
+        time.sleep(0.05)
+    check(os.path.exists(out) and "allowed.test" in open(out).read(),
+          "no report after SIGUSR1 while the command runs")
+    check(r.proc.poll() is None and sleeping(mk), "SIGUSR1 ended the run or the command")
+    os.unlink(out)
     r.proc.send_signal(signal.SIGTERM)
     check_eq(r.wait(15), 143, "egressd run exit status")
     with open(out) as f:
