@@ -164,13 +164,14 @@ void audit_emit(struct jsonw *w)
 	size_t len;
 	const char *line = jsonw_end(w, &len);
 
+	/* the sink first: once a line is in the log, the sink has counted it */
+	if (sink)
+		sink(sink_arg, line, len);
 	if (log_fd >= 0 && !w->skip) {
 		pthread_mutex_lock(&log_lock);
 		write_all(log_fd, line, len);
 		pthread_mutex_unlock(&log_lock);
 	}
-	if (sink)
-		sink(sink_arg, line, len);
 }
 
 __attribute__((format(printf, 2, 0)))
