@@ -115,6 +115,8 @@ static json_t *row_json(const struct obs_row *r)
 	json_object_set_new(j, "bytes_up", json_integer((json_int_t)r->bytes_up));
 	json_object_set_new(j, "bytes_down", json_integer((json_int_t)r->bytes_down));
 	json_object_set_new(j, "secrets", secrets_array(r->secrets));
+	if (r->decision == OBS_OTHER) /* lookups of names past the limit */
+		json_object_set_new(j, "queries", json_integer((json_int_t)r->queries));
 	return j;
 }
 

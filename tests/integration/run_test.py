@@ -1658,6 +1658,7 @@ def _(ctx):
     check_eq(hosts[-1], "_other", "the last row")
     check_eq(rep["destinations"][-1]["connections"], 2, "connections counted in _other")
     check(rep["overflow"] >= 2, "connections and lookups counted in _other: %r" % rep)
+    check(rep["destinations"][-1]["queries"] >= 2, "lookups of names past the limit counted")
     err = ctx.runs[-1].stderr()
     check_eq(err.count("more than 2 destinations"), 1, "one warning on stderr (%r)" % err[-800:])
 
