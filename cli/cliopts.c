@@ -82,6 +82,20 @@ static const struct cliopt opts[] = {
 	{ "log-level", 0, OPT_LOGLEVEL, "LEVEL",
 	  "error, warn, info or debug: the least severe level written", "info",
 	  RUNTIME_CMDS },
+	/* what the sandbox tried to reach */
+	{ "report", 0, OPT_REPORT, "[=FILE]",
+	  "write a report of every destination and DNS-only name to FILE when CMD exits "
+	  "(also by a signal; serve: at exit) and on SIGUSR1",
+	  "none; --report alone: standard error", RUNTIME_CMDS },
+	{ "report-format", 0, OPT_REPORTFMT, "table|json", "the report's format", "table",
+	  RUNTIME_CMDS },
+	{ "report-max", 0, OPT_REPORTMAX, "N",
+	  "destinations (and DNS names) tracked for --report and --learn; more are counted "
+	  "in one _other row", "1000", RUNTIME_CMDS },
+	{ "learn", 0, OPT_LEARN, "FILE",
+	  "learn mode: nothing is refused for allowNet (denyNet and the private-address guard "
+	  "still apply); when CMD exits (serve: at exit) and on SIGUSR1, FILE gets a policy "
+	  "that allows what was used", "none", RUNTIME_CMDS },
 	/* every command */
 	{ "help", 'h', 'h', NULL, "print help (after a command: that command's)", NULL,
 	  CLI_ALL },
@@ -99,6 +113,7 @@ static const struct clirange ranges[] = {
 	{ OPT_IDLETO, 1, 86400, " seconds" },
 	{ OPT_MAXBUF, 16384, 64 << 20, " bytes" },
 	{ OPT_DRAIN, 1, 3600, " seconds" },
+	{ OPT_REPORTMAX, 1, 100000, "" },
 };
 
 struct clicmd {
@@ -111,7 +126,8 @@ struct clicmd {
 
 static const struct clicmd cmds[] = {
 	{ "serve", CLI_SERVE, "[serve] [OPTIONS]", "run the proxy (the default command)",
-	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain.\n"
+	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain;\n"
+	  "SIGUSR1 writes the --report and --learn files from the counts so far.\n"
 	  "Exit status: 0 after a drain, 1 on a runtime error, 2 on a bad option or policy.\n" },
 	{ "check", CLI_CHECK, "check [OPTIONS] [HOST[:PORT] | METHOD URL ...]",
 	  "validate the policy; print each target's decision",
@@ -169,7 +185,8 @@ const struct option *cliopts_long(void)
 	if (!lo[0].name) {
 		for (size_t i = 0; i < NOPTS; i++) {
 			lo[i].name = opts[i].name;
-			lo[i].has_arg = opts[i].arg ? required_argument : no_argument;
+			lo[i].has_arg = !opts[i].arg ? no_argument
+					: opts[i].arg[0] == '[' ? optional_argument : required_argument;
 			lo[i].flag = NULL;
 			lo[i].val = opts[i].id;
 		}
@@ -257,8 +274,8 @@ static void put_option(FILE *f, const struct cliopt *o)
 		n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->shortopt, o->name,
 			     o->arg ? " " : "", o->arg ? o->arg : "");
 	else
-		n = snprintf(left, sizeof(left), "      --%s%s%s", o->name, o->arg ? " " : "",
-			     o->arg ? o->arg : "");
+		n = snprintf(left, sizeof(left), "      --%s%s%s", o->name,
+			     o->arg && o->arg[0] != '[' ? " " : "", o->arg ? o->arg : "");
 	fputs(left, f);
 	if (n + 2 > HELP_COL) {
 		fputc('\n', f);

@@ -18,6 +18,7 @@ enum {
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
 	OPT_LOGLEVEL, OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN,
 	OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF, OPT_SANDBOX, OPT_METRICS, OPT_USER,
+	OPT_REPORT, OPT_REPORTFMT, OPT_REPORTMAX, OPT_LEARN,
 };
 
 /* Commands, as bits: an option row names the commands that use it. */
@@ -31,7 +32,8 @@ struct cliopt {
 	const char *name;  /* long name, without "--" */
 	int shortopt;      /* 'c', or 0 */
 	int id;            /* what getopt_long returns: an OPT_ value or shortopt */
-	const char *arg;   /* the argument's placeholder ("FILE"), NULL for a flag */
+	const char *arg;   /* the argument's placeholder ("FILE"), NULL for a flag;
+			    * "[=FILE]": an optional argument (--name or --name=FILE) */
 	const char *help;  /* one line: what it does (repeatable?) */
 	const char *def;   /* the default, as help and the man page print it;
 			    * NULL only for flags */

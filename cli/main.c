@@ -1,6 +1,9 @@
 /* main.c -- the egressd command line: parses the options (their table and
  * help texts are cliopts.c's) and runs serve (default), check, env, ca, run */
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,8 @@
 #include "cliopts.h"
 #include "config.h"
 #include "jailinit.h"
+#include "observe.h"
+#include "obsreport.h"
 #include "pattern.h"
 #include "policy.h"
 #include "rules.h"
@@ -46,6 +51,8 @@ struct cli {
 	const char *sandbox;      /* --sandbox NAME for check and env */
 	const char *user;         /* run --user USER[:GROUP] */
 	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
+	struct obsreport_opts out; /* --report, --report-format, --learn */
+	int report_max;           /* --report-max */
 };
 
 /* egressd X.Y.Z, then the libraries it runs with (run time where the
@@ -144,6 +151,17 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_SANDBOX: cli->sandbox = arg; break;
 	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
+	case OPT_REPORT: cli->out.report = true; cli->out.report_path = arg; break;
+	case OPT_REPORTMAX: cli->report_max = n; break;
+	case OPT_LEARN: cli->out.learn_path = arg; policy_set_learn(p, true); break;
+	case OPT_REPORTFMT:
+		if (!strcmp(arg, "table") || !strcmp(arg, "json")) {
+			cli->out.json = !strcmp(arg, "json");
+		} else {
+			snprintf(err, CONFIG_ERRLEN, "invalid --report-format \"%s\" (want table or json)", arg);
+			okay = false;
+		}
+		break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
 	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
@@ -501,10 +519,80 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	return t;
 }
 
+/* serve --report/--learn: a thread that writes both on SIGUSR1 (blocked
+ * in every other thread) until reporter_stop. */
+static struct {
+	pthread_t thread;
+	bool running;
+	atomic_bool stopping;
+	struct observe *obs;
+	const struct obsreport_opts *out;
+} reporter;
+
+static void *reporter_main(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&reporter.stopping))
+		obsreport_finish(reporter.obs, reporter.out);
+	return NULL;
+}
+
+/* Blocks SIGUSR1 (before any other thread starts: they inherit the mask)
+ * and starts the thread that takes it. */
+static void reporter_start(struct observe *obs, const struct obsreport_opts *out)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	reporter.obs = obs;
+	reporter.out = out;
+	atomic_store(&reporter.stopping, false);
+	reporter.running = pthread_create(&reporter.thread, NULL, reporter_main, NULL) == 0;
+}
+
+static void reporter_stop(void)
+{
+	if (!reporter.running)
+		return;
+	atomic_store(&reporter.stopping, true);
+	pthread_kill(reporter.thread, SIGUSR1);
+	pthread_join(reporter.thread, NULL);
+	reporter.running = false;
+}
+
+/* The observer for --report or --learn, attached as the audit sink; NULL
+ * when neither is given. */
+static struct observe *observe_start(struct cli *cli)
+{
+	struct observe *o;
+
+	if (!cli->out.report && !cli->out.learn_path)
+		return NULL;
+	cli->out.configs = cli->configs;
+	o = observe_new(cli->report_max ? (size_t)cli->report_max : 1000);
+	observe_attach(o);
+	return o;
+}
+
+static void observe_end(struct observe *o)
+{
+	observe_attach(NULL);
+	observe_free(o);
+	obsreport_cleanup();
+}
+
 static int cmd_serve(struct cli *cli, struct sbtable *t)
 {
 	char err[256];
 	struct server *s;
+	struct observe *obs;
 	int rc;
 
 	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
@@ -527,14 +615,22 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 		}
 	}
 	cli->so.reload = reload_table;
+	obs = observe_start(cli);
+	if (obs)
+		reporter_start(obs, &cli->out);
 	s = server_new(&cli->so, t, err);
 	if (!s) {
 		audit_msg(AUDIT_ERROR, "error", "%s", err);
+		reporter_stop();
+		observe_end(obs);
 		audit_close();
 		return 1;
 	}
 	rc = server_run(s);
+	reporter_stop();
+	obsreport_finish(obs, &cli->out); /* after the workers: every close is counted */
 	server_free(s);
+	observe_end(obs);
 	audit_close();
 	return rc;
 }
@@ -562,8 +658,11 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 	else if (sbx_named(t))
 		rc = (fprintf(stderr, "egressd run: takes one policy, not \"sandboxes\"\n"), 2);
 	else if (optind < argc) {
-		struct runcmd_opts ro = { .log = cli->log, .user = cli->user, .configs = cli->configs };
+		struct runcmd_opts ro = { .log = cli->log, .user = cli->user, .configs = cli->configs,
+					  .out = &cli->out };
+		ro.obs = observe_start(cli);
 		rc = runcmd_main(sbx_policy(t, 0), &cli->so, &ro, argc - optind, argv + optind);
+		observe_end(ro.obs);
 	} else {
 		fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n");
 		rc = 125;

@@ -19,6 +19,7 @@
 #include "audit.h"
 #include "jail.h"
 #include "jailspawn.h"
+#include "obsreport.h"
 #include "policy.h"
 #include "runas.h"
 #include "sandboxenv.h"
@@ -126,8 +127,10 @@ static int exit_status(int st)
 /* Waits for the child (the jail's init), sending it SIGTERM on SIGINT or
  * SIGTERM (it forwards that to every process of the jail), SIGKILL (the
  * whole PID namespace dies with it) if it is still there 200 ms after
- * another signal came or the wait timed out; SIGHUP reopens the log. */
-static int wait_child(pid_t child, const sigset_t *set)
+ * another signal came or the wait timed out; SIGHUP reopens the log;
+ * SIGUSR1 writes the report and learned policy so far (with --report or
+ * --learn; else it is ignored). */
+static int wait_child(pid_t child, const sigset_t *set, const struct runcmd_opts *ro)
 {
 	int st = 0, sig;
 	bool killing = false;
@@ -141,6 +144,8 @@ static int wait_child(pid_t child, const sigset_t *set)
 		if (r < 0 && errno != EINTR)
 			return 125;
 		sig = sigtimedwait(set, NULL, &ts);
+		if (sig == SIGUSR1 && ro->obs)
+			obsreport_finish(ro->obs, ro->out);
 		if (sig == SIGHUP && audit_reopen() < 0)
 			audit_msg(AUDIT_ERROR, "error", "SIGHUP: cannot reopen the log: %s",
 				  strerror(errno));
@@ -231,6 +236,7 @@ int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opt
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	/* before any thread or child: signals are taken with sigtimedwait */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* as root: who the command runs as (never root with capabilities);
@@ -269,8 +275,10 @@ int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opt
 		server_stop(s);
 		goto fail;
 	}
-	rc = wait_child(child, &set);
-	server_stop(s);
+	rc = wait_child(child, &set, ro);
+	server_stop(s); /* the workers closed every connection: all counted */
+	if (ro->obs)
+		obsreport_finish(ro->obs, ro->out);
 	goto out;
 fail:
 	fprintf(stderr, "egressd run: %s\n", err);

@@ -43,7 +43,7 @@ static int count_opt(const char *text, const char *name)
 			p = l + 6;
 		else if (l[0] == ' ' && l[1] == ' ' && l[2] == '-' && l[3] != '-' && !strncmp(l + 4, ", --", 4))
 			p = l + 6;
-		if (p && !strncmp(p, pat, pl) && (p[pl] == ' ' || p[pl] == '\n'))
+		if (p && !strncmp(p, pat, pl) && (p[pl] == ' ' || p[pl] == '\n' || p[pl] == '['))
 			n++;
 	}
 	return n;
@@ -62,7 +62,8 @@ static void test_getopt_table(void)
 	ok(nlong == n, "getopt table has one entry per row (%zu vs %zu)", nlong, n);
 	for (size_t i = 0; i < n && i < nlong; i++) {
 		same &= !strcmp(lo[i].name, t[i].name) && lo[i].val == t[i].id &&
-			lo[i].has_arg == (t[i].arg ? required_argument : no_argument);
+			lo[i].has_arg == (!t[i].arg ? no_argument : t[i].arg[0] == '['
+					  ? optional_argument : required_argument);
 		for (size_t j = 0; j < i; j++)
 			uniq &= strcmp(t[i].name, t[j].name) && t[i].id != t[j].id;
 		/* every option that takes a value says what egressd does without it */
@@ -158,7 +159,7 @@ static void test_ranges(void)
 			ok(lo == r->min && hi == r->max, "--%s: its help's range %ld..%ld is %d..%d",
 			   t[i].name, lo, hi, r->min, r->max);
 	}
-	ok(nranges == 6, "six number options (%zu)", nranges);
+	ok(nranges == 7, "seven number options (%zu)", nranges);
 	ok(cliopts_range('c') == NULL && cliopts_find(-1) == NULL, "no range for other options");
 }
 
