@@ -33,6 +33,7 @@ struct buf {
 
 struct sock {
 	struct event *rev, *wev;  /* EV_READ / EV_WRITE | EV_PERSIST, in this allocation */
+	struct event *kick;       /* no fd: a step run in this loop turn (see kick()) */
 	int fd;
 	SSL *ssl;                 /* NULL: plain */
 	const struct sock_cbs *cbs;
@@ -136,11 +137,20 @@ static void update_events(struct sock *s)
 	set_event(s->wev, w, &s->wev_on);
 }
 
-/* Runs a write step in this loop turn (activated, not polled: no syscall). */
+/* Runs a read (EV_READ) and/or write (EV_WRITE) step in this loop turn:
+ * activated, not polled, so no syscall. Not through rev/wev: libevent does
+ * not register an I/O event that is active when it is added (event_add
+ * returns 0 and the fd stays out of epoll), so an I/O event activated by
+ * hand and added before it ran would never fire again. */
+static void kick(struct sock *s, short what)
+{
+	event_active(s->kick, what, 1); /* ORed into a kick already due */
+}
+
 static void kick_write(struct sock *s)
 {
 	if (!s->wr_blocked && !s->wr_wants_rd)
-		event_active(s->wev, EV_WRITE, 1);
+		kick(s, EV_WRITE);
 }
 
 /* OpenSSL holds decrypted or undecrypted bytes the socket will not signal. */
@@ -148,7 +158,7 @@ static void kick_read_if_pending(struct sock *s)
 {
 	if (s->ssl && s->ready && s->reading && !s->rd_eof && !s->failed &&
 	    s->in.len < s->max_in && SSL_has_pending(s->ssl))
-		event_active(s->rev, EV_READ, 1);
+		kick(s, EV_READ);
 }
 
 /* SSL_get_error reads the thread's error queue, so it must hold nothing from
@@ -355,8 +365,9 @@ static void do_handshake(struct sock *s)
 
 static void destroy(struct sock *s)
 {
-	event_del(s->rev); /* also takes it off the active queue */
+	event_del(s->rev); /* also takes them off the active queue */
 	event_del(s->wev);
+	event_del(s->kick);
 	SSL_free(s->ssl);
 	close(s->fd);
 	buf_release(&s->in);
@@ -375,7 +386,8 @@ static void leave(struct sock *s)
 		update_events(s);
 }
 
-static void on_readable(evutil_socket_t fd, short what, void *arg)
+/* rev, wev and kick: what says which steps to run. */
+static void on_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct sock *s = arg;
 
@@ -383,25 +395,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	if (!s->ready) {
 		do_handshake(s);
 	} else {
-		if (s->wr_wants_rd)
+		if ((what & EV_READ) && s->wr_wants_rd)
 			do_flush(s);
-		if (!s->dead && !s->failed)
+		if (!s->dead && !s->failed &&
+		    ((what & EV_READ) || ((what & EV_WRITE) && s->rd_wants_wr)))
 			do_read(s);
-	}
-	leave(s);
-}
-
-static void on_writable(evutil_socket_t fd, short what, void *arg)
-{
-	struct sock *s = arg;
-
-	s->depth++;
-	if (!s->ready) {
-		do_handshake(s);
-	} else {
-		if (s->rd_wants_wr)
-			do_read(s);
-		if (!s->dead && !s->failed)
+		if ((what & EV_WRITE) && !s->dead && !s->failed)
 			do_flush(s);
 	}
 	leave(s);
@@ -409,7 +408,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- API ------------------------------------------------------------ */
 
-/* The struct, then its two events (libevent's size, known at run time),
+/* The struct, then its three events (libevent's size, known at run time),
  * in one allocation. */
 static size_t events_at(void)
 {
@@ -420,7 +419,7 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 		      const struct sock_cbs *cbs, void *arg)
 {
 	size_t evsz = (event_get_struct_event_size() + 15) & ~(size_t)15;
-	struct sock *s = xcalloc(1, events_at() + 2 * evsz);
+	struct sock *s = xcalloc(1, events_at() + 3 * evsz);
 	int fl = fcntl(fd, F_GETFL);
 
 	s->fd = fd;
@@ -432,11 +431,13 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 	s->ready = role == SOCK_PLAIN;
 	s->rev = (struct event *)((char *)s + events_at());
 	s->wev = (struct event *)((char *)s + events_at() + evsz);
+	s->kick = (struct event *)((char *)s + events_at() + 2 * evsz);
 	if (role == SOCK_PLAIN)
 		SSL_free(ssl);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-	    event_assign(s->rev, base, fd, EV_READ | EV_PERSIST, on_readable, s) < 0 ||
-	    event_assign(s->wev, base, fd, EV_WRITE | EV_PERSIST, on_writable, s) < 0) {
+	    event_assign(s->rev, base, fd, EV_READ | EV_PERSIST, on_io, s) < 0 ||
+	    event_assign(s->wev, base, fd, EV_WRITE | EV_PERSIST, on_io, s) < 0 ||
+	    event_assign(s->kick, base, -1, 0, on_io, s) < 0) {
 		SSL_free(s->ssl);
 		close(fd);
 		free(s);
@@ -448,11 +449,11 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 		SSL_set_read_ahead(s->ssl, 1); /* one recv takes a record, header and all */
 		if (SSL_get_fd(s->ssl) != fd)
 			SSL_set_fd(s->ssl, fd);
-		if (role == SOCK_TLS_SERVER)
-			SSL_set_accept_state(s->ssl);
-		else
+		if (SSL_in_before(s->ssl) && role == SOCK_TLS_SERVER)
+			SSL_set_accept_state(s->ssl); /* (resets a handshake under way) */
+		else if (SSL_in_before(s->ssl))
 			SSL_set_connect_state(s->ssl);
-		event_active(s->wev, EV_WRITE, 1); /* the first handshake step */
+		kick(s, EV_WRITE); /* the first handshake step */
 	} else {
 		update_events(s);
 	}
