@@ -44,7 +44,7 @@ static struct sockaddr_in relay_addr, origin_addr;
 static const char *mode = "ka";
 static int conc = 1, idle_n = 1000;
 static double duration = 3, warmup = 0.5;
-static bool use_bev, keep_buffers;
+static bool use_bev, keep_buffers, no_read_ahead;
 static bool stopping; /* the child: the run is over (the relay may be gone) */
 static size_t ossl_bytes; /* held by OpenSSL's allocations (the relay's) */
 
@@ -107,16 +107,16 @@ static int listener(struct sockaddr_in *a)
 	return l;
 }
 
-/* A blocking connect (loopback: done within the call), then non-blocking. */
+/* A blocking connect (loopback: done within the call), then non-blocking;
+ * -1 if refused (the run is over: the other process exits). */
 static int dial(const struct sockaddr_in *a)
 {
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0 || connect(fd, (const struct sockaddr *)a, sizeof(*a)) < 0) {
-		if (stopping)
-			_exit(0);
-		perror("connect");
-		exit(1);
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	evutil_make_socket_nonblocking(fd);
@@ -171,12 +171,22 @@ static const struct sock_cbs rs_up_cbs = { rs_up_read, rs_up_drained, rs_event }
 
 static void rs_accept(int fd)
 {
-	struct rsock *r = calloc(1, sizeof(*r));
+	int ufd = dial(&origin_addr);
+	struct rsock *r;
 
+	if (ufd < 0) {
+		close(fd);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
 	r->cl = sock_new(base, fd, SSL_new(sctx), SOCK_TLS_SERVER, &rs_cl_cbs, r);
-	r->up = sock_new(base, dial(&origin_addr), client_ssl(), SOCK_TLS_CLIENT, &rs_up_cbs, r);
+	r->up = sock_new(base, ufd, client_ssl(), SOCK_TLS_CLIENT, &rs_up_cbs, r);
 	no_release(sock_ssl(r->cl)); /* sock_new set the mode */
 	no_release(sock_ssl(r->up));
+	if (no_read_ahead) { /* to tell the layer's gain from read-ahead's */
+		SSL_set_read_ahead(sock_ssl(r->cl), 0);
+		SSL_set_read_ahead(sock_ssl(r->up), 0);
+	}
 }
 
 /* ---- the relay on bufferevent_openssl ---- */
@@ -226,11 +236,17 @@ static void rb_drained(struct bufferevent *bev, void *arg)
 static void rb_accept(int fd)
 {
 	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct rbev *r = calloc(1, sizeof(*r));
+	int ufd = dial(&origin_addr);
+	struct rbev *r;
 
+	if (ufd < 0) {
+		close(fd);
+		return;
+	}
+	r = calloc(1, sizeof(*r));
 	r->cl = bufferevent_openssl_socket_new(base, fd, no_release(SSL_new(sctx)),
 					       BUFFEREVENT_SSL_ACCEPTING, opts);
-	r->up = bufferevent_openssl_socket_new(base, dial(&origin_addr), no_release(client_ssl()),
+	r->up = bufferevent_openssl_socket_new(base, ufd, no_release(client_ssl()),
 					       BUFFEREVENT_SSL_CONNECTING, opts);
 	bufferevent_openssl_set_allow_dirty_shutdown(r->cl, 1);
 	bufferevent_openssl_set_allow_dirty_shutdown(r->up, 1);
@@ -304,9 +320,10 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 	} else if (sscanf(line, "E %ld", &reqs) == 1) {
 		double secs = now() - t0;
 		getrusage(RUSAGE_SELF, &ru);
-		printf("{\"impl\":\"%s%s\",\"mode\":\"%s\",\"c\":%d,\"pid\":%d,\"requests\":%ld,"
+		printf("{\"impl\":\"%s%s%s\",\"mode\":\"%s\",\"c\":%d,\"pid\":%d,\"requests\":%ld,"
 		       "\"secs\":%.3f,\"rps\":%.0f,\"relay_cpu_us_per_req\":%.2f",
-		       use_bev ? "bufferevent_openssl" : "sock", keep_buffers ? "+keep-buffers" : "", mode, conc, (int)getpid(), reqs, secs,
+		       use_bev ? "bufferevent_openssl" : "sock", keep_buffers ? "+keep-buffers" : "",
+		       no_read_ahead ? "-no-read-ahead" : "", mode, conc, (int)getpid(), reqs, secs,
 		       reqs / secs, reqs ? cpu_us(&ru0, &ru) / reqs : 0);
 		if (strcmp(mode, "idle") == 0)
 			printf(",\"heap_per_conn\":%.0f,\"openssl_per_conn\":%.0f,\"rss_per_conn\":%.0f",
@@ -378,9 +395,17 @@ static const struct sock_cbs cl_cbs = { cl_read, nop_drained, cl_event };
 static void cl_start(void)
 {
 	static const char req[REQ_LEN] = "GET / HTTP/1.1\r\nHost: " HOST "\r\n";
-	struct cl *c = calloc(1, sizeof(*c));
+	int fd = dial(&relay_addr);
+	struct cl *c;
 
-	c->s = sock_new(base, dial(&relay_addr), client_ssl(), SOCK_TLS_CLIENT, &cl_cbs, c);
+	if (fd < 0 && stopping)
+		_exit(0);
+	if (fd < 0) {
+		perror("connect to the relay");
+		exit(1);
+	}
+	c = calloc(1, sizeof(*c));
+	c->s = sock_new(base, fd, client_ssl(), SOCK_TLS_CLIENT, &cl_cbs, c);
 	sock_write(c->s, req, REQ_LEN);
 }
 
@@ -525,10 +550,13 @@ int main(int argc, char **argv)
 			duration = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--idle"))
 			idle_n = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--no-read-ahead"))
+			no_read_ahead = atoi(argv[i + 1]) != 0;
 		else if (!strcmp(argv[i], "--keep-buffers"))
 			keep_buffers = atoi(argv[i + 1]) != 0;
 	}
-	if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+	/* idle only: the counting costs CPU */
+	if (!strcmp(mode, "idle") && !CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
 		fprintf(stderr, "cannot count OpenSSL's allocations\n");
 	signal(SIGPIPE, SIG_IGN);
 	tls_setup();
