@@ -149,9 +149,10 @@ static void rs_forward(struct sock *from, struct sock *to)
 	size_t n;
 	const char *p = sock_data(from, &n);
 
-	sock_write(to, p, n);
+	int above = sock_write(to, p, n); /* the stream's mark: HIWAT, its default */
+
 	sock_consume(from, n);
-	if (sock_out_len(to) >= HIWAT)
+	if (above)
 		sock_read_stop(from);
 }
 

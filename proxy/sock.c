@@ -24,6 +24,7 @@
 #define READ_CHUNK (16 * 1024)
 #define READ_MIN_TAIL 2048      /* below this much free room, compact or grow */
 #define MAX_INPUT_DEFAULT (64 * 1024)
+#define MAX_OUTPUT_DEFAULT (64 * 1024)
 
 /* A contiguous buffer: bytes at p + off, len of them, cap allocated. */
 struct buf {
@@ -40,6 +41,7 @@ struct sock {
 	void *arg;
 	struct buf in, out;
 	size_t max_in;            /* reading pauses at this much unconsumed input */
+	size_t max_out;           /* sock_write answers 1 from this much output on */
 	int depth;                /* callbacks of this stream on the stack */
 	bool dead;                /* sock_free'd: freed when depth drops to 0 */
 	bool ready;               /* plain, or handshake done */
@@ -427,6 +429,7 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 	s->cbs = cbs;
 	s->arg = arg;
 	s->max_in = MAX_INPUT_DEFAULT;
+	s->max_out = MAX_OUTPUT_DEFAULT;
 	s->reading = true;
 	s->ready = role == SOCK_PLAIN;
 	s->rev = (struct event *)((char *)s + events_at());
@@ -520,11 +523,16 @@ int sock_write(struct sock *s, const void *p, size_t n)
 	if (s->dead || s->failed || s->shut_req)
 		return -1;
 	if (n == 0)
-		return 0;
+		return s->max_out && s->out.len >= s->max_out ? 1 : 0;
 	buf_append(&s->out, p, n);
 	if (s->ready)
 		kick_write(s);
-	return 0;
+	return s->max_out && s->out.len >= s->max_out ? 1 : 0;
+}
+
+void sock_set_max_output(struct sock *s, size_t max)
+{
+	s->max_out = max;
 }
 
 size_t sock_out_len(const struct sock *s)

@@ -64,10 +64,13 @@ void sock_read_stop(struct sock *s);
 void sock_read_start(struct sock *s);
 
 /* Appends n bytes to the output, written at the end of this loop turn (one
- * write or SSL_write for everything appended meanwhile). No cap: the caller
- * stops producing while sock_out_len is at its high-water mark and resumes
- * in on_drained. 0, or -1 after sock_shutdown or an error. */
+ * write or SSL_write for everything appended meanwhile). The output is not
+ * capped here: 1 says it is at or above the high-water mark (the caller stops
+ * producing, e.g. sock_read_stop on the stream it relays from, and resumes in
+ * on_drained), 0 that it is below, -1 after sock_shutdown or an error. */
 int sock_write(struct sock *s, const void *p, size_t n);
+/* The high-water mark for sock_write's answer (default 64 KiB; 0: none). */
+void sock_set_max_output(struct sock *s, size_t max);
 /* Bytes appended and not yet handed to the kernel (or to SSL_write). */
 size_t sock_out_len(const struct sock *s);
 /* Half-close: once the output is written, TLS sends close_notify, then the
