@@ -12,10 +12,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -50,20 +52,88 @@ static size_t ossl_bytes; /* held by OpenSSL's allocations (the relay's) */
 
 /* ---- common ---- */
 
+/* --sites 1: live OpenSSL bytes per allocation site (file:line), in tables
+ * of their own (mmap: outside what mallinfo2 counts) */
+#define SITES 8192
+#define LIVE (1u << 22)
+struct site { const char *file; int line; long bytes, at_begin; };
+struct live { void *p; int site; };
+static struct site *sites;
+static struct live *live;
+static int nsites;
+
+static int site_of(const char *file, int line)
+{
+	for (int i = 0; i < nsites; i++)
+		if (sites[i].line == line && sites[i].file == file)
+			return i;
+	if (nsites == SITES)
+		return 0;
+	sites[nsites].file = file;
+	sites[nsites].line = line;
+	return nsites++;
+}
+
+static size_t slot(void *p)
+{
+	return ((uintptr_t)p >> 4) * 2654435761u % LIVE;
+}
+
+static void live_add(void *p, const char *file, int line)
+{
+	size_t i = slot(p);
+	int st = site_of(file, line);
+
+	while (live[i].p)
+		i = (i + 1) % LIVE;
+	live[i].p = p;
+	live[i].site = st;
+	sites[st].bytes += (long)malloc_usable_size(p);
+}
+
+static void live_del(void *p)
+{
+	size_t i = slot(p), j;
+
+	while (live[i].p && live[i].p != p)
+		i = (i + 1) % LIVE;
+	if (!live[i].p)
+		return;
+	sites[live[i].site].bytes -= (long)malloc_usable_size(p);
+	live[i].p = NULL;
+	/* re-insert the rest of the cluster (linear probing delete) */
+	for (j = (i + 1) % LIVE; live[j].p; j = (j + 1) % LIVE) {
+		struct live e = live[j];
+		size_t k = slot(e.p);
+		live[j].p = NULL;
+		while (live[k].p)
+			k = (k + 1) % LIVE;
+		live[k] = e;
+	}
+}
+
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
 	void *p = malloc(n);
 	if (p)
 		ossl_bytes += malloc_usable_size(p);
+	if (p && live)
+		live_add(p, file, line);
 	return p;
 }
 
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
 	size_t old = p ? malloc_usable_size(p) : 0;
-	void *q = realloc(p, n);
+	void *q;
+
+	if (p && live)
+		live_del(p);
+	q = realloc(p, n);
 	if (q || n == 0)
 		ossl_bytes += (q ? malloc_usable_size(q) : 0) - old;
+	if (live && (q || (p && n != 0)))
+		live_add(q ? q : p, file, line);
 	return q;
 }
 
@@ -71,7 +141,26 @@ static void ossl_free(void *p, const char *file, int line)
 {
 	if (p)
 		ossl_bytes -= malloc_usable_size(p);
+	if (p && live)
+		live_del(p);
 	free(p);
+}
+
+static int by_growth(const void *a, const void *b)
+{
+	long x = ((const struct site *)a)->bytes - ((const struct site *)a)->at_begin;
+	long y = ((const struct site *)b)->bytes - ((const struct site *)b)->at_begin;
+	return (y > x) - (y < x);
+}
+
+/* The sites that grew most between B and E, per connection, to stderr. */
+static void sites_report(long conns)
+{
+	qsort(sites, nsites, sizeof(*sites), by_growth);
+	for (int i = 0; i < nsites && i < 25; i++)
+		fprintf(stderr, "%8.0f B/conn  %s:%d\n",
+			(double)(sites[i].bytes - sites[i].at_begin) / conns,
+			sites[i].file ? sites[i].file : "?", sites[i].line);
 }
 
 /* --keep-buffers: OpenSSL keeps its record buffers while idle */
@@ -316,6 +405,8 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 		getrusage(RUSAGE_SELF, &ru0);
 		heap0 = heap_now();
 		ossl0 = ossl_bytes;
+		for (int i = 0; i < nsites; i++)
+			sites[i].at_begin = sites[i].bytes;
 		rss0 = rss_now();
 		t0 = now();
 	} else if (sscanf(line, "E %ld", &reqs) == 1) {
@@ -332,6 +423,8 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 			       ((double)rss_now() - rss0) / reqs);
 		printf("}\n");
 		fflush(stdout);
+		if (live)
+			sites_report(reqs);
 		event_base_loopbreak(base);
 	}
 }
@@ -553,7 +646,14 @@ int main(int argc, char **argv)
 			idle_n = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--no-read-ahead"))
 			no_read_ahead = atoi(argv[i + 1]) != 0;
-		else if (!strcmp(argv[i], "--keep-buffers"))
+		else if (!strcmp(argv[i], "--sites") && atoi(argv[i + 1])) {
+			sites = mmap(NULL, SITES * sizeof(*sites), PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			live = mmap(NULL, LIVE * sizeof(*live), PROT_READ | PROT_WRITE,
+				    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (sites == MAP_FAILED || live == MAP_FAILED)
+				return 1;
+		} else if (!strcmp(argv[i], "--keep-buffers"))
 			keep_buffers = atoi(argv[i + 1]) != 0;
 	}
 	/* idle only: the counting costs CPU */
