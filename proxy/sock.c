@@ -437,29 +437,33 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 	s->kick = (struct event *)((char *)s + events_at() + 2 * evsz);
 	if (role == SOCK_PLAIN)
 		SSL_free(ssl);
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	if ((role != SOCK_PLAIN && !ssl) || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
 	    event_assign(s->rev, base, fd, EV_READ | EV_PERSIST, on_io, s) < 0 ||
 	    event_assign(s->wev, base, fd, EV_WRITE | EV_PERSIST, on_io, s) < 0 ||
-	    event_assign(s->kick, base, -1, 0, on_io, s) < 0) {
-		SSL_free(s->ssl);
-		close(fd);
-		free(s);
-		return NULL;
-	}
-	if (s->ssl) {
-		SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-					     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-		SSL_set_read_ahead(s->ssl, 1); /* one recv takes a record, header and all */
-		if (SSL_get_fd(s->ssl) != fd)
-			SSL_set_fd(s->ssl, fd);
-		if (SSL_in_before(s->ssl) && role == SOCK_TLS_SERVER)
-			SSL_set_accept_state(s->ssl); /* (resets a handshake under way) */
-		else if (SSL_in_before(s->ssl))
-			SSL_set_connect_state(s->ssl);
-		kick(s, EV_WRITE); /* the first handshake step */
-	} else {
+	    event_assign(s->kick, base, -1, 0, on_io, s) < 0)
+		goto fail;
+	if (!s->ssl) {
 		update_events(s);
+		goto out;
 	}
+	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_read_ahead(s->ssl, 1); /* one recv takes a record, header and all */
+	if (SSL_get_fd(s->ssl) != fd && SSL_set_fd(s->ssl, fd) != 1)
+		goto fail;
+	if (SSL_in_before(s->ssl) && role == SOCK_TLS_SERVER)
+		SSL_set_accept_state(s->ssl); /* (it would reset a handshake under way) */
+	else if (SSL_in_before(s->ssl))
+		SSL_set_connect_state(s->ssl);
+	kick(s, EV_WRITE); /* the first handshake step */
+	goto out;
+fail:
+	ERR_clear_error();
+	SSL_free(s->ssl);
+	close(fd);
+	free(s);
+	s = NULL;
+out:
 	return s;
 }
 

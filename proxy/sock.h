@@ -36,13 +36,16 @@ struct sock_cbs {
 enum sock_tls_role { SOCK_PLAIN, SOCK_TLS_SERVER, SOCK_TLS_CLIENT };
 
 /* A stream on fd (made non-blocking here) and, unless role is SOCK_PLAIN, on
- * ssl, whose handshake starts at once (client: the ClientHello goes out in
- * this loop turn). The stream owns fd and ssl from here on, also on failure
- * (both closed/freed). It sets on ssl: SSL_MODE_RELEASE_BUFFERS,
- * SSL_MODE_ENABLE_PARTIAL_WRITE, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and read
- * ahead. cbs is borrowed (must outlive the stream). Reading starts on; the
- * input is capped at 64 KiB (sock_set_max_input). NULL if the loop's events
- * cannot be created. */
+ * ssl (a plain stream frees an ssl given), whose handshake starts or goes on
+ * at once (client: the ClientHello goes out in this loop turn; an SSL whose
+ * handshake is under way keeps its state). The stream owns fd and ssl from
+ * here on, also on failure (both closed/freed). It sets on ssl its fd,
+ * SSL_MODE_RELEASE_BUFFERS, SSL_MODE_ENABLE_PARTIAL_WRITE,
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and read-ahead. cbs is borrowed (must
+ * outlive the stream). Reading starts on; input and output marks are 64 KiB.
+ * NULL if a TLS role has no ssl or the loop's events cannot be set up.
+ * SIGPIPE: plain writes use MSG_NOSIGNAL; OpenSSL's socket BIO does not, so
+ * the process ignores SIGPIPE (egressd does). */
 struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_role role,
 		      const struct sock_cbs *cbs, void *arg);
 /* Closes at once (no close_notify, no flush: see sock_shutdown) and frees;
