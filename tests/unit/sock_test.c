@@ -703,6 +703,82 @@ static void test_key_update(void)
 	end_dispose(&b);
 }
 
+/* a reads while its own writes are blocked (the peer stopped reading, small
+ * kernel buffers), and what it reads is a KeyUpdate it must answer. OpenSSL
+ * 3.0 sends the answer with a's next SSL_write, so this does not make
+ * SSL_read return WANT_WRITE (breaking that path does not fail it); it
+ * checks that a blocked writer still reads, and both ways complete. */
+static bool b_got_all(void *arg)
+{
+	struct want *w = arg;
+	return (w->e->got_len >= w->len && w[1].e->got_len >= w[1].len) || w->e->errors ||
+	       w[1].e->errors;
+}
+
+static void test_read_needs_write(void)
+{
+	struct end a = { 0 }, b = { 0 };
+	struct end *both[2] = { &a, &b };
+	size_t n = 1024 * 1024;
+	char *big = malloc(n);
+	int fd[2];
+	struct want w[2] = { { &b, n }, { &a, 4 } };
+
+	tcp_pair_sized(fd, 16 * 1024, 16 * 1024);
+	mk(fd[0], SOCK_TLS_SERVER, &a);
+	mk(fd[1], SOCK_TLS_CLIENT, &b);
+	ok(run_until(both_connected, both), "read needs write: handshake done");
+	sock_read_stop(b.s);
+	pattern(big, n, 0);
+	sock_write(a.s, big, n);
+	run_for(0.05); /* a's writes now block: b does not read */
+	ok(sock_out_len(a.s) > 0, "read needs write: a's output is blocked (%zu bytes wait)",
+	   sock_out_len(a.s));
+	ok(SSL_key_update(sock_ssl(b.s), SSL_KEY_UPDATE_REQUESTED) == 1, "read needs write: b asks for a KeyUpdate");
+	sock_write(b.s, "ping", 4);
+	run_for(0.05); /* a reads the KeyUpdate and "ping" while its writes are blocked */
+	sock_read_start(b.s);
+	run_until(b_got_all, w);
+	ok(b.got_len == n && pattern_ok(b.got, n) && a.got_len == 4 && memcmp(a.got, "ping", 4) == 0,
+	   "read needs write: both ways complete (%zu of %zu, %zu of 4; %s / %s)", b.got_len, n,
+	   a.got_len, a.errors ? a.reason : "-", b.errors ? b.reason : "-");
+	free(big);
+	end_dispose(&a);
+	end_dispose(&b);
+}
+
+/* The other crossing: a write that needs a read. A TLS 1.2 client that
+ * starts a renegotiation has its next SSL_write send the ClientHello and
+ * then wait for the server's reply: WANT_READ, while the owner has paused
+ * reading. */
+static SSL_CTX *sctx12, *cctx12;
+
+static void test_write_needs_read(void)
+{
+	struct end a = { .echo = true }, b = { 0 };
+	struct end *both[2] = { &a, &b };
+	struct want w = { &b, 4 };
+	int fd[2];
+
+	tcp_pair(fd);
+	a.s = sock_new(base, fd[0], SSL_new(sctx12), SOCK_TLS_SERVER, &cbs, &a);
+	b.s = sock_new(base, fd[1], SSL_new(cctx12), SOCK_TLS_CLIENT, &cbs, &b);
+	ok(run_until(both_connected, both) && SSL_version(sock_ssl(b.s)) == TLS1_2_VERSION,
+	   "write needs read: TLS 1.2 handshake done");
+	sock_read_stop(b.s);
+	ok(SSL_renegotiate(sock_ssl(b.s)) == 1, "write needs read: the client starts a renegotiation");
+	sock_write(b.s, "ping", 4);
+	run_for(0.1); /* the write completes only if b reads the server's reply */
+	ok(sock_out_len(b.s) == 0 && SSL_renegotiate_pending(sock_ssl(b.s)) == 0,
+	   "write needs read: renegotiated and written with reading paused (%zu bytes wait; %s)",
+	   sock_out_len(b.s), b.errors ? b.reason : "-");
+	sock_read_start(b.s);
+	ok(run_until(got_len, &w) && b.got_len == 4 && memcmp(b.got, "ping", 4) == 0 && !a.errors,
+	   "write needs read: the echo comes back once reading resumes");
+	end_dispose(&a);
+	end_dispose(&b);
+}
+
 static void tls_setup(const char *dir)
 {
 	char err[256] = "";
@@ -722,6 +798,15 @@ static void tls_setup(const char *dir)
 		abort();
 	SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_num_tickets(sctx, 0);
+	/* TLS 1.2 with client renegotiation (off by default since OpenSSL 3.0) */
+	sctx12 = SSL_CTX_new(TLS_server_method());
+	cctx12 = SSL_CTX_new(TLS_client_method());
+	if (SSL_CTX_use_certificate(sctx12, leaf) != 1 ||
+	    SSL_CTX_use_PrivateKey(sctx12, minter_leaf_key(m)) != 1)
+		abort();
+	SSL_CTX_set_max_proto_version(sctx12, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(cctx12, TLS1_2_VERSION);
+	SSL_CTX_set_options(sctx12, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
 	X509_free(leaf);
 	minter_free(m);
 	ca_free(ca); /* the contexts hold their own references */
@@ -750,9 +835,13 @@ int main(void)
 	test_backpressure();
 	test_close_other();
 	test_key_update();
+	test_read_needs_write();
+	test_write_needs_read();
 	event_base_free(base);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx12);
+	SSL_CTX_free(cctx12);
 	{
 		char cmd[64];
 		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
