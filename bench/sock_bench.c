@@ -5,7 +5,8 @@
  * origin (both on proxy/sock.c, the same for either relay). Prints one JSON
  * line: relay CPU µs per request (getrusage of the relay process: one
  * thread), and for --mode idle the relay's malloc'd bytes (mallinfo2) and
- * RSS per idle connection. bench/sock_bench.sh interleaves the runs. */
+ * RSS per idle connection. bench/sock_bench.sh interleaves the runs.
+ * SOCK_BENCH_EVDEBUG=1: libevent's debug mode and log in the child. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
@@ -432,7 +433,6 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
 /* ---- the child: clients and the origin (on proxy/sock.c) ---- */
 
 static int ctl_fd;
-struct sock *last_org; /* for a debugger */
 static long done_reqs, idle_ready;
 static bool counting = false;
 
@@ -538,8 +538,7 @@ static void org_accept(evutil_socket_t l, short what, void *arg)
 
 	while ((fd = accept4(l, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		last_org = sock_new(base, fd, SSL_new(sctx), SOCK_TLS_SERVER, &org_cbs,
-				    calloc(1, sizeof(struct org)));
+		sock_new(base, fd, SSL_new(sctx), SOCK_TLS_SERVER, &org_cbs, calloc(1, sizeof(struct org)));
 	}
 }
 
