@@ -48,6 +48,14 @@ enum sock_tls_role { SOCK_PLAIN, SOCK_TLS_SERVER, SOCK_TLS_CLIENT };
  * the process ignores SIGPIPE (egressd does). */
 struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_role role,
 		      const struct sock_cbs *cbs, void *arg);
+/* Bytes already read from fd before the stream took it over (a peeked
+ * ClientHello, a request pipelined behind a CONNECT): they come first, before
+ * the socket's. Call right after sock_new, before the loop runs. Plain: they
+ * are the input's first bytes (on_read runs for them in this loop turn); TLS:
+ * OpenSSL reads them first (a filter BIO in front of the socket's, kept for
+ * the stream's life; the SSL must not have started its handshake). 0, or -1
+ * (TLS: the SSL's BIOs are not one socket BIO, or the handshake started). */
+int sock_preload(struct sock *s, const void *p, size_t n);
 /* Closes at once (no close_notify, no flush: see sock_shutdown) and frees;
  * from inside one of s's callbacks the memory is freed once it returns, and
  * no further callback of s runs. NULL is a no-op. */

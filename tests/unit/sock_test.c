@@ -779,6 +779,55 @@ static void test_write_needs_read(void)
 	end_dispose(&b);
 }
 
+/* Bytes read before the stream took the socket over come first: plain, and
+ * TLS with all of a peeked ClientHello or only its first bytes preloaded. */
+static void test_preload_plain(void)
+{
+	struct end a = { 0 }, b = { 0 };
+	struct want w = { &a, 3 };
+
+	pair(false, &a, &b);
+	ok(sock_preload(a.s, "abc", 3) == 0, "preload plain: accepted");
+	ok(run_until(got_len, &w) && a.got_len == 3 && memcmp(a.got, "abc", 3) == 0,
+	   "preload plain: on_read gets them with nothing on the socket");
+	w.len = 6;
+	sock_write(b.s, "def", 3);
+	ok(run_until(got_len, &w) && a.got_len == 6 && memcmp(a.got, "abcdef", 6) == 0,
+	   "preload plain: then the socket's bytes");
+	end_dispose(&a);
+	end_dispose(&b);
+}
+
+static void test_preload_tls(size_t take)
+{
+	struct end a = { .echo = true }, b = { 0 };
+	struct end *both[2] = { &a, &b };
+	struct want w = { &b, 4 };
+	char hello[4096];
+	ssize_t n = -1;
+	int fd[2];
+
+	tcp_pair(fd);
+	mk(fd[1], SOCK_TLS_CLIENT, &b);
+	for (int i = 0; i < 500 && n <= 0; i++) { /* the ClientHello, as a peek would get it */
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		n = recv(fd[0], hello, take ? take : sizeof(hello), MSG_DONTWAIT);
+		if (n <= 0)
+			usleep(1000);
+	}
+	ok(n > 0 && hello[0] == 0x16, "preload tls: %zd bytes of the ClientHello read off the socket", n);
+	mk(fd[0], SOCK_TLS_SERVER, &a);
+	ok(sock_preload(a.s, hello, (size_t)n) == 0, "preload tls: accepted");
+	ok(run_until(both_connected, both) && a.connected && b.connected,
+	   "preload tls (%s): handshake done (%s)", take ? "first bytes" : "all of it",
+	   a.errors ? a.reason : "-");
+	sock_write(b.s, "ping", 4);
+	ok(run_until(got_len, &w) && b.got_len == 4 && memcmp(b.got, "ping", 4) == 0,
+	   "preload tls: echo through the stream");
+	end_dispose(&a);
+	end_dispose(&b);
+}
+
 static void tls_setup(const char *dir)
 {
 	char err[256] = "";
@@ -837,6 +886,9 @@ int main(void)
 	test_key_update();
 	test_read_needs_write();
 	test_write_needs_read();
+	test_preload_plain();
+	test_preload_tls(0);
+	test_preload_tls(10);
 	event_base_free(base);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
