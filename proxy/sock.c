@@ -636,7 +636,10 @@ void sock_read_start(struct sock *s)
 		return;
 	s->reading = true;
 	update_events(s);
-	kick_read_if_pending(s);
+	if (s->preloaded)
+		kick(s, EV_READ); /* preloaded input on_read has not seen */
+	else
+		kick_read_if_pending(s);
 }
 
 int sock_write(struct sock *s, const void *p, size_t n)

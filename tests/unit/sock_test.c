@@ -796,6 +796,18 @@ static void test_preload_plain(void)
 	   "preload plain: then the socket's bytes");
 	end_dispose(&a);
 	end_dispose(&b);
+	/* preloaded while reading is paused: they come when it resumes */
+	pair(false, &a, &b);
+	sock_read_stop(a.s);
+	sock_preload(a.s, "xyz", 3);
+	run_for(0.02);
+	ok(a.got_len == 0, "preload plain, reading paused: nothing yet");
+	sock_read_start(a.s);
+	w.len = 3;
+	ok(run_until(got_len, &w) && a.got_len == 3 && memcmp(a.got, "xyz", 3) == 0,
+	   "preload plain, reading paused: on_read once it resumes");
+	end_dispose(&a);
+	end_dispose(&b);
 }
 
 static void test_preload_tls(size_t take)
