@@ -75,6 +75,12 @@ static const struct cliopt opts[] = {
 	{ "metrics", 0, OPT_METRICS, "ADDR:PORT",
 	  "serve Prometheus metrics at http://ADDR:PORT/metrics (bind it to loopback or an "
 	  "operator network)", "none", RUNTIME_CMDS },
+	{ "control", 0, OPT_CONTROL, "unix:PATH",
+	  "serve: the control API (sandboxes created at runtime) on a unix socket, mode "
+	  "0600; sandbox: the socket to talk to", "none", CLI_SERVE | CLI_SANDBOX },
+	{ "file", 'f', 'f', "FILE",
+	  "sandbox put: the sandbox as JSON (source, listen, allowNet, secrets...; '-' = stdin)",
+	  "none", CLI_SANDBOX },
 	/* logging */
 	{ "log", 0, OPT_LOG, "FILE",
 	  "JSON-lines audit and operations log ('-' = stderr); reopened on SIGHUP",
@@ -136,6 +142,14 @@ static const struct clicmd cmds[] = {
 	  "hidden from it. It gets the placeholders and CA bundle variables; DNS is\n"
 	  "egressd's own.\n"
 	  "Exit status: CMD's (128+N if it died of signal N), 125 if egressd fails.\n" },
+	{ "sandbox", CLI_SANDBOX, "sandbox put|rm|ls|env [NAME] --control unix:PATH [OPTIONS]",
+	  "create, delete, list sandboxes of a running egressd (its control API)",
+	  "put NAME -f FILE creates or replaces a sandbox and prints its environment;\n"
+	  "or give it as options: --source CIDR, --listen ADDR:PORT, --allow-net,\n"
+	  "--deny-net, --intercept, --secret NAME=HOST[,HOST] (value from this command's\n"
+	  "own environment). rm NAME deletes it (its open connections are closed);\n"
+	  "ls lists them; env NAME prints the environment of one (no new placeholders).\n"
+	  "Exit status: 0, 1 if egressd refused (its answer on stderr), 2 on a usage error.\n" },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))

@@ -1,6 +1,7 @@
 /* main.c -- the egressd command line: parses the options (their table and
  * help texts are cliopts.c's) and runs serve (default), check, env, ca, run */
 #include <getopt.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "audit.h"
 #include "cliopts.h"
 #include "config.h"
+#include "control.h"
 #include "jailinit.h"
 #include "pattern.h"
 #include "policy.h"
@@ -45,6 +47,8 @@ struct cli {
 	bool tolerant;            /* a reload: a sandbox's bad policy file is recorded */
 	const char *sandbox;      /* --sandbox NAME for check and env */
 	const char *user;         /* run --user USER[:GROUP] */
+	const char *control;      /* --control unix:PATH */
+	const char *file;         /* sandbox put -f FILE */
 	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
 };
 
@@ -144,6 +148,8 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_SANDBOX: cli->sandbox = arg; break;
 	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
+	case OPT_CONTROL: cli->control = arg; break;
+	case 'f': cli->file = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
 	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
@@ -482,6 +488,10 @@ static struct {
 	char **argv;
 } saved;
 
+/* getopt's state is global: SIGHUP (main thread) and the control API's
+ * amend (control thread) parse the saved command line one at a time */
+static pthread_mutex_t args_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct sbtable *reload_table(void *ctx, char *err)
 {
 	struct cli tmp = { .so = { .drain_timeout_s = 5 }, .tolerant = true };
@@ -490,10 +500,16 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	char e[CONFIG_ERRLEN];
 
 	(void)ctx;
+	pthread_mutex_lock(&args_lock);
 	if (parse_args(saved.argc, saved.argv, &tmp, p, e) == 0)
 		t = make_table(&tmp, p, saved.argc, saved.argv);
 	else
 		snprintf(err, 256, "%.250s", e[0] ? e : "the command line did not parse");
+	pthread_mutex_unlock(&args_lock);
+	if (t && !sbx_named(t) && tmp.nconfig == 0 && tmp.control) {
+		sbx_free(t); /* --control without -c: sandboxes, none from a file */
+		t = sbx_new();
+	}
 	sbx_free(tmp.sbt);
 	policy_unref(p);
 	if (!t && !err[0])
@@ -501,11 +517,47 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	return t;
 }
 
+/* The command line's policy options, added to an API sandbox's policy as
+ * to each sandbox of a file. */
+static bool amend_api_policy(void *ctx, struct policy *p, char *err)
+{
+	struct cli tmp = { .skip_config = true };
+	char e[CONFIG_ERRLEN];
+	int rc;
+
+	(void)ctx;
+	pthread_mutex_lock(&args_lock);
+	rc = parse_args(saved.argc, saved.argv, &tmp, p, e);
+	pthread_mutex_unlock(&args_lock);
+	if (rc != 0)
+		snprintf(err, CONTROL_ERRLEN, "the command line's policy options: %.200s", e);
+	return rc == 0;
+}
+
+/* --control: the table must be one of sandboxes (an empty one without -c). */
+static struct sbtable *control_table(const struct cli *cli, struct sbtable *t)
+{
+	if (!cli->control || sbx_named(t))
+		return t;
+	sbx_free(t);
+	if (cli->nconfig > 0) {
+		fprintf(stderr, "egressd: --control needs a policy file with \"sandboxes\", or no "
+				"-c (the command line's policy options then apply to each API "
+				"sandbox)\n");
+		return NULL;
+	}
+	return sbx_new();
+}
+
 static int cmd_serve(struct cli *cli, struct sbtable *t)
 {
 	char err[256];
 	struct server *s;
+	struct control *ctl = NULL;
 	int rc;
+
+	if (!(t = control_table(cli, t)))
+		return 2;
 
 	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
@@ -528,12 +580,22 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 	}
 	cli->so.reload = reload_table;
 	s = server_new(&cli->so, t, err);
+	if (s && cli->control &&
+	    !(ctl = control_new(s, cli->control, cli->so.state_dir, amend_api_policy, NULL, err))) {
+		server_free(s);
+		s = NULL;
+	}
 	if (!s) {
 		audit_msg(AUDIT_ERROR, "error", "%s", err);
 		audit_close();
 		return 1;
 	}
+	if (ctl) {
+		audit_say(AUDIT_INFO, "control API on %s", cli->control);
+		control_start(ctl);
+	}
 	rc = server_run(s);
+	control_free(ctl); /* before the server: it calls into it */
 	server_free(s);
 	audit_close();
 	return rc;

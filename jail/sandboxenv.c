@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "ca.h"
+#include "envvars.h"
 #include "policy.h"
 #include "secrets.h"
 
@@ -105,16 +106,17 @@ static void put(const char *name, const char *val)
 	printf("'\n");
 }
 
+static void put_var(void *ctx, const char *name, const char *value)
+{
+	(void)ctx;
+	put(name, value);
+}
+
 int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char *listen,
 		       const char *upstream_ca)
 {
-	static const char *const proxy_vars[] = { "HTTPS_PROXY", "HTTP_PROXY", "https_proxy",
-						  "http_proxy" };
-	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-					       "DENO_CERT", "GIT_SSL_CAINFO" };
 	unsigned char key[PLACEHOLDER_KEYLEN];
-	char err[SECRETS_ERRLEN], ph[PLACEHOLDER_LEN + 1], url[300], bundle[4200];
+	char err[SECRETS_ERRLEN], url[300], bundle[4200];
 
 	if (placeholder_key_load(state_dir, key, err) < 0) {
 		fprintf(stderr, "egressd: %s\n", err);
@@ -128,16 +130,9 @@ int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char
 		OPENSSL_cleanse(key, sizeof(key));
 		return 1;
 	}
-	for (size_t i = 0; i < policy_secret_count(p); i++) {
-		placeholder_make(key, policy_scope(p), policy_secret_name(p, i), ph);
-		put(policy_secret_name(p, i), ph);
-	}
-	OPENSSL_cleanse(key, sizeof(key));
 	snprintf(url, sizeof(url), "http://%s", listen);
-	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
-		put(proxy_vars[i], url);
-	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
-		put(ca_vars[i], bundle);
+	envvars_each(p, key, url, bundle, put_var, NULL);
+	OPENSSL_cleanse(key, sizeof(key));
 	return 0;
 }
 

@@ -1,0 +1,21 @@
+/* envvars.h -- the environment a sandbox gets to use egressd: its secrets'
+ * placeholders, the proxy variables and the CA bundle variables, one list
+ * shared by `egressd env`, `egressd sandbox put` and the control API */
+#ifndef EGRESSD_ENVVARS_H
+#define EGRESSD_ENVVARS_H
+
+#include "secrets.h"
+
+struct policy;
+
+/* Called once per variable; name and value are valid during the call only. */
+typedef void (*envvars_fn)(void *ctx, const char *name, const char *value);
+
+/* Calls fn for each variable in a fixed order: a placeholder for each of
+ * p's secrets (scoped as p is, made with key), then the proxy variables
+ * (proxy_url, e.g. "http://127.0.0.1:3128"), then the CA variables (bundle:
+ * the CA bundle's path). */
+void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
+		  const char *proxy_url, const char *bundle, envvars_fn fn, void *ctx);
+
+#endif

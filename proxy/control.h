@@ -1,0 +1,35 @@
+/* control.h -- the control API: sandboxes created, listed and deleted at
+ * runtime over HTTP/1.1 + JSON on a unix socket (--control unix:PATH), on
+ * a thread and event loop of its own */
+#ifndef EGRESSD_CONTROL_H
+#define EGRESSD_CONTROL_H
+
+#include <stdbool.h>
+
+struct policy;
+struct server;
+
+#define CONTROL_ERRLEN 256
+#define CONTROL_BODY_MAX (1 << 20) /* a larger request body gets 413 */
+
+/* Amends an API sandbox's policy as the command line's policy options
+ * amend every sandbox's (--deny-net, --resolve, ...): true, or false with
+ * err (CONTROL_ERRLEN bytes). Called on the control thread. */
+typedef bool (*control_amend_fn)(void *ctx, struct policy *p, char *err);
+
+struct control;
+
+/* Binds the control socket spec ("unix:PATH": created mode 0600, a stale
+ * socket at PATH replaced) for server s (borrowed; outlives the control).
+ * state_dir: the CA and placeholder key (as serve's). amend may be NULL.
+ * Returns NULL with err (CONTROL_ERRLEN bytes). */
+struct control *control_new(struct server *s, const char *spec, const char *state_dir,
+			    control_amend_fn amend, void *amend_ctx, char *err);
+/* Starts answering on the control thread; control_stop ends it (and its
+ * open requests). */
+void control_start(struct control *c);
+void control_stop(struct control *c);
+/* Stops, removes the socket file, frees. NULL: no-op. */
+void control_free(struct control *c);
+
+#endif
