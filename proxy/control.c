@@ -123,7 +123,6 @@ static void reply(struct creq *r, int code, json_t *v, const char *extra)
 	free(body);
 	json_decref(v);
 	r->answered = true;
-	bufferevent_disable(r->bev, EV_READ);
 	metrics_control_request(server_metrics(r->c->srv), code);
 }
 
@@ -394,6 +393,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 	struct creq *r = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
+	if (r->answered) { /* the rest of a refused body: read and dropped */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	while (!r->answered && evbuffer_get_length(in) > 0) {
 		struct evbuffer_iovec v;
 		size_t used = 0;
@@ -405,6 +408,10 @@ static void on_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, used);
 		if (st == HTTPMSG_NEED_MORE)
 			continue;
+		if (st == HTTPMSG_UPGRADE) {
+			reply_error(r, 400, "no upgrade or CONNECT here", NULL, NULL);
+			break;
+		}
 		if (st == HTTPMSG_ERROR) {
 			int code = httpmsg_error_status(r->msg);
 			reply_error(r, code, httpmsg_error(r->msg), NULL, NULL);
@@ -417,12 +424,16 @@ static void on_read(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* Answered and written: our side is shut down, and the connection is freed
+ * when the client closes its side (or at the timeout). Until then what it
+ * still sends is read and dropped, so a client answered early (413 at the
+ * head) reads the answer instead of a reset. */
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct creq *r = arg;
 
 	if (r->answered && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		creq_free(r);
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
