@@ -217,8 +217,13 @@ struct sbtable *config_load_sandbox(const char *name, const char *text, size_t l
 
 	where[0] = '\0';
 	root = config_parse_json(L.name, text, len, err);
-	if (!root)
+	if (!root) {
+		/* jansson quotes the text near a syntax error: it may be a value */
+		char *near = strstr(err, " near ");
+		if (near)
+			*near = '\0';
 		goto out;
+	}
 	if (!json_is_object(root)) {
 		config_fail(&L, false, "a sandbox must be a JSON object, not %s",
 			    config_type_name(root));

@@ -220,6 +220,8 @@ def t_bad_bodies(ctx):
     e = start(ctx)
     cases = [
         (b'{"source": "127.0.0.30", ', None, "expected"),
+        (b'{"source": "127.0.0.30", "secrets": {"K": {"hosts": ["api.test"], "value": "' +
+         REAL.encode(), None, "premature end of input"),
         (json.dumps({"source": "127.0.0.30", "secrets": {"K": {"hosts": ["api.test", "a..b"],
                                                                "value": REAL}}}).encode(),
          "secrets.K.hosts[1]", "invalid pattern"),
