@@ -10,11 +10,14 @@
 #include "cliopts.h"
 #include "tap.h"
 
-static const unsigned all_cmds[] = { CLI_SERVE, CLI_CHECK, CLI_ENV, CLI_CA, CLI_RUN };
-static const char *const cmd_names[] = { "serve", "check", "env", "ca", "run" };
+static const unsigned all_cmds[] = { CLI_SERVE, CLI_CHECK, CLI_ENV, CLI_CA, CLI_RUN,
+				      CLI_SANDBOX };
+static const char *const cmd_names[] = { "serve", "check", "env", "ca", "run", "sandbox" };
 
-/* The help text of command (0: overview), in a malloc'ed string. */
-static char *help_text(unsigned command)
+/* The help text of command (0: overview), in a malloc'ed string. Not
+ * inlined: gcc 12 then takes the result for a pointer to the local buf
+ * (-Wdangling-pointer, a false positive at -O2). */
+static __attribute__((noinline)) char *help_text(unsigned command)
 {
 	char *buf = NULL;
 	size_t len = 0;
