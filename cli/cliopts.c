@@ -5,6 +5,7 @@
 #include <string.h>
 
 #define POLICY_CMDS (CLI_SERVE | CLI_CHECK | CLI_RUN)
+#define SBX_FLAGS (POLICY_CMDS | CLI_SANDBOX) /* sandbox put takes them as its sandbox's */
 #define RUNTIME_CMDS (CLI_SERVE | CLI_RUN)
 
 /* One row per option. The default column is what egressd does when the
@@ -16,15 +17,15 @@ static const struct cliopt opts[] = {
 	  "none", POLICY_CMDS | CLI_ENV },
 	{ "allow-net", 0, OPT_ALLOW, "P[,P...]",
 	  "add allowNet patterns (repeatable; '' denies everything)",
-	  "no allowNet from any source: every destination is allowed", POLICY_CMDS },
+	  "no allowNet from any source: every destination is allowed", SBX_FLAGS },
 	{ "deny-net", 0, OPT_DENY, "P[,P...]",
-	  "patterns refused even when allowNet matches (repeatable)", "none", POLICY_CMDS },
+	  "patterns refused even when allowNet matches (repeatable)", "none", SBX_FLAGS },
 	{ "secret", 0, OPT_SECRET, "NAME=HOST[,HOST...]",
 	  "a secret whose value is egressd's own environment variable NAME, injected "
-	  "only for HOSTs (repeatable)", "none", POLICY_CMDS | CLI_ENV },
+	  "only for HOSTs (repeatable)", "none", SBX_FLAGS | CLI_ENV },
 	{ "intercept", 0, OPT_INTERCEPT, "P[,P...]",
 	  "also intercept (and audit per request) hosts matching these patterns, "
-	  "without secrets (repeatable)", "none: only secrets' hosts", POLICY_CMDS },
+	  "without secrets (repeatable)", "none: only secrets' hosts", SBX_FLAGS },
 	{ "allow-private", 0, OPT_PRIVATE, "CIDR",
 	  "allow destinations in a special-purpose range (repeatable)",
 	  "none: loopback, RFC 1918, link-local... are refused", POLICY_CMDS },
@@ -42,7 +43,7 @@ static const struct cliopt opts[] = {
 	/* listeners and upstreams */
 	{ "listen", 0, OPT_LISTEN, "ADDR:PORT",
 	  "explicit proxy listener, CONNECT and absolute-form HTTP (repeatable; "
-	  "for env: the proxy address it prints)", "127.0.0.1:3128", CLI_SERVE | CLI_ENV },
+	  "for env: the proxy address it prints)", "127.0.0.1:3128", CLI_SERVE | CLI_ENV | CLI_SANDBOX },
 	{ "transparent", 0, OPT_TRANSPARENT, "ADDR:PORT",
 	  "transparent listener for redirected traffic, SO_ORIGINAL_DST (repeatable)",
 	  "none", CLI_SERVE },
@@ -78,6 +79,9 @@ static const struct cliopt opts[] = {
 	{ "control", 0, OPT_CONTROL, "unix:PATH",
 	  "serve: the control API (sandboxes created at runtime) on a unix socket, mode "
 	  "0600; sandbox: the socket to talk to", "none", CLI_SERVE | CLI_SANDBOX },
+	{ "source", 0, OPT_SOURCE, "CIDR",
+	  "sandbox put: a client source address or range of the sandbox (repeatable)", "none",
+	  CLI_SANDBOX },
 	{ "file", 'f', 'f', "FILE",
 	  "sandbox put: the sandbox as JSON (source, listen, allowNet, secrets...; '-' = stdin)",
 	  "none", CLI_SANDBOX },

@@ -26,6 +26,7 @@
 #include "runcmd.h"
 #include "sandboxenv.h"
 #include "sandboxes.h"
+#include "sbxclient.h"
 #include "selfguard.h"
 #include "server.h"
 #include "version.h"
@@ -49,6 +50,9 @@ struct cli {
 	const char *user;         /* run --user USER[:GROUP] */
 	const char *control;      /* --control unix:PATH */
 	const char *file;         /* sandbox put -f FILE */
+	const char *sbx_sub;      /* sandbox put|rm|ls|env */
+	const char *sbx_name;     /* its NAME */
+	struct sbxflags *sbx;     /* sandbox put's options (owned) */
 	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
 };
 
@@ -127,6 +131,31 @@ static bool load_config(struct cli *cli, struct policy *p, const char *path, cha
 	return true;
 }
 
+/* An option of `egressd sandbox`: the sandbox's own keys go to the body
+ * put sends; the rest to the CLI state. Returns 0 or 2 with err. */
+static int sandbox_opt(struct cli *cli, int opt, const char *arg, char *err)
+{
+	static const struct { int opt; const char *key; } keys[] = {
+		{ OPT_SOURCE, "source" }, { OPT_LISTEN, "listen" }, { OPT_ALLOW, "allowNet" },
+		{ OPT_DENY, "denyNet" }, { OPT_INTERCEPT, "intercept" }, { OPT_SECRET, "secret" },
+	};
+	char e[SBXCLIENT_ERRLEN];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (keys[i].opt != opt)
+			continue;
+		if (sbxflags_add(cli->sbx, keys[i].key, arg, e))
+			return 0;
+		snprintf(err, CONFIG_ERRLEN, "%s", e);
+		return 2;
+	}
+	if (opt == OPT_CONTROL)
+		cli->control = arg;
+	else if (opt == 'f')
+		cli->file = arg;
+	return 0;
+}
+
 /* Applies one option to the policy or the CLI state; a number is first
  * checked against its row's range. Returns 0, or 2 with the reason in err
  * (CONFIG_ERRLEN bytes). */
@@ -138,6 +167,8 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	int n = 0;
 
 	err[0] = '\0';
+	if (cli->sbx)
+		return sandbox_opt(cli, opt, arg, err);
 	if (r && o && (n = parse_uint(arg, r->max)) < r->min) {
 		snprintf(err, CONFIG_ERRLEN, "invalid --%s \"%s\" (want %d..%d%s)", o->name, arg,
 			 r->min, r->max, r->unit);
@@ -678,6 +709,19 @@ int main(int argc, char **argv)
 		cliopts_hint(stderr, 0);
 		return 2;
 	}
+	if (cli.cmd == CLI_SANDBOX) { /* egressd sandbox put|rm|ls|env [NAME] [OPTIONS] */
+		cli.sbx = sbxflags_new();
+		if (argc > 1 && argv[1][0] != '-') {
+			cli.sbx_sub = argv[1];
+			argc--;
+			argv++;
+		}
+		if (argc > 1 && argv[1][0] != '-') {
+			cli.sbx_name = argv[1];
+			argc--;
+			argv++;
+		}
+	}
 	if (cli.cmd == CLI_CA && argc > 1 && argv[1][0] != '-') {
 		cli.ca_sub = argv[1]; /* egressd ca init|show [OPTIONS] */
 		argc--;
@@ -693,7 +737,12 @@ int main(int argc, char **argv)
 	audit_hook_libevent();
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
-	if (rc == 0 && cli.cmd == CLI_CA)
+	if (rc == 0 && cli.cmd == CLI_SANDBOX)
+		rc = optind < argc ? (fprintf(stderr, "egressd: unexpected argument '%s'\n",
+					      argv[optind]), 2)
+				   : sbxclient_main(cli.control, cli.sbx_sub, cli.sbx_name, cli.file,
+						    cli.sbx);
+	else if (rc == 0 && cli.cmd == CLI_CA)
 		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
 						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);
 	else if (rc == 0) {
@@ -703,6 +752,7 @@ int main(int argc, char **argv)
 		rc = t ? dispatch(&cli, t, argc, argv) : 2;
 	}
 	sbx_free(cli.sbt);
+	sbxflags_free(cli.sbx);
 	policy_unref(p);
 	if (rc == 2 && cli.cmd == CLI_RUN)
 		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */

@@ -218,17 +218,21 @@ static void delete_one(struct creq *r, const char *name)
 	reply(r, 200, json_pack("{s:s,s:I}", "deleted", name, "closing", (json_int_t)open), NULL);
 }
 
-/* The body as shown by GET: without any secret's "value". */
-static char *definition(const char *body, size_t len)
+/* The body as GET shows it: without any secret's "value", with the
+ * sandbox's environment (env, borrowed). */
+static char *definition(const char *body, size_t len, json_t *env)
 {
 	json_t *v = json_loadb(body, len, 0, NULL), *secrets, *sec;
 	const char *k;
 	char *s;
 
+	if (!v)
+		v = json_object();
 	secrets = json_object_get(v, "secrets");
 	json_object_foreach(secrets, k, sec)
 		json_object_del(sec, "value");
-	s = json_dumps(v ? v : json_object(), JSON_COMPACT);
+	json_object_set(v, "env", env);
+	s = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
 	return s;
 }
@@ -281,7 +285,7 @@ static void put_one(struct creq *r, const char *name)
 	env = json_object();
 	proxy_url(c, t, url, sizeof(url));
 	envvars_each(sbx_policy(t, 0), c->phkey, url, c->bundle, env_add, env);
-	info = definition(r->body, r->blen);
+	info = definition(r->body, r->blen, env);
 	rc = server_sandbox_put(c->srv, t, info, &created, err); /* takes t */
 	free(info);
 	if (rc < 0) {

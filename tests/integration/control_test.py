@@ -439,6 +439,45 @@ def t_startup_refusals(ctx):
     check_eq(st, 200, "the first egressd still answers")
 
 
+@suite.case("egressd sandbox put|ls|env|rm: a client of the socket (flags or a JSON file)")
+def t_cli(ctx):
+    e = start(ctx)
+    ctl = "unix:" + e.ctl
+    r = run_egressd(["sandbox", "put", "cli-1", "--control", ctl, "--source", "127.0.0.60",
+                     "--allow-net", "api.test,other.test", "--secret", "API_KEY=api.test"],
+                    env={"API_KEY": REAL})
+    check(r.returncode == 0, "put: %d %s" % (r.returncode, r.stderr))
+    env = dict(l.split("=", 1) for l in r.stdout.split("\n") if "=" in l)
+    check(env.get("API_KEY", "").startswith("egressd-ph-") and
+          env.get("HTTPS_PROXY") == "http://" + e.addr, "put printed the env: %r" % r.stdout)
+    n = len(W["srv"].seen)
+    rc, out = curl_via(ctx, env, "127.0.0.60", U % W["port"],
+                       "-H", "Authorization: Bearer " + env["API_KEY"])
+    check(status_of(out) == 200 and auth_seen(n) == ["Bearer " + REAL], "traffic: %r" % out[:200])
+    spec = os.path.join(ctx.tmp, "cli-2.json")
+    with open(spec, "w") as f:
+        json.dump({"source": "127.0.0.61", "allowNet": ["api.test"]}, f)
+    r = run_egressd(["sandbox", "put", "cli-2", "-f", spec, "--control", ctl])
+    check(r.returncode == 0 and "HTTPS_PROXY=" in r.stdout, "put -f: %d %s" % (r.returncode, r.stderr))
+    r = run_egressd(["sandbox", "ls", "--control", ctl])
+    names = sorted(l.split()[0] for l in r.stdout.strip().split("\n"))
+    check(r.returncode == 0 and names == ["cli-1", "cli-2"], "ls: %r" % r.stdout)
+    r = run_egressd(["sandbox", "env", "cli-1", "--control", ctl])
+    check(r.returncode == 0 and "API_KEY=" + env["API_KEY"] in r.stdout, "env: %r" % r.stdout)
+    r = run_egressd(["sandbox", "put", "cli-3", "--control", ctl, "--source", "127.0.0.60"])
+    check(r.returncode == 1 and "409" in r.stderr, "conflict: %d %r" % (r.returncode, r.stderr))
+    r = run_egressd(["sandbox", "put", "cli-3", "--control", ctl, "--source", "127.0.0.62",
+                     "--allow-net", "a..b"])
+    check(r.returncode == 1 and "allowNet[0]" in r.stderr, "bad pattern: %r" % r.stderr)
+    r = run_egressd(["sandbox", "rm", "cli-1", "--control", ctl])
+    check(r.returncode == 0 and "deleted cli-1" in r.stdout, "rm: %d %r" % (r.returncode, r.stderr))
+    r = run_egressd(["sandbox", "rm", "cli-1", "--control", ctl])
+    check(r.returncode == 1 and "404" in r.stderr, "rm again: %r" % r.stderr)
+    r = run_egressd(["sandbox", "frob", "--control", ctl])
+    check_eq(r.returncode, 2, "an unknown subcommand")
+    no_real_value(e, r.stdout)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         print("1..0 # SKIP the control socket is root's; run as root")
