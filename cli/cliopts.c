@@ -76,6 +76,9 @@ static const struct cliopt opts[] = {
 	{ "metrics", 0, OPT_METRICS, "ADDR:PORT",
 	  "serve Prometheus metrics at http://ADDR:PORT/metrics (bind it to loopback or an "
 	  "operator network)", "none", RUNTIME_CMDS },
+	{ "format", 0, OPT_FORMAT, "sh|dotenv|json",
+	  "env: NAME=VALUE lines quoted for the shell, a dotenv file, or one JSON object", "sh",
+	  CLI_ENV },
 	{ "control", 0, OPT_CONTROL, "unix:PATH",
 	  "serve: the control API (sandboxes created at runtime) on a unix socket, mode "
 	  "0600; sandbox: the socket to talk to", "none", CLI_SERVE | CLI_SANDBOX },

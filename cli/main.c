@@ -50,6 +50,7 @@ struct cli {
 	const char *user;         /* run --user USER[:GROUP] */
 	const char *control;      /* --control unix:PATH */
 	const char *file;         /* sandbox put -f FILE */
+	const char *format;       /* env --format sh|dotenv|json */
 	const char *sbx_sub;      /* sandbox put|rm|ls|env */
 	const char *sbx_name;     /* its NAME */
 	struct sbxflags *sbx;     /* sandbox put's options (owned) */
@@ -180,6 +181,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_CONTROL: cli->control = arg; break;
+	case OPT_FORMAT: cli->format = arg; break;
 	case 'f': cli->file = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
@@ -651,7 +653,8 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 		rc = cmd_check(argc - optind, argv + optind, cli, t);
 	else if (cli->cmd == CLI_ENV)
 		rc = optind < argc ? 2 : !(p = chosen_policy(cli, t)) ? 2
-			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca);
+			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca,
+					     cli->format);
 	else if (sbx_named(t))
 		rc = (fprintf(stderr, "egressd run: takes one policy, not \"sandboxes\"\n"), 2);
 	else if (optind < argc) {

@@ -14,6 +14,7 @@
 
 #include "ca.h"
 #include "envvars.h"
+#include "jsonw.h"
 #include "policy.h"
 #include "secrets.h"
 
@@ -112,11 +113,52 @@ static void put_var(void *ctx, const char *name, const char *value)
 	put(name, value);
 }
 
+/* NAME=VALUE, double-quoted (\" \\ \$ escaped) unless plain: dotenv files. */
+static void put_dotenv(void *ctx, const char *name, const char *val)
+{
+	(void)ctx;
+	if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			"-_./:[]@%+,=") == strlen(val)) {
+		printf("%s=%s\n", name, val);
+		return;
+	}
+	printf("%s=\"", name);
+	for (; *val; val++) {
+		if (*val == '"' || *val == '\\' || *val == '$')
+			putchar('\\');
+		putchar(*val);
+	}
+	printf("\"\n");
+}
+
+/* "NAME": "VALUE" members of one JSON object (ctx: the count so far). */
+static void put_json(void *ctx, const char *name, const char *val)
+{
+	char buf[8192];
+	int *n = ctx;
+
+	printf("%s\n  \"%s\": \"", (*n)++ ? "," : "{", name);
+	if (jsonw_escape(buf, sizeof(buf), val, strlen(val)) >= 0)
+		fputs(buf, stdout);
+	putchar('"');
+}
+
 int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char *listen,
-		       const char *upstream_ca)
+		       const char *upstream_ca, const char *format)
 {
 	unsigned char key[PLACEHOLDER_KEYLEN];
 	char err[SECRETS_ERRLEN], url[300], bundle[4200];
+	envvars_fn fn = put_var;
+	int n = 0;
+
+	if (format && !strcmp(format, "dotenv"))
+		fn = put_dotenv;
+	else if (format && !strcmp(format, "json"))
+		fn = put_json;
+	else if (format && strcmp(format, "sh")) {
+		fprintf(stderr, "egressd: invalid --format \"%s\" (want sh, dotenv or json)\n", format);
+		return 2;
+	}
 
 	if (placeholder_key_load(state_dir, key, err) < 0) {
 		fprintf(stderr, "egressd: %s\n", err);
@@ -131,8 +173,10 @@ int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char
 		return 1;
 	}
 	snprintf(url, sizeof(url), "http://%s", listen);
-	envvars_each(p, key, url, bundle, put_var, NULL);
+	envvars_each(p, key, url, bundle, fn, &n);
 	OPENSSL_cleanse(key, sizeof(key));
+	if (fn == put_json)
+		printf("%s}\n", n ? "\n" : "{");
 	return 0;
 }
 

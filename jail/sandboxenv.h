@@ -13,9 +13,12 @@ const char *sandboxenv_default_state_dir(void);
  * any), atomically, mode 0644. Returns 0 or -1 with a message on stderr. */
 int sandboxenv_write_bundle(const char *state_dir, const char *upstream_ca);
 
-/* `egressd env`: prints NAME=VALUE lines. Returns the exit status. */
+/* `egressd env`: prints the variables in format "sh" (NAME=VALUE lines,
+ * single-quoted for the shell when needed; NULL is sh too), "dotenv"
+ * (NAME=VALUE, double-quoted when needed) or "json" (one object). Returns
+ * the exit status (2 for an unknown format). */
 int sandboxenv_cmd_env(const struct policy *p, const char *state_dir, const char *listen,
-		       const char *upstream_ca);
+		       const char *upstream_ca, const char *format);
 /* `egressd ca init|show`. Returns the exit status. */
 int sandboxenv_cmd_ca(int argc, char **argv, const char *state_dir, const char *keytype);
 

@@ -8,8 +8,16 @@
 
 static const char *const proxy_vars[] = { "HTTPS_PROXY", "HTTP_PROXY", "https_proxy",
 					  "http_proxy" };
+/* OpenSSL and what reads its variable (curl, Python ssl, Ruby, ...), Python
+ * requests, curl, Node (not on npm's proxy path: NPM_CONFIG_CAFILE), Deno,
+ * git, npm, gRPC's C core, pip, the AWS SDKs and CLI, cargo */
 static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-				       "NODE_EXTRA_CA_CERTS", "DENO_CERT", "GIT_SSL_CAINFO" };
+				       "NODE_EXTRA_CA_CERTS", "DENO_CERT", "GIT_SSL_CAINFO",
+				       "NPM_CONFIG_CAFILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+				       "PIP_CERT", "AWS_CA_BUNDLE", "CARGO_HTTP_CAINFO" };
+/* loopback never goes through the proxy (egressd would refuse it anyway) */
+static const char *const no_proxy_vars[] = { "NO_PROXY", "no_proxy" };
+#define NO_PROXY_LIST "localhost,127.0.0.1,::1"
 
 void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
 		  const char *proxy_url, const char *bundle, envvars_fn fn, void *ctx)
@@ -22,6 +30,9 @@ void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KE
 	}
 	for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
 		fn(ctx, proxy_vars[i], proxy_url);
+	for (size_t i = 0; i < sizeof(no_proxy_vars) / sizeof(no_proxy_vars[0]); i++)
+		fn(ctx, no_proxy_vars[i], NO_PROXY_LIST);
+	fn(ctx, "NODE_USE_ENV_PROXY", "1"); /* Node 24+: fetch and https honour HTTPS_PROXY */
 	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
 		fn(ctx, ca_vars[i], bundle);
 }

@@ -13,8 +13,9 @@ typedef void (*envvars_fn)(void *ctx, const char *name, const char *value);
 
 /* Calls fn for each variable in a fixed order: a placeholder for each of
  * p's secrets (scoped as p is, made with key), then the proxy variables
- * (proxy_url, e.g. "http://127.0.0.1:3128"), then the CA variables (bundle:
- * the CA bundle's path). */
+ * (proxy_url, e.g. "http://127.0.0.1:3128"), NO_PROXY/no_proxy (loopback),
+ * NODE_USE_ENV_PROXY=1, then the CA variables of every runtime we know
+ * (bundle: the CA bundle's path). */
 void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
 		  const char *proxy_url, const char *bundle, envvars_fn fn, void *ctx);
 
