@@ -79,9 +79,13 @@ static const struct cliopt opts[] = {
 	{ "format", 0, OPT_FORMAT, "sh|dotenv|json",
 	  "env: NAME=VALUE lines quoted for the shell, a dotenv file, or one JSON object", "sh",
 	  CLI_ENV },
-	{ "control", 0, OPT_CONTROL, "unix:PATH",
+	{ "control", 0, OPT_CONTROL, "unix:PATH|IP:PORT",
 	  "serve: the control API (sandboxes created at runtime) on a unix socket, mode "
-	  "0600; sandbox: the socket to talk to", "none", CLI_SERVE | CLI_SANDBOX },
+	  "0600, or over TCP with a token; sandbox: where to talk to it", "none",
+	  CLI_SERVE | CLI_SANDBOX },
+	{ "control-token-file", 0, OPT_CTLTOKEN, "FILE",
+	  "a bearer token (the file's first line, 16+ characters) every control request must "
+	  "carry; required for --control IP:PORT", "none", CLI_SERVE | CLI_SANDBOX },
 	{ "source", 0, OPT_SOURCE, "CIDR",
 	  "sandbox put: a client source address or range of the sandbox (repeatable)", "none",
 	  CLI_SANDBOX },

@@ -48,7 +48,8 @@ struct cli {
 	bool tolerant;            /* a reload: a sandbox's bad policy file is recorded */
 	const char *sandbox;      /* --sandbox NAME for check and env */
 	const char *user;         /* run --user USER[:GROUP] */
-	const char *control;      /* --control unix:PATH */
+	const char *control;      /* --control unix:PATH or IP:PORT */
+	const char *ctl_token;    /* --control-token-file FILE */
 	const char *file;         /* sandbox put -f FILE */
 	const char *format;       /* env --format sh|dotenv|json */
 	const char *sbx_sub;      /* sandbox put|rm|ls|env */
@@ -152,6 +153,8 @@ static int sandbox_opt(struct cli *cli, int opt, const char *arg, char *err)
 	}
 	if (opt == OPT_CONTROL)
 		cli->control = arg;
+	else if (opt == OPT_CTLTOKEN)
+		cli->ctl_token = arg;
 	else if (opt == 'f')
 		cli->file = arg;
 	return 0;
@@ -181,6 +184,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_CONTROL: cli->control = arg; break;
+	case OPT_CTLTOKEN: cli->ctl_token = arg; break;
 	case OPT_FORMAT: cli->format = arg; break;
 	case 'f': cli->file = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
@@ -614,7 +618,8 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 	cli->so.reload = reload_table;
 	s = server_new(&cli->so, t, err);
 	if (s && cli->control &&
-	    !(ctl = control_new(s, cli->control, cli->so.state_dir, amend_api_policy, NULL, err))) {
+	    !(ctl = control_new(s, cli->control, cli->ctl_token, cli->so.state_dir, amend_api_policy,
+				NULL, err))) {
 		server_free(s);
 		s = NULL;
 	}
@@ -743,8 +748,8 @@ int main(int argc, char **argv)
 	if (rc == 0 && cli.cmd == CLI_SANDBOX)
 		rc = optind < argc ? (fprintf(stderr, "egressd: unexpected argument '%s'\n",
 					      argv[optind]), 2)
-				   : sbxclient_main(cli.control, cli.sbx_sub, cli.sbx_name, cli.file,
-						    cli.sbx);
+				   : sbxclient_main(cli.control, cli.ctl_token, cli.sbx_sub,
+						    cli.sbx_name, cli.file, cli.sbx);
 	else if (rc == 0 && cli.cmd == CLI_CA)
 		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
 						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
+
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -120,29 +123,67 @@ static char *read_all(const char *path, size_t *len)
 /* One request on the control socket; the answer's status, and its body in
  * *answer (a new string). -1 with a message on stderr if egressd cannot be
  * reached or the answer is not HTTP. */
-static int call(const char *control, const char *method, const char *path, const char *body,
-		size_t blen, char **answer)
+/* A connected socket to "unix:PATH" or "IP:PORT" ([v6]:PORT), or -1 with a
+ * message on stderr. */
+static int dial(const char *control)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	const char *sock = control + 5;
-	char head[512], *buf = NULL, *p;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST },
+			*ai = NULL;
+	char host[128];
+	const char *colon = strrchr(control, ':');
+	int fd = -1;
+
+	if (strncmp(control, "unix:", 5) == 0) {
+		if (strlen(control + 5) >= sizeof(sun.sun_path))
+			goto bad;
+		memcpy(sun.sun_path, control + 5, strlen(control + 5) + 1);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return fd;
+		goto fail;
+	}
+	if (!colon || (size_t)(colon - control) >= sizeof(host))
+		goto bad;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - control), control);
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (getaddrinfo(host, colon + 1, &hints, &ai) != 0)
+		goto bad;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+		freeaddrinfo(ai);
+		return fd;
+	}
+	freeaddrinfo(ai);
+fail:
+	fprintf(stderr, "egressd: cannot reach egressd at %s: %s\n", control, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+bad:
+	fprintf(stderr, "egressd: invalid --control \"%s\" (want unix:PATH or IP:PORT)\n", control);
+	return -1;
+}
+
+static int call(const char *control, const char *token, const char *method, const char *path,
+		const char *body, size_t blen, char **answer)
+{
+	const char *sock = control;
+	char head[1024], *buf = NULL, *p;
 	size_t n = 0, cap = 0;
 	ssize_t got;
-	int fd = -1, status = -1;
+	int fd, status = -1;
 
-	if (strncmp(control, "unix:", 5) != 0 || strlen(sock) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "egressd: invalid --control \"%s\" (want unix:PATH)\n", control);
+	if ((fd = dial(control)) < 0)
 		return -1;
-	}
-	memcpy(sun.sun_path, sock, strlen(sock) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		fprintf(stderr, "egressd: cannot reach egressd at %s: %s\n", sock, strerror(errno));
-		goto out;
-	}
 	snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: egressd\r\nContent-Type: "
-				     "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-		 method, path, blen);
+				     "application/json\r\nContent-Length: %zu\r\n%s%s%s"
+				     "Connection: close\r\n\r\n",
+		 method, path, blen, token ? "Authorization: Bearer " : "", token ? token : "",
+		 token ? "\r\n" : "");
 	if (send(fd, head, strlen(head), MSG_NOSIGNAL) < 0 ||
 	    (blen && send(fd, body, blen, MSG_NOSIGNAL) < 0)) {
 		fprintf(stderr, "egressd: %s: %s\n", sock, strerror(errno));
@@ -164,8 +205,8 @@ static int call(const char *control, const char *method, const char *path, const
 	*answer = xstrdup(p + 4);
 out:
 	free(buf);
-	if (fd >= 0)
-		close(fd);
+	OPENSSL_cleanse(head, sizeof(head));
+	close(fd);
 	return status;
 }
 
@@ -210,10 +251,30 @@ static void print_list(const json_t *ans)
 	}
 }
 
-int sbxclient_main(const char *control, const char *sub, const char *name, const char *file,
-		   const struct sbxflags *flags)
+/* The token file's first line (a new string), or NULL with a message. */
+static char *read_token(const char *file)
 {
-	char path[128], *body = NULL, *answer = NULL;
+	size_t n = 0;
+	char *t = read_all(file, &n);
+
+	if (!t) {
+		fprintf(stderr, "egressd: cannot read %s: %s\n", file, strerror(errno));
+		return NULL;
+	}
+	t[strcspn(t, "\r\n")] = '\0';
+	if (strlen(t) > 512) {
+		fprintf(stderr, "egressd: %s: the token is too long\n", file);
+		xwipe(t, n);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int sbxclient_main(const char *control, const char *token_file, const char *sub,
+		   const char *name, const char *file, const struct sbxflags *flags)
+{
+	char path[128], *body = NULL, *answer = NULL, *token = NULL;
 	size_t blen = 0;
 	json_t *ans = NULL;
 	int status, rc = 1;
@@ -234,8 +295,12 @@ int sbxclient_main(const char *control, const char *sub, const char *name, const
 		body = json_dumps(flags->body, JSON_COMPACT);
 		blen = strlen(body);
 	}
-	status = call(control, put ? "PUT" : !strcmp(sub, "rm") ? "DELETE" : "GET", path, body,
-		      blen, &answer);
+	if (token_file && !(token = read_token(token_file))) {
+		rc = 2;
+		goto out;
+	}
+	status = call(control, token, put ? "PUT" : !strcmp(sub, "rm") ? "DELETE" : "GET", path,
+		      body, blen, &answer);
 	if (status < 0)
 		goto out;
 	ans = json_loads(answer, 0, NULL);
@@ -257,6 +322,10 @@ int sbxclient_main(const char *control, const char *sub, const char *name, const
 out:
 	json_decref(ans);
 	free(answer);
+	if (token) {
+		OPENSSL_cleanse(token, strlen(token));
+		free(token);
+	}
 	if (body) {
 		xwipe(body, blen);
 		free(body);

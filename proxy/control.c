@@ -22,6 +22,8 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "alloc.h"
 #include "audit.h"
@@ -30,6 +32,7 @@
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
+#include "pattern.h"
 #include "policy.h"
 #include "sandboxes.h"
 #include "secrets.h"
@@ -44,7 +47,9 @@ struct creq;
 
 struct control {
 	struct server *srv;
-	char *path;                 /* the socket file */
+	char *path;                 /* the socket file (NULL: TCP) */
+	unsigned char token[32];    /* SHA-256 of the bearer token every request needs */
+	bool has_token;
 	char *ca_pem;               /* egressd's CA certificate (PEM) */
 	char bundle[4200];          /* STATE_DIR/ca-bundle.pem */
 	unsigned char phkey[PLACEHOLDER_KEYLEN];
@@ -69,7 +74,7 @@ struct creq {
 	size_t blen;
 	bool too_big;               /* the body passed CONTROL_BODY_MAX */
 	bool answered;
-	long uid;                   /* the peer's (SO_PEERCRED), -1 unknown */
+	long uid;                   /* the peer's (SO_PEERCRED), -1 over TCP */
 	struct creq *prev, *next;
 };
 
@@ -99,6 +104,7 @@ static const char *status_text(int code)
 	case 400: return "Bad Request";
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
+	case 401: return "Unauthorized";
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
 	case 413: return "Content Too Large";
@@ -317,6 +323,28 @@ static bool path_name(const char *t, size_t n, char *name)
 	return true;
 }
 
+/* Does the request carry the bearer token? Compared as SHA-256 digests
+ * with CRYPTO_memcmp: the time taken says nothing about the token. */
+static bool authorized(const struct creq *r)
+{
+	unsigned char d[32];
+	unsigned int dl = 0;
+	const char *v;
+	size_t vn;
+	bool ok;
+
+	if (!r->c->has_token)
+		return true;
+	if (httpmsg_header_find(r->msg, "authorization", &v, &vn) != 1 || vn < 7 ||
+	    strncasecmp(v, "Bearer ", 7) != 0)
+		return false;
+	if (!EVP_Digest(v + 7, vn - 7, d, &dl, EVP_sha256(), NULL) || dl != sizeof(d))
+		return false;
+	ok = CRYPTO_memcmp(d, r->c->token, sizeof(d)) == 0;
+	OPENSSL_cleanse(d, sizeof(d));
+	return ok;
+}
+
 static void route(struct creq *r)
 {
 	const char *m = httpmsg_method(r->msg);
@@ -324,6 +352,12 @@ static void route(struct creq *r)
 	const char *t = httpmsg_target(r->msg, &n);
 	char name[SBX_NAME_MAX + 1];
 
+	if (!authorized(r)) {
+		log_change(r, "control-refused", "", 401, "no or wrong bearer token", -1, false);
+		reply_error(r, 401, "a bearer token is required (Authorization: Bearer TOKEN)", NULL,
+			    "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
 	if (n == 10 && memcmp(t, "/v1/health", 10) == 0) {
 		if (strcmp(m, "GET") == 0)
 			health(r);
@@ -377,6 +411,10 @@ static bool on_head(struct creq *r)
 	size_t vn;
 	unsigned long long cl = 0;
 
+	if (!authorized(r)) {
+		route(r); /* answers 401 */
+		return false;
+	}
 	if (httpmsg_header_find(r->msg, "content-length", &v, &vn) == 1) {
 		for (size_t i = 0; i < vn && cl <= CONTROL_BODY_MAX; i++)
 			cl = cl * 10 + (unsigned)(v[i] - '0'); /* llhttp checked the digits */
@@ -451,7 +489,11 @@ static long peer_uid(evutil_socket_t fd)
 {
 	struct ucred cr;
 	socklen_t len = sizeof(cr);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
 
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 || ss.ss_family != AF_UNIX)
+		return -1; /* TCP: no uid to know */
 	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0 ? (long)cr.uid : -1;
 }
 
@@ -490,7 +532,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
 	/* the socket is 0600: only its owner (root) connects; anyone else
 	 * who got hold of a descriptor is refused all the same */
-	if (r->uid != 0 && r->uid != (long)geteuid()) {
+	if (c->path && r->uid != 0 && r->uid != (long)geteuid()) {
 		log_change(r, "control-refused", "", 403, "peer is not root", -1, false);
 		reply_error(r, 403, "only root may use the control socket", NULL, NULL);
 	}
@@ -574,26 +616,101 @@ fail:
 	return -1;
 }
 
+/* "IP:PORT" (port 0: the kernel picks one): a TCP listener, only on
+ * loopback unless a token is required. */
+static evutil_socket_t bind_tcp(const char *spec, bool token, struct ipaddr *a, uint16_t *port,
+				char *err)
+{
+	struct sockaddr_storage ss;
+	struct target t;
+	char perr[PATTERN_ERRLEN];
+	size_t n = strlen(spec);
+	bool any = n > 2 && strcmp(spec + n - 2, ":0") == 0;
+	socklen_t len;
+	int one = 1;
+	evutil_socket_t fd;
+
+	if (!target_parse_authority(spec, any ? n - 2 : n, any ? 1 : 0, &t, perr) || !t.is_ip) {
+		snprintf(err, CONTROL_ERRLEN, "invalid --control \"%.100s\" (want unix:PATH or "
+					      "IP:PORT)", spec);
+		return -1;
+	}
+	if (!token) {
+		snprintf(err, CONTROL_ERRLEN, "--control %.100s: a TCP control API needs "
+					      "--control-token-file (only the unix socket is guarded "
+					      "by its file mode)", spec);
+		return -1;
+	}
+	*a = t.ip;
+	len = addr_to_sockaddr(a, any ? 0 : t.port, (struct sockaddr *)&ss);
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 64) != 0)
+		goto fail;
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+	    !addr_from_sockaddr((struct sockaddr *)&ss, a, port))
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, CONTROL_ERRLEN, "--control %.100s: %s", spec, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* The token file: its first line, at least 16 bytes; kept as a digest. */
+static bool load_token(struct control *c, const char *path, char *err)
+{
+	char *text = read_text(path);
+	size_t n = text ? strcspn(text, "\r\n") : 0;
+	unsigned int dl = 0;
+	bool ok = false;
+
+	if (!text)
+		snprintf(err, CONTROL_ERRLEN, "--control-token-file %.100s: %s", path, strerror(errno));
+	else if (n < 16)
+		snprintf(err, CONTROL_ERRLEN, "--control-token-file %.100s: the token must be at "
+					      "least 16 characters", path);
+	else
+		ok = EVP_Digest(text, n, c->token, &dl, EVP_sha256(), NULL) && dl == 32;
+	if (text) {
+		OPENSSL_cleanse(text, 65536);
+		free(text);
+	}
+	c->has_token = ok;
+	return ok;
+}
+
 static void count_sandboxes(void *ctx, size_t *nfile, size_t *napi)
 {
 	gentable_counts(server_gentable(ctx), nfile, napi);
 }
 
-struct control *control_new(struct server *s, const char *spec, const char *state_dir,
-			    control_amend_fn amend, void *amend_ctx, char *err)
+struct control *control_new(struct server *s, const char *spec, const char *token_file,
+			    const char *state_dir, control_amend_fn amend, void *amend_ctx,
+			    char *err)
 {
 	struct control *c = xcalloc(1, sizeof(*c));
 	char path[4200], e[SECRETS_ERRLEN];
+	bool unix_sock = strncmp(spec, "unix:", 5) == 0;
+	struct ipaddr a;
+	uint16_t port = 0;
 	evutil_socket_t fd;
 
 	c->srv = s;
 	c->wake_fd = -1;
 	c->amend = amend;
 	c->amend_ctx = amend_ctx;
-	if (strncmp(spec, "unix:", 5) != 0 || !spec[5]) {
-		snprintf(err, CONTROL_ERRLEN, "invalid --control \"%.100s\" (want unix:PATH)", spec);
+	if (unix_sock && !spec[5]) {
+		snprintf(err, CONTROL_ERRLEN, "invalid --control \"%.100s\" (want unix:PATH or "
+					      "IP:PORT)", spec);
 		goto fail;
 	}
+	if (token_file && !load_token(c, token_file, err))
+		goto fail;
 	snprintf(path, sizeof(path), "%s/ca.crt", state_dir);
 	c->ca_pem = read_text(path);
 	snprintf(c->bundle, sizeof(c->bundle), "%s/ca-bundle.pem", state_dir);
@@ -602,9 +719,13 @@ struct control *control_new(struct server *s, const char *spec, const char *stat
 					      "in %.100s", state_dir);
 		goto fail;
 	}
-	if ((fd = bind_unix(spec + 5, err)) < 0)
+	fd = unix_sock ? bind_unix(spec + 5, err) : bind_tcp(spec, c->has_token, &a, &port, err);
+	if (fd < 0)
 		goto fail;
-	c->path = xstrdup(spec + 5);
+	if (unix_sock)
+		c->path = xstrdup(spec + 5);
+	else
+		server_set_control_addr(s, &a, port);
 	c->base = event_base_new();
 	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	c->stop = c->base && c->wake_fd >= 0
@@ -674,6 +795,7 @@ void control_free(struct control *c)
 	if (c->base)
 		event_base_free(c->base);
 	xwipe(c->phkey, sizeof(c->phkey));
+	xwipe(c->token, sizeof(c->token));
 	free(c->path);
 	free(c->ca_pem);
 	free(c);

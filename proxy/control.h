@@ -19,12 +19,16 @@ typedef bool (*control_amend_fn)(void *ctx, struct policy *p, char *err);
 
 struct control;
 
-/* Binds the control socket spec ("unix:PATH": created mode 0600, a stale
- * socket at PATH replaced) for server s (borrowed; outlives the control).
+/* Binds the control socket spec for server s (borrowed; outlives the
+ * control): "unix:PATH" (created mode 0600, a stale socket at PATH
+ * replaced), or "IP:PORT" over TCP (port 0: any), which needs token_file.
+ * token_file (NULL: none): its first line is a bearer token (16 bytes at
+ * least) every request must carry, compared in constant time; 401 without.
  * state_dir: the CA and placeholder key (as serve's). amend may be NULL.
  * Returns NULL with err (CONTROL_ERRLEN bytes). */
-struct control *control_new(struct server *s, const char *spec, const char *state_dir,
-			    control_amend_fn amend, void *amend_ctx, char *err);
+struct control *control_new(struct server *s, const char *spec, const char *token_file,
+			    const char *state_dir, control_amend_fn amend, void *amend_ctx,
+			    char *err);
 /* Starts answering on the control thread; control_stop ends it (and its
  * open requests). */
 void control_start(struct control *c);

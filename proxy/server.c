@@ -76,6 +76,7 @@ struct server {
 	uint16_t dns_port;
 	struct metrics *metrics;      /* counters of every worker; scrape listener if --metrics */
 	struct listen_addr mla;       /* the metrics listener (port 0: none) */
+	struct listen_addr cla;       /* the control API's TCP listener (port 0: none) */
 };
 
 static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port);
@@ -221,7 +222,7 @@ bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t por
 	for (int i = 0; i < s->nla; i++)
 		if (reaches(s, &s->la[i], a, port))
 			return true;
-	return reaches(s, &s->mla, a, port);
+	return reaches(s, &s->mla, a, port) || reaches(s, &s->cla, a, port);
 }
 
 static void load_local_addrs(struct server *s)
@@ -606,6 +607,12 @@ bool server_listen_addr(const struct server *s, int i, struct ipaddr *a, uint16_
 	*a = s->la[i].a;
 	*port = s->la[i].port;
 	return true;
+}
+
+void server_set_control_addr(struct server *s, const struct ipaddr *a, uint16_t port)
+{
+	s->cla.a = *a;
+	s->cla.port = port;
 }
 
 struct gentable *server_gentable(struct server *s)

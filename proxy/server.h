@@ -120,6 +120,9 @@ int server_sandbox_put(struct server *s, struct sbtable *t, const char *info, bo
 		       char *err);
 int server_sandbox_delete(struct server *s, const char *name, long *open);
 struct gentable *server_gentable(struct server *s); /* borrowed */
+/* The control API's TCP address (before the workers start): it counts as
+ * egressd's own for the proxy-loop check, as the metrics listener does. */
+void server_set_control_addr(struct server *s, const struct ipaddr *a, uint16_t port);
 /* The address listener i (as server_listen_port counts) is bound to. */
 bool server_listen_addr(const struct server *s, int i, struct ipaddr *a, uint16_t *port);
 struct metrics *server_metrics(struct server *s);   /* borrowed */

@@ -478,6 +478,69 @@ def t_cli(ctx):
     no_real_value(e, r.stdout)
 
 
+@suite.case("--control IP:PORT: needs a token file; 401 without or with a wrong token; "
+            "the CLI sends it; the port is egressd's own for sandboxes (proxy-loop)")
+def t_tcp(ctx):
+    from harness import free_port
+    tok = os.path.join(ctx.tmp, "token")
+    with open(tok, "w") as f:
+        f.write("tok-" + uuid.uuid4().hex + "\n")
+    token = open(tok).read().strip()
+    for addr in ("127.0.0.1:%d" % free_port(), "0.0.0.0:%d" % free_port()):
+        r = run_egressd(["serve", "--control", addr, "--state-dir", os.path.join(ctx.tmp, "s0"),
+                         "--listen", "127.0.0.1:0"])
+        check(r.returncode == 1 and "--control-token-file" in r.stderr,
+              "%s without a token: %d %r" % (addr, r.returncode, r.stderr))
+    short = os.path.join(ctx.tmp, "short")
+    with open(short, "w") as f:
+        f.write("abc\n")
+    r = run_egressd(["serve", "--control", "127.0.0.1:%d" % free_port(), "--control-token-file",
+                     short, "--state-dir", os.path.join(ctx.tmp, "s0"), "--listen", "127.0.0.1:0"])
+    check(r.returncode == 1 and "16" in r.stderr, "a short token: %r" % r.stderr)
+
+    def make():
+        port = free_port()
+        e = ctx.egressd(["--control", "127.0.0.1:%d" % port, "--control-token-file", tok,
+                         "--state-dir", os.path.join(ctx.tmp, "state"),
+                         "--allow-private", "127.0.0.0/8", "--upstream-ca", W["pki"]["ca"]],
+                        dns="127.0.0.1:%d" % W["dns"].port)
+        e.cport, e.state = port, os.path.join(ctx.tmp, "state")
+        return e
+    e = ctx.on_free_ports(make)
+
+    def req(method, path, body=None, auth=None):
+        c = http.client.HTTPConnection("127.0.0.1", e.cport, timeout=10)
+        h = {"Authorization": auth} if auth else {}
+        c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+        r = c.getresponse()
+        out = r.status, r.read().decode(), r.getheader("WWW-Authenticate")
+        c.close()
+        return out
+    st, body, wa = req("GET", "/v1/health")
+    check(st == 401 and wa == "Bearer", "no token: %s %r" % (st, body))
+    st, body, _ = req("PUT", "/v1/sandboxes/t1", sandbox("127.0.0.100"), "Bearer " + token + "x")
+    check_eq(st, 401, "wrong token")
+    st, body, _ = req("PUT", "/v1/sandboxes/t1", sandbox("127.0.0.100", allow=("api.test", "127.0.0.1")), "Bearer " + token)
+    check_eq(st, 201, "right token")
+    r = run_egressd(["sandbox", "ls", "--control", "127.0.0.1:%d" % e.cport,
+                     "--control-token-file", tok])
+    check(r.returncode == 0 and r.stdout.startswith("t1 "), "CLI over TCP: %r %r" % (
+        r.stdout, r.stderr))
+    r = run_egressd(["sandbox", "ls", "--control", "127.0.0.1:%d" % e.cport])
+    check(r.returncode == 1 and "401" in r.stderr, "CLI without the token: %r" % r.stderr)
+    s = ctx.sock(socket.create_connection(("127.0.0.1", e.port), timeout=10,
+                                          source_address=("127.0.0.100", 0)))
+    t = "127.0.0.1:%d" % e.cport
+    s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (t, t)).encode())
+    got = s.recv(4096)
+    check(b" 403 " in got.split(b"\r\n")[0] and b"proxy-loop" in got,
+          "a sandbox reaching the control port: %r" % got[:200])
+    refused = [ev for ev in e.log_events() if ev.get("event") == "control-refused"]
+    check(len(refused) >= 2 and all(ev.get("uid") == -1 for ev in refused),
+          "refusals logged: %r" % refused)
+    no_real_value(e)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         print("1..0 # SKIP the control socket is root's; run as root")
