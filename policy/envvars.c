@@ -3,6 +3,8 @@
 #include "envvars.h"
 
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "policy.h"
 
@@ -19,10 +21,26 @@ static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "C
 static const char *const no_proxy_vars[] = { "NO_PROXY", "no_proxy" };
 #define NO_PROXY_LIST "localhost,127.0.0.1,::1"
 
-void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
-		  const char *proxy_url, const char *bundle, envvars_fn fn, void *ctx)
+/* -Djavax.net.ssl.trustStore=... and Java's proxy properties for the host
+ * and port of proxy_url ("http://HOST:PORT"). */
+static void java_options(const char *proxy_url, const char *truststore, char *out, size_t cap)
 {
-	char ph[PLACEHOLDER_LEN + 1];
+	const char *hp = strncmp(proxy_url, "http://", 7) == 0 ? proxy_url + 7 : proxy_url;
+	const char *colon = strrchr(hp, ':');
+	int hl = colon ? (int)(colon - hp) : (int)strlen(hp);
+	const char *port = colon ? colon + 1 : "3128";
+
+	snprintf(out, cap, "-Djavax.net.ssl.trustStore=%s -Djavax.net.ssl.trustStorePassword=changeit "
+			   "-Dhttps.proxyHost=%.*s -Dhttps.proxyPort=%s -Dhttp.proxyHost=%.*s "
+			   "-Dhttp.proxyPort=%s -Dhttp.nonProxyHosts=localhost|127.0.0.1|[::1]",
+		 truststore, hl, hp, port, hl, hp, port);
+}
+
+void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
+		  const char *proxy_url, const char *bundle, const char *truststore,
+		  envvars_fn fn, void *ctx)
+{
+	char ph[PLACEHOLDER_LEN + 1], java[8192];
 
 	for (size_t i = 0; i < policy_secret_count(p); i++) {
 		placeholder_make(key, policy_scope(p), policy_secret_name(p, i), ph);
@@ -35,4 +53,8 @@ void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KE
 	fn(ctx, "NODE_USE_ENV_PROXY", "1"); /* Node 24+: fetch and https honour HTTPS_PROXY */
 	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
 		fn(ctx, ca_vars[i], bundle);
+	if (truststore) {
+		java_options(proxy_url, truststore, java, sizeof(java));
+		fn(ctx, "JAVA_TOOL_OPTIONS", java);
+	}
 }

@@ -15,8 +15,11 @@ typedef void (*envvars_fn)(void *ctx, const char *name, const char *value);
  * p's secrets (scoped as p is, made with key), then the proxy variables
  * (proxy_url, e.g. "http://127.0.0.1:3128"), NO_PROXY/no_proxy (loopback),
  * NODE_USE_ENV_PROXY=1, then the CA variables of every runtime we know
- * (bundle: the CA bundle's path). */
+ * (bundle: the CA bundle's path), and, with a truststore (a PKCS#12 file
+ * of the same certificates; NULL: none), JAVA_TOOL_OPTIONS: the truststore
+ * and the proxy as Java's system properties. */
 void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
-		  const char *proxy_url, const char *bundle, envvars_fn fn, void *ctx);
+		  const char *proxy_url, const char *bundle, const char *truststore,
+		  envvars_fn fn, void *ctx);
 
 #endif

@@ -52,6 +52,7 @@ struct control {
 	bool has_token;
 	char *ca_pem;               /* egressd's CA certificate (PEM) */
 	char bundle[4200];          /* STATE_DIR/ca-bundle.pem */
+	char truststore[4200];      /* STATE_DIR/ca-truststore.p12 (Java) */
 	unsigned char phkey[PLACEHOLDER_KEYLEN];
 	control_amend_fn amend;
 	void *amend_ctx;
@@ -290,7 +291,7 @@ static void put_one(struct creq *r, const char *name)
 	}
 	env = json_object();
 	proxy_url(c, t, url, sizeof(url));
-	envvars_each(sbx_policy(t, 0), c->phkey, url, c->bundle, env_add, env);
+	envvars_each(sbx_policy(t, 0), c->phkey, url, c->bundle, c->truststore, env_add, env);
 	info = definition(r->body, r->blen, env);
 	rc = server_sandbox_put(c->srv, t, info, &created, err); /* takes t */
 	free(info);
@@ -714,6 +715,7 @@ struct control *control_new(struct server *s, const char *spec, const char *toke
 	snprintf(path, sizeof(path), "%s/ca.crt", state_dir);
 	c->ca_pem = read_text(path);
 	snprintf(c->bundle, sizeof(c->bundle), "%s/ca-bundle.pem", state_dir);
+	snprintf(c->truststore, sizeof(c->truststore), "%s/ca-truststore.p12", state_dir);
 	if (!c->ca_pem || placeholder_key_load(state_dir, c->phkey, e) < 0) {
 		snprintf(err, CONTROL_ERRLEN, "--control: cannot read the CA or placeholder key "
 					      "in %.100s", state_dir);

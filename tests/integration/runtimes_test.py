@@ -244,6 +244,48 @@ def t_aws(ctx):
     denied(e, n)
 
 
+JAVA_FETCH = """
+import java.io.*;
+import java.net.*;
+
+public class Fetch {
+    public static void main(String[] a) throws Exception {
+        HttpURLConnection c = (HttpURLConnection) new URL(a[0]).openConnection();
+        c.setRequestProperty("Authorization", "Bearer " + System.getenv("API_KEY"));
+        try {
+            int code = c.getResponseCode();
+            System.out.println(code);
+            System.out.println(new String(c.getInputStream().readAllBytes(), "UTF-8"));
+        } catch (IOException e) {
+            System.out.println("error " + e);
+            System.exit(3);
+        }
+    }
+}
+"""
+
+
+@suite.case("java (HttpURLConnection; JAVA_TOOL_OPTIONS: the PKCS#12 truststore and the proxy)",
+            skip=lambda: need("java"), timeout=120)
+def t_java(ctx):
+    e = start(ctx)
+    src = os.path.join(e.env_only["HOME"], "Fetch.java")
+    with open(src, "w") as f:
+        f.write(JAVA_FETCH)
+    n = len(W["srv"].seen)
+    rc, out, err = run(ctx, e, ["java", src, url("api.test", "/echo")], timeout=90)
+    check(rc == 0 and out.startswith("200"), "allowed: rc %d %r %r" % (rc, out[:200], err[-300:]))
+    check_eq(auth_since(n), ["Bearer " + REAL], "the upstream got the real value")
+    n = len(W["srv"].seen)
+    rc2, out2, err2 = run(ctx, e, ["java", src, url("other.test", "/denied")], timeout=90)
+    check(rc2 == 3 and "403" in out2, "denied: rc %d %r" % (rc2, out2[:300]))
+    denied(e, n)
+    rc0, out0, _ = run(ctx, without(e, "JAVA_TOOL_OPTIONS"), ["java", src, url("api.test", "/echo")],
+                       timeout=90)
+    check(rc0 != 0, "without JAVA_TOOL_OPTIONS Java does not get through: rc %d %r" % (rc0, out0[:200]))
+    never_real(out, err, out2, err2)
+
+
 if __name__ == "__main__":
     setup()
     sys.exit(suite.run())
