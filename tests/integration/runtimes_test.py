@@ -28,16 +28,16 @@ REAL = "sk-REAL-RT-" + uuid.uuid4().hex[:24]
 
 def setup():
     W["pki"] = make_pki(os.path.join(suite.tmp, "pki"),
-                        extra_sans=["DNS:api.test", "DNS:other.test"])
+                        extra_sans=["DNS:api.test", "DNS:other.test", "DNS:grpc.test"])
     W["srv"] = EchoHTTPServer("127.0.0.1", tls=(W["pki"]["cert"], W["pki"]["key"]))
     W["srv"].values[REAL] = REAL
-    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "other.test"]})
+    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "other.test", "grpc.test"]})
     W["port"] = W["srv"].port
 
 
-def start(ctx):
+def start(ctx, allow="api.test"):
     state = os.path.join(ctx.tmp, "state")
-    args = ["--state-dir", state, "--allow-net", "api.test", "--allow-private", "127.0.0.0/8",
+    args = ["--state-dir", state, "--allow-net", allow, "--allow-private", "127.0.0.0/8",
             "--secret", "API_KEY=api.test", "--upstream-ca", W["pki"]["ca"]]
     e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
     r = run_egressd(["env", "--format", "json", "--listen", e.addr] + args,
@@ -283,6 +283,78 @@ def t_java(ctx):
     rc0, out0, _ = run(ctx, without(e, "JAVA_TOOL_OPTIONS"), ["java", src, url("api.test", "/echo")],
                        timeout=90)
     check(rc0 != 0, "without JAVA_TOOL_OPTIONS Java does not get through: rc %d %r" % (rc0, out0[:200]))
+    never_real(out, err, out2, err2)
+
+
+GRPC_SERVER = """
+import sys, grpc
+from concurrent import futures
+
+def say(req, ctx):
+    md = dict(ctx.invocation_metadata())
+    print("seen", md.get("authorization", ""), flush=True)
+    return b"pong:" + req
+
+srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+    "echo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)}),))
+creds = grpc.ssl_server_credentials([(open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())])
+port = srv.add_secure_port("127.0.0.1:0", creds)
+srv.start()
+print("port", port, flush=True)
+srv.wait_for_termination()
+"""
+
+GRPC_CLIENT = """
+import os, sys, grpc
+ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+say = ch.unary_unary("/echo.Echo/Say")
+try:
+    print(say(b"ping", timeout=20, metadata=[("authorization", "Bearer " + os.environ["API_KEY"])]))
+except grpc.RpcError as e:
+    print("error", e.code(), e.details())
+    sys.exit(3)
+"""
+
+SYS_PY = "/usr/bin/python3"
+
+
+def have_grpc():
+    if not os.path.exists(SYS_PY) or subprocess.run([SYS_PY, "-c", "import grpc"],
+                                                    capture_output=True).returncode:
+        return "python3-grpcio (Debian) not installed"
+    return None
+
+
+@suite.case("gRPC C core (python3-grpcio): https_proxy and GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, "
+            "through a tunnel", skip=have_grpc, timeout=120)
+def t_grpc(ctx):
+    # a tunnelled host (no secret): egressd's interception speaks HTTP/1.1 only
+    # (README "Not yet"), so gRPC cannot get a secret injected; the bundle holds
+    # --upstream-ca, which is what the client must trust here
+    e = start(ctx, allow="api.test,grpc.test")
+    d = e.env_only["HOME"]
+    for name, text in (("srv.py", GRPC_SERVER), ("cli.py", GRPC_CLIENT)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    srv = spawn([SYS_PY, os.path.join(d, "srv.py"), W["pki"]["cert"], W["pki"]["key"]],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    port = int(line[1])
+    rc, out, err = run(ctx, e, [SYS_PY, os.path.join(d, "cli.py"), "grpc.test:%d" % port])
+    check(rc == 0 and "pong:ping" in out, "allowed: rc %d %r %r" % (rc, out, err[-300:]))
+    seen = srv.stdout.readline().decode().strip()
+    check_eq(seen, "seen Bearer " + e.env_only["API_KEY"],
+             "the server got the call (a tunnel: the placeholder, not injected)")
+    rc0, out0, _ = run(ctx, without(e, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"),
+                       [SYS_PY, os.path.join(d, "cli.py"), "grpc.test:%d" % port])
+    check(rc0 == 3, "without GRPC_DEFAULT_SSL_ROOTS_FILE_PATH it fails: %r" % out0[:200])
+    n = len(W["srv"].seen)
+    rc2, out2, err2 = run(ctx, e, [SYS_PY, os.path.join(d, "cli.py"), "other.test:%d" % port])
+    check(rc2 == 3 and "UNAVAILABLE" in out2, "denied: rc %d %r" % (rc2, out2[:300]))
+    denied(e, n)
     never_real(out, err, out2, err2)
 
 
