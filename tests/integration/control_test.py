@@ -38,6 +38,7 @@ def setup():
     W["srv"].values[REAL] = REAL
     W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "other.test"]})
     W["port"] = W["srv"].port
+    W["plain"] = EchoHTTPServer("127.0.0.1")
 
 
 class UnixHTTP(http.client.HTTPConnection):
@@ -181,6 +182,38 @@ def t_replace_delete(ctx):
     check_eq(code, 404, "delete again")
     code, out = ccurl("http://x/v1/sandboxes/sb-2")
     check_eq(code, 404, "GET a deleted sandbox")
+
+
+@suite.case("a replace applies to new connections; an open one keeps the policy it started with")
+def t_keep_generation(ctx):
+    e = start(ctx)
+    st, _, _ = api(e, "PUT", "/v1/sandboxes/kg", sandbox("127.0.0.26", secret=False))
+    check_eq(st, 201, "create")
+    req = ("GET http://api.test:%d/x HTTP/1.1\r\nHost: api.test\r\n\r\n" % W["plain"].port).encode()
+
+    def get(s):
+        s.sendall(req)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(65536)
+            if not d:
+                break
+            head += d
+        h, _, body = head.partition(b"\r\n\r\n")
+        cl = [int(l.split(b":")[1]) for l in h.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        while cl and len(body) < cl[0]:
+            body += s.recv(65536)
+        return h.split(b"\r\n")[0]
+    old = ctx.sock(socket.create_connection(("127.0.0.1", e.port), timeout=10,
+                                            source_address=("127.0.0.26", 0)))
+    check(b" 200 " in get(old), "first request allowed")
+    st, _, _ = api(e, "PUT", "/v1/sandboxes/kg", sandbox("127.0.0.26", allow=("other.test",),
+                                                         secret=False))
+    check_eq(st, 200, "replace: api.test no longer allowed")
+    check(b" 200 " in get(old), "the open connection keeps its generation")
+    new = ctx.sock(socket.create_connection(("127.0.0.1", e.port), timeout=10,
+                                            source_address=("127.0.0.26", 0)))
+    check(b" 403 " in get(new), "a new connection gets the new policy")
 
 
 @suite.case("DELETE closes the sandbox's open connections, says so in the log; others untouched")
