@@ -1,9 +1,8 @@
-/* control.c -- the control API on a unix socket: PUT/GET/DELETE
- * /v1/sandboxes/{name}, GET /v1/sandboxes, GET /v1/health; requests parsed
- * by httpmsg (strict llhttp), bodies capped and wiped, the peer's uid from
- * SO_PEERCRED in every audit event; the sandboxes themselves are
- * generation.c's (through server.h) */
-#include "control.h"
+/* control.c -- the control API's transport: a unix socket (0600) or a TCP
+ * port with a bearer token, one request per connection parsed by httpmsg
+ * (strict llhttp), bodies capped and wiped, the peer's uid from SO_PEERCRED
+ * in every audit event, answers as JSON; the endpoints are controlapi.c's */
+#include "control_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,57 +26,16 @@
 
 #include "alloc.h"
 #include "audit.h"
-#include "config.h"
-#include "envvars.h"
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
 #include "pattern.h"
-#include "policy.h"
-#include "sandboxes.h"
 #include "secrets.h"
 #include "server.h"
 
 #define HEAD_CAP 16384
 #define MAX_CONNS 64
 #define TIMEOUT_S 10
-#define PREFIX "/v1/sandboxes"
-
-struct creq;
-
-struct control {
-	struct server *srv;
-	char *path;                 /* the socket file (NULL: TCP) */
-	unsigned char token[32];    /* SHA-256 of the bearer token every request needs */
-	bool has_token;
-	char *ca_pem;               /* egressd's CA certificate (PEM) */
-	char bundle[4200];          /* STATE_DIR/ca-bundle.pem */
-	char truststore[4200];      /* STATE_DIR/ca-truststore.p12 (Java) */
-	unsigned char phkey[PLACEHOLDER_KEYLEN];
-	control_amend_fn amend;
-	void *amend_ctx;
-	struct event_base *base;
-	struct evconnlistener *ls;
-	struct event *stop;         /* on wake_fd */
-	int wake_fd;
-	struct creq *reqs;          /* open control connections */
-	int nreqs;
-	pthread_t thread;
-	bool running;
-};
-
-/* One control connection: one request, one answer, then close. */
-struct creq {
-	struct control *c;
-	struct bufferevent *bev;
-	struct httpmsg *msg;
-	char *body;                 /* wiped and freed with the request */
-	size_t blen;
-	bool too_big;               /* the body passed CONTROL_BODY_MAX */
-	bool answered;
-	long uid;                   /* the peer's (SO_PEERCRED), -1 over TCP */
-	struct creq *prev, *next;
-};
 
 static void creq_free(struct creq *r)
 {
@@ -91,7 +49,7 @@ static void creq_free(struct creq *r)
 	bufferevent_free(r->bev);
 	httpmsg_free(r->msg);
 	if (r->body) {
-		xwipe(r->body, CONTROL_BODY_MAX);
+		xwipe(r->body, r->bcap);
 		free(r->body);
 	}
 	free(r);
@@ -115,7 +73,7 @@ static const char *status_text(int code)
 }
 
 /* Answers with the JSON value v (taken) and closes after writing. */
-static void reply(struct creq *r, int code, json_t *v, const char *extra)
+void control_reply(struct creq *r, int code, json_t *v, const char *extra)
 {
 	struct evbuffer *out = bufferevent_get_output(r->bev);
 	char *body = v ? json_dumps(v, JSON_COMPACT) : NULL;
@@ -134,18 +92,18 @@ static void reply(struct creq *r, int code, json_t *v, const char *extra)
 }
 
 /* {"error": msg, "path": where} (where may be NULL). */
-static void reply_error(struct creq *r, int code, const char *msg, const char *where,
+void control_reply_error(struct creq *r, int code, const char *msg, const char *where,
 			const char *extra)
 {
 	json_t *v = json_pack("{s:s}", "error", msg);
 
 	if (where && *where)
 		json_object_set_new(v, "path", json_string(where));
-	reply(r, code, v, extra);
+	control_reply(r, code, v, extra);
 }
 
 /* An audit event for a change (or a refused one) by the peer. */
-static void log_change(const struct creq *r, const char *event, const char *name, int code,
+void control_log_change(const struct creq *r, const char *event, const char *name, int code,
 		       const char *error, long open, bool created)
 {
 	struct jsonw w;
@@ -162,166 +120,6 @@ static void log_change(const struct creq *r, const char *event, const char *name
 	else
 		jsonw_bool(&w, "created", created);
 	audit_emit(&w);
-}
-
-/* ---- answers ---- */
-
-static void add_info(void *ctx, const char *name, const char *info, unsigned long long conns)
-{
-	json_t *v = json_loads(info, 0, NULL), *arr = ctx;
-
-	if (!v)
-		v = json_object();
-	json_object_set_new(v, "name", json_string(name));
-	json_object_set_new(v, "connections", json_integer((json_int_t)conns));
-	if (json_is_array(arr))
-		json_array_append_new(arr, v);
-	else
-		json_object_update(arr, v), json_decref(v);
-}
-
-static void get_list(struct creq *r)
-{
-	json_t *arr = json_array();
-
-	gentable_api_each(server_gentable(r->c->srv), add_info, arr);
-	reply(r, 200, json_pack("{s:o}", "sandboxes", arr), NULL);
-}
-
-static void get_one(struct creq *r, const char *name)
-{
-	json_t *obj = json_object();
-
-	if (!gentable_api_get(server_gentable(r->c->srv), name, add_info, obj)) {
-		json_decref(obj);
-		reply_error(r, 404, "no sandbox of that name was created through the API", NULL,
-			    NULL);
-		return;
-	}
-	reply(r, 200, obj, NULL);
-}
-
-static void health(struct creq *r)
-{
-	size_t nfile, napi;
-
-	gentable_counts(server_gentable(r->c->srv), &nfile, &napi);
-	reply(r, 200, json_pack("{s:b,s:I,s:I}", "ok", 1, "sandboxes_file", (json_int_t)nfile,
-				"sandboxes_api", (json_int_t)napi), NULL);
-}
-
-static void delete_one(struct creq *r, const char *name)
-{
-	long open = 0;
-
-	if (server_sandbox_delete(r->c->srv, name, &open) < 0) {
-		reply_error(r, 404, "no sandbox of that name was created through the API", NULL,
-			    NULL);
-		return;
-	}
-	audit_say(AUDIT_INFO, "control: sandbox %s deleted (uid %ld); closing its %ld open "
-			      "connection(s)", name, r->uid, open);
-	log_change(r, "sandbox-delete", name, 200, NULL, open, false);
-	reply(r, 200, json_pack("{s:s,s:I}", "deleted", name, "closing", (json_int_t)open), NULL);
-}
-
-/* The body as GET shows it: without any secret's "value", with the
- * sandbox's environment (env, borrowed). */
-static char *definition(const char *body, size_t len, json_t *env)
-{
-	json_t *v = json_loadb(body, len, 0, NULL), *secrets, *sec;
-	const char *k;
-	char *s;
-
-	if (!v)
-		v = json_object();
-	secrets = json_object_get(v, "secrets");
-	json_object_foreach(secrets, k, sec)
-		json_object_del(sec, "value");
-	json_object_set(v, "env", env);
-	s = json_dumps(v, JSON_COMPACT);
-	json_decref(v);
-	return s;
-}
-
-static void env_add(void *ctx, const char *name, const char *value)
-{
-	json_object_set_new(ctx, name, json_string(value));
-}
-
-/* The proxy URL a sandbox uses: its first listener, else egressd's first. */
-static void proxy_url(const struct control *c, const struct sbtable *t, char *url, size_t cap)
-{
-	char buf[ADDR_STRLEN];
-	struct ipaddr a;
-	uint16_t port;
-
-	if (sbx_listen_count(t, 0) > 0)
-		sbx_listen(t, 0, 0, &a, &port);
-	else if (!server_listen_addr(c->srv, 0, &a, &port))
-		a.family = 0;
-	if (!a.family) {
-		snprintf(url, cap, "http://127.0.0.1:3128");
-		return;
-	}
-	addr_format(&a, buf);
-	snprintf(url, cap, a.family == 6 ? "http://[%s]:%u" : "http://%s:%u", buf, port);
-}
-
-static void put_one(struct creq *r, const char *name)
-{
-	char err[CONFIG_ERRLEN], where[CONFIG_WHERELEN], url[300];
-	struct control *c = r->c;
-	struct sbtable *t;
-	json_t *env;
-	char *info;
-	bool created = false;
-	int rc;
-
-	t = config_load_sandbox(name, r->body ? r->body : "", r->blen, err, where);
-	if (t && c->amend && !c->amend(c->amend_ctx, sbx_policy(t, 0), err)) {
-		sbx_free(t);
-		t = NULL;
-		where[0] = '\0';
-	}
-	if (!t) {
-		log_change(r, "sandbox-put", name, 400, err, -1, false);
-		reply_error(r, 400, err, where, NULL);
-		return;
-	}
-	env = json_object();
-	proxy_url(c, t, url, sizeof(url));
-	envvars_each(sbx_policy(t, 0), c->phkey, url, c->bundle, c->truststore, env_add, env);
-	info = definition(r->body, r->blen, env);
-	rc = server_sandbox_put(c->srv, t, info, &created, err); /* takes t */
-	free(info);
-	if (rc < 0) {
-		json_decref(env);
-		log_change(r, "sandbox-put", name, rc == -2 ? 409 : 400, err, -1, false);
-		reply_error(r, rc == -2 ? 409 : 400, err, NULL, NULL);
-		return;
-	}
-	audit_say(AUDIT_INFO, "control: sandbox %s %s (uid %ld)", name,
-		  created ? "created" : "replaced", r->uid);
-	log_change(r, "sandbox-put", name, created ? 201 : 200, NULL, -1, created);
-	reply(r, created ? 201 : 200,
-	      json_pack("{s:s,s:o,s:s}", "name", name, "env", env, "ca", c->ca_pem), NULL);
-}
-
-/* The name after /v1/sandboxes/, copied into name (SBX_NAME_MAX + 1). */
-static bool path_name(const char *t, size_t n, char *name)
-{
-	size_t p = sizeof(PREFIX); /* the prefix and its '/' */
-
-	if (n <= p || memcmp(t, PREFIX "/", p) != 0 || n - p > SBX_NAME_MAX)
-		return false;
-	memcpy(name, t + p, n - p);
-	name[n - p] = '\0';
-	for (const char *s = name; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-' || *s == '.'))
-			return false;
-	return true;
 }
 
 /* Does the request carry the bearer token? Compared as SHA-256 digests
@@ -348,44 +146,14 @@ static bool authorized(const struct creq *r)
 
 static void route(struct creq *r)
 {
-	const char *m = httpmsg_method(r->msg);
-	size_t n;
-	const char *t = httpmsg_target(r->msg, &n);
-	char name[SBX_NAME_MAX + 1];
-
 	if (!authorized(r)) {
-		log_change(r, "control-refused", "", 401, "no or wrong bearer token", -1, false);
-		reply_error(r, 401, "a bearer token is required (Authorization: Bearer TOKEN)", NULL,
-			    "WWW-Authenticate: Bearer\r\n");
+		control_log_change(r, "control-refused", "", 401, "no or wrong bearer token", -1,
+				   false);
+		control_reply_error(r, 401, "a bearer token is required (Authorization: Bearer "
+					    "TOKEN)", NULL, "WWW-Authenticate: Bearer\r\n");
 		return;
 	}
-	if (n == 10 && memcmp(t, "/v1/health", 10) == 0) {
-		if (strcmp(m, "GET") == 0)
-			health(r);
-		else
-			reply_error(r, 405, "only GET", NULL, "Allow: GET\r\n");
-	} else if (n == sizeof(PREFIX) - 1 && memcmp(t, PREFIX, n) == 0) {
-		if (strcmp(m, "GET") == 0)
-			get_list(r);
-		else
-			reply_error(r, 405, "only GET", NULL, "Allow: GET\r\n");
-	} else if (n > sizeof(PREFIX) && memcmp(t, PREFIX "/", sizeof(PREFIX)) == 0) {
-		if (!path_name(t, n, name))
-			reply_error(r, 400, "invalid sandbox name (1 to 64 of A-Z a-z 0-9 _ - .)",
-				    "name", NULL);
-		else if (strcmp(m, "PUT") == 0)
-			r->too_big ? reply_error(r, 413, "body too large", NULL, NULL)
-				   : put_one(r, name);
-		else if (strcmp(m, "GET") == 0)
-			get_one(r, name);
-		else if (strcmp(m, "DELETE") == 0)
-			delete_one(r, name);
-		else
-			reply_error(r, 405, "only PUT, GET and DELETE", NULL,
-				    "Allow: PUT, GET, DELETE\r\n");
-	} else {
-		reply_error(r, 404, "not found (try /v1/sandboxes or /v1/health)", NULL, NULL);
-	}
+	controlapi_route(r);
 }
 
 /* ---- the connection ---- */
@@ -398,8 +166,22 @@ static void on_body(void *ctx, const char *p, size_t n)
 		r->too_big = true;
 		return;
 	}
-	if (!r->body)
-		r->body = xmalloc(CONTROL_BODY_MAX);
+	if (r->blen + n > r->bcap) { /* grow by copying: no unwiped copy is left behind */
+		size_t cap = r->bcap ? r->bcap : 4096;
+		char *nb;
+		while (cap < r->blen + n)
+			cap *= 2;
+		if (cap > CONTROL_BODY_MAX)
+			cap = CONTROL_BODY_MAX;
+		nb = xmalloc(cap);
+		if (r->body) {
+			memcpy(nb, r->body, r->blen);
+			xwipe(r->body, r->bcap);
+			free(r->body);
+		}
+		r->body = nb;
+		r->bcap = cap;
+	}
 	memcpy(r->body + r->blen, p, n);
 	r->blen += n;
 }
@@ -420,7 +202,7 @@ static bool on_head(struct creq *r)
 		for (size_t i = 0; i < vn && cl <= CONTROL_BODY_MAX; i++)
 			cl = cl * 10 + (unsigned)(v[i] - '0'); /* llhttp checked the digits */
 		if (cl > CONTROL_BODY_MAX) {
-			reply_error(r, 413, "body too large", NULL, NULL);
+			control_reply_error(r, 413, "body too large", NULL, NULL);
 			return false;
 		}
 	}
@@ -452,12 +234,12 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (st == HTTPMSG_NEED_MORE)
 			continue;
 		if (st == HTTPMSG_UPGRADE) {
-			reply_error(r, 400, "no upgrade or CONNECT here", NULL, NULL);
+			control_reply_error(r, 400, "no upgrade or CONNECT here", NULL, NULL);
 			break;
 		}
 		if (st == HTTPMSG_ERROR) {
 			int code = httpmsg_error_status(r->msg);
-			reply_error(r, code, httpmsg_error(r->msg), NULL, NULL);
+			control_reply_error(r, code, httpmsg_error(r->msg), NULL, NULL);
 		} else if (st == HTTPMSG_HEAD && httpmsg_has_body(r->msg)) {
 			if (!on_head(r))
 				break;
@@ -534,8 +316,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	/* the socket is 0600: only its owner (root) connects; anyone else
 	 * who got hold of a descriptor is refused all the same */
 	if (c->path && r->uid != 0 && r->uid != (long)geteuid()) {
-		log_change(r, "control-refused", "", 403, "peer is not root", -1, false);
-		reply_error(r, 403, "only root may use the control socket", NULL, NULL);
+		control_log_change(r, "control-refused", "", 403, "peer is not root", -1, false);
+		control_reply_error(r, 403, "only root may use the control socket", NULL, NULL);
 	}
 }
 
