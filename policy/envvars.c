@@ -58,3 +58,13 @@ void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KE
 		fn(ctx, "JAVA_TOOL_OPTIONS", java);
 	}
 }
+
+size_t envvars_ca_count(void)
+{
+	return sizeof(ca_vars) / sizeof(ca_vars[0]);
+}
+
+const char *envvars_ca_name(size_t i)
+{
+	return ca_vars[i];
+}

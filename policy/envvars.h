@@ -4,6 +4,8 @@
 #ifndef EGRESSD_ENVVARS_H
 #define EGRESSD_ENVVARS_H
 
+#include <stddef.h>
+
 #include "secrets.h"
 
 struct policy;
@@ -21,5 +23,10 @@ typedef void (*envvars_fn)(void *ctx, const char *name, const char *value);
 void envvars_each(const struct policy *p, const unsigned char key[PLACEHOLDER_KEYLEN],
 		  const char *proxy_url, const char *bundle, const char *truststore,
 		  envvars_fn fn, void *ctx);
+
+/* The CA variables alone (egressd run's jail needs no proxy variables):
+ * their number, and the name of the i-th (static). */
+size_t envvars_ca_count(void);
+const char *envvars_ca_name(size_t i);
 
 #endif
