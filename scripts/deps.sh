@@ -12,7 +12,7 @@ fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy" ;;
 # the clients tests/integration/runtimes_test.py drives (each skipped when absent;
 # not part of `make test`: a JRE and npm are large)
-runtimes) pkgs="$pkgs curl git python3-requests python3-pip python3-grpcio npm default-jre-headless awscli" ;;
+runtimes) pkgs="$pkgs curl git python3-requests python3-pip python3-grpcio npm default-jre-headless awscli golang-go" ;;
 esac
 missing=""
 for p in $pkgs; do

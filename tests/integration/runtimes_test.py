@@ -341,6 +341,57 @@ def t_node24(ctx):
     never_real(*outs)
 
 
+GO_GET = """package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+)
+
+func main() {
+	req, _ := http.NewRequest("GET", os.Args[1], nil)
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("API_KEY"))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	b, _ := io.ReadAll(r.Body)
+	fmt.Println(r.StatusCode)
+	fmt.Println(string(b))
+}
+"""
+
+
+@suite.case("Go net/http (HTTPS_PROXY, SSL_CERT_FILE)", skip=lambda: need("go"), timeout=180)
+def t_go(ctx):
+    e = start(ctx)
+    d = os.path.join(ctx.tmp, "gosrc")
+    os.makedirs(d)
+    with open(os.path.join(d, "main.go"), "w") as f:
+        f.write(GO_GET)
+    with open(os.path.join(d, "go.mod"), "w") as f:
+        f.write("module get\n\ngo 1.19\n")
+    # built beforehand, with a build cache of its own (GOFLAGS etc. are not the sandbox's)
+    b = subprocess.run(["go", "build", "-o", os.path.join(d, "get"), "."], cwd=d,
+                       capture_output=True, text=True, timeout=150,
+                       env={"PATH": os.environ["PATH"], "HOME": ctx.tmp,
+                            "GOCACHE": os.path.join(ctx.tmp, "gocache"), "GOFLAGS": "-mod=mod",
+                            "GOPROXY": "off", "GO111MODULE": "on"})
+    check(b.returncode == 0, "go build: %s" % b.stderr[-500:])
+    n = len(W["srv"].seen)
+    rc, out, err = run(ctx, e, [os.path.join(d, "get"), url("api.test", "/echo")])
+    check(rc == 0 and out.startswith("200"), "allowed: rc %d %r" % (rc, out[:200]))
+    check_eq(auth_since(n), ["Bearer " + REAL], "the upstream got the real value")
+    n = len(W["srv"].seen)
+    rc2, out2, err2 = run(ctx, e, [os.path.join(d, "get"), url("other.test", "/denied")])
+    check(rc2 == 3 and "Forbidden" in out2, "denied: rc %d %r" % (rc2, out2[:200]))
+    denied(e, n)
+    never_real(out, err, out2, err2)
+
+
 GRPC_SERVER = """
 import sys, grpc
 from concurrent import futures
