@@ -392,6 +392,43 @@ def t_go(ctx):
     never_real(out, err, out2, err2)
 
 
+DENO_FETCH = """
+try {
+  const r = await fetch(Deno.args[0], {headers: {Authorization: 'Bearer ' + Deno.env.get('API_KEY')}});
+  console.log(r.status); console.log(await r.text());
+} catch (e) { console.log('error', String(e)); Deno.exit(3); }
+"""
+
+
+def deno():
+    """A Deno binary: $DENO, or `deno` on PATH."""
+    d = os.environ.get("DENO") or shutil.which("deno")
+    return d if d and os.path.exists(d) else None
+
+
+@suite.case("Deno fetch (HTTPS_PROXY, DENO_CERT)", skip=lambda: None if deno() else
+            "no Deno (set DENO=/path/to/deno; the npm registry's @deno/linux-x64-glibc has one)",
+            timeout=120)
+def t_deno(ctx):
+    e = start(ctx)
+    e.env_only["DENO_DIR"] = os.path.join(ctx.tmp, "denodir")
+    src = os.path.join(e.env_only["HOME"], "get.ts")
+    with open(src, "w") as f:
+        f.write(DENO_FETCH)
+    cmd = [deno(), "run", "--no-prompt", "--allow-net", "--allow-env", src]
+    n = len(W["srv"].seen)
+    rc, out, err = run(ctx, e, cmd + [url("api.test", "/echo")])
+    check(rc == 0 and out.startswith("200"), "allowed: rc %d %r %r" % (rc, out[:200], err[-300:]))
+    check_eq(auth_since(n), ["Bearer " + REAL], "the upstream got the real value")
+    n = len(W["srv"].seen)
+    rc2, out2, err2 = run(ctx, e, cmd + [url("other.test", "/denied")])
+    check(rc2 == 3, "denied: rc %d %r" % (rc2, out2[:200]))
+    denied(e, n)
+    rc0, out0, _ = run(ctx, without(e, "DENO_CERT"), cmd + [url("api.test", "/echo")])
+    print("# without DENO_CERT: rc %d (Deno 2 reads SSL_CERT_FILE too)" % rc0)
+    never_real(out, err, out2, err2)
+
+
 GRPC_SERVER = """
 import sys, grpc
 from concurrent import futures
