@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "audit.h"
 #include "config.h"
 #include "envvars.h"
@@ -20,39 +21,67 @@
 #define PREFIX "/v1/sandboxes"
 
 
-static void add_info(void *ctx, const char *name, const char *info, unsigned long long conns)
-{
-	json_t *v = json_loads(info, 0, NULL), *arr = ctx;
+/* What the table's lock is held for: copies of each sandbox's name, info
+ * and counter; parsed into JSON once the lock is released. */
+struct copies {
+	struct copy {
+		char *name, *info;
+		unsigned long long conns;
+	} *v;
+	size_t n, cap;
+};
 
-	if (!v)
-		v = json_object();
-	json_object_set_new(v, "name", json_string(name));
-	json_object_set_new(v, "connections", json_integer((json_int_t)conns));
-	if (json_is_array(arr))
+static void copy_info(void *ctx, const char *name, const char *info, unsigned long long conns)
+{
+	struct copies *c = ctx;
+
+	if (c->n == c->cap)
+		c->v = xrealloc(c->v, (c->cap = c->cap ? 2 * c->cap : 64) * sizeof(*c->v));
+	c->v[c->n].name = xstrdup(name);
+	c->v[c->n].info = xstrdup(info);
+	c->v[c->n++].conns = conns;
+}
+
+/* The copies as JSON objects (definition, "name", "connections"); frees them. */
+static json_t *to_json(struct copies *c)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < c->n; i++) {
+		json_t *v = json_loads(c->v[i].info, 0, NULL);
+		if (!v)
+			v = json_object();
+		json_object_set_new(v, "name", json_string(c->v[i].name));
+		json_object_set_new(v, "connections", json_integer((json_int_t)c->v[i].conns));
 		json_array_append_new(arr, v);
-	else
-		json_object_update(arr, v), json_decref(v);
+		free(c->v[i].name);
+		free(c->v[i].info);
+	}
+	free(c->v);
+	return arr;
 }
 
 static void get_list(struct creq *r)
 {
-	json_t *arr = json_array();
+	struct copies c = { 0 };
 
-	gentable_api_each(server_gentable(r->c->srv), add_info, arr);
-	control_reply(r, 200, json_pack("{s:o}", "sandboxes", arr), NULL);
+	gentable_api_each(server_gentable(r->c->srv), copy_info, &c);
+	control_reply(r, 200, json_pack("{s:o}", "sandboxes", to_json(&c)), NULL);
 }
 
 static void get_one(struct creq *r, const char *name)
 {
-	json_t *obj = json_object();
+	struct copies c = { 0 };
+	json_t *arr;
 
-	if (!gentable_api_get(server_gentable(r->c->srv), name, add_info, obj)) {
-		json_decref(obj);
+	if (!gentable_api_get(server_gentable(r->c->srv), name, copy_info, &c)) {
 		control_reply_error(r, 404, "no sandbox of that name was created through the API", NULL,
-			    NULL);
+				    NULL);
 		return;
 	}
-	control_reply(r, 200, obj, NULL);
+	arr = to_json(&c);
+	control_reply(r, 200, json_incref(json_array_get(arr, 0)), NULL);
+	json_decref(arr);
 }
 
 static void health(struct creq *r)
@@ -70,7 +99,7 @@ static void delete_one(struct creq *r, const char *name)
 
 	if (server_sandbox_delete(r->c->srv, name, &open) < 0) {
 		control_reply_error(r, 404, "no sandbox of that name was created through the API", NULL,
-			    NULL);
+				    NULL);
 		return;
 	}
 	audit_say(AUDIT_INFO, "control: sandbox %s deleted (uid %ld); closing its %ld open "
@@ -198,7 +227,7 @@ void controlapi_route(struct creq *r)
 	} else if (n > sizeof(PREFIX) && memcmp(t, PREFIX "/", sizeof(PREFIX)) == 0) {
 		if (!path_name(t, n, name))
 			control_reply_error(r, 400, "invalid sandbox name (1 to 64 of A-Z a-z 0-9 _ - .)",
-				    "name", NULL);
+					    "name", NULL);
 		else if (strcmp(m, "PUT") == 0)
 			r->too_big ? control_reply_error(r, 413, "body too large", NULL, NULL)
 				   : put_one(r, name);
@@ -208,7 +237,7 @@ void controlapi_route(struct creq *r)
 			delete_one(r, name);
 		else
 			control_reply_error(r, 405, "only PUT, GET and DELETE", NULL,
-				    "Allow: PUT, GET, DELETE\r\n");
+					    "Allow: PUT, GET, DELETE\r\n");
 	} else {
 		control_reply_error(r, 404, "not found (try /v1/sandboxes or /v1/health)", NULL, NULL);
 	}
