@@ -248,6 +248,34 @@ def t_delete_closes(ctx):
         pass
 
 
+@suite.case("DELETE closes an intercepted keep-alive connection (TLS to egressd, secret injected)")
+def t_delete_intercepted(ctx):
+    import ssl
+    e = start(ctx)
+    st, ans, _ = api(e, "PUT", "/v1/sandboxes/ic", sandbox("127.0.0.27"))
+    check_eq(st, 201, "create")
+    tls = ssl.create_default_context(cafile=os.path.join(e.state, "ca-bundle.pem"))
+    c = http.client.HTTPSConnection("127.0.0.1", e.port, context=tls, timeout=10,
+                                    source_address=("127.0.0.27", 0))
+    c.set_tunnel("api.test", W["port"])
+    n = len(W["srv"].seen)
+    c.request("GET", "/echo", headers={"Authorization": "Bearer " + ans["env"]["API_KEY"]})
+    r = c.getresponse()
+    body = r.read().decode()
+    check(r.status == 200 and auth_seen(n) == ["Bearer " + REAL], "intercepted request: %d" % r.status)
+    st, d, _ = api(e, "DELETE", "/v1/sandboxes/ic")
+    check(st == 200 and d["closing"] == 1, "DELETE: %r" % d)
+    c.sock.settimeout(5)
+    try:
+        got = c.sock.recv(100)
+    except (ssl.SSLError, OSError) as ex:
+        got = b""
+        ctx.note("recv: %r" % ex)
+    check_eq(got, b"", "the intercepted connection was closed")
+    c.close()
+    no_real_value(e, body)
+
+
 @suite.case("bad JSON, bad policy, unknown key, no selector: 400 with the path of the bad value")
 def t_bad_bodies(ctx):
     e = start(ctx)
