@@ -2,6 +2,7 @@
  * command (unprivileged, in its own PID and mount namespaces) with
  * placeholders and CA variables, its exit status, teardown on every path */
 #include "runcmd.h"
+#include "envvars.h"
 #include "sandboxes.h"
 
 #include <errno.h>
@@ -83,17 +84,15 @@ static bool is_user_var(const char *kv)
 static char **make_env(const struct policy *p, const struct secretset *ss, const char *bundle,
 		       const struct runas *ru)
 {
-	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-					       "DENO_CERT", "GIT_SSL_CAINFO" };
 	char **env = xcalloc(ENV_MAX, sizeof(char *));
 	size_t n = 0;
 
 	for (char **e = environ; *e && n + 64 < ENV_MAX; e++) {
 		bool ca = false;
-		for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
-			ca |= strncmp(*e, ca_vars[i], strlen(ca_vars[i])) == 0 &&
-			      (*e)[strlen(ca_vars[i])] == '=';
+		for (size_t i = 0; i < envvars_ca_count(); i++) {
+			const char *v = envvars_ca_name(i);
+			ca |= strncmp(*e, v, strlen(v)) == 0 && (*e)[strlen(v)] == '=';
+		}
 		if (!ca && !is_proxy_var(*e) && !is_user_var(*e) && !is_secret_var(*e, p, ss))
 			env[n++] = xstrdup(*e);
 	}
@@ -102,8 +101,8 @@ static char **make_env(const struct policy *p, const struct secretset *ss, const
 	add_env(env, &n, "HOME", runas_home(ru));
 	add_env(env, &n, "USER", runas_name(ru));
 	add_env(env, &n, "LOGNAME", runas_name(ru));
-	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
-		add_env(env, &n, ca_vars[i], bundle);
+	for (size_t i = 0; i < envvars_ca_count(); i++) /* every runtime's CA variable */
+		add_env(env, &n, envvars_ca_name(i), bundle);
 	env[n] = NULL;
 	return env;
 }

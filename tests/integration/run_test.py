@@ -128,7 +128,8 @@ def step_env(_):
         r["ip_addr"] = repr(e)
     ca = {}
     for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-              "DENO_CERT", "GIT_SSL_CAINFO"):
+              "DENO_CERT", "GIT_SSL_CAINFO", "NPM_CONFIG_CAFILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+              "PIP_CERT", "AWS_CA_BUNDLE", "CARGO_HTTP_CAINFO"):
         p = os.environ.get(k)
         try:
             with open(p) as f:
@@ -454,7 +455,8 @@ JAIL_USER = {"SUDO_UID": "65534", "SUDO_GID": "65534", "SUDO_USER": "nobody"}
 NODE = shutil.which("node")
 PH_RE = r"egressd-ph-[0-9a-f]{32}"
 CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-           "DENO_CERT", "GIT_SSL_CAINFO")
+           "DENO_CERT", "GIT_SSL_CAINFO", "NPM_CONFIG_CAFILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+           "PIP_CERT", "AWS_CA_BUNDLE", "CARGO_HTTP_CAINFO")
 _RND = uuid.uuid4().hex
 REAL = {"SKEY": "sk-REAL-S-" + _RND[:20],   # --secret SKEY=secret.test (egressd's env)
         "BKEY": "sk-REAL-B-" + _RND[12:32],  # policy file: valueFromEnv SRC_B

@@ -10,8 +10,9 @@
 #include "cliopts.h"
 #include "tap.h"
 
-static const unsigned all_cmds[] = { CLI_SERVE, CLI_CHECK, CLI_ENV, CLI_CA, CLI_RUN };
-static const char *const cmd_names[] = { "serve", "check", "env", "ca", "run" };
+static const unsigned all_cmds[] = { CLI_SERVE, CLI_CHECK, CLI_ENV, CLI_CA, CLI_RUN,
+				      CLI_SANDBOX };
+static const char *const cmd_names[] = { "serve", "check", "env", "ca", "run", "sandbox" };
 
 /* The help text of command (0: overview), in a malloc'ed string. Not
  * inlined: gcc 12 -O2 then takes the memstream's pointer for a local that
