@@ -5,6 +5,7 @@
 #include <string.h>
 
 #define POLICY_CMDS (CLI_SERVE | CLI_CHECK | CLI_RUN)
+#define SBX_FLAGS (POLICY_CMDS | CLI_SANDBOX) /* sandbox put takes them as its sandbox's */
 #define RUNTIME_CMDS (CLI_SERVE | CLI_RUN)
 
 /* One row per option. The default column is what egressd does when the
@@ -16,15 +17,15 @@ static const struct cliopt opts[] = {
 	  "none", POLICY_CMDS | CLI_ENV },
 	{ "allow-net", 0, OPT_ALLOW, "P[,P...]",
 	  "add allowNet patterns (repeatable; '' denies everything)",
-	  "no allowNet from any source: every destination is allowed", POLICY_CMDS },
+	  "no allowNet from any source: every destination is allowed", SBX_FLAGS },
 	{ "deny-net", 0, OPT_DENY, "P[,P...]",
-	  "patterns refused even when allowNet matches (repeatable)", "none", POLICY_CMDS },
+	  "patterns refused even when allowNet matches (repeatable)", "none", SBX_FLAGS },
 	{ "secret", 0, OPT_SECRET, "NAME=HOST[,HOST...]",
 	  "a secret whose value is egressd's own environment variable NAME, injected "
-	  "only for HOSTs (repeatable)", "none", POLICY_CMDS | CLI_ENV },
+	  "only for HOSTs (repeatable)", "none", SBX_FLAGS | CLI_ENV },
 	{ "intercept", 0, OPT_INTERCEPT, "P[,P...]",
 	  "also intercept (and audit per request) hosts matching these patterns, "
-	  "without secrets (repeatable)", "none: only secrets' hosts", POLICY_CMDS },
+	  "without secrets (repeatable)", "none: only secrets' hosts", SBX_FLAGS },
 	{ "allow-private", 0, OPT_PRIVATE, "CIDR",
 	  "allow destinations in a special-purpose range (repeatable)",
 	  "none: loopback, RFC 1918, link-local... are refused", POLICY_CMDS },
@@ -42,7 +43,7 @@ static const struct cliopt opts[] = {
 	/* listeners and upstreams */
 	{ "listen", 0, OPT_LISTEN, "ADDR:PORT",
 	  "explicit proxy listener, CONNECT and absolute-form HTTP (repeatable; "
-	  "for env: the proxy address it prints)", "127.0.0.1:3128", CLI_SERVE | CLI_ENV },
+	  "for env: the proxy address it prints)", "127.0.0.1:3128", CLI_SERVE | CLI_ENV | CLI_SANDBOX },
 	{ "transparent", 0, OPT_TRANSPARENT, "ADDR:PORT",
 	  "transparent listener for redirected traffic, SO_ORIGINAL_DST (repeatable)",
 	  "none", CLI_SERVE },
@@ -75,6 +76,22 @@ static const struct cliopt opts[] = {
 	{ "metrics", 0, OPT_METRICS, "ADDR:PORT",
 	  "serve Prometheus metrics at http://ADDR:PORT/metrics (bind it to loopback or an "
 	  "operator network)", "none", RUNTIME_CMDS },
+	{ "format", 0, OPT_FORMAT, "sh|dotenv|json",
+	  "env: NAME=VALUE lines quoted for the shell, a dotenv file, or one JSON object", "sh",
+	  CLI_ENV },
+	{ "control", 0, OPT_CONTROL, "unix:PATH|IP:PORT",
+	  "serve: the control API (sandboxes created at runtime) on a unix socket, mode "
+	  "0600, or over TCP with a token; sandbox: where to talk to it", "none",
+	  CLI_SERVE | CLI_SANDBOX },
+	{ "control-token-file", 0, OPT_CTLTOKEN, "FILE",
+	  "a bearer token (the file's first line, 16+ characters) every control request must "
+	  "carry; required for --control IP:PORT", "none", CLI_SERVE | CLI_SANDBOX },
+	{ "source", 0, OPT_SOURCE, "CIDR",
+	  "sandbox put: a client source address or range of the sandbox (repeatable)", "none",
+	  CLI_SANDBOX },
+	{ "file", 'f', 'f', "FILE",
+	  "sandbox put: the sandbox as JSON (source, listen, allowNet, secrets...; '-' = stdin)",
+	  "none", CLI_SANDBOX },
 	/* logging */
 	{ "log", 0, OPT_LOG, "FILE",
 	  "JSON-lines audit and operations log ('-' = stderr); reopened on SIGHUP",
@@ -82,6 +99,20 @@ static const struct cliopt opts[] = {
 	{ "log-level", 0, OPT_LOGLEVEL, "LEVEL",
 	  "error, warn, info or debug: the least severe level written", "info",
 	  RUNTIME_CMDS },
+	/* what the sandbox tried to reach */
+	{ "report", 0, OPT_REPORT, "[=FILE]",
+	  "write a report of every destination and DNS-only name to FILE when CMD exits "
+	  "(also by a signal; serve: at exit) and on SIGUSR1",
+	  "none; --report alone: standard error", RUNTIME_CMDS },
+	{ "report-format", 0, OPT_REPORTFMT, "table|json", "the report's format", "table",
+	  RUNTIME_CMDS },
+	{ "report-max", 0, OPT_REPORTMAX, "N",
+	  "destinations (and DNS names) tracked for --report and --learn; more are counted "
+	  "in one _other row", "1000", RUNTIME_CMDS },
+	{ "learn", 0, OPT_LEARN, "FILE",
+	  "learn mode: nothing is refused for allowNet (denyNet and the private-address guard "
+	  "still apply); when CMD exits (serve: at exit) and on SIGUSR1, FILE gets a policy "
+	  "that allows what was used", "none", RUNTIME_CMDS },
 	/* every command */
 	{ "help", 'h', 'h', NULL, "print help (after a command: that command's)", NULL,
 	  CLI_ALL },
@@ -99,6 +130,7 @@ static const struct clirange ranges[] = {
 	{ OPT_IDLETO, 1, 86400, " seconds" },
 	{ OPT_MAXBUF, 16384, 64 << 20, " bytes" },
 	{ OPT_DRAIN, 1, 3600, " seconds" },
+	{ OPT_REPORTMAX, 1, 100000, "" },
 };
 
 struct clicmd {
@@ -111,7 +143,8 @@ struct clicmd {
 
 static const struct clicmd cmds[] = {
 	{ "serve", CLI_SERVE, "[serve] [OPTIONS]", "run the proxy (the default command)",
-	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain.\n"
+	  "SIGHUP rereads the policy and reopens the log; SIGTERM/SIGINT drain;\n"
+	  "SIGUSR1 writes the --report and --learn files from the counts so far.\n"
 	  "Exit status: 0 after a drain, 1 on a runtime error, 2 on a bad option or policy.\n" },
 	{ "check", CLI_CHECK, "check [OPTIONS] [HOST[:PORT] | METHOD URL ...]",
 	  "validate the policy; print each target's decision",
@@ -136,6 +169,14 @@ static const struct clicmd cmds[] = {
 	  "hidden from it. It gets the placeholders and CA bundle variables; DNS is\n"
 	  "egressd's own.\n"
 	  "Exit status: CMD's (128+N if it died of signal N), 125 if egressd fails.\n" },
+	{ "sandbox", CLI_SANDBOX, "sandbox put|rm|ls|env [NAME] --control unix:PATH [OPTIONS]",
+	  "create, delete, list sandboxes of a running egressd (its control API)",
+	  "put NAME -f FILE creates or replaces a sandbox and prints its environment;\n"
+	  "or give it as options: --source CIDR, --listen ADDR:PORT, --allow-net,\n"
+	  "--deny-net, --intercept, --secret NAME=HOST[,HOST] (value from this command's\n"
+	  "own environment). rm NAME deletes it (its open connections are closed);\n"
+	  "ls lists them; env NAME prints the environment of one (no new placeholders).\n"
+	  "Exit status: 0, 1 if egressd refused (its answer on stderr), 2 on a usage error.\n" },
 };
 
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
@@ -169,7 +210,8 @@ const struct option *cliopts_long(void)
 	if (!lo[0].name) {
 		for (size_t i = 0; i < NOPTS; i++) {
 			lo[i].name = opts[i].name;
-			lo[i].has_arg = opts[i].arg ? required_argument : no_argument;
+			lo[i].has_arg = !opts[i].arg ? no_argument
+					: opts[i].arg[0] == '[' ? optional_argument : required_argument;
 			lo[i].flag = NULL;
 			lo[i].val = opts[i].id;
 		}
@@ -257,8 +299,8 @@ static void put_option(FILE *f, const struct cliopt *o)
 		n = snprintf(left, sizeof(left), "  -%c, --%s%s%s", o->shortopt, o->name,
 			     o->arg ? " " : "", o->arg ? o->arg : "");
 	else
-		n = snprintf(left, sizeof(left), "      --%s%s%s", o->name, o->arg ? " " : "",
-			     o->arg ? o->arg : "");
+		n = snprintf(left, sizeof(left), "      --%s%s%s", o->name,
+			     o->arg && o->arg[0] != '[' ? " " : "", o->arg ? o->arg : "");
 	fputs(left, f);
 	if (n + 2 > HELP_COL) {
 		fputc('\n', f);

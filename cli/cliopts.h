@@ -17,21 +17,23 @@ enum {
 	OPT_ALLOW = 256, OPT_DENY, OPT_SECRET, OPT_STATE, OPT_LISTEN, OPT_TRANSPARENT,
 	OPT_UPCA, OPT_RESOLVE, OPT_DNS, OPT_PRIVATE, OPT_INTERCEPT, OPT_LEAK, OPT_LOG,
 	OPT_LOGLEVEL, OPT_THREADS, OPT_VERSION, OPT_CAKEY, OPT_DRAIN, OPT_MAXCONN,
-	OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF, OPT_SANDBOX, OPT_METRICS, OPT_USER,
+	OPT_HEADTO, OPT_IDLETO, OPT_MAXBUF, OPT_SANDBOX, OPT_METRICS, OPT_USER, OPT_CONTROL,
+	OPT_SOURCE, OPT_FORMAT, OPT_CTLTOKEN, OPT_REPORT, OPT_REPORTFMT, OPT_REPORTMAX, OPT_LEARN,
 };
 
 /* Commands, as bits: an option row names the commands that use it. */
 enum {
 	CLI_SERVE = 1 << 0, CLI_CHECK = 1 << 1, CLI_ENV = 1 << 2, CLI_CA = 1 << 3,
-	CLI_RUN = 1 << 4,
-	CLI_ALL = CLI_SERVE | CLI_CHECK | CLI_ENV | CLI_CA | CLI_RUN,
+	CLI_RUN = 1 << 4, CLI_SANDBOX = 1 << 5,
+	CLI_ALL = CLI_SERVE | CLI_CHECK | CLI_ENV | CLI_CA | CLI_RUN | CLI_SANDBOX,
 };
 
 struct cliopt {
 	const char *name;  /* long name, without "--" */
 	int shortopt;      /* 'c', or 0 */
 	int id;            /* what getopt_long returns: an OPT_ value or shortopt */
-	const char *arg;   /* the argument's placeholder ("FILE"), NULL for a flag */
+	const char *arg;   /* the argument's placeholder ("FILE"), NULL for a flag;
+			    * "[=FILE]": an optional argument (--name or --name=FILE) */
 	const char *help;  /* one line: what it does (repeatable?) */
 	const char *def;   /* the default, as help and the man page print it;
 			    * NULL only for flags */

@@ -1,6 +1,9 @@
 /* main.c -- the egressd command line: parses the options (their table and
  * help texts are cliopts.c's) and runs serve (default), check, env, ca, run */
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +20,17 @@
 #include "audit.h"
 #include "cliopts.h"
 #include "config.h"
+#include "control.h"
 #include "jailinit.h"
+#include "observe.h"
+#include "obsreport.h"
 #include "pattern.h"
 #include "policy.h"
 #include "rules.h"
 #include "runcmd.h"
 #include "sandboxenv.h"
 #include "sandboxes.h"
+#include "sbxclient.h"
 #include "selfguard.h"
 #include "server.h"
 #include "version.h"
@@ -45,7 +52,16 @@ struct cli {
 	bool tolerant;            /* a reload: a sandbox's bad policy file is recorded */
 	const char *sandbox;      /* --sandbox NAME for check and env */
 	const char *user;         /* run --user USER[:GROUP] */
+	const char *control;      /* --control unix:PATH or IP:PORT */
+	const char *ctl_token;    /* --control-token-file FILE */
+	const char *file;         /* sandbox put -f FILE */
+	const char *format;       /* env --format sh|dotenv|json */
+	const char *sbx_sub;      /* sandbox put|rm|ls|env */
+	const char *sbx_name;     /* its NAME */
+	struct sbxflags *sbx;     /* sandbox put's options (owned) */
 	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
+	struct obsreport_opts out; /* --report, --report-format, --learn */
+	int report_max;           /* --report-max */
 };
 
 /* egressd X.Y.Z, then the libraries it runs with (run time where the
@@ -123,6 +139,33 @@ static bool load_config(struct cli *cli, struct policy *p, const char *path, cha
 	return true;
 }
 
+/* An option of `egressd sandbox`: the sandbox's own keys go to the body
+ * put sends; the rest to the CLI state. Returns 0 or 2 with err. */
+static int sandbox_opt(struct cli *cli, int opt, const char *arg, char *err)
+{
+	static const struct { int opt; const char *key; } keys[] = {
+		{ OPT_SOURCE, "source" }, { OPT_LISTEN, "listen" }, { OPT_ALLOW, "allowNet" },
+		{ OPT_DENY, "denyNet" }, { OPT_INTERCEPT, "intercept" }, { OPT_SECRET, "secret" },
+	};
+	char e[SBXCLIENT_ERRLEN];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (keys[i].opt != opt)
+			continue;
+		if (sbxflags_add(cli->sbx, keys[i].key, arg, e))
+			return 0;
+		snprintf(err, CONFIG_ERRLEN, "%s", e);
+		return 2;
+	}
+	if (opt == OPT_CONTROL)
+		cli->control = arg;
+	else if (opt == OPT_CTLTOKEN)
+		cli->ctl_token = arg;
+	else if (opt == 'f')
+		cli->file = arg;
+	return 0;
+}
+
 /* Applies one option to the policy or the CLI state; a number is first
  * checked against its row's range. Returns 0, or 2 with the reason in err
  * (CONFIG_ERRLEN bytes). */
@@ -134,6 +177,8 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	int n = 0;
 
 	err[0] = '\0';
+	if (cli->sbx)
+		return sandbox_opt(cli, opt, arg, err);
 	if (r && o && (n = parse_uint(arg, r->max)) < r->min) {
 		snprintf(err, CONFIG_ERRLEN, "invalid --%s \"%s\" (want %d..%d%s)", o->name, arg,
 			 r->min, r->max, r->unit);
@@ -144,6 +189,21 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_SANDBOX: cli->sandbox = arg; break;
 	case OPT_USER: cli->user = arg; break;
 	case OPT_METRICS: cli->so.metrics = arg; break;
+	case OPT_REPORT: cli->out.report = true; cli->out.report_path = arg; break;
+	case OPT_REPORTMAX: cli->report_max = n; break;
+	case OPT_LEARN: cli->out.learn_path = arg; policy_set_learn(p, true); break;
+	case OPT_REPORTFMT:
+		if (!strcmp(arg, "table") || !strcmp(arg, "json")) {
+			cli->out.json = !strcmp(arg, "json");
+		} else {
+			snprintf(err, CONFIG_ERRLEN, "invalid --report-format \"%s\" (want table or json)", arg);
+			okay = false;
+		}
+		break;
+	case OPT_CONTROL: cli->control = arg; break;
+	case OPT_CTLTOKEN: cli->ctl_token = arg; break;
+	case OPT_FORMAT: cli->format = arg; break;
+	case 'f': cli->file = arg; break;
 	case OPT_ALLOW: okay = policy_add_allow(p, arg, err); break;
 	case OPT_DENY: okay = policy_add_deny(p, arg, err); break;
 	case OPT_INTERCEPT: okay = policy_add_intercept(p, arg, err); break;
@@ -482,6 +542,10 @@ static struct {
 	char **argv;
 } saved;
 
+/* getopt's state is global: SIGHUP (main thread) and the control API's
+ * amend (control thread) parse the saved command line one at a time */
+static pthread_mutex_t args_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static struct sbtable *reload_table(void *ctx, char *err)
 {
 	struct cli tmp = { .so = { .drain_timeout_s = 5 }, .tolerant = true };
@@ -490,10 +554,16 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	char e[CONFIG_ERRLEN];
 
 	(void)ctx;
+	pthread_mutex_lock(&args_lock);
 	if (parse_args(saved.argc, saved.argv, &tmp, p, e) == 0)
 		t = make_table(&tmp, p, saved.argc, saved.argv);
 	else
 		snprintf(err, 256, "%.250s", e[0] ? e : "the command line did not parse");
+	pthread_mutex_unlock(&args_lock);
+	if (t && !sbx_named(t) && tmp.nconfig == 0 && tmp.control) {
+		sbx_free(t); /* --control without -c: sandboxes, none from a file */
+		t = sbx_new();
+	}
 	sbx_free(tmp.sbt);
 	policy_unref(p);
 	if (!t && !err[0])
@@ -501,11 +571,117 @@ static struct sbtable *reload_table(void *ctx, char *err)
 	return t;
 }
 
+/* serve --report/--learn: a thread that writes both on SIGUSR1 (blocked
+ * in every other thread) until reporter_stop. */
+static struct {
+	pthread_t thread;
+	bool running;
+	atomic_bool stopping;
+	struct observe *obs;
+	const struct obsreport_opts *out;
+} reporter;
+
+static void *reporter_main(void *arg)
+{
+	sigset_t set;
+	int sig;
+
+	(void)arg;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	while (sigwait(&set, &sig) == 0 && !atomic_load(&reporter.stopping))
+		obsreport_finish(reporter.obs, reporter.out);
+	return NULL;
+}
+
+/* Blocks SIGUSR1 (before any other thread starts: they inherit the mask)
+ * and starts the thread that takes it. */
+static void reporter_start(struct observe *obs, const struct obsreport_opts *out)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	reporter.obs = obs;
+	reporter.out = out;
+	atomic_store(&reporter.stopping, false);
+	reporter.running = pthread_create(&reporter.thread, NULL, reporter_main, NULL) == 0;
+}
+
+static void reporter_stop(void)
+{
+	if (!reporter.running)
+		return;
+	atomic_store(&reporter.stopping, true);
+	pthread_kill(reporter.thread, SIGUSR1);
+	pthread_join(reporter.thread, NULL);
+	reporter.running = false;
+}
+
+/* The observer for --report or --learn, attached as the audit sink; NULL
+ * when neither is given. */
+static struct observe *observe_start(struct cli *cli)
+{
+	struct observe *o;
+
+	if (!cli->out.report && !cli->out.learn_path)
+		return NULL;
+	cli->out.configs = cli->configs;
+	o = observe_new(cli->report_max ? (size_t)cli->report_max : 1000);
+	observe_attach(o);
+	return o;
+}
+
+static void observe_end(struct observe *o)
+{
+	observe_attach(NULL);
+	observe_free(o);
+	obsreport_cleanup();
+}
+
+/* The command line's policy options, added to an API sandbox's policy as
+ * to each sandbox of a file. */
+static bool amend_api_policy(void *ctx, struct policy *p, char *err)
+{
+	struct cli tmp = { .skip_config = true };
+	char e[CONFIG_ERRLEN];
+	int rc;
+
+	(void)ctx;
+	pthread_mutex_lock(&args_lock);
+	rc = parse_args(saved.argc, saved.argv, &tmp, p, e);
+	pthread_mutex_unlock(&args_lock);
+	if (rc != 0)
+		snprintf(err, CONTROL_ERRLEN, "the command line's policy options: %.200s", e);
+	return rc == 0;
+}
+
+/* --control: the table must be one of sandboxes (an empty one without -c). */
+static struct sbtable *control_table(const struct cli *cli, struct sbtable *t)
+{
+	if (!cli->control || sbx_named(t))
+		return t;
+	sbx_free(t);
+	if (cli->nconfig > 0) {
+		fprintf(stderr, "egressd: --control needs a policy file with \"sandboxes\", or no "
+				"-c (the command line's policy options then apply to each API "
+				"sandbox)\n");
+		return NULL;
+	}
+	return sbx_new();
+}
+
 static int cmd_serve(struct cli *cli, struct sbtable *t)
 {
 	char err[256];
 	struct server *s;
+	struct observe *obs;
+	struct control *ctl = NULL;
 	int rc;
+
+	if (!(t = control_table(cli, t)))
+		return 2;
 
 	if (cli->so.nlisten == 0 && cli->so.ntransparent == 0)
 		cli->so.listen[cli->so.nlisten++] = "127.0.0.1:3128";
@@ -527,14 +703,33 @@ static int cmd_serve(struct cli *cli, struct sbtable *t)
 		}
 	}
 	cli->so.reload = reload_table;
+	obs = observe_start(cli);
+	if (obs)
+		reporter_start(obs, &cli->out);
 	s = server_new(&cli->so, t, err);
+	if (s && cli->control &&
+	    !(ctl = control_new(s, cli->control, cli->ctl_token, cli->so.state_dir, amend_api_policy,
+				NULL, err))) {
+		server_free(s);
+		s = NULL;
+	}
 	if (!s) {
 		audit_msg(AUDIT_ERROR, "error", "%s", err);
+		reporter_stop();
+		observe_end(obs);
 		audit_close();
 		return 1;
 	}
+	if (ctl) {
+		audit_say(AUDIT_INFO, "control API on %s", cli->control);
+		control_start(ctl);
+	}
 	rc = server_run(s);
+	reporter_stop();
+	obsreport_finish(obs, &cli->out); /* after the workers: every close is counted */
+	control_free(ctl); /* before the server: it calls into it */
 	server_free(s);
+	observe_end(obs);
 	audit_close();
 	return rc;
 }
@@ -558,12 +753,16 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 		rc = cmd_check(argc - optind, argv + optind, cli, t);
 	else if (cli->cmd == CLI_ENV)
 		rc = optind < argc ? 2 : !(p = chosen_policy(cli, t)) ? 2
-			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca);
+			: sandboxenv_cmd_env(p, cli->so.state_dir, listen, cli->so.upstream_ca,
+					     cli->format);
 	else if (sbx_named(t))
 		rc = (fprintf(stderr, "egressd run: takes one policy, not \"sandboxes\"\n"), 2);
 	else if (optind < argc) {
-		struct runcmd_opts ro = { .log = cli->log, .user = cli->user, .configs = cli->configs };
+		struct runcmd_opts ro = { .log = cli->log, .user = cli->user, .configs = cli->configs,
+					  .out = &cli->out };
+		ro.obs = observe_start(cli);
 		rc = runcmd_main(sbx_policy(t, 0), &cli->so, &ro, argc - optind, argv + optind);
+		observe_end(ro.obs);
 	} else {
 		fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n");
 		rc = 125;
@@ -616,6 +815,19 @@ int main(int argc, char **argv)
 		cliopts_hint(stderr, 0);
 		return 2;
 	}
+	if (cli.cmd == CLI_SANDBOX) { /* egressd sandbox put|rm|ls|env [NAME] [OPTIONS] */
+		cli.sbx = sbxflags_new();
+		if (argc > 1 && argv[1][0] != '-') {
+			cli.sbx_sub = argv[1];
+			argc--;
+			argv++;
+		}
+		if (argc > 1 && argv[1][0] != '-') {
+			cli.sbx_name = argv[1];
+			argc--;
+			argv++;
+		}
+	}
 	if (cli.cmd == CLI_CA && argc > 1 && argv[1][0] != '-') {
 		cli.ca_sub = argv[1]; /* egressd ca init|show [OPTIONS] */
 		argc--;
@@ -631,7 +843,12 @@ int main(int argc, char **argv)
 	audit_hook_libevent();
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
-	if (rc == 0 && cli.cmd == CLI_CA)
+	if (rc == 0 && cli.cmd == CLI_SANDBOX)
+		rc = optind < argc ? (fprintf(stderr, "egressd: unexpected argument '%s'\n",
+					      argv[optind]), 2)
+				   : sbxclient_main(cli.control, cli.ctl_token, cli.sbx_sub,
+						    cli.sbx_name, cli.file, cli.sbx);
+	else if (rc == 0 && cli.cmd == CLI_CA)
 		rc = optind < argc || !cli.ca_sub ? sandboxenv_cmd_ca(0, NULL, NULL, NULL)
 						  : sandboxenv_cmd_ca(1, (char **)&cli.ca_sub, cli.so.state_dir, cli.ca_key);
 	else if (rc == 0) {
@@ -641,6 +858,7 @@ int main(int argc, char **argv)
 		rc = t ? dispatch(&cli, t, argc, argv) : 2;
 	}
 	sbx_free(cli.sbt);
+	sbxflags_free(cli.sbx);
 	policy_unref(p);
 	if (rc == 2 && cli.cmd == CLI_RUN)
 		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */

@@ -13,6 +13,7 @@ void jsonw_begin(struct jsonw *w)
 	w->len = 1;
 	w->fields = 0;
 	w->truncated = 0;
+	w->skip = 0;
 }
 
 long jsonw_escape(char *dst, size_t cap, const char *src, size_t n)

@@ -12,6 +12,7 @@ struct jsonw {
 	size_t len;
 	int fields;    /* fields written so far (for commas) */
 	int truncated; /* a field did not fit */
+	int skip;      /* audit: built for a sink, not for the log */
 };
 
 void jsonw_begin(struct jsonw *w);

@@ -2,6 +2,7 @@
  * command (unprivileged, in its own PID and mount namespaces) with
  * placeholders and CA variables, its exit status, teardown on every path */
 #include "runcmd.h"
+#include "envvars.h"
 #include "sandboxes.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include "audit.h"
 #include "jail.h"
 #include "jailspawn.h"
+#include "obsreport.h"
 #include "policy.h"
 #include "runas.h"
 #include "sandboxenv.h"
@@ -82,17 +84,15 @@ static bool is_user_var(const char *kv)
 static char **make_env(const struct policy *p, const struct secretset *ss, const char *bundle,
 		       const struct runas *ru)
 {
-	static const char *const ca_vars[] = { "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
-					       "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-					       "DENO_CERT", "GIT_SSL_CAINFO" };
 	char **env = xcalloc(ENV_MAX, sizeof(char *));
 	size_t n = 0;
 
 	for (char **e = environ; *e && n + 64 < ENV_MAX; e++) {
 		bool ca = false;
-		for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
-			ca |= strncmp(*e, ca_vars[i], strlen(ca_vars[i])) == 0 &&
-			      (*e)[strlen(ca_vars[i])] == '=';
+		for (size_t i = 0; i < envvars_ca_count(); i++) {
+			const char *v = envvars_ca_name(i);
+			ca |= strncmp(*e, v, strlen(v)) == 0 && (*e)[strlen(v)] == '=';
+		}
 		if (!ca && !is_proxy_var(*e) && !is_user_var(*e) && !is_secret_var(*e, p, ss))
 			env[n++] = xstrdup(*e);
 	}
@@ -101,8 +101,8 @@ static char **make_env(const struct policy *p, const struct secretset *ss, const
 	add_env(env, &n, "HOME", runas_home(ru));
 	add_env(env, &n, "USER", runas_name(ru));
 	add_env(env, &n, "LOGNAME", runas_name(ru));
-	for (size_t i = 0; i < sizeof(ca_vars) / sizeof(ca_vars[0]); i++)
-		add_env(env, &n, ca_vars[i], bundle);
+	for (size_t i = 0; i < envvars_ca_count(); i++) /* every runtime's CA variable */
+		add_env(env, &n, envvars_ca_name(i), bundle);
 	env[n] = NULL;
 	return env;
 }
@@ -126,8 +126,10 @@ static int exit_status(int st)
 /* Waits for the child (the jail's init), sending it SIGTERM on SIGINT or
  * SIGTERM (it forwards that to every process of the jail), SIGKILL (the
  * whole PID namespace dies with it) if it is still there 200 ms after
- * another signal came or the wait timed out; SIGHUP reopens the log. */
-static int wait_child(pid_t child, const sigset_t *set)
+ * another signal came or the wait timed out; SIGHUP reopens the log;
+ * SIGUSR1 writes the report and learned policy so far (with --report or
+ * --learn; else it is ignored). */
+static int wait_child(pid_t child, const sigset_t *set, const struct runcmd_opts *ro)
 {
 	int st = 0, sig;
 	bool killing = false;
@@ -141,6 +143,8 @@ static int wait_child(pid_t child, const sigset_t *set)
 		if (r < 0 && errno != EINTR)
 			return 125;
 		sig = sigtimedwait(set, NULL, &ts);
+		if (sig == SIGUSR1 && ro->obs)
+			obsreport_finish(ro->obs, ro->out);
 		if (sig == SIGHUP && audit_reopen() < 0)
 			audit_msg(AUDIT_ERROR, "error", "SIGHUP: cannot reopen the log: %s",
 				  strerror(errno));
@@ -231,6 +235,7 @@ int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opt
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	/* before any thread or child: signals are taken with sigtimedwait */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	/* as root: who the command runs as (never root with capabilities);
@@ -269,8 +274,10 @@ int runcmd_main(struct policy *p, struct server_opts *o, const struct runcmd_opt
 		server_stop(s);
 		goto fail;
 	}
-	rc = wait_child(child, &set);
-	server_stop(s);
+	rc = wait_child(child, &set, ro);
+	server_stop(s); /* the workers closed every connection: all counted */
+	if (ro->obs)
+		obsreport_finish(ro->obs, ro->out);
 	goto out;
 fail:
 	fprintf(stderr, "egressd run: %s\n", err);

@@ -329,6 +329,8 @@ bool config_fail(struct loader *L, bool at_key, const char *fmt, ...)
 
 	if (off != NPOS)
 		line_col(L->text, off, &line, &col);
+	if (L->errpath)
+		config_path_str(L, L->errpath);
 	n = snprintf(L->err, CONFIG_ERRLEN, "%s:%lu:%lu: ", L->name, line, col);
 	if (n >= 0 && n < CONFIG_ERRLEN) {
 		va_start(ap, fmt);
@@ -607,33 +609,39 @@ bool config_load_root(struct loader *L, const json_t *root)
 	return true;
 }
 
+json_t *config_parse_json(const char *name, const char *text, size_t len, char *err)
+{
+	json_error_t jerr;
+	json_t *root;
+	size_t i;
+
+	pthread_once(&alloc_once, set_alloc_funcs);
+	for (i = 0; i < len && is_ws(text[i]); i++)
+		;
+	if (i == len) {
+		snprintf(err, CONFIG_ERRLEN, "%s:1:1: empty policy (expected a JSON object)", name);
+		return NULL;
+	}
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		/* jansson's column is that of the last character read; 0 at a line start */
+		snprintf(err, CONFIG_ERRLEN, "%s:%d:%d: %s", name, jerr.line,
+			 jerr.column > 0 ? jerr.column : 1, jerr.text);
+	return root;
+}
+
 /* Both passes over the text; with sbt, a "sandboxes" section builds *sbt. */
 static bool load_buffer(struct policy *p, const char *name, const char *text, size_t len,
 			struct sbtable **sbt, bool tolerant, char *err)
 {
 	struct loader L = { .name = name ? name : "<policy>", .text = text, .len = len,
 			    .p = p, .err = err, .tolerant = tolerant };
-	json_error_t jerr;
 	json_t *root = NULL;
 	bool ok = false;
-	size_t i;
 
-
-	pthread_once(&alloc_once, set_alloc_funcs);
-	for (i = 0; i < len && is_ws(text[i]); i++)
-		;
-	if (i == len) {
-		snprintf(err, CONFIG_ERRLEN, "%s:1:1: empty policy (expected a JSON object)",
-			 L.name);
+	root = config_parse_json(L.name, text, len, err);
+	if (!root)
 		goto out;
-	}
-	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root) {
-		/* jansson's column is that of the last character read; 0 at a line start */
-		snprintf(err, CONFIG_ERRLEN, "%s:%d:%d: %s", L.name, jerr.line,
-			 jerr.column > 0 ? jerr.column : 1, jerr.text);
-		goto out;
-	}
 	/* validate everything first, so a bad file leaves p unchanged */
 	L.sbt = sbt ? sbx_new() : NULL;
 	ok = config_load_root(&L, root);

@@ -9,6 +9,7 @@ struct policy;
 struct sbtable;
 
 #define CONFIG_ERRLEN 512
+#define CONFIG_WHERELEN 400 /* a path such as secrets.NAME.hosts[0] */
 
 /* Reads the JSON policy in path and adds what it says to p (allowNet, denyNet,
  * intercept, secrets). Any unknown key, wrong type, duplicate key, invalid
@@ -32,5 +33,16 @@ bool config_load_main(struct policy *p, const char *path, bool tolerant, struct 
 /* Same, from a buffer (name used in messages and to find sandbox files). */
 bool config_load_buffer_main(struct policy *p, const char *name, const char *text, size_t len,
 			     bool tolerant, struct sbtable **sbt, char *err);
+
+/* One sandbox created at runtime (the control API): text is a JSON object
+ * holding "source", "listen" and the keys of a policy (allowNet, denyNet,
+ * intercept, secrets, rules, rulesDefault), validated exactly as in a file.
+ * Returns a new table with that one sandbox, named name, its policy scoped
+ * to it (caller frees with sbx_free); or NULL with err ("body:LINE:COL:
+ * message", CONFIG_ERRLEN bytes) and the path of the bad value in where
+ * (CONFIG_WHERELEN bytes; "" when it is the whole body). No message ever
+ * holds a secret's value. */
+struct sbtable *config_load_sandbox(const char *name, const char *text, size_t len, char *err,
+				    char *where);
 
 #endif

@@ -18,7 +18,7 @@ struct sbtable;
 
 #define PATH_DEPTH 8 /* sandboxes.NAME.policy.rules[i].host[j] and the like */
 #define QUOTE_LEN 300 /* enough for config_quote() of anything */
-#define WHERE_LEN 400 /* a path string: two quoted keys and more */
+#define WHERE_LEN CONFIG_WHERELEN /* a path string: two quoted keys and more */
 
 /* One step from a JSON value to a child: an object key or an array index. */
 struct step {
@@ -41,6 +41,7 @@ struct loader {
 	size_t depth;       /* steps in path: where the value being checked is */
 	struct ruleset *rules; /* "rules"/"rulesDefault", built in the validation
 				  pass, handed to p after the apply pass */
+	char *errpath;      /* NULL, or WHERE_LEN bytes: the path of the bad value */
 };
 
 /* ---- config.c: positions and messages ---- */
@@ -60,6 +61,11 @@ bool config_fail(struct loader *L, bool at_key, const char *fmt, ...)
 /* One step down from the current path (L->depth-- steps back up). */
 void config_push_key(struct loader *L, const char *key); /* borrowed */
 void config_push_index(struct loader *L, size_t index);
+
+/* Parses text as the loader does (duplicate keys refused, jansson's memory
+ * wiped on free); NULL with "NAME:LINE:COL: message" in err. Returns a new
+ * reference (json_decref). */
+json_t *config_parse_json(const char *name, const char *text, size_t len, char *err);
 
 /* ---- config.c: values ---- */
 

@@ -161,3 +161,94 @@ bool config_load_sandboxes(struct loader *L, const json_t *obj)
 		return config_fail(L, true, "%s", e);
 	return true;
 }
+
+/* The keys of a policy, as config_load_root takes them. */
+static bool is_policy_key(const char *key)
+{
+	static const char *const keys[] = { "allowNet", "denyNet", "intercept", "secrets",
+					    "rules", "rulesDefault" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The body's keys: selectors into sandbox sb, policy keys into pol. */
+static bool split_entry(struct loader *L, int sb, const json_t *root, json_t *pol)
+{
+	char q[QUOTE_LEN];
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)root, key, v) {
+		bool ok = true;
+		config_push_key(L, key);
+		if (strcmp(key, "source") == 0)
+			ok = config_each_string(L, v, "an address or CIDR", add_selector,
+						&(struct selector){ sb, sbx_add_source });
+		else if (strcmp(key, "listen") == 0)
+			ok = config_each_string(L, v, "an IP:PORT listener", add_selector,
+						&(struct selector){ sb, sbx_add_listen });
+		else if (is_policy_key(key))
+			json_object_set(pol, key, v);
+		else
+			ok = config_fail(L, true, "unknown key %s (expected source, listen, allowNet, "
+						  "denyNet, intercept, secrets, rules or "
+						  "rulesDefault)",
+					 config_quote(key, strlen(key), q, sizeof(q)));
+		if (!ok)
+			return false;
+		L->depth--;
+	}
+	return true;
+}
+
+struct sbtable *config_load_sandbox(const char *name, const char *text, size_t len, char *err,
+				    char *where)
+{
+	struct loader L = { .name = "body", .text = text, .len = len, .err = err,
+			    .errpath = where, .apply = true };
+	char e[SBX_ERRLEN];
+	json_t *root, *pol = NULL;
+	struct sbtable *t = NULL;
+	bool ok = false;
+	int sb;
+
+	where[0] = '\0';
+	root = config_parse_json(L.name, text, len, err);
+	if (!root) {
+		/* jansson quotes the text near a syntax error: it may be a value */
+		char *near = strstr(err, " near ");
+		if (near)
+			*near = '\0';
+		goto out;
+	}
+	if (!json_is_object(root)) {
+		config_fail(&L, false, "a sandbox must be a JSON object, not %s",
+			    config_type_name(root));
+		goto out;
+	}
+	L.sbt = t = sbx_new();
+	if ((sb = sbx_add(t, name, e)) < 0) {
+		snprintf(err, CONFIG_ERRLEN, "%s", e);
+		goto out;
+	}
+	pol = json_object();
+	if (!split_entry(&L, sb, root, pol) || !load_sandbox_policy(&L, sb, pol))
+		goto out;
+	if (!sbx_validate(t, e)) {
+		where[0] = '\0';
+		snprintf(err, CONFIG_ERRLEN, "%s", e);
+		goto out;
+	}
+	ok = true;
+out:
+	json_decref(pol);
+	json_decref(root);
+	if (!ok) {
+		sbx_free(t);
+		t = NULL;
+	}
+	return t;
+}

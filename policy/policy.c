@@ -46,6 +46,7 @@ struct policy {
 	size_t nsecrets;
 	char scope[65];             /* sandbox name, "" if single-tenant */
 	enum reason refuse_all;     /* REASON_NONE, or every target is refused so */
+	bool learn;                 /* --learn: allowNet's refusals become allows */
 	struct ruleset *rules;      /* owned; NULL: no "rules" / "rulesDefault" */
 };
 
@@ -315,6 +316,16 @@ const char *policy_scope(const struct policy *p)
 	return p->scope;
 }
 
+void policy_set_learn(struct policy *p, bool on)
+{
+	p->learn = on;
+}
+
+bool policy_learning(const struct policy *p)
+{
+	return p->learn;
+}
+
 void policy_set_refuse_all(struct policy *p, enum reason r)
 {
 	p->refuse_all = r;
@@ -363,6 +374,12 @@ void policy_check_target(const struct policy *p, const struct target *t, struct 
 		d->allow = true;
 		d->reason = REASON_NONE;
 		d->rule = pattern_text(m);
+	} else if (p->learn) {
+		/* learning: what allowNet would refuse is let through, and the
+		 * rule says so (denyNet and refuse_all above still refuse) */
+		d->allow = true;
+		d->reason = REASON_NONE;
+		d->rule = POLICY_LEARN_RULE;
 	} else {
 		d->allow = false;
 		d->reason = REASON_NOT_ALLOWED;
@@ -465,7 +482,7 @@ bool policy_could_allow_name(const struct policy *p, const char *name)
 		if (!pattern_port(d) && pattern_match_target(d, &t))
 			return false;
 	}
-	if (!p->allow_present)
+	if (!p->allow_present || (p->learn && p->refuse_all == REASON_NONE))
 		return true;
 	for (size_t i = 0; i < patlist_len(p->allow); i++) {
 		const struct pattern *a = patlist_get(p->allow, i);

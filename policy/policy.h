@@ -59,6 +59,14 @@ const char *policy_scope(const struct policy *p);
  * sandbox claims): policy_check_target says r, nothing is intercepted. */
 void policy_set_refuse_all(struct policy *p, enum reason r);
 
+/* Learn mode (--learn): a target that allowNet alone would refuse is
+ * allowed instead, with rule POLICY_LEARN_RULE, so an observer can record
+ * it. denyNet, refuse_all and the address guard (policy_check_addr: private
+ * ranges, deny IP patterns) are unchanged: learning never opens them. */
+#define POLICY_LEARN_RULE "(learn)" /* no pattern has this text */
+void policy_set_learn(struct policy *p, bool on);
+bool policy_learning(const struct policy *p);
+
 /* The decision on a target, by name (or IP) alone. */
 struct decision {
 	bool allow;

@@ -260,6 +260,23 @@ void sbx_listen(const struct sbtable *t, size_t i, size_t k, struct ipaddr *a, u
 	*port = t->sb[i].ls[k].port;
 }
 
+bool sbx_meet(const struct sbtable *a, size_t i, const struct sbtable *b, size_t k)
+{
+	return endpoints_meet(&a->sb[i], &b->sb[k]) && sources_meet(&a->sb[i], &b->sb[k]);
+}
+
+size_t sbx_source_count(const struct sbtable *t, size_t i)
+{
+	return t->sb[i].nsrc;
+}
+
+void sbx_source(const struct sbtable *t, size_t i, size_t k, struct ipaddr *net,
+		unsigned *prefix)
+{
+	*net = t->sb[i].src[k].net;
+	*prefix = t->sb[i].src[k].prefix;
+}
+
 static bool claims(const struct sandbox *s, const struct ipaddr *la, uint16_t lport,
 		   const struct ipaddr *client)
 {
@@ -274,6 +291,12 @@ static bool claims(const struct sandbox *s, const struct ipaddr *la, uint16_t lp
 		    addr_in_cidr(client, &s->src[i].net, s->src[i].prefix))
 			return true;
 	return false;
+}
+
+bool sbx_claims(const struct sbtable *t, size_t i, const struct ipaddr *la, uint16_t lport,
+		const struct ipaddr *client)
+{
+	return claims(&t->sb[i], la, lport, client);
 }
 
 int sbx_match(const struct sbtable *t, const struct ipaddr *la, uint16_t lport,

@@ -64,4 +64,17 @@ void sbx_listen(const struct sbtable *t, size_t i, size_t k, struct ipaddr *a, u
 int sbx_match(const struct sbtable *t, const struct ipaddr *la, uint16_t lport,
 	      const struct ipaddr *client);
 
+/* ---- one sandbox against another (the control API's registry) ---- */
+
+/* Could sandbox i of a and sandbox k of b claim one connection? (Their
+ * listeners and their sources overlap, as sbx_validate checks.) */
+bool sbx_meet(const struct sbtable *a, size_t i, const struct sbtable *b, size_t k);
+/* Does sandbox i claim a connection from client on listener la:lport? */
+bool sbx_claims(const struct sbtable *t, size_t i, const struct ipaddr *la, uint16_t lport,
+		const struct ipaddr *client);
+/* Sandbox i's source ranges. */
+size_t sbx_source_count(const struct sbtable *t, size_t i);
+void sbx_source(const struct sbtable *t, size_t i, size_t k, struct ipaddr *net,
+		unsigned *prefix);
+
 #endif

@@ -86,26 +86,77 @@ static size_t page_size(void)
 	return pg > 0 ? (size_t)pg : 4096;
 }
 
+/* Small values share locked slabs: a page per value (and per encoded
+ * form) made one mapping each, and with thousands of sandboxes created at
+ * runtime (the control API) the process ran out of mappings
+ * (vm.max_map_count) near 7,000 of them. A slab chunk is one mapping,
+ * locked and kept out of core dumps once; its blocks are wiped on free and
+ * reused by size class, never returned (and never unlocked). */
+#define SLAB_CHUNK ((size_t)256 << 10)
+#define SLAB_MIN 64
+#define SLAB_CLASSES 7 /* 64, 128, ... 4096 bytes */
+#define SLAB_MAX (SLAB_MIN << (SLAB_CLASSES - 1))
+
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *slab_free[SLAB_CLASSES]; /* free blocks, linked through their first bytes */
+static char *slab_cur;                /* the chunk being carved */
+static size_t slab_left;
+
+/* Page-aligned, locked, not dumped; aborts on OOM like xmalloc. */
+static void *locked_pages(size_t len)
+{
+	void *p;
+
+	if (posix_memalign(&p, page_size(), len) != 0) {
+		fprintf(stderr, "egressd: out of memory allocating %zu bytes\n", len);
+		abort();
+	}
+	/* mlock may fail under RLIMIT_MEMLOCK, the value is then only wiped */
+	(void)mlock(p, len);
+	(void)madvise(p, len, MADV_DONTDUMP);
+	return p;
+}
+
+static char *slab_alloc(size_t n, size_t *alloc)
+{
+	size_t size = SLAB_MIN;
+	int cls = 0;
+	void *p;
+
+	while (size < n) {
+		size <<= 1;
+		cls++;
+	}
+	pthread_mutex_lock(&slab_lock);
+	if ((p = slab_free[cls])) {
+		memcpy(&slab_free[cls], p, sizeof(void *));
+	} else {
+		if (slab_left < size) {
+			slab_cur = locked_pages(SLAB_CHUNK);
+			slab_left = SLAB_CHUNK;
+		}
+		p = slab_cur;
+		slab_cur += size;
+		slab_left -= size;
+	}
+	pthread_mutex_unlock(&slab_lock);
+	*alloc = size;
+	return p;
+}
+
 /* Returns n bytes of memory for a secret; *alloc gets the size to pass back
  * to secure_free. Aborts on OOM like xmalloc. */
 static char *secure_alloc(size_t n, size_t *alloc)
 {
-	void *p;
-
 	if (SECURE_PLAIN) {
 		*alloc = n;
 		return xmalloc(n);
 	}
-	/* whole pages so munlock on free never unlocks a neighbour;
-	 * mlock may fail under RLIMIT_MEMLOCK, the value is then only wiped. */
+	if (n <= SLAB_MAX)
+		return slab_alloc(n, alloc);
+	/* whole pages so munlock on free never unlocks a neighbour */
 	*alloc = (n + page_size() - 1) / page_size() * page_size();
-	if (posix_memalign(&p, page_size(), *alloc) != 0) {
-		fprintf(stderr, "egressd: out of memory allocating %zu bytes\n", *alloc);
-		abort();
-	}
-	(void)mlock(p, *alloc);
-	(void)madvise(p, *alloc, MADV_DONTDUMP);
-	return p;
+	return locked_pages(*alloc);
 }
 
 static void secure_free(char *p, size_t alloc)
@@ -113,11 +164,21 @@ static void secure_free(char *p, size_t alloc)
 	if (!p)
 		return;
 	OPENSSL_cleanse(p, alloc);
-	if (!SECURE_PLAIN) {
+	if (SECURE_PLAIN) {
+		free(p);
+	} else if (alloc <= SLAB_MAX) {
+		int cls = 0;
+		while ((size_t)SLAB_MIN << cls < alloc)
+			cls++;
+		pthread_mutex_lock(&slab_lock);
+		memcpy(p, &slab_free[cls], sizeof(void *));
+		slab_free[cls] = p;
+		pthread_mutex_unlock(&slab_lock);
+	} else {
 		(void)madvise(p, alloc, MADV_DODUMP);
 		(void)munlock(p, alloc);
+		free(p);
 	}
-	free(p);
 }
 
 /* ---- placeholder key ---- */

@@ -26,6 +26,8 @@ static int own_fd;       /* log_fd is a file we opened (not stderr) */
 static char *log_path;   /* for audit_reopen; NULL unless own_fd */
 static atomic_int level = AUDIT_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static audit_sink_fn sink;  /* audit_set_sink's; NULL: none */
+static void *sink_arg;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -117,6 +119,12 @@ bool audit_wants(enum audit_level l)
 	return log_fd >= 0 && level_on(l);
 }
 
+void audit_set_sink(audit_sink_fn fn, void *arg)
+{
+	sink = fn;
+	sink_arg = arg;
+}
+
 bool audit_begin(struct jsonw *w, enum audit_level l, const char *event, unsigned long long id)
 {
 	struct timeval tv;
@@ -124,7 +132,8 @@ bool audit_begin(struct jsonw *w, enum audit_level l, const char *event, unsigne
 	char ts[96];
 
 	jsonw_begin(w);
-	if (!audit_wants(l))
+	w->skip = !audit_wants(l); /* built for the sink alone */
+	if (w->skip && !sink)
 		return false;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
@@ -158,11 +167,14 @@ void audit_emit(struct jsonw *w)
 	size_t len;
 	const char *line = jsonw_end(w, &len);
 
-	if (log_fd < 0)
-		return;
-	pthread_mutex_lock(&log_lock);
-	write_all(log_fd, line, len);
-	pthread_mutex_unlock(&log_lock);
+	/* the sink first: once a line is in the log, the sink has counted it */
+	if (sink)
+		sink(sink_arg, line, len);
+	if (log_fd >= 0 && !w->skip) {
+		pthread_mutex_lock(&log_lock);
+		write_all(log_fd, line, len);
+		pthread_mutex_unlock(&log_lock);
+	}
 }
 
 __attribute__((format(printf, 2, 0)))

@@ -44,8 +44,17 @@ bool audit_wants(enum audit_level l);
  * that level is written: the caller skips building it. */
 bool audit_begin(struct jsonw *w, enum audit_level l, const char *event,
 		 unsigned long long id) __attribute__((warn_unused_result));
-/* Finishes and writes the line atomically (one write(2), thread-safe). */
+/* Hands the finished line to the sink, if one is set, then writes it
+ * atomically (one write(2), thread-safe). */
 void audit_emit(struct jsonw *w);
+
+/* A sink sees every event line (whatever the level and whether a log is
+ * open), finished and NUL-terminated, from any thread, before the log gets
+ * it (a line in the log has been counted); arg is passed back. One sink at most; set it (or NULL to remove it)
+ * before any thread starts or after they all stopped. With a sink set,
+ * audit_begin returns true for every level. */
+typedef void (*audit_sink_fn)(void *arg, const char *line, size_t len);
+void audit_set_sink(audit_sink_fn fn, void *arg);
 
 /* An operational message (started, listening, reload, drain, errors):
  * "egressd: TEXT" on stderr unless the JSON log is stderr itself, and a

@@ -199,6 +199,21 @@ void conn_close_idle(struct worker *w)
 	}
 }
 
+long conn_close_revoked(struct worker *w)
+{
+	struct conn *c = w->conns, *next;
+	long n = 0;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->gen && gen_revoked(c->gen)) {
+			conn_close(c);
+			n++;
+		}
+	}
+	return n;
+}
+
 void conn_close_all(struct worker *w)
 {
 	while (w->conns)

@@ -30,6 +30,10 @@ void conn_close_all(struct worker *w);
  * (used while draining; they leave w->conns at once). */
 void conn_close_idle(struct worker *w);
 
+/* Closes w's connections whose sandbox was deleted through the control API
+ * (gen_revoked); returns how many. */
+long conn_close_revoked(struct worker *w);
+
 /* Number of live connections in this process (for diagnostics and tests). */
 long conn_live_count(void);
 

@@ -7,13 +7,30 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "audit.h"
 #include "metrics.h"
 #include "policy.h"
 #include "sandboxes.h"
+#include "sbxreg.h"
 #include "secrets.h"
+
+/* One API sandbox from its creation to its deletion, across replacements:
+ * its connections' generations point at it, so a DELETE reaches them all. */
+struct life {
+	atomic_int refs;
+	atomic_bool revoked;     /* deleted: its connections are to be closed */
+	atomic_ullong conns;     /* connections it claimed */
+};
+
+/* The registry's value for an API sandbox. */
+struct apisb {
+	struct gen *g;           /* current generation (one reference) */
+	struct life *life;       /* one reference */
+	char *info;              /* its definition as JSON, without secret values */
+};
 
 struct gen {
 	atomic_int refs;
@@ -21,13 +38,16 @@ struct gen {
 	struct secretset *ss;    /* owned; NULL without interception */
 	unsigned slot[SECRETS_MAX]; /* metrics slot of each secret (by name) */
 	unsigned sb_slot;           /* metrics slot of its sandbox's name, or none */
+	struct life *life;          /* API sandboxes: one reference; else NULL */
 };
 
 struct gentable {
 	struct sbtable *sbt;          /* the sandboxes (under pol_lock) */
 	struct gen **gens;            /* each one's current generation, or NULL (under pol_lock) */
+	struct sbxreg *reg;           /* the API's sandboxes, values struct apisb (under pol_lock) */
 	struct gen *nobody;           /* for connections no sandbox claims */
 	pthread_mutex_t pol_lock;
+	pthread_mutex_t write_lock;   /* one writer at a time: reload, put, delete */
 	struct metrics *mx;           /* borrowed: numbers secret and sandbox names */
 	const unsigned char *phkey;   /* borrowed placeholder key; NULL: no interception */
 };
@@ -55,7 +75,14 @@ void gen_release(struct gen *g)
 		return;
 	secretset_free(g->ss);
 	policy_unref(g->pol);
+	if (g->life && atomic_fetch_sub(&g->life->refs, 1) == 1)
+		free(g->life);
 	free(g);
+}
+
+bool gen_revoked(const struct gen *g)
+{
+	return g->life && atomic_load(&g->life->revoked);
 }
 
 struct policy *gen_policy(const struct gen *g)
@@ -95,22 +122,37 @@ struct gentable *gentable_new(struct metrics *mx, const unsigned char *phkey)
 	struct gentable *gt = xcalloc(1, sizeof(*gt));
 
 	pthread_mutex_init(&gt->pol_lock, NULL);
+	pthread_mutex_init(&gt->write_lock, NULL);
+	gt->reg = sbxreg_new();
 	gt->mx = mx;
 	gt->phkey = phkey;
 	gt->nobody = gen_nobody(gt);
 	return gt;
 }
 
+static void apisb_free(void *val)
+{
+	struct apisb *a = val;
+
+	gen_release(a->g);
+	if (atomic_fetch_sub(&a->life->refs, 1) == 1)
+		free(a->life);
+	free(a->info);
+	free(a);
+}
+
 void gentable_free(struct gentable *gt)
 {
 	if (!gt)
 		return;
+	sbxreg_free(gt->reg, apisb_free);
 	for (size_t i = 0; gt->sbt && i < sbx_count(gt->sbt); i++)
 		gen_release(gt->gens[i]);
 	free(gt->gens);
 	sbx_free(gt->sbt);
 	gen_release(gt->nobody);
 	pthread_mutex_destroy(&gt->pol_lock);
+	pthread_mutex_destroy(&gt->write_lock);
 	free(gt);
 }
 
@@ -122,8 +164,15 @@ struct gen *gentable_acquire(struct gentable *gt, const struct listen_addr *l,
 
 	pthread_mutex_lock(&gt->pol_lock);
 	i = l ? sbx_match(gt->sbt, &l->a, l->port, client) : -1;
-	if (i >= 0)
+	if (i >= 0) {
 		g = gt->gens[i];
+	} else if (l) {
+		struct apisb *a = sbxreg_match(gt->reg, &l->a, l->port, client);
+		if (a) {
+			g = a->g;
+			atomic_fetch_add_explicit(&a->life->conns, 1, memory_order_relaxed);
+		}
+	}
 	if (!g)
 		g = gt->nobody;
 	atomic_fetch_add(&g->refs, 1);
@@ -136,7 +185,7 @@ struct policy *gentable_policy(struct gentable *gt)
 	struct policy *p;
 
 	pthread_mutex_lock(&gt->pol_lock);
-	p = gt->gens[0] ? gt->gens[0]->pol : gt->nobody->pol;
+	p = sbx_count(gt->sbt) && gt->gens[0] ? gt->gens[0]->pol : gt->nobody->pol;
 	policy_ref(p);
 	pthread_mutex_unlock(&gt->pol_lock);
 	return p;
@@ -144,7 +193,7 @@ struct policy *gentable_policy(struct gentable *gt)
 
 const struct secretset *gentable_secrets(const struct gentable *gt)
 {
-	return gt->gens[0] ? gt->gens[0]->ss : NULL;
+	return sbx_count(gt->sbt) && gt->gens[0] ? gt->gens[0]->ss : NULL;
 }
 
 /* The secret values of p, or NULL with err; no secrets needed: *ss NULL. */
@@ -183,6 +232,9 @@ static struct gen *gen_load(struct gentable *gt, const struct sbtable *t, size_t
 		return NULL;
 	return gen_new(gt, p, ss);
 }
+
+static int reload_locked(struct gentable *gt, struct sbtable *t, const struct listen_addr *la,
+			 int nla, char *err);
 
 /* Every listener a sandbox names must be one of la[0..nla). */
 static int check_listeners(const struct listen_addr *la, int nla, const struct sbtable *t,
@@ -274,8 +326,41 @@ int gentable_install(struct gentable *gt, struct sbtable *t, const struct listen
 	return install(gt, t, err) > 0 ? -1 : 0;
 }
 
+/* A sandbox of the file that an API sandbox conflicts with (by name or by
+ * the connections both could claim): -1 with err. Under pol_lock. */
+static int check_file_vs_api(struct gentable *gt, const struct sbtable *t, char *err)
+{
+	for (size_t i = 0; i < sbx_count(t); i++) {
+		const char *other = sbxreg_get(gt->reg, sbx_name(t, i)) ? sbx_name(t, i)
+					: sbxreg_conflict(gt->reg, t, i, NULL);
+		if (other) {
+			snprintf(err, 256, "sandbox \"%.64s\" of the file conflicts with \"%.64s\", "
+				 "created through the control API (%s)", sbx_name(t, i), other,
+				 strcmp(other, sbx_name(t, i)) ? "their sources and listeners overlap"
+								: "same name");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int gentable_reload(struct gentable *gt, struct sbtable *t, const struct listen_addr *la,
 		    int nla, char *err)
+{
+	int rc, conflict;
+
+	pthread_mutex_lock(&gt->write_lock);
+	pthread_mutex_lock(&gt->pol_lock);
+	conflict = sbx_named(t) ? check_file_vs_api(gt, t, err) : 0;
+	pthread_mutex_unlock(&gt->pol_lock);
+	rc = conflict < 0 ? (sbx_free(t), -1) : reload_locked(gt, t, la, nla, err);
+	pthread_mutex_unlock(&gt->write_lock);
+	return rc;
+}
+
+/* gentable_reload, under write_lock. */
+static int reload_locked(struct gentable *gt, struct sbtable *t, const struct listen_addr *la,
+			 int nla, char *err)
 {
 	if (sbx_named(t) != sbx_named(gt->sbt)) {
 		snprintf(err, 256, "switching between one policy and sandboxes needs a restart");
@@ -294,4 +379,141 @@ int gentable_reload(struct gentable *gt, struct sbtable *t, const struct listen_
 refuse:
 	sbx_free(t);
 	return -1;
+}
+
+/* ---- sandboxes created at runtime (the control API) ---- */
+
+/* The first conflict of t's sandbox with the file's sandboxes or the API's
+ * (other than its own older self): -1 with err. Under pol_lock. */
+static int check_api(struct gentable *gt, const struct sbtable *t, char *err)
+{
+	const char *name = sbx_name(t, 0), *other;
+
+	if (sbx_find(gt->sbt, name) >= 0) {
+		snprintf(err, 256, "a sandbox of the policy file is named \"%s\"", name);
+		return -1;
+	}
+	for (size_t i = 0; i < sbx_count(gt->sbt); i++)
+		if (sbx_meet(gt->sbt, i, t, 0)) {
+			snprintf(err, 256, "\"%s\" and \"%s\" (of the policy file) can both claim one "
+				 "connection (their sources and listeners overlap)", name,
+				 sbx_name(gt->sbt, i));
+			return -1;
+		}
+	if ((other = sbxreg_conflict(gt->reg, t, 0, name))) {
+		snprintf(err, 256, "\"%s\" and \"%s\" can both claim one connection (their "
+			 "sources and listeners overlap)", name, other);
+		return -1;
+	}
+	return 0;
+}
+
+int gentable_put(struct gentable *gt, struct sbtable *t, const struct listen_addr *la, int nla,
+		 const char *info, bool *created, char *err)
+{
+	struct gen *g = NULL, *old_gen = NULL;
+	struct apisb *a;
+	int rc = -1;
+
+	pthread_mutex_lock(&gt->write_lock);
+	if (!sbx_named(gt->sbt)) {
+		snprintf(err, 256, "egressd runs one policy for every connection: sandboxes can "
+				   "be added only without -c or with a sandboxes file");
+		goto out;
+	}
+	if (check_listeners(la, nla, t, err) < 0 || !(g = gen_load(gt, t, 0, err)))
+		goto out;
+	pthread_mutex_lock(&gt->pol_lock);
+	if (check_api(gt, t, err) < 0) {
+		pthread_mutex_unlock(&gt->pol_lock);
+		rc = -2;
+		goto out;
+	}
+	a = sbxreg_get(gt->reg, sbx_name(t, 0));
+	*created = !a;
+	if (!a) {
+		a = xcalloc(1, sizeof(*a));
+		a->life = xcalloc(1, sizeof(*a->life));
+		atomic_init(&a->life->refs, 1);
+	}
+	old_gen = a->g;
+	g->life = a->life;
+	atomic_fetch_add(&a->life->refs, 1);
+	a->g = g;
+	g = NULL;
+	free(a->info);
+	a->info = xstrdup(info);
+	sbxreg_put(gt->reg, t, a);
+	t = NULL;
+	pthread_mutex_unlock(&gt->pol_lock);
+	rc = 0;
+out:
+	pthread_mutex_unlock(&gt->write_lock);
+	gen_release(old_gen); /* freed when its last connection ends */
+	gen_release(g);
+	sbx_free(t);
+	return rc;
+}
+
+int gentable_delete(struct gentable *gt, const char *name, long *open)
+{
+	struct apisb *a;
+
+	pthread_mutex_lock(&gt->write_lock);
+	pthread_mutex_lock(&gt->pol_lock);
+	a = sbxreg_remove(gt->reg, name);
+	if (a) {
+		atomic_store(&a->life->revoked, true);
+		/* the current generation's references but the registry's are
+		 * connections; each older generation still alive has one or more */
+		*open = (long)atomic_load(&a->g->refs) - 1 + (atomic_load(&a->life->refs) - 2);
+	}
+	pthread_mutex_unlock(&gt->pol_lock);
+	pthread_mutex_unlock(&gt->write_lock);
+	if (!a)
+		return -1;
+	apisb_free(a);
+	return 0;
+}
+
+struct each_ctx {
+	gentable_info_fn fn;
+	void *ctx;
+};
+
+static void each_one(void *arg, const char *name, void *val)
+{
+	struct each_ctx *e = arg;
+	struct apisb *a = val;
+
+	e->fn(e->ctx, name, a->info, atomic_load(&a->life->conns));
+}
+
+void gentable_api_each(struct gentable *gt, gentable_info_fn fn, void *ctx)
+{
+	struct each_ctx e = { fn, ctx };
+
+	pthread_mutex_lock(&gt->pol_lock);
+	sbxreg_each(gt->reg, each_one, &e);
+	pthread_mutex_unlock(&gt->pol_lock);
+}
+
+bool gentable_api_get(struct gentable *gt, const char *name, gentable_info_fn fn, void *ctx)
+{
+	struct apisb *a;
+
+	pthread_mutex_lock(&gt->pol_lock);
+	a = sbxreg_get(gt->reg, name);
+	if (a)
+		fn(ctx, name, a->info, atomic_load(&a->life->conns));
+	pthread_mutex_unlock(&gt->pol_lock);
+	return a != NULL;
+}
+
+void gentable_counts(struct gentable *gt, size_t *nfile, size_t *napi)
+{
+	pthread_mutex_lock(&gt->pol_lock);
+	*nfile = sbx_named(gt->sbt) ? sbx_count(gt->sbt) : 0;
+	*napi = sbxreg_count(gt->reg);
+	pthread_mutex_unlock(&gt->pol_lock);
 }

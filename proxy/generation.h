@@ -76,4 +76,36 @@ unsigned gen_secret_slot(const struct gen *g, size_t i);
 #define GEN_NO_SANDBOX (~0u)
 unsigned gen_sandbox_slot(const struct gen *g);
 
+/* ---- sandboxes created at runtime (the control API) ---- */
+
+/* Creates or replaces the one sandbox of t (taken, even on failure) beside
+ * the file's: its listeners must be in la[0..nla), its secrets must
+ * resolve, and it may conflict with no other sandbox. info: its definition
+ * as JSON text without secret values (copied). New connections get it;
+ * open ones keep the generation they started with. Returns 0 (*created
+ * says whether it is new); -1 with err (256 bytes) when it does not load;
+ * -2 with err on a conflict (a name of the file, overlapping selectors).
+ * O(1) in the number of API sandboxes when its sources are single
+ * addresses (sbxreg.h). Any thread. */
+int gentable_put(struct gentable *gt, struct sbtable *t, const struct listen_addr *la, int nla,
+		 const char *info, bool *created, char *err);
+/* Deletes the API sandbox named name: new connections are no longer its,
+ * and its open ones (of every generation it had) are marked so gen_revoked
+ * says they are to be closed; *open: how many there are. Returns 0, or -1
+ * when there is no such API sandbox. Any thread. */
+int gentable_delete(struct gentable *gt, const char *name, long *open);
+/* Was the generation's API sandbox deleted? (Its connections are then
+ * closed by their workers.) */
+bool gen_revoked(const struct gen *g);
+
+/* fn(ctx, name, info, connections) for each API sandbox (api_each) or the
+ * one named name (api_get: false if none), under the table's lock: fn must
+ * be quick and must not call back into the table. */
+typedef void (*gentable_info_fn)(void *ctx, const char *name, const char *info,
+				 unsigned long long conns);
+void gentable_api_each(struct gentable *gt, gentable_info_fn fn, void *ctx);
+bool gentable_api_get(struct gentable *gt, const char *name, gentable_info_fn fn, void *ctx);
+/* How many sandboxes come from the file and from the API. */
+void gentable_counts(struct gentable *gt, size_t *nfile, size_t *napi);
+
 #endif

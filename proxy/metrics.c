@@ -101,6 +101,9 @@ struct metrics {
 	pthread_mutex_t names_lock;       /* writers of the name tables */
 	struct nametab secret_names, sandbox_names;
 	uint64_t reloads[2];              /* [0] failed, [1] ok; atomic RMW (rare) */
+	uint64_t control[MX_CONTROL_CODES]; /* control API answers by code; atomic RMW */
+	void (*count_sandboxes)(void *ctx, size_t *nfile, size_t *napi);
+	void *count_ctx;
 	/* the listener: its own event loop on its own thread */
 	struct event_base *base;
 	struct evconnlistener *ls;
@@ -486,6 +489,49 @@ static void render_upstream(FILE *f, const struct metrics *m)
 			    offsetof(struct metrics_worker, handshake) + (size_t)s * sizeof(struct hist));
 }
 
+/* The control API's answers: these codes, then any other as "other". */
+static const int control_codes[MX_CONTROL_CODES] = { 200, 201, 400, 403, 404, 405, 409, 413,
+						     431, 500, 0 };
+
+void metrics_control_request(struct metrics *m, int code)
+{
+	int i = 0;
+
+	while (control_codes[i] && control_codes[i] != code)
+		i++;
+	__atomic_fetch_add(&m->control[i], 1, __ATOMIC_RELAXED);
+}
+
+void metrics_count_sandboxes(struct metrics *m, void (*fn)(void *ctx, size_t *nfile,
+							   size_t *napi), void *ctx)
+{
+	m->count_sandboxes = fn;
+	m->count_ctx = ctx;
+}
+
+static void render_control(FILE *f, const struct metrics *m)
+{
+	size_t nfile = 0, napi = 0;
+
+	if (!m->count_sandboxes)
+		return;
+	m->count_sandboxes(m->count_ctx, &nfile, &napi);
+	family(f, "egressd_sandboxes", "gauge",
+	       "Sandboxes served: from the policy file (file) or the control API (api)");
+	fprintf(f, "egressd_sandboxes{origin=\"file\"} %zu\n", nfile);
+	fprintf(f, "egressd_sandboxes{origin=\"api\"} %zu\n", napi);
+	family(f, "egressd_control_requests_total", "counter",
+	       "Control API requests by the HTTP status of the answer");
+	for (int i = 0; i < MX_CONTROL_CODES; i++) {
+		unsigned long long n = __atomic_load_n(&m->control[i], __ATOMIC_RELAXED);
+		if (control_codes[i])
+			fprintf(f, "egressd_control_requests_total{code=\"%d\"} %llu\n",
+				control_codes[i], n);
+		else
+			fprintf(f, "egressd_control_requests_total{code=\"other\"} %llu\n", n);
+	}
+}
+
 static void render_misc(FILE *f, const struct metrics *m)
 {
 	family(f, "egressd_build_info", "gauge", "The running egressd's version (always 1)");
@@ -535,6 +581,7 @@ char *metrics_render(struct metrics *m, size_t *len)
 	render_sandboxes(f, m);
 	render_refusals(f, m);
 	render_upstream(f, m);
+	render_control(f, m);
 	if (fclose(f) != 0) {
 		free(out);
 		return NULL;

@@ -117,4 +117,14 @@ void metrics_certcache(struct metrics_worker *w, size_t hits, size_t misses, siz
  * workers. Returns a new string (caller frees) and its length, or NULL. */
 char *metrics_render(struct metrics *m, size_t *len);
 
+/* ---- the control API (control.c) ---- */
+#define MX_CONTROL_CODES 11
+/* One control API answer with this HTTP status. Any thread. */
+void metrics_control_request(struct metrics *m, int code);
+/* With fn set (before metrics_start), a scrape also reports
+ * egressd_sandboxes{origin} and egressd_control_requests_total{code}:
+ * fn(ctx, ...) gives the numbers of sandboxes from the file and the API. */
+void metrics_count_sandboxes(struct metrics *m, void (*fn)(void *ctx, size_t *nfile,
+							   size_t *napi), void *ctx);
+
 #endif

@@ -77,6 +77,7 @@ struct server {
 	uint16_t dns_port;
 	struct metrics *metrics;      /* counters of every worker; scrape listener if --metrics */
 	struct listen_addr mla;       /* the metrics listener (port 0: none) */
+	struct listen_addr cla;       /* the control API's TCP listener (port 0: none) */
 };
 
 static bool parse_ipport(const char *spec, struct ipaddr *a, uint16_t *port);
@@ -222,7 +223,7 @@ bool server_is_self(const struct server *s, const struct ipaddr *a, uint16_t por
 	for (int i = 0; i < s->nla; i++)
 		if (reaches(s, &s->la[i], a, port))
 			return true;
-	return reaches(s, &s->mla, a, port);
+	return reaches(s, &s->mla, a, port) || reaches(s, &s->cla, a, port);
 }
 
 static void load_local_addrs(struct server *s)
@@ -546,10 +547,16 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	struct wstate *ws = arg;
 	struct timeval tick = { 0, 50000 };
 	uint64_t n;
+	long closed;
 
 	(void)what;
 	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 		fprintf(stderr, "egressd: eventfd read: %s\n", strerror(errno));
+	closed = conn_close_revoked(&ws->w); /* a sandbox deleted through the control API */
+	if (closed > 0)
+		audit_say(AUDIT_INFO, "closed %ld connection(s) of a deleted sandbox", closed);
+	if (!atomic_load(&ws->w.srv->signals))
+		return; /* woken only for that */
 	if (!ws->drain_start.tv_sec) {
 		/* close (not just disable) the listeners: a listening socket would
 		 * keep completing handshakes into its backlog */
@@ -572,6 +579,48 @@ static void wake(struct wstate *ws)
 
 	if (ws->wake_fd >= 0 && write(ws->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		fprintf(stderr, "egressd: eventfd write: %s\n", strerror(errno));
+}
+
+/* ---- sandboxes created at runtime (control.c; generation.h says how) ---- */
+
+int server_sandbox_put(struct server *s, struct sbtable *t, const char *info, bool *created,
+		       char *err)
+{
+	return gentable_put(s->gens, t, s->la, s->nla, info, created, err);
+}
+
+int server_sandbox_delete(struct server *s, const char *name, long *open)
+{
+	int rc = gentable_delete(s->gens, name, open);
+
+	for (int i = 0; rc == 0 && i < s->nthreads; i++)
+		wake(&s->ws[i]); /* each worker closes the sandbox's connections */
+	return rc;
+}
+
+bool server_listen_addr(const struct server *s, int i, struct ipaddr *a, uint16_t *port)
+{
+	if (i < 0 || i >= s->nla)
+		return false;
+	*a = s->la[i].a;
+	*port = s->la[i].port;
+	return true;
+}
+
+void server_set_control_addr(struct server *s, const struct ipaddr *a, uint16_t port)
+{
+	s->cla.a = *a;
+	s->cla.port = port;
+}
+
+struct gentable *server_gentable(struct server *s)
+{
+	return s->gens;
+}
+
+struct metrics *server_metrics(struct server *s)
+{
+	return s->metrics;
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

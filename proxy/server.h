@@ -113,6 +113,20 @@ uint16_t server_listen_port(const struct server *s, int i);
 uint16_t server_dns_port(const struct server *s);
 uint16_t server_metrics_port(const struct server *s); /* 0: no --metrics */
 
+/* Sandboxes created at runtime (control.c): gentable_put and
+ * gentable_delete (generation.h) against this server's listeners; a
+ * delete also wakes every worker to close the sandbox's connections. */
+int server_sandbox_put(struct server *s, struct sbtable *t, const char *info, bool *created,
+		       char *err);
+int server_sandbox_delete(struct server *s, const char *name, long *open);
+struct gentable *server_gentable(struct server *s); /* borrowed */
+/* The control API's TCP address (before the workers start): it counts as
+ * egressd's own for the proxy-loop check, as the metrics listener does. */
+void server_set_control_addr(struct server *s, const struct ipaddr *a, uint16_t port);
+/* The address listener i (as server_listen_port counts) is bound to. */
+bool server_listen_addr(const struct server *s, int i, struct ipaddr *a, uint16_t *port);
+struct metrics *server_metrics(struct server *s);   /* borrowed */
+
 /* A process-wide unique connection id. */
 unsigned long long server_next_id(struct server *s);
 

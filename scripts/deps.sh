@@ -1,15 +1,18 @@
 #!/bin/sh
 # deps.sh -- install the Debian packages egressd needs to build, run and test.
-# Usage: scripts/deps.sh [build|test|fuzz|bench]  (default: build)
+# Usage: scripts/deps.sh [build|test|fuzz|bench|runtimes]  (default: build)
 # As root it installs what is missing; otherwise it prints the apt-get line.
 set -e
 what=${1:-build}
 # curl: the README's first steps after `make run` use it
-pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson-dev zlib1g-dev libbrotli-dev libzstd-dev node-llhttp iproute2 iptables procps curl ca-certificates"
+pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson-dev zlib1g-dev libbrotli-dev libzstd-dev node-llhttp iproute2 iptables procps publicsuffix curl ca-certificates"
 case $what in
 test) pkgs="$pkgs curl python3 python3-prometheus-client brotli zstd nodejs iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev groff-base man-db systemd" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy" ;;
+# the clients tests/integration/runtimes_test.py drives (each skipped when absent;
+# not part of `make test`: a JRE and npm are large)
+runtimes) pkgs="$pkgs curl git python3-requests python3-pip python3-grpcio npm default-jre-headless awscli golang-go" ;;
 esac
 missing=""
 for p in $pkgs; do

@@ -1150,6 +1150,76 @@ def _(ctx):
     check(LEAK_VALUE not in e.stderr() and LEAK_VALUE not in "\n".join(e.log_lines()),
           "the secret's real value appears in egressd's stderr or audit log")
 
+# --------------------------------------------------------------------------
+# serve --report / --learn (issue 18)
+
+
+def read_json_when(path, pred, what, timeout=10.0):
+    """Waits until path holds JSON for which pred is true; returns it."""
+    got = [None]
+
+    def ready():
+        try:
+            with open(path) as f:
+                got[0] = json.load(f)
+        except (OSError, ValueError):
+            return False
+        return pred(got[0])
+    wait_until(ready, timeout=timeout, what=what)
+    return got[0]
+
+
+def report_hosts(rep):
+    return {(d["host"], d["port"]): d for d in rep["destinations"]}
+
+
+@suite.case("serve --report=FILE --learn FILE: SIGUSR1 writes both from the counters so far, "
+            "SIGTERM again at exit; learning allows, denyNet still refuses")
+def _(ctx):
+    pol = write_policy(ctx, {"allowNet": ["allowed.test"], "denyNet": ["denied.test"]})
+    rep = os.path.join(ctx.tmp, "report.json")
+    learned = os.path.join(ctx.tmp, "learned.json")
+    e = start(ctx, ["-c", pol, "--report=" + rep, "--report-format", "json", "--learn", learned])
+    st, reason, s, r = connect_status(ctx, e, hp("allowed.test", "echo"))
+    check_eq(st, 200, "CONNECT allowed.test (%r)" % reason)
+    echo_roundtrip(s, r, b"counted\n")
+    s.close()
+    expect_connect(ctx, e, hp("other.test", "echo"), 200, " (learn mode)")
+    expect_connect(ctx, e, hp("denied.test", "echo"), "denied", " (learn mode: denyNet)")
+    # the closes are counted once egressd saw them
+    wait_until(lambda: len([v for v in e.log_events() if v.get("event") == "close"]) >= 3,
+               what="three close events")
+    signal_egressd(e, signal.SIGUSR1)
+    got = read_json_when(rep, lambda j: len(j["destinations"]) >= 3, "the report after SIGUSR1")
+    rows = report_hosts(got)
+    a = rows.get(("allowed.test", W["ports"]["echo"]))
+    check(a and a["decision"] == "allow" and a["rule"] == "allowed.test" and
+          a["bytes_up"] == 8 and a["bytes_down"] == 8, "allowed.test row: %r" % a)
+    o = rows.get(("other.test", W["ports"]["echo"]))
+    check(o and o["decision"] == "learned" and o["reason"] == "not-allowed", "other.test: %r" % o)
+    d = rows.get(("denied.test", W["ports"]["echo"]))
+    check(d and d["decision"] == "deny" and d["reason"] == "denied", "denied.test: %r" % d)
+    check_eq(got["destinations"][0]["host"], "denied.test", "refusals first")
+    pat = "other.test:%d" % W["ports"]["echo"]
+    doc = read_json_when(learned, lambda j: pat in j.get("allowNet", []),
+                         "the learned policy after SIGUSR1")
+    check_eq(doc["denyNet"], ["denied.test"], "denyNet kept")
+    check("denied.test:%d" % W["ports"]["echo"] not in doc["allowNet"], "a refusal learned")
+    expect_connect(ctx, e, hp("c.test", "echo"), 200, " (learn mode)")
+    wait_until(lambda: len([v for v in e.log_events() if v.get("event") == "close"]) >= 4,
+               what="four close events")
+    check_eq(e.stop(), [], "problems at exit")
+    got = read_json_when(rep, lambda j: ("c.test", W["ports"]["echo"]) in report_hosts(j),
+                         "the report rewritten at exit")
+    doc = read_json_when(learned, lambda j: "c.test:%d" % W["ports"]["echo"] in j["allowNet"],
+                         "the learned policy rewritten at exit")
+    r = run_egressd(["check", "-c", learned, hp("other.test", "echo"), hp("a.test", "echo")])
+    check_eq(r.returncode, 1, "egressd check -c LEARNED: one allowed, one refused (%s)" % r.stdout)
+    check(re.search(r"^other\.test:\d+ allow", r.stdout, re.M) and
+          re.search(r"^a\.test:\d+ deny reason=not-allowed", r.stdout, re.M),
+          "check's lines: %r" % r.stdout)
+
+
 
 def main():
     setup()

@@ -34,7 +34,7 @@ NETNS = maybe_reexec_in_netns(__file__)
 suite = Suite("packaging")
 MAN_SRC = os.path.join(ROOT, "docs", "egressd.1")
 UNIT_SRC = os.path.join(ROOT, "contrib", "egressd.service")
-COMMANDS = ("serve", "check", "env", "ca", "run")
+COMMANDS = ("serve", "check", "env", "ca", "run", "sandbox")
 # options documented in the man page that land from a concurrent branch; they
 # may be missing from this binary, and are checked like any other once present
 PENDING = set()

@@ -128,7 +128,8 @@ def step_env(_):
         r["ip_addr"] = repr(e)
     ca = {}
     for k in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-              "DENO_CERT", "GIT_SSL_CAINFO"):
+              "DENO_CERT", "GIT_SSL_CAINFO", "NPM_CONFIG_CAFILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+              "PIP_CERT", "AWS_CA_BUNDLE", "CARGO_HTTP_CAINFO"):
         p = os.environ.get(k)
         try:
             with open(p) as f:
@@ -454,7 +455,8 @@ JAIL_USER = {"SUDO_UID": "65534", "SUDO_GID": "65534", "SUDO_USER": "nobody"}
 NODE = shutil.which("node")
 PH_RE = r"egressd-ph-[0-9a-f]{32}"
 CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
-           "DENO_CERT", "GIT_SSL_CAINFO")
+           "DENO_CERT", "GIT_SSL_CAINFO", "NPM_CONFIG_CAFILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+           "PIP_CERT", "AWS_CA_BUNDLE", "CARGO_HTTP_CAINFO")
 _RND = uuid.uuid4().hex
 REAL = {"SKEY": "sk-REAL-S-" + _RND[:20],   # --secret SKEY=secret.test (egressd's env)
         "BKEY": "sk-REAL-B-" + _RND[12:32],  # policy file: valueFromEnv SRC_B
@@ -1500,6 +1502,247 @@ def _(ctx):
     time.sleep(0.5)
     got = [g for g in W["udp"].got if tok.encode() in g[0]]
     check(not got, "UDP from the jail arrived: %r" % got)
+
+# --------------------------------------------------------------------------
+# --report and --learn (issue 18): what the command tried to reach
+
+REG_PINS = ("a.reg.test", "b.reg.test", "bad.reg.test", "x.reg.test", "y.reg.test", "solo.test")
+
+
+def report_args(log, extra=()):
+    """policy_args plus pins for the report cases' names (to the TLS upstream)
+    and priv.test, which resolves to a private address."""
+    a = policy_args(log)
+    for n in REG_PINS:
+        a += ["--resolve", "%s:%d:127.0.0.1" % (n, W["P"])]
+    return a + ["--resolve", "priv.test:%d:10.0.0.1" % W["P"]] + list(extra)
+
+
+def next_log(ctx):
+    """The log path the next Run of ctx reads (Run.log), for args built by hand."""
+    return os.path.join(ctx.tmp, "run%d.log" % len(getattr(ctx, "runs", [])))
+
+
+def tls_get(host, port, sni, tok):
+    return ["tls", host, port, sni, "GET /%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+            % (tok, sni or host)]
+
+
+def rows_by(rep):
+    return {(d["host"], d["port"], d["protocol"]): d for d in rep["destinations"]}
+
+
+def log_denies(r):
+    out = []
+    for l in r._read(r.log).splitlines():
+        try:
+            e = json.loads(l)
+        except ValueError:
+            continue
+        if e.get("decision") == "deny" or (e.get("event") == "dns" and e.get("rcode") == "NXDOMAIN"):
+            out.append(e)
+    return out
+
+
+@rcase("run --report=FILE --report-format json: allowed, intercepted with a secret, plain "
+       "HTTP, *. rule, denyNet, private address, IP allowed and refused, DNS-only lookups")
+def _(ctx):
+    P, Q, tok = W["P"], W["Q"], token()
+    out = os.path.join(ctx.tmp, "report.json")
+    log = next_log(ctx)
+    extra = ["--allow-net", "*.reg.test,priv.test", "--deny-net", "bad.reg.test:%d" % P,
+             "--report=" + out, "--report-format", "json"]
+    steps = [["urllib", "https://allowed.test:%d/r-%s" % (P, tok)],
+             ["urllib", "https://secret.test:%d/r-%s" % (P, tok), {"X-Key": "{{SKEY}}"}],
+             ["urllib", "http://allowed.test:%d/r-%s" % (Q, tok)],
+             tls_get("a.reg.test", P, "a.reg.test", tok),
+             tls_get("b.reg.test", P, "b.reg.test", tok),
+             tls_get("bad.reg.test", P, "bad.reg.test", tok),
+             tls_get("priv.test", P, "priv.test", tok),
+             tls_get(PUB, W["ip_tls"].port, None, tok),
+             ["tcp", PUB, W["echo_no"].port, "hello\n", 2],
+             ["dns", [["exfil-%s.test" % tok, 1], ["c.reg.test", 1]]]]
+    res = run_tool(ctx, steps, args=report_args(log, extra))
+    check(res[0].get("status") == 200 and res[1].get("status") == 200 and
+          res[2].get("status") == 200, "the allowed requests: %r" % res[:3])
+    with open(out) as f:
+        raw = f.read()
+    rep = json.loads(raw)
+    ctx.note("report: %s" % raw)
+    check(not [k for k, v in REAL.items() if v in raw], "a secret's value in the report")
+    rows = rows_by(rep)
+
+    def row(host, port, proto, **want):
+        r = rows.get((host, port, proto))
+        check(r is not None, "no row %s:%s %s in %r" % (host, port, proto, sorted(rows)))
+        for k, v in want.items():
+            check_eq(r[k], v, "%s:%s %s" % (host, port, k))
+        return r
+    r = row("allowed.test", P, "tunnel", decision="allow", rule="allowed.test", connections=1)
+    check(r["bytes_up"] > 100 and r["bytes_down"] > 100, "tunnel bytes counted: %r" % r)
+    r = row("secret.test", P, "intercepted", decision="allow", connections=1, requests=1)
+    check("SKEY" in r["secrets"], "the injected secret's name: %r" % r)
+    row("allowed.test", Q, "http", decision="allow", connections=1, requests=1)
+    row("a.reg.test", P, "tunnel", decision="allow", rule="*.reg.test")
+    row("b.reg.test", P, "tunnel", decision="allow", rule="*.reg.test")
+    row("bad.reg.test", P, "tunnel", decision="deny", reason="denied")
+    row("priv.test", P, "tunnel", decision="deny", reason="private-address")
+    row(PUB, W["ip_tls"].port, "tunnel", decision="allow", connections=1)
+    row(PUB, W["echo_no"].port, "tunnel", decision="deny", reason="not-allowed")
+    dec = [d["decision"] for d in rep["destinations"]]
+    check_eq(dec, sorted(dec, key=["deny", "learned", "allow", "other"].index),
+             "refusals first, then allowed")
+    dns = {d["name"]: d for d in rep["dns_only"]}
+    check_eq(sorted(dns), sorted(["exfil-%s.test" % tok, "c.reg.test"]),
+             "DNS-only names (looked up, never connected to)")
+    check_eq(dns["exfil-%s.test" % tok]["answer"], "NXDOMAIN", "a refused lookup")
+    check_eq(dns["c.reg.test"]["answer"], "answered", "an answered lookup")
+    check_eq(rep["overflow"], 0, "nothing past the limit")
+    denies = log_denies(ctx.runs[-1])
+    check(len(denies) >= 4, "the refusals are in the run's log too: %r" % denies)
+
+
+@rcase("run --report (table on stderr): written when the command is killed by a signal")
+def _(ctx):
+    P, tok = W["P"], token()
+    log = next_log(ctx)
+    cmd = ["sh", "-c", "%s %s --jail-tool '%s'; kill -KILL $$" % (
+        PY, TOOL, json.dumps([["urllib", "https://allowed.test:%d/k-%s" % (P, tok)]]))]
+    r = Run(ctx, cmd, args=report_args(log, ["--report"]))
+    check_eq(r.wait(), 137, "egressd run exit status (the command died of SIGKILL)")
+    err = r.stderr()
+    check(re.search(r"^egressd report: 1 destinations \(0 refused, 0 learned\)", err, re.M),
+          "the report's summary line on stderr: %r" % err[-1500:])
+    check(re.search(r"^allow\s+allowed\.test:%d\s+tunnel\s+1\s+0\s+\d+\s+\d+\s+allowed\.test\s" % P,
+                    err, re.M), "the allowed row: %r" % err[-1500:])
+
+
+@rcase("run --report: SIGUSR1 writes the report so far while the command sleeps; after SIGTERM "
+       "to egressd run it is written again")
+def _(ctx):
+    P, tok, mk = W["P"], token(), sleep_marker()
+    log = next_log(ctx)
+    cmd = ["sh", "-c", "%s %s --jail-tool '%s'; echo child=$$; exec sleep %s" % (
+        PY, TOOL, json.dumps([["urllib", "https://allowed.test:%d/t-%s" % (P, tok)]]), mk)]
+    out = os.path.join(ctx.tmp, "report-term.txt")
+    r = Run(ctx, cmd, args=report_args(log, ["--report=" + out]))
+    check(wait_started(r, mk), "the command did not start (egressd run status %s)" % r.proc.poll())
+    # SIGUSR1: the report so far, while the command still runs
+    r.proc.send_signal(signal.SIGUSR1)
+    deadline = time.time() + 10
+    while time.time() < deadline and not (os.path.exists(out) and "allowed.test" in open(out).read()):
+        time.sleep(0.05)
+    check(os.path.exists(out) and "allowed.test" in open(out).read(),
+          "no report after SIGUSR1 while the command runs")
+    check(r.proc.poll() is None and sleeping(mk), "SIGUSR1 ended the run or the command")
+    os.unlink(out)
+    r.proc.send_signal(signal.SIGTERM)
+    check_eq(r.wait(15), 143, "egressd run exit status")
+    with open(out) as f:
+        text = f.read()
+    check(re.search(r"^allow\s+allowed\.test:%d\s+tunnel\s+1\s" % P, text, re.M),
+          "the allowed row in the report file: %r" % text)
+
+
+@rcase("run --report-max 2: past the limit, an _other row and one warning")
+def _(ctx):
+    P, tok = W["P"], token()
+    out = os.path.join(ctx.tmp, "report-max.json")
+    log = next_log(ctx)
+    steps = [tls_get(n, P, n, tok) for n in ("a.reg.test", "b.reg.test", "x.reg.test",
+                                                "y.reg.test")]
+    run_tool(ctx, steps, args=report_args(log, ["--allow-net", "*.reg.test", "--report-max", "2",
+                                                "--report=" + out, "--report-format", "json"]))
+    with open(out) as f:
+        rep = json.load(f)
+    hosts = [d["host"] for d in rep["destinations"]]
+    check_eq(len(hosts), 3, "two destinations and _other: %r" % hosts)
+    check_eq(hosts[-1], "_other", "the last row")
+    check_eq(rep["destinations"][-1]["connections"], 2, "connections counted in _other")
+    check(rep["overflow"] >= 2, "connections and lookups counted in _other: %r" % rep)
+    check(rep["destinations"][-1]["queries"] >= 2, "lookups of names past the limit counted")
+    err = ctx.runs[-1].stderr()
+    check_eq(err.count("more than 2 destinations"), 1, "one warning on stderr (%r)" % err[-800:])
+
+
+LEARN_LIT = "sk-LITERAL-" + _RND[:16]  # an inline "value": never in a learned file
+
+
+@rcase("run --learn: the learned policy loads, keeps the -c keys (no secret value), "
+       "re-running under it refuses nothing, a new destination is refused")
+def _(ctx):
+    P, Q, tok = W["P"], W["Q"], token()
+    pol = os.path.join(ctx.tmp, "learn-base.json")
+    learned = os.path.join(ctx.tmp, "learned.json")
+    with open(pol, "w") as f:
+        json.dump({"allowNet": ["allowed.test"], "denyNet": ["bad.reg.test"],
+                   "secrets": {"BKEY": {"hosts": ["secret.test"], "valueFromEnv": "SRC_B"},
+                               "LIT": {"hosts": ["secret.test"], "value": LEARN_LIT}}}, f)
+    common = ["--secret", "SKEY=secret.test", "--state-dir", W["state"],
+              "--upstream-ca", W["pki"]["ca"], "--allow-private", "127.0.0.0/8",
+              "--allow-private", "%s/32" % PUB, "--dns", "127.0.0.1:%d" % W["dns"].port]
+    for n in ("allowed.test", "secret.test") + REG_PINS:
+        common += ["--resolve", "%s:%d:127.0.0.1" % (n, P)]
+    common += ["--resolve", "allowed.test:%d:127.0.0.1" % Q,
+               "--resolve", "priv.test:%d:10.0.0.1" % P]
+    steps = [["urllib", "https://allowed.test:%d/l-%s" % (P, tok)],
+             ["urllib", "http://allowed.test:%d/l-%s" % (Q, tok)],
+             ["urllib", "https://secret.test:%d/l-%s" % (P, tok), {"X-Key": "{{SKEY}}"}],
+             tls_get("x.reg.test", P, "x.reg.test", tok),
+             tls_get("y.reg.test", P, "y.reg.test", tok),
+             tls_get("solo.test", P, "solo.test", tok),
+             tls_get(PUB, W["ip_tls_no"].port, None, tok)]
+
+    def ok_results(res, what):
+        for i in (0, 1, 2):
+            check(res[i].get("status") == 200, "%s: step %d: %r" % (what, i, res[i]))
+        for i in (3, 4, 5, 6):
+            check(res[i].get("handshake") and "200" in res[i].get("data", "")[:20],
+                  "%s: step %d: %r" % (what, i, res[i]))
+    # 1. learn: nothing refused for allowNet; priv.test is still refused
+    log1 = next_log(ctx)
+    res = run_tool(ctx, steps + [tls_get("priv.test", P, "priv.test", tok)],
+                   args=["-c", pol, "--learn", learned, "--log", log1] + common)
+    ok_results(res, "learning")
+    check("handshake" not in res[7] or not res[7].get("data"),
+          "learning opened a private address: %r" % res[7])
+    check([e for e in log_denies(ctx.runs[-1]) if e.get("reason") == "private-address"],
+          "the private address is refused while learning")
+    with open(learned) as f:
+        text = f.read()
+    ctx.note("learned policy:\n" + text)
+    check(LEARN_LIT not in text and not [v for v in REAL.values() if v in text],
+          "a secret value in the learned policy")
+    doc = json.loads(text)
+    check_eq(sorted(doc), ["allowNet", "denyNet", "secrets"], "the keys")
+    check_eq(doc["denyNet"], ["bad.reg.test"], "denyNet kept")
+    check_eq(sorted(doc["secrets"]), ["BKEY"], "secrets kept by reference, inline value left out")
+    # the -c file's pattern first, then one per destination used (ports kept:
+    # the upstreams are not on 443/80), two names under reg.test: a wildcard
+    want = ["allowed.test"] + sorted(["allowed.test:%d" % P, "allowed.test:%d" % Q,
+                                      "secret.test:%d" % P, "*.reg.test:%d" % P,
+                                      "solo.test:%d" % P, "%s:%d" % (PUB, W["ip_tls_no"].port)])
+    doc["allowNet"][1:] = sorted(doc["allowNet"][1:])
+    check_eq(doc["allowNet"], want, "allowNet")
+    check("priv.test" not in text, "a refused destination in the learned policy")
+    r = run_egressd(["check", "-c", learned], timeout=30)
+    check_eq((r.returncode, r.stdout.strip()), (0, "policy ok"), "egressd check -c LEARNED")
+    # 2. under the learned policy: the same command, nothing refused
+    log2 = next_log(ctx)
+    res = run_tool(ctx, steps, args=["-c", learned, "--log", log2] + common)
+    ok_results(res, "under the learned policy")
+    check_eq(log_denies(ctx.runs[-1]), [], "refusals under the learned policy")
+    # 3. a destination not used before is refused
+    log3 = next_log(ctx)
+    res = run_tool(ctx, [tls_get(PUB, W["echo"].port, None, tok),
+                         ["dns", [["new-%s.test" % tok, 1]]]],
+                   args=["-c", learned, "--log", log3] + common)
+    denies = log_denies(ctx.runs[-1])
+    check([e for e in denies if e.get("port") == W["echo"].port and
+           e.get("reason") == "not-allowed"], "a new IP:port refused: %r" % denies)
+    check([e for e in denies if e.get("name") == "new-%s.test" % tok],
+          "a new name refused by the jail's DNS: %r" % denies)
+
 
 
 def main():

@@ -99,9 +99,61 @@ static void test_file(void)
 	audit_close();
 }
 
+/* The sink: every line, whatever the level and with no log at all; the
+ * log still filters by level; removed with NULL. */
+static char sunk[8192];
+static size_t nsunk;
+
+static void sink_fn(void *arg, const char *l, size_t len)
+{
+	*(int *)arg += 1;
+	if (nsunk + len < sizeof(sunk)) {
+		memcpy(sunk + nsunk, l, len);
+		nsunk += len;
+		sunk[nsunk] = '\0';
+	}
+}
+
+static void test_sink(void)
+{
+	char dir[] = "/tmp/audit-sink-XXXXXX", path[256];
+	struct jsonw w;
+	int calls = 0;
+	char *a;
+
+	audit_set_sink(sink_fn, &calls);
+	ok(audit_begin(&w, AUDIT_DEBUG, "x", 0), "with a sink, a line is built with no log open");
+	jsonw_str(&w, "k", "v");
+	audit_emit(&w);
+	ok(calls == 1 && strstr(sunk, "\"event\":\"x\",\"k\":\"v\"}\n"), "the sink got it");
+	if (!mkdtemp(dir)) {
+		ok(0, "mkdtemp");
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/log", dir);
+	ok(audit_open(path) == 0, "open %s", path);
+	audit_set_level(AUDIT_WARN);
+	line(AUDIT_INFO, "sink-only-info");
+	line(AUDIT_WARN, "both-warn");
+	a = slurp(path);
+	ok(calls == 3 && strstr(sunk, "sink-only-info") && strstr(sunk, "both-warn"),
+	   "the sink sees lines below the level too");
+	ok(!strstr(a, "sink-only-info") && strstr(a, "both-warn"), "the log still filters by level");
+	free(a);
+	audit_set_sink(NULL, NULL);
+	ok(!audit_begin(&w, AUDIT_INFO, "y", 0), "sink removed: lines below the level are skipped");
+	line(AUDIT_WARN, "after-removal");
+	ok(calls == 3, "a removed sink gets nothing");
+	audit_close();
+	audit_set_level(AUDIT_INFO);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	test_levels();
 	test_file();
+	test_sink();
 	return done_testing();
 }

@@ -398,9 +398,39 @@ static void test_refcount(void)
 	policy_unref(p); /* freed here; ASan reports a leak or double free */
 }
 
+/* --learn: allowNet's refusals become allows with POLICY_LEARN_RULE;
+ * denyNet, the address guard and refuse_all stay as they are. */
+static void test_learn(void)
+{
+	struct policy *p = policy_new();
+	char err[PATTERN_ERRLEN];
+
+	ok(policy_add_allow(p, "api.test", err) && policy_add_deny(p, "bad.test,*.deny.test:8443", err),
+	   "patterns");
+	ok(!policy_learning(p), "not learning by default");
+	decide(p, "new.test", 443, false, REASON_NOT_ALLOWED, NULL);
+	ok(!policy_could_allow_name(p, "new.test"), "DNS: new.test not answered");
+	policy_set_learn(p, true);
+	ok(policy_learning(p), "learning");
+	decide(p, "api.test", 443, true, REASON_NONE, "api.test");
+	decide(p, "new.test", 443, true, REASON_NONE, POLICY_LEARN_RULE);
+	decide(p, "203.0.113.9", 22, true, REASON_NONE, POLICY_LEARN_RULE);
+	decide(p, "bad.test", 443, false, REASON_DENIED, "bad.test");
+	decide(p, "x.deny.test", 8443, false, REASON_DENIED, "*.deny.test:8443");
+	guard(p, "10.0.0.1", 443, REASON_PRIVATE_ADDRESS);
+	guard(p, "127.0.0.1", 80, REASON_PRIVATE_ADDRESS);
+	ok(policy_could_allow_name(p, "new.test"), "DNS: new.test answered while learning");
+	ok(policy_could_allow_name(p, "x.deny.test"), "DNS: a name denied on one port only");
+	ok(!policy_could_allow_name(p, "bad.test"), "DNS: a name denied on every port is not");
+	policy_set_refuse_all(p, REASON_UNKNOWN_SOURCE);
+	decide(p, "new.test", 443, false, REASON_UNKNOWN_SOURCE, NULL);
+	policy_unref(p);
+}
+
 int main(void)
 {
 	test_decisions();
+	test_learn();
 	test_guard();
 	test_pins();
 	test_secrets_and_intercept();

@@ -1,0 +1,98 @@
+/* sock.h -- egressd's own stream over one non-blocking socket, plain or TLS
+ * (an SSL given by the caller; the layer drives its handshake): an input
+ * buffer the owner consumes, writes coalesced per loop turn with a drained
+ * callback, read pause/resume, orderly shutdown (close_notify, then FIN), and
+ * no buffer held while idle. libevent runs the loop; no bufferevent is used.
+ * The model is h2o's h2o_socket_t (lib/common/socket.c). */
+#ifndef EGRESSD_SOCK_H
+#define EGRESSD_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct event_base;
+struct sock;
+
+enum sock_event {
+	SOCK_EV_CONNECTED, /* TLS handshake done (never sent for a plain stream) */
+	SOCK_EV_EOF,       /* the peer will send no more (reason: "close_notify",
+			    * "eof" or "eof without close_notify"); writing may go on */
+	SOCK_EV_ERROR,     /* the stream failed (reason says where): free it */
+};
+
+/* Every callback runs from the event loop, never from inside a sock_* call,
+ * and may free the stream (sock_free) or any other stream. */
+struct sock_cbs {
+	/* New bytes in the input (sock_data); consume what is used with sock_consume. */
+	void (*on_read)(struct sock *s, void *arg);
+	/* The output was written out completely (to the kernel) after a write. */
+	void (*on_drained)(struct sock *s, void *arg);
+	/* reason: a static or stream-owned string, valid during the call. */
+	void (*on_event)(struct sock *s, enum sock_event ev, const char *reason, void *arg);
+};
+
+enum sock_tls_role { SOCK_PLAIN, SOCK_TLS_SERVER, SOCK_TLS_CLIENT };
+
+/* A stream on fd (made non-blocking here) and, unless role is SOCK_PLAIN, on
+ * ssl (a plain stream frees an ssl given), whose handshake starts or goes on
+ * at once (client: the ClientHello goes out in this loop turn; an SSL whose
+ * handshake is under way keeps its state). The stream owns fd and ssl from
+ * here on, also on failure (both closed/freed). It sets on ssl its fd,
+ * SSL_MODE_RELEASE_BUFFERS, SSL_MODE_ENABLE_PARTIAL_WRITE,
+ * SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER and read-ahead. cbs is borrowed (must
+ * outlive the stream). Reading starts on; input and output marks are 64 KiB.
+ * NULL if a TLS role has no ssl or the loop's events cannot be set up.
+ * SIGPIPE: plain writes use MSG_NOSIGNAL; OpenSSL's socket BIO does not, so
+ * the process ignores SIGPIPE (egressd does). */
+struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_role role,
+		      const struct sock_cbs *cbs, void *arg);
+/* Bytes already read from fd before the stream took it over (a peeked
+ * ClientHello, a request pipelined behind a CONNECT): they come first, before
+ * the socket's. Call right after sock_new, before the loop runs. Plain: they
+ * are the input's first bytes (on_read runs for them in this loop turn); TLS:
+ * OpenSSL reads them first (a filter BIO in front of the socket's, kept for
+ * the stream's life; the SSL must not have started its handshake). 0, or -1
+ * (TLS: the SSL's BIOs are not one socket BIO, or the handshake started). */
+int sock_preload(struct sock *s, const void *p, size_t n);
+/* Closes at once (no close_notify, no flush: see sock_shutdown) and frees;
+ * from inside one of s's callbacks the memory is freed once it returns, and
+ * no further callback of s runs. NULL is a no-op. */
+void sock_free(struct sock *s);
+
+/* The unconsumed input: *len bytes at the returned pointer (NULL when empty),
+ * valid until the next sock_consume or the callback's return. */
+const char *sock_data(const struct sock *s, size_t *len);
+/* Drops the first n (<= the input length) bytes; reading resumes if the cap
+ * had paused it. An emptied input frees its buffer. */
+void sock_consume(struct sock *s, size_t n);
+/* Reading pauses while the input holds max bytes or more (back-pressure
+ * towards the peer: its bytes wait in the kernel or in OpenSSL). */
+void sock_set_max_input(struct sock *s, size_t max);
+/* Pause / resume on_read (the handshake and a write that needs a read go on). */
+void sock_read_stop(struct sock *s);
+void sock_read_start(struct sock *s);
+
+/* Appends n bytes to the output, written at the end of this loop turn (one
+ * write or SSL_write for everything appended meanwhile). The output is not
+ * capped here: 1 says it is at or above the high-water mark (the caller stops
+ * producing, e.g. sock_read_stop on the stream it relays from, and resumes in
+ * on_drained), 0 that it is below, -1 after sock_shutdown or an error. */
+int sock_write(struct sock *s, const void *p, size_t n);
+/* The high-water mark for sock_write's answer (default 64 KiB; 0: none). */
+void sock_set_max_output(struct sock *s, size_t max);
+/* Bytes appended and not yet handed to the kernel (or to SSL_write). */
+size_t sock_out_len(const struct sock *s);
+/* Half-close: once the output is written, TLS sends close_notify, then the
+ * socket's write side is shut (FIN). Reading goes on until EOF. */
+void sock_shutdown(struct sock *s);
+
+/* Bytes of memory the stream holds for buffers (its input and output), for
+ * tests and accounting; 0 while idle. OpenSSL's own record buffers are not
+ * counted (released when empty: SSL_MODE_RELEASE_BUFFERS). */
+size_t sock_bytes_held(const struct sock *s);
+SSL *sock_ssl(const struct sock *s); /* borrowed; NULL for a plain stream */
+int sock_fd(const struct sock *s);
+
+#endif
