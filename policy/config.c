@@ -465,10 +465,11 @@ static bool load_inject(struct loader *L, const json_t *obj, struct injspec *spe
 		for (int k = INJ_QUERY; k < INJ_NWHERE; k++)
 			if (strcmp(key, injspec_where_str((enum injwhere)k)) == 0)
 				ip.w = (enum injwhere)k;
+		config_path_str(L, where); /* the parent's, for the message */
 		config_push_key(L, key);
 		if (ip.w == INJ_NWHERE)
 			ok = config_fail(L, true, "%s: unknown key %s (expected query, form or "
-						  "json)", config_path_str(L, where),
+						  "json)", where,
 					 config_quote(key, strlen(key), q, sizeof(q)));
 		else
 			ok = config_each_string(L, v, "a string", inject_name, &ip);

@@ -325,7 +325,8 @@ enum injjson_result injjson_rewrite(const struct policy *p, const struct secrets
 	if (w.cap || !obuf_add(out, t + w.lit, n - w.lit))
 		goto out;
 	r = INJJSON_OK;
-	*used |= w.used;
+	if (used)
+		*used |= w.used;
 out:
 	if (r != INJJSON_OK && out->len > start) {
 		OPENSSL_cleanse(out->p + start, out->len - start);

@@ -143,7 +143,8 @@ bool injparam_rewrite(const struct policy *p, const struct secretset *s, uint64_
 		i = end + 1;
 	}
 	ok = obuf_add(out, t + lit, n - lit);
-	*used |= u;
+	if (used)
+		*used |= u;
 out:
 	if (!ok && out->len > start) {
 		OPENSSL_cleanse(out->p + start, out->len - start);
