@@ -10,6 +10,13 @@
 #include "secrets.h"
 static struct policy *pol;    /* A: query key, form client_secret; B: headers only */
 static struct secretset *set; /* immutable, built once */
+static size_t count(const char *p, size_t n) /* raw "TOK/" in p */
+{
+	size_t k = 0;
+	for (const char *q; n >= 4 && (q = memmem(p, n, "TOK/", 4)); n -= (size_t)(q - p) + 1, p = q + 1)
+		k++;
+	return k;
+}
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -39,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort(); /* only A injects; A not approved: unchanged */
 	if (!used && (out.len != n || (n && memcmp(out.p, t, n))))
 		abort(); /* nothing injected: unchanged */
-	if (used && out.len && memmem(out.p, out.len, "TOK/", 4))
+	if (used && count(out.p, out.len) > count(t, n))
 		abort(); /* the value always goes percent-encoded */
 	obuf_dispose(&out);
 	obuf_dispose(&none);

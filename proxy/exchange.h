@@ -48,8 +48,8 @@ struct injbody;
 struct exinject {
 	unsigned in;          /* bits 1 << enum injwhere: where secrets went */
 	struct injbody *body; /* a form/JSON body held for rewriting, or NULL */
-	const char *path;     /* ... and the request's path (borrowed from the head) */
-	size_t plen;
+	size_t path_off, plen; /* ... and the request's path in its target (an offset:
+				  trailers may move the parser's head bytes) */
 };
 struct exinject *exchange_inject(struct exchange *ex);
 

@@ -397,7 +397,7 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 		return true;
 	}
 	inj->body = injbody_new(kind, INJBODY_MAX);
-	inj->path = path;
+	inj->path_off = (size_t)(path - httpmsg_target(c->ex->req, &vl));
 	inj->plen = plen;
 	httpmsg_set_body_sink(c->ex->req, body_sink, inj->body);
 	if (httpmsg_header_find(c->ex->req, "expect", &v, &vl) == 1 && vl == 12 &&
@@ -415,6 +415,8 @@ static void release_body(struct conn *c)
 	struct exinject *inj = exchange_inject(c->ex);
 	struct obuf body;
 	uint64_t used = 0;
+	size_t ulen;
+	const char *url = httpmsg_target(c->ex->req, &ulen);
 
 	httpmsg_set_body_sink(c->ex->req, NULL, NULL);
 	obuf_init(&body, 4 * (size_t)INJBODY_MAX);
@@ -428,7 +430,7 @@ static void release_body(struct conn *c)
 	inj->in |= used ? 1u << (injbody_kind_of(inj->body)) : 0;
 	injbody_free(inj->body);
 	inj->body = NULL;
-	send_head(c, inj->path, inj->plen, &body);
+	send_head(c, url + inj->path_off, inj->plen, &body);
 	obuf_dispose(&body);
 }
 

@@ -2279,6 +2279,27 @@ def _(ctx):
     check_in(e, tok, ["Q_KEY"], ["json"])
 
 
+@icase("chunked form body with large trailer fields: rewritten and sent with Content-Length "
+       "to the path as sent (trailers dropped)")
+def _(ctx):
+    e = start_q(ctx)
+    ph, tok = e.ph["Q_KEY"], token()
+    body = ("client_secret=%s&x=1" % ph).encode()
+    path = "/tr/%s?key=%s" % (tok, ph)
+    t, r = open_tls(ctx, e, "api.test")
+    t.sendall(("POST %s HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: chunked\r\n"
+               "Content-Type: application/x-www-form-urlencoded\r\n\r\n" % path).encode() +
+              b"%x\r\n%s\r\n0\r\nX-Trailer-One: %s\r\nX-Trailer-Two: %s\r\n\r\n" % (
+                  len(body), body, b"a" * 3000, b"b" * 3000))
+    resp = read_response(r)
+    check_eq(resp.status, 200, "status")
+    info = seen_with(W["tls_srv"], tok)
+    check_eq(info["path"], "/tr/%s?key=%s" % (tok, qpct(REAL_Q)), "path upstream")
+    check_eq(info["body"], "client_secret=%s&x=1" % qpct(REAL_Q), "body upstream")
+    check_eq(info["framing"], "content-length", "framing upstream")
+    check_in(e, tok, ["Q_KEY"], ["query", "form"])
+
+
 @icase("form body over 1 MiB (Content-Length) to a host with form injection: refused 413 "
        "body-too-large, nothing sent upstream, the connection still serves the next request")
 def _(ctx):
