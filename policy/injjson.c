@@ -159,7 +159,7 @@ static void rewrite_string(struct walk *w, uint64_t who, size_t s, size_t e)
 			i++;
 			continue;
 		}
-		for (k = 0; who >> k; k++) {
+		for (k = 0; k < SECRETS_MAX && who >> k; k++) {
 			struct secform f = { .kind = SECFORM_JSON, .len = PLACEHOLDER_LEN };
 			if (!(who >> k & 1))
 				continue;
@@ -295,7 +295,7 @@ static bool value(struct walk *w, int depth)
 	case '"':
 		if (!string(w, &s, &e))
 			return false;
-		for (size_t k = 0; !w->nopath && w->plen && w->cand >> k; k++)
+		for (size_t k = 0; !w->nopath && w->plen && k < SECRETS_MAX && w->cand >> k; k++)
 			if ((w->cand >> k & 1) &&
 			    injspec_names(policy_secret_inject(w->p, k), INJ_JSON, w->path, w->plen))
 				who |= (uint64_t)1 << k;

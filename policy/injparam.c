@@ -52,7 +52,7 @@ static uint64_t named_by(const struct policy *p, uint64_t cand, enum injwhere w,
 	if (n > sizeof(name))
 		return 0; /* decodes to more than any name */
 	len = pct_decode(t, n, name);
-	for (size_t i = 0; cand >> i; i++)
+	for (size_t i = 0; i < SECRETS_MAX && cand >> i; i++)
 		if ((cand >> i & 1) && injspec_names(policy_secret_inject(p, i), w, name, len))
 			m |= (uint64_t)1 << i;
 	return m;
@@ -98,7 +98,7 @@ static bool rewrite_value(const struct secretset *s, uint64_t who, const char *v
 			i++;
 			continue;
 		}
-		for (k = 0; who >> k; k++) {
+		for (k = 0; k < SECRETS_MAX && who >> k; k++) {
 			struct secform f = { .kind = SECFORM_PCT, .len = PLACEHOLDER_LEN };
 			if (!(who >> k & 1))
 				continue;
