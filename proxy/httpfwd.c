@@ -370,6 +370,20 @@ static void body_sink(void *ctx, const char *p, size_t n)
 	injbody_feed(ctx, p, n);
 }
 
+/* Is the Content-Length value v[0..n) (digits: llhttp checked them) over
+ * INJBODY_MAX? */
+static bool over_bound(const char *v, size_t n)
+{
+	uint64_t len = 0;
+
+	for (size_t i = 0; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+		len = len * 10 + (uint64_t)(v[i] - '0');
+		if (len > INJBODY_MAX)
+			return true;
+	}
+	return false;
+}
+
 /* A form or JSON body of an intercepted request, to a host some approved
  * secret of which names a form field or JSON member, without a content
  * coding: held (up to INJBODY_MAX bytes) so its placeholders are replaced
@@ -381,7 +395,6 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	const char *v;
 	size_t vl;
 	enum injwhere kind;
-	char *end;
 
 	if (c->mode != MODE_INTERCEPT || !c->ss || !c->approved || !httpmsg_has_body(c->ex->req) ||
 	    httpmsg_header_find(c->ex->req, "content-type", &v, &vl) != 1)
@@ -392,7 +405,7 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	     !(vl == 8 && strncasecmp(v, "identity", 8) == 0)))
 		return false;
 	if (httpmsg_header_find(c->ex->req, "content-length", &v, &vl) == 1 &&
-	    strtoull(v, &end, 10) > INJBODY_MAX) { /* llhttp checked the digits */
+	    over_bound(v, vl)) {
 		refuse_body(c, "a body to inject into is over 1 MiB");
 		return true;
 	}
