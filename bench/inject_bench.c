@@ -46,14 +46,14 @@ static char *make_body(enum injwhere kind, const char *ph)
 }
 
 static void run(const char *what, const struct policy *p, const struct secretset *s,
-		enum injwhere kind, const char *body)
+		enum injwhere kind, const char *body, size_t expect)
 {
 	size_t n = strlen(body);
 	double best = 1e9;
 	uint64_t used = 0;
 
 	for (int k = 0; k < ROUNDS; k++) {
-		struct injbody *b = injbody_new(kind, INJBODY_MAX);
+		struct injbody *b = injbody_new(kind, INJBODY_MAX, expect);
 		struct obuf out;
 		struct timespec t0, t1;
 		double secs;
@@ -121,10 +121,12 @@ int main(void)
 	const char *ph = secretset_placeholder(s, 0);
 	char *f1 = make_body(INJ_FORM, ph), *f0 = make_body(INJ_FORM, NULL);
 	char *j1 = make_body(INJ_JSON, ph), *j0 = make_body(INJ_JSON, NULL);
-	run("form body, placeholder in field", p, s, INJ_FORM, f1);
-	run("form body, no placeholder", p, s, INJ_FORM, f0);
-	run("JSON body, placeholder in member", p, s, INJ_JSON, j1);
-	run("JSON body, no placeholder", p, s, INJ_JSON, j0);
+	run("form body, placeholder in field", p, s, INJ_FORM, f1, 0);
+	run("form body, placeholder, length known", p, s, INJ_FORM, f1, strlen(f1));
+	run("form body, no placeholder", p, s, INJ_FORM, f0, 0);
+	run("JSON body, placeholder in member", p, s, INJ_JSON, j1, 0);
+	run("JSON body, placeholder, length known", p, s, INJ_JSON, j1, strlen(j1));
+	run("JSON body, no placeholder", p, s, INJ_JSON, j0, 0);
 	run_rewriter("form rewriter alone, placeholder", p, s, INJ_FORM, f1);
 	run_rewriter("JSON rewriter alone, placeholder", p, s, INJ_JSON, j1);
 	free(f1), free(f0), free(j1), free(j0);

@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *t = (const char *)data;
 	char err[SECRETS_ERRLEN];
 	struct obuf out, none, held;
-	struct injbody *b = injbody_new(INJ_JSON, size);
+	struct injbody *b = injbody_new(INJ_JSON, size, size / 2);
 	uint64_t used = 0, u0 = 0, uh = 0;
 	enum injjson_result r, r0;
 

@@ -39,12 +39,14 @@ enum injwhere injbody_kind(const char *ctype, size_t n)
 	return INJ_HEADER;
 }
 
-struct injbody *injbody_new(enum injwhere kind, size_t max)
+struct injbody *injbody_new(enum injwhere kind, size_t max, size_t expect)
 {
 	struct injbody *b = xcalloc(1, sizeof(*b));
 
 	b->kind = kind;
 	obuf_init(&b->buf, max);
+	if (expect)
+		obuf_reserve(&b->buf, expect);
 	return b;
 }
 
@@ -85,6 +87,7 @@ bool injbody_finish(struct injbody *b, const struct policy *p, const struct secr
 {
 	const char *t = b->buf.p ? b->buf.p : "";
 
+	obuf_reserve(out, out->len + b->buf.len + 256); /* most bodies grow by little */
 	if (b->kind == INJ_FORM)
 		return injparam_rewrite(p, s, mask, INJ_FORM, t, b->buf.len, out, used);
 	switch (injjson_rewrite(p, s, mask, t, b->buf.len, out, used)) {

@@ -24,9 +24,10 @@ enum injwhere injbody_kind(const char *ctype, size_t n);
 
 struct injbody;
 
-/* A new holder for a body of kind (INJ_FORM or INJ_JSON), up to max bytes.
+/* A new holder for a body of kind (INJ_FORM or INJ_JSON), up to max bytes;
+ * expect: the body's announced length (room made at once), 0 if unknown.
  * Free with injbody_free (wipes; NULL: no-op). */
-struct injbody *injbody_new(enum injwhere kind, size_t max);
+struct injbody *injbody_new(enum injwhere kind, size_t max, size_t expect);
 void injbody_free(struct injbody *b);
 
 /* Appends p[0..n) (body bytes as they arrive, in any pieces). Returns false

@@ -370,17 +370,18 @@ static void body_sink(void *ctx, const char *p, size_t n)
 	injbody_feed(ctx, p, n);
 }
 
-/* Is the Content-Length value v[0..n) (digits: llhttp checked them) over
- * INJBODY_MAX? */
-static bool over_bound(const char *v, size_t n)
+/* Is the Content-Length value v[0..n) (digits: llhttp checked them; n 0:
+ * none) over INJBODY_MAX? If not, *len gets it. */
+static bool over_bound(const char *v, size_t n, size_t *len)
 {
-	uint64_t len = 0;
+	uint64_t l = 0;
 
 	for (size_t i = 0; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
-		len = len * 10 + (uint64_t)(v[i] - '0');
-		if (len > INJBODY_MAX)
+		l = l * 10 + (uint64_t)(v[i] - '0');
+		if (l > INJBODY_MAX)
 			return true;
 	}
+	*len = (size_t)l;
 	return false;
 }
 
@@ -395,6 +396,7 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	const char *v;
 	size_t vl;
 	enum injwhere kind;
+	size_t expect;
 
 	if (c->mode != MODE_INTERCEPT || !c->ss || !c->approved || !httpmsg_has_body(c->ex->req) ||
 	    httpmsg_header_find(c->ex->req, "content-type", &v, &vl) != 1)
@@ -404,12 +406,15 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	    (httpmsg_header_find(c->ex->req, "content-encoding", &v, &vl) &&
 	     !(vl == 8 && strncasecmp(v, "identity", 8) == 0)))
 		return false;
-	if (httpmsg_header_find(c->ex->req, "content-length", &v, &vl) == 1 &&
-	    over_bound(v, vl)) {
+	if (httpmsg_header_find(c->ex->req, "content-length", &v, &vl) != 1)
+		vl = 0;
+	if (over_bound(v, vl, &expect)) {
 		refuse_body(c, "a body to inject into is over 1 MiB");
 		return true;
 	}
-	inj->body = injbody_new(kind, INJBODY_MAX);
+	/* room for the announced length at once (at most 1 MiB; pages become
+	 * resident only as bytes arrive) */
+	inj->body = injbody_new(kind, INJBODY_MAX, expect);
 	inj->path_off = (size_t)(path - httpmsg_target(c->ex->req, &vl));
 	inj->plen = plen;
 	httpmsg_set_body_sink(c->ex->req, body_sink, inj->body);

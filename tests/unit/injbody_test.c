@@ -177,7 +177,7 @@ static const char *held(enum injwhere kind, size_t max, const char *in, size_t s
 			uint64_t *used)
 {
 	static struct obuf out;
-	struct injbody *b = injbody_new(kind, max);
+	struct injbody *b = injbody_new(kind, max, step == 4 ? 8 : 0);
 	size_t n = strlen(in);
 	bool fed = true;
 
