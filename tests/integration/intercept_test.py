@@ -392,6 +392,28 @@ def _(ctx):
              ca_subj.replace("subject=", "").strip(), "leaf issuer vs egressd CA subject")
 
 
+@icase("towards the sandbox: TLS 1.3 without session tickets (each new connection is a full "
+       "handshake: a session from the first connection does not resume the second)")
+def _(ctx):
+    e = start(ctx)
+    c = client_ssl_context(e.ca)
+
+    def conn(session=None):
+        s, _r, resp = proxy_connect(ctx, e.port, hp("api.test"))
+        check_eq(resp.status, 200, "CONNECT status")
+        t = c.wrap_socket(s, server_hostname="api.test", session=session)
+        t.settimeout(IO_TIMEOUT)
+        ctx.sock(t)
+        return t
+    t = conn()
+    check_eq(t.version(), "TLSv1.3", "protocol")
+    t.sendall(http_request("GET", "/tkt/" + token(), ["Host: api.test"]))
+    check_eq(read_response(RecReader(ctx, t)).status, 200, "status")  # any ticket came first
+    sess = t.session
+    check(sess is not None and not sess.has_ticket, "egressd sent a session ticket")
+    check(not conn(sess).session_reused, "second connection resumed the first one's session")
+
+
 @icase("ALPN: client offering h2 and http/1.1 gets http/1.1 (or none), request works")
 def _(ctx):
     e = start(ctx)
