@@ -394,6 +394,54 @@ def _(ctx):
              ca_subj.replace("subject=", "").strip(), "leaf issuer vs egressd CA subject")
 
 
+@icase("towards the sandbox: TLS 1.3 without session tickets (each new connection is a full "
+       "handshake: a session from the first connection does not resume the second)")
+def _(ctx):
+    e = start(ctx)
+    c = client_ssl_context(e.ca)
+
+    def conn(session=None):
+        s, _r, resp = proxy_connect(ctx, e.port, hp("api.test"))
+        check_eq(resp.status, 200, "CONNECT status")
+        t = c.wrap_socket(s, server_hostname="api.test", session=session)
+        t.settimeout(IO_TIMEOUT)
+        ctx.sock(t)
+        return t
+    t = conn()
+    check_eq(t.version(), "TLSv1.3", "protocol")
+    t.sendall(http_request("GET", "/tkt/" + token(), ["Host: api.test"]))
+    check_eq(read_response(RecReader(ctx, t)).status, 200, "status")  # any ticket came first
+    sess = t.session
+    check(sess is not None and not sess.has_ticket, "egressd sent a session ticket")
+    check(not conn(sess).session_reused, "second connection resumed the first one's session")
+
+
+class CipherServer(TcpServer):
+    """TLS 1.3 upstream that follows the client's cipher suite order and answers
+    each request with the suite it negotiated."""
+
+    def serve(self, c):
+        head, rest = next_head(c)
+        while head is not None:
+            body = c.cipher()[0].encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            head, rest = next_head(c, rest)
+
+
+@icase("TLS 1.3 cipher suite: AES-128-GCM-SHA256 on both sides when the peer offers it (a "
+       "default Python client offers AES-256-GCM-SHA384 first; the upstream follows egressd's order)")
+def _(ctx):
+    srv = CipherServer(tls=(W["pki"]["cert"], W["pki"]["key"]))
+    srv.ssl_ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    srv.ssl_ctx.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    e, t, r = own_upstream(ctx, srv, "cph")
+    check_eq(t.cipher()[0], "TLS_AES_128_GCM_SHA256", "suite towards the sandbox")
+    t.sendall(b"GET /c HTTP/1.1\r\nHost: api.test\r\n\r\n")
+    resp = read_response(r)
+    check_eq(resp.status, 200, "status")
+    check_eq(resp.body, b"TLS_AES_128_GCM_SHA256", "suite towards the upstream")
+
+
 @icase("ALPN: client offering h2 and http/1.1 gets http/1.1 (or none), request works")
 def _(ctx):
     e = start(ctx)
