@@ -25,6 +25,9 @@
 
 #define LOG_PATH_MAX EXCHANGE_PATH_MAX
 
+static const struct conn_phase http_phase;
+static void httpfwd_client_input(struct conn *c);
+
 /* Splits "SCHEME://AUTHORITY[/path][?query]" (skip = length of "SCHEME://")
  * into authority and path. Userinfo and fragments are refused. */
 static bool split_url(const char *url, size_t ulen, size_t skip, const char **auth,
@@ -227,7 +230,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 	conn_meter(c); /* a connection whose only request was blocked was still allowed */
 	c->ex->block_status = reason_status(r);
 	c->ex->block_reason = r;
-	c->st = ST_HTTP;
+	conn_enter(c, &http_phase);
 	if (waits) {
 		c->ex->force_close = true;
 		httpresp_blocked_done(c);
@@ -310,7 +313,7 @@ static void forward_head(struct conn *c, const char *path, size_t plen)
 	if (c->up && !c->up_eof)
 		httpfwd_on_connected(c);
 	else
-		upstream_start(c);
+		upstream_start(c, httpfwd_on_connected);
 }
 
 static bool same_target(const struct target *a, const struct target *b)
@@ -405,7 +408,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 
 void httpfwd_on_connected(struct conn *c)
 {
-	c->st = ST_HTTP;
+	conn_enter(c, &http_phase);
 	c->ex->req_up += evbuffer_get_length(c->pending);
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
 	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
@@ -414,52 +417,15 @@ void httpfwd_on_connected(struct conn *c)
 	httpfwd_client_input(c);
 }
 
-enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct bufferevent *from,
-				 struct bufferevent *to, bool raw, uint64_t *count)
-{
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = to ? bufferevent_get_output(to) : NULL;
-	enum httpmsg_status s = HTTPMSG_NEED_MORE;
-
-	for (;;) {
-		struct evbuffer_iovec v = { (void *)"", 0 };
-		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
-		size_t used = 0, n;
-
-		if (m == c->ex->resp && out)
-			queued += httpresp_held(c);
-		if (queued >= c->hiwat) {
-			bufferevent_disable(from, EV_READ);
-			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
-			break;
-		}
-		/* with no input, a zero-byte feed still lets the parser finish a
-		 * message that ends right after its head (GET, Content-Length: 0) */
-		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		n = v.iov_len < c->hiwat - queued ? v.iov_len : c->hiwat - queued;
-		s = httpmsg_feed(m, v.iov_base, n, &used);
-		if (raw && out)
-			evbuffer_remove_buffer(in, out, used);
-		else
-			evbuffer_drain(in, used);
-		*count += used;
-		if (out && used)
-			metrics_bytes(c->w->mx, from == c->cl, used);
-		if (s != HTTPMSG_NEED_MORE || have == 0)
-			break;
-	}
-	return s;
-}
-
-void httpfwd_client_input(struct conn *c)
+/* More client bytes (request body or the next request). */
+static void httpfwd_client_input(struct conn *c)
 {
 	enum httpmsg_status s;
 
 	if (c->st != ST_HTTP || c->ex->req_done)
 		return; /* pipelined bytes wait until the response is complete */
-	s = httpfwd_pump(c, c->ex->req, c->cl, c->ex->discarding ? NULL : c->up, !c->ex->discarding,
-			 &c->ex->req_up);
+	s = relay_pump_msg(c, c->ex->req, c->cl, c->ex->discarding ? NULL : c->up,
+			   !c->ex->discarding, &c->ex->req_up, NULL);
 	if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE) {
 		c->ex->req_done = true;
 		c->ex->req_upgrade = s == HTTPMSG_UPGRADE;
@@ -471,3 +437,49 @@ void httpfwd_client_input(struct conn *c)
 		conn_error(c, 400, "bad-request", httpmsg_error(c->ex->req));
 	}
 }
+
+/* ---- the exchange phase: a request and its response in flight ---- */
+
+/* bev's output drained: go on reading the side that waits for it. */
+static void http_drained(struct conn *c, struct bufferevent *bev)
+{
+	struct bufferevent *from;
+
+	if (!c->up)
+		return;
+	from = bev == c->up ? c->cl : c->up;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if (from == c->up && c->up_eof) {
+		httpresp_resume(c); /* a decoded reply waited for the client */
+		return;
+	}
+	if (relay_drained_eof(c, from, bev))
+		return;
+	bufferevent_enable(from, EV_READ);
+	if (from == c->up) {
+		intercept_upstream_pending(c);
+		httpresp_upstream_input(c);
+	} else {
+		httpfwd_client_input(c);
+	}
+}
+
+/* The upstream ended or broke: the response ends there (httpresp.c). */
+static bool http_event(struct conn *c, struct bufferevent *bev, short what)
+{
+	if (bev != c->up || (what & BEV_EVENT_TIMEOUT) ||
+	    !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return false;
+	conn_count_up_error(c, bev, what);
+	httpresp_upstream_eof(c);
+	return true;
+}
+
+static const struct conn_phase http_phase = {
+	.st = ST_HTTP,
+	.client_input = httpfwd_client_input,
+	.upstream_input = httpresp_upstream_input,
+	.drained = http_drained,
+	.event = http_event,
+	.up_resumed = intercept_upstream_pending,
+};

@@ -37,6 +37,7 @@
 #include "tls.h"
 #include "closeq.h"
 #include "conn.h"
+#include "explicit.h"
 #include "pattern.h"
 #include "policy.h"
 #include "sandboxes.h"
@@ -281,7 +282,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      int len, void *arg)
 {
 	(void)len;
-	conn_accept(arg, fd, sa, listener_index(arg, l));
+	explicit_accept(arg, fd, sa, listener_index(arg, l));
 }
 
 static void on_accept_transparent(struct evconnlistener *l, evutil_socket_t fd,

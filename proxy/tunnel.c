@@ -294,6 +294,15 @@ static int detach(struct bufferevent *bev)
 	return fd;
 }
 
+static void tunnel_free(struct tunnel *t);
+
+/* Closes the sockets and frees the pipes and events (when c is freed). */
+static void tunnel_dispose(struct conn *c)
+{
+	tunnel_free(c->tun);
+	c->tun = NULL;
+}
+
 bool tunnel_start(struct conn *c)
 {
 	struct tunnel *t;
@@ -349,12 +358,13 @@ bool tunnel_start(struct conn *c)
 		c->pending = NULL;
 	}
 	c->tun = t;
+	c->dispose = tunnel_dispose;
 	/* relay what is held and whatever the sockets already have */
 	settle(t, pump(t, &t->d[0]) < 0 || pump(t, &t->d[1]) < 0 ? -1 : 0);
 	return true;
 }
 
-void tunnel_free(struct tunnel *t)
+static void tunnel_free(struct tunnel *t)
 {
 	if (!t)
 		return;
