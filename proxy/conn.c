@@ -36,7 +36,7 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
-#include "server.h"
+#include "worker.h"
 #include "tls.h"
 
 static atomic_long live_conns;
@@ -94,7 +94,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 static void idle_timeouts(struct conn *c)
 {
-	unsigned idle = server_opts(c->w->srv)->idle_timeout_s;
+	unsigned idle = c->w->opts->idle_timeout_s;
 
 	if (c->st != ST_PEEK)
 		conn_set_timeouts(c->cl, idle);
@@ -104,7 +104,7 @@ static void idle_timeouts(struct conn *c)
 
 void conn_head_phase(struct conn *c)
 {
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->header_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->header_timeout_s, 0 };
 
 	evtimer_add(c->deadline, &tv);
 	idle_timeouts(c);
@@ -149,10 +149,10 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	if (addr_from_sockaddr(peer, &a, &port))
 		snprintf(c->client, sizeof(c->client), a.family == 6 ? "[%s]:%u" : "%s:%u",
 			 addr_format(&a, buf), port);
-	c->gen = server_acquire(w->srv, li, &a);
+	c->gen = w->host->acquire(w->srv, li, &a);
 	c->pol = gen_policy(c->gen);
 	c->ss = gen_secrets(c->gen);
-	c->id = server_next_id(w->srv);
+	c->id = w->host->next_id(w->srv);
 	evutil_gettimeofday(&c->start, NULL);
 	c->last_activity = c->start;
 	set_nodelay(fd);
@@ -172,7 +172,7 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	w->conns = c;
 	c->pending = evbuffer_new();
 	c->deadline = evtimer_new(w->base, on_deadline, c);
-	c->hiwat = server_opts(w->srv)->max_buffer;
+	c->hiwat = w->opts->max_buffer;
 	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(c->cl, EV_READ, 0, c->hiwat);
 	conn_head_phase(c);
@@ -453,7 +453,7 @@ void conn_log_connect(struct conn *c)
  * replies redacted. */
 void conn_decide_intercept(struct conn *c)
 {
-	if (!server_tls(c->w->srv) || !policy_intercepts(c->pol, &c->t))
+	if (!c->w->tls || !policy_intercepts(c->pol, &c->t))
 		return;
 	c->intercept = true;
 	c->approved = secretset_approved(c->ss, c->pol, &c->t);
@@ -570,7 +570,7 @@ void conn_up_connected(struct conn *c)
 
 bool conn_idle_expired(const struct conn *c)
 {
-	return elapsed_ms(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
+	return elapsed_ms(&c->last_activity) >= 1000L * c->w->opts->idle_timeout_s;
 }
 
 void conn_count_up_error(struct conn *c, struct bufferevent *bev, short what)

@@ -17,7 +17,7 @@
 #include "generation.h"
 #include "httpmsg.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 
 struct exchange *exchange_new(void)
 {

@@ -9,7 +9,7 @@
 #include "conn.h"
 #include "conn_int.h"
 #include "httpmsg.h"
-#include "server.h"
+#include "worker.h"
 
 static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 {
@@ -63,7 +63,7 @@ void explicit_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr
 		return;
 	h1head_enter(c);
 	c->on_head = on_head;
-	if (conn_live_count() > server_opts(w->srv)->max_conns)
+	if (conn_live_count() > w->opts->max_conns)
 		conn_error(c, 503, "too-many-connections",
 			   "egressd: too many open connections, try again later");
 }

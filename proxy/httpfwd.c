@@ -21,7 +21,7 @@
 #include "inject.h"
 #include "metrics.h"
 #include "secrets.h"
-#include "server.h"
+#include "worker.h"
 
 #define LOG_PATH_MAX EXCHANGE_PATH_MAX
 
@@ -245,7 +245,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 static bool leak_check(struct conn *c)
 {
 	uint64_t leaks = scan_leaks(c);
-	bool block = server_opts(c->w->srv)->leak_block;
+	bool block = c->w->opts->leak_block;
 	char msg[HOST_MAX + LOG_PATH_MAX + 256];
 
 	if (!leaks)

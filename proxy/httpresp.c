@@ -23,7 +23,7 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
-#include "server.h"
+#include "worker.h"
 
 #define DEC_CHUNK 16384 /* decoded bytes per decoder call */
 

@@ -24,7 +24,7 @@
 #include "httpmsg.h"
 #include "metrics.h"
 #include "mint.h"
-#include "server.h"
+#include "worker.h"
 #include "tls.h"
 
 /* The TLS filter's records land in cl_raw's output; libevent would arm
@@ -277,7 +277,7 @@ void intercept_start_client(struct conn *c)
 	const int opts = BEV_OPT_DEFER_CALLBACKS; /* we free the socket and SSL ourselves */
 	char err[256];
 	struct bufferevent *f;
-	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
+	SSL *ssl = tls_new_downstream(c->w->tls, c->w->certs, c->t.host, c->t.is_ip, err);
 	size_t hits, misses, entries;
 
 	certcache_stats(c->w->certs, &hits, &misses, &entries);
@@ -386,13 +386,13 @@ static void up_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info
 void intercept_start_upstream(struct conn *c)
 {
 	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
 	evutil_socket_t fd = bufferevent_getfd(c->up);
 	struct bufferevent *bev = NULL;
 	char err[256];
 	SSL *ssl;
 
-	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
+	ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip, err);
 	if (fd >= 0 && ssl) {
 		/* the plain bufferevent lets go of the socket (no dup: the event
 		 * loop's changelist must see one descriptor per socket) */

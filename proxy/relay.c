@@ -17,7 +17,7 @@
 #include "audit.h"
 #include "httpmsg.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 #include "jsonw.h"
 #include "wsredact.h"
 

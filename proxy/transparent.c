@@ -19,7 +19,7 @@
 #include "fakeip.h"
 #include "httpmsg.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
@@ -59,13 +59,13 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 	if (!c)
 		return;
 	c->transparent = true;
-	if (conn_live_count() > server_opts(w->srv)->max_conns) {
+	if (conn_live_count() > w->opts->max_conns) {
 		conn_error(c, 503, "too-many-connections", "egressd: too many open connections");
 		return;
 	}
 	conn_enter(c, &peek_phase);
 	conn_set_timeouts(c->cl, PEEK_WAIT_S);
-	if (!redirected || server_is_self(w->srv, &a, port)) {
+	if (!redirected || w->host->is_self(w->srv, &a, port)) {
 		/* dialled at the listener itself: there is no destination to check */
 		c->t.is_ip = true;
 		c->t.ip = a;
@@ -81,7 +81,7 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 /* The name the jail's resolver gave out for the original address, if any. */
 static bool bound_name(struct conn *c, char *name, size_t cap)
 {
-	struct fakeip *f = server_fakeip(c->w->srv);
+	struct fakeip *f = c->w->fakeip;
 	return f && fakeip_in_range(&c->orig) && fakeip_name_for(f, &c->orig, name, cap);
 }
 

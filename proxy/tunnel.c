@@ -21,7 +21,7 @@
 #include "conn_int.h"
 #include "metrics.h"
 #include "pipepool.h"
-#include "server.h"
+#include "worker.h"
 
 #define PIPE_BYTES PIPEPOOL_BYTES   /* a pool pipe's capacity, if it got it */
 #define PUMP_BUDGET (1024 * 1024)  /* bytes per direction per wakeup, then others run */
@@ -55,7 +55,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 
 static struct timeval *idle_tv(struct conn *c, struct timeval *tv)
 {
-	unsigned s = server_opts(c->w->srv)->idle_timeout_s;
+	unsigned s = c->w->opts->idle_timeout_s;
 
 	tv->tv_sec = (time_t)s;
 	tv->tv_usec = 0;

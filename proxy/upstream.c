@@ -17,7 +17,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 #include "tls.h"
 
 static void add_addr(struct conn *c, const struct ipaddr *a)
@@ -27,7 +27,7 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 	for (int i = 0; i < c->naddr; i++)
 		if (addr_equal(&c->addrs[i], a))
 			return;
-	if (server_is_self(c->w->srv, a, c->t.port))
+	if (c->w->host->is_self(c->w->srv, a, c->t.port))
 		r = REASON_PROXY_LOOP;
 	else
 		r = policy_check_addr(c->pol, a, c->t.port);
@@ -158,7 +158,7 @@ static void connect_next(struct conn *c)
 	struct sockaddr_storage ss;
 	unsigned len;
 	evutil_socket_t fd;
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
 
 	if (c->up)
 		conn_drop_upstream(c);
