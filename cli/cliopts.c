@@ -23,6 +23,10 @@ static const struct cliopt opts[] = {
 	{ "secret", 0, OPT_SECRET, "NAME=HOST[,HOST...]",
 	  "a secret whose value is egressd's own environment variable NAME, injected "
 	  "only for HOSTs (repeatable)", "none", SBX_FLAGS | CLI_ENV },
+	{ "secret-inject", 0, OPT_SECRET_INJECT, "NAME=PLACE:N[,PLACE:N...]",
+	  "also inject secret NAME (defined before) into query parameter N (query:N), "
+	  "form field N (form:N) or JSON member N (json:$.a.b) (repeatable)",
+	  "header values only", POLICY_CMDS | CLI_ENV },
 	{ "intercept", 0, OPT_INTERCEPT, "P[,P...]",
 	  "also intercept (and audit per request) hosts matching these patterns, "
 	  "without secrets (repeatable)", "none: only secrets' hosts", SBX_FLAGS },

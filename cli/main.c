@@ -21,6 +21,7 @@
 #include "cliopts.h"
 #include "config.h"
 #include "control.h"
+#include "injspec.h"
 #include "jailinit.h"
 #include "observe.h"
 #include "obsreport.h"
@@ -112,6 +113,29 @@ static bool add_cli_secret(struct policy *p, const char *arg, char *err)
 	memcpy(name, arg, (size_t)(eq - arg));
 	name[eq - arg] = '\0';
 	return policy_add_secret(p, name, eq + 1, SECRET_FROM_ENV, name, err);
+}
+
+/* --secret-inject NAME=PLACE:N,...: where a defined secret also goes. */
+static bool add_cli_inject(struct policy *p, const char *arg, char *err)
+{
+	const char *eq = strchr(arg, '=');
+	struct injspec *spec;
+	char name[256], ierr[INJSPEC_ERRLEN];
+
+	if (!eq || (size_t)(eq - arg) >= sizeof(name)) {
+		snprintf(err, PATTERN_ERRLEN, "invalid --secret-inject \"%.64s\" "
+			 "(want NAME=PLACE:N[,PLACE:N...])", arg);
+		return false;
+	}
+	memcpy(name, arg, (size_t)(eq - arg));
+	name[eq - arg] = '\0';
+	spec = injspec_new();
+	if (!injspec_add_csv(spec, eq + 1, ierr)) {
+		snprintf(err, PATTERN_ERRLEN, "invalid --secret-inject %.64s: %.150s", name, ierr);
+		injspec_free(spec);
+		return false;
+	}
+	return policy_set_secret_inject(p, name, spec, err); /* takes spec */
 }
 
 /* -c FILE: into p, or a table of sandboxes (then the only -c). */
@@ -210,6 +234,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_PRIVATE: okay = policy_add_allow_private(p, arg, err); break;
 	case OPT_RESOLVE: okay = policy_add_pin(p, arg, err); break;
 	case OPT_SECRET: okay = add_cli_secret(p, arg, err); break;
+	case OPT_SECRET_INJECT: okay = add_cli_inject(p, arg, err); break;
 	case OPT_DNS: cli->so.dns = arg; break;
 	case OPT_STATE: cli->so.state_dir = arg; break;
 	case OPT_UPCA: cli->so.upstream_ca = arg; break;

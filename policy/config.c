@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "injspec.h"
 #include "pattern.h"
 #include "policy.h"
 #include "rules.h"
@@ -431,11 +432,62 @@ static int source_of(const char *key)
 	return -1;
 }
 
+struct inject_place {
+	struct injspec *spec;
+	enum injwhere w;
+};
+
+/* One name of "inject".PLACE (config_each_string's callback). */
+static bool inject_name(struct loader *L, const char *s, size_t n, void *arg)
+{
+	struct inject_place *ip = arg;
+	char where[WHERE_LEN], ierr[INJSPEC_ERRLEN];
+
+	if (!injspec_add(ip->spec, ip->w, s, n, ierr))
+		return config_fail(L, false, "%s: %s", config_path_str(L, where), ierr);
+	return true;
+}
+
+/* "inject": {"query": [...], "form": [...], "json": ["$.a.b", ...]}; the
+ * current path is secrets.NAME.inject. */
+static bool load_inject(struct loader *L, const json_t *obj, struct injspec *spec)
+{
+	char where[WHERE_LEN], q[QUOTE_LEN];
+	const char *key;
+	const json_t *v;
+
+	if (!json_is_object(obj))
+		return config_fail(L, false, "%s must be an object {\"query\": [...], \"form\": "
+					     "[...], \"json\": [...]}, not %s",
+				   config_path_str(L, where), config_type_name(obj));
+	json_object_foreach((json_t *)obj, key, v) {
+		struct inject_place ip = { spec, INJ_NWHERE };
+		bool ok;
+
+		for (int k = INJ_QUERY; k < INJ_NWHERE; k++)
+			if (strcmp(key, injspec_where_str((enum injwhere)k)) == 0)
+				ip.w = (enum injwhere)k;
+		config_path_str(L, where); /* the parent's, for the message */
+		config_push_key(L, key);
+		if (ip.w == INJ_NWHERE)
+			ok = config_fail(L, true, "%s: unknown key %s (expected query, form or "
+						  "json)", where,
+					 config_quote(key, strlen(key), q, sizeof(q)));
+		else
+			ok = config_each_string(L, v, "a string", inject_name, &ip);
+		L->depth--;
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
 /* One entry of "secrets"; the current path is secrets.NAME. */
 static bool load_secret(struct loader *L, const char *name, const json_t *obj)
 {
 	char where[WHERE_LEN], q[QUOTE_LEN], perr[PATTERN_ERRLEN];
 	struct patlist *hosts = patlist_new();
+	struct injspec *spec = NULL;
 	const json_t *hosts_v = NULL, *v;
 	const char *key, *arg = NULL;
 	int src = -1;
@@ -470,9 +522,14 @@ static bool load_secret(struct loader *L, const char *name, const json_t *obj)
 						      "host)", config_path_str(L, where));
 				goto out;
 			}
+		} else if (strcmp(key, "inject") == 0) {
+			injspec_free(spec);
+			spec = injspec_new();
+			if (!load_inject(L, v, spec))
+				goto out;
 		} else if (s < 0) {
 			config_fail(L, true, "secrets.%s: unknown key %s (expected hosts, value, "
-					     "valueFromEnv or valueFromFile)", name,
+					     "valueFromEnv, valueFromFile or inject)", name,
 				    config_quote(key, strlen(key), q, sizeof(q)));
 			goto out;
 		} else if (src >= 0) {
@@ -511,9 +568,16 @@ static bool load_secret(struct loader *L, const char *name, const json_t *obj)
 			config_fail(L, true, "%s", perr);
 			goto out;
 		}
+		if (spec && !policy_set_secret_inject(L->p, name, spec, perr)) {
+			spec = NULL;
+			config_fail(L, true, "%s", perr);
+			goto out;
+		}
+		spec = NULL; /* the policy's now */
 	}
 	ok = true;
 out:
+	injspec_free(spec);
 	patlist_free(hosts);
 	return ok;
 }

@@ -72,6 +72,26 @@ bool obuf_add(struct obuf *b, const char *s, size_t n)
 	return true;
 }
 
+void obuf_reserve(struct obuf *b, size_t n)
+{
+	char *np;
+
+	if (n > b->max)
+		n = b->max;
+	if (n <= b->cap)
+		return;
+	np = xmalloc(n + 1);
+	if (b->len)
+		memcpy(np, b->p, b->len);
+	np[b->len] = '\0';
+	if (b->p) {
+		OPENSSL_cleanse(b->p, b->cap + 1);
+		free(b->p);
+	}
+	b->p = np;
+	b->cap = n;
+}
+
 /* Drops everything after len (wiped): undoes a failed append. */
 static void obuf_truncate(struct obuf *b, size_t len)
 {

@@ -19,6 +19,9 @@ struct obuf {
 void obuf_init(struct obuf *b, size_t max);
 void obuf_dispose(struct obuf *b); /* wipes, frees */
 bool obuf_add(struct obuf *b, const char *s, size_t n); /* false: over max */
+/* Grows b to hold n bytes in all (at most max) without copying later; a
+ * size hint: never fails. */
+void obuf_reserve(struct obuf *b, size_t n);
 
 /* Appends to out the header value val with every placeholder of a secret in
  * approved replaced by its value. If the header is Authorization (name, case-

@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "errmsg.h"
+#include "injspec.h"
 
 #define SECRET_NAME_MAX 255 /* longest secret (environment variable) name */
 
@@ -30,6 +31,7 @@ struct secret {
 	enum secret_source src;
 	char *arg;              /* value, env var name or path; wiped on free */
 	size_t arg_len;
+	struct injspec *inject; /* owned; NULL: header values only */
 };
 
 struct policy {
@@ -74,6 +76,8 @@ static void secret_dispose(struct secret *s)
 	s->name = NULL;
 	patlist_free(s->hosts);
 	s->hosts = NULL;
+	injspec_free(s->inject);
+	s->inject = NULL;
 	if (s->arg) {
 		xwipe(s->arg, s->arg_len);
 		free(s->arg);
@@ -288,6 +292,7 @@ bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *
 	s->src = src;
 	s->arg_len = strlen(source_arg);
 	s->arg = xstrndup(source_arg, s->arg_len);
+	s->inject = NULL;
 	ok = true;
 out:
 	patlist_free(hosts);
@@ -304,6 +309,26 @@ bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv
 		return false;
 	}
 	return policy_add_secret_list(p, name, hosts, src, source_arg, err);
+}
+
+bool policy_set_secret_inject(struct policy *p, const char *name, struct injspec *spec,
+			      char *err)
+{
+	struct secret *s = (struct secret *)find_secret(p, name);
+
+	if (!s) {
+		seterr(err, "secret %.64s is not defined", name);
+		injspec_free(spec);
+		return false;
+	}
+	injspec_free(s->inject);
+	s->inject = spec;
+	return true;
+}
+
+const struct injspec *policy_secret_inject(const struct policy *p, size_t i)
+{
+	return i < p->nsecrets ? p->secrets[i].inject : NULL;
 }
 
 void policy_set_scope(struct policy *p, const char *sandbox)

@@ -45,6 +45,12 @@ bool policy_add_secret(struct policy *p, const char *name, const char *hosts_csv
 /* Same, with the hosts already parsed (ownership of hosts taken even on error). */
 bool policy_add_secret_list(struct policy *p, const char *name, struct patlist *hosts,
 			    enum secret_source src, const char *source_arg, char *err);
+/* Sets where secret name is injected besides header values (injspec.h);
+ * takes ownership of spec, even on error (an unknown secret). A spec set
+ * twice replaces the first. */
+struct injspec;
+bool policy_set_secret_inject(struct policy *p, const char *name, struct injspec *spec,
+			      char *err);
 /* Request rules ("rules" + "rulesDefault"): takes ownership of rs, even on
  * error. False (rs freed) if the policy already has rules: one policy file
  * defines them, so a rule's index means one thing. */
@@ -106,6 +112,8 @@ const char *policy_secret_name(const struct policy *p, size_t i);
 const struct patlist *policy_secret_hosts(const struct policy *p, size_t i);
 enum secret_source policy_secret_source(const struct policy *p, size_t i);
 const char *policy_secret_source_arg(const struct policy *p, size_t i);
+/* Where secret i is injected besides headers (borrowed); NULL: headers only. */
+const struct injspec *policy_secret_inject(const struct policy *p, size_t i);
 
 bool policy_allow_present(const struct policy *p);
 /* Can the policy intercept anything besides secrets' hosts (--intercept /

@@ -19,6 +19,7 @@ const char *reason_str(enum reason r)
 	case REASON_UNKNOWN_SOURCE: return "unknown-source";
 	case REASON_RULE_DENIED: return "rule-denied";
 	case REASON_UNREDACTABLE_ENCODING: return "unredactable-encoding";
+	case REASON_BODY_TOO_LARGE: return "body-too-large";
 	}
 	return "unknown";
 }
@@ -35,6 +36,8 @@ int reason_status(enum reason r)
 		return 421;
 	case REASON_BAD_REQUEST:
 		return 400;
+	case REASON_BODY_TOO_LARGE:
+		return 413;
 	default:
 		return 403;
 	}

@@ -18,11 +18,12 @@ enum reason {
 	REASON_UNKNOWN_SOURCE,   /* no sandbox claims the connection */
 	REASON_RULE_DENIED,      /* a request rule (or rulesDefault) refuses the request */
 	REASON_UNREDACTABLE_ENCODING, /* a secret's host replied in a coding egressd cannot decode */
+	REASON_BODY_TOO_LARGE,   /* a body to rewrite (injection) is over the bound */
 };
 
 /* The reason's name as in the spec ("not-allowed"); static string. */
 const char *reason_str(enum reason r);
-/* The HTTP status that carries it (403, 502, 400, 421). */
+/* The HTTP status that carries it (403, 502, 400, 421, 413). */
 int reason_status(enum reason r);
 
 #endif

@@ -16,12 +16,27 @@
 #include "elapsed.h"
 #include "generation.h"
 #include "httpmsg.h"
+#include "injbody.h"
+#include "injspec.h"
 #include "metrics.h"
 #include "worker.h"
 
+/* The exchange and its injection state in one allocation (struct exchange
+ * is the engine's: conn_int.h). */
+struct exbox {
+	struct exchange ex; /* first: an exchange's address is its box's */
+	struct exinject inj;
+};
+
+struct exinject *exchange_inject(struct exchange *ex)
+{
+	return &((struct exbox *)(void *)ex)->inj;
+}
+
 struct exchange *exchange_new(void)
 {
-	struct exchange *ex = xcalloc(1, sizeof(*ex));
+	struct exbox *box = xcalloc(1, sizeof(*box));
+	struct exchange *ex = &box->ex;
 
 	ex->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	return ex;
@@ -31,6 +46,7 @@ void exchange_free(struct exchange *ex)
 {
 	if (!ex)
 		return;
+	injbody_free(exchange_inject(ex)->body);
 	httpmsg_free(ex->req);
 	httpmsg_free(ex->resp);
 	contentdec_free(ex->dec);
@@ -72,7 +88,7 @@ bool exchange_logged(const struct exchange *ex)
 
 size_t exchange_size(void)
 {
-	return sizeof(struct exchange);
+	return sizeof(struct exbox);
 }
 
 /* A request answered by the upstream: its mode, latency and the secrets
@@ -108,6 +124,22 @@ static void log_rule(struct jsonw *w, const struct exchange *ex)
 		jsonw_str(w, "detail", "the rule's path pattern hit the match limit");
 }
 
+/* "in": where the injected secrets went, e.g. ["header","query"]. */
+static void log_in(struct jsonw *w, unsigned in)
+{
+	char list[64];
+	size_t o = 0;
+
+	list[o++] = '[';
+	for (int k = 0; k < INJ_NWHERE; k++)
+		if (in >> k & 1)
+			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s\"%s\"", o > 1 ? "," : "",
+					      injspec_where_str((enum injwhere)k));
+	list[o++] = ']';
+	list[o] = '\0';
+	jsonw_raw(w, "in", list);
+}
+
 void exchange_log(struct exchange *ex, struct conn *c, int status)
 {
 	struct jsonw w;
@@ -128,6 +160,8 @@ void exchange_log(struct exchange *ex, struct conn *c, int status)
 		log_rule(&w, ex);
 		if (c->mode == MODE_INTERCEPT)
 			audit_secrets(&w, c->ss, ex->injected);
+		if (c->mode == MODE_INTERCEPT && ex->injected)
+			log_in(&w, exchange_inject(ex)->in);
 		if (ex->cut)
 			jsonw_bool(&w, "incomplete", true);
 		jsonw_int(&w, "bytes_up", (long long)ex->req_up);

@@ -42,6 +42,17 @@ void exchange_log(struct exchange *ex, struct conn *c, int status);
  * (else 0; a blocked request's own status). A no-op otherwise. */
 void exchange_log_cut(struct exchange *ex, struct conn *c);
 bool exchange_logged(const struct exchange *ex);
+/* Secret injection beyond header values (httpfwd.c), kept beside the
+ * exchange and freed with it. */
+struct injbody;
+struct exinject {
+	unsigned in;          /* bits 1 << enum injwhere: where secrets went */
+	struct injbody *body; /* a form/JSON body held for rewriting, or NULL */
+	size_t path_off, plen; /* ... and the request's path in its target (an offset:
+				  trailers may move the parser's head bytes) */
+};
+struct exinject *exchange_inject(struct exchange *ex);
+
 /* sizeof(struct exchange), for measurements. */
 size_t exchange_size(void);
 

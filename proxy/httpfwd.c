@@ -1,7 +1,8 @@
 /* httpfwd.c -- the request side of HTTP forwarding, for absolute-form plain
  * HTTP on the proxy and for every request inside an intercepted tunnel:
  * per-request checks (policy, Host, request rules, placeholder leaks), head rewriting
- * (origin-form, secret injection), request bodies streamed raw */
+ * (origin-form, secret injection), request bodies streamed raw or, when a
+ * secret is injected into them, held and rewritten */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "exchange.h"
 #include "httpmsg.h"
 #include "inject.h"
+#include "injbody.h"
+#include "injparam.h"
 #include "metrics.h"
 #include "secrets.h"
 #include "worker.h"
@@ -110,13 +113,43 @@ static bool add_accept_encoding(struct conn *c, struct obuf *b)
 	       obuf_add(b, "\r\n", 2);
 }
 
+/* The request target: the path, then the query with placeholders replaced
+ * in the parameters approved secrets name (injparam.h). */
+static bool add_target(struct conn *c, struct obuf *b, const char *path, size_t plen)
+{
+	const char *q = memchr(path, '?', plen);
+	size_t at = q ? (size_t)(q - path) + 1 : plen;
+	uint64_t used = 0;
+	bool okay;
+
+	if (!q || c->mode != MODE_INTERCEPT || !c->ss ||
+	    !injparam_mask(c->pol, c->approved, INJ_QUERY))
+		return obuf_add(b, path, plen);
+	okay = obuf_add(b, path, at) && injparam_rewrite(c->pol, c->ss, c->approved, INJ_QUERY,
+							 path + at, plen - at, b, &used);
+	c->ex->injected |= used;
+	exchange_inject(c->ex)->in |= used ? 1u << INJ_QUERY : 0;
+	return okay;
+}
+
+/* Headers of the request that a rewritten body replaces: its framing, and
+ * Expect (egressd answered 100 Continue itself). */
+static bool body_header(const char *name, size_t n)
+{
+	return name_is(name, n, "content-length") || name_is(name, n, "transfer-encoding") ||
+	       name_is(name, n, "expect");
+}
+
 /* Writes the head for the upstream into c->pending: request line with an
- * origin-form target, Host (plain: the checked authority; intercepted or
+ * origin-form target (placeholders replaced in named query parameters),
+ * Host (plain: the checked authority; intercepted or
  * transparent: the client's, already checked, or the connection's when an
  * HTTP/1.0 client sent none, so nothing injected can reach the upstream's
  * default virtual host), other headers with approved placeholders
- * replaced. The bytes are referenced, not copied, and wiped once sent. */
-static bool build_head(struct conn *c, const char *path, size_t plen)
+ * replaced; with body (a rewritten request body), Content-Length and the
+ * body after the head. The bytes are referenced, not copied, and wiped
+ * once sent. */
+static bool build_head(struct conn *c, const char *path, size_t plen, const struct obuf *body)
 {
 	const struct secretset *ss = c->ss;
 	struct obuf *b = xcalloc(1, sizeof(*b));
@@ -125,11 +158,11 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 	size_t hl, n = httpmsg_header_count(c->ex->req);
 	bool okay = true;
 
-	obuf_init(b, 2 * CONN_HEAD_CAP);
+	obuf_init(b, 2 * CONN_HEAD_CAP + (body ? body->len : 0));
 	okay &= obuf_add(b, c->ex->method, strlen(c->ex->method)) && obuf_add(b, " ", 1);
 	if (plen == 0 || path[0] == '?')
 		okay &= obuf_add(b, "/", 1);
-	okay &= obuf_add(b, path, plen);
+	okay &= add_target(c, b, path, plen);
 	snprintf(line, sizeof(line), " HTTP/1.%d\r\n", httpmsg_version_minor(c->ex->req));
 	okay &= obuf_add(b, line, strlen(line));
 	if (c->mode == MODE_HTTP || httpmsg_header_find(c->ex->req, "host", &hv, &hl) == 0)
@@ -138,7 +171,8 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 		const char *name, *val;
 		size_t nl, vl;
 		httpmsg_header(c->ex->req, i, &name, &nl, &val, &vl);
-		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")))
+		if (proxy_header(name, nl) || (c->mode == MODE_HTTP && name_is(name, nl, "host")) ||
+		    (body && body_header(name, nl)))
 			continue;
 		/* compressed WebSocket frames could not be redacted: offer none;
 		 * content codings: see add_accept_encoding; transfer codings
@@ -151,6 +185,7 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 			uint64_t used = 0;
 			okay &= inject_header(ss, c->approved, name, nl, val, vl, b, &used);
 			c->ex->injected |= used;
+			exchange_inject(c->ex)->in |= used ? 1u << INJ_HEADER : 0;
 		}
 		else
 			okay &= obuf_add(b, val, vl);
@@ -158,7 +193,13 @@ static bool build_head(struct conn *c, const char *path, size_t plen)
 	}
 	if (c->redactor && okay)
 		okay &= add_accept_encoding(c, b);
+	if (body) {
+		snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body->len);
+		okay &= obuf_add(b, line, strlen(line));
+	}
 	okay &= obuf_add(b, "\r\n", 2);
+	if (body)
+		okay &= obuf_add(b, body->p, body->len);
 	evbuffer_drain(c->pending, evbuffer_get_length(c->pending));
 	if (!okay || evbuffer_add_reference(c->pending, b->p, b->len, wipe_ref, b) != 0) {
 		wipe_ref(NULL, 0, b);
@@ -219,10 +260,11 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 	bool waits = httpmsg_has_body(c->ex->req) && httpmsg_header_find(c->ex->req, "expect", &ev, &el);
 
 	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d Forbidden\r\nX-Egressd-Reason: %s\r\n"
+			    "HTTP/1.1 %d %s\r\nX-Egressd-Reason: %s\r\n"
 			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
 			    "%s\r\n",
-			    reason_status(r), reason_str(r), strlen(msg) + 1,
+			    reason_status(r), reason_status(r) == 413 ? "Content Too Large" : "Forbidden",
+			    reason_str(r), strlen(msg) + 1,
 			    waits ? "Connection: close\r\n" : "");
 	if (strcmp(c->ex->method, "HEAD") != 0) /* a reply to HEAD has no body */
 		evbuffer_add_printf(out, "%s\n", msg);
@@ -237,6 +279,10 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 		return;
 	}
 	c->ex->discarding = true;
+	if (c->ex->req_done) { /* refused once complete (a held body): nothing to drop */
+		httpresp_blocked_done(c);
+		return;
+	}
 	conn_read_client(c);
 	httpfwd_client_input(c);
 }
@@ -299,14 +345,11 @@ static bool rules_check(struct conn *c)
 	return false;
 }
 
-/* The request is for its checked host: request rules, leak check, rewritten head, then
- * out on the open upstream or a new one (none yet, or it closed between
- * requests). */
-static void forward_head(struct conn *c, const char *path, size_t plen)
+/* The rewritten head (and body, when held), then out on the open upstream
+ * or a new one (none yet, or it closed between requests). */
+static void send_head(struct conn *c, const char *path, size_t plen, const struct obuf *body)
 {
-	if (!rules_check(c) || !leak_check(c))
-		return;
-	if (!build_head(c, path, plen)) {
+	if (!build_head(c, path, plen, body)) {
 		conn_error(c, 431, "bad-request", "egressd: request head too large");
 		return;
 	}
@@ -314,6 +357,111 @@ static void forward_head(struct conn *c, const char *path, size_t plen)
 		httpfwd_on_connected(c);
 	else
 		upstream_start(c, httpfwd_on_connected);
+}
+
+static void refuse_body(struct conn *c, const char *why)
+{
+	char msg[HOST_MAX + LOG_PATH_MAX + 256];
+
+	snprintf(msg, sizeof(msg), "egressd refused %s %s on %s: %s (%s)", c->ex->method,
+		 c->ex->path, c->t.host, reason_str(REASON_BODY_TOO_LARGE), why);
+	block_request(c, REASON_BODY_TOO_LARGE, msg);
+}
+
+static void body_sink(void *ctx, const char *p, size_t n)
+{
+	injbody_feed(ctx, p, n);
+}
+
+/* Is the Content-Length value v[0..n) (digits: llhttp checked them; n 0:
+ * none) over INJBODY_MAX? If not, *len gets it. */
+static bool over_bound(const char *v, size_t n, size_t *len)
+{
+	uint64_t l = 0;
+
+	for (size_t i = 0; i < n && v[i] >= '0' && v[i] <= '9'; i++) {
+		l = l * 10 + (uint64_t)(v[i] - '0');
+		if (l > INJBODY_MAX)
+			return true;
+	}
+	*len = (size_t)l;
+	return false;
+}
+
+/* A form or JSON body of an intercepted request, to a host some approved
+ * secret of which names a form field or JSON member, without a content
+ * coding: held (up to INJBODY_MAX bytes) so its placeholders are replaced
+ * before the head goes out with the new Content-Length. Returns false if
+ * the body is not held (forwarded as it comes); true if held or refused. */
+static bool hold_body(struct conn *c, const char *path, size_t plen)
+{
+	struct exinject *inj = exchange_inject(c->ex);
+	const char *v;
+	size_t vl;
+	enum injwhere kind;
+	size_t expect;
+
+	if (c->mode != MODE_INTERCEPT || !c->ss || !c->approved || !httpmsg_has_body(c->ex->req) ||
+	    httpmsg_header_find(c->ex->req, "content-type", &v, &vl) != 1)
+		return false;
+	kind = injbody_kind(v, vl);
+	if (kind == INJ_HEADER || !injparam_mask(c->pol, c->approved, kind) ||
+	    (httpmsg_header_find(c->ex->req, "content-encoding", &v, &vl) &&
+	     !(vl == 8 && strncasecmp(v, "identity", 8) == 0)))
+		return false;
+	if (httpmsg_header_find(c->ex->req, "content-length", &v, &vl) != 1)
+		vl = 0;
+	if (over_bound(v, vl, &expect)) {
+		refuse_body(c, "a body to inject into is over 1 MiB");
+		return true;
+	}
+	/* room for the announced length at once (at most 1 MiB; pages become
+	 * resident only as bytes arrive) */
+	inj->body = injbody_new(kind, INJBODY_MAX, expect);
+	inj->path_off = (size_t)(path - httpmsg_target(c->ex->req, &vl));
+	inj->plen = plen;
+	httpmsg_set_body_sink(c->ex->req, body_sink, inj->body);
+	if (httpmsg_header_find(c->ex->req, "expect", &v, &vl) == 1 && vl == 12 &&
+	    strncasecmp(v, "100-continue", 12) == 0)
+		evbuffer_add(bufferevent_get_output(c->cl), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	conn_enter(c, &http_phase);
+	conn_read_client(c);
+	httpfwd_client_input(c);
+	return true;
+}
+
+/* The held body is complete: rewritten, then sent after its head. */
+static void release_body(struct conn *c)
+{
+	struct exinject *inj = exchange_inject(c->ex);
+	struct obuf body;
+	uint64_t used = 0;
+	size_t ulen;
+	const char *url = httpmsg_target(c->ex->req, &ulen);
+
+	httpmsg_set_body_sink(c->ex->req, NULL, NULL);
+	obuf_init(&body, 4 * (size_t)INJBODY_MAX);
+	if (!injbody_finish(inj->body, c->pol, c->ss, c->approved, &body, &used)) {
+		obuf_dispose(&body);
+		conn_error(c, 413, reason_str(REASON_BODY_TOO_LARGE),
+			   "egressd: the rewritten body is over 4 MiB");
+		return;
+	}
+	c->ex->injected |= used;
+	inj->in |= used ? 1u << (injbody_kind_of(inj->body)) : 0;
+	injbody_free(inj->body);
+	inj->body = NULL;
+	send_head(c, url + inj->path_off, inj->plen, &body);
+	obuf_dispose(&body);
+}
+
+/* The request is for its checked host: request rules, leak check, then
+ * its head (and body, when held) rewritten and sent. */
+static void forward_head(struct conn *c, const char *path, size_t plen)
+{
+	if (!rules_check(c) || !leak_check(c) || hold_body(c, path, plen))
+		return;
+	send_head(c, path, plen, NULL);
 }
 
 static bool same_target(const struct target *a, const struct target *b)
@@ -420,16 +568,29 @@ void httpfwd_on_connected(struct conn *c)
 /* More client bytes (request body or the next request). */
 static void httpfwd_client_input(struct conn *c)
 {
+	struct injbody *held;
 	enum httpmsg_status s;
+	uint64_t counted = 0;
 
 	if (c->st != ST_HTTP || c->ex->req_done)
 		return; /* pipelined bytes wait until the response is complete */
-	s = relay_pump_msg(c, c->ex->req, c->cl, c->ex->discarding ? NULL : c->up,
-			   !c->ex->discarding, &c->ex->req_up, NULL);
+	held = c->ex->discarding ? NULL : exchange_inject(c->ex)->body;
+	/* a held body is counted when it goes out (httpfwd_on_connected) */
+	s = relay_pump_msg(c, c->ex->req, c->cl, c->ex->discarding || held ? NULL : c->up,
+			   !c->ex->discarding && !held, held ? &counted : &c->ex->req_up, NULL);
+	if (held && injbody_over(held) && s != HTTPMSG_ERROR && s != HTTPMSG_HEAD) {
+		httpmsg_set_body_sink(c->ex->req, NULL, NULL);
+		if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE)
+			c->ex->req_done = true;
+		refuse_body(c, "a body to inject into is over 1 MiB");
+		return;
+	}
 	if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE) {
 		c->ex->req_done = true;
 		c->ex->req_upgrade = s == HTTPMSG_UPGRADE;
-		if (c->ex->discarding)
+		if (held)
+			release_body(c);
+		else if (c->ex->discarding)
 			httpresp_blocked_done(c);
 		else if (c->ex->resp_done)
 			httpresp_request_done(c);

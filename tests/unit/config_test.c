@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "injspec.h"
 #include "policy.h"
 #include "tap.h"
 
@@ -185,6 +186,35 @@ static void test_errors(void)
 	    "1:54", "secrets.A: unknown key \"extra\"", "unknown key in a secret");
 	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"Value\": \"v\"}}}", "1:40",
 	    "unknown key \"Value\"", "keys are case-sensitive");
+	/* "inject": where a secret goes besides headers */
+	{
+		static const char txt[] = "{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], "
+					  "\"value\": \"v\", \"inject\": {\"query\": \"key\", "
+					  "\"json\": [\"$.a.b\"]}}}}";
+		struct policy *p = policy_new();
+		char err[CONFIG_ERRLEN];
+		const struct injspec *sp;
+
+		ok(config_load_buffer(p, "t.json", txt, strlen(txt), err), "inject loads: %s", err);
+		sp = policy_secret_inject(p, 0);
+		ok(injspec_names(sp, INJ_QUERY, "key", 3) && injspec_names(sp, INJ_JSON, "a.b", 3) &&
+		   !injspec_wants(sp, INJ_FORM), "  inject applied: query key, json $.a.b, no form");
+		policy_unref(p);
+	}
+	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"value\": \"v\",\n"
+	    "  \"inject\": {\"query\": [\"key\"], \"body\": [\"x\"]}}}}", "2:32",
+	    "secrets.A.inject: unknown key \"body\" (expected query, form or json)",
+	    "unknown place in inject");
+	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"value\": \"v\",\n"
+	    "  \"inject\": {\"json\": [\"$.a\", \"client_secret\"]}}}}", "2:30",
+	    "secrets.A.inject.json[1]: json path \"client_secret\" is not of the form",
+	    "json path without $.");
+	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"value\": \"v\",\n"
+	    "  \"inject\": {\"form\": [\"k\", \"k\"]}}}}", "2:28",
+	    "secrets.A.inject.form[1]: form name \"k\" given twice", "duplicate form name");
+	bad("{\"secrets\": {\"A\": {\"hosts\": [\"a.com\"], \"value\": \"v\",\n"
+	    "  \"inject\": [\"query\"]}}}", "2:13",
+	    "secrets.A.inject must be an object", "inject not an object");
 
 	/* wrong types */
 	bad("{\"allowNet\": \"example.com\"}", "1:14", "allowNet must be an array", "allowNet string");
