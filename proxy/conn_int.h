@@ -244,9 +244,6 @@ void h1head_enter(struct conn *c);
 /* Starts resolution + connect for c->t (already allowed by name); ready runs
  * once it is connected (after the verified TLS handshake when intercepting). */
 void upstream_start(struct conn *c, void (*ready)(struct conn *c));
-/* A connect attempt failed (or timed out): TCP (try the next address) or,
- * when intercepting, the verified TLS handshake (refuse: never send anything). */
-void upstream_failed(struct conn *c, bool timed_out, const char *why);
 
 /* intercept.c */
 /* The upstream TLS is up and verified: answer (CONNECT) and start the

@@ -43,6 +43,7 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 }
 
 static void connect_next(struct conn *c);
+static void upstream_failed(struct conn *c, bool timed_out, const char *why);
 static bool connect_event(struct conn *c, struct bufferevent *bev, short what);
 
 /* Waiting for DNS: client bytes wait in its input. */
@@ -193,7 +194,9 @@ static void connect_next(struct conn *c)
 	}
 }
 
-void upstream_failed(struct conn *c, bool timed_out, const char *why)
+/* A connect attempt failed (or timed out): TCP (try the next address) or,
+ * when intercepting, the verified TLS handshake (refuse: never send anything). */
+static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 {
 	char msg[256];
 	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
