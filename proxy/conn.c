@@ -6,14 +6,12 @@
  * this file calls none of them. */
 #include "conn.h"
 
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -21,13 +19,11 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
-#include "contentdec.h"
 #include "elapsed.h"
 #include "exchange.h"
 #include "generation.h"
@@ -37,7 +33,6 @@
 #include "wsredact.h"
 #include "secrets.h"
 #include "worker.h"
-#include "tls.h"
 
 static atomic_long live_conns;
 
