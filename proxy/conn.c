@@ -1,17 +1,17 @@
-/* conn.c -- a client connection on the explicit listener: accept, request
- * head, policy decision, what follows once the upstream is up (upstream.c
- * reaches it), timeouts, refusals, and the single teardown path: conn_close
- * queues, the worker's loop frees (conn_free) */
+/* conn.c -- the connection core: creation, its bufferevent callbacks (which
+ * reach the running phase through its table, conn_int.h's struct
+ * conn_phase), timeouts, refusals, and the single teardown path: conn_close
+ * queues, the worker's loop frees (conn_free). The phases (h1head, upstream,
+ * relay, tunnel, intercept, httpfwd/httpresp, transparent) enter themselves;
+ * this file calls none of them. */
 #include "conn.h"
 
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
@@ -19,13 +19,11 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "alloc.h"
 #include "audit.h"
 #include "conn_int.h"
-#include "contentdec.h"
 #include "elapsed.h"
 #include "exchange.h"
 #include "generation.h"
@@ -34,8 +32,7 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
-#include "server.h"
-#include "tls.h"
+#include "worker.h"
 
 static atomic_long live_conns;
 
@@ -92,7 +89,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 static void idle_timeouts(struct conn *c)
 {
-	unsigned idle = server_opts(c->w->srv)->idle_timeout_s;
+	unsigned idle = c->w->opts->idle_timeout_s;
 
 	if (c->st != ST_PEEK)
 		conn_set_timeouts(c->cl, idle);
@@ -102,7 +99,7 @@ static void idle_timeouts(struct conn *c)
 
 void conn_head_phase(struct conn *c)
 {
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->header_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->header_timeout_s, 0 };
 
 	evtimer_add(c->deadline, &tv);
 	idle_timeouts(c);
@@ -120,14 +117,19 @@ void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
 	bufferevent_set_timeouts(bev, secs ? &tv : NULL, secs ? &tv : NULL);
 }
 
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li)
-{
-	struct conn *c;
+static void closing_drained(struct conn *c, struct bufferevent *bev);
 
-	c = conn_create(w, fd, peer, li);
-	if (c && conn_live_count() > server_opts(w->srv)->max_conns)
-		conn_error(c, 503, "too-many-connections",
-			   "egressd: too many open connections, try again later");
+/* Flushing a final reply, then closed. */
+static const struct conn_phase closing_phase = {
+	.st = ST_CLOSING,
+	.head = true,
+	.drained = closing_drained,
+};
+
+void conn_enter(struct conn *c, const struct conn_phase *ph)
+{
+	c->ph = ph;
+	c->st = ph->st;
 }
 
 struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li)
@@ -142,10 +144,10 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	if (addr_from_sockaddr(peer, &a, &port))
 		snprintf(c->client, sizeof(c->client), a.family == 6 ? "[%s]:%u" : "%s:%u",
 			 addr_format(&a, buf), port);
-	c->gen = server_acquire(w->srv, li, &a);
+	c->gen = w->host->acquire(w->srv, li, &a);
 	c->pol = gen_policy(c->gen);
 	c->ss = gen_secrets(c->gen);
-	c->id = server_next_id(w->srv);
+	c->id = w->host->next_id(w->srv);
 	evutil_gettimeofday(&c->start, NULL);
 	c->last_activity = c->start;
 	set_nodelay(fd);
@@ -165,7 +167,7 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	w->conns = c;
 	c->pending = evbuffer_new();
 	c->deadline = evtimer_new(w->base, on_deadline, c);
-	c->hiwat = server_opts(w->srv)->max_buffer;
+	c->hiwat = w->opts->max_buffer;
 	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
 	bufferevent_setwatermark(c->cl, EV_READ, 0, c->hiwat);
 	conn_head_phase(c);
@@ -269,7 +271,7 @@ void conn_close(struct conn *c)
 		if (c->next)
 			c->next->prev = c->prev;
 		c->prev = c->next = NULL;
-		c->st = ST_CLOSING;
+		conn_enter(c, &closing_phase);
 	}
 	/* again (a no-op while queued) when the DNS callback saw c closed */
 	closeq_add(c->w->closing, &c->cq, c);
@@ -289,8 +291,9 @@ static void conn_free(void *arg)
 	if (c->deadline)
 		event_free(c->deadline);
 	if (c->cl_raw)
-		intercept_drop_client(c);
-	tunnel_free(c->tun);
+		c->cl_layer->drop(c);
+	if (c->dispose)
+		c->dispose(c);
 	if (c->cl)
 		bufferevent_free(c->cl);
 	if (c->up)
@@ -312,15 +315,15 @@ struct closeq *conn_closeq_new(struct event_base *base)
 void conn_close_flushed(struct conn *c)
 {
 	log_cut(c);
-	c->st = ST_CLOSING;
+	conn_enter(c, &closing_phase);
 	if (c->up)
 		conn_drop_upstream(c);
 	bufferevent_disable(c->cl, EV_READ);
 	conn_set_timeouts(c->cl, 10);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
-		return; /* conn_on_write finishes */
+		return; /* closing_drained finishes */
 	if (c->cl_raw)
-		intercept_close_client(c);
+		c->cl_layer->close(c);
 	else
 		conn_close(c);
 }
@@ -445,7 +448,7 @@ void conn_log_connect(struct conn *c)
  * replies redacted. */
 void conn_decide_intercept(struct conn *c)
 {
-	if (!server_tls(c->w->srv) || !policy_intercepts(c->pol, &c->t))
+	if (!c->w->tls || !policy_intercepts(c->pol, &c->t))
 		return;
 	c->intercept = true;
 	c->approved = secretset_approved(c->ss, c->pol, &c->t);
@@ -489,103 +492,11 @@ void conn_refuse(struct conn *c, enum reason r, const char *detail)
 	conn_send_error(c, reason_status(r), reason_str(r), msg);
 }
 
-/* ---- CONNECT and request heads ---- */
-
-static void on_connect_head(struct conn *c, const char *url, size_t ulen)
-{
-	char err[PATTERN_ERRLEN];
-
-	c->mode = MODE_CONNECT;
-	if (!target_parse_authority(url, ulen, 0, &c->t, err)) {
-		conn_error(c, 400, "bad-request", err);
-		return;
-	}
-	policy_check_target(c->pol, &c->t, &c->d);
-	if (!c->d.allow) {
-		conn_refuse(c, c->d.reason, NULL);
-		return;
-	}
-	conn_decide_intercept(c);
-	upstream_start(c);
-}
-
-static void on_head(struct conn *c)
-{
-	size_t ulen;
-	const char *url = httpmsg_target(c->ex->req, &ulen);
-
-	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
-		httpfwd_on_head(c, url, ulen);
-		return;
-	}
-	if (strcmp(httpmsg_method(c->ex->req), "CONNECT") == 0) {
-		on_connect_head(c, url, ulen);
-		return;
-	}
-	if (ulen >= 7 && strncasecmp(url, "http://", 7) == 0) {
-		httpfwd_on_head(c, url, ulen);
-		return;
-	}
-	if (ulen >= 8 && strncasecmp(url, "https://", 8) == 0) {
-		conn_error(c, 400, "bad-request",
-			   "egressd: https:// URLs must be sent with CONNECT (use the proxy for "
-			   "HTTPS, e.g. curl -x http://PROXY https://host/)");
-		return;
-	}
-	conn_error(c, 400, "bad-request",
-		   "egressd is an HTTP proxy: send CONNECT host:port or an absolute-form "
-		   "request (GET http://host/path), e.g. curl -x http://PROXY URL");
-}
-
-/* Feeds buffered client bytes to the request parser until a head completes. */
-static void read_head(struct conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->cl);
-
-	while (evbuffer_get_length(in) > 0 && c->st == ST_HEAD) {
-		struct evbuffer_iovec v;
-		size_t used = 0;
-		enum httpmsg_status s;
-
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		if (!c->ex) /* a request begins */
-			c->ex = exchange_new();
-		s = httpmsg_feed(c->ex->req, v.iov_base, v.iov_len, &used);
-		evbuffer_drain(in, used);
-		if (s == HTTPMSG_NEED_MORE)
-			continue;
-		if (s == HTTPMSG_HEAD || s == HTTPMSG_UPGRADE) {
-			conn_head_done(c);
-			on_head(c);
-			return;
-		}
-		conn_error(c, httpmsg_error_status(c->ex->req), "bad-request", httpmsg_error(c->ex->req));
-		return;
-	}
-}
-
 void conn_client_input(struct conn *c)
 {
-	switch (c->st) {
-	case ST_HEAD:
-		read_head(c);
-		break;
-	case ST_SNI:
-		relay_check_sni(c);
-		break;
-	case ST_TUNNEL:
-		relay_pump(c, c->cl, c->up);
-		break;
-	case ST_HTTP:
-		httpfwd_client_input(c);
-		break;
-	case ST_PEEK:
-		transparent_peek(c);
-		break;
-	default:
-		break; /* resolving/connecting: bytes wait in the input buffer */
-	}
+	if (c->ph->client_input)
+		c->ph->client_input(c);
+	/* else (resolving, connecting, handshaking): bytes wait in the input */
 }
 
 void conn_read_client(struct conn *c)
@@ -612,12 +523,20 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg)
 	if (c->closed)
 		return;
 	conn_touch(c);
-	if (c->st == ST_HTTP)
-		httpresp_upstream_input(c);
-	else if (c->st == ST_TUNNEL || c->st == ST_SNI)
-		relay_pump(c, c->up, c->cl);
+	if (c->ph->upstream_input)
+		c->ph->upstream_input(c);
 }
 
+
+static void closing_drained(struct conn *c, struct bufferevent *bev)
+{
+	if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
+		return;
+	if (c->cl_raw)
+		c->cl_layer->close(c);
+	else
+		conn_close(c);
+}
 
 void conn_on_write(struct bufferevent *bev, void *arg)
 {
@@ -625,21 +544,13 @@ void conn_on_write(struct bufferevent *bev, void *arg)
 
 	if (c->closed)
 		return;
-	if (c->st == ST_CLOSING) {
-		if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
-			return;
-		if (c->cl_raw)
-			intercept_close_client(c);
-		else
-			conn_close(c);
-		return;
-	}
-	relay_on_drained(c, bev);
+	if (c->ph->drained)
+		c->ph->drained(c, bev);
 }
 
 /* ---- the upstream is up ---- */
 
-static void on_connected(struct conn *c)
+void conn_up_connected(struct conn *c)
 {
 	c->up_connected = true;
 	if (c->up_tls)
@@ -648,50 +559,24 @@ static void on_connected(struct conn *c)
 	idle_timeouts(c);
 	bufferevent_setwatermark(c->up, EV_READ, 0, c->hiwat);
 	conn_log_connect(c);
-	if (c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN) {
-		/* a new upstream for the next request of an intercepted tunnel */
-		httpfwd_on_connected(c);
-		return;
-	}
-	if (c->intercept) {
-		intercept_start_client(c);
-		return;
-	}
-	if (c->transparent) {
-		transparent_connected(c);
-		return;
-	}
-	if (c->mode == MODE_CONNECT) {
-		evbuffer_add_printf(bufferevent_get_output(c->cl),
-				    "HTTP/1.1 200 Connection established\r\n\r\n");
-		c->st = ST_SNI;
-		conn_head_phase(c); /* the ClientHello is due now */
-		bufferevent_enable(c->cl, EV_READ);
-		bufferevent_enable(c->up, EV_READ | EV_WRITE);
-		relay_check_sni(c);
-		return;
-	}
-	httpfwd_on_connected(c);
 }
 
 /* ---- events ---- */
 
 bool conn_idle_expired(const struct conn *c)
 {
-	return elapsed_ms(&c->last_activity) >= 1000L * server_opts(c->w->srv)->idle_timeout_s;
+	return elapsed_ms(&c->last_activity) >= 1000L * c->w->opts->idle_timeout_s;
+}
+
+void conn_count_up_error(struct conn *c, struct bufferevent *bev, short what)
+{
+	if (bev == c->up && (what & BEV_EVENT_ERROR))
+		metrics_upstream_error(c->w->mx, MX_UP_RESET);
 }
 
 static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 {
-	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c, true, "timed out");
-		return;
-	}
-	if (c->st == ST_PEEK) {
-		transparent_peek_timeout(c);
-		return;
-	}
-	if (c->st == ST_HEAD || c->st == ST_SNI || c->st == ST_TLS || c->st == ST_CLOSING) {
+	if (c->ph->head) {
 		timed_out(c, MX_TO_IDLE);
 		return;
 	}
@@ -700,59 +585,27 @@ static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
 		/* libevent disabled the direction that timed out: re-arm only that one
 		 * (a read paused for back-pressure stays paused) */
 		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
-		if (bev == c->up)
-			intercept_upstream_pending(c);
+		if (bev == c->up && c->ph->up_resumed)
+			c->ph->up_resumed(c);
 		return;
 	}
 	timed_out(c, MX_TO_IDLE);
 }
 
+/* The phase first (connected, its own failures and ends), then the default:
+ * an idle timeout, or close. */
 void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
 	if (c->closed)
 		return;
-	if (what & BEV_EVENT_CONNECTED) {
-		if (bev == c->cl)
-			intercept_client_ready(c);
-		else if (c->intercept && !c->up_tls)
-			intercept_start_upstream(c);
-		else
-			on_connected(c);
+	if (c->ph->event && c->ph->event(c, bev, what))
 		return;
-	}
-	if (c->st == ST_TLS && bev == c->cl) {
-		intercept_client_failed(c);
-		return;
-	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		on_timeout(c, bev, what);
 		return;
 	}
-	if (c->st == ST_CONNECT && bev == c->up) {
-		upstream_failed(c, false, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		return;
-	}
-	if (bev == c->up && (what & BEV_EVENT_ERROR))
-		metrics_upstream_error(c->w->mx, MX_UP_RESET);
-	if (bev == c->up && c->st == ST_HEAD) {
-		/* a kept-alive upstream went away between requests */
-		conn_drop_upstream(c);
-		c->up_connected = false;
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && (c->st == ST_TUNNEL || c->st == ST_SNI)) {
-		relay_on_eof(c, bev);
-		return;
-	}
-	if ((what & BEV_EVENT_EOF) && c->st == ST_HTTP && bev == c->up) {
-		httpresp_upstream_eof(c);
-		return;
-	}
-	if (bev == c->up && c->st == ST_HTTP && (what & BEV_EVENT_ERROR)) {
-		httpresp_upstream_eof(c);
-		return;
-	}
+	conn_count_up_error(c, bev, what);
 	conn_close(c);
 }

@@ -1,6 +1,5 @@
-/* conn.h -- one client connection on the explicit proxy listener, from accept
- * to teardown: request head, decision, resolution, upstream connect, then a
- * checked tunnel (CONNECT) or request-by-request forwarding (absolute-form) */
+/* conn.h -- the client connections of a worker: their close queue, and
+ * closing them at shutdown, while draining, or when their sandbox goes */
 #ifndef EGRESSD_CONN_H
 #define EGRESSD_CONN_H
 
@@ -11,11 +10,8 @@ struct sockaddr;
 struct event_base;
 struct closeq;
 
-/* Takes ownership of fd (closed on any failure), accepted on listener li
- * (its index among the server's listeners: it picks the sandbox). */
-void conn_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
-
-/* Same for a connection redirected to a transparent listener (transparent.c). */
+/* A connection redirected to a transparent listener (transparent.c); as
+ * explicit_accept (explicit.h). */
 void transparent_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
 
 /* A worker's close queue (w->closing): closed connections are freed from

@@ -20,6 +20,7 @@
 #include "reason.h"
 
 struct bufferevent;
+struct conn;
 struct evbuffer;
 struct event;
 struct evdns_getaddrinfo_request;
@@ -52,8 +53,40 @@ enum conn_mode {
 	MODE_ORIGIN,    /* transparent plain HTTP: origin-form requests for one host */
 };
 
+/* A phase of a connection (a request head, DNS and connect, the ClientHello
+ * check, a tunnel, an exchange, a TLS handshake, the peek, closing): the
+ * module that runs it enters it with conn_enter, and conn.c's bufferevent
+ * callbacks reach it only through this table. NULL: nothing to do. */
+struct conn_phase {
+	enum conn_state st;            /* its name (logs, timeouts, checks) */
+	bool head;                     /* a head phase: a quiet side times out at once */
+	void (*client_input)(struct conn *c);   /* client bytes in c->cl's input */
+	void (*upstream_input)(struct conn *c); /* upstream bytes in c->up's input */
+	/* bev's output drained below its low-water mark */
+	void (*drained)(struct conn *c, struct bufferevent *bev);
+	/* an event of c->cl or c->up (connected, EOF, error, timeout): true when
+	 * the phase handled it, false for conn.c's default (an idle timeout, or
+	 * close) */
+	bool (*event)(struct conn *c, struct bufferevent *bev, short what);
+	/* a read of c->up was re-armed after a timeout: deliver what its layer holds */
+	void (*up_resumed)(struct conn *c);
+};
+
+/* c->cl is a layer (TLS) over the socket c->cl_raw: how to take it off. */
+struct conn_layer {
+	void (*drop)(struct conn *c);  /* free it at once; c->cl becomes c->cl_raw */
+	void (*close)(struct conn *c); /* close politely, then conn_close once flushed */
+};
+
 struct conn {
 	struct worker *w;
+	const struct conn_phase *ph;   /* the phase running (c->st is its name) */
+	/* what follows once the upstream is connected (upstream_start's argument) */
+	void (*up_ready)(struct conn *c);
+	/* a request head was read (h1head.c): explicit proxy, intercepted, origin */
+	void (*on_head)(struct conn *c, const char *url, size_t ulen);
+	const struct conn_layer *cl_layer; /* with c->cl_raw: the layer in c->cl */
+	void (*dispose)(struct conn *c); /* frees what a phase took over (a spliced tunnel) */
 	struct gen *gen;               /* reference held for the connection's life */
 	struct policy *pol;            /* borrowed from gen */
 	const struct secretset *ss;    /* borrowed from gen; NULL without interception */
@@ -133,9 +166,17 @@ struct exchange {
 };
 
 /* conn.c */
-/* A new connection on accepted socket fd (owned), reading into c->cl with
- * state ST_HEAD; NULL if out of resources (fd closed). */
+/* A new connection on accepted socket fd (owned), reading into c->cl; NULL
+ * if out of resources (fd closed). The caller enters its first phase before
+ * it returns to the loop. */
 struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sockaddr *peer, int li);
+/* c's phase is ph from now on (its callbacks, c->st). */
+void conn_enter(struct conn *c, const struct conn_phase *ph);
+/* The upstream connected (and its TLS is up when intercepting): counted,
+ * timeouts and marks set, logged; the caller goes on with c->up_ready. */
+void conn_up_connected(struct conn *c);
+/* Counts an upstream reset when bev is c->up and what an error. */
+void conn_count_up_error(struct conn *c, struct bufferevent *bev, short what);
 void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
 /* A head phase starts (request head, ClientHello, TLS handshake): it must be
  * complete within --header-timeout however the bytes trickle in, or c is
@@ -173,7 +214,7 @@ void conn_refuse(struct conn *c, enum reason r, const char *detail);
 void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
 /* Sends a plain error (400/431/502) with a message and closes after flush. */
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
-/* Handles whatever is in the client's input according to the state. */
+/* Handles whatever is in the client's input: the phase's client_input. */
 void conn_client_input(struct conn *c);
 /* Reads the client (again). Enabling an intercepted connection's TLS filter
  * that is already enabled is not free: libevent runs a TLS read at once and
@@ -194,20 +235,20 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg);
 void conn_on_write(struct bufferevent *bev, void *arg);
 void conn_on_event(struct bufferevent *bev, short what, void *arg);
 
+/* h1head.c */
+/* Reading a request head from the client: each complete head goes to
+ * c->on_head (a bad one is answered 400/431 and closed). */
+void h1head_enter(struct conn *c);
+
 /* upstream.c */
-/* Starts resolution + connect for c->t (already allowed by name). */
-void upstream_start(struct conn *c);
-/* A connect attempt failed (or timed out): TCP (try the next address) or,
- * when intercepting, the verified TLS handshake (refuse: never send anything). */
-void upstream_failed(struct conn *c, bool timed_out, const char *why);
+/* Starts resolution + connect for c->t (already allowed by name); ready runs
+ * once it is connected (after the verified TLS handshake when intercepting). */
+void upstream_start(struct conn *c, void (*ready)(struct conn *c));
 
 /* intercept.c */
 /* The upstream TLS is up and verified: answer (CONNECT) and start the
  * sandbox's handshake on a leaf for c->t. */
 void intercept_start_client(struct conn *c);
-/* The sandbox's handshake completed / failed (logged, c closed). */
-void intercept_client_ready(struct conn *c);
-void intercept_client_failed(struct conn *c);
 /* TCP to the upstream is up: run the verified TLS handshake on that socket. */
 void intercept_start_upstream(struct conn *c);
 /* Runs a read of the upstream TLS in this loop turn if OpenSSL holds bytes
@@ -216,31 +257,27 @@ void intercept_upstream_pending(struct conn *c);
 /* Waiting for the next request: frees the empty chain the TLS filter's input
  * keeps after a read that found nothing. */
 void intercept_trim(struct conn *c);
-/* Frees the client TLS filter and its SSL; c->cl becomes the raw socket. */
-void intercept_drop_client(struct conn *c);
-/* Closing: close_notify, drop the TLS layer, free c once the socket drained. */
-void intercept_close_client(struct conn *c);
-
-/* transparent.c */
-/* More first bytes arrived, or the wait for them ended. */
-void transparent_peek(struct conn *c);
-void transparent_peek_timeout(struct conn *c);
-/* The upstream is connected (not intercepted): tunnel or per-request HTTP. */
-void transparent_connected(struct conn *c);
 
 /* relay.c */
 /* Moves bytes from->to up to the high-water mark; returns bytes moved. */
 size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to);
+/* Feeds `from`'s input through parser m; consumed bytes are moved to `to`
+ * (raw) or dropped (the caller produces output itself, e.g. redacting), within
+ * the high-water mark, counting the bytes held(c) says the caller keeps for
+ * `to` (NULL: none) as queued. Returns the parser's last status. */
+enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct bufferevent *from,
+				   struct bufferevent *to, bool raw, uint64_t *count,
+				   size_t (*held)(const struct conn *c));
+/* The CONNECT's upstream is up (not intercepted): answer 200, check the
+ * ClientHello, then tunnel. */
+void relay_connect_established(struct conn *c);
+/* bev drained and `from`, the other side, had its EOF: pass the rest and the
+ * half-close on. false when from has not ended. */
+bool relay_drained_eof(struct conn *c, struct bufferevent *from, struct bufferevent *bev);
 /* Switches the connection to a raw tunnel in both directions. */
 void relay_start_tunnel(struct conn *c);
-/* Tunnel EOF/half-close handling (closes c when both directions ended). */
-void relay_on_eof(struct conn *c, struct bufferevent *bev);
-/* Called when a bufferevent's output drained below the low-water mark. */
-void relay_on_drained(struct conn *c, struct bufferevent *bev);
 /* A fatal TLS alert with description desc, before closing a refused client. */
 void relay_send_tls_alert(struct conn *c, unsigned char desc);
-/* CONNECT: check the first client bytes (ClientHello SNI) before tunnelling. */
-void relay_check_sni(struct conn *c);
 
 /* tunnel.c */
 /* An un-inspected tunnel (CONNECT after the SNI check, transparent) leaves
@@ -248,8 +285,6 @@ void relay_check_sni(struct conn *c);
  * NULL, c->tun owns the sockets. Returns false (nothing changed) when c is not
  * such a tunnel; true when c->tun took over (c may be closed already). */
 bool tunnel_start(struct conn *c);
-/* Closes the sockets and frees the pipes and events (when c is freed). */
-void tunnel_free(struct tunnel *t);
 
 /* httpfwd.c */
 /* A request head is parsed in c->ex->req (absolute-form on the proxy, or any
@@ -257,13 +292,6 @@ void tunnel_free(struct tunnel *t);
 void httpfwd_on_head(struct conn *c, const char *url, size_t ulen);
 /* The upstream is connected: send the pending head and body. */
 void httpfwd_on_connected(struct conn *c);
-/* More client bytes (request body or the next request). */
-void httpfwd_client_input(struct conn *c);
-/* Feeds `from`'s input through parser m; consumed bytes are moved to `to`
- * (raw) or dropped (the caller produces output itself, e.g. redacting), within
- * the high-water mark. Returns the parser's last status. */
-enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct bufferevent *from,
-				 struct bufferevent *to, bool raw, uint64_t *count);
 
 /* httpresp.c */
 /* Per request: hook the response body into the redactor when needed. */

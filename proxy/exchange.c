@@ -19,7 +19,7 @@
 #include "injbody.h"
 #include "injspec.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 
 /* The exchange and its injection state in one allocation (struct exchange
  * is the engine's: conn_int.h). */

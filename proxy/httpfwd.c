@@ -24,9 +24,12 @@
 #include "injparam.h"
 #include "metrics.h"
 #include "secrets.h"
-#include "server.h"
+#include "worker.h"
 
 #define LOG_PATH_MAX EXCHANGE_PATH_MAX
+
+static const struct conn_phase http_phase;
+static void httpfwd_client_input(struct conn *c);
 
 /* Splits "SCHEME://AUTHORITY[/path][?query]" (skip = length of "SCHEME://")
  * into authority and path. Userinfo and fragments are refused. */
@@ -269,7 +272,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 	conn_meter(c); /* a connection whose only request was blocked was still allowed */
 	c->ex->block_status = reason_status(r);
 	c->ex->block_reason = r;
-	c->st = ST_HTTP;
+	conn_enter(c, &http_phase);
 	if (waits) {
 		c->ex->force_close = true;
 		httpresp_blocked_done(c);
@@ -288,7 +291,7 @@ static void block_request(struct conn *c, enum reason r, const char *msg)
 static bool leak_check(struct conn *c)
 {
 	uint64_t leaks = scan_leaks(c);
-	bool block = server_opts(c->w->srv)->leak_block;
+	bool block = c->w->opts->leak_block;
 	char msg[HOST_MAX + LOG_PATH_MAX + 256];
 
 	if (!leaks)
@@ -353,7 +356,7 @@ static void send_head(struct conn *c, const char *path, size_t plen, const struc
 	if (c->up && !c->up_eof)
 		httpfwd_on_connected(c);
 	else
-		upstream_start(c);
+		upstream_start(c, httpfwd_on_connected);
 }
 
 static void refuse_body(struct conn *c, const char *why)
@@ -421,7 +424,7 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	if (httpmsg_header_find(c->ex->req, "expect", &v, &vl) == 1 && vl == 12 &&
 	    strncasecmp(v, "100-continue", 12) == 0)
 		evbuffer_add(bufferevent_get_output(c->cl), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	c->st = ST_HTTP;
+	conn_enter(c, &http_phase);
 	conn_read_client(c);
 	httpfwd_client_input(c);
 	return true;
@@ -553,7 +556,7 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 
 void httpfwd_on_connected(struct conn *c)
 {
-	c->st = ST_HTTP;
+	conn_enter(c, &http_phase);
 	c->ex->req_up += evbuffer_get_length(c->pending);
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
 	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
@@ -562,45 +565,8 @@ void httpfwd_on_connected(struct conn *c)
 	httpfwd_client_input(c);
 }
 
-enum httpmsg_status httpfwd_pump(struct conn *c, struct httpmsg *m, struct bufferevent *from,
-				 struct bufferevent *to, bool raw, uint64_t *count)
-{
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = to ? bufferevent_get_output(to) : NULL;
-	enum httpmsg_status s = HTTPMSG_NEED_MORE;
-
-	for (;;) {
-		struct evbuffer_iovec v = { (void *)"", 0 };
-		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
-		size_t used = 0, n;
-
-		if (m == c->ex->resp && out)
-			queued += httpresp_held(c);
-		if (queued >= c->hiwat) {
-			bufferevent_disable(from, EV_READ);
-			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
-			break;
-		}
-		/* with no input, a zero-byte feed still lets the parser finish a
-		 * message that ends right after its head (GET, Content-Length: 0) */
-		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		n = v.iov_len < c->hiwat - queued ? v.iov_len : c->hiwat - queued;
-		s = httpmsg_feed(m, v.iov_base, n, &used);
-		if (raw && out)
-			evbuffer_remove_buffer(in, out, used);
-		else
-			evbuffer_drain(in, used);
-		*count += used;
-		if (out && used)
-			metrics_bytes(c->w->mx, from == c->cl, used);
-		if (s != HTTPMSG_NEED_MORE || have == 0)
-			break;
-	}
-	return s;
-}
-
-void httpfwd_client_input(struct conn *c)
+/* More client bytes (request body or the next request). */
+static void httpfwd_client_input(struct conn *c)
 {
 	struct injbody *held;
 	enum httpmsg_status s;
@@ -610,8 +576,8 @@ void httpfwd_client_input(struct conn *c)
 		return; /* pipelined bytes wait until the response is complete */
 	held = c->ex->discarding ? NULL : exchange_inject(c->ex)->body;
 	/* a held body is counted when it goes out (httpfwd_on_connected) */
-	s = httpfwd_pump(c, c->ex->req, c->cl, c->ex->discarding || held ? NULL : c->up,
-			 !c->ex->discarding && !held, held ? &counted : &c->ex->req_up);
+	s = relay_pump_msg(c, c->ex->req, c->cl, c->ex->discarding || held ? NULL : c->up,
+			   !c->ex->discarding && !held, held ? &counted : &c->ex->req_up, NULL);
 	if (held && injbody_over(held) && s != HTTPMSG_ERROR && s != HTTPMSG_HEAD) {
 		httpmsg_set_body_sink(c->ex->req, NULL, NULL);
 		if (s == HTTPMSG_DONE || s == HTTPMSG_UPGRADE)
@@ -632,3 +598,49 @@ void httpfwd_client_input(struct conn *c)
 		conn_error(c, 400, "bad-request", httpmsg_error(c->ex->req));
 	}
 }
+
+/* ---- the exchange phase: a request and its response in flight ---- */
+
+/* bev's output drained: go on reading the side that waits for it. */
+static void http_drained(struct conn *c, struct bufferevent *bev)
+{
+	struct bufferevent *from;
+
+	if (!c->up)
+		return;
+	from = bev == c->up ? c->cl : c->up;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if (from == c->up && c->up_eof) {
+		httpresp_resume(c); /* a decoded reply waited for the client */
+		return;
+	}
+	if (relay_drained_eof(c, from, bev))
+		return;
+	bufferevent_enable(from, EV_READ);
+	if (from == c->up) {
+		intercept_upstream_pending(c);
+		httpresp_upstream_input(c);
+	} else {
+		httpfwd_client_input(c);
+	}
+}
+
+/* The upstream ended or broke: the response ends there (httpresp.c). */
+static bool http_event(struct conn *c, struct bufferevent *bev, short what)
+{
+	if (bev != c->up || (what & BEV_EVENT_TIMEOUT) ||
+	    !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return false;
+	conn_count_up_error(c, bev, what);
+	httpresp_upstream_eof(c);
+	return true;
+}
+
+static const struct conn_phase http_phase = {
+	.st = ST_HTTP,
+	.client_input = httpfwd_client_input,
+	.upstream_input = httpresp_upstream_input,
+	.drained = http_drained,
+	.event = http_event,
+	.up_resumed = intercept_upstream_pending,
+};

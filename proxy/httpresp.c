@@ -23,7 +23,7 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
-#include "server.h"
+#include "worker.h"
 
 #define DEC_CHUNK 16384 /* decoded bytes per decoder call */
 
@@ -351,7 +351,7 @@ static void emit_head(struct conn *c)
 
 static void next_request(struct conn *c)
 {
-	c->st = ST_HEAD;
+	h1head_enter(c);
 	exchange_free(c->ex); /* a connection between requests holds none */
 	c->ex = NULL;
 	conn_head_phase(c); /* the next head is due within the head timeout */
@@ -478,8 +478,8 @@ static void upstream_input(struct conn *c)
 	if (c->ex->dec && !decode_held(c))
 		return;
 	for (;;) {
-		enum httpmsg_status s = httpfwd_pump(c, c->ex->resp, c->up, c->cl, !c->ex->redacting,
-						     &c->ex->req_down);
+		enum httpmsg_status s = relay_pump_msg(c, c->ex->resp, c->up, c->cl, !c->ex->redacting,
+						       &c->ex->req_down, httpresp_held);
 		if (c->ex->dec_failed) {
 			refuse_encoding(c, contentdec_error(c->ex->dec));
 			return;

@@ -24,7 +24,7 @@
 #include "httpmsg.h"
 #include "metrics.h"
 #include "mint.h"
-#include "server.h"
+#include "worker.h"
 #include "tls.h"
 
 /* The TLS filter's records land in cl_raw's output; libevent would arm
@@ -212,7 +212,7 @@ void intercept_trim(struct conn *c)
 
 /* Intercepted: frees the TLS filter (and its SSL), leaving c->cl = the raw
  * socket bufferevent, whose output already holds everything sent. */
-void intercept_drop_client(struct conn *c)
+static void drop_client(struct conn *c)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
 
@@ -225,10 +225,10 @@ void intercept_drop_client(struct conn *c)
 
 /* Closing an intercepted connection: the TLS layer has handed everything to
  * the socket; send close_notify, drop the TLS layer, flush the socket. */
-void intercept_close_client(struct conn *c)
+static void close_client(struct conn *c)
 {
 	SSL_shutdown(bufferevent_openssl_get_ssl(c->cl));
-	intercept_drop_client(c);
+	drop_client(c);
 	bufferevent_setcb(c->cl, NULL, conn_on_write, conn_on_event, c);
 	bufferevent_enable(c->cl, EV_WRITE);
 	if (evbuffer_get_length(bufferevent_get_output(c->cl)) == 0)
@@ -242,6 +242,34 @@ static void log_tls_error(struct conn *c, const char *what, const char *detail, 
 	conn_log_refuse(c, &r);
 }
 
+/* The sandbox-facing TLS filter in c->cl, over the socket c->cl_raw. */
+static const struct conn_layer client_layer = {
+	.drop = drop_client,
+	.close = close_client,
+};
+
+static void client_ready(struct conn *c);
+static void client_failed(struct conn *c);
+
+/* The client's handshake ended (or broke off): requests, or a refusal. */
+static bool handshake_event(struct conn *c, struct bufferevent *bev, short what)
+{
+	if (bev != c->cl)
+		return false;
+	if (what & BEV_EVENT_CONNECTED)
+		client_ready(c);
+	else
+		client_failed(c);
+	return true;
+}
+
+/* The sandbox's TLS handshake with egressd (a head phase: it is due in time). */
+static const struct conn_phase handshake_phase = {
+	.st = ST_TLS,
+	.head = true,
+	.event = handshake_event,
+};
+
 /* Intercepted CONNECT: the upstream TLS is up and verified; answer 200 and
  * run the sandbox's handshake against a leaf minted for the CONNECT host. */
 void intercept_start_client(struct conn *c)
@@ -249,7 +277,7 @@ void intercept_start_client(struct conn *c)
 	const int opts = BEV_OPT_DEFER_CALLBACKS; /* we free the socket and SSL ourselves */
 	char err[256];
 	struct bufferevent *f;
-	SSL *ssl = tls_new_downstream(server_tls(c->w->srv), c->w->certs, c->t.host, c->t.is_ip, err);
+	SSL *ssl = tls_new_downstream(c->w->tls, c->w->certs, c->t.host, c->t.is_ip, err);
 	size_t hits, misses, entries;
 
 	certcache_stats(c->w->certs, &hits, &misses, &entries);
@@ -270,7 +298,8 @@ void intercept_start_client(struct conn *c)
 	}
 	c->cl_raw = c->cl;
 	c->cl = f;
-	c->st = ST_TLS;
+	c->cl_layer = &client_layer;
+	conn_enter(c, &handshake_phase);
 	c->mode = MODE_INTERCEPT;
 	evutil_gettimeofday(&c->hs_start, NULL);
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
@@ -290,21 +319,21 @@ void intercept_start_client(struct conn *c)
 }
 
 /* The sandbox finished its TLS handshake: read requests. */
-void intercept_client_ready(struct conn *c)
+static void client_ready(struct conn *c)
 {
 	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, elapsed_usec(&c->hs_start));
 	/* the CONNECT's exchange ends (its parser stopped at the upgrade): each
 	 * request inside the tunnel is an exchange of its own */
 	exchange_free(c->ex);
 	c->ex = NULL;
-	c->st = ST_HEAD;
+	h1head_enter(c); /* to c->on_head, set by who began intercepting */
 	direct_start(c);
 	conn_head_phase(c); /* the first request head in the tunnel */
 	conn_touch(c);
 	conn_client_input(c);
 }
 
-void intercept_client_failed(struct conn *c)
+static void client_failed(struct conn *c)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
 	char sni[256], detail[256] = "";
@@ -357,13 +386,13 @@ static void up_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info
 void intercept_start_upstream(struct conn *c)
 {
 	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
 	evutil_socket_t fd = bufferevent_getfd(c->up);
 	struct bufferevent *bev = NULL;
 	char err[256];
 	SSL *ssl;
 
-	ssl = tls_new_upstream(server_tls(c->w->srv), c->t.host, c->t.port, c->t.is_ip, err);
+	ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip, err);
 	if (fd >= 0 && ssl) {
 		/* the plain bufferevent lets go of the socket (no dup: the event
 		 * loop's changelist must see one descriptor per socket) */

@@ -1,5 +1,7 @@
-/* relay.c -- moving bytes between client and upstream with back-pressure:
- * the CONNECT tunnel, its ClientHello/SNI check, half-close, and draining */
+/* relay.c -- moving bytes between client and upstream with back-pressure
+ * (raw, or through an HTTP parser for httpfwd/httpresp): the CONNECT
+ * tunnel's phases (its ClientHello/SNI check, then bytes both ways),
+ * half-close, and draining */
 #include <ctype.h>
 #include <string.h>
 #include <strings.h>
@@ -15,7 +17,7 @@
 #include "audit.h"
 #include "httpmsg.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 #include "jsonw.h"
 #include "wsredact.h"
 
@@ -86,6 +88,45 @@ size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *
 	return n;
 }
 
+enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct bufferevent *from,
+				   struct bufferevent *to, bool raw, uint64_t *count,
+				   size_t (*held)(const struct conn *c))
+{
+	struct evbuffer *in = bufferevent_get_input(from);
+	struct evbuffer *out = to ? bufferevent_get_output(to) : NULL;
+	enum httpmsg_status s = HTTPMSG_NEED_MORE;
+
+	for (;;) {
+		struct evbuffer_iovec v = { (void *)"", 0 };
+		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
+		size_t used = 0, n;
+
+		if (held && out)
+			queued += held(c);
+		if (queued >= c->hiwat) {
+			bufferevent_disable(from, EV_READ);
+			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
+			break;
+		}
+		/* with no input, a zero-byte feed still lets the parser finish a
+		 * message that ends right after its head (GET, Content-Length: 0) */
+		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < c->hiwat - queued ? v.iov_len : c->hiwat - queued;
+		s = httpmsg_feed(m, v.iov_base, n, &used);
+		if (raw && out)
+			evbuffer_remove_buffer(in, out, used);
+		else
+			evbuffer_drain(in, used);
+		*count += used;
+		if (out && used)
+			metrics_bytes(c->w->mx, from == c->cl, used);
+		if (s != HTTPMSG_NEED_MORE || have == 0)
+			break;
+	}
+	return s;
+}
+
 /* After EOF on one side, once everything it sent has gone out, pass the
  * half-close on; close the connection when both directions are finished. */
 static void finish_half_close(struct conn *c)
@@ -107,7 +148,7 @@ static void finish_half_close(struct conn *c)
 		conn_close(c);
 }
 
-void relay_on_eof(struct conn *c, struct bufferevent *bev)
+static void relay_on_eof(struct conn *c, struct bufferevent *bev)
 {
 	if (c->mode == MODE_INTERCEPT) {
 		/* TLS on both sides: no half-close; pass what is left, then close */
@@ -135,36 +176,85 @@ void relay_on_eof(struct conn *c, struct bufferevent *bev)
 	finish_half_close(c);
 }
 
-void relay_on_drained(struct conn *c, struct bufferevent *bev)
+bool relay_drained_eof(struct conn *c, struct bufferevent *from, struct bufferevent *bev)
 {
-	struct bufferevent *from;
-
-	if (!c->up || (c->st != ST_TUNNEL && c->st != ST_SNI && c->st != ST_HTTP))
-		return;
-	from = bev == c->up ? c->cl : c->up;
-	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	if (c->st == ST_HTTP && from == c->up && c->up_eof) {
-		httpresp_resume(c); /* a decoded reply waited for the client */
-		return;
-	}
 	if ((from == c->cl && c->cl_eof) || (from == c->up && c->up_eof)) {
 		relay_pump(c, from, bev);
 		finish_half_close(c);
-		return;
+		return true;
 	}
+	return false;
+}
+
+static void relay_on_drained(struct conn *c, struct bufferevent *bev)
+{
+	struct bufferevent *from;
+
+	if (!c->up)
+		return;
+	from = bev == c->up ? c->cl : c->up;
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	if (relay_drained_eof(c, from, bev))
+		return;
 	if (c->st == ST_SNI && from == c->cl)
 		return;
 	bufferevent_enable(from, EV_READ);
 	if (from == c->up)
 		intercept_upstream_pending(c);
-	if (c->st == ST_HTTP) {
-		if (from == c->cl)
-			httpfwd_client_input(c);
-		else
-			httpresp_upstream_input(c);
-		return;
-	}
 	relay_pump(c, from, bev);
+}
+
+static void client_input(struct conn *c)
+{
+	relay_pump(c, c->cl, c->up);
+}
+
+static void upstream_input(struct conn *c)
+{
+	relay_pump(c, c->up, c->cl);
+}
+
+/* EOF on either side: half-close (conn.c's default for the rest). */
+static bool tunnel_event(struct conn *c, struct bufferevent *bev, short what)
+{
+	if ((what & BEV_EVENT_TIMEOUT) || !(what & BEV_EVENT_EOF))
+		return false;
+	conn_count_up_error(c, bev, what);
+	relay_on_eof(c, bev);
+	return true;
+}
+
+static void check_sni(struct conn *c);
+
+/* CONNECT: client bytes wait until the ClientHello is read and its SNI checked. */
+static const struct conn_phase sni_phase = {
+	.st = ST_SNI,
+	.head = true,
+	.client_input = check_sni,
+	.upstream_input = upstream_input,
+	.drained = relay_on_drained,
+	.event = tunnel_event,
+};
+
+/* Raw bytes both ways (before or instead of splice: tunnel.c). */
+static const struct conn_phase tunnel_phase = {
+	.st = ST_TUNNEL,
+	.client_input = client_input,
+	.upstream_input = upstream_input,
+	.drained = relay_on_drained,
+	.event = tunnel_event,
+	.up_resumed = intercept_upstream_pending,
+};
+
+void relay_connect_established(struct conn *c)
+{
+	evbuffer_add_printf(bufferevent_get_output(c->cl),
+			    "HTTP/1.1 200 Connection established\r\n\r\n");
+	conn_enter(c, &sni_phase);
+	conn_head_phase(c); /* the ClientHello is due now */
+	bufferevent_enable(c->cl, EV_READ);
+	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	check_sni(c);
 }
 
 void relay_start_tunnel(struct conn *c)
@@ -172,7 +262,7 @@ void relay_start_tunnel(struct conn *c)
 	/* no more HTTP on this connection: drop the parsers' memory */
 	exchange_free(c->ex);
 	c->ex = NULL;
-	c->st = ST_TUNNEL;
+	conn_enter(c, &tunnel_phase);
 	conn_head_done(c); /* from now on only the idle timeout applies */
 	if (tunnel_start(c))
 		return; /* spliced from now on (or closed already) */
@@ -210,7 +300,7 @@ void relay_send_tls_alert(struct conn *c, unsigned char desc)
 	bufferevent_write(c->cl, alert, sizeof(alert));
 }
 
-void relay_check_sni(struct conn *c)
+static void check_sni(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cl);
 	size_t n = evbuffer_get_length(in);

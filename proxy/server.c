@@ -37,6 +37,7 @@
 #include "tls.h"
 #include "closeq.h"
 #include "conn.h"
+#include "explicit.h"
 #include "pattern.h"
 #include "policy.h"
 #include "sandboxes.h"
@@ -125,6 +126,8 @@ static int setup_dns_responder(struct server *s, char *err)
 		return -1;
 	}
 	s->fake = fakeip_new(65536);
+	for (int i = 0; i < s->nthreads; i++)
+		s->ws[i].w.fakeip = s->fake;
 	s->dns = dnsresp_new(s->ws[0].w.base, &a, port, s->fake, dns_allow, s, &s->dns_port, err);
 	return s->dns ? 0 : -1;
 }
@@ -281,7 +284,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		      int len, void *arg)
 {
 	(void)len;
-	conn_accept(arg, fd, sa, listener_index(arg, l));
+	explicit_accept(arg, fd, sa, listener_index(arg, l));
 }
 
 static void on_accept_transparent(struct evconnlistener *l, evutil_socket_t fd,
@@ -341,11 +344,21 @@ static int setup_dns(struct server *s, struct worker *w, char *err)
 	return 0;
 }
 
+/* What the connections ask the server (worker.h). */
+static const struct worker_host worker_host = {
+	.acquire = server_acquire,
+	.next_id = server_next_id,
+	.is_self = server_is_self,
+};
+
 static int setup_worker(struct server *s, struct wstate *ws, evutil_socket_t *fds, char *err)
 {
 	struct event_config *cfg = event_config_new();
 
 	ws->w.srv = s;
+	ws->w.host = &worker_host;
+	ws->w.opts = &s->o;
+	ws->w.tls = s->tls;
 	ws->w.mx = metrics_worker(s->metrics, (int)(ws - s->ws));
 	/* each base is used by its own thread only (the signal thread wakes the
 	 * workers through wake_fd): no locking */

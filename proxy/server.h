@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "srvopts.h"
+#include "worker.h"
 
 struct policy;
 struct sbtable;
@@ -22,46 +24,7 @@ struct evbuffer;
 struct secretset;
 struct tls;
 
-#define SERVER_MAX_LISTENERS 8
-
-struct server_opts {
-	const char *listen[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" explicit listeners */
-	int nlisten;
-	const char *transparent[SERVER_MAX_LISTENERS]; /* "ADDR:PORT" transparent listeners */
-	int ntransparent;
-	const char *dns_listen;  /* "ADDR:PORT": the jail's DNS responder, or NULL */
-	const char *metrics;     /* "ADDR:PORT": Prometheus scrape listener, or NULL */
-	const char *dns;        /* "ADDR[:PORT]" or NULL: resolv.conf */
-	int threads;            /* 0: number of cores */
-	unsigned connect_timeout_s, header_timeout_s, idle_timeout_s;
-	const char *state_dir;   /* CA, placeholder key, CA bundle */
-	const char *upstream_ca; /* extra upstream trust anchors, or NULL */
-	bool leak_block;         /* --on-placeholder-leak block */
-	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
-	long max_conns;           /* open connections at most; then new ones get 503 */
-	size_t max_buffer;        /* bytes buffered per direction per connection */
-	/* SIGHUP: builds the new sandbox table (NULL with err on a bad policy) */
-	struct sbtable *(*reload)(void *ctx, char *err);
-	void *reload_ctx;
-};
-
 struct server;
-
-/* A worker's view, handed to each connection (borrowed, outlives its conns). */
-struct worker {
-	struct server *srv;
-	struct event_base *base;
-	struct evdns_base *dns;
-	unsigned index;
-	struct conn *conns; /* live connections of this worker (conn.c's list) */
-	struct closeq *closing; /* closed connections, freed from the loop (conn.c) */
-	struct certcache *certs; /* this worker's minted leaves (NULL: no interception) */
-	struct metrics_worker *mx; /* this worker's counters (metrics.h; always set) */
-	struct pipepool *pipes;  /* spare pipes for spliced tunnels */
-	struct evbuffer *stage;  /* httpresp.c: what one upstream read makes for the
-				  * client, handed to its TLS layer at once; always
-				  * empty between callbacks */
-};
 
 /* Creates the server for the sandboxes in t (taken, even on failure; one
  * policy is sbx_single(p)), binds the listeners (so errors surface before

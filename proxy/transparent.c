@@ -19,7 +19,7 @@
 #include "fakeip.h"
 #include "httpmsg.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80 /* linux/netfilter_ipv4.h, which clashes with netinet/in.h */
@@ -32,6 +32,9 @@
 
 /* The destination the client dialled before the redirect; false if the
  * socket was not redirected (then it was dialled at us directly). */
+static const struct conn_phase peek_phase;
+static void transparent_connected(struct conn *c);
+
 static bool original_dst(evutil_socket_t fd, struct ipaddr *a, uint16_t *port)
 {
 	struct sockaddr_storage ss;
@@ -56,13 +59,13 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 	if (!c)
 		return;
 	c->transparent = true;
-	if (conn_live_count() > server_opts(w->srv)->max_conns) {
+	if (conn_live_count() > w->opts->max_conns) {
 		conn_error(c, 503, "too-many-connections", "egressd: too many open connections");
 		return;
 	}
-	c->st = ST_PEEK;
+	conn_enter(c, &peek_phase);
 	conn_set_timeouts(c->cl, PEEK_WAIT_S);
-	if (!redirected || server_is_self(w->srv, &a, port)) {
+	if (!redirected || w->host->is_self(w->srv, &a, port)) {
 		/* dialled at the listener itself: there is no destination to check */
 		c->t.is_ip = true;
 		c->t.ip = a;
@@ -78,7 +81,7 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 /* The name the jail's resolver gave out for the original address, if any. */
 static bool bound_name(struct conn *c, char *name, size_t cap)
 {
-	struct fakeip *f = server_fakeip(c->w->srv);
+	struct fakeip *f = c->w->fakeip;
 	return f && fakeip_in_range(&c->orig) && fakeip_name_for(f, &c->orig, name, cap);
 }
 
@@ -169,7 +172,12 @@ static void decide(struct conn *c, const char *name)
 	if (c->peeked == PEEK_TLS && !c->t.is_ip)
 		conn_decide_intercept(c);
 	conn_head_done(c);
-	upstream_start(c);
+	if (c->intercept) {
+		c->on_head = httpfwd_on_head; /* the requests inside the TLS */
+		upstream_start(c, intercept_start_client);
+	} else {
+		upstream_start(c, transparent_connected);
+	}
 }
 
 /* The Host of a complete request head at the start of data, or NULL. */
@@ -192,7 +200,7 @@ static enum httpmsg_status peek_http(const char *data, size_t n, char *host, siz
 	return s;
 }
 
-void transparent_peek(struct conn *c)
+static void transparent_peek(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->cl);
 	size_t n = evbuffer_get_length(in);
@@ -230,19 +238,32 @@ void transparent_peek(struct conn *c)
 	decide(c, NULL); /* neither TLS nor HTTP: only IP patterns can allow */
 }
 
-void transparent_peek_timeout(struct conn *c)
+/* The wait for first bytes ended: nothing (conclusive) from the client, a
+ * server-speaks-first protocol. */
+static bool peek_event(struct conn *c, struct bufferevent *bev, short what)
 {
-	/* nothing (conclusive) from the client: a server-speaks-first protocol */
+	(void)bev;
+	if (!(what & BEV_EVENT_TIMEOUT))
+		return false;
 	decide(c, NULL);
+	return true;
 }
 
-void transparent_connected(struct conn *c)
+static const struct conn_phase peek_phase = {
+	.st = ST_PEEK,
+	.client_input = transparent_peek,
+	.event = peek_event,
+};
+
+/* The upstream is connected (not intercepted): tunnel or per-request HTTP. */
+static void transparent_connected(struct conn *c)
 {
 	conn_log_connect(c);
 	if (c->peeked == PEEK_HTTP && !c->t.is_ip) {
 		/* requests are parsed one by one, each Host checked, leaks seen */
 		c->mode = MODE_ORIGIN;
-		c->st = ST_HEAD;
+		c->on_head = httpfwd_on_head;
+		h1head_enter(c);
 		conn_head_phase(c);
 		bufferevent_enable(c->cl, EV_READ);
 		bufferevent_enable(c->up, EV_READ | EV_WRITE);

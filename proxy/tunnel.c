@@ -21,7 +21,7 @@
 #include "conn_int.h"
 #include "metrics.h"
 #include "pipepool.h"
-#include "server.h"
+#include "worker.h"
 
 #define PIPE_BYTES PIPEPOOL_BYTES   /* a pool pipe's capacity, if it got it */
 #define PUMP_BUDGET (1024 * 1024)  /* bytes per direction per wakeup, then others run */
@@ -55,7 +55,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 
 static struct timeval *idle_tv(struct conn *c, struct timeval *tv)
 {
-	unsigned s = server_opts(c->w->srv)->idle_timeout_s;
+	unsigned s = c->w->opts->idle_timeout_s;
 
 	tv->tv_sec = (time_t)s;
 	tv->tv_usec = 0;
@@ -294,6 +294,15 @@ static int detach(struct bufferevent *bev)
 	return fd;
 }
 
+static void tunnel_free(struct tunnel *t);
+
+/* Closes the sockets and frees the pipes and events (when c is freed). */
+static void tunnel_dispose(struct conn *c)
+{
+	tunnel_free(c->tun);
+	c->tun = NULL;
+}
+
 bool tunnel_start(struct conn *c)
 {
 	struct tunnel *t;
@@ -349,12 +358,13 @@ bool tunnel_start(struct conn *c)
 		c->pending = NULL;
 	}
 	c->tun = t;
+	c->dispose = tunnel_dispose;
 	/* relay what is held and whatever the sockets already have */
 	settle(t, pump(t, &t->d[0]) < 0 || pump(t, &t->d[1]) < 0 ? -1 : 0);
 	return true;
 }
 
-void tunnel_free(struct tunnel *t)
+static void tunnel_free(struct tunnel *t)
 {
 	if (!t)
 		return;

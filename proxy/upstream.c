@@ -17,7 +17,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "metrics.h"
-#include "server.h"
+#include "worker.h"
 #include "tls.h"
 
 static void add_addr(struct conn *c, const struct ipaddr *a)
@@ -27,7 +27,7 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 	for (int i = 0; i < c->naddr; i++)
 		if (addr_equal(&c->addrs[i], a))
 			return;
-	if (server_is_self(c->w->srv, a, c->t.port))
+	if (c->w->host->is_self(c->w->srv, a, c->t.port))
 		r = REASON_PROXY_LOOP;
 	else
 		r = policy_check_addr(c->pol, a, c->t.port);
@@ -43,6 +43,21 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 }
 
 static void connect_next(struct conn *c);
+static void upstream_failed(struct conn *c, bool timed_out, const char *why);
+static bool connect_event(struct conn *c, struct bufferevent *bev, short what);
+
+/* Waiting for DNS: client bytes wait in its input. */
+static const struct conn_phase resolve_phase = {
+	.st = ST_RESOLVE,
+	.up_resumed = intercept_upstream_pending,
+};
+
+/* Waiting for the upstream's TCP connect (and, intercepting, its TLS). */
+static const struct conn_phase connect_phase = {
+	.st = ST_CONNECT,
+	.event = connect_event,
+	.up_resumed = intercept_upstream_pending,
+};
 
 /* Debug lines about reaching the upstream: an event with the target, the
  * address (when one is chosen) and a detail. Never a secret: details are
@@ -107,7 +122,7 @@ static void on_dns(int err, struct evutil_addrinfo *res, void *arg)
 	resolved(c, err != 0);
 }
 
-void upstream_start(struct conn *c)
+void upstream_start(struct conn *c, void (*ready)(struct conn *c))
 {
 	struct ipaddr pin;
 	struct evutil_addrinfo hints;
@@ -115,7 +130,8 @@ void upstream_start(struct conn *c)
 
 	c->naddr = 0;
 	c->dropped = REASON_NONE;
-	c->st = ST_RESOLVE;
+	c->up_ready = ready;
+	conn_enter(c, &resolve_phase);
 	bufferevent_disable(c->cl, EV_READ);
 	if (c->t.is_ip) {
 		add_addr(c, &c->t.ip);
@@ -143,7 +159,7 @@ static void connect_next(struct conn *c)
 	struct sockaddr_storage ss;
 	unsigned len;
 	evutil_socket_t fd;
-	struct timeval tv = { (time_t)server_opts(c->w->srv)->connect_timeout_s, 0 };
+	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
 
 	if (c->up)
 		conn_drop_upstream(c);
@@ -151,7 +167,7 @@ static void connect_next(struct conn *c)
 		conn_refuse(c, REASON_CONNECT_FAILED, NULL);
 		return;
 	}
-	c->st = ST_CONNECT;
+	conn_enter(c, &connect_phase);
 	c->addr = c->addrs[c->ai++];
 	c->up_connected = false;
 	log_upstream(c, "upstream-connect", &c->addr, c->ai > 1 ? "next address" : "first address");
@@ -178,7 +194,9 @@ static void connect_next(struct conn *c)
 	}
 }
 
-void upstream_failed(struct conn *c, bool timed_out, const char *why)
+/* A connect attempt failed (or timed out): TCP (try the next address) or,
+ * when intercepting, the verified TLS handshake (refuse: never send anything). */
+static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 {
 	char msg[256];
 	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
@@ -199,4 +217,26 @@ void upstream_failed(struct conn *c, bool timed_out, const char *why)
 	metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_CONNECT);
 	log_upstream(c, "upstream-failed", &c->addr, why);
 	connect_next(c);
+}
+
+/* The upstream's connect (TCP, then the verified TLS handshake when
+ * intercepting) ended: go on with c->up_ready, or try the next address. */
+static bool connect_event(struct conn *c, struct bufferevent *bev, short what)
+{
+	if (bev != c->up)
+		return false;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->intercept && !c->up_tls) {
+			intercept_start_upstream(c);
+			return true;
+		}
+		conn_up_connected(c);
+		c->up_ready(c);
+		return true;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		upstream_failed(c, true, "timed out");
+	else
+		upstream_failed(c, false, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	return true;
 }
