@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "alloc.h"
+#include "sandboxenv.h"
 
 #define ANSWER_MAX (64 << 20)
 
@@ -210,20 +211,6 @@ out:
 	return status;
 }
 
-/* Prints NAME=VALUE, single-quoted when the shell would need it. */
-static void put_var(const char *name, const char *val)
-{
-	if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-			"-_./:[]@%+,=") == strlen(val)) {
-		printf("%s=%s\n", name, val);
-		return;
-	}
-	printf("%s='", name);
-	for (; *val; val++)
-		fputs(*val == '\'' ? "'\\''" : (char[]){ *val, 0 }, stdout);
-	printf("'\n");
-}
-
 static void print_env(const json_t *env)
 {
 	const char *k;
@@ -231,7 +218,7 @@ static void print_env(const json_t *env)
 
 	json_object_foreach((json_t *)env, k, v)
 		if (json_is_string(v))
-			put_var(k, json_string_value(v));
+			sandboxenv_put_sh(k, json_string_value(v));
 }
 
 static void print_list(const json_t *ans)

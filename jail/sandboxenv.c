@@ -3,6 +3,7 @@
 #include "sandboxenv.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,11 +183,16 @@ out:
 	return rc;
 }
 
-/* Prints NAME=VALUE, single-quoting VALUE when the shell would need it. */
-static void put(const char *name, const char *val)
+/* VALUE needs no quoting in a shell or a dotenv file. */
+static bool plain(const char *val)
 {
-	if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-			"-_./:[]@%+,=") == strlen(val)) {
+	return strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+			   "-_./:[]@%+,=") == strlen(val);
+}
+
+void sandboxenv_put_sh(const char *name, const char *val)
+{
+	if (plain(val)) {
 		printf("%s=%s\n", name, val);
 		return;
 	}
@@ -202,15 +208,14 @@ static void put(const char *name, const char *val)
 static void put_var(void *ctx, const char *name, const char *value)
 {
 	(void)ctx;
-	put(name, value);
+	sandboxenv_put_sh(name, value);
 }
 
 /* NAME=VALUE, double-quoted (\" \\ \$ escaped) unless plain: dotenv files. */
 static void put_dotenv(void *ctx, const char *name, const char *val)
 {
 	(void)ctx;
-	if (strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-			"-_./:[]@%+,=") == strlen(val)) {
+	if (plain(val)) {
 		printf("%s=%s\n", name, val);
 		return;
 	}

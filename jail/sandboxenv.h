@@ -17,6 +17,10 @@ const char *sandboxenv_default_state_dir(void);
 #define SANDBOXENV_TRUSTSTORE_PASSWORD "changeit" /* Java's usual; guards nothing */
 int sandboxenv_write_bundle(const char *state_dir, const char *upstream_ca);
 
+/* Prints NAME=VALUE to stdout, VALUE single-quoted when a shell would need it
+ * (`egressd env` and `egressd sandbox env`). */
+void sandboxenv_put_sh(const char *name, const char *val);
+
 /* `egressd env`: prints the variables in format "sh" (NAME=VALUE lines,
  * single-quoted for the shell when needed; NULL is sh too), "dotenv"
  * (NAME=VALUE, double-quoted when needed) or "json" (one object). Returns
