@@ -42,19 +42,6 @@ static void setup(void)
 	strcpy(PB, secretset_placeholder(set, 1));
 }
 
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	static char bufs[4][4096];
-	static int k;
-	va_list ap;
-	char *b = bufs[k++ & 3];
-
-	va_start(ap, f);
-	vsnprintf(b, sizeof(bufs[0]), f, ap);
-	va_end(ap);
-	return b;
-}
 
 static void spec_errors(void)
 {
@@ -95,26 +82,26 @@ static void query_edges(void)
 {
 	uint64_t u = 0;
 
-	is_str(params(INJ_QUERY, 3, fmt("key=%s", PA), &u), "key=" VA_PCT, "named parameter");
+	is_str(params(INJ_QUERY, 3, tap_fmt("key=%s", PA), &u), "key=" VA_PCT, "named parameter");
 	ok(u == 1, "used A");
-	is_str(params(INJ_QUERY, 3, fmt("key=%s&key=x%sy&key=", PA, PA), NULL),
+	is_str(params(INJ_QUERY, 3, tap_fmt("key=%s&key=x%sy&key=", PA, PA), NULL),
 	       "key=" VA_PCT "&key=x" VA_PCT "y&key=", "repeated parameter, text around, empty value");
-	is_str(params(INJ_QUERY, 3, fmt("q=%s&key&=%s", PA, PA), NULL),
-	       fmt("q=%s&key&=%s", PA, PA), "other parameter, no '=', empty name: unchanged");
-	is_str(params(INJ_QUERY, 3, fmt("k%%65Y=%s&%%6Bey=%s", PA, PA), NULL),
-	       fmt("k%%65Y=%s&%%6Bey=%s", PA, VA_PCT), "name decoded (case of the name kept exact)");
-	is_str(params(INJ_QUERY, 3, fmt("client+secret=%s&client%%20secret=%s", PA, PA), NULL),
+	is_str(params(INJ_QUERY, 3, tap_fmt("q=%s&key&=%s", PA, PA), NULL),
+	       tap_fmt("q=%s&key&=%s", PA, PA), "other parameter, no '=', empty name: unchanged");
+	is_str(params(INJ_QUERY, 3, tap_fmt("k%%65Y=%s&%%6Bey=%s", PA, PA), NULL),
+	       tap_fmt("k%%65Y=%s&%%6Bey=%s", PA, VA_PCT), "name decoded (case of the name kept exact)");
+	is_str(params(INJ_QUERY, 3, tap_fmt("client+secret=%s&client%%20secret=%s", PA, PA), NULL),
 	       "client+secret=" VA_PCT "&client%20secret=" VA_PCT, "'+' and %%20 both a space in names");
-	is_str(params(INJ_QUERY, 3, fmt("key=%%65%s+%s", PA + 1, PA), NULL),
+	is_str(params(INJ_QUERY, 3, tap_fmt("key=%%65%s+%s", PA + 1, PA), NULL),
 	       "key=" VA_PCT "+" VA_PCT, "percent-encoded placeholder; '+' after it kept");
-	is_str(params(INJ_QUERY, 3, fmt("key=%s&other=%s&key=%s", PB, PB, PA), NULL),
-	       fmt("key=%s&other=" VB "&key=%s", PB, VA_PCT), "each secret only in its own names");
-	is_str(params(INJ_QUERY, 2, fmt("key=%s", PA), &u), fmt("key=%s", PA),
+	is_str(params(INJ_QUERY, 3, tap_fmt("key=%s&other=%s&key=%s", PB, PB, PA), NULL),
+	       tap_fmt("key=%s&other=" VB "&key=%s", PB, VA_PCT), "each secret only in its own names");
+	is_str(params(INJ_QUERY, 2, tap_fmt("key=%s", PA), &u), tap_fmt("key=%s", PA),
 	       "A not approved: unchanged");
 	ok(u == 0, "nothing used");
-	is_str(params(INJ_FORM, 3, fmt("key=%s&client_secret=%s", PA, PA), NULL),
-	       fmt("key=%s&client_secret=%s", PA, VA_PCT), "form names are not query names");
-	is_str(params(INJ_QUERY, 3, fmt("key=%.20s", PA), NULL), fmt("key=%.20s", PA),
+	is_str(params(INJ_FORM, 3, tap_fmt("key=%s&client_secret=%s", PA, PA), NULL),
+	       tap_fmt("key=%s&client_secret=%s", PA, VA_PCT), "form names are not query names");
+	is_str(params(INJ_QUERY, 3, tap_fmt("key=%.20s", PA), NULL), tap_fmt("key=%.20s", PA),
 	       "truncated placeholder unchanged");
 	is_str(params(INJ_QUERY, 3, "", NULL), "", "empty query");
 	is_str(params(INJ_QUERY, 3, "&&=&key=", NULL), "&&=&key=", "separators only");
@@ -136,34 +123,34 @@ static const char *json(uint64_t mask, const char *in, enum injjson_result want)
 
 static void json_edges(void)
 {
-	is_str(json(3, fmt("{\"client_secret\":\"%s\"}", PA), INJJSON_OK),
+	is_str(json(3, tap_fmt("{\"client_secret\":\"%s\"}", PA), INJJSON_OK),
 	       "{\"client_secret\":\"" VA_JSON "\"}", "top-level member, value escaped");
-	is_str(json(3, fmt(" {\"auth\" : { \"token\" : \"Bearer %s\" , \"x\":\"%s\"} }\n", PA, PA),
+	is_str(json(3, tap_fmt(" {\"auth\" : { \"token\" : \"Bearer %s\" , \"x\":\"%s\"} }\n", PA, PA),
 		    INJJSON_OK),
-	       fmt(" {\"auth\" : { \"token\" : \"Bearer " VA_JSON "\" , \"x\":\"%s\"} }\n", PA),
+	       tap_fmt(" {\"auth\" : { \"token\" : \"Bearer " VA_JSON "\" , \"x\":\"%s\"} }\n", PA),
 	       "nested member; sibling and whitespace unchanged");
-	is_str(json(3, fmt("{\"token\":\"%s\",\"list\":[\"%s\"],\"auth\":[{\"token\":\"%s\"}]}",
+	is_str(json(3, tap_fmt("{\"token\":\"%s\",\"list\":[\"%s\"],\"auth\":[{\"token\":\"%s\"}]}",
 			   PA, PA, PA), INJJSON_OK),
-	       fmt("{\"token\":\"%s\",\"list\":[\"%s\"],\"auth\":[{\"token\":\"%s\"}]}", PA, PA, PA),
+	       tap_fmt("{\"token\":\"%s\",\"list\":[\"%s\"],\"auth\":[{\"token\":\"%s\"}]}", PA, PA, PA),
 	       "wrong depth, arrays: unchanged");
-	is_str(json(3, fmt("{\"client_secret\":\"\\u0065%s\\\"\"}", PA + 1), INJJSON_OK),
+	is_str(json(3, tap_fmt("{\"client_secret\":\"\\u0065%s\\\"\"}", PA + 1), INJJSON_OK),
 	       "{\"client_secret\":\"" VA_JSON "\\\"\"}", "escaped placeholder, escapes around kept");
-	is_str(json(3, fmt("{\"client\\u005fsecret\":\"%s\",\"caf\\u00e9\":\"%s\"}", PA, PA),
+	is_str(json(3, tap_fmt("{\"client\\u005fsecret\":\"%s\",\"caf\\u00e9\":\"%s\"}", PA, PA),
 		    INJJSON_OK),
 	       "{\"client\\u005fsecret\":\"" VA_JSON "\",\"caf\\u00e9\":\"" VA_JSON "\"}",
 	       "escaped member names compared unescaped");
-	is_str(json(3, fmt("{\"a.b\":{\"c\":\"%s\"},\"auth.token\":\"%s\"}", PA, PA), INJJSON_OK),
-	       fmt("{\"a.b\":{\"c\":\"%s\"},\"auth.token\":\"%s\"}", PA, PA),
+	is_str(json(3, tap_fmt("{\"a.b\":{\"c\":\"%s\"},\"auth.token\":\"%s\"}", PA, PA), INJJSON_OK),
+	       tap_fmt("{\"a.b\":{\"c\":\"%s\"},\"auth.token\":\"%s\"}", PA, PA),
 	       "a member name with a dot is no path");
-	is_str(json(3, fmt("{\"client_secret\":%s}", "12"), INJJSON_OK), "{\"client_secret\":12}",
+	is_str(json(3, tap_fmt("{\"client_secret\":%s}", "12"), INJJSON_OK), "{\"client_secret\":12}",
 	       "non-string value");
-	is_str(json(3, fmt("{\"client_secret\":\"%s\"", PA), INJJSON_NOT_JSON), "",
+	is_str(json(3, tap_fmt("{\"client_secret\":\"%s\"", PA), INJJSON_NOT_JSON), "",
 	       "truncated document: not JSON, out untouched");
-	is_str(json(3, fmt("{\"client_secret\":\"%s\"} {}", PA), INJJSON_NOT_JSON), "",
+	is_str(json(3, tap_fmt("{\"client_secret\":\"%s\"} {}", PA), INJJSON_NOT_JSON), "",
 	       "two documents: not JSON");
 	is_str(json(3, "{\"a\":\"\x01\"}", INJJSON_NOT_JSON), "", "control character in a string");
-	is_str(json(1, fmt("{\"client_secret\":\"%s%s\"}", PB, PA), INJJSON_OK),
-	       fmt("{\"client_secret\":\"%s" VA_JSON "\"}", PB), "B's placeholder is not A's");
+	is_str(json(1, tap_fmt("{\"client_secret\":\"%s%s\"}", PB, PA), INJJSON_OK),
+	       tap_fmt("{\"client_secret\":\"%s" VA_JSON "\"}", PB), "B's placeholder is not A's");
 	char deep[300] = "";
 	for (int i = 0; i < 70; i++)
 		strcat(deep, "[");
@@ -207,15 +194,15 @@ static void body_edges(void)
 	ok(injbody_kind("application/vnd.api+json", 24) == INJ_JSON, "+json suffix");
 	ok(injbody_kind("text/plain", 10) == INJ_HEADER, "text/plain: not rewritten");
 	ok(injbody_kind("application/jsonp", 17) == INJ_HEADER, "jsonp: not rewritten");
-	is_str(held(INJ_FORM, 1 << 20, form, 1, &u), fmt("a=1&client_secret=%s&b=%s", VA_PCT, PA),
+	is_str(held(INJ_FORM, 1 << 20, form, 1, &u), tap_fmt("a=1&client_secret=%s&b=%s", VA_PCT, PA),
 	       "form fed byte by byte (placeholder split across every read)");
 	ok(u == 1, "used A");
-	is_str(held(INJ_JSON, 1 << 20, fmt("{\"client_secret\":\"%s\"}", PA), 7, NULL),
+	is_str(held(INJ_JSON, 1 << 20, tap_fmt("{\"client_secret\":\"%s\"}", PA), 7, NULL),
 	       "{\"client_secret\":\"" VA_JSON "\"}", "JSON fed in 7-byte pieces");
-	is_str(held(INJ_JSON, 1 << 20, fmt("not json %s", PA), 3, NULL), fmt("not json %s", PA),
+	is_str(held(INJ_JSON, 1 << 20, tap_fmt("not json %s", PA), 3, NULL), tap_fmt("not json %s", PA),
 	       "a JSON body that does not parse goes unchanged");
 	is_str(held(INJ_FORM, 10, form, 4, NULL), "(over)", "over the bound");
-	is_str(held(INJ_FORM, strlen(form), form, 4, NULL), fmt("a=1&client_secret=%s&b=%s", VA_PCT, PA),
+	is_str(held(INJ_FORM, strlen(form), form, 4, NULL), tap_fmt("a=1&client_secret=%s&b=%s", VA_PCT, PA),
 	       "exactly at the bound");
 	is_str(held(INJ_FORM, 16, "", 1, NULL), "", "empty body");
 	injbody_free(NULL);

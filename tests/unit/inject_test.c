@@ -35,20 +35,6 @@ static void setup(void)
 	strcpy(PC, secretset_placeholder(set, 2));
 }
 
-/* printf into a static buffer (for building inputs from placeholders) */
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	static char bufs[4][16384];
-	static int k;
-	va_list ap;
-	char *b = bufs[k++ & 3];
-
-	va_start(ap, f);
-	vsnprintf(b, sizeof(bufs[0]), f, ap);
-	va_end(ap);
-	return b;
-}
 
 static char *b64(const char *s)
 {
@@ -99,19 +85,19 @@ static void test_inject(void)
 	struct obuf o;
 	uint64_t used = 0;
 
-	inj(A, "Authorization", fmt("Bearer %s", PA), "Bearer sk-alpha", A, "Bearer");
+	inj(A, "Authorization", tap_fmt("Bearer %s", PA), "Bearer sk-alpha", A, "Bearer");
 	inj(A, "X-Api-Key", PA, "sk-alpha", A, "custom header, whole value");
-	inj(A, "X-Custom", fmt("k=%s;k2=%s", PA, PA), "k=sk-alpha;k2=sk-alpha", A,
+	inj(A, "X-Custom", tap_fmt("k=%s;k2=%s", PA, PA), "k=sk-alpha;k2=sk-alpha", A,
 	    "twice in one value");
-	inj(A | B, "X-Custom", fmt("%s%s", PA, PB), "sk-alphabravo:pw", A | B,
+	inj(A | B, "X-Custom", tap_fmt("%s%s", PA, PB), "sk-alphabravo:pw", A | B,
 	    "two secrets back to back");
-	inj(A, "X-Custom", fmt("%s %s", PA, PB), fmt("sk-alpha %s", PB), A,
+	inj(A, "X-Custom", tap_fmt("%s %s", PA, PB), tap_fmt("sk-alpha %s", PB), A,
 	    "only approved replaced");
-	inj(0, "Authorization", fmt("Bearer %s", PA), fmt("Bearer %s", PA), 0,
+	inj(0, "Authorization", tap_fmt("Bearer %s", PA), tap_fmt("Bearer %s", PA), 0,
 	    "nothing approved: unchanged");
 	inj(A, "X-Custom", "no placeholder here", "no placeholder here", 0, "no placeholder");
 	inj(A, "X-Custom", "", "", 0, "empty value");
-	inj(A, "X-Custom", fmt("%.42s", PA), fmt("%.42s", PA), 0, "truncated placeholder");
+	inj(A, "X-Custom", tap_fmt("%.42s", PA), tap_fmt("%.42s", PA), 0, "truncated placeholder");
 	{
 		char up[PLACEHOLDER_LEN + 1];
 		strcpy(up, PA);
@@ -120,40 +106,40 @@ static void test_inject(void)
 				*c = (char)(*c - 32);
 		inj(A, "X-Custom", up, up, 0, "upper-cased placeholder is not injected");
 	}
-	inj(A, "X-Custom", fmt("egressd-ph-%s", PA), fmt("egressd-ph-sk-alpha"), A,
+	inj(A, "X-Custom", tap_fmt("egressd-ph-%s", PA), tap_fmt("egressd-ph-sk-alpha"), A,
 	    "placeholder after a false prefix");
 
 	/* Basic */
-	inj(B, "Authorization", fmt("Basic %s", b64(fmt("%s:x", PB))),
-	    fmt("Basic %s", b64("bravo:pw:x")), B, "Basic, placeholder as user");
-	inj(A, "Authorization", fmt("Basic %s", b64(fmt("user:%s", PA))),
-	    fmt("Basic %s", b64("user:sk-alpha")), A, "Basic, placeholder as password");
-	inj(A, "proxy-authorization", fmt("basic   %s", b64(fmt("user:%s", PA))),
-	    fmt("basic   %s", b64("user:sk-alpha")), A,
+	inj(B, "Authorization", tap_fmt("Basic %s", b64(tap_fmt("%s:x", PB))),
+	    tap_fmt("Basic %s", b64("bravo:pw:x")), B, "Basic, placeholder as user");
+	inj(A, "Authorization", tap_fmt("Basic %s", b64(tap_fmt("user:%s", PA))),
+	    tap_fmt("Basic %s", b64("user:sk-alpha")), A, "Basic, placeholder as password");
+	inj(A, "proxy-authorization", tap_fmt("basic   %s", b64(tap_fmt("user:%s", PA))),
+	    tap_fmt("basic   %s", b64("user:sk-alpha")), A,
 	    "lower-case basic, several spaces, Proxy-Authorization");
-	inj(A | B, "AUTHORIZATION", fmt("BASIC %s", b64(fmt("%s:%s", PB, PA))),
-	    fmt("BASIC %s", b64("bravo:pw:sk-alpha")), A | B, "Basic, user and password");
-	inj(B, "Authorization", fmt("Basic %s", b64(fmt("%s:x", PA))),
-	    fmt("Basic %s", b64(fmt("%s:x", PA))), 0, "Basic, unapproved left alone");
-	inj(A, "X-Other", fmt("Basic %s", b64(fmt("u:%s", PA))),
-	    fmt("Basic %s", b64(fmt("u:%s", PA))), 0, "Basic in another header: raw only");
+	inj(A | B, "AUTHORIZATION", tap_fmt("BASIC %s", b64(tap_fmt("%s:%s", PB, PA))),
+	    tap_fmt("BASIC %s", b64("bravo:pw:sk-alpha")), A | B, "Basic, user and password");
+	inj(B, "Authorization", tap_fmt("Basic %s", b64(tap_fmt("%s:x", PA))),
+	    tap_fmt("Basic %s", b64(tap_fmt("%s:x", PA))), 0, "Basic, unapproved left alone");
+	inj(A, "X-Other", tap_fmt("Basic %s", b64(tap_fmt("u:%s", PA))),
+	    tap_fmt("Basic %s", b64(tap_fmt("u:%s", PA))), 0, "Basic in another header: raw only");
 	{
-		char *enc = b64(fmt("user:%s", PA)), bad[512];
+		char *enc = b64(tap_fmt("user:%s", PA)), bad[512];
 		size_t n = strlen(enc);
 
 		strcpy(bad, enc);
 		bad[n - 1] = '\0'; /* drop padding: not strict base64 */
-		inj(A, "Authorization", fmt("Basic %s", bad), fmt("Basic %s", bad), 0,
+		inj(A, "Authorization", tap_fmt("Basic %s", bad), tap_fmt("Basic %s", bad), 0,
 		    "Basic without padding left alone");
 		strcpy(bad, enc);
 		bad[3] = '*';
-		inj(A, "Authorization", fmt("Basic %s", bad), fmt("Basic %s", bad), 0,
+		inj(A, "Authorization", tap_fmt("Basic %s", bad), tap_fmt("Basic %s", bad), 0,
 		    "Basic with a bad character left alone");
 	}
 	inj(A, "Authorization", "Basic dGVzdA=", "Basic dGVzdA=", 0, "bad padding left alone");
 	inj(A, "Authorization", "Basic dGVzdB==", "Basic dGVzdB==", 0,
 	    "non-canonical base64 left alone");
-	inj(A, "Authorization", fmt("Basic %s", PA), "Basic sk-alpha", A,
+	inj(A, "Authorization", tap_fmt("Basic %s", PA), "Basic sk-alpha", A,
 	    "Basic with a raw placeholder: raw substitution");
 	inj(A, "Authorization", "Basic ", "Basic ", 0, "empty Basic");
 	inj(A, "Authorization", "Basic dGVzdA==", "Basic dGVzdA==", 0,
@@ -166,7 +152,7 @@ static void test_inject(void)
 	   strcmp(o.p, "ab") == 0, "cap hit: false, buffer restored");
 	obuf_dispose(&o);
 	obuf_init(&o, 12);
-	ok(inject_header(set, A, "X", 1, fmt("%s!", PA), PLACEHOLDER_LEN + 1, &o, &used) &&
+	ok(inject_header(set, A, "X", 1, tap_fmt("%s!", PA), PLACEHOLDER_LEN + 1, &o, &used) &&
 	   o.len == 9, "output may be shorter than the cap of the input");
 	obuf_dispose(&o);
 }
@@ -204,36 +190,36 @@ static void test_leaks(void)
 {
 	char p1[256];
 
-	ok(leaks(0, fmt("x-key: %s", PA), false) == A, "raw leak");
-	ok(leaks(A, fmt("x-key: %s", PA), false) == 0, "approved is not a leak");
-	ok(leaks(A, fmt("%s,%s,%s", PA, PB, PC), false) == (B | C), "several leaks");
+	ok(leaks(0, tap_fmt("x-key: %s", PA), false) == A, "raw leak");
+	ok(leaks(A, tap_fmt("x-key: %s", PA), false) == 0, "approved is not a leak");
+	ok(leaks(A, tap_fmt("%s,%s,%s", PA, PB, PC), false) == (B | C), "several leaks");
 	ok(leaks(0, "/v1/nothing?q=1", false) == 0, "no leak");
-	ok(leaks(0, fmt("%.42s", PA), false) == 0, "truncated placeholder: no leak");
-	ok(leaks(0, fmt("/p?k=%s", pct(PA)), false) == A, "percent-encoded leak");
-	ok(leaks(0, fmt("/p?k=%s", upper(pct(PA))), false) == A,
+	ok(leaks(0, tap_fmt("%.42s", PA), false) == 0, "truncated placeholder: no leak");
+	ok(leaks(0, tap_fmt("/p?k=%s", pct(PA)), false) == A, "percent-encoded leak");
+	ok(leaks(0, tap_fmt("/p?k=%s", upper(pct(PA))), false) == A,
 	   "percent-encoded with upper-case %%XX");
 	strcpy(p1, pct(PB));
-	ok(leaks(0, fmt("/p?k=%s", pct(p1)), false) == B, "double percent-encoded leak");
-	ok(leaks(0, fmt("/p?k=%s", pct(pct(p1))), false) == B, "triple percent-encoded leak");
-	ok(leaks(0, fmt("/p?k=%s", pct(pct(pct(p1)))), false) == 0,
+	ok(leaks(0, tap_fmt("/p?k=%s", pct(p1)), false) == B, "double percent-encoded leak");
+	ok(leaks(0, tap_fmt("/p?k=%s", pct(pct(p1))), false) == B, "triple percent-encoded leak");
+	ok(leaks(0, tap_fmt("/p?k=%s", pct(pct(pct(p1)))), false) == 0,
 	   "four rounds: beyond the limit");
 	ok(leaks(0, upper(PA), false) == A, "upper-cased placeholder");
-	ok(leaks(0, fmt("%.11s%s", PA, upper(PA + 11)), false) == A, "upper-cased hex only");
-	ok(leaks(0, fmt("%%%s", PA), false) == A, "stray %% before the placeholder");
-	ok(leaks(0, fmt("Basic %s", b64(fmt("user:%s", PA))), true) == A, "leak inside Basic");
-	ok(leaks(0, fmt("Basic %s", b64(fmt("%s:pw", PB))), false) == 0,
+	ok(leaks(0, tap_fmt("%.11s%s", PA, upper(PA + 11)), false) == A, "upper-cased hex only");
+	ok(leaks(0, tap_fmt("%%%s", PA), false) == A, "stray %% before the placeholder");
+	ok(leaks(0, tap_fmt("Basic %s", b64(tap_fmt("user:%s", PA))), true) == A, "leak inside Basic");
+	ok(leaks(0, tap_fmt("Basic %s", b64(tap_fmt("%s:pw", PB))), false) == 0,
 	   "Basic not decoded when basic is false");
-	ok(leaks(B, fmt("Basic %s", b64(fmt("%s:pw", PB))), true) == 0,
+	ok(leaks(B, tap_fmt("Basic %s", b64(tap_fmt("%s:pw", PB))), true) == 0,
 	   "approved inside Basic: no leak");
 	{
 		char enc[512];
-		strcpy(enc, b64(fmt("u:%s", PC)));
+		strcpy(enc, b64(tap_fmt("u:%s", PC)));
 		enc[strcspn(enc, "=")] = '\0';
-		ok(leaks(0, fmt("basic %s", enc), true) == C, "Basic without padding still scanned");
+		ok(leaks(0, tap_fmt("basic %s", enc), true) == C, "Basic without padding still scanned");
 	}
-	ok(leaks(0, fmt("Basic %s", b64(fmt("u:%s", pct(PA)))), true) == A,
+	ok(leaks(0, tap_fmt("Basic %s", b64(tap_fmt("u:%s", pct(PA)))), true) == A,
 	   "percent-encoded inside Basic");
-	ok(leaks(0, fmt("Basic %s", b64(upper(PA))), true) == A, "upper-case inside Basic");
+	ok(leaks(0, tap_fmt("Basic %s", b64(upper(PA))), true) == A, "upper-case inside Basic");
 	ok(leaks(0, "Basic !!!!", true) == 0, "invalid Basic: no crash, no leak");
 	ok(leaks(0, "", true) == 0, "empty text");
 }
@@ -262,22 +248,22 @@ static void test_redact_string(void)
 {
 	struct obuf o;
 
-	red(A, "echo sk-alpha!", fmt("echo %s!", PA), "one value");
-	red(A, "sk-alphask-alpha", fmt("%s%s", PA, PA), "back to back");
+	red(A, "echo sk-alpha!", tap_fmt("echo %s!", PA), "one value");
+	red(A, "sk-alphask-alpha", tap_fmt("%s%s", PA, PA), "back to back");
 	red(B, "sk-alpha", "sk-alpha", "not in mask");
-	red(A | C, "x sk-alpha-long y sk-alpha z", fmt("x %s y %s z", PC, PA),
+	red(A | C, "x sk-alpha-long y sk-alpha z", tap_fmt("x %s y %s z", PC, PA),
 	    "longest value first when one contains another");
-	red(A | C, "sk-alpha-lon", fmt("%s-lon", PA), "prefix of the longer value");
-	red(A | B | C, "bravo:pwsk-alpha", fmt("%s%s", PB, PA), "two secrets");
+	red(A | C, "sk-alpha-lon", tap_fmt("%s-lon", PA), "prefix of the longer value");
+	red(A | B | C, "bravo:pwsk-alpha", tap_fmt("%s%s", PB, PA), "two secrets");
 	red(A, "", "", "empty");
 	red(A, "sk-alph", "sk-alph", "partial value kept");
-	red(A, "{\"k\":\"sk\\u002Dalpha\"}", fmt("{\"k\":\"%s\"}", PA), "JSON \\u escape");
-	red(B, "u=bravo%3Apw&", fmt("u=%s&", PB), "percent-encoded (%3A)");
-	red(B, "u=bravo%3apw", fmt("u=%s", PB), "percent-encoded, lower-case hex");
+	red(A, "{\"k\":\"sk\\u002Dalpha\"}", tap_fmt("{\"k\":\"%s\"}", PA), "JSON \\u escape");
+	red(B, "u=bravo%3Apw&", tap_fmt("u=%s&", PB), "percent-encoded (%3A)");
+	red(B, "u=bravo%3apw", tap_fmt("u=%s", PB), "percent-encoded, lower-case hex");
 	red(A | C, "sk%2Dalpha%2dlong", PC, "percent-encoded, longest value wins");
 	red(A, "736B2D616C706861", hexs(PA, true), "hex upper-case");
-	red(A, "x736b2d616c706861y", fmt("x%sy", hexs(PA, false)), "hex lower-case");
-	red(A, "sk-alpha%", fmt("%s%%", PA), "raw value before a stray %");
+	red(A, "x736b2d616c706861y", tap_fmt("x%sy", hexs(PA, false)), "hex lower-case");
+	red(A, "sk-alpha%", tap_fmt("%s%%", PA), "raw value before a stray %");
 	obuf_init(&o, 10);
 	ok(!redact_string(set, A, "sk-alpha", 8, &o) && o.len == 0, "cap hit: false, restored");
 	obuf_dispose(&o);

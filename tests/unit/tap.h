@@ -39,6 +39,23 @@ static int tap_ok(int cond, const char *file, int line, const char *fmt, ...)
 			       w_ ? w_ : "(null)");                              \
 	} while (0)
 
+/* printf into one of four rotating static buffers (test inputs built from
+ * placeholders) */
+static inline char *tap_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static inline char *tap_fmt(const char *f, ...)
+{
+	static char bufs[4][16384];
+	static int k;
+	va_list ap;
+	char *b = bufs[k++ & 3];
+
+	va_start(ap, f);
+	vsnprintf(b, sizeof(bufs[0]), f, ap);
+	va_end(ap);
+	return b;
+}
+
+
 /* Prints the plan; returns the exit status for main(). */
 static inline int done_testing(void)
 {
