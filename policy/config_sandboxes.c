@@ -26,6 +26,22 @@ static bool add_selector(struct loader *L, const char *s, size_t n, void *arg)
 	       config_fail(L, false, "%s: %s", config_path_str(L, where), e);
 }
 
+static bool is_selector_key(const char *key)
+{
+	return strcmp(key, "source") == 0 || strcmp(key, "listen") == 0;
+}
+
+/* A sandbox entry's "source" (addresses or CIDRs) or "listen" (IP:PORT
+ * listeners) into sandbox sb: the file's sandboxes and the API's alike. */
+static bool load_selectors(struct loader *L, int sb, const char *key, const json_t *v)
+{
+	if (strcmp(key, "source") == 0)
+		return config_each_string(L, v, "an address or CIDR", add_selector,
+					  &(struct selector){ sb, sbx_add_source });
+	return config_each_string(L, v, "an IP:PORT listener", add_selector,
+				  &(struct selector){ sb, sbx_add_listen });
+}
+
 /* A sandbox's policy file, relative to the main file's directory. */
 static bool load_policy_file(struct loader *L, int sb, const char *file, struct policy *p)
 {
@@ -117,12 +133,8 @@ static bool load_sandbox(struct loader *L, const char *name, const json_t *obj)
 	json_object_foreach((json_t *)obj, key, v) {
 		bool ok;
 		config_push_key(L, key);
-		if (strcmp(key, "source") == 0)
-			ok = config_each_string(L, v, "an address or CIDR", add_selector,
-						&(struct selector){ sb, sbx_add_source });
-		else if (strcmp(key, "listen") == 0)
-			ok = config_each_string(L, v, "an IP:PORT listener", add_selector,
-						&(struct selector){ sb, sbx_add_listen });
+		if (is_selector_key(key))
+			ok = load_selectors(L, sb, key, v);
 		else if (strcmp(key, "policy") == 0)
 			ok = load_sandbox_policy(L, sb, pol = v);
 		else
@@ -184,12 +196,8 @@ static bool split_entry(struct loader *L, int sb, const json_t *root, json_t *po
 	json_object_foreach((json_t *)root, key, v) {
 		bool ok = true;
 		config_push_key(L, key);
-		if (strcmp(key, "source") == 0)
-			ok = config_each_string(L, v, "an address or CIDR", add_selector,
-						&(struct selector){ sb, sbx_add_source });
-		else if (strcmp(key, "listen") == 0)
-			ok = config_each_string(L, v, "an IP:PORT listener", add_selector,
-						&(struct selector){ sb, sbx_add_listen });
+		if (is_selector_key(key))
+			ok = load_selectors(L, sb, key, v);
 		else if (is_policy_key(key))
 			json_object_set(pol, key, v);
 		else
