@@ -13,14 +13,7 @@
 
 struct policy;
 struct sbtable;
-struct event_base;
-struct evdns_base;
 struct fakeip;
-struct certcache;
-struct closeq;
-struct metrics_worker;
-struct pipepool;
-struct evbuffer;
 struct secretset;
 struct tls;
 
