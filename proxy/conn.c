@@ -258,7 +258,7 @@ void conn_close(struct conn *c)
 		log_cut(c);
 		log_close(c);
 		if (!c->metered)
-			metrics_conn_decided(c->w->mx, MX_MODE_NONE, false);
+			metrics_conn_decided(c->w->mx, MODE_NONE, false);
 		metrics_conn_close(c->w->mx);
 		/* the slot is free before the client can see the close
 		 * (--max-connections), and the worker's list holds live
@@ -393,22 +393,12 @@ static const char *reason_detail(enum reason r)
 	}
 }
 
-/* The mode label of c's decision (see metrics.h). */
-static enum metrics_mode metrics_mode(const struct conn *c)
-{
-	if (c->intercept)
-		return MX_MODE_INTERCEPT;
-	if (c->transparent)
-		return c->peeked == PEEK_HTTP && !c->t.is_ip ? MX_MODE_ORIGIN : MX_MODE_TRANSPARENT;
-	return c->mode == MODE_HTTP ? MX_MODE_HTTP : MX_MODE_CONNECT;
-}
-
 void conn_meter(struct conn *c)
 {
 	if (c->metered)
 		return;
 	c->metered = true;
-	metrics_conn_decided(c->w->mx, metrics_mode(c), c->d.allow);
+	metrics_conn_decided(c->w->mx, c->mode, c->d.allow);
 	if (gen_sandbox_slot(c->gen) != GEN_NO_SANDBOX)
 		metrics_sandbox_conn(c->w->mx, gen_sandbox_slot(c->gen), c->d.allow);
 }
@@ -427,6 +417,8 @@ void conn_log_connect(struct conn *c)
 	jsonw_str(&w, "client", c->client);
 	if (*policy_scope(c->pol))
 		jsonw_str(&w, "sandbox", policy_scope(c->pol));
+	/* the log names how the connection arrived (SPEC): transparent, or
+	 * the explicit proxy's request kind; interception is a flag */
 	jsonw_str(&w, "mode", c->transparent ? "transparent" : c->mode == MODE_HTTP ? "http" : "connect");
 	jsonw_str(&w, "host", c->t.host);
 	jsonw_int(&w, "port", c->t.port);
@@ -437,8 +429,8 @@ void conn_log_connect(struct conn *c)
 		jsonw_str(&w, "rule", c->d.rule ? c->d.rule : "*");
 	else
 		jsonw_str(&w, "reason", reason_str(c->d.reason));
-	jsonw_bool(&w, "intercept", c->intercept);
-	if (c->intercept && c->up_connected && bufferevent_openssl_get_ssl(c->up))
+	jsonw_bool(&w, "intercept", c->mode == MODE_INTERCEPT);
+	if (c->mode == MODE_INTERCEPT && c->up_connected && bufferevent_openssl_get_ssl(c->up))
 		jsonw_bool(&w, "upstream_resumed", SSL_session_reused(bufferevent_openssl_get_ssl(c->up)));
 	audit_emit(&w);
 }
@@ -450,7 +442,7 @@ void conn_decide_intercept(struct conn *c)
 {
 	if (!c->w->tls || !policy_intercepts(c->pol, &c->t))
 		return;
-	c->intercept = true;
+	c->mode = MODE_INTERCEPT;
 	c->approved = secretset_approved(c->ss, c->pol, &c->t);
 	if (c->approved)
 		c->redactor = redactor_new(c->ss, c->approved);

@@ -17,6 +17,7 @@
 #include "httpmsg.h"
 #include "pattern.h"
 #include "policy.h"
+#include "connmode.h"
 #include "reason.h"
 
 struct bufferevent;
@@ -44,13 +45,6 @@ enum conn_state {
 	ST_TLS,       /* intercepted CONNECT: the sandbox's TLS handshake with us */
 	ST_PEEK,      /* transparent: reading (not consuming) the first bytes */
 	ST_CLOSING,   /* flushing a final reply to the client, then free */
-};
-
-enum conn_mode {
-	MODE_CONNECT,   /* CONNECT tunnel, untouched */
-	MODE_HTTP,      /* absolute-form plain HTTP */
-	MODE_INTERCEPT, /* TLS egressd terminates (CONNECT or transparent) */
-	MODE_ORIGIN,    /* transparent plain HTTP: origin-form requests for one host */
 };
 
 /* A phase of a connection (a request head, DNS and connect, the ClientHello
@@ -101,7 +95,7 @@ struct conn {
 	bool cl_rd_end;                /* cl_rd saw EOF or an error: never re-armed */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
-	enum conn_mode mode;
+	enum conn_mode mode;           /* MODE_NONE until decided (connmode.h) */
 	char client[ADDR_STRLEN + 8];  /* "addr:port" of the client */
 	struct target t;               /* current (checked) target */
 	struct decision d;
@@ -116,9 +110,8 @@ struct conn {
 	uint64_t bytes_up, bytes_down;
 	struct timeval start, last_activity;
 	bool logged_connect;
-	bool intercept;                /* CONNECT target is intercepted */
 	bool up_tls;                   /* c->up is the TLS bufferevent (handshaking or up) */
-	bool transparent;              /* accepted on a transparent listener */
+	bool transparent;              /* accepted on a transparent listener (not a mode) */
 	struct ipaddr orig;            /* transparent: original destination */
 	uint16_t orig_port;
 	enum { PEEK_NONE, PEEK_TLS, PEEK_HTTP } peeked; /* what the first bytes were */

@@ -96,11 +96,9 @@ size_t exchange_size(void)
 static void meter(const struct exchange *ex, const struct conn *c)
 {
 	struct metrics_worker *mx = c->w->mx;
-	enum metrics_mode mode = c->mode == MODE_INTERCEPT ? MX_MODE_INTERCEPT :
-				 c->mode == MODE_ORIGIN ? MX_MODE_ORIGIN : MX_MODE_HTTP;
 
 	if (!ex->cut) /* counts requests answered, duration to the end */
-		metrics_request(mx, mode, elapsed_usec(&ex->start));
+		metrics_request(mx, c->mode, elapsed_usec(&ex->start));
 	for (uint64_t m = ex->injected; m; m &= m - 1)
 		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 }

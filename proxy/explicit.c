@@ -26,7 +26,7 @@ static void on_connect_head(struct conn *c, const char *url, size_t ulen)
 		return;
 	}
 	conn_decide_intercept(c);
-	if (c->intercept) {
+	if (c->mode == MODE_INTERCEPT) {
 		c->on_head = httpfwd_on_head; /* the requests inside the tunnel */
 		upstream_start(c, intercept_start_client);
 	} else {

@@ -300,7 +300,6 @@ void intercept_start_client(struct conn *c)
 	c->cl = f;
 	c->cl_layer = &client_layer;
 	conn_enter(c, &handshake_phase);
-	c->mode = MODE_INTERCEPT;
 	evutil_gettimeofday(&c->hs_start, NULL);
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, conn_on_client_read, conn_on_write, conn_on_event, c);

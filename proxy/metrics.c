@@ -48,7 +48,7 @@ static const char *const bucket_le[MX_BUCKETS + 1] = {
 	"1", "2.5", "5", "10", "+Inf",
 };
 
-static const char *const mode_names[MX_MODES] = {
+static const char *const mode_names[MODE_COUNT] = {
 	"none", "connect", "http", "intercept", "origin", "transparent",
 };
 static const char *const upstream_names[MX_UP_KINDS] = {
@@ -67,9 +67,9 @@ struct hist {
 /* Written only by its worker's thread (plain load + store, relaxed), read by
  * the scrape thread (relaxed loads); aligned so no two workers share a line. */
 struct metrics_worker {
-	uint64_t conns[MX_MODES][2];      /* [mode][allow] */
+	uint64_t conns[MODE_COUNT][2];      /* [mode][allow] */
 	int64_t open;                     /* this worker's opens minus closes */
-	uint64_t requests[MX_MODES];
+	uint64_t requests[MODE_COUNT];
 	uint64_t refusals[MX_REASONS];
 	uint64_t upstream[MX_UP_KINDS];
 	uint64_t timeouts[MX_TO_KINDS];
@@ -77,7 +77,7 @@ struct metrics_worker {
 	uint64_t leaks;
 	uint64_t cert_hits, cert_misses, cert_entries, cert_minted;
 	struct hist handshake[MX_SIDES];
-	struct hist request[MX_MODES];
+	struct hist request[MODE_COUNT];
 	uint64_t secrets[METRICS_SECRET_NAMES + 1]; /* the last: "_other" */
 	uint64_t sandboxes[METRICS_SANDBOX_NAMES + 1][2]; /* [slot][allow]; the last: "_other" */
 } __attribute__((aligned(64)));
@@ -200,9 +200,9 @@ void metrics_conn_close(struct metrics_worker *w)
 	__atomic_store_n(&w->open, GET(w->open) - 1, __ATOMIC_RELEASE);
 }
 
-void metrics_conn_decided(struct metrics_worker *w, enum metrics_mode mode, bool allow)
+void metrics_conn_decided(struct metrics_worker *w, enum conn_mode mode, bool allow)
 {
-	if (mode < MX_MODES)
+	if (mode < MODE_COUNT)
 		ADD(w->conns[mode][allow ? 1 : 0], 1);
 }
 
@@ -216,9 +216,9 @@ static void observe(struct hist *h, uint64_t usec)
 	ADD(h->sum_us, usec);
 }
 
-void metrics_request(struct metrics_worker *w, enum metrics_mode mode, uint64_t usec)
+void metrics_request(struct metrics_worker *w, enum conn_mode mode, uint64_t usec)
 {
-	if (mode >= MX_MODES)
+	if (mode >= MODE_COUNT)
 		return;
 	ADD(w->requests[mode], 1);
 	observe(&w->request[mode], usec);
@@ -378,8 +378,8 @@ static void render_connections(FILE *f, const struct metrics *m)
 	       "Client connections by the mode they ended up in and the decision (counted once "
 	       "each; mode=none: ended before a decision was logged)");
 	fprintf(f, "egressd_connections_total{mode=\"none\",decision=\"none\"} %llu\n",
-		(unsigned long long)(SUM(m, conns[MX_MODE_NONE][0]) + SUM(m, conns[MX_MODE_NONE][1])));
-	for (int md = MX_MODE_NONE + 1; md < MX_MODES; md++)
+		(unsigned long long)(SUM(m, conns[MODE_NONE][0]) + SUM(m, conns[MODE_NONE][1])));
+	for (int md = MODE_NONE + 1; md < MODE_COUNT; md++)
 		for (int a = 1; a >= 0; a--)
 			fprintf(f, "egressd_connections_total{mode=\"%s\",decision=\"%s\"} %llu\n",
 				mode_names[md], a ? "allow" : "deny",
@@ -391,7 +391,7 @@ static void render_connections(FILE *f, const struct metrics *m)
 
 static void render_requests(FILE *f, const struct metrics *m)
 {
-	static const int req_modes[] = { MX_MODE_HTTP, MX_MODE_INTERCEPT, MX_MODE_ORIGIN };
+	static const int req_modes[] = { MODE_HTTP, MODE_INTERCEPT, MODE_ORIGIN };
 
 	family(f, "egressd_requests_total", "counter",
 	       "HTTP requests forwarded and answered by the upstream (mode=intercept: inside "

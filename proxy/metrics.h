@@ -10,22 +10,12 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "connmode.h"
 #include "reason.h"
 
 struct metrics;        /* process-wide: the blocks, the secret-name table, the listener */
 struct metrics_worker; /* one worker's block; every hook below runs on its thread only */
 
-/* How a connection ended up (egressd_connections_total{mode}). */
-enum metrics_mode {
-	MX_MODE_NONE,        /* ended before a decision was logged (bad head, timeout,
-				503, hung up while the upstream was being reached) */
-	MX_MODE_CONNECT,     /* CONNECT tunnel, untouched */
-	MX_MODE_HTTP,        /* absolute-form plain HTTP on the explicit listener */
-	MX_MODE_INTERCEPT,   /* TLS terminated by egressd (CONNECT or transparent) */
-	MX_MODE_ORIGIN,      /* transparent plain HTTP, checked request by request */
-	MX_MODE_TRANSPARENT, /* transparent, tunnelled untouched */
-	MX_MODES,
-};
 
 /* egressd_upstream_errors_total{kind} */
 enum metrics_upstream {
@@ -89,9 +79,9 @@ void metrics_conn_open(struct metrics_worker *w);
 void metrics_conn_close(struct metrics_worker *w);
 /* Once per connection: the mode it ended up in and the decision (MX_MODE_NONE:
  * no decision). */
-void metrics_conn_decided(struct metrics_worker *w, enum metrics_mode mode, bool allow);
+void metrics_conn_decided(struct metrics_worker *w, enum conn_mode mode, bool allow);
 /* A request completed (response received) in mode, usec after its head. */
-void metrics_request(struct metrics_worker *w, enum metrics_mode mode, uint64_t usec);
+void metrics_request(struct metrics_worker *w, enum conn_mode mode, uint64_t usec);
 void metrics_secret_injected(struct metrics_worker *w, unsigned slot);
 /* Once per connection a named sandbox claimed: its slot and the decision. */
 void metrics_sandbox_conn(struct metrics_worker *w, unsigned slot, bool allow);

@@ -59,6 +59,7 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 	if (!c)
 		return;
 	c->transparent = true;
+	c->mode = MODE_TRANSPARENT;
 	if (conn_live_count() > w->opts->max_conns) {
 		conn_error(c, 503, "too-many-connections", "egressd: too many open connections");
 		return;
@@ -121,19 +122,30 @@ static void refuse(struct conn *c, enum reason r, const char *detail)
 	conn_close_flushed(c);
 }
 
-/* Sets c->t from name (or the original address when name is NULL). */
-static bool set_target(struct conn *c, const char *name)
+/* c->t is the original destination address. */
+static void set_target_ip(struct conn *c)
 {
-	char err[PATTERN_ERRLEN];
-
-	if (name)
-		return target_from_host(name, strlen(name), c->orig_port, &c->t, err);
 	memset(&c->t, 0, sizeof(c->t));
 	c->t.is_ip = true;
 	c->t.ip = c->orig;
 	c->t.port = c->orig_port;
 	addr_format(&c->orig, c->t.host);
-	return true;
+}
+
+/* Sets c->t from name (or the original address when name is NULL), and the
+ * mode that follows unless interception is decided: plain HTTP to a name is
+ * checked request by request, anything else tunnelled. */
+static bool set_target(struct conn *c, const char *name)
+{
+	char err[PATTERN_ERRLEN];
+	bool ok = true;
+
+	if (name)
+		ok = target_from_host(name, strlen(name), c->orig_port, &c->t, err);
+	else
+		set_target_ip(c);
+	c->mode = ok && c->peeked == PEEK_HTTP && !c->t.is_ip ? MODE_ORIGIN : MODE_TRANSPARENT;
+	return ok;
 }
 
 static bool same_name(const char *a, const char *b)
@@ -172,7 +184,7 @@ static void decide(struct conn *c, const char *name)
 	if (c->peeked == PEEK_TLS && !c->t.is_ip)
 		conn_decide_intercept(c);
 	conn_head_done(c);
-	if (c->intercept) {
+	if (c->mode == MODE_INTERCEPT) {
 		c->on_head = httpfwd_on_head; /* the requests inside the TLS */
 		upstream_start(c, intercept_start_client);
 	} else {
@@ -259,9 +271,8 @@ static const struct conn_phase peek_phase = {
 static void transparent_connected(struct conn *c)
 {
 	conn_log_connect(c);
-	if (c->peeked == PEEK_HTTP && !c->t.is_ip) {
+	if (c->mode == MODE_ORIGIN) {
 		/* requests are parsed one by one, each Host checked, leaks seen */
-		c->mode = MODE_ORIGIN;
 		c->on_head = httpfwd_on_head;
 		h1head_enter(c);
 		conn_head_phase(c);

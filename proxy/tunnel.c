@@ -308,7 +308,7 @@ bool tunnel_start(struct conn *c)
 	struct tunnel *t;
 	size_t upfront;
 
-	if (c->mode != MODE_CONNECT || c->cl_raw || c->up_tls || !c->cl || !c->up ||
+	if ((c->mode != MODE_CONNECT && c->mode != MODE_TRANSPARENT) || c->cl_raw || c->up_tls || !c->cl || !c->up ||
 	    !c->w->pipes)
 		return false;
 	t = xcalloc(1, sizeof(*t));

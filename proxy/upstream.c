@@ -226,7 +226,7 @@ static bool connect_event(struct conn *c, struct bufferevent *bev, short what)
 	if (bev != c->up)
 		return false;
 	if (what & BEV_EVENT_CONNECTED) {
-		if (c->intercept && !c->up_tls) {
+		if (c->mode == MODE_INTERCEPT && !c->up_tls) {
 			intercept_start_upstream(c);
 			return true;
 		}

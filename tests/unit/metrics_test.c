@@ -102,16 +102,16 @@ int main(void)
 	metrics_conn_open(w0);
 	metrics_conn_open(w1);
 	metrics_conn_close(w1);
-	metrics_conn_decided(w0, MX_MODE_CONNECT, true);
-	metrics_conn_decided(w0, MX_MODE_CONNECT, true);
-	metrics_conn_decided(w1, MX_MODE_CONNECT, true);
-	metrics_conn_decided(w1, MX_MODE_HTTP, false);
-	metrics_conn_decided(w1, MX_MODE_NONE, false);
+	metrics_conn_decided(w0, MODE_CONNECT, true);
+	metrics_conn_decided(w0, MODE_CONNECT, true);
+	metrics_conn_decided(w1, MODE_CONNECT, true);
+	metrics_conn_decided(w1, MODE_HTTP, false);
+	metrics_conn_decided(w1, MODE_NONE, false);
 
 	/* requests and their latency: 0.4 ms, exactly 0.5 s, 20 s */
-	metrics_request(w0, MX_MODE_INTERCEPT, 400);
-	metrics_request(w1, MX_MODE_INTERCEPT, 500000);
-	metrics_request(w1, MX_MODE_INTERCEPT, 20000000);
+	metrics_request(w0, MODE_INTERCEPT, 400);
+	metrics_request(w1, MODE_INTERCEPT, 500000);
+	metrics_request(w1, MODE_INTERCEPT, 20000000);
 	metrics_handshake(w0, MX_SIDE_CLIENT, 3000);
 
 	/* secrets: same name, same slot; past the table, "_other" */
