@@ -30,7 +30,8 @@
  * marks that one not resumable as the connection goes on (a TLS 1.3 ticket
  * once a handshake has used it; any session when its connection fails). A
  * TLS 1.3 ticket is used once (RFC 8446 C.4: reuse lets observers link
- * connections; OpenSSL refuses a second use anyway): servers send one or two
+ * connections; servers, OpenSSL's included, would accept it again, so the
+ * cache hands each copy out once): servers send one or two
  * with every handshake, so a slot refills while its host is in use. */
 #define SESS_PER_SLOT 8
 struct sess_slot {
