@@ -106,33 +106,40 @@ void observe_free(struct observe *o)
 
 /* ---- destinations ---- */
 
-static uint64_t row_hash(const char *host, uint16_t port, enum obs_proto p, enum obs_decision d,
-			 const char *why)
+/* A row's key: where (sandbox, host, port) and how (protocol, decision, why). */
+struct rkey {
+	const char *sandbox, *host;
+	uint16_t port;
+	enum obs_proto p;
+	enum obs_decision d;
+	const char *why;
+};
+
+static uint64_t row_hash(const struct rkey *k)
 {
 	uint64_t h = 1469598103934665603ULL;
-	unsigned k[3] = { port, (unsigned)p, (unsigned)d };
+	unsigned n[3] = { k->port, (unsigned)k->p, (unsigned)k->d };
 
-	h = fnv(h, host, strlen(host) + 1);
-	h = fnv(h, k, sizeof(k));
-	return fnv(h, why, strlen(why));
+	h = fnv(h, k->sandbox, strlen(k->sandbox) + 1);
+	h = fnv(h, k->host, strlen(k->host) + 1);
+	h = fnv(h, n, sizeof(n));
+	return fnv(h, k->why, strlen(k->why));
 }
 
-static bool row_is(const struct obs_row *r, const char *host, uint16_t port, enum obs_proto p,
-		   enum obs_decision d, const char *why)
+static bool row_is(const struct obs_row *r, const struct rkey *k)
 {
-	return r->port == port && r->proto == p && r->decision == d && !strcmp(r->host, host) &&
-	       !strcmp(r->why, why);
+	return r->port == k->port && r->proto == k->p && r->decision == k->d &&
+	       !strcmp(r->host, k->host) && !strcmp(r->why, k->why) && !strcmp(r->sandbox, k->sandbox);
 }
 
-/* The row of that key, made if need be; past the limit, _other. */
-static int row_find(struct observe *o, const char *host, uint16_t port, enum obs_proto p,
-		    enum obs_decision d, const char *why)
+/* The row of key k, made if need be; past the limit, _other. */
+static int row_find(struct observe *o, const struct rkey *k)
 {
-	size_t i = (size_t)row_hash(host, port, p, d, why) & (o->icap - 1);
+	size_t i = (size_t)row_hash(k) & (o->icap - 1);
 	struct obs_row *r;
 
 	for (; o->index[i]; i = (i + 1) & (o->icap - 1))
-		if (row_is(&o->rows[o->index[i] - 1], host, port, p, d, why))
+		if (row_is(&o->rows[o->index[i] - 1], k))
 			return o->index[i] - 1;
 	if (o->nrows == o->max) {
 		o->overflow++;
@@ -141,11 +148,12 @@ static int row_find(struct observe *o, const char *host, uint16_t port, enum obs
 		return (int)o->max;
 	}
 	r = &o->rows[o->nrows];
-	snprintf(r->host, sizeof(r->host), "%s", host);
-	r->port = port;
-	r->proto = p;
-	r->decision = d;
-	snprintf(r->why, sizeof(r->why), "%s", why);
+	snprintf(r->sandbox, sizeof(r->sandbox), "%s", k->sandbox);
+	snprintf(r->host, sizeof(r->host), "%s", k->host);
+	r->port = k->port;
+	r->proto = k->p;
+	r->decision = k->d;
+	snprintf(r->why, sizeof(r->why), "%s", k->why);
 	o->index[i] = (int)++o->nrows;
 	return (int)o->nrows - 1;
 }
@@ -191,20 +199,23 @@ static void live_count(struct observe *o, struct live *l, int row)
 	l->row = row;
 }
 
-/* Moves l's connection to the row of the same host and port with another
- * protocol, decision or why. */
+/* Moves l's connection to the row of the same sandbox, host and port with
+ * another protocol, decision or why. */
 static void live_move(struct observe *o, struct live *l, enum obs_proto p, enum obs_decision d,
 		      const char *why)
 {
 	struct obs_row *r = &o->rows[l->row];
-	char host[sizeof(r->host)];
-	uint16_t port = r->port;
+	char host[sizeof(r->host)], sandbox[sizeof(r->sandbox)], w[sizeof(r->why)];
+	struct rkey k = { sandbox, host, r->port, p, d, w };
 	int to;
 
 	if (l->row == (int)o->max)
 		return; /* _other stays _other */
+	/* copies: row_find may write a new row, and why may be a row's */
 	snprintf(host, sizeof(host), "%s", r->host);
-	to = row_find(o, host, port, p, d, why);
+	snprintf(sandbox, sizeof(sandbox), "%s", r->sandbox);
+	snprintf(w, sizeof(w), "%s", why);
+	to = row_find(o, &k);
 	if (to == l->row)
 		return;
 	if (o->rows[l->row].conns)
@@ -234,8 +245,9 @@ static void on_connect(struct observe *o, json_t *j, unsigned long long id)
 									   : OBS_TUNNEL;
 	enum obs_decision d = !allow ? OBS_DENY
 			      : !strcmp(rule, POLICY_LEARN_RULE) ? OBS_LEARNED : OBS_ALLOW;
-	const char *why = !allow ? str(j, "reason") : d == OBS_LEARNED ? "not-allowed" : rule;
-	int row = row_find(o, str(j, "host"), (uint16_t)num(j, "port"), p, d, why);
+	struct rkey k = { str(j, "sandbox"), str(j, "host"), (uint16_t)num(j, "port"), p, d,
+			  !allow ? str(j, "reason") : d == OBS_LEARNED ? "not-allowed" : rule };
+	int row = row_find(o, &k);
 	struct live *l = live_get(o, id, true);
 
 	if (l)
@@ -292,8 +304,10 @@ static void on_request(struct observe *o, json_t *j, unsigned long long id)
 		l->up += up;
 		l->down += down;
 	} else {
-		row = row_find(o, str(j, "host"), (uint16_t)num(j, "port"), OBS_HTTP,
-			       refused ? OBS_DENY : OBS_ALLOW, refused ? str(j, "reason") : "*");
+		struct rkey k = { str(j, "sandbox"), str(j, "host"), (uint16_t)num(j, "port"),
+				  OBS_HTTP, refused ? OBS_DENY : OBS_ALLOW,
+				  refused ? str(j, "reason") : "*" };
+		row = row_find(o, &k);
 	}
 	r = &o->rows[row];
 	r->requests++;
@@ -422,7 +436,7 @@ static int row_cmp(const void *a, const void *b)
 	} else if (x->decision != y->decision) {
 		return (int)x->decision - (int)y->decision;
 	}
-	if ((c = strcmp(x->host, y->host)))
+	if ((c = strcmp(x->sandbox, y->sandbox)) || (c = strcmp(x->host, y->host)))
 		return c;
 	if (x->port != y->port)
 		return (int)x->port - (int)y->port;

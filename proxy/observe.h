@@ -27,8 +27,9 @@ enum obs_decision {
 #define OBS_SECRETS_LEN 256
 #define OBS_OTHER_HOST "_other"
 
-/* One destination (host, port, protocol, decision, why) and its counts. */
+/* One destination (sandbox, host, port, protocol, decision, why) and its counts. */
 struct obs_row {
+	char sandbox[65];        /* the sandbox of a daemon with several, else "" */
 	char host[256];          /* a name, an address, or OBS_OTHER_HOST */
 	uint16_t port;           /* 0 for DNS-only rows and _other */
 	enum obs_proto proto;
@@ -55,7 +56,7 @@ void observe_event(void *o, const char *line, size_t len);
 void observe_attach(struct observe *o);
 
 /* A snapshot (any thread): the destinations, refusals first (then
- * learned, then allowed, then _other; by host and port within each), then
+ * learned, then allowed, then _other; by sandbox, host and port within each), then
  * the names only looked up. Returns a new array (caller frees) of *n rows. */
 struct obs_row *observe_rows(struct observe *o, size_t *n);
 /* Connections and DNS queries counted in _other so far (their

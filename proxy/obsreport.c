@@ -19,19 +19,23 @@
 
 /* ---- the report ---- */
 
+/* "HOST:PORT", prefixed "SANDBOX/" on a daemon with several sandboxes. */
 static void dest_text(const struct obs_row *r, char *buf, size_t cap)
 {
+	int k = r->sandbox[0] ? snprintf(buf, cap, "%s/", r->sandbox) : 0;
+
 	if (r->proto == OBS_DNS_ONLY || r->decision == OBS_OTHER)
-		snprintf(buf, cap, "%s", r->host);
+		snprintf(buf + k, cap - (size_t)k, "%s", r->host);
 	else
-		snprintf(buf, cap, strchr(r->host, ':') ? "[%s]:%u" : "%s:%u", r->host, r->port);
+		snprintf(buf + k, cap - (size_t)k, strchr(r->host, ':') ? "[%s]:%u" : "%s:%u",
+			 r->host, r->port);
 }
 
 static void write_table(FILE *f, const struct obs_row *rows, size_t n, uint64_t overflow,
 			size_t limit)
 {
 	size_t dests = 0, refused = 0, learned = 0, dns = 0, w = 11;
-	char d[300];
+	char d[400];
 
 	for (size_t i = 0; i < n; i++) {
 		dest_text(&rows[i], d, sizeof(d));
@@ -100,6 +104,8 @@ static json_t *row_json(const struct obs_row *r)
 		json_object_set_new(j, "answer", json_string(r->why));
 		return j;
 	}
+	if (r->sandbox[0])
+		json_object_set_new(j, "sandbox", json_string(r->sandbox));
 	json_object_set_new(j, "host", json_string(r->host));
 	json_object_set_new(j, "port", json_integer(r->port));
 	json_object_set_new(j, "protocol", json_string(r->decision == OBS_OTHER ? "-"
@@ -155,10 +161,11 @@ void obsreport_write(struct observe *o, FILE *f, bool json)
 
 /* ---- the learned policy ---- */
 
-static bool used(const struct obs_row *r)
+/* A destination sandbox (NULL: any) used: allowed or learned. */
+static bool used_by(const struct obs_row *r, const char *sandbox)
 {
 	return r->proto != OBS_DNS_ONLY && (r->decision == OBS_ALLOW || r->decision == OBS_LEARNED) &&
-	       (r->conns || r->requests);
+	       (r->conns || r->requests) && (!sandbox || !strcmp(r->sandbox, sandbox));
 }
 
 static void add_unique(json_t *a, const char *s)
@@ -189,27 +196,28 @@ static void add_pattern(json_t *a, const char *host, bool v6, unsigned port)
 	add_unique(a, p);
 }
 
-/* How many distinct names strictly under reg were used on port. */
-static size_t names_under(const struct obs_row *rows, size_t n, const struct psl *psl,
-			  const char *reg, unsigned port)
+/* How many distinct names strictly under reg sandbox sb used on port. */
+static size_t names_under(const struct obs_row *rows, size_t n, const char *sb,
+			  const struct psl *psl, const char *reg, unsigned port)
 {
 	size_t count = 0;
 	char r2[256];
 
 	for (size_t i = 0; i < n; i++) {
 		bool seen = false;
-		if (!used(&rows[i]) || port_of(&rows[i]) != port || !strcmp(rows[i].host, reg) ||
+		if (!used_by(&rows[i], sb) || port_of(&rows[i]) != port || !strcmp(rows[i].host, reg) ||
 		    !psl_registrable(psl, rows[i].host, r2, sizeof(r2)) || strcmp(r2, reg))
 			continue;
 		for (size_t k = 0; k < i && !seen; k++)
-			seen = used(&rows[k]) && port_of(&rows[k]) == port &&
+			seen = used_by(&rows[k], sb) && port_of(&rows[k]) == port &&
 			       !strcmp(rows[k].host, rows[i].host);
 		count += !seen;
 	}
 	return count;
 }
 
-static void add_learned(json_t *allow, const struct obs_row *rows, size_t n,
+/* One pattern per destination sandbox sb (NULL: any) used, into allow. */
+static void add_learned(json_t *allow, const struct obs_row *rows, size_t n, const char *sb,
 			const struct psl *psl)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -217,12 +225,12 @@ static void add_learned(json_t *allow, const struct obs_row *rows, size_t n,
 		struct target t;
 		char err[PATTERN_ERRLEN], reg[256], wild[260];
 
-		if (!used(r) || !target_from_host(r->host, strlen(r->host), r->port, &t, err))
+		if (!used_by(r, sb) || !target_from_host(r->host, strlen(r->host), r->port, &t, err))
 			continue;
 		if (t.is_ip) {
 			add_pattern(allow, t.host, t.ip.family == 6, port_of(r));
 		} else if (psl && psl_registrable(psl, t.host, reg, sizeof(reg)) &&
-			   strcmp(t.host, reg) && names_under(rows, n, psl, reg, port_of(r)) >= 2) {
+			   strcmp(t.host, reg) && names_under(rows, n, sb, psl, reg, port_of(r)) >= 2) {
 			snprintf(wild, sizeof(wild), "*.%s", reg);
 			add_pattern(allow, wild, false, port_of(r));
 		} else {
@@ -239,18 +247,26 @@ static void note_dropped(char **dropped, const char *name)
 	snprintf(*dropped + have, strlen(name) + 2, "%s%s", have ? "," : "", name);
 }
 
-/* One -c file's keys into root. */
-static bool merge_config(json_t *root, const char *path, char **dropped, char *err)
+/* The JSON object in path (a -c file, or a sandbox's policy file). */
+static json_t *load_object(const char *path, char *err)
 {
 	json_error_t jerr;
-	json_t *c = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *val;
-	const char *key;
+	json_t *c = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 
 	if (!c || !json_is_object(c)) {
-		snprintf(err, 256, "%s: %s", path, c ? "not a JSON object" : jerr.text);
+		snprintf(err, 256, "%.90s: %.150s", path, c ? "not a JSON object" : jerr.text);
 		json_decref(c);
-		return false;
+		return NULL;
 	}
+	return c;
+}
+
+/* The keys of policy object c into root. */
+static void merge_policy(json_t *root, json_t *c, char **dropped)
+{
+	json_t *val;
+	const char *key;
+
 	json_object_foreach(c, key, val) {
 		if (json_is_array(val) && (!strcmp(key, "allowNet") || !strcmp(key, "denyNet") ||
 					   !strcmp(key, "intercept"))) {
@@ -280,29 +296,126 @@ static bool merge_config(json_t *root, const char *path, char **dropped, char *e
 			json_object_set(root, key, val);
 		}
 	}
-	json_decref(c);
+}
+
+/* root's allowNet array (made if absent). */
+static json_t *allow_of(json_t *root)
+{
+	json_t *allow = json_object_get(root, "allowNet");
+
+	if (!json_is_array(allow)) {
+		allow = json_array();
+		json_object_set_new(root, "allowNet", allow);
+	}
+	return allow;
+}
+
+/* A sandbox entry's policy as one inline object: its file (relative to the
+ * sandboxes file's directory) or its object. */
+static json_t *sandbox_policy(json_t *entry, const char *main_path, char **dropped, char *err)
+{
+	json_t *src = json_object_get(entry, "policy"), *pol = json_object(), *f;
+	const char *name = json_string_value(src), *slash = strrchr(main_path, '/');
+	char path[4200];
+
+	if (json_is_object(src)) {
+		merge_policy(pol, src, dropped);
+	} else if (name) {
+		if (name[0] == '/' || !slash)
+			snprintf(path, sizeof(path), "%s", name);
+		else
+			snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - main_path), main_path,
+				 name);
+		if (!(f = load_object(path, err))) {
+			json_decref(pol);
+			return NULL;
+		}
+		merge_policy(pol, f, dropped);
+		json_decref(f);
+	}
+	return pol;
+}
+
+/* A sandboxes file: every entry kept, its policy written inline with what
+ * that sandbox used added to its allowNet. A sandbox not in the file (made
+ * through the control API) is said in the log, not written. */
+static bool learn_sandboxes(json_t *out, json_t *file, const char *path, const struct obs_row *rows,
+			    size_t n, const struct psl *psl, char **dropped, char *err)
+{
+	json_t *sbs = json_object_get(file, "sandboxes"), *res = json_object(), *e;
+	const char *name;
+
+	json_object_set_new(out, "sandboxes", res);
+	json_object_foreach(sbs, name, e) {
+		json_t *entry = json_is_object(e) ? json_copy(e) : json_object();
+		json_t *pol = sandbox_policy(e, path, dropped, err);
+		if (!pol) {
+			json_decref(entry);
+			return false;
+		}
+		add_learned(allow_of(pol), rows, n, name, psl);
+		json_object_set_new(entry, "policy", pol);
+		json_object_set_new(res, name, entry);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (used_by(&rows[i], NULL) && rows[i].sandbox[0] &&
+		    !json_object_get(sbs, rows[i].sandbox))
+			audit_msg(AUDIT_WARN, "learn", "learn: sandbox %s is not in %s (made through "
+				  "the control API?): its destination %s:%u is not written",
+				  rows[i].sandbox, path, rows[i].host, rows[i].port);
+	return true;
+}
+
+/* A single -c file with "sandboxes", or NULL. */
+static json_t *sandboxes_file(const char *const *configs, char *err, bool *failed)
+{
+	json_t *f;
+
+	*failed = false;
+	if (!configs || !configs[0] || configs[1])
+		return NULL;
+	if (!(f = load_object(configs[0], err))) {
+		*failed = true;
+		return NULL;
+	}
+	if (json_is_object(json_object_get(f, "sandboxes")))
+		return f;
+	json_decref(f);
+	return NULL;
+}
+
+/* The -c files' keys plus what was used, into root. */
+static bool learn_policy(json_t *root, const char *const *configs, const struct obs_row *rows,
+			 size_t n, const struct psl *psl, char **dropped, char *err)
+{
+	for (const char *const *c = configs; c && *c; c++) {
+		json_t *f = load_object(*c, err);
+		if (!f)
+			return false;
+		merge_policy(root, f, dropped);
+		json_decref(f);
+	}
+	add_learned(allow_of(root), rows, n, NULL, psl);
 	return true;
 }
 
 char *obsreport_learned(struct observe *o, const struct psl *psl, const char *const *configs,
 			char **dropped, char *err)
 {
-	json_t *root = json_object(), *allow;
-	struct obs_row *rows = NULL;
-	char *out = NULL, *s;
+	json_t *root = json_object(), *sbf;
 	size_t n;
+	struct obs_row *rows = observe_rows(o, &n);
+	char *out = NULL, *s;
+	bool failed, ok;
 
 	*dropped = NULL;
-	for (const char *const *c = configs; c && *c; c++)
-		if (!merge_config(root, *c, dropped, err))
-			goto out;
-	allow = json_object_get(root, "allowNet");
-	if (!json_is_array(allow)) {
-		allow = json_array();
-		json_object_set_new(root, "allowNet", allow);
-	}
-	rows = observe_rows(o, &n);
-	add_learned(allow, rows, n, psl);
+	sbf = sandboxes_file(configs, err, &failed);
+	if (failed)
+		goto out;
+	ok = sbf ? learn_sandboxes(root, sbf, configs[0], rows, n, psl, dropped, err)
+		 : learn_policy(root, configs, rows, n, psl, dropped, err);
+	if (!ok)
+		goto out;
 	s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	if (!s) {
 		snprintf(err, 256, "cannot format the policy");
@@ -317,6 +430,7 @@ out:
 		*dropped = NULL;
 	}
 	free(rows);
+	json_decref(sbf);
 	json_decref(root);
 	return out;
 }

@@ -38,7 +38,7 @@ from harness import (Suite, Skip, check, check_eq, make_pki, EchoHTTPServer,  # 
                      TcpServer, TCPEchoServer, DNSServer, Egressd, Reader, read_response,
                      read_head, proxy_connect, connect_proxy, http_request, tls_over,
                      client_ssl_context, run_egressd, maybe_reexec_in_netns,
-                     wait_until, server_side_conns, accept_queue,
+                     wait_until, server_side_conns, accept_queue, free_port,
                      EGRESSD_BIN, IO_TIMEOUT, SANITIZER_MARKERS)
 
 NETNS = maybe_reexec_in_netns(__file__)
@@ -1219,6 +1219,48 @@ def _(ctx):
           re.search(r"^a\.test:\d+ deny reason=not-allowed", r.stdout, re.M),
           "check's lines: %r" % r.stdout)
 
+
+
+@suite.case("serve --learn with a sandboxes file: each sandbox learns only what it used, "
+            "its policy written inline; the file loads and keeps the sandboxes apart")
+def _(ctx):
+    with open(os.path.join(ctx.tmp, "b.json"), "w") as f:
+        json.dump({"allowNet": ["allowed.test"]}, f)
+    learned = os.path.join(ctx.tmp, "learned.json")
+
+    def make():
+        lport, bport = free_port(), free_port()
+        cfg = write_policy(ctx, {"sandboxes": {
+            "a": {"listen": "127.0.0.1:%d" % lport, "source": "127.0.0.0/8",
+                  "policy": {"allowNet": ["keep-a.test"]}},
+            "b": {"listen": "127.0.0.1:%d" % bport, "source": "127.0.0.0/8", "policy": "b.json"}}})
+        e = start(ctx, ["-c", cfg, "--listen", "127.0.0.1:%d" % bport, "--learn", learned],
+                  listen_port=lport)
+        e.bport = bport
+        return e
+    e = ctx.on_free_ports(make)
+    expect_connect(ctx, e, hp("other.test", "echo"), 200, " (sandbox a, learn mode)")
+    s, _, resp = proxy_connect(ctx, e.bport, hp("c.test", "echo"))
+    s.close()
+    check_eq(resp.status, 200, "CONNECT c.test through sandbox b's listener (learn mode)")
+    wait_until(lambda: len([v for v in e.log_events() if v.get("event") == "close"]) >= 2,
+               what="two close events")
+    check_eq(e.stop(), [], "problems at exit")
+    doc = read_json_when(learned, lambda j: "sandboxes" in j, "the learned policy at exit")
+    check_eq(sorted(doc), ["sandboxes"], "the learned file's keys")
+    a = doc["sandboxes"]["a"]["policy"]["allowNet"]
+    b = doc["sandboxes"]["b"]["policy"]["allowNet"]
+    check_eq(sorted(a), sorted(["keep-a.test", hp("other.test", "echo")]), "a's allowNet")
+    check_eq(sorted(b), sorted(["allowed.test", hp("c.test", "echo")]), "b's allowNet")
+    check_eq(doc["sandboxes"]["b"]["listen"], "127.0.0.1:%d" % e.bport, "b's selector kept")
+    for sb, target, want in (("a", hp("other.test", "echo"), "allow"),
+                             ("a", hp("c.test", "echo"), "deny"),
+                             ("b", hp("c.test", "echo"), "allow"),
+                             ("b", hp("other.test", "echo"), "deny")):
+        r = run_egressd(["check", "-c", learned, "--sandbox", sb, target])
+        check(re.search(r"^%s %s" % (re.escape(target), want), r.stdout, re.M),
+              "egressd check -c LEARNED --sandbox %s %s: %s expected, got %r %r"
+              % (sb, target, want, r.stdout, r.stderr))
 
 
 def main():

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "observe.h"
 #include "obsreport.h"
 #include "psl.h"
@@ -180,10 +182,88 @@ static void test_learned(void)
 	psl_free(psl);
 }
 
+static void sconn(struct observe *o, int id, const char *sandbox, const char *host)
+{
+	char l[1024];
+
+	snprintf(l, sizeof(l), "{\"event\":\"connect\",\"id\":%d,\"sandbox\":\"%s\",\"mode\":"
+		 "\"connect\",\"host\":\"%s\",\"port\":443,\"decision\":\"allow\",\"rule\":"
+		 "\"(learn)\",\"intercept\":false}", id, sandbox, host);
+	ev(o, l);
+}
+
+static bool write_tmp(char *path, const char *text)
+{
+	int fd = mkstemp(path);
+	bool ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* A sandboxes file: each sandbox learns only what it used, its policy
+ * (inline or a file of its own) written inline; rows and the report keep
+ * sandboxes apart. */
+static void test_sandboxes(void)
+{
+	char err[256] = "", *dropped = NULL, *out, pol[] = "/tmp/observe_pol_XXXXXX";
+	char main_[] = "/tmp/observe_sbx_XXXXXX", text[1024], *as;
+	struct observe *o = observe_new(100);
+	const char *configs[] = { main_, NULL };
+	struct obs_row *r;
+	size_t n;
+	json_t *j, *a, *b;
+
+	ok(write_tmp(pol, "{\"allowNet\":[\"file.test\"],\"secrets\":{\"S\":{\"hosts\":"
+			  "[\"s.test\"],\"value\":\"sk-inline-never\"}}}"), "b's policy file");
+	snprintf(text, sizeof(text), "{\"sandboxes\":{\"a\":{\"listen\":\"127.0.0.1:1\",\"policy\":"
+		 "{\"allowNet\":[\"keep-a.test\"]}},\"b\":{\"listen\":\"127.0.0.1:2\","
+		 "\"policy\":\"%s\"}}}", strrchr(pol, '/') + 1);
+	ok(write_tmp(main_, text), "a sandboxes file");
+	sconn(o, 1, "a", "x.one.test");
+	sconn(o, 2, "a", "y.one.test");
+	sconn(o, 3, "b", "x.one.test");
+	sconn(o, 4, "b", "only-b.test");
+	sconn(o, 5, "api-made", "api.test");
+	r = observe_rows(o, &n);
+	ok(n == 5, "one row per sandbox and destination (%zu)", n);
+	ok(n == 5 && !strcmp(r[0].sandbox, "a") && !strcmp(r[2].sandbox, "api-made") &&
+	   !strcmp(r[3].sandbox, "b"), "ordered by sandbox, then host");
+	free(r);
+	out = obsreport_learned(o, NULL, configs, &dropped, err);
+	ok(out != NULL, "learned (%s)", err);
+	j = out ? json_loads(out, 0, NULL) : NULL;
+	a = json_object_get(json_object_get(json_object_get(json_object_get(j, "sandboxes"), "a"),
+					    "policy"), "allowNet");
+	b = json_object_get(json_object_get(json_object_get(json_object_get(j, "sandboxes"), "b"),
+					    "policy"), "allowNet");
+	ok(json_object_size(j) == 1 && json_array_size(a) == 3 && json_array_size(b) == 3,
+	   "only \"sandboxes\"; a: keep-a.test + its two names, b: file.test + its two");
+	ok(out && has(out, "\"keep-a.test\"") && has(out, "\"file.test\"") &&
+	   has(out, "\"only-b.test\"") && has(out, "\"127.0.0.1:2\""),
+	   "each sandbox's own keys and selectors kept, a policy file inlined");
+	as = json_dumps(a, 0);
+	ok(as && strstr(as, "y.one.test") && !strstr(as, "only-b.test"),
+	   "what b used is not allowed to a");
+	free(as);
+	ok(out && !has(out, "api.test") && !has(out, "api-made"),
+	   "a sandbox not in the file (control API) is not written");
+	ok(out && !has(out, "sk-inline-never") && dropped && !strcmp(dropped, "S"),
+	   "an inline secret value in a sandbox's policy file is never written");
+	json_decref(j);
+	free(out);
+	free(dropped);
+	unlink(pol);
+	unlink(main_);
+	observe_free(o);
+}
+
 int main(void)
 {
 	test_rows();
 	test_other();
 	test_learned();
+	test_sandboxes();
 	return done_testing();
 }
