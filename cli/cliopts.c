@@ -75,6 +75,9 @@ static const struct cliopt opts[] = {
 	{ "max-buffer", 0, OPT_MAXBUF, "BYTES",
 	  "bytes buffered per direction per connection (16384..67108864)", "262144",
 	  RUNTIME_CMDS },
+	{ "max-decode-memory", 0, OPT_DECODEMEM, "MIB",
+	  "MiB all reply decoders (gzip, deflate, br, zstd) may hold together; a reply past it "
+	  "is refused (1..65536)", "512", RUNTIME_CMDS },
 	{ "drain-timeout", 0, OPT_DRAIN, "S",
 	  "on SIGTERM/SIGINT, seconds open connections may still finish", "5", CLI_SERVE },
 	{ "metrics", 0, OPT_METRICS, "ADDR:PORT",
@@ -134,6 +137,7 @@ static const struct clirange ranges[] = {
 	{ OPT_IDLETO, 1, 86400, " seconds" },
 	{ OPT_MAXBUF, 16384, 64 << 20, " bytes" },
 	{ OPT_DRAIN, 1, 3600, " seconds" },
+	{ OPT_DECODEMEM, 1, 65536, " MiB" },
 	{ OPT_REPORTMAX, 1, 100000, "" },
 };
 

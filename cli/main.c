@@ -20,6 +20,7 @@
 #include "audit.h"
 #include "cliopts.h"
 #include "config.h"
+#include "contentdec.h"
 #include "control.h"
 #include "injspec.h"
 #include "jailinit.h"
@@ -63,6 +64,7 @@ struct cli {
 	const char *configs[MAX_CONFIGS + 1]; /* the -c files, NULL-terminated */
 	struct obsreport_opts out; /* --report, --report-format, --learn */
 	int report_max;           /* --report-max */
+	int decode_mib;           /* --max-decode-memory */
 };
 
 /* egressd X.Y.Z, then the libraries it runs with (run time where the
@@ -215,6 +217,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_METRICS: cli->so.metrics = arg; break;
 	case OPT_REPORT: cli->out.report = true; cli->out.report_path = arg; break;
 	case OPT_REPORTMAX: cli->report_max = n; break;
+	case OPT_DECODEMEM: cli->decode_mib = n; break;
 	case OPT_LEARN: cli->out.learn_path = arg; policy_set_learn(p, true); break;
 	case OPT_REPORTFMT:
 		if (!strcmp(arg, "table") || !strcmp(arg, "json")) {
@@ -866,6 +869,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egressd: %s\n", err);
 	audit_set_level(cli.log_level);
 	audit_hook_libevent();
+	contentdec_set_budget((size_t)(cli.decode_mib ? cli.decode_mib : 512) << 20);
 	if (!cli.so.state_dir)
 		cli.so.state_dir = sandboxenv_default_state_dir();
 	if (rc == 0 && cli.cmd == CLI_SANDBOX)

@@ -1,6 +1,8 @@
 /* contentdec.c -- content coding names (Content-Encoding, Accept-Encoding)
  * and a streaming decoder chain over zlib, libbrotli and libzstd: no I/O,
- * bounded output per call, wiping allocators */
+ * bounded output per call, wiping allocators under a process-wide budget */
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,17 +39,48 @@ struct contentdec {
 	char *mid;              /* st[0]'s output waiting for st[1] */
 	size_t mid_len, mid_off;
 	bool first_done;        /* st[0] returned DONE */
+	bool over_budget;       /* an allocation was refused by the budget */
 	const char *err;
 };
 
-/* ---- allocation: every block is wiped before it is freed ---- */
+/* ---- allocation: every block is wiped before it is freed, and counted
+ * against the budget of all decoders of the process ---- */
 
 #define HDR 16 /* keeps malloc's alignment */
 
+static atomic_size_t budget = SIZE_MAX, in_use;
+
+void contentdec_set_budget(size_t bytes)
+{
+	atomic_store(&budget, bytes);
+}
+
+size_t contentdec_in_use(void)
+{
+	return atomic_load(&in_use);
+}
+
+/* opaque: the struct contentdec the block is for. NULL (the library then
+ * fails cleanly) over the budget or out of memory. */
 static void *wipe_alloc(void *opaque, size_t n)
 {
-	unsigned char *p = xmalloc(n + HDR);
-	(void)opaque;
+	struct contentdec *d = opaque;
+	size_t total = n + HDR;
+	unsigned char *p;
+
+	if (n > SIZE_MAX / 2) {
+		d->over_budget = true;
+		return NULL;
+	}
+	if (atomic_fetch_add(&in_use, total) + total > atomic_load(&budget)) {
+		atomic_fetch_sub(&in_use, total);
+		d->over_budget = true;
+		return NULL;
+	}
+	if (!(p = malloc(total))) {
+		atomic_fetch_sub(&in_use, total);
+		return NULL;
+	}
 	memcpy(p, &n, sizeof(n));
 	return p + HDR;
 }
@@ -63,6 +96,7 @@ static void wipe_free(void *opaque, void *q)
 	memcpy(&n, p, sizeof(n));
 	xwipe(p, n + HDR);
 	free(p);
+	atomic_fetch_sub(&in_use, n + HDR);
 }
 
 static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
@@ -215,14 +249,15 @@ void contentdec_accept(const char *val, size_t len, bool present, char *out, siz
 
 /* ---- one stage ---- */
 
-static bool stage_init(struct stage *s, enum contentdec_coding coding)
+static bool stage_init(struct stage *s, enum contentdec_coding coding, struct contentdec *d)
 {
-	ZSTD_customMem zm = { wipe_alloc, wipe_free, NULL };
+	ZSTD_customMem zm = { wipe_alloc, wipe_free, d };
 
 	memset(s, 0, sizeof(*s));
 	s->coding = coding;
 	s->z.zalloc = z_alloc;
 	s->z.zfree = z_free;
+	s->z.opaque = d;
 	switch (coding) {
 	case CODING_GZIP:
 		s->z_init = inflateInit2(&s->z, 16 + MAX_WBITS) == Z_OK;
@@ -230,7 +265,7 @@ static bool stage_init(struct stage *s, enum contentdec_coding coding)
 	case CODING_DEFLATE:
 		return true; /* at the first two bytes */
 	case CODING_BR:
-		s->br = BrotliDecoderCreateInstance(wipe_alloc, wipe_free, NULL);
+		s->br = BrotliDecoderCreateInstance(wipe_alloc, wipe_free, d);
 		return s->br != NULL;
 	case CODING_ZSTD:
 		s->zs = ZSTD_createDCtx_advanced(zm);
@@ -450,7 +485,7 @@ struct contentdec *contentdec_new(const enum contentdec_coding *codings, int n)
 	d = xcalloc(1, sizeof(*d));
 	d->n = n;
 	for (int i = 0; i < n; i++)
-		if (!stage_init(&d->st[i], codings[n - 1 - i])) {
+		if (!stage_init(&d->st[i], codings[n - 1 - i], d)) {
 			d->n = i + 1;
 			contentdec_free(d);
 			return NULL;
@@ -482,7 +517,9 @@ const char *contentdec_error(const struct contentdec *d)
 
 static enum contentdec_status fail(struct contentdec *d, const char *err)
 {
-	d->err = err ? err : "decoder error";
+	d->err = d->over_budget ? "over the memory budget of all decoders (--max-decode-memory)"
+		 : err		? err
+				: "decoder error";
 	return CONTENTDEC_ERROR;
 }
 

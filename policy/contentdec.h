@@ -51,4 +51,11 @@ enum contentdec_status contentdec_feed(struct contentdec *d, const char *in, siz
 				       bool end);
 const char *contentdec_error(const struct contentdec *d); /* static text; "" if none */
 
+/* The bytes all decoders of the process may hold together (the libraries'
+ * state and windows: a brotli window is up to 16 MiB, a zstd one 8 MiB):
+ * past it, contentdec_new returns NULL or a feed fails with an error that
+ * says so. Default: no limit. Set before decoders exist. */
+void contentdec_set_budget(size_t bytes);
+size_t contentdec_in_use(void); /* bytes held now */
+
 #endif

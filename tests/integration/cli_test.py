@@ -218,6 +218,7 @@ DEFAULTS = [
     ("serve", "listen", "127.0.0.1:3128"), ("serve", "max-connections", "10000"),
     ("serve", "header-timeout", "30"), ("serve", "idle-timeout", "300"),
     ("serve", "drain-timeout", "5"), ("serve", "max-buffer", "262144"),
+    ("serve", "max-decode-memory", "512"),
     ("serve", "on-placeholder-leak", "log"), ("serve", "log-level", "info"),
     ("run", "log-level", "info"), ("run", "threads", "the number of cores"),
     ("check", "config", "none"), ("env", "listen", "127.0.0.1:3128"),
@@ -361,6 +362,7 @@ NUMBER_OPTIONS = [
     ("header-timeout", 1, 86400, " seconds"),
     ("idle-timeout", 1, 86400, " seconds"),
     ("drain-timeout", 1, 3600, " seconds"),
+    ("max-decode-memory", 1, 65536, " MiB"),
 ]
 
 

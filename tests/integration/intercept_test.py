@@ -1385,8 +1385,11 @@ class CodecServer(TcpServer):
                 codings, body = ["gzip"], bomb(int(parts[1]))
             else:
                 codings = [] if parts[1] == "none" else parts[1].split(",")
+                # /big: 3 MB that do not compress (the decoder needs a large window)
+                pad = (base64.b64encode(os.urandom(2250000)).decode() if "big" in parts
+                       else "x" * 300)
                 text = json.dumps({"authorization": h.get("authorization"),
-                                   "pad": "x" * 300}).encode()
+                                   "pad": pad}).encode()
                 body = encode_body(text, codings)
             ce = ", ".join("deflate" if x == "rawdeflate" else
                            "gzip" if x == "corrupt" else x for x in codings)
@@ -1599,6 +1602,27 @@ def _(ctx):
         text = m.read().decode()
     check('egressd_refusals_total{reason="unredactable-encoding"} %d' % len(REFUSE_ROWS) in text,
           "refusal metric: %r" % [l for l in text.splitlines() if "refusals" in l])
+
+
+@icase("--max-decode-memory: a zstd reply whose window does not fit the decoders' budget is "
+       "refused (never passed encoded), the refuse event names the budget; a gzip reply "
+       "still decodes under the same budget")
+def _(ctx):
+    e, srv = codec_start(ctx, extra=["--max-decode-memory", "1"])
+    t, r = open_tls(ctx, e, "api.test", key="codec")
+    t.sendall(http_request("GET", "/ce/zstd/big", ["Host: api.test", ALL_AE,
+                                                   "Authorization: Bearer " + e.ph["A_KEY"]]))
+    try:
+        resp = read_response(r)
+        check_eq((resp.status, resp.header("X-Egressd-Reason")), (502, "unredactable-encoding"),
+                 "a complete response must be the refusal")
+    except (EOFError, ConnectionError, ssl.SSLError, socket.timeout, ValueError):
+        pass  # the head went out first: the connection is cut mid-body
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "unredactable-encoding")
+    check("--max-decode-memory" in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+    check_redacted(ctx, e, codec_get(ctx, e, "/ce/gzip", [ALL_AE, "Authorization: Bearer " +
+                                                          e.ph["A_KEY"]]), "gzip, 1 MiB budget")
 
 
 @icase("a corrupt gzip stream from a secret's host: the connection closes mid-body (no "

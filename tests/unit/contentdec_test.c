@@ -356,6 +356,59 @@ static void test_bomb(void)
 	free(g.p);
 }
 
+/* The process-wide budget: a decoder whose window does not fit fails with
+ * an error that says so (never a crash, never output passed undecoded),
+ * small ones still work, and every byte is given back on free. */
+static void test_budget(void)
+{
+	size_t n = 4u << 20, u, p, total = 0, off = 0;
+	char *text = malloc(n), ob[16384];
+	struct buf z, g, out = { 0 };
+	enum contentdec_coding zc = CODING_ZSTD, gz = CODING_GZIP;
+	struct contentdec *d;
+	enum contentdec_status r;
+	unsigned x = 1;
+
+	for (size_t i = 0; i < n; i++) { /* incompressible enough to need the window */
+		x = x * 1103515245u + 12345u;
+		text[i] = (char)(x >> 16);
+	}
+	z = zstdenc(text, n);
+	g = zenc(text, 100000, 31);
+	ok(contentdec_in_use() == 0, "nothing held before");
+	contentdec_set_budget(1u << 20);
+	d = contentdec_new(&zc, 1);
+	do {
+		r = d ? contentdec_feed(d, z.p + off, z.n - off, &u, ob, sizeof(ob), &p, true)
+		      : CONTENTDEC_ERROR;
+		off += d ? u : 0;
+	} while (r == CONTENTDEC_MORE);
+	ok(d && r == CONTENTDEC_ERROR && strstr(contentdec_error(d), "--max-decode-memory"),
+	   "a 4 MiB zstd window over a 1 MiB budget: an error naming the budget (%s)",
+	   d ? contentdec_error(d) : "no decoder");
+	contentdec_free(d);
+	ok(contentdec_in_use() == 0, "all given back after the failure (%zu)", contentdec_in_use());
+	r = decode(&gz, 1, g.p, g.n, 0, 0, sizeof(ob), &out);
+	ok(r == CONTENTDEC_DONE && out.n == 100000 && !memcmp(out.p, text, out.n),
+	   "gzip (a 32 KiB window) fits the same budget");
+	free(out.p);
+	contentdec_set_budget((size_t)-1);
+	off = total = 0;
+	d = contentdec_new(&zc, 1);
+	do {
+		r = contentdec_feed(d, z.p + off, z.n - off, &u, ob, sizeof(ob), &p, true);
+		off += u;
+		total += p;
+	} while (r == CONTENTDEC_MORE);
+	ok(r == CONTENTDEC_DONE && total == n && contentdec_in_use() > (1u << 20),
+	   "without the budget it decodes (%zu bytes held while it lives)", contentdec_in_use());
+	contentdec_free(d);
+	ok(contentdec_in_use() == 0, "and gives every byte back");
+	free(text);
+	free(z.p);
+	free(g.p);
+}
+
 int main(void)
 {
 	test_parse();
@@ -364,5 +417,6 @@ int main(void)
 	test_stacked();
 	test_bad();
 	test_bomb();
+	test_budget();
 	return done_testing();
 }
