@@ -258,7 +258,11 @@ static const char *bad_head_bytes(struct httpmsg *m, const char *data, size_t n)
 static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
 {
 	if (!m->err) {
-		m->err = llhttp_errno_name(e);
+		/* llhttp's words are for its callers; this one reaches users */
+		m->err = e == HPE_PAUSED_H2_UPGRADE
+				 ? "an HTTP/2 connection preface (PRI * HTTP/2.0): egressd speaks "
+				   "HTTP/1.1 here, HTTP/2 with prior knowledge is not served"
+				 : llhttp_errno_name(e);
 		m->err_status = 400;
 	}
 	return HTTPMSG_ERROR;

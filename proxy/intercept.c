@@ -332,6 +332,26 @@ static void client_ready(struct conn *c)
 	conn_client_input(c);
 }
 
+/* Why a sandbox whose ALPN offer was refused got the alert. */
+static const char *alpn_detail(const char *offer, char *buf, size_t n)
+{
+	snprintf(buf, n, "the sandbox offered ALPN \"%.100s\" without http/1.1: egressd serves "
+		 "intercepted hosts over HTTP/1.1 only (alert no_application_protocol)", offer);
+	return buf;
+}
+
+/* The alert OpenSSL wrote for a failed handshake (unrecognized_name,
+ * no_application_protocol...) is in cl_raw's output: one best-effort write
+ * so the sandbox learns why, instead of a bare close. */
+static void flush_alert(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->cl_raw);
+
+	evbuffer_unfreeze(out, 1); /* a socket bufferevent's output start is frozen */
+	(void)evbuffer_write(out, bufferevent_getfd(c->cl_raw));
+	evbuffer_freeze(out, 1);
+}
+
 static void client_failed(struct conn *c)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(c->cl);
@@ -342,8 +362,11 @@ static void client_failed(struct conn *c)
 		ERR_error_string_n(e, detail, sizeof(detail));
 	if (ssl && tls_sni_mismatched(ssl, sni, sizeof(sni)))
 		log_tls_error(c, reason_str(REASON_SNI_MISMATCH), detail, sni);
+	else if (ssl && tls_alpn_refused(ssl, sni, sizeof(sni)))
+		log_tls_error(c, "client-tls-failed", alpn_detail(sni, detail, sizeof(detail)), NULL);
 	else
 		log_tls_error(c, "client-tls-failed", detail[0] ? detail : "handshake aborted", NULL);
+	flush_alert(c);
 	conn_close(c);
 }
 

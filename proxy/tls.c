@@ -48,10 +48,13 @@ struct tls {
 	struct sess_slot slots[SESS_SLOTS];
 };
 
+/* A downstream SSL's handshake checks (ex data): SNI, and the ALPN offer. */
 struct sni_state {
 	char expected[256];
 	char got[256];
 	bool mismatch;
+	char offer[128];   /* protocols the sandbox offered, when none is served */
+	bool alpn_refused;
 };
 
 static int sni_idx = -1, own_ca_idx = -1, key_idx = -1;
@@ -162,15 +165,41 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+/* The ALPN list in[0..inlen) as "a, b" (printable bytes only) into out. */
+static void offer_text(const unsigned char *in, unsigned int inlen, char *out, size_t cap)
+{
+	size_t k = 0;
+
+	out[0] = '\0';
+	for (unsigned int i = 0; i < inlen && k + 8 < cap;) {
+		unsigned int n = in[i++];
+		if (k)
+			k += (size_t)snprintf(out + k, cap - k, ", ");
+		for (; n > 0 && i < inlen && k + 4 < cap; n--, i++)
+			out[k++] = in[i] >= 0x21 && in[i] < 0x7f ? (char)in[i] : '?';
+		i += n; /* what did not fit */
+		out[k] = '\0';
+	}
+}
+
+/* http/1.1 when the sandbox offers it; a sandbox that offers ALPN without it
+ * (h2 only, say) gets the no_application_protocol alert (RFC 7301), not a
+ * handshake its client would fail later on the missing protocol. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
-	(void)ssl; (void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1), in, inlen) !=
+	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+
+	(void)arg;
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1), in, inlen) ==
 	    OPENSSL_NPN_NEGOTIATED)
-		return SSL_TLSEXT_ERR_NOACK; /* no ALPN: HTTP/1.1 is the default anyway */
-	return SSL_TLSEXT_ERR_OK;
+		return SSL_TLSEXT_ERR_OK;
+	if (st) {
+		offer_text(in, inlen, st->offer, sizeof(st->offer));
+		st->alpn_refused = true;
+	}
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* Refuses any chain that contains egressd's own CA or a cert it issued: a
@@ -367,6 +396,16 @@ void tls_set_expected_host(SSL *ssl, const char *host)
 	struct sni_state *st = xcalloc(1, sizeof(*st));
 	snprintf(st->expected, sizeof(st->expected), "%s", host);
 	SSL_set_ex_data(ssl, sni_idx, st);
+}
+
+bool tls_alpn_refused(SSL *ssl, char *offer, size_t n)
+{
+	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+
+	if (!st || !st->alpn_refused)
+		return false;
+	snprintf(offer, n, "%s", st->offer);
+	return true;
 }
 
 bool tls_sni_mismatched(SSL *ssl, char *sni, size_t n)

@@ -35,5 +35,9 @@ bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n);
  * the callback stores "mismatch" in the SSL's ex data, read here. */
 void tls_set_expected_host(SSL *ssl, const char *host);
 bool tls_sni_mismatched(SSL *ssl, char *sni, size_t n);
+/* After a failed downstream handshake: whether it failed because the
+ * sandbox's ALPN offer (into offer, "h2, ...") named no protocol egressd
+ * serves there (only http/1.1: it got the no_application_protocol alert). */
+bool tls_alpn_refused(SSL *ssl, char *offer, size_t n);
 
 #endif

@@ -454,6 +454,37 @@ def _(ctx):
     check_eq(hdr(seen_with(W["tls_srv"], tok), "X-K"), REAL["A_KEY"], "X-K upstream")
 
 
+@icase("ALPN: a sandbox offering only h2 (a gRPC client's offer) gets the no_application_protocol "
+       "alert, never a silent close; the refuse event says what it offered and why")
+def _(ctx):
+    e = start(ctx)
+    try:
+        open_tls(ctx, e, "api.test", alpn=["h2"])
+        raise AssertionError("the handshake with an h2-only offer succeeded")
+    except ssl.SSLError as x:
+        check("NO_APPLICATION_PROTOCOL" in str(x).upper().replace(" ", "_"),
+              "the sandbox's TLS error: %r" % x)
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "client-tls-failed")
+    check('ALPN "h2"' in ev[0].get("detail", "") and "HTTP/1.1 only" in ev[0]["detail"],
+          "refuse event: %r" % ev[0])
+    t, r = open_tls(ctx, e, "api.test", alpn=["h2", "http/1.1"])  # the next one is served
+    check_eq(t.selected_alpn_protocol(), "http/1.1", "ALPN with http/1.1 offered too")
+
+
+@icase("an HTTP/2 prior-knowledge preface inside an intercepted connection: 400 with a sentence "
+       "that says HTTP/2 is not served, no parser-internal word")
+def _(ctx):
+    e = start(ctx)
+    t, r = open_tls(ctx, e, "api.test")
+    t.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    resp = read_response(r)
+    check_eq(resp.status, 400, "status")
+    check(b"HTTP/2" in resp.body and b"HPE_" not in resp.body, "body %r" % resp.body)
+    ev = e.wait_log(lambda v: v.get("status") == 400 and "HTTP/2" in v.get("detail", ""))
+    check("HPE_" not in json.dumps(ev[0]), "log event %r" % ev[0])
+
+
 @icase("curl --http2 through an intercepted connection falls back to HTTP/1.1 and injects")
 def _(ctx):
     e = start(ctx)

@@ -131,6 +131,16 @@ static void test_strict(void)
 		   "rejected: NUL in a header value");
 		httpmsg_free(m);
 	}
+	{
+		static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+		struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		size_t used;
+		enum httpmsg_status s = httpmsg_feed(m, pri, sizeof(pri) - 1, &used);
+		ok(s == HTTPMSG_ERROR && httpmsg_error_status(m) == 400 && strstr(httpmsg_error(m), "HTTP/2") &&
+		   !strstr(httpmsg_error(m), "HPE_"),
+		   "an HTTP/2 preface: 400 with a sentence, not llhttp's word (%s)", httpmsg_error(m));
+		httpmsg_free(m);
+	}
 }
 
 static void test_caps(void)
