@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
+#include "contentdec.h"
 #include "httpmsg.h"
 
 #define MX_ENUM_REASONS 32 /* slots for enum reason values (reason_str != "unknown") */
@@ -564,6 +565,9 @@ static void render_misc(FILE *f, const struct metrics *m)
 	fprintf(f, "egressd_cert_cache_entries %llu\n", (unsigned long long)SUM(m, cert_entries));
 	family(f, "egressd_certs_minted_total", "counter", "Leaf certificates minted");
 	fprintf(f, "egressd_certs_minted_total %llu\n", (unsigned long long)SUM(m, cert_minted));
+	family(f, "egressd_decode_memory_bytes", "gauge",
+	       "Bytes the reply decoders hold now (bounded by --max-decode-memory)");
+	fprintf(f, "egressd_decode_memory_bytes %zu\n", contentdec_in_use());
 }
 
 char *metrics_render(struct metrics *m, size_t *len)

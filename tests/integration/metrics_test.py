@@ -435,6 +435,7 @@ def _(ctx):
             "egressd_cert_cache_hits_total": "counter",
             "egressd_cert_cache_misses_total": "counter",
             "egressd_cert_cache_entries": "gauge", "egressd_certs_minted_total": "counter",
+            "egressd_decode_memory_bytes": "gauge",
             "egressd_bytes_total": "counter", "egressd_tls_handshake_seconds": "histogram",
             "egressd_request_duration_seconds": "histogram",
             "egressd_policy_reloads_total": "counter",
