@@ -18,6 +18,7 @@
 #include "pattern.h"
 #include "policy.h"
 #include "connmode.h"
+#include "exchange.h"
 #include "reason.h"
 
 struct bufferevent;
@@ -156,6 +157,7 @@ struct exchange {
 	struct rule_verdict rv;        /* ... and their verdict */
 	bool logged;                   /* its request event is written */
 	bool cut;                      /* ... as cut off: the connection ended mid-exchange */
+	struct exinject inj;           /* injection beyond header values (httpfwd.c) */
 };
 
 /* conn.c */

@@ -21,22 +21,14 @@
 #include "metrics.h"
 #include "worker.h"
 
-/* The exchange and its injection state in one allocation (struct exchange
- * is the engine's: conn_int.h). */
-struct exbox {
-	struct exchange ex; /* first: an exchange's address is its box's */
-	struct exinject inj;
-};
-
 struct exinject *exchange_inject(struct exchange *ex)
 {
-	return &((struct exbox *)(void *)ex)->inj;
+	return &ex->inj;
 }
 
 struct exchange *exchange_new(void)
 {
-	struct exbox *box = xcalloc(1, sizeof(*box));
-	struct exchange *ex = &box->ex;
+	struct exchange *ex = xcalloc(1, sizeof(*ex));
 
 	ex->req = httpmsg_new(HTTPMSG_REQUEST, CONN_HEAD_CAP);
 	return ex;
@@ -88,7 +80,7 @@ bool exchange_logged(const struct exchange *ex)
 
 size_t exchange_size(void)
 {
-	return sizeof(struct exbox);
+	return sizeof(struct exchange);
 }
 
 /* A request answered by the upstream: its mode, latency and the secrets

@@ -42,8 +42,8 @@ void exchange_log(struct exchange *ex, struct conn *c, int status);
  * (else 0; a blocked request's own status). A no-op otherwise. */
 void exchange_log_cut(struct exchange *ex, struct conn *c);
 bool exchange_logged(const struct exchange *ex);
-/* Secret injection beyond header values (httpfwd.c), kept beside the
- * exchange and freed with it. */
+/* Secret injection beyond header values (httpfwd.c), part of the exchange
+ * and freed with it. */
 struct injbody;
 struct exinject {
 	unsigned in;          /* bits 1 << enum injwhere: where secrets went */
