@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""h2_test.py -- HTTP/2 clients through egressd today, against an upstream that
+speaks both HTTP/2 and HTTP/1.1 (tests/integration/h2echo.js, Node): a tunnel
+carries HTTP/2 end to end; an intercepted host is served over HTTP/1.1 on both
+sides (curl falls back and the secret is injected), and a client that offers
+only h2 (Node's http2, gRPC) gets the no_application_protocol alert and a
+refuse event instead of a silent failure. Issue 15 (HTTP/2 through
+intercepted hosts) turns the last into HTTP/2 end to end. Prints TAP.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
+                     run_egressd)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NODE = shutil.which("node")
+suite = Suite("h2")
+W = {}
+REAL = "sk-REAL-H2-" + uuid.uuid4().hex[:24]
+
+
+def setup():
+    if not NODE:
+        return
+    W["pki"] = make_pki(os.path.join(suite.tmp, "pki"),
+                        extra_sans=["DNS:api.test", "DNS:tun.test"])
+    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "tun.test"]})
+    p = spawn([NODE, os.path.join(HERE, "h2echo.js"), W["pki"]["key"], W["pki"]["cert"]],
+              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    W["srv"] = p
+    W["port"] = int(p.stdout.readline())
+
+
+def no_node():
+    return None if NODE else "node is not installed"
+
+
+def start(ctx):
+    args = ["--allow-net", "api.test,tun.test", "--allow-private", "127.0.0.0/8",
+            "--secret", "API_KEY=api.test", "--upstream-ca", W["pki"]["ca"],
+            "--state-dir", os.path.join(ctx.tmp, "state")]
+    e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+    e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
+    r = run_egressd(["env", "--format", "json"] + args, env={"API_KEY": REAL})
+    check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
+    e.ph = json.loads(r.stdout)["API_KEY"]
+    return e
+
+
+def url(host, path="/x"):
+    return "https://%s:%d%s" % (host, W["port"], path)
+
+
+def pcurl(ctx, e, *args):
+    r = curl(ctx, "-x", "http://" + e.addr, "--cacert", e.ca, "-w", "\n%{http_version}", *args)
+    check(REAL.encode() not in r.stdout, "curl saw the real value")
+    return r
+
+
+def node_client(ctx, e, host, header=None):
+    cmd = [NODE, os.path.join(HERE, "h2client.js"), e.addr, "%s:%d" % (host, W["port"]), "/n",
+           e.ca if host == "api.test" else W["pki"]["ca"]] + ([header] if header else [])
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(p)
+    out, err = p.communicate(timeout=30)
+    out = out.decode("utf-8", "replace")
+    ctx.note("%s -> %d\n%s%s" % (" ".join(cmd[2:]), p.returncode, out[-500:], err[-300:]))
+    check(REAL not in out, "the Node client saw the real value")
+    return p.returncode, out
+
+
+@suite.case("a tunnelled host: curl --http2 speaks HTTP/2 with the upstream end to end",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http2", "--cacert", W["pki"]["ca"], url("tun.test"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    check_eq(ver, b"2", "curl's HTTP version")
+    check_eq(json.loads(body)["proto"], "2.0", "the upstream's view")
+
+
+@suite.case("an intercepted host whose upstream speaks h2: curl --http2 is served over HTTP/1.1 "
+            "on both sides, the secret injected (the upstream's hash) and never seen by curl",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq(ver, b"1.1", "curl's HTTP version (egressd offers the sandbox http/1.1 only)")
+    check_eq(got["proto"], "1.1", "the upstream's view (egressd offers it http/1.1 only)")
+    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL).encode()).hexdigest(),
+             "what the upstream received: the real value")
+
+
+@suite.case("an intercepted host: Node's http2 client (ALPN h2 only) gets the "
+            "no_application_protocol alert, and egressd's refuse event says why", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    rc, out = node_client(ctx, e, "api.test", "authorization: Bearer " + e.ph)
+    check(rc != 0 and out.startswith("error") and "no application protocol" in out.lower(),
+          "the client's error: %r" % out)
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "client-tls-failed")
+    check('ALPN "h2"' in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+
+
+@suite.case("a tunnelled host: Node's http2 client gets HTTP/2 end to end", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    rc, out = node_client(ctx, e, "tun.test")
+    check_eq(rc, 0, "exit (%s)" % out)
+    status, body = out.split("\n", 1)
+    check_eq(status, "200", "status")
+    check_eq(json.loads(body)["proto"], "2.0", "the upstream's view")
+
+
+def main():
+    setup()
+    try:
+        return suite.run()
+    finally:
+        if W.get("srv"):
+            W["srv"].kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+// h2echo.js -- an HTTPS upstream for h2_test.py that speaks HTTP/2 and
+// HTTP/1.1 (ALPN picks): each request is answered with JSON naming the
+// protocol, method, path, headers and body length, and the sha256 of its
+// Authorization (so a test sees what arrived without a value echoed).
+// Prints its port.
+// Usage: node h2echo.js KEY.pem CERT.pem
+'use strict';
+const crypto = require('crypto');
+const fs = require('fs');
+const http2 = require('http2');
+
+const [key, cert] = process.argv.slice(2);
+const srv = http2.createSecureServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert),
+                                       allowHTTP1: true });
+srv.on('request', (req, res) => {
+  let n = 0;
+  req.on('data', (d) => { n += d.length; });
+  req.on('end', () => {
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ proto: req.httpVersion, method: req.method, path: req.url,
+                             headers: req.headers, body: n,
+                             auth_sha256: crypto.createHash('sha256')
+                               .update(req.headers.authorization || '').digest('hex') }));
+  });
+});
+srv.listen(0, '127.0.0.1', () => { console.log(srv.address().port); });
