@@ -68,6 +68,7 @@ struct h2relay {
 	bool blocked[2];         /* the write callback took less than offered */
 	uint64_t written[2];
 	uint32_t idle[2];        /* PING / SETTINGS / empty DATA since a useful frame */
+	bool calm[2];            /* ... too many: that side gets ENHANCE_YOUR_CALM */
 	bool failed;             /* a side is gone or misbehaved: end the connection */
 	struct h2stream *streams;
 	size_t held;             /* bytes in every stream's queues */
@@ -317,13 +318,17 @@ static ssize_t upstream_send(nghttp2_session *s, const uint8_t *p, size_t n, int
 	return write_side(ud, H2_UPSTREAM, p, n);
 }
 
-/* A side sent one more frame that carries nothing; too many in a row: GOAWAY. */
-static void idle_frame(struct h2relay *r, enum h2relay_side side)
+/* A side sent one more frame that carries nothing; too many in a row: the
+ * callback fails, so nghttp2_session_mem_recv stops at once, and
+ * h2relay_feed ends the session with GOAWAY ENHANCE_YOUR_CALM. (Terminating
+ * from inside a callback lets nghttp2 1.52 go on parsing the same input in a
+ * state it asserts against: a frame size error after it aborts.) */
+static int idle_frame(struct h2relay *r, enum h2relay_side side)
 {
 	if (++r->idle[side] <= r->conf.lim.idle_frames)
-		return;
-	nghttp2_session_terminate_session(r->s[side], NGHTTP2_ENHANCE_YOUR_CALM);
-	r->failed = true;
+		return 0;
+	r->calm[side] = true;
+	return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 /* ---- reply bodies: rin -> (decoder) -> redactor -> down ---- */
@@ -850,8 +855,8 @@ static int sandbox_frame(struct h2relay *r, const nghttp2_frame *f)
 		resume(r, H2_UPSTREAM, st->u_open ? st->uid : 0);
 		break;
 	case NGHTTP2_DATA:
-		if (f->hd.length == 0 && !end)
-			idle_frame(r, H2_SANDBOX);
+		if (f->hd.length == 0 && !end && idle_frame(r, H2_SANDBOX))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		if (st && end) {
 			st->up_end = true;
 			resume(r, H2_UPSTREAM, st->u_open ? st->uid : 0);
@@ -859,8 +864,8 @@ static int sandbox_frame(struct h2relay *r, const nghttp2_frame *f)
 		break;
 	case NGHTTP2_PING:
 	case NGHTTP2_SETTINGS:
-		if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
-			idle_frame(r, H2_SANDBOX);
+		if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && idle_frame(r, H2_SANDBOX))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		break;
 	}
 	return 0;
@@ -885,8 +890,8 @@ static int upstream_frame(struct h2relay *r, const nghttp2_frame *f)
 		resume(r, H2_SANDBOX, st->sid);
 		break;
 	case NGHTTP2_DATA:
-		if (f->hd.length == 0 && !end)
-			idle_frame(r, H2_UPSTREAM);
+		if (f->hd.length == 0 && !end && idle_frame(r, H2_UPSTREAM))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		if (st && end) {
 			st->rin_end = true;
 			pump_down(st);
@@ -895,8 +900,8 @@ static int upstream_frame(struct h2relay *r, const nghttp2_frame *f)
 		break;
 	case NGHTTP2_PING:
 	case NGHTTP2_SETTINGS:
-		if (!(f->hd.flags & NGHTTP2_FLAG_ACK))
-			idle_frame(r, H2_UPSTREAM);
+		if (!(f->hd.flags & NGHTTP2_FLAG_ACK) && idle_frame(r, H2_UPSTREAM))
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
 		break;
 	}
 	return 0;
@@ -1156,9 +1161,10 @@ int h2relay_feed(struct h2relay *r, enum h2relay_side side, const uint8_t *p, si
 	if (rv < 0) {
 		/* a fatal error (bad preface, flood): nghttp2 sends no GOAWAY for
 		 * every one of them; say why when it is ours to say */
-		nghttp2_session_terminate_session(r->s[side], rv == NGHTTP2_ERR_FLOODED
-								     ? NGHTTP2_ENHANCE_YOUR_CALM
-								     : NGHTTP2_PROTOCOL_ERROR);
+		nghttp2_session_terminate_session(r->s[side],
+						  rv == NGHTTP2_ERR_FLOODED || r->calm[side]
+							  ? NGHTTP2_ENHANCE_YOUR_CALM
+							  : NGHTTP2_PROTOCOL_ERROR);
 		r->failed = true;
 	}
 	return h2relay_flush(r);

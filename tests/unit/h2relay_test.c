@@ -104,9 +104,45 @@ struct world {
 	int32_t goaway_last;      /* its last stream id */
 	bool goaway;
 	size_t max_held;
+	FILE *seed;               /* H2RELAY_CORPUS=DIR: what the relay read, as a fuzz seed */
+	bool magic_seen;
 };
 
 static struct world W;
+
+/* ---- fuzz seeds (fuzz/fuzz_h2relay.c's format) ---- */
+
+static void seed_open(bool rules, bool leak_block)
+{
+	static int k;
+	const char *dir = getenv("H2RELAY_CORPUS");
+	char path[512];
+	uint8_t flags = (uint8_t)(rules | leak_block << 1);
+
+	if (!dir)
+		return;
+	snprintf(path, sizeof(path), "%s/unit-%02d", dir, k++);
+	W.seed = fopen(path, "wb");
+	if (W.seed)
+		fwrite(&flags, 1, 1, W.seed);
+}
+
+static void seed_add(int side, const uint8_t *p, size_t n)
+{
+	if (!W.seed)
+		return;
+	if (side == H2_SANDBOX && !W.magic_seen && n >= NGHTTP2_CLIENT_MAGIC_LEN) {
+		p += NGHTTP2_CLIENT_MAGIC_LEN, n -= NGHTTP2_CLIENT_MAGIC_LEN; /* the harness sends it */
+		W.magic_seen = true;
+	}
+	while (n > 0) {
+		size_t c = n < 32767 ? n : 32767;
+		uint8_t h[2] = { (uint8_t)((c >> 8) << 1 | (side == H2_UPSTREAM)), (uint8_t)c };
+		fwrite(h, 1, 2, W.seed);
+		fwrite(p, 1, c, W.seed);
+		p += c, n -= c;
+	}
+}
 
 /* ---- the relay's callbacks ---- */
 
@@ -408,11 +444,14 @@ static void world_init(bool raw, bool leak_block, const struct h2relay_limits *l
 	W.r = h2relay_new(&conf, &cbs);
 	W.sb = raw ? NULL : new_sandbox();
 	W.up = new_upstream();
+	seed_open(policy_rules(pol) != NULL, leak_block);
 }
 
 static void world_free(void)
 {
 	h2relay_free(W.r);
+	if (W.seed)
+		fclose(W.seed);
 	nghttp2_session_del(W.sb);
 	nghttp2_session_del(W.up);
 	for (size_t i = 0; i < MAXS; i++) {
@@ -437,6 +476,7 @@ static void run(int rounds)
 			struct wire *in = &W.to_relay[s];
 			if (in->len && !W.failed) {
 				moved = true;
+				seed_add(s, in->p, in->len);
 				if (h2relay_feed(W.r, s, in->p, in->len) != 0)
 					W.failed = true;
 			}
