@@ -69,6 +69,7 @@ struct resp {
 /* What the upstream got on one stream, and how far its answer went. */
 struct upreq {
 	struct wire hdrs, noidx, body;
+	size_t echo_off;
 	bool ended, closed;
 	size_t part, big_sent;
 };
@@ -82,6 +83,9 @@ struct upreply {
 	const char *tn, *tv; /* one trailer field, or NULL */
 	bool echo_auth;      /* header x-echo: the authorization it got */
 	bool silent;         /* never answers */
+	bool stream_echo;    /* answers at once, echoes request DATA as it comes, then trailers */
+	bool early_hints;    /* a 103 before the final head */
+	bool refuse;         /* resets the stream with REFUSED_STREAM */
 	size_t big;          /* a body of big 'a' bytes */
 };
 
@@ -325,11 +329,54 @@ static void up_answer(nghttp2_session *s, int32_t id)
 	nghttp2_submit_response(s, id, nv, n, rp->parts[0] || rp->big || rp->tn ? &prd : NULL);
 }
 
+/* stream_echo: the request's DATA back as it comes, trailers at its end */
+static ssize_t up_echo(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+		       nghttp2_data_source *src, void *ud)
+{
+	struct upreq *q = req_of(id);
+	size_t n = q->body.len - q->echo_off < len ? q->body.len - q->echo_off : len;
+	nghttp2_nv tr[2] = { { (uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0 },
+			     { (uint8_t *)"grpc-message", (uint8_t *)W.reply.tv, 12,
+			       W.reply.tv ? strlen(W.reply.tv) : 0, 0 } };
+
+	memcpy(buf, q->body.p + q->echo_off, n);
+	q->echo_off += n;
+	if (q->echo_off == q->body.len && q->ended) {
+		*flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		nghttp2_submit_trailer(s, id, tr, W.reply.tv ? 2 : 1);
+		return (ssize_t)n;
+	}
+	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static void up_start(nghttp2_session *s, int32_t id)
+{
+	nghttp2_nv hints[2] = { { (uint8_t *)":status", (uint8_t *)"103", 7, 3, 0 },
+				{ (uint8_t *)"link", (uint8_t *)"</s.css>; rel=preload", 4, 21, 0 } };
+	nghttp2_nv head[2] = { { (uint8_t *)":status", (uint8_t *)"200", 7, 3, 0 },
+			       { (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, 0 } };
+	nghttp2_data_provider prd = { .read_callback = up_echo };
+
+	if (W.reply.early_hints)
+		nghttp2_submit_headers(s, NGHTTP2_FLAG_NONE, id, NULL, hints, 2, NULL);
+	if (W.reply.stream_echo)
+		nghttp2_submit_response(s, id, head, 2, &prd);
+	if (W.reply.refuse)
+		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_REFUSED_STREAM);
+}
+
 static int up_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct upreq *q = req_of(f->hd.stream_id);
 
-	if (!q || (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+	if (q && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+		up_start(s, f->hd.stream_id);
+	if (q && W.reply.stream_echo && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		q->ended = true;
+	if (q && W.reply.stream_echo)
+		nghttp2_session_resume_data(s, f->hd.stream_id);
+	if (!q || W.reply.stream_echo || W.reply.refuse ||
+	    (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
 	    !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	wire_add(&q->hdrs, "\0", 1);
@@ -502,13 +549,24 @@ static void run(int rounds)
 
 /* Submits a request from the sandbox: fields as name, value pairs (NULL
  * ends), body (NULL: none). Returns the stream id. */
+static size_t req_chunk = 1 << 20; /* request DATA bytes per frame */
+static struct sbody {
+	const char *p;
+	size_t off;
+} bodies[64];
+static size_t nbodies;
+
 static ssize_t sb_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *ud)
 {
-	size_t n = strlen(src->ptr);
+	struct sbody *b = src->ptr;
+	size_t n = strlen(b->p + b->off);
 
-	memcpy(buf, src->ptr, n);
-	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	n = n < req_chunk ? n : req_chunk;
+	memcpy(buf, b->p + b->off, n);
+	b->off += n;
+	if (!b->p[b->off])
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
 }
 
@@ -528,7 +586,8 @@ static int32_t request(const char *method, const char *path, const char *authori
 	for (size_t i = 0; fields && fields[i]; i += 2)
 		nv[n++] = (nghttp2_nv){ (uint8_t *)fields[i], (uint8_t *)fields[i + 1],
 					strlen(fields[i]), strlen(fields[i + 1]), 0 };
-	prd.source.ptr = (void *)body;
+	bodies[nbodies % 64] = (struct sbody){ body, 0 };
+	prd.source.ptr = &bodies[nbodies++ % 64];
 	return nghttp2_submit_request(W.sb, NULL, nv, n, body ? &prd : NULL, NULL);
 }
 
@@ -827,6 +886,72 @@ static void test_hop_by_hop(void)
 	run(50);
 	ok(resp_of(b)->closed && resp_of(b)->code == NGHTTP2_PROTOCOL_ERROR && upstream_streams() == 1,
 	   "a connection field: the stream is reset (malformed), nothing forwarded");
+	world_free();
+}
+
+/* gRPC's shape: a request streamed in several DATA frames while the reply
+ * streams back, te: trailers, metadata with a placeholder, trailers that
+ * echo the secret. */
+static void test_grpc_bidi(void)
+{
+	const char *f[] = { "content-type", "application/grpc", "te", "trailers", "authorization",
+			    tap_fmt("Bearer %s", ph_api), NULL };
+	struct resp *r;
+	int32_t a;
+
+	world_init(false, false, NULL);
+	W.reply.stream_echo = true;
+	W.reply.tv = "token " VALUE " rejected";
+	req_chunk = 7;
+	a = request("POST", "/pkg.Svc/Chat", "api.test", f, "msg-one|msg-two|msg-three|" VALUE "|end");
+	run(100);
+	req_chunk = 1 << 20;
+	r = resp_of(a);
+	ok(W.uq[0].body.len == 26 + strlen(VALUE) + 4 && wire_has(&W.uq[0].hdrs, "te: trailers\n") &&
+	   wire_has(&W.uq[0].hdrs, "authorization: Bearer " VALUE "\n"),
+	   "gRPC: the streamed request arrives whole, te: trailers and the injected metadata too");
+	ok(r->status == 200 && r->body.len == 26 + PLACEHOLDER_LEN + 4 &&
+	   wire_has(&r->body, tap_fmt("msg-three|%s|end", ph_api)),
+	   "the streamed reply arrives, the echoed value redacted across frames");
+	ok(wire_has(&r->hdrs, "grpc-status: 0\n") &&
+	   wire_has(&r->hdrs, tap_fmt("grpc-message: token %s rejected\n", ph_api)) &&
+	   !wire_has(&r->hdrs, VALUE), "trailers delivered, grpc-message redacted");
+	ok(r->closed && r->code == 0 && W.events[H2EV_REQUEST] == 1 && !W.last_incomplete,
+	   "the stream ends cleanly, logged once");
+	world_free();
+}
+
+static void test_interim_and_resets(void)
+{
+	int32_t a;
+
+	world_init(false, false, NULL);
+	W.reply.early_hints = true;
+	W.reply.parts[0] = "x";
+	a = request("GET", "/", "api.test", NULL, NULL);
+	run(50);
+	ok(wire_has(&resp_of(a)->hdrs, ":status: 103\n") && resp_of(a)->status == 200 &&
+	   wire_has(&resp_of(a)->hdrs, "link: </s.css>; rel=preload\n"),
+	   "a 103 is passed on before the final head");
+	world_free();
+
+	world_init(false, false, NULL);
+	W.reply.refuse = true;
+	a = request("GET", "/", "api.test", NULL, NULL);
+	run(50);
+	ok(resp_of(a)->closed && resp_of(a)->code == NGHTTP2_REFUSED_STREAM && W.last_incomplete,
+	   "the upstream's REFUSED_STREAM reaches the sandbox as such (it may retry)");
+	world_free();
+
+	world_init(false, false, NULL);
+	W.reply.big = 4 << 20;
+	a = request("GET", "/", "api.test", NULL, NULL);
+	run(3);
+	nghttp2_submit_rst_stream(W.sb, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+	run(100);
+	ok(W.uq[0].closed && W.uq[0].big_sent < (4 << 20), "the sandbox's reset cancels the upstream stream");
+	ok(W.events[H2EV_REQUEST] == 1 && W.last_incomplete && h2relay_buffered(W.r) == 0,
+	   "... logged as incomplete, nothing left held");
 	world_free();
 }
 
@@ -1155,6 +1280,8 @@ int main(void)
 	test_inject();
 	test_leaks();
 	test_hop_by_hop();
+	test_grpc_bidi();
+	test_interim_and_resets();
 	test_redact();
 	test_compressed();
 	test_max_streams();
