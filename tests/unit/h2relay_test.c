@@ -11,6 +11,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include "h2body.h"
 #include "h2head.h"
 #include "h2relay.h"
 #include "inject.h"
@@ -1060,6 +1061,45 @@ static void test_compressed(void)
 	world_free();
 }
 
+/* A gzip bomb (16 MiB of zeros in ~16 KiB) through h2body: the output never
+ * passes the room granted (plus one step), and all of it comes out. */
+static void test_body_bomb(void)
+{
+	enum contentdec_coding gz = CODING_GZIP;
+	static uint8_t zin[65536], out[32768];
+	size_t zn, total = 0, maxout = 0;
+	z_stream z;
+	const char *err = NULL;
+	struct h2body *b = h2body_new(65535);
+	static char zeros[1 << 16];
+
+	memset(&z, 0, sizeof(z));
+	deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+	z.next_out = zin;
+	z.avail_out = sizeof(zin);
+	for (int i = 0; i < 256; i++) {
+		z.next_in = (Bytef *)zeros;
+		z.avail_in = sizeof(zeros);
+		deflate(&z, i == 255 ? Z_FINISH : Z_NO_FLUSH);
+	}
+	zn = sizeof(zin) - z.avail_out;
+	deflateEnd(&z);
+	h2body_setup(b, &gz, 1, set, 1);
+	ok(h2body_in(b, zin, zn) && !h2body_in(b, zin, 65536), "the input holds at most its window");
+	h2body_in_end(b);
+	while (!err && (h2body_pending(b) || h2body_out_len(b))) {
+		size_t room = 65536 - h2body_out_len(b);
+		h2body_pump(b, room, &err);
+		if (h2body_out_len(b) > maxout)
+			maxout = h2body_out_len(b);
+		total += h2body_take(b, out, sizeof(out));
+	}
+	ok(!err && h2body_out_done(b) && total == 16u << 20,
+	   "a gzip bomb (%zu bytes in) decodes whole: %zu bytes out", zn, total);
+	ok(maxout <= 65536 + 16384, "... never holding more than the room granted plus a step (%zu)", maxout);
+	h2body_free(b);
+}
+
 /* ---- step 5: limits and attacks ---- */
 
 static void test_max_streams(void)
@@ -1284,6 +1324,7 @@ int main(void)
 	test_interim_and_resets();
 	test_redact();
 	test_compressed();
+	test_body_bomb();
 	test_max_streams();
 	test_header_list();
 	test_continuation_flood();
