@@ -1309,6 +1309,36 @@ static void never_reads(bool tcp)
 	world_free();
 }
 
+/* Streams reset while the relay holds their reply bytes: those bytes are
+ * credited to the upstream's connection window, else it shrinks for good
+ * and a later stream stalls. */
+static void test_window_credit(void)
+{
+	struct h2relay_limits l;
+	int32_t a;
+
+	h2relay_limits_default(&l);
+	l.stream_buf = l.conn_buf = 65535;
+	world_init(false, false, &l);
+	W.reply.big = 300000;
+	for (int i = 0; i < 4; i++) {
+		a = request("GET", "/big", "api.test", NULL, NULL);
+		run(2);
+		W.block[H2_SANDBOX] = true;
+		run(20);
+		nghttp2_submit_rst_stream(W.sb, NGHTTP2_FLAG_NONE, a, NGHTTP2_CANCEL);
+		W.block[H2_SANDBOX] = false;
+		run(20);
+	}
+	W.reply.big = 0;
+	W.reply.parts[0] = "after";
+	a = request("GET", "/small", "api.test", NULL, NULL);
+	run(50);
+	ok(resp_of(a)->body.len == 5 && resp_of(a)->closed && resp_of(a)->code == 0,
+	   "after 4 streams reset with reply bytes held, a new stream still gets its reply");
+	world_free();
+}
+
 int main(void)
 {
 	setup_policy(false);
@@ -1335,6 +1365,7 @@ int main(void)
 	test_ack_flood_unread();
 	test_window_overflow();
 	test_hpack_bomb();
+	test_window_credit();
 	never_reads(true);
 	never_reads(false);
 	if (defl)
