@@ -1154,6 +1154,16 @@ static void test_header_list(void)
 	   "a head over the header list size: 431, nothing forwarded");
 	ok(resp_of(b)->status == 200 && !W.failed, "the connection goes on");
 	world_free();
+
+	world_init(false, false, &l);
+	W.reply.hn[0] = "x-big";
+	W.reply.hv[0] = big;
+	W.reply.parts[0] = "body";
+	a = request("GET", "/", "api.test", NULL, NULL);
+	run(50);
+	ok(resp_of(a)->status == 502 && wire_has(&resp_of(a)->hdrs, "x-egressd-reason: bad-response\n") &&
+	   W.uq[0].closed && !W.failed, "a reply head over the bound: 502 bad-response, the upstream stream reset");
+	world_free();
 }
 
 static void test_continuation_flood(void)
