@@ -49,8 +49,10 @@ char *xstrndup(const char *s, size_t n)
 }
 
 /* explicit_bzero (glibc >= 2.25): a memset the compiler may not drop, at
- * memset's speed (a volatile byte loop ran at ~1 byte a cycle) */
+ * memset's speed (a volatile byte loop ran at ~1 byte a cycle); callers
+ * may pass (NULL, 0), which explicit_bzero's nonnull declaration forbids */
 void xwipe(void *p, size_t n)
 {
-	explicit_bzero(p, n);
+	if (n)
+		explicit_bzero(p, n);
 }
