@@ -147,9 +147,10 @@ static bool decode_step(struct h2body *b, size_t room, size_t *used, size_t *mad
 {
 	char buf[CHUNK];
 	enum contentdec_status rs;
+	const char *in = b->in.len ? (const char *)b->in.p + b->in.off : "";
 
-	rs = contentdec_feed(b->dec, (const char *)b->in.p + b->in.off, b->in.len, used, buf,
-			     room < CHUNK ? room : CHUNK, made, b->in_end);
+	rs = contentdec_feed(b->dec, in, b->in.len, used, buf, room < CHUNK ? room : CHUNK, made,
+			     b->in_end);
 	if (*made)
 		to_out(b, buf, *made);
 	xwipe(buf, *made);
