@@ -564,6 +564,7 @@ static void run(int rounds)
 /* Submits a request from the sandbox: fields as name, value pairs (NULL
  * ends), body (NULL: none). Returns the stream id. */
 static size_t req_chunk = 1 << 20; /* request DATA bytes per frame */
+static const char *req_trailer;     /* a value for the trailer field x-tr, or NULL */
 static struct sbody {
 	const char *p;
 	size_t off;
@@ -581,6 +582,11 @@ static ssize_t sb_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	b->off += n;
 	if (!b->p[b->off])
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (!b->p[b->off] && req_trailer) {
+		nghttp2_nv tr = { (uint8_t *)"x-tr", (uint8_t *)req_trailer, 4, strlen(req_trailer), 0 };
+		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		nghttp2_submit_trailer(s, id, &tr, 1);
+	}
 	return (ssize_t)n;
 }
 
@@ -881,6 +887,75 @@ static void test_leaks(void)
 	   "block mode: 403 placeholder-leak");
 	ok(resp_of(b)->status == 200 && upstream_streams() == 1, "... the connection goes on");
 	world_free();
+}
+
+static void test_request_trailers(void)
+{
+	int32_t a;
+
+	world_init(false, false, NULL);
+	req_trailer = tap_fmt("t %s", ph_api);
+	a = request("POST", "/t", "api.test", NULL, "body");
+	run(50);
+	req_trailer = NULL;
+	ok(resp_of(a)->status == 200 && W.uq[0].body.len == 4 &&
+	   wire_has(&W.uq[0].hdrs, "x-tr: t " VALUE "\n") && wire_has(&W.uq[0].noidx, "x-tr\n"),
+	   "request trailers: placeholders injected, never indexed");
+	world_free();
+}
+
+/* h2head alone: what nghttp2 would already refuse is dropped anyway. */
+static void test_h2head(void)
+{
+	struct h2hdrs *h = h2hdrs_new(4096);
+	struct h2head_req rq = { set, 1, true, "api.test" };
+	static const char *const f[] = { ":method", "GET", ":path", "/", ":authority", "api.test",
+		"host", "api.test", "connection", "close", "keep-alive", "1", "proxy-x", "1",
+		"transfer-encoding", "chunked", "upgrade", "h2c", "te", "gzip", "accept-encoding",
+		"br;q=0, gzip", "x-ok", "1", NULL };
+	struct h2nv nv;
+	uint64_t used = 1;
+	struct obuf all;
+	const char *why;
+	struct target v6;
+	char err[PATTERN_ERRLEN];
+
+	for (size_t i = 0; f[i]; i += 2)
+		h2hdrs_add(h, (const uint8_t *)f[i], strlen(f[i]), (const uint8_t *)f[i + 1],
+			   strlen(f[i + 1]));
+	h2nv_init(&nv);
+	ok(h2head_request_nv(h, &rq, false, &nv, &used) && used == 0, "request head rewritten");
+	obuf_init(&all, 1 << 16);
+	for (size_t i = 0; i < nv.n; i++) {
+		obuf_add(&all, (const char *)nv.nv[i].name, nv.nv[i].namelen);
+		obuf_add(&all, ": ", 2);
+		obuf_add(&all, (const char *)nv.nv[i].value, nv.nv[i].valuelen);
+		obuf_add(&all, "\n", 1);
+	}
+	obuf_add(&all, "", 1);
+	is_str(all.p, ":method: GET\n:scheme: https\n:authority: api.test\n:path: /\nx-ok: 1\n"
+		      "accept-encoding: gzip\n",
+	       "hop-by-hop, proxy-*, host and te other than trailers dropped; the offer replaced");
+	obuf_dispose(&all);
+	h2nv_dispose(&nv);
+	ok(h2head_check_request(h, &tgt, &why) == 0, "the connection's host passes");
+	h2hdrs_free(h);
+	h = h2hdrs_new(4096);
+	h2hdrs_add(h, (const uint8_t *)":method", 7, (const uint8_t *)"GET", 3);
+	h2hdrs_add(h, (const uint8_t *)":path", 5, (const uint8_t *)"/", 1);
+	h2hdrs_add(h, (const uint8_t *)":authority", 10, (const uint8_t *)"[2001:db8::1]:443", 17);
+	target_parse_authority("[2001:db8::1]", 13, 443, &v6, err);
+	ok(h2head_check_request(h, &v6, &why) == 0 && h2head_check_request(h, &tgt, &why) == 421,
+	   "an IPv6 :authority names its own connection only");
+	h2hdrs_add(h, (const uint8_t *)"host", 4, (const uint8_t *)"a", 1);
+	h2hdrs_add(h, (const uint8_t *)"host", 4, (const uint8_t *)"a", 1);
+	ok(h2head_check_request(h, &v6, &why) == 400, "a repeated host: 400");
+	h2hdrs_free(h);
+	h = h2hdrs_new(100);
+	ok(h2hdrs_add(h, (const uint8_t *)"a", 1, (const uint8_t *)"b", 1) &&
+	   !h2hdrs_add(h, (const uint8_t *)"c", 1, (const uint8_t *)"ddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd", 59) &&
+	   h2hdrs_too_big(h) && h2hdrs_count(h) == 1, "the field list stops at its bound (32 + name + value each)");
+	h2hdrs_free(h);
 }
 
 static void test_hop_by_hop(void)
@@ -1399,6 +1474,8 @@ int main(void)
 	test_inject();
 	test_leaks();
 	test_hop_by_hop();
+	test_request_trailers();
+	test_h2head();
 	test_grpc_bidi();
 	test_interim_and_resets();
 	test_redact();
