@@ -415,3 +415,22 @@ out:
 		*v = out;
 	return s != NULL;
 }
+
+void rules_verdict_text(const struct rule_verdict *v, char *out, size_t n)
+{
+	switch (v->how) {
+	case RULE_BY_RULE:
+		snprintf(out, n, " refused by rule %zu (rule-denied)", v->index);
+		break;
+	case RULE_BY_DEFAULT:
+		snprintf(out, n, " refused by rulesDefault: no rule matches (rule-denied)");
+		break;
+	case RULE_AMBIGUOUS:
+		snprintf(out, n, " refused: ambiguous path: %s (rule-denied)", v->why);
+		break;
+	case RULE_MATCH_ERROR:
+		snprintf(out, n, " refused: rule %zu's path pattern hit the match limit (rule-denied)",
+			 v->index);
+		break;
+	}
+}

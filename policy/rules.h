@@ -86,4 +86,11 @@ bool rules_method_valid(const char *m, size_t n);
  * a '#', a malformed escape. */
 const char *rules_normalize_path(const char *target, size_t n, char *out, size_t *outlen);
 
+/* The end of a refusal's one-line body for a refusing verdict v, as HTTP/1
+ * and HTTP/2 requests get it: " refused by rule 2 (rule-denied)", " refused
+ * by rulesDefault: no rule matches (rule-denied)", " refused: ambiguous path:
+ * WHY (rule-denied)", " refused: rule N's path pattern hit the match limit
+ * (rule-denied)". NUL-terminated in out[0..n), cut if longer. */
+void rules_verdict_text(const struct rule_verdict *v, char *out, size_t n);
+
 #endif
