@@ -160,7 +160,7 @@ static void test_ranges(void)
 			ok(lo == r->min && hi == r->max, "--%s: its help's range %ld..%ld is %d..%d",
 			   t[i].name, lo, hi, r->min, r->max);
 	}
-	ok(nranges == 7, "seven number options (%zu)", nranges);
+	ok(nranges == 8, "eight number options (%zu)", nranges);
 	ok(cliopts_range('c') == NULL && cliopts_find(-1) == NULL, "no range for other options");
 }
 
