@@ -1211,7 +1211,7 @@ def file_state(path):
 
 @rcase("jail: --user root's /tmp and /var/tmp are overlays: a root-owned 0755 host file there "
        "is read, rewritten and deleted inside, and on the host unchanged and present after; "
-       "files made inside never reach the host; host files made there later are seen")
+       "files made inside never reach the host; host files made or changed there later are seen")
 def _(ctx):
     go = os.path.join("/run", "egressd-test-go-" + token())
     top = os.path.join("/tmp", "egressd-jail-made-inside-" + token())
@@ -1230,13 +1230,19 @@ def _(ctx):
             expect += ["read: " + want[v].decode(), "written", "read: planted", "deleted",
                        "absent", "written", "read: inside"]
             later.append(os.path.join(d, "made-later"))
+            changing = os.path.join(d, "changing")
+            with open(changing, "w") as f:
+                f.write("before\n")
+            ops.append(["read", changing])
+            expect.append("read: before\n")
+            later.append(changing)
         ops += [["write", top, "inside"], ["exists", top]]
         expect += ["written", "exists"]
         r = Run(ctx, tool([["files", ops],
                            ["files", [["wait", go, 30]] + [["read", p] for p in later]]]),
                 extra=["--user", "root"], sudo=False)
-        # host files made after the command looked at its /tmp (under names it
-        # did not look up), then the signal, outside /tmp
+        # once the command looked at its /tmp: host files made (under names it
+        # did not look up) and rewritten in place, then the signal, outside /tmp
         deadline = time.time() + 30
         while time.time() < deadline and r.proc.poll() is None and not r.results():
             time.sleep(0.05)
@@ -1255,11 +1261,11 @@ def _(ctx):
         for v, data in want.items():
             check_eq(file_state(v), (data, 0o755, 0), "the host's %s after the run" % v)
         for d in dirs:
-            check_eq(sorted(os.listdir(d)), ["built-binary", "made-later"],
+            check_eq(sorted(os.listdir(d)), ["built-binary", "changing", "made-later"],
                      "the host's %s after the run" % d)
         check(not os.path.exists(top), "%s, made inside, is on the host" % top)
         check_eq([o[2] for o in res[1].get("ops", [])], ["exists"] + ["read: later\n"] * len(later),
-                 "inside, host files made after the command started (%r)" % res[1])
+                 "inside, host files made or rewritten after the command started (%r)" % res[1])
     finally:
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
