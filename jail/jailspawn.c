@@ -236,6 +236,11 @@ static const char *concat(char *buf, size_t cap, const char *const *parts)
 	return buf;
 }
 
+/* The host changes the lower layer while the overlay is mounted:
+ * overlayfs.rst ("Changes to underlying filesystems") allows changes to it
+ * only without these features, whatever the kernel's defaults are. */
+#define OVERLAY_FEATURES "redirect_dir=off,index=off,metacopy=off,xino=off"
+
 /* dir (/tmp or /var/tmp, present) as an overlay for uid 0: the host's
  * directory, by a descriptor opened before it is covered, is the read-only
  * lower layer; a fresh size-limited tmpfs mounted on dir itself holds the
@@ -245,7 +250,7 @@ static const char *concat(char *buf, size_t cap, const char *const *parts)
  * one file system each: a host mount below dir is not in the overlay. */
 static void overlay_scratch(const struct plan *pl, const char *dir)
 {
-	char upper[32], work[32], fdp[32], opts[128];
+	char upper[32], work[32], fdp[32], opts[192];
 	unsigned long fl = MS_NOSUID | MS_NODEV;
 	struct statfs sf;
 	struct stat st;
@@ -264,7 +269,7 @@ static void overlay_scratch(const struct plan *pl, const char *dir)
 	    chown(upper, st.st_uid, st.st_gid) < 0 || chmod(upper, st.st_mode & 07777) < 0)
 		child_fail(pl, "making the overlay's upper and work directories for", dir);
 	concat(opts, sizeof opts, (const char *const[]){ "lowerdir=", fd_path(lower, fdp),
-		",upperdir=", upper, ",workdir=", work, NULL });
+		",upperdir=", upper, ",workdir=", work, ",", OVERLAY_FEATURES, NULL });
 	if (mount("overlay", dir, "overlay", fl, opts) < 0)
 		child_fail(pl, "mounting an overlay (the host's directory read-only under a "
 			   "private tmpfs) on", dir);
