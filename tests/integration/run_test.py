@@ -49,7 +49,7 @@ sys.dont_write_bytecode = True
 #   ["udp", [[host, port], ...], payload]         datagrams ("$NAMESERVER" = resolv.conf's)
 #   ["exec", argv...]               a program ("{{NAME}}" in arguments: from the environment)
 #   ["sleep", seconds]
-#   ["files", [[op, path, arg], ...]]  read/write/delete/exists/wait, in order
+#   ["files", [[op, path, arg], ...]]  read/write/delete/exists/rename/connect/wait
 
 def expand(s):
     """{{NAME}} anywhere in a string becomes the environment's value."""
@@ -392,8 +392,9 @@ def step_escape(a):
 
 def step_files(a):
     """File operations in order, each [op, path, arg]: read (the content),
-    write (arg, truncating), delete, exists, wait (until path exists, up to
-    arg seconds); each outcome, or "error: ..."."""
+    write (arg, truncating), delete, exists, rename (to arg), connect (a Unix
+    socket), wait (until path exists, up to arg seconds); each outcome, or
+    "error: ..."."""
     out = []
     for op in a[0]:
         kind, path = op[0], op[1]
@@ -410,6 +411,17 @@ def step_files(a):
                 r = "deleted" if not os.path.lexists(path) else "still there"
             elif kind == "exists":
                 r = "exists" if os.path.lexists(path) else "absent"
+            elif kind == "rename":
+                os.rename(path, op[2])
+                r = "renamed"
+            elif kind == "connect":  # a Unix socket
+                c = socket.socket(socket.AF_UNIX)
+                c.settimeout(5)
+                try:
+                    c.connect(path)
+                finally:
+                    c.close()
+                r = "connected"
             else:  # wait
                 deadline = time.time() + op[2]
                 while not os.path.exists(path) and time.time() < deadline:
@@ -1272,6 +1284,45 @@ def _(ctx):
         for p in (go, top):
             if os.path.exists(p):
                 os.unlink(p)
+
+
+@rcase("jail: --user root's /tmp overlay as the README says: a host file made under a name "
+       "the command already looked up stays unseen; a host directory is not renamed (EXDEV); "
+       "a host Unix socket there refuses connections")
+def _(ctx):
+    go = os.path.join("/run", "egressd-test-go-" + token())
+    d = scratch_dirs()[0]
+    lst = socket.socket(socket.AF_UNIX)
+    try:
+        early, sub, sock = (os.path.join(d, x) for x in ("looked-up-early", "sub", "sock"))
+        os.mkdir(sub)
+        lst.bind(sock)
+        lst.listen(4)
+        r = Run(ctx, tool([["files", [["exists", early]]],
+                           ["files", [["wait", go, 30], ["exists", early], ["read", early],
+                                      ["rename", sub, sub + "-moved"], ["connect", sock]]]]),
+                extra=["--user", "root"], sudo=False)
+        deadline = time.time() + 30
+        while time.time() < deadline and r.proc.poll() is None and not r.results():
+            time.sleep(0.05)
+        with open(early, "w") as f:
+            f.write("made after the lookup\n")
+        with open(go, "w"):
+            pass
+        check_eq(r.wait(), 0, "egressd run exit status")
+        res = r.results()
+        check_eq(len(res), 2, "results from the jail tool")
+        check_eq([o[2] for o in res[0].get("ops", []) + res[1].get("ops", [])],
+                 ["absent", "exists", "absent", "error: No such file or directory",
+                  "error: Invalid cross-device link", "error: Connection refused"],
+                 "inside (%r)" % res)
+        check(os.path.isdir(sub) and not os.path.exists(sub + "-moved"),
+              "the host's directory after the run: %r" % os.listdir(d))
+    finally:
+        lst.close()
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(go):
+            os.unlink(go)
 
 
 @rcase("jail: a non-root command reads and writes the host's /tmp itself (no overlay)")
