@@ -1200,11 +1200,11 @@ def _(ctx):
           "egressd's files inside (uid 0 owns them; they must be hidden): %r" % res["files"])
 
 
-def scratch_dirs():
-    """A new 0755 root-owned directory under each of the host's /tmp and
-    /var/tmp (those there are; /var/tmp not when it is /tmp)."""
+def scratch_dirs(var_tmp=True):
+    """A new 0755 root-owned directory under the host's /tmp and, with
+    var_tmp, /var/tmp (if there and not /tmp itself); the caller removes them."""
     dirs = [tempfile.mkdtemp(prefix="egressd-jail-scratch-", dir="/tmp")]
-    if os.path.isdir("/var/tmp") and not os.path.samefile("/var/tmp", "/tmp"):
+    if var_tmp and os.path.isdir("/var/tmp") and not os.path.samefile("/var/tmp", "/tmp"):
         dirs.append(tempfile.mkdtemp(prefix="egressd-jail-scratch-", dir="/var/tmp"))
     for d in dirs:
         os.chmod(d, 0o755)
@@ -1291,7 +1291,7 @@ def _(ctx):
        "a host Unix socket there refuses connections")
 def _(ctx):
     go = os.path.join("/run", "egressd-test-go-" + token())
-    d = scratch_dirs()[0]
+    d = scratch_dirs(var_tmp=False)[0]
     lst = socket.socket(socket.AF_UNIX)
     try:
         early, sub, sock = (os.path.join(d, x) for x in ("looked-up-early", "sub", "sock"))
@@ -1327,7 +1327,7 @@ def _(ctx):
 
 @rcase("jail: a non-root command reads and writes the host's /tmp itself (no overlay)")
 def _(ctx):
-    d = scratch_dirs()[0]
+    d = scratch_dirs(var_tmp=False)[0]
     try:
         os.chmod(d, 0o777)
         host, made = os.path.join(d, "from-host"), os.path.join(d, "by-command")
