@@ -1,6 +1,7 @@
 /* jailspawn.c -- starting `egressd run`'s command inside the jail: its own
  * PID and mount namespaces (a fresh /proc), the jail's network namespace,
- * egressd's files hidden, no capabilities, a tiny init as PID 1.
+ * egressd's files hidden, no capabilities, a tiny init as PID 1; for uid 0 a
+ * read-only host whose /tmp and /var/tmp write to a private tmpfs.
  *
  * The child comes from a raw clone(CLONE_NEWPID | CLONE_NEWNS) so that it is
  * the new namespace's PID 1 and egressd's direct child (no middle process
@@ -30,6 +31,8 @@
 #include <linux/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +43,9 @@
 #include "runas.h"
 
 #define seterr(err, ...) errmsg_set((err), JAILSPAWN_ERRLEN, __VA_ARGS__)
+
+/* The private tmpfs under each of uid 0's /tmp and /var/tmp overlays. */
+#define JAILSPAWN_SCRATCH_SIZE "25%"
 
 /* What the child reports when a step fails. */
 struct report {
@@ -217,33 +223,89 @@ static void hide_paths(const struct plan *pl)
 	}
 }
 
+/* "a" "b" "c" into buf (no stdio after a raw clone); parts NULL-terminated,
+ * the whole cut at cap - 1. */
+static const char *concat(char *buf, size_t cap, const char *const *parts)
+{
+	size_t k = 0;
+
+	for (; *parts; parts++)
+		for (const char *c = *parts; *c && k + 1 < cap; c++)
+			buf[k++] = *c;
+	buf[k] = '\0';
+	return buf;
+}
+
+/* The host changes the lower layer while the overlay is mounted:
+ * overlayfs.rst ("Changes to underlying filesystems") allows changes to it
+ * only without these features, whatever the kernel's defaults are. */
+#define OVERLAY_FEATURES "redirect_dir=off,index=off,metacopy=off,xino=off"
+
+/* dir (/tmp or /var/tmp, present) as an overlay for uid 0: the host's
+ * directory, by a descriptor opened before it is covered, is the read-only
+ * lower layer; a fresh size-limited tmpfs mounted on dir itself holds the
+ * upper and work directories, and the overlay then covers that tmpfs, so
+ * nothing reaches it but the overlay. The upper root takes the host
+ * directory's owner and mode (what the overlay's root shows). Overlays see
+ * one file system each: a host mount below dir is not in the overlay. */
+static void overlay_scratch(const struct plan *pl, const char *dir)
+{
+	char upper[32], work[32], fdp[32], opts[192];
+	unsigned long fl = MS_NOSUID | MS_NODEV;
+	struct statfs sf;
+	struct stat st;
+	int lower = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	if (lower < 0 || fstat(lower, &st) < 0 || fstatfs(lower, &sf) < 0)
+		child_fail(pl, "opening the host's directory", dir);
+	if (sf.f_flags & ST_NOEXEC)
+		fl |= MS_NOEXEC;
+	concat(upper, sizeof upper, (const char *const[]){ dir, "/upper", NULL });
+	concat(work, sizeof work, (const char *const[]){ dir, "/work", NULL });
+	if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV,
+		  "mode=700,size=" JAILSPAWN_SCRATCH_SIZE) < 0)
+		child_fail(pl, "mounting the overlay's private tmpfs on", dir);
+	if (mkdir(upper, 0700) < 0 || mkdir(work, 0700) < 0 ||
+	    chown(upper, st.st_uid, st.st_gid) < 0 || chmod(upper, st.st_mode & 07777) < 0)
+		child_fail(pl, "making the overlay's upper and work directories for", dir);
+	concat(opts, sizeof opts, (const char *const[]){ "lowerdir=", fd_path(lower, fdp),
+		",upperdir=", upper, ",workdir=", work, ",", OVERLAY_FEATURES, NULL });
+	if (mount("overlay", dir, "overlay", fl, opts) < 0)
+		child_fail(pl, "mounting an overlay (the host's directory read-only under a "
+			   "private tmpfs) on", dir);
+	close(lower);
+}
+
 /* uid 0 without any capability still writes whatever root owns by its
  * owner permission bits: system binaries, /etc/passwd, egressd's own binary,
  * so a command run as --user root could plant code that real root runs
- * later. For it, every mount is made read-only (mount_setattr, recursive),
- * except the world-writable scratch places /tmp, /var/tmp (the host's, bound
- * onto themselves first so they are mounts of their own) and /dev/shm. */
+ * later. For it, every mount is made read-only (mount_setattr, recursive);
+ * then the scratch places /tmp and /var/tmp become overlays whose writes go
+ * to a private tmpfs (a root-owned file in the host's /tmp, a checkout or a
+ * build tree there, is as safe as one elsewhere), and the jail's fresh
+ * /dev/shm is made writable again. Both overlays are new mounts, so the
+ * read-only attribute does not reach them. /var/tmp the same directory as
+ * /tmp (a symbolic link) gets one overlay. */
 static void root_read_only(const struct plan *pl)
 {
-	static const char *const scratch[] = { "/tmp", "/var/tmp", "/dev/shm" };
+	static const char *const scratch[] = { "/var/tmp", "/tmp" };
 	struct mount_attr ro = { .attr_set = MOUNT_ATTR_RDONLY };
 	struct mount_attr rw = { .attr_clr = MOUNT_ATTR_RDONLY };
-	bool bound[3] = { false, false, false };
+	struct stat st[2];
+	bool present[2];
 
-	for (size_t i = 0; i < 2; i++) {
-		if (access(scratch[i], F_OK) < 0)
-			continue; /* a host without it: nothing to keep writable */
-		if (mount(scratch[i], scratch[i], NULL, MS_BIND | MS_REC, NULL) < 0)
-			child_fail(pl, "binding onto itself", scratch[i]);
-		bound[i] = true;
-	}
-	bound[2] = true; /* make_dev mounted a fresh tmpfs there */
+	for (size_t i = 0; i < 2; i++)
+		present[i] = stat(scratch[i], &st[i]) == 0 && S_ISDIR(st[i].st_mode);
+	if (present[0] && present[1] && st[0].st_dev == st[1].st_dev &&
+	    st[0].st_ino == st[1].st_ino)
+		present[0] = false;
 	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &ro, sizeof ro) < 0)
 		child_fail(pl, "making every mount read-only for uid 0 (mount_setattr)", "/");
-	for (size_t i = 0; i < 3; i++)
-		if (bound[i] && syscall(SYS_mount_setattr, AT_FDCWD, scratch[i], 0, &rw,
-					sizeof rw) < 0)
-			child_fail(pl, "making writable again", scratch[i]);
+	for (size_t i = 0; i < 2; i++)
+		if (present[i])
+			overlay_scratch(pl, scratch[i]);
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/dev/shm", 0, &rw, sizeof rw) < 0)
+		child_fail(pl, "making writable again", "/dev/shm");
 }
 
 __attribute__((noreturn))
@@ -256,9 +318,11 @@ static void child_main(const struct plan *pl)
 	if (setns(pl->net_fd, CLONE_NEWNET) < 0)
 		child_fail(pl, "entering the network namespace", pl->js->netns);
 	set_mounts(pl);
-	hide_paths(pl);
 	if (runas_uid(pl->js->user) == 0)
 		root_read_only(pl);
+	/* after the overlays: they show the host's /tmp without what is
+	 * mounted on it, so a hidden path there is hidden on the overlay */
+	hide_paths(pl);
 	/* by path again: the old directory may be one just hidden */
 	if (!pl->cwd || chdir(pl->cwd) < 0)
 		if (chdir("/") < 0)

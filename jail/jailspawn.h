@@ -25,8 +25,9 @@ struct jailspawn {
 
 /* Clones a child that is PID 1 of a new PID namespace, in a new mount
  * namespace (mounts slave to the host's; fresh /proc and /sys; resolv.conf;
- * hidden paths), enters js->netns, returns to the current directory by its
- * path, drops to js->user for good (runas_apply), marks every inherited
+ * hidden paths; for uid 0 every mount read-only, /tmp and /var/tmp overlays
+ * whose writes go to a private tmpfs), enters js->netns, returns to the
+ * current directory by its path, drops to js->user for good (runas_apply), marks every inherited
  * descriptor above 2 close-on-exec, and execs this egressd binary as the
  * namespace's init (jailinit.h), which starts the command. The child gets
  * SIGKILL if egressd dies; signals egressd sends it are forwarded to the

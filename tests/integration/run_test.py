@@ -49,6 +49,7 @@ sys.dont_write_bytecode = True
 #   ["udp", [[host, port], ...], payload]         datagrams ("$NAMESERVER" = resolv.conf's)
 #   ["exec", argv...]               a program ("{{NAME}}" in arguments: from the environment)
 #   ["sleep", seconds]
+#   ["files", [[op, path, arg], ...]]  read/write/delete/exists/rename/connect/wait
 
 def expand(s):
     """{{NAME}} anywhere in a string becomes the environment's value."""
@@ -389,6 +390,49 @@ def step_escape(a):
     return r
 
 
+def step_files(a):
+    """File operations in order, each [op, path, arg]: read (the content),
+    write (arg, truncating), delete, exists, rename (to arg), connect (a Unix
+    socket), wait (until path exists, up to arg seconds); each outcome, or
+    "error: ..."."""
+    out = []
+    for op in a[0]:
+        kind, path = op[0], op[1]
+        try:
+            if kind == "read":
+                with open(path, "rb") as f:
+                    r = "read: " + f.read().decode("latin-1")
+            elif kind == "write":
+                with open(path, "wb") as f:
+                    f.write(op[2].encode("latin-1"))
+                r = "written"
+            elif kind == "delete":
+                os.unlink(path)
+                r = "deleted" if not os.path.lexists(path) else "still there"
+            elif kind == "exists":
+                r = "exists" if os.path.lexists(path) else "absent"
+            elif kind == "rename":
+                os.rename(path, op[2])
+                r = "renamed"
+            elif kind == "connect":  # a Unix socket
+                c = socket.socket(socket.AF_UNIX)
+                c.settimeout(5)
+                try:
+                    c.connect(path)
+                finally:
+                    c.close()
+                r = "connected"
+            else:  # wait
+                deadline = time.time() + op[2]
+                while not os.path.exists(path) and time.time() < deadline:
+                    time.sleep(0.05)
+                r = "exists" if os.path.exists(path) else "absent"
+        except OSError as e:
+            r = "error: %s" % e.strerror
+        out.append([kind, path, r])
+    return {"ops": out}
+
+
 def step_listen(a):
     """Listens on 0.0.0.0:port for up to `wait` seconds, until the file
     `stop` exists; the peers it accepted."""
@@ -412,7 +456,7 @@ def step_listen(a):
 
 STEPS = {"env": step_env, "dns": step_dns, "urllib": step_urllib, "tls": step_tls,
          "tcp": step_tcp, "udp": step_udp, "exec": step_exec, "sleep": step_sleep,
-         "escape": step_escape, "listen": step_listen}
+         "escape": step_escape, "listen": step_listen, "files": step_files}
 
 
 def tool_main(steps):
@@ -433,6 +477,7 @@ if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--jail-tool
 # the suite
 
 import shutil  # noqa: E402
+import tempfile  # noqa: E402
 import signal  # noqa: E402
 import uuid  # noqa: E402
 
@@ -1072,15 +1117,22 @@ def escape_steps(pidfile, extra_connect=(), write=()):
 
 def run_escape(ctx, extra=(), sudo=True, write=()):
     """The escape probe in a jail whose egressd has a valueFromFile secret;
-    the probe learns egressd's pid from a file the test writes."""
-    pidfile = os.path.join(suite.tmp, "pid-" + token())
+    the probe learns egressd's pid from a file the test writes once the run
+    started: under /run, not /tmp, as uid 0's /tmp is an overlay that need
+    not show a file the host makes under a name the probe already looked up."""
+    pidfile = os.path.join("/run", "egressd-test-pid-" + token())
     r = Run(ctx, tool(escape_steps(pidfile, write=write)), args=policy_args(os.path.join(ctx.tmp, "e.log")) +
             ["-c", W["fpolicy"]], extra=extra, sudo=sudo)
-    with open(pidfile + ".tmp", "w") as f:
-        f.write(str(r.proc.pid))
-    os.chmod(pidfile + ".tmp", 0o644)
-    os.rename(pidfile + ".tmp", pidfile)
-    check_eq(r.wait(), 0, "egressd run exit status")
+    try:
+        with open(pidfile + ".tmp", "w") as f:
+            f.write(str(r.proc.pid))
+        os.chmod(pidfile + ".tmp", 0o644)
+        os.rename(pidfile + ".tmp", pidfile)
+        check_eq(r.wait(), 0, "egressd run exit status")
+    finally:
+        for p in (pidfile, pidfile + ".tmp"):
+            if os.path.exists(p):
+                os.unlink(p)
     res = r.results()
     check(len(res) == 1 and "error" not in res[0], "the probe's result: %r" % res)
     ctx.note("inside: %s" % json.dumps(res[0], indent=1)[:3000])
@@ -1122,9 +1174,12 @@ def _(ctx):
 @rcase("jail: --user root runs uid 0 without any capability; egressd's files hidden all the same; "
        "root-owned host files (binaries, /etc/passwd) read-only to it, /tmp writable")
 def _(ctx):
-    # a root-owned file outside the scratch places: uid 0 owns it, so only a
-    # read-only mount keeps it from being rewritten
-    victim = os.path.join(ROOT, "build", "jail-victim-" + token())
+    # a root-owned file outside the scratch places (wherever the checkout
+    # is): uid 0 owns it, so only a read-only mount keeps it from being
+    # rewritten
+    vdir = tempfile.mkdtemp(prefix="egressd-jail-victim-", dir="/var/lib")
+    os.chmod(vdir, 0o755)
+    victim = os.path.join(vdir, "victim")
     scratch = os.path.join("/tmp", "jail-scratch-" + token())
     with open(victim, "w") as f:
         f.write("host file\n")
@@ -1133,9 +1188,9 @@ def _(ctx):
         r, res = run_escape(ctx, extra=["--user", "root"], sudo=False,
                             write=[victim, "/etc/passwd", scratch])
     finally:
-        for p in (victim, scratch):
-            if os.path.exists(p):
-                os.unlink(p)
+        shutil.rmtree(vdir, ignore_errors=True)
+        if os.path.exists(scratch):
+            os.unlink(scratch)
     check_escape(r, res)
     for path in (victim, "/etc/passwd"):
         check("Read-only file system" in res["write"].get(path, ""),
@@ -1143,6 +1198,149 @@ def _(ctx):
     check_eq(res["write"].get(scratch), "opened", "/tmp writable inside")
     check(all(v in ("read 0 bytes",) or "Permission denied" in v for v in res["files"].values()),
           "egressd's files inside (uid 0 owns them; they must be hidden): %r" % res["files"])
+
+
+def scratch_dirs(var_tmp=True):
+    """A new 0755 root-owned directory under the host's /tmp and, with
+    var_tmp, /var/tmp (if there and not /tmp itself); the caller removes them."""
+    dirs = [tempfile.mkdtemp(prefix="egressd-jail-scratch-", dir="/tmp")]
+    if var_tmp and os.path.isdir("/var/tmp") and not os.path.samefile("/var/tmp", "/tmp"):
+        dirs.append(tempfile.mkdtemp(prefix="egressd-jail-scratch-", dir="/var/tmp"))
+    for d in dirs:
+        os.chmod(d, 0o755)
+    return dirs
+
+
+def file_state(path):
+    """(bytes, mode, uid) of a host file, or None."""
+    try:
+        st = os.lstat(path)
+        with open(path, "rb") as f:
+            return (f.read(), st.st_mode & 0o7777, st.st_uid)
+    except OSError:
+        return None
+
+
+@rcase("jail: --user root's /tmp and /var/tmp are overlays: a root-owned 0755 host file there "
+       "is read, rewritten and deleted inside, and on the host unchanged and present after; "
+       "files made inside never reach the host; host files made or changed there later are seen")
+def _(ctx):
+    go = os.path.join("/run", "egressd-test-go-" + token())
+    top = os.path.join("/tmp", "egressd-jail-made-inside-" + token())
+    dirs = scratch_dirs()
+    try:
+        want, ops, expect, later = {}, [], [], []
+        for d in dirs:
+            v = os.path.join(d, "built-binary")
+            want[v] = ("#!/bin/sh\n# %s\n" % token()).encode()
+            with open(v, "wb") as f:
+                f.write(want[v])
+            os.chmod(v, 0o755)
+            made = os.path.join(d, "made-inside")
+            ops += [["read", v], ["write", v, "planted"], ["read", v], ["delete", v],
+                    ["exists", v], ["write", made, "inside"], ["read", made]]
+            expect += ["read: " + want[v].decode(), "written", "read: planted", "deleted",
+                       "absent", "written", "read: inside"]
+            later.append(os.path.join(d, "made-later"))
+            changing = os.path.join(d, "changing")
+            with open(changing, "w") as f:
+                f.write("before\n")
+            ops.append(["read", changing])
+            expect.append("read: before\n")
+            later.append(changing)
+        ops += [["write", top, "inside"], ["exists", top]]
+        expect += ["written", "exists"]
+        r = Run(ctx, tool([["files", ops],
+                           ["files", [["wait", go, 30]] + [["read", p] for p in later]]]),
+                extra=["--user", "root"], sudo=False)
+        # once the command looked at its /tmp: host files made (under names it
+        # did not look up) and rewritten in place, then the signal, outside /tmp
+        deadline = time.time() + 30
+        while time.time() < deadline and r.proc.poll() is None and not r.results():
+            time.sleep(0.05)
+        for p in later:
+            with open(p, "w") as f:
+                f.write("later\n")
+        with open(go, "w"):
+            pass
+        check_eq(r.wait(), 0, "egressd run exit status")
+        res = r.results()
+        check_eq(len(res), 2, "results from the jail tool")
+        got = res[0].get("ops", [])
+        check_eq(len(got), len(ops), "outcomes inside: %r" % res[0])
+        for o, w in zip(got, expect):
+            check_eq(o[2], w, "inside, %s %s" % (o[0], o[1]))
+        for v, data in want.items():
+            check_eq(file_state(v), (data, 0o755, 0), "the host's %s after the run" % v)
+        for d in dirs:
+            check_eq(sorted(os.listdir(d)), ["built-binary", "changing", "made-later"],
+                     "the host's %s after the run" % d)
+        check(not os.path.exists(top), "%s, made inside, is on the host" % top)
+        check_eq([o[2] for o in res[1].get("ops", [])], ["exists"] + ["read: later\n"] * len(later),
+                 "inside, host files made or rewritten after the command started (%r)" % res[1])
+    finally:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        for p in (go, top):
+            if os.path.exists(p):
+                os.unlink(p)
+
+
+@rcase("jail: --user root's /tmp overlay as the README says: a host file made under a name "
+       "the command already looked up stays unseen; a host directory is not renamed (EXDEV); "
+       "a host Unix socket there refuses connections")
+def _(ctx):
+    go = os.path.join("/run", "egressd-test-go-" + token())
+    d = scratch_dirs(var_tmp=False)[0]
+    lst = socket.socket(socket.AF_UNIX)
+    try:
+        early, sub, sock = (os.path.join(d, x) for x in ("looked-up-early", "sub", "sock"))
+        os.mkdir(sub)
+        lst.bind(sock)
+        lst.listen(4)
+        r = Run(ctx, tool([["files", [["exists", early]]],
+                           ["files", [["wait", go, 30], ["exists", early], ["read", early],
+                                      ["rename", sub, sub + "-moved"], ["connect", sock]]]]),
+                extra=["--user", "root"], sudo=False)
+        deadline = time.time() + 30
+        while time.time() < deadline and r.proc.poll() is None and not r.results():
+            time.sleep(0.05)
+        with open(early, "w") as f:
+            f.write("made after the lookup\n")
+        with open(go, "w"):
+            pass
+        check_eq(r.wait(), 0, "egressd run exit status")
+        res = r.results()
+        check_eq(len(res), 2, "results from the jail tool")
+        check_eq([o[2] for o in res[0].get("ops", []) + res[1].get("ops", [])],
+                 ["absent", "exists", "absent", "error: No such file or directory",
+                  "error: Invalid cross-device link", "error: Connection refused"],
+                 "inside (%r)" % res)
+        check(os.path.isdir(sub) and not os.path.exists(sub + "-moved"),
+              "the host's directory after the run: %r" % os.listdir(d))
+    finally:
+        lst.close()
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(go):
+            os.unlink(go)
+
+
+@rcase("jail: a non-root command reads and writes the host's /tmp itself (no overlay)")
+def _(ctx):
+    d = scratch_dirs(var_tmp=False)[0]
+    try:
+        os.chmod(d, 0o777)
+        host, made = os.path.join(d, "from-host"), os.path.join(d, "by-command")
+        with open(host, "w") as f:
+            f.write("host\n")
+        res = run_tool(ctx, [["files", [["read", host], ["write", made, "command\n"]]]])
+        check_eq([o[2] for o in res[0].get("ops", [])], ["read: host\n", "written"],
+                 "inside (%r)" % res[0])
+        st = file_state(made)
+        check_eq(st and (st[0], st[2]), (b"command\n", 65534),
+                 "the command's file on the host (content, owner)")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @rcase("jail: a command cannot reach a second jail running at the same time (by its address, "
