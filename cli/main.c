@@ -65,6 +65,7 @@ struct cli {
 	struct obsreport_opts out; /* --report, --report-format, --learn */
 	int report_max;           /* --report-max */
 	int decode_mib;           /* --max-decode-memory */
+	bool cmd_status;          /* run: the status is CMD's own (or the jail's 125) */
 };
 
 /* egressd X.Y.Z, then the libraries it runs with (run time where the
@@ -790,6 +791,7 @@ static int dispatch(struct cli *cli, struct sbtable *t, int argc, char **argv)
 					  .out = &cli->out };
 		ro.obs = observe_start(cli);
 		rc = runcmd_main(sbx_policy(t, 0), &cli->so, &ro, argc - optind, argv + optind);
+		cli->cmd_status = true;
 		observe_end(ro.obs);
 	} else {
 		fprintf(stderr, "egressd run: usage: egressd run [OPTIONS] -- CMD [ARGS...]\n");
@@ -889,7 +891,7 @@ int main(int argc, char **argv)
 	sbx_free(cli.sbt);
 	sbxflags_free(cli.sbx);
 	policy_unref(p);
-	if (rc == 2 && cli.cmd == CLI_RUN)
+	if (rc == 2 && cli.cmd == CLI_RUN && !cli.cmd_status)
 		rc = 125; /* run's own failures are 125, so CMD's statuses stay CMD's */
 	return rc < 0 ? 0 : rc;
 }

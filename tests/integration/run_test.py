@@ -925,6 +925,7 @@ def token():
 EXITS = [
     ("exit status 0", ["true"], 0),
     ("exit status 3", ["sh", "-c", "exit 3"], 3),
+    ("exit status 2 (CMD's, not egressd's usage error)", ["sh", "-c", "exit 2"], 2),
     ("command killing itself with SIGKILL: 128+9", ["sh", "-c", "kill -KILL $$"], 137),
     ("command crashing (SIGSEGV): 128+11",
      [PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"], 139),
@@ -1286,43 +1287,31 @@ def _(ctx):
                 os.unlink(p)
 
 
-@rcase("jail: --user root's /tmp overlay as the README says: a host file made under a name "
-       "the command already looked up stays unseen; a host directory is not renamed (EXDEV); "
-       "a host Unix socket there refuses connections")
+@rcase("jail: --user root's /tmp overlay as the README says: a host directory is not renamed "
+       "(EXDEV); a host Unix socket there refuses connections")
 def _(ctx):
-    go = os.path.join("/run", "egressd-test-go-" + token())
+    # (what CMD sees of a host file made under a name it already looked up is
+    # the kernel's undefined case, so it is documented as such, not tested)
     d = scratch_dirs(var_tmp=False)[0]
     lst = socket.socket(socket.AF_UNIX)
     try:
-        early, sub, sock = (os.path.join(d, x) for x in ("looked-up-early", "sub", "sock"))
+        sub, sock = (os.path.join(d, x) for x in ("sub", "sock"))
         os.mkdir(sub)
         lst.bind(sock)
         lst.listen(4)
-        r = Run(ctx, tool([["files", [["exists", early]]],
-                           ["files", [["wait", go, 30], ["exists", early], ["read", early],
-                                      ["rename", sub, sub + "-moved"], ["connect", sock]]]]),
+        r = Run(ctx, tool([["files", [["rename", sub, sub + "-moved"], ["connect", sock]]]]),
                 extra=["--user", "root"], sudo=False)
-        deadline = time.time() + 30
-        while time.time() < deadline and r.proc.poll() is None and not r.results():
-            time.sleep(0.05)
-        with open(early, "w") as f:
-            f.write("made after the lookup\n")
-        with open(go, "w"):
-            pass
         check_eq(r.wait(), 0, "egressd run exit status")
         res = r.results()
-        check_eq(len(res), 2, "results from the jail tool")
-        check_eq([o[2] for o in res[0].get("ops", []) + res[1].get("ops", [])],
-                 ["absent", "exists", "absent", "error: No such file or directory",
-                  "error: Invalid cross-device link", "error: Connection refused"],
+        check_eq(len(res), 1, "results from the jail tool")
+        check_eq([o[2] for o in res[0].get("ops", [])],
+                 ["error: Invalid cross-device link", "error: Connection refused"],
                  "inside (%r)" % res)
         check(os.path.isdir(sub) and not os.path.exists(sub + "-moved"),
               "the host's directory after the run: %r" % os.listdir(d))
     finally:
         lst.close()
         shutil.rmtree(d, ignore_errors=True)
-        if os.path.exists(go):
-            os.unlink(go)
 
 
 @rcase("jail: a non-root command reads and writes the host's /tmp itself (no overlay)")
