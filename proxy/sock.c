@@ -41,6 +41,7 @@ struct sock {
 	const struct sock_cbs *cbs;
 	void *arg;
 	struct buf in, out;
+	struct buf raw;           /* sock_start_tls: plain bytes sent before the handshake */
 	size_t max_in;            /* reading pauses at this much unconsumed input */
 	size_t max_out;           /* sock_write answers 1 from this much output on */
 	int depth;                /* callbacks of this stream on the stack */
@@ -210,6 +211,7 @@ static void do_shutdown(struct sock *s)
 	}
 	shutdown(s->fd, SHUT_WR);
 	s->shut_done = true;
+	s->cbs->on_drained(s, s->arg); /* the owner may close now */
 }
 
 /* Writes the output out; on_drained when it empties. */
@@ -344,10 +346,34 @@ static void do_read(struct sock *s)
 	}
 }
 
+/* sock_start_tls: the plain bytes written before it go out first; false
+ * while they wait for the socket (or it failed). */
+static bool flush_raw(struct sock *s)
+{
+	while (s->raw.len > 0) {
+		ssize_t got = send(s->fd, s->raw.p + s->raw.off, s->raw.len, MSG_NOSIGNAL);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			s->hs_rd = false;
+			s->hs_wr = true;
+			return false;
+		}
+		if (got < 0) {
+			fail(s, "write", SSL_ERROR_SYSCALL);
+			return false;
+		}
+		buf_drop(&s->raw, (size_t)got);
+	}
+	return true;
+}
+
 static void do_handshake(struct sock *s)
 {
 	int r, e;
 
+	if (s->raw.len > 0 && !flush_raw(s))
+		return;
 	ssl_clear();
 	r = SSL_do_handshake(s->ssl);
 	if (r != 1) {
@@ -374,9 +400,11 @@ static void destroy(struct sock *s)
 	event_del(s->wev);
 	event_del(s->kick);
 	SSL_free(s->ssl);
-	close(s->fd);
+	if (s->fd >= 0)
+		close(s->fd);
 	buf_release(&s->in);
 	buf_release(&s->out);
+	buf_release(&s->raw);
 	free(s);
 }
 
@@ -492,20 +520,13 @@ static void prefix_init(void)
 	prefix_method = m;
 }
 
-int sock_preload(struct sock *s, const void *p, size_t n)
+/* n > 0 bytes in front of the SSL's socket BIO on the read side. */
+static int preload_tls(struct sock *s, const void *p, size_t n)
 {
 	BIO *sb, *f = NULL;
 	struct prefix *px;
 	int rc = -1;
 
-	if (n == 0)
-		return 0;
-	if (!s->ssl) {
-		buf_append(&s->in, p, n);
-		s->preloaded = true;
-		kick(s, EV_READ);
-		return 0;
-	}
 	sb = SSL_get_rbio(s->ssl);
 	if (pthread_once(&prefix_once, prefix_init) != 0 || !prefix_method || !sb ||
 	    sb != SSL_get_wbio(s->ssl) || !SSL_in_before(s->ssl) || !(f = BIO_new(prefix_method)))
@@ -525,7 +546,34 @@ out:
 	return rc;
 }
 
+int sock_preload(struct sock *s, const void *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (s->ssl)
+		return preload_tls(s, p, n);
+	buf_append(&s->in, p, n);
+	s->preloaded = true;
+	kick(s, EV_READ);
+	return 0;
+}
+
 /* ---- API ------------------------------------------------------------ */
+
+/* The stream's settings on ssl, on socket fd; false if it cannot take fd. */
+static bool setup_ssl(SSL *ssl, int fd, enum sock_tls_role role)
+{
+	SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+			  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_set_read_ahead(ssl, 1); /* one recv takes a record, header and all */
+	if (SSL_get_fd(ssl) != fd && SSL_set_fd(ssl, fd) != 1)
+		return false;
+	if (SSL_in_before(ssl) && role == SOCK_TLS_SERVER)
+		SSL_set_accept_state(ssl); /* (it would reset a handshake under way) */
+	else if (SSL_in_before(ssl))
+		SSL_set_connect_state(ssl);
+	return true;
+}
 
 /* The struct, then its three events (libevent's size, known at run time),
  * in one allocation. */
@@ -563,15 +611,8 @@ struct sock *sock_new(struct event_base *base, int fd, SSL *ssl, enum sock_tls_r
 		update_events(s);
 		goto out;
 	}
-	SSL_set_mode(s->ssl, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-				     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_set_read_ahead(s->ssl, 1); /* one recv takes a record, header and all */
-	if (SSL_get_fd(s->ssl) != fd && SSL_set_fd(s->ssl, fd) != 1)
+	if (!setup_ssl(s->ssl, fd, role))
 		goto fail;
-	if (SSL_in_before(s->ssl) && role == SOCK_TLS_SERVER)
-		SSL_set_accept_state(s->ssl); /* (it would reset a handshake under way) */
-	else if (SSL_in_before(s->ssl))
-		SSL_set_connect_state(s->ssl);
 	kick(s, EV_WRITE); /* the first handshake step */
 	goto out;
 fail:
@@ -661,7 +702,60 @@ void sock_set_max_output(struct sock *s, size_t max)
 
 size_t sock_out_len(const struct sock *s)
 {
-	return s->out.len;
+	return s->raw.len + s->out.len;
+}
+
+const char *sock_out_data(const struct sock *s, size_t *len)
+{
+	*len = s->out.len;
+	return s->out.len ? s->out.p + s->out.off : NULL;
+}
+
+int sock_start_tls(struct sock *s, SSL *ssl, enum sock_tls_role role)
+{
+	int rc = -1;
+
+	if (s->ssl || s->dead || s->failed || s->shut_req || s->rd_eof || role == SOCK_PLAIN ||
+	    !ssl || !setup_ssl(ssl, s->fd, role))
+		goto out;
+	s->ssl = ssl;
+	ssl = NULL;
+	s->ready = false;
+	s->raw = s->out; /* written in plain first */
+	memset(&s->out, 0, sizeof(s->out));
+	s->wr_blocked = s->wr_wants_rd = s->rd_wants_wr = false;
+	if (s->in.len > 0 && preload_tls(s, s->in.p + s->in.off, s->in.len) < 0)
+		goto out; /* (the stream stays TLS: it failed, its owner frees it) */
+	buf_release(&s->in);
+	s->preloaded = false;
+	rc = 0;
+out:
+	SSL_free(ssl);
+	if (s->ssl && !s->dead) {
+		if (rc < 0)
+			s->failed = true;
+		update_events(s);
+		if (rc == 0)
+			kick(s, EV_WRITE); /* the plain bytes, then the first handshake step */
+	}
+	return rc;
+}
+
+int sock_detach(struct sock *s)
+{
+	int fd;
+
+	if (!s || s->dead || s->ssl)
+		return -1;
+	fd = s->fd;
+	s->fd = -1;
+	sock_free(s);
+	return fd;
+}
+
+bool sock_shut_done(const struct sock *s)
+{
+	return s->shut_done;
 }
 
 void sock_shutdown(struct sock *s)
@@ -675,7 +769,7 @@ void sock_shutdown(struct sock *s)
 
 size_t sock_bytes_held(const struct sock *s)
 {
-	return s->in.cap + s->out.cap;
+	return s->in.cap + s->out.cap + s->raw.cap;
 }
 
 SSL *sock_ssl(const struct sock *s)

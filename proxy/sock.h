@@ -84,9 +84,28 @@ int sock_write(struct sock *s, const void *p, size_t n);
 void sock_set_max_output(struct sock *s, size_t max);
 /* Bytes appended and not yet handed to the kernel (or to SSL_write). */
 size_t sock_out_len(const struct sock *s);
+/* The output not yet handed over: *len bytes at the returned pointer (NULL
+ * when empty), valid until the next sock_* call on s. */
+const char *sock_out_data(const struct sock *s, size_t *len);
 /* Half-close: once the output is written, TLS sends close_notify, then the
- * socket's write side is shut (FIN). Reading goes on until EOF. */
+ * socket's write side is shut (FIN), after which on_drained runs once more
+ * (sock_shut_done says so). Reading goes on until EOF. */
 void sock_shutdown(struct sock *s);
+bool sock_shut_done(const struct sock *s);
+
+/* A plain stream becomes a TLS one (role, on ssl, owned from here on, also on
+ * failure) on the same socket: the output written so far goes out in plain
+ * first, the unconsumed input is fed to OpenSSL first (a ClientHello read
+ * with a request before it), then the handshake runs as for sock_new
+ * (SOCK_EV_CONNECTED when done). 0, or -1: s is not a plain stream that can
+ * still read and write (ssl freed; a failure after s took ssl leaves s
+ * failed: free it). */
+int sock_start_tls(struct sock *s, SSL *ssl, enum sock_tls_role role);
+/* Takes the socket back from a plain stream, which is freed (its input and
+ * output are dropped: copy sock_data and sock_out_data first): the fd, still
+ * non-blocking, is the caller's; -1 for a TLS stream (nothing changed). From
+ * inside one of s's callbacks, as sock_free. */
+int sock_detach(struct sock *s);
 
 /* Bytes of memory the stream holds for buffers (its input and output), for
  * tests and accounting; 0 while idle. OpenSSL's own record buffers are not
