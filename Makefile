@@ -28,7 +28,7 @@ INC_proxy  = $(INC_common) -Ipolicy -Icerts -Iproxy -I$(LLHTTP_INC)
 INC_jail   = $(INC_proxy) -Ijail
 INC_cli    = $(INC_jail) -Icli
 INC_ALL    = $(INC_cli)
-LIBS = -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lpcre2-8 -ljansson -lz -lbrotlidec -lzstd -lnghttp2 -lpthread
+LIBS = -levent_pthreads -levent -lssl -lcrypto -lpcre2-8 -ljansson -lz -lbrotlidec -lzstd -lnghttp2 -lpthread
 
 ifdef SANITIZE
 ALLCFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all

@@ -1,6 +1,6 @@
-/* conn.c -- the connection core: creation, its bufferevent callbacks (which
+/* conn.c -- the connection core: creation, its streams' callbacks (which
  * reach the running phase through its table, conn_int.h's struct
- * conn_phase), timeouts, refusals, and the single teardown path: conn_close
+ * conn_phase), the idle timer, refusals, and the single teardown path: conn_close
  * queues, the worker's loop frees (conn_free). The phases (h1head, upstream,
  * relay, tunnel, intercept, httpfwd/httpresp, transparent) enter themselves;
  * this file calls none of them. */
@@ -14,11 +14,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 
 #include "alloc.h"
@@ -32,6 +32,7 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
+#include "sock.h"
 #include "worker.h"
 
 static atomic_long live_conns;
@@ -41,10 +42,13 @@ long conn_live_count(void)
 	return atomic_load(&live_conns);
 }
 
-void conn_on_client_read(struct bufferevent *bev, void *arg);
-void conn_on_event(struct bufferevent *bev, short what, void *arg);
-void conn_on_write(struct bufferevent *bev, void *arg);
-void conn_on_upstream_read(struct bufferevent *bev, void *arg);
+static void on_client_read(struct sock *s, void *arg);
+static void on_upstream_read(struct sock *s, void *arg);
+static void on_drained(struct sock *s, void *arg);
+static void on_event(struct sock *s, enum sock_event ev, const char *reason, void *arg);
+
+static const struct sock_cbs client_cbs = { on_client_read, on_drained, on_event };
+static const struct sock_cbs upstream_cbs = { on_upstream_read, on_drained, on_event };
 
 void conn_touch(struct conn *c)
 {
@@ -87,14 +91,64 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 		  c->st == ST_PEEK ? MX_TO_FIRST_BYTES : MX_TO_HEAD);
 }
 
+/* Arms the idle timer to fire in ms milliseconds. */
+static void arm(struct conn *c, long ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+
+	if (c->timer && c->idle_s)
+		evtimer_add(c->timer, &tv);
+}
+
+/* The idle timer: fires at the limit after the last activity it knew of;
+ * activity since then (c->last_activity) moves it on. */
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	long left;
+
+	(void)fd;
+	(void)what;
+	if (c->closed || !c->idle_s)
+		return;
+	left = 1000L * c->idle_s - elapsed_ms(&c->last_activity);
+	if (left > 0 || c->st == ST_RESOLVE || c->st == ST_CONNECT) {
+		/* busy resolving and connecting (those have their own limits) */
+		arm(c, left > 0 ? left : 1000L * c->idle_s);
+		return;
+	}
+	if (c->ph->event && c->ph->event(c, NULL, CONN_EV_TIMEOUT, "")) {
+		if (!c->closed)
+			arm(c, 1000L * c->idle_s);
+		return;
+	}
+	timed_out(c, MX_TO_IDLE);
+}
+
+void conn_set_idle(struct conn *c, unsigned secs)
+{
+	c->idle_s = secs;
+	if (!c->timer)
+		return;
+	if (!secs) {
+		evtimer_del(c->timer);
+		return;
+	}
+	arm(c, 1000L * secs - elapsed_ms(&c->last_activity) > 0 ?
+		       1000L * secs - elapsed_ms(&c->last_activity) : 0);
+}
+
+void conn_stop_timer(struct conn *c)
+{
+	c->idle_s = 0;
+	if (c->timer)
+		evtimer_del(c->timer);
+}
+
 static void idle_timeouts(struct conn *c)
 {
-	unsigned idle = c->w->opts->idle_timeout_s;
-
 	if (c->st != ST_PEEK)
-		conn_set_timeouts(c->cl, idle);
-	if (c->up && c->up_connected)
-		conn_set_timeouts(c->up, idle);
+		conn_set_idle(c, c->w->opts->idle_timeout_s);
 }
 
 void conn_head_phase(struct conn *c)
@@ -111,18 +165,11 @@ void conn_head_done(struct conn *c)
 	idle_timeouts(c);
 }
 
-void conn_set_timeouts(struct bufferevent *bev, unsigned secs)
-{
-	struct timeval tv = { (time_t)secs, 0 };
-	bufferevent_set_timeouts(bev, secs ? &tv : NULL, secs ? &tv : NULL);
-}
-
-static void closing_drained(struct conn *c, struct bufferevent *bev);
+static void closing_drained(struct conn *c, struct sock *s);
 
 /* Flushing a final reply, then closed. */
 static const struct conn_phase closing_phase = {
 	.st = ST_CLOSING,
-	.head = true,
 	.drained = closing_drained,
 };
 
@@ -151,10 +198,11 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	evutil_gettimeofday(&c->start, NULL);
 	c->last_activity = c->start;
 	set_nodelay(fd);
-	evutil_make_socket_nonblocking(fd);
-	c->cl = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (!c->cl) {
-		evutil_closesocket(fd);
+	c->up_fd = -1;
+	c->cl = sock_new(w->base, fd, NULL, SOCK_PLAIN, &client_cbs, c); /* closes fd on failure */
+	c->timer = c->cl ? evtimer_new(w->base, on_timer, c) : NULL;
+	if (!c->timer) {
+		sock_free(c->cl);
 		gen_release(c->gen);
 		free(c);
 		return NULL;
@@ -168,25 +216,67 @@ struct conn *conn_create(struct worker *w, evutil_socket_t fd, const struct sock
 	c->pending = evbuffer_new();
 	c->deadline = evtimer_new(w->base, on_deadline, c);
 	c->hiwat = w->opts->max_buffer;
-	bufferevent_setcb(c->cl, conn_on_client_read, conn_on_write, conn_on_event, c);
-	bufferevent_setwatermark(c->cl, EV_READ, 0, c->hiwat);
+	sock_set_max_input(c->cl, c->hiwat);
+	sock_set_max_output(c->cl, c->hiwat);
 	conn_head_phase(c);
-	bufferevent_enable(c->cl, EV_READ | EV_WRITE);
 	return c;
+}
+
+bool conn_attach_upstream(struct conn *c, int fd, SSL *ssl)
+{
+	c->up = sock_new(c->w->base, fd, ssl, ssl ? SOCK_TLS_CLIENT : SOCK_PLAIN, &upstream_cbs, c);
+	if (!c->up)
+		return false;
+	c->up_tls = ssl != NULL;
+	sock_set_max_input(c->up, c->hiwat);
+	sock_set_max_output(c->up, c->hiwat);
+	return true;
+}
+
+int conn_write_buf(struct sock *s, struct evbuffer *b)
+{
+	struct evbuffer_iovec v[8];
+	int rc = 0;
+
+	while (evbuffer_get_length(b) > 0) {
+		int n = evbuffer_peek(b, -1, NULL, v, 8);
+		size_t got = 0;
+		for (int i = 0; i < n && i < 8; i++) {
+			rc = sock_write(s, v[i].iov_base, v[i].iov_len);
+			got += v[i].iov_len;
+		}
+		evbuffer_drain(b, got);
+	}
+	return rc;
+}
+
+size_t conn_in_len(const struct sock *s)
+{
+	size_t n = 0;
+
+	if (s)
+		sock_data(s, &n);
+	return n;
 }
 
 
 void conn_drop_upstream(struct conn *c)
 {
-	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
+	SSL *ssl = c->up ? sock_ssl(c->up) : NULL;
 
 	/* without this, OpenSSL marks the session of a connection freed without
 	 * close_notify as not resumable; ours are closed on purpose */
 	if (ssl)
 		SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-	bufferevent_free(c->up);
+	sock_free(c->up);
 	c->up = NULL;
 	c->up_tls = false;
+	if (c->up_wait)
+		event_free(c->up_wait);
+	c->up_wait = NULL;
+	if (c->up_fd >= 0)
+		close(c->up_fd); /* a connect in progress */
+	c->up_fd = -1;
 }
 
 void conn_close_idle(struct worker *w)
@@ -196,7 +286,7 @@ void conn_close_idle(struct worker *w)
 	for (; c; c = next) {
 		next = c->next;
 		if (c->st == ST_HEAD && (!c->ex || !httpmsg_started(c->ex->req)) &&
-		    evbuffer_get_length(bufferevent_get_input(c->cl)) == 0)
+		    conn_in_len(c->cl) == 0)
 			conn_close(c);
 	}
 }
@@ -221,9 +311,7 @@ void conn_close_all(struct worker *w)
 	while (w->conns)
 		conn_close(w->conns);
 	/* a connection closed while DNS ran waits for the cancelled lookup's
-	 * callback, and libevent finalizes freed bufferevents (a TLS filter,
-	 * then its socket) from the loop: run it a few times so nothing is left
-	 * half-freed */
+	 * callback: run the loop a few times so nothing is left half-freed */
 	for (int round = 0; round < 4; round++) {
 		closeq_run(w->closing);
 		event_base_loop(w->base, EVLOOP_NONBLOCK);
@@ -290,14 +378,12 @@ static void conn_free(void *arg)
 	}
 	if (c->deadline)
 		event_free(c->deadline);
-	if (c->cl_raw)
-		c->cl_layer->drop(c);
+	if (c->timer)
+		event_free(c->timer);
 	if (c->dispose)
 		c->dispose(c);
-	if (c->cl)
-		bufferevent_free(c->cl);
-	if (c->up)
-		conn_drop_upstream(c);
+	sock_free(c->cl);
+	conn_drop_upstream(c);
 	if (c->pending)
 		evbuffer_free(c->pending);
 	exchange_free(c->ex);
@@ -312,20 +398,33 @@ struct closeq *conn_closeq_new(struct event_base *base)
 	return closeq_new(base, conn_free);
 }
 
+/* Closing: once the client's output is out (and, TLS, its close_notify). */
+static void closing_check(struct conn *c)
+{
+	if (!c->cl || c->closed) {
+		conn_close(c);
+		return;
+	}
+	if (sock_out_len(c->cl) > 0)
+		return; /* closing_drained comes back */
+	if (sock_ssl(c->cl) && !sock_shut_done(c->cl)) {
+		sock_shutdown(c->cl); /* close_notify, then closing_drained */
+		return;
+	}
+	conn_close(c);
+}
+
 void conn_close_flushed(struct conn *c)
 {
 	log_cut(c);
 	conn_enter(c, &closing_phase);
 	if (c->up)
 		conn_drop_upstream(c);
-	bufferevent_disable(c->cl, EV_READ);
-	conn_set_timeouts(c->cl, 10);
-	if (evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
-		return; /* closing_drained finishes */
-	if (c->cl_raw)
-		c->cl_layer->close(c);
-	else
-		conn_close(c);
+	if (c->cl)
+		sock_read_stop(c->cl);
+	conn_touch(c);
+	conn_set_idle(c, 10);
+	closing_check(c);
 }
 
 static void target_text(const struct target *t, char *buf, size_t n)
@@ -351,8 +450,12 @@ static const char *status_text(int status)
 void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg)
 {
 	const char *text = status_text(status);
-	struct evbuffer *out = bufferevent_get_output(c->cl);
+	struct evbuffer *out = evbuffer_new();
 
+	if (!out) {
+		conn_close(c);
+		return;
+	}
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, text);
 	if (reason_hdr)
 		evbuffer_add_printf(out, "X-Egressd-Reason: %s\r\n", reason_hdr);
@@ -360,6 +463,10 @@ void conn_send_error(struct conn *c, int status, const char *reason_hdr, const c
 			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
 			    "Connection: close\r\n\r\n%s\n",
 			    strlen(msg) + 1, msg);
+	if (out && c->cl)
+		conn_write_buf(c->cl, out);
+	if (out)
+		evbuffer_free(out);
 	conn_close_flushed(c);
 }
 
@@ -430,8 +537,8 @@ void conn_log_connect(struct conn *c)
 	else
 		jsonw_str(&w, "reason", reason_str(c->d.reason));
 	jsonw_bool(&w, "intercept", c->mode == MODE_INTERCEPT);
-	if (c->mode == MODE_INTERCEPT && c->up_connected && bufferevent_openssl_get_ssl(c->up))
-		jsonw_bool(&w, "upstream_resumed", SSL_session_reused(bufferevent_openssl_get_ssl(c->up)));
+	if (c->mode == MODE_INTERCEPT && c->up_connected && c->up && sock_ssl(c->up))
+		jsonw_bool(&w, "upstream_resumed", SSL_session_reused(sock_ssl(c->up)));
 	audit_emit(&w);
 }
 
@@ -493,25 +600,25 @@ void conn_client_input(struct conn *c)
 
 void conn_read_client(struct conn *c)
 {
-	/* a socket's re-enable also restarts its read timeout, as it always did */
-	if (!c->cl_raw || !(bufferevent_get_enabled(c->cl) & EV_READ))
-		bufferevent_enable(c->cl, EV_READ);
+	sock_read_start(c->cl);
 }
 
-void conn_on_client_read(struct bufferevent *bev, void *arg)
+static void on_client_read(struct sock *s, void *arg)
 {
 	struct conn *c = arg;
-	(void)bev;
+
+	(void)s;
 	if (c->closed)
 		return;
 	conn_touch(c);
 	conn_client_input(c);
 }
 
-void conn_on_upstream_read(struct bufferevent *bev, void *arg)
+static void on_upstream_read(struct sock *s, void *arg)
 {
 	struct conn *c = arg;
-	(void)bev;
+
+	(void)s;
 	if (c->closed)
 		return;
 	conn_touch(c);
@@ -519,25 +626,21 @@ void conn_on_upstream_read(struct bufferevent *bev, void *arg)
 		c->ph->upstream_input(c);
 }
 
-
-static void closing_drained(struct conn *c, struct bufferevent *bev)
+static void closing_drained(struct conn *c, struct sock *s)
 {
-	if (bev != c->cl || evbuffer_get_length(bufferevent_get_output(c->cl)) > 0)
-		return;
-	if (c->cl_raw)
-		c->cl_layer->close(c);
-	else
-		conn_close(c);
+	if (s == c->cl)
+		closing_check(c);
 }
 
-void conn_on_write(struct bufferevent *bev, void *arg)
+static void on_drained(struct sock *s, void *arg)
 {
 	struct conn *c = arg;
 
 	if (c->closed)
 		return;
+	conn_touch(c); /* bytes moved */
 	if (c->ph->drained)
-		c->ph->drained(c, bev);
+		c->ph->drained(c, s);
 }
 
 /* ---- the upstream is up ---- */
@@ -545,11 +648,13 @@ void conn_on_write(struct bufferevent *bev, void *arg)
 void conn_up_connected(struct conn *c)
 {
 	c->up_connected = true;
+	if (c->up_wait)
+		event_free(c->up_wait); /* the TLS handshake's deadline */
+	c->up_wait = NULL;
 	if (c->up_tls)
 		metrics_handshake(c->w->mx, MX_SIDE_UPSTREAM, elapsed_usec(&c->up_hs_start));
-	set_nodelay(bufferevent_getfd(c->up));
+	set_nodelay(sock_fd(c->up));
 	idle_timeouts(c);
-	bufferevent_setwatermark(c->up, EV_READ, 0, c->hiwat);
 	conn_log_connect(c);
 }
 
@@ -560,44 +665,24 @@ bool conn_idle_expired(const struct conn *c)
 	return elapsed_ms(&c->last_activity) >= 1000L * c->w->opts->idle_timeout_s;
 }
 
-void conn_count_up_error(struct conn *c, struct bufferevent *bev, short what)
+void conn_count_up_error(struct conn *c, struct sock *s, enum conn_ev ev)
 {
-	if (bev == c->up && (what & BEV_EVENT_ERROR))
+	if (s && s == c->up && ev == CONN_EV_ERROR)
 		metrics_upstream_error(c->w->mx, MX_UP_RESET);
 }
 
-static void on_timeout(struct conn *c, struct bufferevent *bev, short what)
-{
-	if (c->ph->head) {
-		timed_out(c, MX_TO_IDLE);
-		return;
-	}
-	/* data phases: a quiet direction is fine while the other one moves */
-	if (!conn_idle_expired(c)) {
-		/* libevent disabled the direction that timed out: re-arm only that one
-		 * (a read paused for back-pressure stays paused) */
-		bufferevent_enable(bev, (what & BEV_EVENT_READING) ? EV_READ : EV_WRITE);
-		if (bev == c->up && c->ph->up_resumed)
-			c->ph->up_resumed(c);
-		return;
-	}
-	timed_out(c, MX_TO_IDLE);
-}
-
 /* The phase first (connected, its own failures and ends), then the default:
- * an idle timeout, or close. */
-void conn_on_event(struct bufferevent *bev, short what, void *arg)
+ * close. */
+static void on_event(struct sock *s, enum sock_event ev, const char *reason, void *arg)
 {
 	struct conn *c = arg;
+	enum conn_ev e = ev == SOCK_EV_CONNECTED ? CONN_EV_CONNECTED :
+			 ev == SOCK_EV_EOF ? CONN_EV_EOF : CONN_EV_ERROR;
 
 	if (c->closed)
 		return;
-	if (c->ph->event && c->ph->event(c, bev, what))
+	if (c->ph->event && c->ph->event(c, s, e, reason))
 		return;
-	if (what & BEV_EVENT_TIMEOUT) {
-		on_timeout(c, bev, what);
-		return;
-	}
-	conn_count_up_error(c, bev, what);
+	conn_count_up_error(c, s, e);
 	conn_close(c);
 }

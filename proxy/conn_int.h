@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include <event2/util.h>
+#include <openssl/ssl.h>
 
 #include "closeq.h"
 #include "httpmsg.h"
@@ -21,7 +22,6 @@
 #include "exchange.h"
 #include "reason.h"
 
-struct bufferevent;
 struct conn;
 struct evbuffer;
 struct event;
@@ -30,6 +30,7 @@ struct httpmsg;
 struct gen;
 struct jsonw;
 struct secretset;
+struct sock;
 struct tunnel;
 struct worker;
 
@@ -48,29 +49,28 @@ enum conn_state {
 	ST_CLOSING,   /* flushing a final reply to the client, then free */
 };
 
+/* What happened to a connection's stream (or to the connection's timer). */
+enum conn_ev {
+	CONN_EV_CONNECTED, /* the stream's TLS handshake is done */
+	CONN_EV_EOF,       /* its peer will send no more */
+	CONN_EV_ERROR,     /* it failed (the reason says where) */
+	CONN_EV_TIMEOUT,   /* nothing moved for the connection's idle limit (no stream) */
+};
+
 /* A phase of a connection (a request head, DNS and connect, the ClientHello
  * check, a tunnel, an exchange, a TLS handshake, the peek, closing): the
- * module that runs it enters it with conn_enter, and conn.c's bufferevent
+ * module that runs it enters it with conn_enter, and conn.c's stream
  * callbacks reach it only through this table. NULL: nothing to do. */
 struct conn_phase {
 	enum conn_state st;            /* its name (logs, timeouts, checks) */
-	bool head;                     /* a head phase: a quiet side times out at once */
 	void (*client_input)(struct conn *c);   /* client bytes in c->cl's input */
 	void (*upstream_input)(struct conn *c); /* upstream bytes in c->up's input */
-	/* bev's output drained below its low-water mark */
-	void (*drained)(struct conn *c, struct bufferevent *bev);
-	/* an event of c->cl or c->up (connected, EOF, error, timeout): true when
-	 * the phase handled it, false for conn.c's default (an idle timeout, or
-	 * close) */
-	bool (*event)(struct conn *c, struct bufferevent *bev, short what);
-	/* a read of c->up was re-armed after a timeout: deliver what its layer holds */
-	void (*up_resumed)(struct conn *c);
-};
-
-/* c->cl is a layer (TLS) over the socket c->cl_raw: how to take it off. */
-struct conn_layer {
-	void (*drop)(struct conn *c);  /* free it at once; c->cl becomes c->cl_raw */
-	void (*close)(struct conn *c); /* close politely, then conn_close once flushed */
+	/* s's output was written out (also once its shutdown is done) */
+	void (*drained)(struct conn *c, struct sock *s);
+	/* an event of c->cl or c->up (s), or the idle timer's (s NULL): true
+	 * when the phase handled it, false for conn.c's default (close; a
+	 * timeout is counted and logged first). reason: the stream's, or "". */
+	bool (*event)(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason);
 };
 
 struct conn {
@@ -80,20 +80,17 @@ struct conn {
 	void (*up_ready)(struct conn *c);
 	/* a request head was read (h1head.c): explicit proxy, intercepted, origin */
 	void (*on_head)(struct conn *c, const char *url, size_t ulen);
-	const struct conn_layer *cl_layer; /* with c->cl_raw: the layer in c->cl */
 	void (*dispose)(struct conn *c); /* frees what a phase took over (a spliced tunnel) */
 	struct gen *gen;               /* reference held for the connection's life */
 	struct policy *pol;            /* borrowed from gen */
 	const struct secretset *ss;    /* borrowed from gen; NULL without interception */
 	unsigned long long id;
-	struct bufferevent *cl, *up;   /* client, upstream (NULL until connecting) */
-	struct bufferevent *cl_raw;    /* intercepted: the socket under the TLS filter cl */
-	struct evbuffer_cb_entry *cl_direct; /* cl_raw's output written by cl_flush, */
-	struct event *cl_flush;        /* end of this loop turn (EV_WRITE only when blocked) */
-	struct event *cl_rd;           /* reads cl_raw's socket (intercept.c, direct_read) */
-	struct evbuffer_cb_entry *cl_rd_cb; /* re-arms cl_rd as the TLS layer drains it */
-	struct evbuffer_cb_entry *cl_rd_fcb; /* .. and as requests drain the filter's input */
-	bool cl_rd_end;                /* cl_rd saw EOF or an error: never re-armed */
+	struct sock *cl, *up;          /* client, upstream (NULL until connected) */
+	int up_fd;                     /* the upstream socket while it connects, or -1 */
+	struct event *up_wait;         /* ... its connect (EV_WRITE), then its TLS handshake's
+					* deadline (--connect-timeout); NULL otherwise */
+	struct event *timer;           /* the idle timer (re-armed lazily from last_activity) */
+	unsigned idle_s;               /* its limit: --idle-timeout, or a phase's (0: none) */
 	struct evbuffer *pending;      /* bytes for the upstream once connected */
 	enum conn_state st;
 	enum conn_mode mode;           /* MODE_NONE until decided (connmode.h) */
@@ -111,7 +108,7 @@ struct conn {
 	uint64_t bytes_up, bytes_down;
 	struct timeval start, last_activity;
 	bool logged_connect;
-	bool up_tls;                   /* c->up is the TLS bufferevent (handshaking or up) */
+	bool up_tls;                   /* c->up is a TLS stream (handshaking or up) */
 	bool transparent;              /* accepted on a transparent listener (not a mode) */
 	struct ipaddr orig;            /* transparent: original destination */
 	uint16_t orig_port;
@@ -170,13 +167,25 @@ void conn_enter(struct conn *c, const struct conn_phase *ph);
 /* The upstream connected (and its TLS is up when intercepting): counted,
  * timeouts and marks set, logged; the caller goes on with c->up_ready. */
 void conn_up_connected(struct conn *c);
-/* Counts an upstream reset when bev is c->up and what an error. */
-void conn_count_up_error(struct conn *c, struct bufferevent *bev, short what);
-void conn_set_timeouts(struct bufferevent *bev, unsigned secs);
+/* Counts an upstream reset when s is c->up and ev an error. */
+void conn_count_up_error(struct conn *c, struct sock *s, enum conn_ev ev);
+/* The idle limit from now on: c times out (CONN_EV_TIMEOUT to its phase,
+ * then closed) once nothing moved for secs (0: never). */
+void conn_set_idle(struct conn *c, unsigned secs);
+/* No more idle timer (a spliced tunnel keeps its own). */
+void conn_stop_timer(struct conn *c);
+/* The upstream stream on connected socket fd (owned), TLS client on ssl
+ * (owned) or plain (ssl NULL), with c's callbacks and marks; false if it
+ * cannot be set up (fd and ssl freed). */
+bool conn_attach_upstream(struct conn *c, int fd, SSL *ssl);
+/* Appends b's bytes to s's output (b is drained); sock_write's answer. */
+int conn_write_buf(struct sock *s, struct evbuffer *b);
+/* Bytes in s's input (0 for NULL). */
+size_t conn_in_len(const struct sock *s);
 /* A head phase starts (request head, ClientHello, TLS handshake): it must be
  * complete within --header-timeout however the bytes trickle in, or c is
- * closed. conn_head_done: the phase ended in time. Both also (re)arm the
- * inactivity timeouts of c's bufferevents to --idle-timeout. */
+ * closed. conn_head_done: the phase ended in time. Both also set the idle
+ * limit to --idle-timeout (but while peeking). */
 void conn_head_phase(struct conn *c);
 void conn_head_done(struct conn *c);
 /* Closes c now: its request (if cut off) and close events are logged, it is
@@ -211,9 +220,8 @@ void conn_send_error(struct conn *c, int status, const char *reason_hdr, const c
 void conn_error(struct conn *c, int status, const char *reason_hdr, const char *msg);
 /* Handles whatever is in the client's input: the phase's client_input. */
 void conn_client_input(struct conn *c);
-/* Reads the client (again). Enabling an intercepted connection's TLS filter
- * that is already enabled is not free: libevent runs a TLS read at once and
- * reserves a chain for it, which an idle connection then keeps. */
+/* Reads the client (again); what its input holds already is not delivered
+ * again (the caller calls conn_client_input). */
 void conn_read_client(struct conn *c);
 void conn_log_connect(struct conn *c);
 /* Counts c once in egressd_connections_total, with its mode and decision. */
@@ -223,12 +231,6 @@ bool conn_idle_expired(const struct conn *c);
 /* Sets c->intercept / approved / redactor for the allowed target c->t. */
 void conn_decide_intercept(struct conn *c);
 void conn_touch(struct conn *c);
-
-/* conn.c's bufferevent callbacks (installed again on new layers) */
-void conn_on_client_read(struct bufferevent *bev, void *arg);
-void conn_on_upstream_read(struct bufferevent *bev, void *arg);
-void conn_on_write(struct bufferevent *bev, void *arg);
-void conn_on_event(struct bufferevent *bev, short what, void *arg);
 
 /* h1head.c */
 /* Reading a request head from the client: each complete head goes to
@@ -244,31 +246,23 @@ void upstream_start(struct conn *c, void (*ready)(struct conn *c));
 /* The upstream TLS is up and verified: answer (CONNECT) and start the
  * sandbox's handshake on a leaf for c->t. */
 void intercept_start_client(struct conn *c);
-/* TCP to the upstream is up: run the verified TLS handshake on that socket. */
-void intercept_start_upstream(struct conn *c);
-/* Runs a read of the upstream TLS in this loop turn if OpenSSL holds bytes
- * (read ahead, or a record's rest): call where reading resumes. */
-void intercept_upstream_pending(struct conn *c);
-/* Waiting for the next request: frees the empty chain the TLS filter's input
- * keeps after a read that found nothing. */
-void intercept_trim(struct conn *c);
 
 /* relay.c */
 /* Moves bytes from->to up to the high-water mark; returns bytes moved. */
-size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to);
+size_t relay_pump(struct conn *c, struct sock *from, struct sock *to);
 /* Feeds `from`'s input through parser m; consumed bytes are moved to `to`
  * (raw) or dropped (the caller produces output itself, e.g. redacting), within
  * the high-water mark, counting the bytes held(c) says the caller keeps for
  * `to` (NULL: none) as queued. Returns the parser's last status. */
-enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct bufferevent *from,
-				   struct bufferevent *to, bool raw, uint64_t *count,
+enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct sock *from,
+				   struct sock *to, bool raw, uint64_t *count,
 				   size_t (*held)(const struct conn *c));
 /* The CONNECT's upstream is up (not intercepted): answer 200, check the
  * ClientHello, then tunnel. */
 void relay_connect_established(struct conn *c);
-/* bev drained and `from`, the other side, had its EOF: pass the rest and the
+/* s drained and `from`, the other side, had its EOF: pass the rest and the
  * half-close on. false when from has not ended. */
-bool relay_drained_eof(struct conn *c, struct bufferevent *from, struct bufferevent *bev);
+bool relay_drained_eof(struct conn *c, struct sock *from, struct sock *s);
 /* Switches the connection to a raw tunnel in both directions. */
 void relay_start_tunnel(struct conn *c);
 /* A fatal TLS alert with description desc, before closing a refused client. */
@@ -276,7 +270,7 @@ void relay_send_tls_alert(struct conn *c, unsigned char desc);
 
 /* tunnel.c */
 /* An un-inspected tunnel (CONNECT after the SNI check, transparent) leaves
- * its bufferevents for the raw sockets and splice(2): c->cl and c->up become
+ * its streams for the raw sockets and splice(2): c->cl and c->up become
  * NULL, c->tun owns the sockets. Returns false (nothing changed) when c is not
  * such a tunnel; true when c->tun took over (c may be closed already). */
 bool tunnel_start(struct conn *c);

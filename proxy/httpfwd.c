@@ -10,7 +10,6 @@
 #include <sys/time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "alloc.h"
@@ -24,6 +23,7 @@
 #include "injparam.h"
 #include "metrics.h"
 #include "secrets.h"
+#include "sock.h"
 #include "worker.h"
 
 #define LOG_PATH_MAX EXCHANGE_PATH_MAX
@@ -254,20 +254,24 @@ static uint64_t scan_leaks(struct conn *c)
  * a final status, so then the connection closes after the reply instead. */
 static void block_request(struct conn *c, enum reason r, const char *msg)
 {
-	struct evbuffer *out = bufferevent_get_output(c->cl);
+	size_t cap = strlen(msg) + 512;
+	char *out = xmalloc(cap);
 	const char *ev;
 	size_t el;
 	bool waits = httpmsg_has_body(c->ex->req) && httpmsg_header_find(c->ex->req, "expect", &ev, &el);
+	int n = snprintf(out, cap,
+			 "HTTP/1.1 %d %s\r\nX-Egressd-Reason: %s\r\n"
+			 "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
+			 "%s\r\n%s%s",
+			 reason_status(r), reason_status(r) == 413 ? "Content Too Large" : "Forbidden",
+			 reason_str(r), strlen(msg) + 1, waits ? "Connection: close\r\n" : "",
+			 /* a reply to HEAD has no body */
+			 strcmp(c->ex->method, "HEAD") != 0 ? msg : "",
+			 strcmp(c->ex->method, "HEAD") != 0 ? "\n" : "");
 
-	evbuffer_add_printf(out,
-			    "HTTP/1.1 %d %s\r\nX-Egressd-Reason: %s\r\n"
-			    "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-			    "%s\r\n",
-			    reason_status(r), reason_status(r) == 413 ? "Content Too Large" : "Forbidden",
-			    reason_str(r), strlen(msg) + 1,
-			    waits ? "Connection: close\r\n" : "");
-	if (strcmp(c->ex->method, "HEAD") != 0) /* a reply to HEAD has no body */
-		evbuffer_add_printf(out, "%s\n", msg);
+	if (n > 0)
+		sock_write(c->cl, out, (size_t)n < cap ? (size_t)n : cap - 1);
+	free(out);
 	metrics_refusal(c->w->mx, r);
 	conn_meter(c); /* a connection whose only request was blocked was still allowed */
 	c->ex->block_status = reason_status(r);
@@ -423,7 +427,7 @@ static bool hold_body(struct conn *c, const char *path, size_t plen)
 	httpmsg_set_body_sink(c->ex->req, body_sink, inj->body);
 	if (httpmsg_header_find(c->ex->req, "expect", &v, &vl) == 1 && vl == 12 &&
 	    strncasecmp(v, "100-continue", 12) == 0)
-		evbuffer_add(bufferevent_get_output(c->cl), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+		sock_write(c->cl, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	conn_enter(c, &http_phase);
 	conn_read_client(c);
 	httpfwd_client_input(c);
@@ -559,8 +563,8 @@ void httpfwd_on_connected(struct conn *c)
 	conn_enter(c, &http_phase);
 	c->ex->req_up += evbuffer_get_length(c->pending);
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));
-	evbuffer_add_buffer(bufferevent_get_output(c->up), c->pending);
-	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	conn_write_buf(c->up, c->pending); /* the head's bytes are wiped as drained */
+	sock_read_start(c->up);
 	conn_read_client(c);
 	httpfwd_client_input(c);
 }
@@ -601,24 +605,22 @@ static void httpfwd_client_input(struct conn *c)
 
 /* ---- the exchange phase: a request and its response in flight ---- */
 
-/* bev's output drained: go on reading the side that waits for it. */
-static void http_drained(struct conn *c, struct bufferevent *bev)
+/* s's output drained: go on reading the side that waits for it. */
+static void http_drained(struct conn *c, struct sock *s)
 {
-	struct bufferevent *from;
+	struct sock *from;
 
 	if (!c->up)
 		return;
-	from = bev == c->up ? c->cl : c->up;
-	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	from = s == c->up ? c->cl : c->up;
 	if (from == c->up && c->up_eof) {
 		httpresp_resume(c); /* a decoded reply waited for the client */
 		return;
 	}
-	if (relay_drained_eof(c, from, bev))
+	if (relay_drained_eof(c, from, s))
 		return;
-	bufferevent_enable(from, EV_READ);
+	sock_read_start(from);
 	if (from == c->up) {
-		intercept_upstream_pending(c);
 		httpresp_upstream_input(c);
 	} else {
 		httpfwd_client_input(c);
@@ -626,12 +628,12 @@ static void http_drained(struct conn *c, struct bufferevent *bev)
 }
 
 /* The upstream ended or broke: the response ends there (httpresp.c). */
-static bool http_event(struct conn *c, struct bufferevent *bev, short what)
+static bool http_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	if (bev != c->up || (what & BEV_EVENT_TIMEOUT) ||
-	    !(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+	(void)reason;
+	if (!s || s != c->up || (ev != CONN_EV_EOF && ev != CONN_EV_ERROR))
 		return false;
-	conn_count_up_error(c, bev, what);
+	conn_count_up_error(c, s, ev);
 	httpresp_upstream_eof(c);
 	return true;
 }
@@ -642,5 +644,4 @@ static const struct conn_phase http_phase = {
 	.upstream_input = httpresp_upstream_input,
 	.drained = http_drained,
 	.event = http_event,
-	.up_resumed = intercept_upstream_pending,
 };

@@ -8,7 +8,6 @@
 #include <sys/time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "alloc.h"
@@ -23,13 +22,13 @@
 #include "redact.h"
 #include "wsredact.h"
 #include "secrets.h"
+#include "sock.h"
 #include "worker.h"
 
 #define DEC_CHUNK 16384 /* decoded bytes per decoder call */
 
-/* Every evbuffer_add to a TLS bufferevent's output is an SSL_write, i.e. a
- * TLS record: a re-framed response (head lines, chunk sizes, data, CRLFs) is
- * gathered in the worker's stage and handed over in one piece. */
+/* A re-framed response (head lines, chunk sizes, data, CRLFs) is gathered
+ * in the worker's stage and handed to the client's stream in one piece. */
 static struct evbuffer *stage(struct conn *c)
 {
 	return c->w->stage;
@@ -40,7 +39,7 @@ static struct evbuffer *stage(struct conn *c)
 static void flush_stage(struct conn *c)
 {
 	if (evbuffer_get_length(stage(c)) > 0)
-		evbuffer_add_buffer(bufferevent_get_output(c->cl), stage(c));
+		conn_write_buf(c->cl, stage(c));
 }
 
 static void emit_chunk(void *ctx, const char *p, size_t n)
@@ -73,8 +72,7 @@ size_t httpresp_held(const struct conn *c)
 /* Room for decoded bytes: --max-buffer less the client's output and the stage. */
 static size_t out_room(struct conn *c)
 {
-	size_t q = evbuffer_get_length(bufferevent_get_output(c->cl)) +
-		   evbuffer_get_length(stage(c));
+	size_t q = sock_out_len(c->cl) + evbuffer_get_length(stage(c));
 
 	return q < c->hiwat ? c->hiwat - q : 0;
 }
@@ -141,8 +139,7 @@ static void on_body(void *ctx, const char *p, size_t n)
 /* Stops reading the upstream until the client drained (httpresp_resume). */
 static void pause_upstream(struct conn *c)
 {
-	bufferevent_disable(c->up, EV_READ);
-	bufferevent_setwatermark(c->cl, EV_WRITE, c->hiwat / 2, 0);
+	sock_read_stop(c->up);
 }
 
 static void drop_decoder(struct conn *c)
@@ -357,8 +354,6 @@ static void next_request(struct conn *c)
 	conn_head_phase(c); /* the next head is due within the head timeout */
 	conn_read_client(c);
 	conn_client_input(c);
-	if (c->st == ST_HEAD && c->cl_raw)
-		intercept_trim(c); /* nothing came yet: perhaps nothing for long */
 }
 
 void httpresp_blocked_done(struct conn *c)
@@ -421,7 +416,7 @@ void httpresp_request_done(struct conn *c)
 {
 	exchange_log(c->ex, c, httpmsg_status_code(c->ex->resp));
 	if (!c->ex->req_done || c->ex->force_close || !httpmsg_keep_alive(c->ex->req) ||
-	    !httpmsg_keep_alive(c->ex->resp) || evbuffer_get_length(bufferevent_get_input(c->up)) > 0) {
+	    !httpmsg_keep_alive(c->ex->resp) || conn_in_len(c->up) > 0) {
 		conn_close_flushed(c);
 		return;
 	}
@@ -548,7 +543,7 @@ void httpresp_upstream_eof(struct conn *c)
 	if (c->st != ST_HTTP)
 		return; /* the input completed the response (or failed) */
 	if (c->ex->dec && (c->ex->dec_end || evbuffer_get_length(c->ex->zin) > 0 ||
-		       evbuffer_get_length(bufferevent_get_input(c->up)) > 0))
+		       conn_in_len(c->up) > 0))
 		return; /* a decoded body waits for the client: httpresp_resume */
 	if (!httpmsg_started(c->ex->resp) && c->ex->req_down == 0 && c->ex->req_up == 0) {
 		/* an idle kept-alive upstream went away: fine */

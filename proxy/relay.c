@@ -7,8 +7,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "clienthello.h"
@@ -17,111 +15,92 @@
 #include "audit.h"
 #include "httpmsg.h"
 #include "metrics.h"
+#include "sock.h"
 #include "worker.h"
 #include "jsonw.h"
 #include "wsredact.h"
 
 static void ws_emit(void *ctx, const char *p, size_t n)
 {
-	evbuffer_add(ctx, p, n);
+	sock_write(ctx, p, n);
 }
 
-/* n bytes of a secret's host's WebSocket frames, redacted, from in to out.
+/* n bytes of a secret's host's WebSocket frames at p, redacted, to out.
  * false (nothing more may be relayed) when they cannot be redacted. */
-static bool pump_ws(struct conn *c, struct evbuffer *in, struct evbuffer *out, size_t n)
+static bool pump_ws(struct conn *c, const char *p, struct sock *out, size_t n)
 {
-	struct evbuffer_iovec v[16];
 	struct refusal r = { .reason = "websocket-not-redactable" };
 
-	while (n > 0) {
-		int k = evbuffer_peek(in, (ev_ssize_t)n, NULL, v, 16);
-		size_t got = 0;
-		for (int i = 0; i < k && i < 16 && got < n; i++) {
-			size_t l = v[i].iov_len < n - got ? v[i].iov_len : n - got;
-			if (!wsredact_feed(c->ws, v[i].iov_base, l, ws_emit, out))
-				goto fail;
-			got += l;
-		}
-		evbuffer_drain(in, got);
-		n -= got;
-	}
-	return true;
-fail:
+	if (wsredact_feed(c->ws, p, n, ws_emit, out))
+		return true;
 	r.detail = wsredact_error(c->ws);
 	conn_log_refuse(c, &r);
 	return false;
 }
 
-size_t relay_pump(struct conn *c, struct bufferevent *from, struct bufferevent *to)
+size_t relay_pump(struct conn *c, struct sock *from, struct sock *to)
 {
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = bufferevent_get_output(to);
-	size_t have = evbuffer_get_length(in), queued = evbuffer_get_length(out);
+	size_t have, queued = sock_out_len(to);
+	const char *p = sock_data(from, &have);
 	size_t room = queued < c->hiwat ? c->hiwat - queued : 0;
 	size_t n = have < room ? have : room;
 
 	if (c->st == ST_CLOSING || (c->ws_failed && from == c->up))
 		return 0;
-	if (n > 0 && c->ws && from == c->up && !pump_ws(c, in, out, n)) {
+	if (n > 0 && c->ws && from == c->up && !pump_ws(c, p, to, n)) {
 		/* nothing more from upstream; closed from the loop, not from
 		 * under our callers (they still use c) */
 		c->ws_failed = true;
-		evbuffer_drain(in, evbuffer_get_length(in));
-		bufferevent_disable(from, EV_READ);
+		sock_consume(from, have);
+		sock_read_stop(from);
 		event_active(c->deadline, EV_TIMEOUT, 0);
 		return 0;
 	}
 	if (n > 0) {
 		if (!(c->ws && from == c->up))
-			evbuffer_remove_buffer(in, out, n);
+			sock_write(to, p, n);
+		sock_consume(from, n);
 		if (from == c->cl)
 			c->bytes_up += n;
 		else
 			c->bytes_down += n;
 		metrics_bytes(c->w->mx, from == c->cl, n);
 	}
-	if (evbuffer_get_length(out) >= c->hiwat) {
-		/* wait for `to` to drain; relay_on_drained resumes us */
-		bufferevent_disable(from, EV_READ);
-		bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
-	}
+	if (sock_out_len(to) >= c->hiwat)
+		sock_read_stop(from); /* wait for `to` to drain; relay_on_drained resumes us */
 	return n;
 }
 
-enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct bufferevent *from,
-				   struct bufferevent *to, bool raw, uint64_t *count,
+enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct sock *from,
+				   struct sock *to, bool raw, uint64_t *count,
 				   size_t (*held)(const struct conn *c))
 {
-	struct evbuffer *in = bufferevent_get_input(from);
-	struct evbuffer *out = to ? bufferevent_get_output(to) : NULL;
 	enum httpmsg_status s = HTTPMSG_NEED_MORE;
 
 	for (;;) {
-		struct evbuffer_iovec v = { (void *)"", 0 };
-		size_t have = evbuffer_get_length(in), queued = out ? evbuffer_get_length(out) : 0;
+		size_t have, queued = to ? sock_out_len(to) : 0;
+		const char *p = sock_data(from, &have);
 		size_t used = 0, n;
 
-		if (held && out)
+		if (held && to)
 			queued += held(c);
 		if (queued >= c->hiwat) {
-			bufferevent_disable(from, EV_READ);
-			bufferevent_setwatermark(to, EV_WRITE, c->hiwat / 2, 0);
+			sock_read_stop(from);
 			break;
 		}
 		/* with no input, a zero-byte feed still lets the parser finish a
 		 * message that ends right after its head (GET, Content-Length: 0) */
-		if (have > 0 && evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			break;
-		n = v.iov_len < c->hiwat - queued ? v.iov_len : c->hiwat - queued;
-		s = httpmsg_feed(m, v.iov_base, n, &used);
-		if (raw && out)
-			evbuffer_remove_buffer(in, out, used);
-		else
-			evbuffer_drain(in, used);
+		if (!p)
+			p = "";
+		n = have < c->hiwat - queued ? have : c->hiwat - queued;
+		s = httpmsg_feed(m, p, n, &used);
+		if (raw && to && used)
+			sock_write(to, p, used);
+		sock_consume(from, used);
 		*count += used;
-		if (out && used)
+		if (to && used)
 			metrics_bytes(c->w->mx, from == c->cl, used);
-		if (s != HTTPMSG_NEED_MORE || have == 0)
+		if (s != HTTPMSG_NEED_MORE || have == 0 || used == 0)
 			break;
 	}
 	return s;
@@ -131,28 +110,23 @@ enum httpmsg_status relay_pump_msg(struct conn *c, struct httpmsg *m, struct buf
  * half-close on; close the connection when both directions are finished. */
 static void finish_half_close(struct conn *c)
 {
-	struct evbuffer *cl_in = bufferevent_get_input(c->cl);
-	struct evbuffer *up_in = bufferevent_get_input(c->up);
-
-	if (c->cl_eof && !c->up_shut && evbuffer_get_length(cl_in) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->up)) == 0) {
-		shutdown(bufferevent_getfd(c->up), SHUT_WR);
+	if (c->cl_eof && !c->up_shut && conn_in_len(c->cl) == 0 && sock_out_len(c->up) == 0) {
+		sock_shutdown(c->up);
 		c->up_shut = true;
 	}
-	if (c->up_eof && !c->cl_shut && evbuffer_get_length(up_in) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->cl)) == 0) {
-		shutdown(bufferevent_getfd(c->cl), SHUT_WR);
+	if (c->up_eof && !c->cl_shut && conn_in_len(c->up) == 0 && sock_out_len(c->cl) == 0) {
+		sock_shutdown(c->cl);
 		c->cl_shut = true;
 	}
 	if (c->up_shut && c->cl_shut)
 		conn_close(c);
 }
 
-static void relay_on_eof(struct conn *c, struct bufferevent *bev)
+static void relay_on_eof(struct conn *c, struct sock *s)
 {
 	if (c->mode == MODE_INTERCEPT) {
 		/* TLS on both sides: no half-close; pass what is left, then close */
-		if (bev == c->cl) {
+		if (s == c->cl) {
 			conn_close(c);
 			return;
 		}
@@ -161,7 +135,7 @@ static void relay_on_eof(struct conn *c, struct bufferevent *bev)
 		conn_close_flushed(c);
 		return;
 	}
-	if (bev == c->cl) {
+	if (s == c->cl) {
 		c->cl_eof = true;
 		if (c->st == ST_SNI) {
 			/* the client hung up before a complete hello: nothing to pass */
@@ -176,32 +150,29 @@ static void relay_on_eof(struct conn *c, struct bufferevent *bev)
 	finish_half_close(c);
 }
 
-bool relay_drained_eof(struct conn *c, struct bufferevent *from, struct bufferevent *bev)
+bool relay_drained_eof(struct conn *c, struct sock *from, struct sock *s)
 {
 	if ((from == c->cl && c->cl_eof) || (from == c->up && c->up_eof)) {
-		relay_pump(c, from, bev);
+		relay_pump(c, from, s);
 		finish_half_close(c);
 		return true;
 	}
 	return false;
 }
 
-static void relay_on_drained(struct conn *c, struct bufferevent *bev)
+static void relay_on_drained(struct conn *c, struct sock *s)
 {
-	struct bufferevent *from;
+	struct sock *from;
 
-	if (!c->up)
+	if (!c->up || !c->cl)
 		return;
-	from = bev == c->up ? c->cl : c->up;
-	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-	if (relay_drained_eof(c, from, bev))
+	from = s == c->up ? c->cl : c->up;
+	if (relay_drained_eof(c, from, s))
 		return;
 	if (c->st == ST_SNI && from == c->cl)
 		return;
-	bufferevent_enable(from, EV_READ);
-	if (from == c->up)
-		intercept_upstream_pending(c);
-	relay_pump(c, from, bev);
+	sock_read_start(from);
+	relay_pump(c, from, s);
 }
 
 static void client_input(struct conn *c)
@@ -215,12 +186,12 @@ static void upstream_input(struct conn *c)
 }
 
 /* EOF on either side: half-close (conn.c's default for the rest). */
-static bool tunnel_event(struct conn *c, struct bufferevent *bev, short what)
+static bool tunnel_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	if ((what & BEV_EVENT_TIMEOUT) || !(what & BEV_EVENT_EOF))
+	(void)reason;
+	if (ev != CONN_EV_EOF)
 		return false;
-	conn_count_up_error(c, bev, what);
-	relay_on_eof(c, bev);
+	relay_on_eof(c, s);
 	return true;
 }
 
@@ -229,7 +200,6 @@ static void check_sni(struct conn *c);
 /* CONNECT: client bytes wait until the ClientHello is read and its SNI checked. */
 static const struct conn_phase sni_phase = {
 	.st = ST_SNI,
-	.head = true,
 	.client_input = check_sni,
 	.upstream_input = upstream_input,
 	.drained = relay_on_drained,
@@ -243,17 +213,16 @@ static const struct conn_phase tunnel_phase = {
 	.upstream_input = upstream_input,
 	.drained = relay_on_drained,
 	.event = tunnel_event,
-	.up_resumed = intercept_upstream_pending,
 };
 
 void relay_connect_established(struct conn *c)
 {
-	evbuffer_add_printf(bufferevent_get_output(c->cl),
-			    "HTTP/1.1 200 Connection established\r\n\r\n");
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+	sock_write(c->cl, ok, sizeof(ok) - 1);
 	conn_enter(c, &sni_phase);
 	conn_head_phase(c); /* the ClientHello is due now */
-	bufferevent_enable(c->cl, EV_READ);
-	bufferevent_enable(c->up, EV_READ | EV_WRITE);
+	conn_read_client(c);
 	check_sni(c);
 }
 
@@ -266,8 +235,8 @@ void relay_start_tunnel(struct conn *c)
 	conn_head_done(c); /* from now on only the idle timeout applies */
 	if (tunnel_start(c))
 		return; /* spliced from now on (or closed already) */
-	bufferevent_enable(c->cl, EV_READ);
-	bufferevent_enable(c->up, EV_READ);
+	sock_read_start(c->cl);
+	sock_read_start(c->up);
 	relay_pump(c, c->cl, c->up);
 	relay_pump(c, c->up, c->cl);
 }
@@ -297,22 +266,20 @@ static void log_refusal(struct conn *c, enum reason r, const char *sni)
 void relay_send_tls_alert(struct conn *c, unsigned char desc)
 {
 	unsigned char alert[7] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, desc };
-	bufferevent_write(c->cl, alert, sizeof(alert));
+	sock_write(c->cl, alert, sizeof(alert));
 }
 
 static void check_sni(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cl);
-	size_t n = evbuffer_get_length(in);
+	size_t n;
+	const unsigned char *data = (const unsigned char *)sock_data(c->cl, &n);
 	char sni[256];
 	enum ch_result r;
-	unsigned char *data;
 
 	if (n == 0)
 		return;
 	if (n > CLIENTHELLO_MAX)
 		n = CLIENTHELLO_MAX;
-	data = evbuffer_pullup(in, (ev_ssize_t)n);
 	r = clienthello_parse(data, n, sni, sizeof(sni));
 	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
 		return;

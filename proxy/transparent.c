@@ -8,8 +8,6 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "audit.h"
@@ -19,6 +17,7 @@
 #include "fakeip.h"
 #include "httpmsg.h"
 #include "metrics.h"
+#include "sock.h"
 #include "worker.h"
 
 #ifndef SO_ORIGINAL_DST
@@ -65,7 +64,7 @@ void transparent_accept(struct worker *w, evutil_socket_t fd, const struct socka
 		return;
 	}
 	conn_enter(c, &peek_phase);
-	conn_set_timeouts(c->cl, PEEK_WAIT_S);
+	conn_set_idle(c, PEEK_WAIT_S);
 	if (!redirected || w->host->is_self(w->srv, &a, port)) {
 		/* dialled at the listener itself: there is no destination to check */
 		c->t.is_ip = true;
@@ -214,10 +213,9 @@ static enum httpmsg_status peek_http(const char *data, size_t n, char *host, siz
 
 static void transparent_peek(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cl);
-	size_t n = evbuffer_get_length(in);
+	size_t n;
+	const unsigned char *data = (const unsigned char *)sock_data(c->cl, &n);
 	char name[HOST_MAX + 2];
-	const unsigned char *data;
 	enum ch_result r;
 	enum httpmsg_status hs;
 
@@ -225,7 +223,6 @@ static void transparent_peek(struct conn *c)
 		return;
 	if (n > CLIENTHELLO_MAX)
 		n = CLIENTHELLO_MAX;
-	data = evbuffer_pullup(in, (ev_ssize_t)n);
 	r = clienthello_parse(data, n, name, sizeof(name));
 	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
 		return;
@@ -252,10 +249,11 @@ static void transparent_peek(struct conn *c)
 
 /* The wait for first bytes ended: nothing (conclusive) from the client, a
  * server-speaks-first protocol. */
-static bool peek_event(struct conn *c, struct bufferevent *bev, short what)
+static bool peek_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	(void)bev;
-	if (!(what & BEV_EVENT_TIMEOUT))
+	(void)s;
+	(void)reason;
+	if (ev != CONN_EV_TIMEOUT)
 		return false;
 	decide(c, NULL);
 	return true;
@@ -276,8 +274,7 @@ static void transparent_connected(struct conn *c)
 		c->on_head = httpfwd_on_head;
 		h1head_enter(c);
 		conn_head_phase(c);
-		bufferevent_enable(c->cl, EV_READ);
-		bufferevent_enable(c->up, EV_READ | EV_WRITE);
+		conn_read_client(c);
 		conn_client_input(c);
 		return;
 	}

@@ -1,5 +1,6 @@
 /* tunnel.c -- un-inspected tunnels on the raw sockets: once a CONNECT or
- * transparent tunnel has passed its checks, its bufferevents are dropped and
+ * transparent tunnel has passed its checks, its streams give their sockets
+ * back (sock_detach) and
  * bytes move with read/write through a stack buffer while messages are small,
  * and with splice(2) once a read fills that buffer (bulk), through a pipe per
  * direction (taken from the worker's pool only while bytes are in flight, so
@@ -14,13 +15,13 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "alloc.h"
 #include "conn_int.h"
 #include "metrics.h"
 #include "pipepool.h"
+#include "sock.h"
 #include "worker.h"
 
 #define PIPE_BYTES PIPEPOOL_BYTES   /* a pool pipe's capacity, if it got it */
@@ -33,7 +34,7 @@ struct dir {
 	int src, dst;           /* 0 client, 1 upstream */
 	int pipe[2];            /* held while bytes are in it; -1 otherwise */
 	size_t inpipe;          /* bytes in the pipe */
-	struct evbuffer *pend;  /* bytes from the bufferevent phase, or read without a
+	struct evbuffer *pend;  /* bytes from the streams' phase, or read without a
 				 * pipe (no descriptors left); NULL when empty */
 	bool eof;               /* fd[src] reached EOF */
 	bool shut;              /* fd[dst] was shut down for writing */
@@ -91,7 +92,7 @@ static void count(struct tunnel *t, struct dir *d, size_t n)
 }
 
 /* A read or write on socket i failed: an upstream one counts as a reset in
- * the metrics, as the bufferevent path counts it. Returns -1. */
+ * the metrics, as the streams' path counts it. Returns -1. */
 static int failed(struct tunnel *t, int i)
 {
 	if (i == 1)
@@ -274,24 +275,15 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	settle(t, rc);
 }
 
-/* Moves a bufferevent's buffered bytes to the end of *pend. */
-static void take(struct evbuffer **pend, struct evbuffer *from)
+/* Appends n bytes a stream held (p) to the end of *pend. */
+static void take(struct evbuffer **pend, const char *p, size_t n)
 {
-	if (evbuffer_get_length(from) == 0)
+	if (n == 0)
 		return;
 	if (!*pend)
 		*pend = evbuffer_new();
 	if (*pend)
-		evbuffer_add_buffer(*pend, from);
-}
-
-/* Takes the socket out of bev (so freeing bev does not close it). */
-static int detach(struct bufferevent *bev)
-{
-	int fd = bufferevent_getfd(bev);
-
-	bufferevent_setfd(bev, -1);
-	return fd;
+		evbuffer_add(*pend, p, n);
 }
 
 static void tunnel_free(struct tunnel *t);
@@ -306,9 +298,11 @@ static void tunnel_dispose(struct conn *c)
 bool tunnel_start(struct conn *c)
 {
 	struct tunnel *t;
-	size_t upfront;
+	size_t upfront, n;
+	const char *p;
 
-	if ((c->mode != MODE_CONNECT && c->mode != MODE_TRANSPARENT) || c->cl_raw || c->up_tls || !c->cl || !c->up ||
+	if ((c->mode != MODE_CONNECT && c->mode != MODE_TRANSPARENT) || !c->cl || !c->up ||
+	    sock_ssl(c->cl) || sock_ssl(c->up) ||
 	    !c->w->pipes)
 		return false;
 	t = xcalloc(1, sizeof(*t));
@@ -327,27 +321,28 @@ bool tunnel_start(struct conn *c)
 		t->d[i].dst = 1 - i;
 		t->d[i].pipe[0] = t->d[i].pipe[1] = -1;
 	}
-	/* what the bufferevents hold goes first, in order: bytes queued for a
+	/* what the streams hold goes first, in order: bytes queued for a
 	 * side, then bytes read from the other side and not yet relayed */
-	upfront = evbuffer_get_length(bufferevent_get_input(c->cl));
-	take(&t->d[0].pend, bufferevent_get_output(c->up));
-	take(&t->d[0].pend, bufferevent_get_input(c->cl));
+	p = sock_out_data(c->up, &n);
+	take(&t->d[0].pend, p, n);
+	p = sock_data(c->cl, &upfront);
+	take(&t->d[0].pend, p, upfront);
 	c->bytes_up += upfront;
 	metrics_bytes(c->w->mx, true, upfront);
-	upfront = evbuffer_get_length(bufferevent_get_input(c->up));
-	take(&t->d[1].pend, bufferevent_get_output(c->cl));
-	take(&t->d[1].pend, bufferevent_get_input(c->up));
+	p = sock_out_data(c->cl, &n);
+	take(&t->d[1].pend, p, n);
+	p = sock_data(c->up, &upfront);
+	take(&t->d[1].pend, p, upfront);
 	c->bytes_down += upfront;
 	metrics_bytes(c->w->mx, false, upfront);
 	t->d[0].eof = c->cl_eof;
 	t->d[0].shut = c->up_shut;
 	t->d[1].eof = c->up_eof;
 	t->d[1].shut = c->cl_shut;
-	t->fd[0] = detach(c->cl);
-	t->fd[1] = detach(c->up);
-	bufferevent_free(c->cl);
-	bufferevent_free(c->up);
+	t->fd[0] = sock_detach(c->cl);
+	t->fd[1] = sock_detach(c->up);
 	c->cl = c->up = NULL;
+	conn_stop_timer(c); /* the sockets' events carry the idle timeout */
 	/* nothing of the HTTP or head phases is needed any more */
 	if (c->deadline) {
 		event_free(c->deadline);

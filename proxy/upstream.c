@@ -1,15 +1,15 @@
 /* upstream.c -- reaching the upstream of a connection: resolution of the
  * target to addresses the policy allows (never this proxy itself), then a
- * connect to each in turn until one answers; a failed verified TLS handshake
- * refuses instead of trying on */
+ * non-blocking connect to each in turn until one answers (its own socket and
+ * event), then its stream (sock.h), TLS with a verified handshake when
+ * intercepting; a failed handshake refuses instead of trying on */
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -17,6 +17,7 @@
 #include "audit.h"
 #include "conn_int.h"
 #include "metrics.h"
+#include "sock.h"
 #include "worker.h"
 #include "tls.h"
 
@@ -44,19 +45,17 @@ static void add_addr(struct conn *c, const struct ipaddr *a)
 
 static void connect_next(struct conn *c);
 static void upstream_failed(struct conn *c, bool timed_out, const char *why);
-static bool connect_event(struct conn *c, struct bufferevent *bev, short what);
+static bool connect_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason);
 
 /* Waiting for DNS: client bytes wait in its input. */
 static const struct conn_phase resolve_phase = {
 	.st = ST_RESOLVE,
-	.up_resumed = intercept_upstream_pending,
 };
 
 /* Waiting for the upstream's TCP connect (and, intercepting, its TLS). */
 static const struct conn_phase connect_phase = {
 	.st = ST_CONNECT,
 	.event = connect_event,
-	.up_resumed = intercept_upstream_pending,
 };
 
 /* Debug lines about reaching the upstream: an event with the target, the
@@ -132,7 +131,7 @@ void upstream_start(struct conn *c, void (*ready)(struct conn *c))
 	c->dropped = REASON_NONE;
 	c->up_ready = ready;
 	conn_enter(c, &resolve_phase);
-	bufferevent_disable(c->cl, EV_READ);
+	sock_read_stop(c->cl);
 	if (c->t.is_ip) {
 		add_addr(c, &c->t.ip);
 		resolved(c, false);
@@ -154,15 +153,25 @@ void upstream_start(struct conn *c, void (*ready)(struct conn *c))
 		c->dnsreq = req;
 }
 
+static void on_connect(evutil_socket_t fd, short what, void *arg);
+static void on_tls_deadline(evutil_socket_t fd, short what, void *arg);
+
+/* A wait of --connect-timeout: for fd writable (-1: a timer). */
+static bool wait_up(struct conn *c, evutil_socket_t fd, event_callback_fn cb)
+{
+	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
+
+	c->up_wait = event_new(c->w->base, fd, fd < 0 ? 0 : EV_WRITE, cb, c);
+	return c->up_wait && event_add(c->up_wait, &tv) == 0;
+}
+
 static void connect_next(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	unsigned len;
 	evutil_socket_t fd;
-	struct timeval tv = { (time_t)c->w->opts->connect_timeout_s, 0 };
 
-	if (c->up)
-		conn_drop_upstream(c);
+	conn_drop_upstream(c);
 	if (c->ai >= c->naddr) {
 		conn_refuse(c, REASON_CONNECT_FAILED, NULL);
 		return;
@@ -172,26 +181,94 @@ static void connect_next(struct conn *c)
 	c->up_connected = false;
 	log_upstream(c, "upstream-connect", &c->addr, c->ai > 1 ? "next address" : "first address");
 	len = addr_to_sockaddr(&c->addr, c->t.port, (struct sockaddr *)&ss);
-	c->up_tls = false;
-	/* our socket, not libevent's (which lacks close-on-exec): helper commands
-	 * and sandboxes egressd starts never inherit a connection */
+	/* close-on-exec: helper commands and sandboxes egressd starts never
+	 * inherit a connection */
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	c->up = fd < 0 ? NULL : bufferevent_socket_new(c->w->base, fd,
-				       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (!c->up) {
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0) {
 		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
 		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
 		return;
 	}
-	bufferevent_setcb(c->up, conn_on_upstream_read, conn_on_write, conn_on_event, c);
-	bufferevent_set_timeouts(c->up, &tv, &tv);
-	bufferevent_enable(c->up, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(c->up, (struct sockaddr *)&ss, (int)len) < 0) {
+	c->up_fd = fd;
+	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)len) < 0 && errno != EINPROGRESS) {
 		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
 		connect_next(c);
+		return;
 	}
+	/* connected or not, the answer comes from the loop */
+	if (!wait_up(c, fd, on_connect)) {
+		metrics_upstream_error(c->w->mx, MX_UP_CONNECT);
+		conn_refuse(c, REASON_CONNECT_FAILED, "out of sockets");
+	}
+}
+
+/* TCP is up on fd: the stream, plain (go on) or TLS (its handshake first). */
+static void tcp_connected(struct conn *c, int fd)
+{
+	char err[256];
+	SSL *ssl = NULL;
+
+	if (c->mode == MODE_INTERCEPT) {
+		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip, err);
+		if (!ssl) {
+			close(fd);
+			conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
+			return;
+		}
+	}
+	if (!conn_attach_upstream(c, fd, ssl)) {
+		conn_refuse(c, REASON_CONNECT_FAILED, ssl ? "cannot set up TLS to the upstream" :
+			    "out of sockets");
+		return;
+	}
+	if (!ssl) {
+		conn_up_connected(c);
+		c->up_ready(c);
+		return;
+	}
+	evutil_gettimeofday(&c->up_hs_start, NULL);
+	if (!wait_up(c, -1, on_tls_deadline))
+		conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
+}
+
+static void on_connect(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (c->closed)
+		return;
+	event_free(c->up_wait);
+	c->up_wait = NULL;
+	c->up_fd = -1; /* ours now */
+	if (what & EV_TIMEOUT) {
+		close(fd);
+		upstream_failed(c, true, "timed out");
+		return;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		close(fd);
+		upstream_failed(c, false, evutil_socket_error_to_string(err));
+		return;
+	}
+	tcp_connected(c, fd);
+}
+
+/* The verified TLS handshake took longer than --connect-timeout. */
+static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->closed)
+		return;
+	event_free(c->up_wait);
+	c->up_wait = NULL;
+	upstream_failed(c, true, "timed out");
 }
 
 /* A connect attempt failed (or timed out): TCP (try the next address) or,
@@ -199,7 +276,7 @@ static void connect_next(struct conn *c)
 static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 {
 	char msg[256];
-	SSL *ssl = c->up_tls ? bufferevent_openssl_get_ssl(c->up) : NULL;
+	SSL *ssl = c->up && c->up_tls ? sock_ssl(c->up) : NULL;
 
 	if (ssl) {
 		bool verify = tls_upstream_verify_failed(ssl, msg, sizeof(msg));
@@ -219,24 +296,17 @@ static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 	connect_next(c);
 }
 
-/* The upstream's connect (TCP, then the verified TLS handshake when
- * intercepting) ended: go on with c->up_ready, or try the next address. */
-static bool connect_event(struct conn *c, struct bufferevent *bev, short what)
+/* The upstream's verified TLS handshake ended: go on with c->up_ready, or
+ * refuse. */
+static bool connect_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	if (bev != c->up)
+	if (!s || s != c->up)
 		return false;
-	if (what & BEV_EVENT_CONNECTED) {
-		if (c->mode == MODE_INTERCEPT && !c->up_tls) {
-			intercept_start_upstream(c);
-			return true;
-		}
+	if (ev == CONN_EV_CONNECTED) {
 		conn_up_connected(c);
 		c->up_ready(c);
 		return true;
 	}
-	if (what & BEV_EVENT_TIMEOUT)
-		upstream_failed(c, true, "timed out");
-	else
-		upstream_failed(c, false, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	upstream_failed(c, false, reason);
 	return true;
 }

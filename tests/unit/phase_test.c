@@ -1,6 +1,6 @@
 /* phase_test.c -- the connection core's seams without a proxy process: a
  * connection made by conn_create on a socketpair, in a real event_base, with
- * a worker whose server answers come from a test table. Its bufferevent
+ * a worker whose server answers come from a test table. Its stream
  * callbacks reach only the phase it entered (client input, drained output,
  * events; an unhandled EOF closes it through the close queue), and
  * upstream_start runs its continuation once a loopback upstream accepted (a
@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "closeq.h"
@@ -23,6 +22,7 @@
 #include "generation.h"
 #include "metrics.h"
 #include "policy.h"
+#include "sock.h"
 #include "tap.h"
 #include "worker.h"
 
@@ -56,42 +56,39 @@ static const struct worker_host host = { acquire, next_id, is_self };
 static struct {
 	int a_input, b_input, drained, answered, events, ready;
 	size_t b_bytes;
-	short last_what;
+	enum conn_ev last_ev;
 	enum conn_state ready_st;
 } seen;
 
 static void a_input(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cl);
-
 	seen.a_input++;
-	evbuffer_drain(in, evbuffer_get_length(in));
+	sock_consume(c->cl, conn_in_len(c->cl));
 	/* an answer: its drained callback belongs to the phase too */
-	evbuffer_add(bufferevent_get_output(c->cl), "ok", 2);
+	sock_write(c->cl, "ok", 2);
 }
 
 static void b_input(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->cl);
-
 	seen.b_input++;
-	seen.b_bytes += evbuffer_get_length(in);
-	evbuffer_drain(in, evbuffer_get_length(in));
+	seen.b_bytes += conn_in_len(c->cl);
+	sock_consume(c->cl, conn_in_len(c->cl));
 }
 
-static void drained(struct conn *c, struct bufferevent *bev)
+static void drained(struct conn *c, struct sock *s)
 {
 	seen.drained++;
-	if (bev == c->cl && seen.a_input && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		seen.answered++; /* libevent also calls it once writing is enabled */
+	if (s == c->cl && seen.a_input && sock_out_len(s) == 0)
+		seen.answered++;
 }
 
-static bool event(struct conn *c, struct bufferevent *bev, short what)
+static bool event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
 	(void)c;
-	(void)bev;
+	(void)s;
+	(void)reason;
 	seen.events++;
-	seen.last_what = what;
+	seen.last_ev = ev;
 	return false; /* conn.c's default: close */
 }
 
@@ -116,6 +113,23 @@ static void loop_until_closed(struct event_base *base)
 {
 	for (int i = 0; i < 2000 && conn_live_count() > 0; i++)
 		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Runs the loop (blocking: timers fire) until no connection is live, or 5 s. */
+static void wait_closed(struct event_base *base)
+{
+	double end = now() + 5;
+
+	while (conn_live_count() > 0 && now() < end)
+		event_base_loop(base, EVLOOP_ONCE);
 }
 
 /* A listening loopback socket; its port in *port. */
@@ -184,10 +198,37 @@ int main(void)
 
 	shutdown(peer, SHUT_WR);
 	loop_until_closed(base);
-	ok(seen.events == 1 && (seen.last_what & BEV_EVENT_EOF), "the EOF went to phase b's event");
+	ok(seen.events == 1 && seen.last_ev == CONN_EV_EOF, "the EOF went to phase b's event");
 	ok(conn_live_count() == 0, "unhandled there: conn.c's default closed it");
 	closeq_run(w.closing);
 	close(peer);
+
+	/* ---- the idle timer: one per connection, moved on by activity ---- */
+	{
+		double t0, t1;
+
+		memset(&seen, 0, sizeof(seen));
+		c = new_conn(&w, &peer);
+		conn_enter(c, &phase_b);
+		conn_set_idle(c, 1);
+		t0 = now();
+		loop_until(base, &seen.b_input, 0);
+		while (now() < t0 + 0.6)
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		ok(conn_live_count() == 1 && write(peer, "x", 1) == 1, "idle: still open after 0.6 s");
+		while (seen.b_input < 1 && now() < t0 + 5)
+			event_base_loop(base, EVLOOP_ONCE);
+		t1 = now();
+		ok(seen.b_input == 1, "idle: a byte moved at %.2f s", t1 - t0);
+		wait_closed(base);
+		ok(conn_live_count() == 0, "idle: closed once quiet for the limit");
+		ok(now() - t1 >= 0.9 && now() - t1 < 2.5,
+		   "idle: %.2f s after the last byte (limit 1 s, counted from it)", now() - t1);
+		ok(seen.events == 1 && seen.last_ev == CONN_EV_TIMEOUT,
+		   "idle: the phase saw CONN_EV_TIMEOUT first, then conn.c closed it");
+		closeq_run(w.closing);
+		close(peer);
+	}
 
 	/* ---- the connect continuation ---- */
 	lfd = listener(&port);
