@@ -127,6 +127,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 void conn_set_idle(struct conn *c, unsigned secs)
 {
+	long left;
+
 	c->idle_s = secs;
 	if (!c->timer)
 		return;
@@ -134,15 +136,8 @@ void conn_set_idle(struct conn *c, unsigned secs)
 		evtimer_del(c->timer);
 		return;
 	}
-	arm(c, 1000L * secs - elapsed_ms(&c->last_activity) > 0 ?
-		       1000L * secs - elapsed_ms(&c->last_activity) : 0);
-}
-
-void conn_stop_timer(struct conn *c)
-{
-	c->idle_s = 0;
-	if (c->timer)
-		evtimer_del(c->timer);
+	left = 1000L * secs - elapsed_ms(&c->last_activity);
+	arm(c, left > 0 ? left : 0);
 }
 
 static void idle_timeouts(struct conn *c)
@@ -285,8 +280,10 @@ void conn_close_idle(struct worker *w)
 
 	for (; c; c = next) {
 		next = c->next;
+		/* (a reply still being written is not idle: its last bytes
+		 * go out before the close) */
 		if (c->st == ST_HEAD && (!c->ex || !httpmsg_started(c->ex->req)) &&
-		    conn_in_len(c->cl) == 0)
+		    conn_in_len(c->cl) == 0 && sock_out_len(c->cl) == 0)
 			conn_close(c);
 	}
 }

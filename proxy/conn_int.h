@@ -172,8 +172,6 @@ void conn_count_up_error(struct conn *c, struct sock *s, enum conn_ev ev);
 /* The idle limit from now on: c times out (CONN_EV_TIMEOUT to its phase,
  * then closed) once nothing moved for secs (0: never). */
 void conn_set_idle(struct conn *c, unsigned secs);
-/* No more idle timer (a spliced tunnel keeps its own). */
-void conn_stop_timer(struct conn *c);
 /* The upstream stream on connected socket fd (owned), TLS client on ssl
  * (owned) or plain (ssl NULL), with c's callbacks and marks; false if it
  * cannot be set up (fd and ssl freed). */

@@ -342,7 +342,7 @@ bool tunnel_start(struct conn *c)
 	t->fd[0] = sock_detach(c->cl);
 	t->fd[1] = sock_detach(c->up);
 	c->cl = c->up = NULL;
-	conn_stop_timer(c); /* the sockets' events carry the idle timeout */
+	conn_set_idle(c, 0); /* the sockets' events carry the idle timeout */
 	/* nothing of the HTTP or head phases is needed any more */
 	if (c->deadline) {
 		event_free(c->deadline);
