@@ -223,6 +223,8 @@ bool conn_attach_upstream(struct conn *c, int fd, SSL *ssl)
 	if (!c->up)
 		return false;
 	c->up_tls = ssl != NULL;
+	/* requests carry injected secrets: no copy of them is left in freed memory */
+	sock_set_wipe(c->up, c->approved != 0);
 	sock_set_max_input(c->up, c->hiwat);
 	sock_set_max_output(c->up, c->hiwat);
 	return true;

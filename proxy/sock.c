@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 
 #include "alloc.h"
@@ -27,10 +28,12 @@
 #define MAX_INPUT_DEFAULT (64 * 1024)
 #define MAX_OUTPUT_DEFAULT (64 * 1024)
 
-/* A contiguous buffer: bytes at p + off, len of them, cap allocated. */
+/* A contiguous buffer: bytes at p + off, len of them, cap allocated;
+ * wipe: its memory is cleansed before it is freed or moved (sock_set_wipe). */
 struct buf {
 	char *p;
 	size_t off, len, cap;
+	bool wipe;
 };
 
 struct sock {
@@ -64,6 +67,8 @@ struct sock {
 
 static void buf_release(struct buf *b)
 {
+	if (b->wipe && b->p)
+		OPENSSL_cleanse(b->p, b->cap);
 	free(b->p);
 	b->p = NULL;
 	b->off = b->len = b->cap = 0;
@@ -98,8 +103,17 @@ static void buf_append(struct buf *b, const void *p, size_t n)
 			b->off = 0;
 		}
 		if (b->cap - b->len < n) {
-			b->cap = b->len + n > 2 * b->cap ? b->len + n : 2 * b->cap;
-			b->p = xrealloc(b->p, b->cap);
+			size_t cap = b->len + n > 2 * b->cap ? b->len + n : 2 * b->cap;
+			if (b->wipe) { /* not realloc: the old block is cleansed first */
+				char *np = xmalloc(cap);
+				memcpy(np, b->p, b->len);
+				OPENSSL_cleanse(b->p, b->cap);
+				free(b->p);
+				b->p = np;
+			} else {
+				b->p = xrealloc(b->p, cap);
+			}
+			b->cap = cap;
 		}
 	}
 	memcpy(b->p + b->off + b->len, p, n);
@@ -695,6 +709,11 @@ int sock_write(struct sock *s, const void *p, size_t n)
 	return s->max_out && s->out.len >= s->max_out ? 1 : 0;
 }
 
+void sock_set_wipe(struct sock *s, bool on)
+{
+	s->out.wipe = s->raw.wipe = on;
+}
+
 void sock_set_max_output(struct sock *s, size_t max)
 {
 	s->max_out = max;
@@ -723,6 +742,7 @@ int sock_start_tls(struct sock *s, SSL *ssl, enum sock_tls_role role)
 	s->ready = false;
 	s->raw = s->out; /* written in plain first */
 	memset(&s->out, 0, sizeof(s->out));
+	s->out.wipe = s->raw.wipe;
 	s->wr_blocked = s->wr_wants_rd = s->rd_wants_wr = false;
 	if (s->in.len > 0 && preload_tls(s, s->in.p + s->in.off, s->in.len) < 0)
 		goto out; /* (the stream stays TLS: it failed, its owner frees it) */

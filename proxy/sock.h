@@ -80,6 +80,9 @@ void sock_read_start(struct sock *s);
  * producing, e.g. sock_read_stop on the stream it relays from, and resumes in
  * on_drained), 0 that it is below, -1 after sock_shutdown or an error. */
 int sock_write(struct sock *s, const void *p, size_t n);
+/* Secrets are written to s (e.g. injected into requests): from now on the
+ * output's memory is cleansed before it is freed or moved. */
+void sock_set_wipe(struct sock *s, bool on);
 /* The high-water mark for sock_write's answer (default 64 KiB; 0: none). */
 void sock_set_max_output(struct sock *s, size_t max);
 /* Bytes appended and not yet handed to the kernel (or to SSL_write). */

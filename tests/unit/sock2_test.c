@@ -1,8 +1,8 @@
 /* sock2_test.c -- the socket/TLS stream's hand-overs (proxy/sock.c), against
  * loopback TCP pairs and a real event_base: a plain stream that becomes TLS
  * (its plain reply first, a ClientHello already read fed to OpenSSL first),
- * the socket taken back for the splice tunnel (sock_detach), and the end of
- * an orderly shutdown reported to the owner */
+ * the socket taken back for the splice tunnel (sock_detach), the end of an
+ * orderly shutdown reported to the owner, and an output wiped as it goes */
 #include <fcntl.h>
 
 #include "sockpair.h"
@@ -223,6 +223,36 @@ static void test_shutdown_done(bool tls)
 	end_dispose(&b);
 }
 
+/* ---- an output wiped as it goes: the bytes still arrive whole ---- */
+
+static void test_wipe(bool tls)
+{
+	const char *name = tls ? "tls" : "plain";
+	struct end a = { 0 }, b = { 0 };
+	struct end *both[2] = { &a, &b };
+	size_t n = 300 * 1000, at = 0;
+	char *big = malloc(n);
+	struct want w = { &b, n };
+
+	pattern(big, n, 0);
+	pair(tls, &a, &b);
+	if (tls)
+		run_until(both_connected, both);
+	sock_set_wipe(a.s, true);
+	while (at < n) { /* pieces, so the output grows (and moves) several times */
+		size_t k = n - at < 7000 ? n - at : 7000;
+		sock_write(a.s, big + at, k);
+		at += k;
+	}
+	ok(run_until(got_len, &w) && b.got_len == n && pattern_ok(b.got, n),
+	   "%s wipe: %zu bytes arrive whole", name, n);
+	ok(sock_bytes_held(a.s) == 0, "%s wipe: nothing held once written", name);
+	sock_write(a.s, "tail", 4);
+	end_dispose(&a); /* freed with output pending: cleansed, then freed (ASan) */
+	end_dispose(&b);
+	free(big);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sock2_test.XXXXXX";
@@ -238,6 +268,8 @@ int main(void)
 	test_detach();
 	test_shutdown_done(false);
 	test_shutdown_done(true);
+	test_wipe(false);
+	test_wipe(true);
 	event_base_free(base);
 	SSL_CTX_free(sctx);
 	SSL_CTX_free(cctx);
