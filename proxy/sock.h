@@ -2,8 +2,9 @@
  * (an SSL given by the caller; the layer drives its handshake): an input
  * buffer the owner consumes, writes coalesced per loop turn with a drained
  * callback, read pause/resume, orderly shutdown (close_notify, then FIN), and
- * no buffer held while idle. libevent runs the loop; no bufferevent is used.
- * The model is h2o's h2o_socket_t (lib/common/socket.c). */
+ * no buffer held while idle; a plain stream can turn TLS in place or give its
+ * socket back. libevent runs the loop; no bufferevent is used. The model is
+ * h2o's h2o_socket_t (lib/common/socket.c). */
 #ifndef EGRESSD_SOCK_H
 #define EGRESSD_SOCK_H
 
