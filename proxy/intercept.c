@@ -29,10 +29,15 @@ static void log_tls_error(struct conn *c, const char *what, const char *detail, 
 static void client_ready(struct conn *c);
 static void client_failed(struct conn *c, const char *reason);
 
-/* The client's handshake ended (or broke off): requests, or a refusal. */
+/* The client's handshake ended, broke off or went quiet for the idle limit
+ * (before --header-timeout, when that is the longer): requests, or a refusal. */
 static bool handshake_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	if (!s || s != c->cl)
+	if (ev == CONN_EV_TIMEOUT) {
+		client_failed(c, ""); /* "handshake aborted", as a quiet client always was */
+		return true;
+	}
+	if (s != c->cl)
 		return false;
 	if (ev == CONN_EV_CONNECTED)
 		client_ready(c);

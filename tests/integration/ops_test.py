@@ -847,6 +847,24 @@ def _(ctx):
     check(dt >= IDLE_S - 0.3, "quiet tunnel closed after %.2f s, before --idle-timeout" % dt)
 
 
+@suite.case("--idle-timeout 1 (--header-timeout 30): an intercepted CONNECT whose client never "
+            "starts its TLS handshake is closed, logged as client-tls-failed: handshake aborted")
+def _(ctx):
+    state = os.path.join(ctx.tmp, "state")
+    e = start(ctx, ["--allow-net", "api.test", "--intercept", "api.test", "--state-dir", state,
+                    "--upstream-ca", W["pki"]["ca"], "--idle-timeout", str(IDLE_S),
+                    "--header-timeout", "30"])
+    st, reason, s, _ = connect_status(ctx, e, hp("api.test", "tls"))
+    check_eq(st, 200, "CONNECT api.test status (%r)" % reason)
+    dt, got = wait_closed(s, IDLE_S + 2.5)
+    check(dt is not None, "quiet handshake still open %.1f s later (--idle-timeout %d)" % (
+        IDLE_S + 2.5, IDLE_S))
+    check(dt >= IDLE_S - 0.3, "closed after %.2f s, before --idle-timeout" % dt)
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and v.get("reason") == "client-tls-failed",
+                    what="a client-tls-failed refuse event")
+    check_eq(ev[0].get("detail"), "handshake aborted", "its detail")
+
+
 @suite.case("--idle-timeout 1: a CONNECT tunnel download moving (1 byte / 0.4 s for 3.2 s) "
             "is not closed; closed once quiet")
 def _(ctx):
