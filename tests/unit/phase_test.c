@@ -167,7 +167,7 @@ int main(void)
 	struct policy *pol = policy_new();
 	char err[256], buf[64];
 	struct conn *c;
-	uint16_t port;
+	uint16_t port = 0;
 	int peer, lfd, afd;
 	ssize_t n;
 
