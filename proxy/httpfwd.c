@@ -328,23 +328,7 @@ static bool rules_check(struct conn *c)
 			     c->ex->path);
 	if (o >= sizeof(msg))
 		o = sizeof(msg) - 1;
-	switch (v->how) {
-	case RULE_BY_RULE:
-		snprintf(msg + o, sizeof(msg) - o, " refused by rule %zu (rule-denied)", v->index);
-		break;
-	case RULE_BY_DEFAULT:
-		snprintf(msg + o, sizeof(msg) - o, " refused by rulesDefault: no rule matches "
-			 "(rule-denied)");
-		break;
-	case RULE_AMBIGUOUS:
-		snprintf(msg + o, sizeof(msg) - o, " refused: ambiguous path: %s (rule-denied)",
-			 v->why);
-		break;
-	case RULE_MATCH_ERROR:
-		snprintf(msg + o, sizeof(msg) - o, " refused: rule %zu's path pattern hit the "
-			 "match limit (rule-denied)", v->index);
-		break;
-	}
+	rules_verdict_text(v, msg + o, sizeof(msg) - o);
 	block_request(c, REASON_RULE_DENIED, msg);
 	return false;
 }
