@@ -270,16 +270,6 @@ int main(void)
 	test_shutdown_done(true);
 	test_wipe(false);
 	test_wipe(true);
-	event_base_free(base);
-	SSL_CTX_free(sctx);
-	SSL_CTX_free(cctx);
-	SSL_CTX_free(sctx12);
-	SSL_CTX_free(cctx12);
-	{
-		char cmd[64];
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		if (system(cmd) != 0)
-			ok(0, "cleanup of %s", dir);
-	}
+	tls_teardown(dir);
 	return done_testing();
 }

@@ -605,16 +605,6 @@ int main(void)
 	test_preload_plain();
 	test_preload_tls(0);
 	test_preload_tls(10);
-	event_base_free(base);
-	SSL_CTX_free(sctx);
-	SSL_CTX_free(cctx);
-	SSL_CTX_free(sctx12);
-	SSL_CTX_free(cctx12);
-	{
-		char cmd[64];
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-		if (system(cmd) != 0)
-			ok(0, "cleanup of %s", dir);
-	}
+	tls_teardown(dir);
 	return done_testing();
 }

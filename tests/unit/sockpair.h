@@ -322,4 +322,19 @@ static void tls_setup(const char *dir)
 	ca_free(ca); /* the contexts hold their own references */
 }
 
+/* After the tests: the loop, the contexts and tls_setup's directory. */
+static void tls_teardown(const char *dir)
+{
+	char cmd[64];
+
+	event_base_free(base);
+	SSL_CTX_free(sctx);
+	SSL_CTX_free(cctx);
+	SSL_CTX_free(sctx12);
+	SSL_CTX_free(cctx12);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		ok(0, "cleanup of %s", dir);
+}
+
 #endif
