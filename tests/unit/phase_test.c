@@ -157,6 +157,24 @@ static struct conn *new_conn(struct worker *w, int *peer)
 	return conn_create(w, sv[0], (struct sockaddr *)&sa, 0);
 }
 
+/* A new connection in phase_b, allowed to 127.0.0.1:port, whose
+ * upstream_start has begun (ready runs once connected). */
+static struct conn *connecting_conn(struct worker *w, int *peer, struct policy *pol,
+				    uint16_t port)
+{
+	struct conn *c = new_conn(w, peer);
+
+	c->pol = pol; /* borrowed, as from the generation */
+	conn_enter(c, &phase_b);
+	c->t.is_ip = true;
+	addr_parse_ipv4("127.0.0.1", 9, &c->t.ip);
+	snprintf(c->t.host, sizeof(c->t.host), "127.0.0.1");
+	c->t.port = port;
+	c->d.allow = true;
+	upstream_start(c, ready);
+	return c;
+}
+
 int main(void)
 {
 	struct server_opts o = { .connect_timeout_s = 5, .header_timeout_s = 5,
@@ -233,15 +251,7 @@ int main(void)
 	/* ---- the connect continuation ---- */
 	lfd = listener(&port);
 	ok(lfd >= 0, "a loopback upstream listens");
-	c = new_conn(&w, &peer);
-	c->pol = pol; /* borrowed, as from the generation */
-	conn_enter(c, &phase_b);
-	c->t.is_ip = true;
-	addr_parse_ipv4("127.0.0.1", 9, &c->t.ip);
-	snprintf(c->t.host, sizeof(c->t.host), "127.0.0.1");
-	c->t.port = port;
-	c->d.allow = true;
-	upstream_start(c, ready);
+	c = connecting_conn(&w, &peer, pol, port);
 	ok(c->st == ST_CONNECT, "upstream_start: connecting (state %d)", c->st);
 	loop_until(base, &seen.ready, 1);
 	ok(seen.ready == 1 && seen.ready_st == ST_CONNECT, "the continuation ran once connected");
@@ -256,15 +266,7 @@ int main(void)
 
 	/* a refused connect: 502 to the client, no continuation */
 	close(lfd);
-	c = new_conn(&w, &peer);
-	c->pol = pol;
-	conn_enter(c, &phase_b);
-	c->t.is_ip = true;
-	addr_parse_ipv4("127.0.0.1", 9, &c->t.ip);
-	snprintf(c->t.host, sizeof(c->t.host), "127.0.0.1");
-	c->t.port = port;
-	c->d.allow = true;
-	upstream_start(c, ready);
+	c = connecting_conn(&w, &peer, pol, port);
 	loop_until_closed(base);
 	ok(seen.ready == 1, "a refused upstream: the continuation did not run");
 	n = recv(peer, buf, sizeof(buf) - 1, MSG_DONTWAIT);
