@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""h2_test.py -- HTTP/2 clients through egressd today, against an upstream that
-speaks both HTTP/2 and HTTP/1.1 (tests/integration/h2echo.js, Node): a tunnel
-carries HTTP/2 end to end; an intercepted host is served over HTTP/1.1 on both
-sides (curl falls back and the secret is injected), and a client that offers
-only h2 (Node's http2, gRPC) gets the no_application_protocol alert and a
-refuse event instead of a silent failure. Issue 15 (HTTP/2 through
-intercepted hosts) turns the last into HTTP/2 end to end. Prints TAP.
+"""h2_test.py -- HTTP/2 clients through egressd, against an upstream that speaks
+both HTTP/2 and HTTP/1.1 and one that speaks HTTP/1.1 only
+(tests/integration/h2echo.js, Node): a tunnel carries HTTP/2 end to end; an
+intercepted host whose upstream chose h2 is served over HTTP/2 on both sides
+(the h2 relay: the secret injected, a `request` event with "proto":"h2"); an
+intercepted host whose upstream speaks HTTP/1.1 only is served over HTTP/1.1
+(curl falls back), and a client that offers only h2 (Node's http2, gRPC) gets
+the no_application_protocol alert and a refuse event. Prints TAP.
 """
 
 import hashlib
@@ -32,12 +33,14 @@ def setup():
     if not NODE:
         return
     W["pki"] = make_pki(os.path.join(suite.tmp, "pki"),
-                        extra_sans=["DNS:api.test", "DNS:tun.test"])
-    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "tun.test"]})
-    p = spawn([NODE, os.path.join(HERE, "h2echo.js"), W["pki"]["key"], W["pki"]["cert"]],
-              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    W["srv"] = p
-    W["port"] = int(p.stdout.readline())
+                        extra_sans=["DNS:api.test", "DNS:tun.test", "DNS:h1.test"])
+    W["dns"] = DNSServer({n: ["127.0.0.1"] for n in ["api.test", "tun.test", "h1.test"]})
+    for name, extra in (("srv", []), ("h1srv", ["h1"])):
+        p = spawn([NODE, os.path.join(HERE, "h2echo.js"), W["pki"]["key"], W["pki"]["cert"]] +
+                  extra, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        W[name] = p
+        W[name + "_port"] = int(p.stdout.readline())
+    W["port"] = W["srv_port"]
 
 
 def no_node():
@@ -45,8 +48,8 @@ def no_node():
 
 
 def start(ctx):
-    args = ["--allow-net", "api.test,tun.test", "--allow-private", "127.0.0.0/8",
-            "--secret", "API_KEY=api.test", "--upstream-ca", W["pki"]["ca"],
+    args = ["--allow-net", "api.test,tun.test,h1.test", "--allow-private", "127.0.0.0/8",
+            "--secret", "API_KEY=api.test,h1.test", "--upstream-ca", W["pki"]["ca"],
             "--state-dir", os.path.join(ctx.tmp, "state")]
     e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
     e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
@@ -56,8 +59,12 @@ def start(ctx):
     return e
 
 
+def port_of(host):
+    return W["h1srv_port"] if host == "h1.test" else W["srv_port"]
+
+
 def url(host, path="/x"):
-    return "https://%s:%d%s" % (host, W["port"], path)
+    return "https://%s:%d%s" % (host, port_of(host), path)
 
 
 def pcurl(ctx, e, *args):
@@ -67,8 +74,8 @@ def pcurl(ctx, e, *args):
 
 
 def node_client(ctx, e, host, header=None):
-    cmd = [NODE, os.path.join(HERE, "h2client.js"), e.addr, "%s:%d" % (host, W["port"]), "/n",
-           e.ca if host == "api.test" else W["pki"]["ca"]] + ([header] if header else [])
+    cmd = [NODE, os.path.join(HERE, "h2client.js"), e.addr, "%s:%d" % (host, port_of(host)), "/n",
+           e.ca if host != "tun.test" else W["pki"]["ca"]] + ([header] if header else [])
     p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ctx.procs.append(p)
     out, err = p.communicate(timeout=30)
@@ -89,26 +96,59 @@ def _(ctx):
     check_eq(json.loads(body)["proto"], "2.0", "the upstream's view")
 
 
-@suite.case("an intercepted host whose upstream speaks h2: curl --http2 is served over HTTP/1.1 "
-            "on both sides, the secret injected (the upstream's hash) and never seen by curl",
-            skip=no_node)
+AUTH_SHA = hashlib.sha256(("Bearer " + REAL).encode()).hexdigest()
+
+
+@suite.case("an intercepted host whose upstream speaks h2: curl --http2 speaks HTTP/2 on both "
+            "sides, the secret injected (the upstream's hash) and never seen by curl; the "
+            "request event says proto h2", skip=no_node)
 def _(ctx):
     e = start(ctx)
     r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
     check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
     body, ver = r.stdout.rsplit(b"\n", 1)
     got = json.loads(body)
-    check_eq(ver, b"1.1", "curl's HTTP version (egressd offers the sandbox http/1.1 only)")
-    check_eq(got["proto"], "1.1", "the upstream's view (egressd offers it http/1.1 only)")
-    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL).encode()).hexdigest(),
-             "what the upstream received: the real value")
+    check_eq(ver, b"2", "curl's HTTP version")
+    check_eq(got["proto"], "2.0", "the upstream's view")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
+    check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"]), ("GET", "/x", 200),
+             "request event %r" % ev[0])
+    check_eq(ev[0].get("secrets"), ["API_KEY"], "the secret injected, by name")
 
 
-@suite.case("an intercepted host: Node's http2 client (ALPN h2 only) gets the "
-            "no_application_protocol alert, and egressd's refuse event says why", skip=no_node)
+@suite.case("an intercepted host whose upstream speaks h2: Node's http2 client (ALPN h2 only) "
+            "gets 200 over HTTP/2, the secret injected", skip=no_node)
 def _(ctx):
     e = start(ctx)
     rc, out = node_client(ctx, e, "api.test", "authorization: Bearer " + e.ph)
+    check_eq(rc, 0, "exit (%s)" % out)
+    status, body = out.split("\n", 1)
+    got = json.loads(body)
+    check_eq(status, "200", "status")
+    check_eq(got["proto"], "2.0", "the upstream's view")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+
+
+@suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: curl --http2 is served "
+            "over HTTP/1.1 on both sides, the secret injected", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("h1.test"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq(ver, b"1.1", "curl's HTTP version (the upstream chose http/1.1)")
+    check_eq(got["proto"], "1.1", "the upstream's view")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+
+
+@suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: Node's http2 client "
+            "(ALPN h2 only) gets the no_application_protocol alert, and egressd's refuse "
+            "event says why", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    rc, out = node_client(ctx, e, "h1.test", "authorization: Bearer " + e.ph)
     check(rc != 0 and out.startswith("error") and "no application protocol" in out.lower(),
           "the client's error: %r" % out)
     ev = e.wait_log(lambda v: v.get("event") == "refuse" and
@@ -131,8 +171,9 @@ def main():
     try:
         return suite.run()
     finally:
-        if W.get("srv"):
-            W["srv"].kill()
+        for name in ("srv", "h1srv"):
+            if W.get(name):
+                W[name].kill()
 
 
 if __name__ == "__main__":

@@ -2,16 +2,19 @@
 // HTTP/1.1 (ALPN picks): each request is answered with JSON naming the
 // protocol, method, path, headers and body length, and the sha256 of its
 // Authorization (so a test sees what arrived without a value echoed).
-// Prints its port.
-// Usage: node h2echo.js KEY.pem CERT.pem
+// Prints its port. With "h1": HTTP/1.1 only (ALPN http/1.1).
+// Usage: node h2echo.js KEY.pem CERT.pem [h1]
 'use strict';
 const crypto = require('crypto');
 const fs = require('fs');
 const http2 = require('http2');
+const https = require('https');
 
-const [key, cert] = process.argv.slice(2);
-const srv = http2.createSecureServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert),
-                                       allowHTTP1: true });
+const [key, cert, mode] = process.argv.slice(2);
+const tlsOpts = { key: fs.readFileSync(key), cert: fs.readFileSync(cert) };
+const srv = mode === 'h1'
+  ? https.createServer({ ...tlsOpts, ALPNProtocols: ['http/1.1'] })
+  : http2.createSecureServer({ ...tlsOpts, allowHTTP1: true });
 srv.on('request', (req, res) => {
   let n = 0;
   req.on('data', (d) => { n += d.length; });
