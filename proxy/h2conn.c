@@ -153,23 +153,20 @@ static void finish(struct conn *c)
 	}
 }
 
-/* After a feed or flush (rc its answer): reading follows the relay. */
-static void settle(struct conn *c, int rc)
+/* After a feed or flush (rc its answer): the end, or more to feed. Reading
+ * is never paused here: a side the relay does not want to read keeps its
+ * bytes in its stream's input, whose cap (--max-buffer) pauses the socket;
+ * so its EOF is still seen once its session wants nothing more. */
+static bool settle(struct conn *c, int rc)
 {
 	if (rc < 0 || h2relay_done(c->h2)) {
 		finish(c);
-		return;
+		return false;
 	}
-	if (h2relay_want_read(c->h2, H2_SANDBOX))
-		sock_read_start(c->cl);
-	else
-		sock_read_stop(c->cl);
-	if (h2relay_want_read(c->h2, H2_UPSTREAM))
-		sock_read_start(c->up);
-	else
-		sock_read_stop(c->up);
+	return true;
 }
 
+/* Feeds side's input to the relay while it wants it. */
 static void feed(struct conn *c, enum h2relay_side side)
 {
 	struct sock *s = side_sock(c, side);
@@ -177,7 +174,7 @@ static void feed(struct conn *c, enum h2relay_side side)
 	const char *p;
 	int rc;
 
-	if (c->h2_ending || !c->h2 || !s)
+	if (c->h2_ending || !c->h2 || !s || !h2relay_want_read(c->h2, side))
 		return;
 	p = sock_data(s, &n);
 	if (n == 0)
@@ -185,7 +182,8 @@ static void feed(struct conn *c, enum h2relay_side side)
 	rc = h2relay_feed(c->h2, side, (const uint8_t *)p, n);
 	sock_consume(s, n);
 	conn_touch(c);
-	settle(c, rc);
+	if (settle(c, rc)) /* what the other side's input holds may be wanted now */
+		feed(c, side == H2_SANDBOX ? H2_UPSTREAM : H2_SANDBOX);
 }
 
 static void client_input(struct conn *c)
@@ -207,7 +205,11 @@ static void drained(struct conn *c, struct sock *s)
 		finish(c);
 		return;
 	}
-	settle(c, h2relay_flush(c->h2));
+	if (!settle(c, h2relay_flush(c->h2)))
+		return;
+	feed(c, H2_SANDBOX);
+	if (!c->closed)
+		feed(c, H2_UPSTREAM);
 }
 
 /* Either side's EOF or error, or the idle timeout: the relay goes first
@@ -259,9 +261,9 @@ void h2conn_enter(struct conn *c)
 	conn_enter(c, &h2_phase);
 	conn_head_done(c);
 	conn_touch(c);
-	settle(c, h2relay_flush(c->h2));
-	if (!c->closed)
-		feed(c, H2_SANDBOX);
+	if (!settle(c, h2relay_flush(c->h2)))
+		return;
+	feed(c, H2_SANDBOX);
 	if (!c->closed)
 		feed(c, H2_UPSTREAM);
 }
