@@ -130,6 +130,18 @@ def _(ctx):
     check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
 
 
+@suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
+            "(curl --http1.1): refused with a refuse event naming why (HTTP/1.1 to an h2 "
+            "upstream is not built yet), never a broken exchange", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http1.1", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
+    check(r.returncode != 0, "curl fails (%d)" % r.returncode)
+    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
+                    v.get("reason") == "client-tls-failed")
+    check("not served yet" in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+
+
 @suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: curl --http2 is served "
             "over HTTP/1.1 on both sides, the secret injected", skip=no_node)
 def _(ctx):
