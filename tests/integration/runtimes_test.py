@@ -35,10 +35,10 @@ def setup():
     W["port"] = W["srv"].port
 
 
-def start(ctx, allow="api.test"):
+def start(ctx, allow="api.test", secret_hosts="api.test"):
     state = os.path.join(ctx.tmp, "state")
     args = ["--state-dir", state, "--allow-net", allow, "--allow-private", "127.0.0.0/8",
-            "--secret", "API_KEY=api.test", "--upstream-ca", W["pki"]["ca"]]
+            "--secret", "API_KEY=" + secret_hosts, "--upstream-ca", W["pki"]["ca"]]
     e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
     r = run_egressd(["env", "--format", "json", "--listen", e.addr] + args,
                     env={"API_KEY": REAL})
@@ -510,6 +510,31 @@ def t_grpc(ctx):
     check(rc2 == 3 and "UNAVAILABLE" in out2, "denied: rc %d %r" % (rc2, out2[:300]))
     denied(e, n)
     never_real(out, err, out2, err2)
+
+
+@suite.case("gRPC C core (python3-grpcio) to an intercepted host (the secret's): HTTP/2 on "
+            "both sides through egressd's relay, the metadata's placeholder injected",
+            skip=have_grpc, timeout=120)
+def t_grpc_intercepted(ctx):
+    e = start(ctx, allow="api.test,grpc.test", secret_hosts="api.test,grpc.test")
+    d = e.env_only["HOME"]
+    for name, text in (("srv.py", GRPC_SERVER), ("cli.py", GRPC_CLIENT)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    srv = spawn([SYS_PY, os.path.join(d, "srv.py"), W["pki"]["cert"], W["pki"]["key"]],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    port = int(line[1])
+    rc, out, err = run(ctx, e, [SYS_PY, os.path.join(d, "cli.py"), "grpc.test:%d" % port])
+    check(rc == 0 and "pong:ping" in out, "the call: rc %d %r %r" % (rc, out, err[-300:]))
+    seen = srv.stdout.readline().decode().strip()
+    check(seen == "seen Bearer " + REAL, "the server got the real value (injected)")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
+    check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"]), ("POST", "/echo.Echo/Say", 200),
+             "request event %r" % ev[0])
+    never_real(out, err)
 
 
 if __name__ == "__main__":
