@@ -259,7 +259,7 @@ static SSL_CTX *make_down(struct tls *t, char *err)
 
 static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 {
-	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
 	(void)t;
@@ -278,7 +278,7 @@ static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_default_read_buffer_len(ctx, UP_READ_BYTES);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
-	SSL_CTX_set_alpn_protos(ctx, both, sizeof(both));
+	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
@@ -353,8 +353,10 @@ SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host
 	return ssl;
 }
 
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err)
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
+		       char *err)
 {
+	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL *ssl = SSL_new(t->up);
 	char key[HOSTPORT_MAX];
 	bool okay;
@@ -370,6 +372,8 @@ SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip
 		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
 	else
 		okay = SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+	if (okay && h2) /* SSL_set_alpn_protos: 0 on success */
+		okay = SSL_set_alpn_protos(ssl, both, sizeof(both)) == 0;
 	if (!okay) {
 		ssl_err(err, 256, "upstream TLS setup");
 		SSL_free(ssl);

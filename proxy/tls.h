@@ -25,8 +25,10 @@ void tls_free(struct tls *t);
 SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
 			char *err);
 /* A new client-side SSL to host:port: SNI (names only), hostname or IP
- * check, and the last session for host:port offered for resumption. */
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err);
+ * check, and the last session for host:port offered for resumption. ALPN
+ * http/1.1, or (h2: --http2) h2 and http/1.1. */
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
+		       char *err);
 
 /* After a failed upstream handshake: a message naming what failed, and
  * whether it was certificate verification. */

@@ -3,7 +3,8 @@
 both HTTP/2 and HTTP/1.1 and one that speaks HTTP/1.1 only
 (tests/integration/h2echo.js, Node): a tunnel carries HTTP/2 end to end; an
 intercepted host whose upstream chose h2 is served over HTTP/2 on both sides
-(the h2 relay: the secret injected, a `request` event with "proto":"h2"); an
+with --http2 (the h2 relay: the secret injected, a `request` event with
+"proto":"h2"), over HTTP/1.1 without it; an
 intercepted host whose upstream speaks HTTP/1.1 only is served over HTTP/1.1
 (curl falls back), and a client that offers only h2 (Node's http2, gRPC) gets
 the no_application_protocol alert and a refuse event. Prints TAP.
@@ -47,11 +48,11 @@ def no_node():
     return None if NODE else "node is not installed"
 
 
-def start(ctx):
+def start(ctx, http2=True):
     args = ["--allow-net", "api.test,tun.test,h1.test", "--allow-private", "127.0.0.0/8",
             "--secret", "API_KEY=api.test,h1.test", "--upstream-ca", W["pki"]["ca"],
             "--state-dir", os.path.join(ctx.tmp, "state")]
-    e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+    e = ctx.egressd(args + (["--http2"] if http2 else []), dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
     e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
     r = run_egressd(["env", "--format", "json"] + args, env={"API_KEY": REAL})
     check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
@@ -140,6 +141,20 @@ def _(ctx):
     ev = e.wait_log(lambda v: v.get("event") == "refuse" and
                     v.get("reason") == "client-tls-failed")
     check("not served yet" in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+
+
+@suite.case("without --http2: an intercepted host whose upstream speaks h2 is served over "
+            "HTTP/1.1 on both sides (curl --http2 falls back, the secret injected)",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx, http2=False)
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq(ver, b"1.1", "curl's HTTP version")
+    check_eq(got["proto"], "1.1", "the upstream's view (offered http/1.1 only)")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
 
 
 @suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: curl --http2 is served "

@@ -35,11 +35,12 @@ def setup():
     W["port"] = W["srv"].port
 
 
-def start(ctx, allow="api.test", secret_hosts="api.test"):
+def start(ctx, allow="api.test", secret_hosts="api.test", extra=()):
     state = os.path.join(ctx.tmp, "state")
     args = ["--state-dir", state, "--allow-net", allow, "--allow-private", "127.0.0.0/8",
             "--secret", "API_KEY=" + secret_hosts, "--upstream-ca", W["pki"]["ca"]]
-    e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+    e = ctx.egressd(args + list(extra), dns="127.0.0.1:%d" % W["dns"].port,
+                    env={"API_KEY": REAL})
     r = run_egressd(["env", "--format", "json", "--listen", e.addr] + args,
                     env={"API_KEY": REAL})
     check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
@@ -516,7 +517,8 @@ def t_grpc(ctx):
             "both sides through egressd's relay, the metadata's placeholder injected",
             skip=have_grpc, timeout=120)
 def t_grpc_intercepted(ctx):
-    e = start(ctx, allow="api.test,grpc.test", secret_hosts="api.test,grpc.test")
+    e = start(ctx, allow="api.test,grpc.test", secret_hosts="api.test,grpc.test",
+              extra=["--http2"])
     d = e.env_only["HOME"]
     for name, text in (("srv.py", GRPC_SERVER), ("cli.py", GRPC_CLIENT)):
         with open(os.path.join(d, name), "w") as f:
