@@ -147,7 +147,8 @@ static void finish(struct conn *c)
 		sock_read_stop(c->cl);
 	if (c->up)
 		sock_read_stop(c->up);
-	if (sock_out_len(c->cl) == 0 && (!c->up || sock_out_len(c->up) == 0)) {
+	if (sock_out_len(c->cl) == 0 && (!c->up || sock_out_len(c->up) == 0) &&
+	    !h2relay_want_write(c->h2, H2_SANDBOX)) {
 		h2conn_dispose(c);
 		conn_close(c);
 	}
@@ -176,6 +177,8 @@ static void feed(struct conn *c, enum h2relay_side side)
 
 	if (c->h2_ending || !c->h2 || !s || !h2relay_want_read(c->h2, side))
 		return;
+	if (side == H2_UPSTREAM && c->up_eof)
+		return;
 	p = sock_data(s, &n);
 	if (n == 0)
 		return;
@@ -196,12 +199,28 @@ static void upstream_input(struct conn *c)
 	feed(c, H2_UPSTREAM);
 }
 
+/* The upstream ended: once the relay has handed the sandbox all it holds
+ * for it, the relay goes (streams still open logged as incomplete) and the
+ * sandbox's output is flushed, then closed. */
+static void upstream_gone(struct conn *c)
+{
+	if (h2relay_flush(c->h2) == 0 && h2relay_want_write(c->h2, H2_SANDBOX))
+		return; /* more once the sandbox's output drains */
+	h2conn_dispose(c);
+	conn_close_flushed(c);
+}
+
 static void drained(struct conn *c, struct sock *s)
 {
 	(void)s;
 	if (!c->h2)
 		return;
+	if (c->up_eof) {
+		upstream_gone(c);
+		return;
+	}
 	if (c->h2_ending) {
+		h2relay_flush(c->h2); /* a GOAWAY that did not fit before */
 		finish(c);
 		return;
 	}
@@ -213,19 +232,25 @@ static void drained(struct conn *c, struct sock *s)
 }
 
 /* Either side's EOF or error, or the idle timeout: the relay goes first
- * (its open streams logged as incomplete), then conn.c's default close. */
+ * (its open streams logged as incomplete), then the connection: what is
+ * queued for the sandbox still goes out after an upstream EOF; an error or
+ * timeout is conn.c's default close. */
 static bool h2_event(struct conn *c, struct sock *s, enum conn_ev ev, const char *reason)
 {
-	(void)s;
 	(void)reason;
 	if (ev == CONN_EV_CONNECTED)
 		return true;
-	h2conn_dispose(c);
-	if (ev == CONN_EV_EOF) {
-		conn_close(c);
+	if (ev == CONN_EV_EOF && s == c->up && c->h2) {
+		c->up_eof = true;
+		sock_read_stop(c->up);
+		upstream_gone(c);
 		return true;
 	}
-	return false;
+	h2conn_dispose(c);
+	if (ev != CONN_EV_EOF)
+		return false;
+	conn_close(c);
+	return true;
 }
 
 static const struct conn_phase h2_phase = {
