@@ -48,11 +48,11 @@ def no_node():
     return None if NODE else "node is not installed"
 
 
-def start(ctx, http2=True):
+def start(ctx, http2=True, extra=()):
     args = ["--allow-net", "api.test,tun.test,h1.test", "--allow-private", "127.0.0.0/8",
             "--secret", "API_KEY=api.test,h1.test", "--upstream-ca", W["pki"]["ca"],
             "--state-dir", os.path.join(ctx.tmp, "state")]
-    e = ctx.egressd(args + (["--http2"] if http2 else []), dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+    e = ctx.egressd(args + (["--http2"] if http2 else []) + list(extra), dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
     e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
     r = run_egressd(["env", "--format", "json"] + args, env={"API_KEY": REAL})
     check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
@@ -129,6 +129,42 @@ def _(ctx):
     check_eq(status, "200", "status")
     check_eq(got["proto"], "2.0", "the upstream's view")
     check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    check_eq(got["headers"]["authorization"], "Bearer " + e.ph,
+             "the reply's DATA echoing the real value reached the client redacted")
+
+
+@suite.case("an intercepted host over HTTP/2 (--http2): an 8 MiB reply through the relay "
+            "(flow control and --max-buffer 65536 on both sockets), its tail redacted",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx, extra=["--max-buffer", "65536"])
+    n = 8 << 20
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph,
+              url("api.test", "/big/%d" % n))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    check_eq(ver, b"2", "curl's HTTP version")
+    check_eq(len(body), n + len("Bearer " + e.ph), "bytes received")
+    check(body.endswith(("Bearer " + e.ph).encode()), "the tail: the placeholder, not the value")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
+    check_eq(ev[0]["bytes_down"], len(body), "the request event's bytes_down")
+
+
+@suite.case("an intercepted host over HTTP/2 (--http2): a 4 MiB request body reaches the "
+            "upstream whole (--max-buffer 65536)", skip=no_node)
+def _(ctx):
+    e = start(ctx, extra=["--max-buffer", "65536"])
+    n = 4 << 20
+    path = os.path.join(ctx.tmp, "up.bin")
+    with open(path, "wb") as f:
+        f.write(b"u" * n)
+    r = pcurl(ctx, e, "--http2", "--data-binary", "@" + path, url("api.test", "/up"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq((ver, got["method"], got["body"]), (b"2", "POST", n), "version, method, bytes upstream")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
+    check_eq(ev[0]["bytes_up"], n, "the request event's bytes_up")
 
 
 @suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
