@@ -67,6 +67,12 @@ static void log_request(struct conn *c, const struct h2relay_event *ev)
 {
 	struct jsonw w;
 
+	/* as exchange.c meters HTTP/1 requests; an unredactable reply was
+	 * counted by its refuse event already */
+	if (ev->reason != REASON_NONE && ev->reason != REASON_UNREDACTABLE_ENCODING)
+		metrics_refusal(c->w->mx, ev->reason);
+	else if (ev->reason == REASON_NONE && !ev->incomplete)
+		metrics_request(c->w->mx, c->mode, ev->usec);
 	for (uint64_t m = ev->secrets; m; m &= m - 1)
 		metrics_secret_injected(c->w->mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 	c->bytes_up += ev->bytes_up;
@@ -87,6 +93,7 @@ static void log_request(struct conn *c, const struct h2relay_event *ev)
 		jsonw_bool(&w, "incomplete", true);
 	jsonw_int(&w, "bytes_up", (long long)ev->bytes_up);
 	jsonw_int(&w, "bytes_down", (long long)ev->bytes_down);
+	jsonw_int(&w, "ms", (long long)(ev->usec / 1000));
 	audit_emit(&w);
 }
 

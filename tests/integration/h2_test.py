@@ -16,12 +16,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
-                     run_egressd)
+                     run_egressd, free_port)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
@@ -165,6 +167,36 @@ def _(ctx):
     check_eq((ver, got["method"], got["body"]), (b"2", "POST", n), "version, method, bytes upstream")
     ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
     check_eq(ev[0]["bytes_up"], n, "the request event's bytes_up")
+
+
+def requests_total(mport):
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read()
+    for line in body.decode().splitlines():
+        if line.startswith('egressd_requests_total{mode="intercept"}'):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+@suite.case("an intercepted host over HTTP/2 (--http2): two requests on one connection are "
+            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
+            skip=no_node)
+def _(ctx):
+    def make():
+        mport = free_port()
+        e = start(ctx, extra=["--metrics", "127.0.0.1:%d" % mport])
+        e.mport = mport
+        return e
+    e = ctx.on_free_ports(make)
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test", "/a"),
+              url("api.test", "/b"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    ev = [e.wait_log(lambda v, p=p: v.get("event") == "request" and v.get("proto") == "h2" and
+                     v.get("path") == p)[0] for p in ("/a", "/b")]
+    check_eq(len({v["id"] for v in ev}), 1, "one connection")
+    deadline = time.time() + 10
+    while requests_total(e.mport) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
 
 
 @suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
