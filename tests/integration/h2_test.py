@@ -30,6 +30,7 @@ NODE = shutil.which("node")
 suite = Suite("h2")
 W = {}
 REAL = "sk-REAL-H2-" + uuid.uuid4().hex[:24]
+OTHER = "sk-OTHER-H2-" + uuid.uuid4().hex[:24]
 
 
 def setup():
@@ -52,13 +53,16 @@ def no_node():
 
 def start(ctx, http2=True, extra=()):
     args = ["--allow-net", "api.test,tun.test,h1.test", "--allow-private", "127.0.0.0/8",
-            "--secret", "API_KEY=api.test,h1.test", "--upstream-ca", W["pki"]["ca"],
-            "--state-dir", os.path.join(ctx.tmp, "state")]
-    e = ctx.egressd(args + (["--http2"] if http2 else []) + list(extra), dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+            "--secret", "API_KEY=api.test,h1.test", "--secret", "OTHER_KEY=other.test",
+            "--upstream-ca", W["pki"]["ca"], "--state-dir", os.path.join(ctx.tmp, "state")]
+    env = {"API_KEY": REAL, "OTHER_KEY": OTHER}
+    e = ctx.egressd(args + (["--http2"] if http2 else []) + list(extra),
+                    dns="127.0.0.1:%d" % W["dns"].port, env=env)
     e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
-    r = run_egressd(["env", "--format", "json"] + args, env={"API_KEY": REAL})
+    r = run_egressd(["env", "--format", "json"] + args, env=env)
     check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
     e.ph = json.loads(r.stdout)["API_KEY"]
+    e.other_ph = json.loads(r.stdout)["OTHER_KEY"]
     return e
 
 
@@ -197,6 +201,29 @@ def _(ctx):
     while requests_total(e.mport) < 2 and time.time() < deadline:
         time.sleep(0.05)
     check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
+
+
+@suite.case("an intercepted host over HTTP/2 (--http2), --on-placeholder-leak block: a "
+            "placeholder of another host's secret gets 403 placeholder-leak on its stream, a "
+            "placeholder-leak event, and the next stream on the connection is served",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx, extra=["--on-placeholder-leak", "block"])
+    r = pcurl(ctx, e, "--http2", "-H", "X-Other: " + e.other_ph, url("api.test", "/leak"),
+              "-o", "/dev/null", "-w", "%{http_code}\n", "--next", "-x", "http://" + e.addr,
+              "--cacert", e.ca, "--http2", "-o", "/dev/null", "-w", "%{http_code}",
+              url("api.test", "/fine"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    codes = r.stdout.split(b"\n")
+    check_eq((codes[0], codes[-1]), (b"403", b"200"), "statuses %r" % r.stdout[-200:])
+    lk = e.wait_log(lambda v: v.get("event") == "placeholder-leak")
+    check_eq((lk[0].get("action"), lk[0].get("secrets"), lk[0].get("path")),
+             ("block", ["OTHER_KEY"], "/leak"), "placeholder-leak event %r" % lk[0])
+    ev = [e.wait_log(lambda v, p=p: v.get("event") == "request" and v.get("path") == p)[0]
+          for p in ("/leak", "/fine")]
+    check_eq((ev[0]["status"], ev[0].get("reason"), ev[1]["status"]),
+             (403, "placeholder-leak", 200), "request events %r" % ev)
+    check_eq(ev[0]["id"], ev[1]["id"], "one connection")
 
 
 @suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
