@@ -23,7 +23,7 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
-                     run_egressd, free_port)
+                     run_egressd, free_port, EGRESSD_BIN)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
@@ -45,6 +45,11 @@ def setup():
         W[name] = p
         W[name + "_port"] = int(p.stdout.readline())
     W["port"] = W["srv_port"]
+
+
+def is_asan():
+    with open(EGRESSD_BIN, "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def no_node():
@@ -224,6 +229,31 @@ def _(ctx):
     check_eq((ev[0]["status"], ev[0].get("reason"), ev[1]["status"]),
              (403, "placeholder-leak", 200), "request events %r" % ev)
     check_eq(ev[0]["id"], ev[1]["id"], "one connection")
+
+
+@suite.case("an intercepted host over HTTP/2 (--http2): a sandbox that stops reading a 100 MB "
+            "reply; egressd holds it back by flow control (RSS grows by less than 16 MiB while "
+            "the upstream is ready to send all of it)", skip=no_node, timeout=60)
+def _(ctx):
+    e = start(ctx)
+    base = e.rss_kb()
+    cmd = [NODE, os.path.join(HERE, "h2stall.js"), e.addr, "api.test:%d" % W["srv_port"],
+           "/big/%d" % (100 << 20), e.ca]
+    p = spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(p)
+    line = p.stdout.readline().decode()
+    check(line.startswith("paused"), "the client paused after its first DATA: %r" % line)
+    # the relay's bounds are about 4 x --max-buffer per direction: sample egressd's
+    # RSS for two seconds after the stall (a relay that buffered would take ~100 MB)
+    peak, end = 0, time.time() + 2
+    while time.time() < end:
+        peak = max(peak, e.rss_kb() or 0)
+        time.sleep(0.05)
+    print("# egressd VmRSS %d KiB before, peak %d KiB stalled" % (base, peak))
+    if not is_asan():  # ASan's quarantine keeps freed memory
+        check(peak - base < 16 * 1024, "RSS grew by %d KiB" % (peak - base))
+    p.stdin.close()
+    p.wait(timeout=10)
 
 
 @suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
