@@ -41,6 +41,10 @@ static const struct cliopt opts[] = {
 	{ "on-placeholder-leak", 0, OPT_LEAK, "log|block",
 	  "what a placeholder sent to a host not approved for it gets: logged, or "
 	  "also refused with 403", "log", RUNTIME_CMDS },
+	{ "http2", 0, OPT_HTTP2, NULL,
+	  "intercepted hosts: offer the upstream ALPN h2 and serve HTTP/2 where both sides "
+	  "choose it (a sandbox offering only http/1.1 to an h2 upstream is refused)",
+	  NULL, RUNTIME_CMDS },
 	{ "user", 0, OPT_USER, "USER[:GROUP]",
 	  "who CMD runs as (name or number; --user root: uid 0 without capabilities)",
 	  "the user who ran sudo (SUDO_UID); as root without sudo, run refuses", CLI_RUN },

@@ -219,6 +219,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_REPORT: cli->out.report = true; cli->out.report_path = arg; break;
 	case OPT_REPORTMAX: cli->report_max = n; break;
 	case OPT_DECODEMEM: cli->decode_mib = n; break;
+	case OPT_HTTP2: cli->so.http2 = true; break;
 	case OPT_LEARN: cli->out.learn_path = arg; policy_set_learn(p, true); break;
 	case OPT_REPORTFMT:
 		if (!strcmp(arg, "table") || !strcmp(arg, "json")) {

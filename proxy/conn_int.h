@@ -46,6 +46,7 @@ enum conn_state {
 	ST_HTTP,      /* absolute-form: forwarding one request and its response */
 	ST_TLS,       /* intercepted CONNECT: the sandbox's TLS handshake with us */
 	ST_PEEK,      /* transparent: reading (not consuming) the first bytes */
+	ST_H2,        /* intercepted, HTTP/2 on both sides: the h2 relay (h2conn.c) */
 	ST_CLOSING,   /* flushing a final reply to the client, then free */
 };
 
@@ -124,6 +125,8 @@ struct conn {
 	struct timeval hs_start;       /* intercepted: client TLS handshake started */
 	struct timeval up_hs_start;    /* intercepted: upstream TLS handshake started */
 	struct tunnel *tun;            /* spliced tunnel (cl, up NULL then), or NULL */
+	struct h2relay *h2;            /* ST_H2: the HTTP/2 relay (h2conn.c), or NULL */
+	bool h2_ending;                /* ... over: closing once both outputs are out */
 	bool closed;                   /* conn_close ran: no callback acts on c any more */
 	struct closeq_node cq;         /* its place in the worker's close queue */
 };
@@ -244,6 +247,11 @@ void upstream_start(struct conn *c, void (*ready)(struct conn *c));
 /* The upstream TLS is up and verified: answer (CONNECT) and start the
  * sandbox's handshake on a leaf for c->t. */
 void intercept_start_client(struct conn *c);
+
+/* h2conn.c */
+/* Both TLS handshakes chose h2: relay HTTP/2 frames between them (per stream
+ * what HTTP/1 requests get) until either side ends. */
+void h2conn_enter(struct conn *c);
 
 /* relay.c */
 /* Moves bytes from->to up to the high-water mark; returns bytes moved. */

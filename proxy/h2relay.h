@@ -65,6 +65,7 @@ struct h2relay_event {
 	struct rule_verdict rv;
 	bool blocked;             /* LEAK: the request was refused for it */
 	bool incomplete;          /* REQUEST: reset or cut before its reply ended */
+	uint64_t usec;            /* REQUEST: microseconds since its head came */
 };
 
 struct h2relay_cbs {

@@ -4,6 +4,8 @@
 #ifndef EGRESSD_H2RELAY_INT_H
 #define EGRESSD_H2RELAY_INT_H
 
+#include <sys/time.h>
+
 #include <nghttp2/nghttp2.h>
 
 #include "h2body.h"
@@ -21,6 +23,7 @@ struct h2stream {
 	struct h2hdrs *req, *req_tr;   /* request head and trailers from the sandbox */
 	struct h2hdrs *resp, *resp_tr; /* reply head and trailers from the upstream */
 	bool head_done;          /* the request head was taken (logged at the end) */
+	struct timeval start;    /* ... then */
 	char method[33];
 	char *path;
 	bool head_req;           /* HEAD: the reply has no body */

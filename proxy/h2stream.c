@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "elapsed.h"
 #include "exchange.h"
 #include "h2relay_int.h"
 #include "policy.h"
@@ -67,6 +68,7 @@ void h2stream_log(struct h2stream *st, bool incomplete)
 	base_event(st, H2EV_REQUEST, &ev);
 	ev.secrets = st->injected;
 	ev.incomplete = incomplete;
+	ev.usec = elapsed_usec(&st->start);
 	emit(st->r, &ev);
 	st->head_done = false; /* logged once */
 }
@@ -364,6 +366,7 @@ void h2stream_start(struct h2stream *st, bool end)
 
 	set_path(st);
 	st->head_done = true;
+	gettimeofday(&st->start, NULL);
 	st->up_end = end;
 	r->idle[H2_SANDBOX] = 0;
 	if (h2hdrs_too_big(st->req)) {

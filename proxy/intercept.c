@@ -1,7 +1,8 @@
 /* intercept.c -- the sandbox-facing TLS of an intercepted connection: its
  * client stream becomes a TLS server on a leaf minted for the target (bytes
  * already read, a ClientHello behind the CONNECT or peeked, are fed to it
- * first), then requests; a failed handshake is logged and refused */
+ * first), then requests (HTTP/2 when both sides chose h2: h2conn.c); a
+ * failed handshake is logged and refused */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ void intercept_start_client(struct conn *c)
 		return;
 	}
 	tls_set_expected_host(ssl, c->t.is_ip ? "" : c->t.host);
+	tls_set_upstream_h2(ssl, tls_alpn_h2(sock_ssl(c->up)));
 	if (!c->transparent)
 		sock_write(c->cl, ok, sizeof(ok) - 1);
 	/* the 200 goes out in plain first; transparent: the ClientHello already
@@ -82,14 +84,36 @@ void intercept_start_client(struct conn *c)
 	conn_read_client(c);
 }
 
-/* The sandbox finished its TLS handshake: read requests. */
+/* The upstream chose h2 and the sandbox http/1.1 (or no ALPN): HTTP/1.1
+ * requests on upstream h2 streams are not built yet; a refusal, not a
+ * connection that would break on its first request. */
+static void h1_to_h2_refused(struct conn *c)
+{
+	log_tls_error(c, "client-tls-failed",
+		      "the upstream chose ALPN h2 and the sandbox did not offer it: HTTP/1.1 "
+		      "to an HTTP/2 upstream is not served yet", NULL);
+	conn_close(c);
+}
+
+/* The sandbox finished its TLS handshake: HTTP/2 when both sides chose it,
+ * else read HTTP/1 requests. */
 static void client_ready(struct conn *c)
 {
+	bool up_h2 = tls_alpn_h2(sock_ssl(c->up));
+
 	metrics_handshake(c->w->mx, MX_SIDE_CLIENT, elapsed_usec(&c->hs_start));
 	/* the CONNECT's exchange ends (its parser stopped at the upgrade): each
 	 * request inside the tunnel is an exchange of its own */
 	exchange_free(c->ex);
 	c->ex = NULL;
+	if (up_h2 && tls_alpn_h2(sock_ssl(c->cl))) {
+		h2conn_enter(c);
+		return;
+	}
+	if (up_h2) {
+		h1_to_h2_refused(c);
+		return;
+	}
 	h1head_enter(c); /* to c->on_head, set by who began intercepting */
 	conn_head_phase(c); /* the first request head in the tunnel */
 	conn_touch(c);
@@ -99,8 +123,9 @@ static void client_ready(struct conn *c)
 /* Why a sandbox whose ALPN offer was refused got the alert. */
 static const char *alpn_detail(const char *offer, char *buf, size_t n)
 {
-	snprintf(buf, n, "the sandbox offered ALPN \"%.100s\" without http/1.1: egressd serves "
-		 "intercepted hosts over HTTP/1.1 only (alert no_application_protocol)", offer);
+	snprintf(buf, n, "the sandbox offered ALPN \"%.100s\" without http/1.1, and the upstream "
+		 "chose HTTP/1.1: egressd serves this host over HTTP/1.1 only (alert "
+		 "no_application_protocol)", offer);
 	return buf;
 }
 

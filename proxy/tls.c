@@ -55,6 +55,7 @@ struct sni_state {
 	bool mismatch;
 	char offer[128];   /* protocols the sandbox offered, when none is served */
 	bool alpn_refused;
+	bool up_h2;        /* the upstream chose h2: the sandbox may get it too */
 };
 
 static int sni_idx = -1, own_ca_idx = -1, key_idx = -1;
@@ -182,18 +183,22 @@ static void offer_text(const unsigned char *in, unsigned int inlen, char *out, s
 	}
 }
 
-/* http/1.1 when the sandbox offers it; a sandbox that offers ALPN without it
- * (h2 only, say) gets the no_application_protocol alert (RFC 7301), not a
- * handshake its client would fail later on the missing protocol. */
+/* h2 when the upstream chose it and the sandbox offers it (tls_set_upstream_h2),
+ * else http/1.1 when the sandbox offers it; a sandbox that offers ALPN without
+ * any of those (h2 only to an HTTP/1.1 upstream, say) gets the
+ * no_application_protocol alert (RFC 7301), not a handshake its client would
+ * fail later on the missing protocol. */
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
 	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+	bool h2 = st && st->up_h2;
 
 	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, h1, sizeof(h1), in, inlen) ==
-	    OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto((unsigned char **)out, outlen, h2 ? both : h1,
+				  h2 ? sizeof(both) : sizeof(h1), in, inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	if (st) {
 		offer_text(in, inlen, st->offer, sizeof(st->offer));
@@ -348,8 +353,10 @@ SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host
 	return ssl;
 }
 
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err)
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
+		       char *err)
 {
+	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL *ssl = SSL_new(t->up);
 	char key[HOSTPORT_MAX];
 	bool okay;
@@ -365,6 +372,8 @@ SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip
 		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
 	else
 		okay = SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+	if (okay && h2) /* SSL_set_alpn_protos: 0 on success */
+		okay = SSL_set_alpn_protos(ssl, both, sizeof(both)) == 0;
 	if (!okay) {
 		ssl_err(err, 256, "upstream TLS setup");
 		SSL_free(ssl);
@@ -396,6 +405,24 @@ void tls_set_expected_host(SSL *ssl, const char *host)
 	struct sni_state *st = xcalloc(1, sizeof(*st));
 	snprintf(st->expected, sizeof(st->expected), "%s", host);
 	SSL_set_ex_data(ssl, sni_idx, st);
+}
+
+void tls_set_upstream_h2(SSL *ssl, bool h2)
+{
+	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
+
+	if (st)
+		st->up_h2 = h2;
+}
+
+bool tls_alpn_h2(const SSL *ssl)
+{
+	const unsigned char *p = NULL;
+	unsigned int n = 0;
+
+	if (ssl)
+		SSL_get0_alpn_selected(ssl, &p, &n);
+	return n == 2 && memcmp(p, "h2", 2) == 0;
 }
 
 bool tls_alpn_refused(SSL *ssl, char *offer, size_t n)

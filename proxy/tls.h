@@ -1,5 +1,6 @@
 /* tls.h -- the proxy's TLS contexts: the sandbox-facing server side (leaves
- * minted for the CONNECT host, ALPN http/1.1 only) and the verified upstream
+ * minted for the CONNECT host, ALPN h2 where the upstream chose it, else
+ * http/1.1) and the verified upstream
  * client side (system store + --upstream-ca, never egressd's own CA) */
 #ifndef EGRESSD_TLS_H
 #define EGRESSD_TLS_H
@@ -24,8 +25,10 @@ void tls_free(struct tls *t);
 SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
 			char *err);
 /* A new client-side SSL to host:port: SNI (names only), hostname or IP
- * check, and the last session for host:port offered for resumption. */
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, char *err);
+ * check, and the last session for host:port offered for resumption. ALPN
+ * http/1.1, or (h2: --http2) h2 and http/1.1. */
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
+		       char *err);
 
 /* After a failed upstream handshake: a message naming what failed, and
  * whether it was certificate verification. */
@@ -35,9 +38,15 @@ bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n);
  * the callback stores "mismatch" in the SSL's ex data, read here. */
 void tls_set_expected_host(SSL *ssl, const char *host);
 bool tls_sni_mismatched(SSL *ssl, char *sni, size_t n);
+/* The upstream of downstream ssl chose h2: the sandbox is offered h2 too
+ * (preferred over http/1.1). Call after tls_set_expected_host. */
+void tls_set_upstream_h2(SSL *ssl, bool h2);
+/* Did ssl's handshake select ALPN h2? (NULL: false) */
+bool tls_alpn_h2(const SSL *ssl);
 /* After a failed downstream handshake: whether it failed because the
  * sandbox's ALPN offer (into offer, "h2, ...") named no protocol egressd
- * serves there (only http/1.1: it got the no_application_protocol alert). */
+ * serves there (no http/1.1, and no h2 from the upstream: it got the
+ * no_application_protocol alert). */
 bool tls_alpn_refused(SSL *ssl, char *offer, size_t n);
 
 #endif

@@ -1517,6 +1517,37 @@ def check_client_results(ctx, who, res, tok):
           "placeholder: %r" % (who, body[:400]))
 
 
+def h2echo_port():
+    """tests/integration/h2echo.js (HTTP/2 and HTTP/1.1) on 127.0.0.1, once per
+    suite, with the suite's certificate (secret.test among its names)."""
+    if "h2echo" not in W:
+        p = spawn([NODE, os.path.join(ROOT, "tests", "integration", "h2echo.js"),
+                   W["pki"]["key"], W["pki"]["cert"]],
+                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        W["h2echo"] = p
+        W["h2echo_port"] = int(p.stdout.readline())
+    return W["h2echo_port"]
+
+
+@rcase("curl --http2 inside, run --http2: a secret's host whose upstream speaks h2 is served "
+       "over HTTP/2 on both sides (transparent), the secret injected",
+       skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
+def _(ctx):
+    import hashlib
+    H = h2echo_port()
+    cu = "curl -q -sS --max-time 15 --http2 -w '\\n%{http_version}' "
+    steps = [["exec", "sh", "-c", cu + "-H \"Authorization: Bearer $SKEY\" "
+              "https://secret.test:%d/h2run" % H]]
+    res = run_tool(ctx, steps, extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % H])
+    check_eq(res[0].get("rc"), 0, "curl exit: %r" % res[0])
+    body, _, ver = res[0].get("stdout", "").rpartition("\n")
+    check_eq(ver, "2", "curl's HTTP version")
+    got = json.loads(body)
+    check_eq(got["proto"], "2.0", "the upstream's view")
+    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest(),
+             "what the upstream received: the real value")
+
+
 @rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
        "only the placeholder")
 def _(ctx):
@@ -1939,6 +1970,8 @@ def main():
         except Exception as e:
             W["setup_error"] = "%s: %s" % (type(e).__name__, e)
     rc = suite.run()
+    if W.get("h2echo"):
+        W["h2echo"].kill()
     if NETNS:
         purge(jail_traces(ALL_RUN_PIDS))
     return rc

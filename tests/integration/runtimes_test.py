@@ -35,11 +35,12 @@ def setup():
     W["port"] = W["srv"].port
 
 
-def start(ctx, allow="api.test"):
+def start(ctx, allow="api.test", secret_hosts="api.test", extra=()):
     state = os.path.join(ctx.tmp, "state")
     args = ["--state-dir", state, "--allow-net", allow, "--allow-private", "127.0.0.0/8",
-            "--secret", "API_KEY=api.test", "--upstream-ca", W["pki"]["ca"]]
-    e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env={"API_KEY": REAL})
+            "--secret", "API_KEY=" + secret_hosts, "--upstream-ca", W["pki"]["ca"]]
+    e = ctx.egressd(args + list(extra), dns="127.0.0.1:%d" % W["dns"].port,
+                    env={"API_KEY": REAL})
     r = run_egressd(["env", "--format", "json", "--listen", e.addr] + args,
                     env={"API_KEY": REAL})
     check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
@@ -449,9 +450,17 @@ def say(req, ctx):
     print("seen", md.get("authorization", ""), flush=True)
     return b"pong:" + req
 
+def chat(it, ctx):
+    md = dict(ctx.invocation_metadata())
+    # the trailer echoes what arrived: egressd redacts a real value in it
+    ctx.set_trailing_metadata((("x-seen", md.get("authorization", "")),))
+    for m in it:
+        yield b"pong:" + m
+
 srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
 srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-    "echo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)}),))
+    "echo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say),
+                  "Chat": grpc.stream_stream_rpc_method_handler(chat)}),))
 creds = grpc.ssl_server_credentials([(open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())])
 port = srv.add_secure_port("127.0.0.1:0", creds)
 srv.start()
@@ -465,6 +474,20 @@ ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
 say = ch.unary_unary("/echo.Echo/Say")
 try:
     print(say(b"ping", timeout=20, metadata=[("authorization", "Bearer " + os.environ["API_KEY"])]))
+except grpc.RpcError as e:
+    print("error", e.code(), e.details())
+    sys.exit(3)
+"""
+
+GRPC_CHAT = """
+import os, sys, grpc
+ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+chat = ch.stream_stream("/echo.Echo/Chat")
+try:
+    call = chat(iter([b"a", b"b", b"c"]), timeout=20,
+                metadata=[("authorization", "Bearer " + os.environ["API_KEY"])])
+    print("chat", b",".join(call).decode())
+    print("trailer", dict(call.trailing_metadata()).get("x-seen"))
 except grpc.RpcError as e:
     print("error", e.code(), e.details())
     sys.exit(3)
@@ -509,6 +532,42 @@ def t_grpc(ctx):
     rc2, out2, err2 = run(ctx, e, [SYS_PY, os.path.join(d, "cli.py"), "other.test:%d" % port])
     check(rc2 == 3 and "UNAVAILABLE" in out2, "denied: rc %d %r" % (rc2, out2[:300]))
     denied(e, n)
+    never_real(out, err, out2, err2)
+
+
+@suite.case("gRPC C core (python3-grpcio) to an intercepted host (the secret's), --http2: "
+            "HTTP/2 on both sides through egressd's relay, unary and bidirectional streaming, "
+            "the metadata's placeholder injected, a trailer echoing it redacted",
+            skip=have_grpc, timeout=120)
+def t_grpc_intercepted(ctx):
+    e = start(ctx, allow="api.test,grpc.test", secret_hosts="api.test,grpc.test",
+              extra=["--http2"])
+    d = e.env_only["HOME"]
+    for name, text in (("srv.py", GRPC_SERVER), ("cli.py", GRPC_CLIENT)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    srv = spawn([SYS_PY, os.path.join(d, "srv.py"), W["pki"]["cert"], W["pki"]["key"]],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    port = int(line[1])
+    rc, out, err = run(ctx, e, [SYS_PY, os.path.join(d, "cli.py"), "grpc.test:%d" % port])
+    check(rc == 0 and "pong:ping" in out, "the call: rc %d %r %r" % (rc, out, err[-300:]))
+    seen = srv.stdout.readline().decode().strip()
+    check(seen == "seen Bearer " + REAL, "the server got the real value (injected)")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
+    check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"]), ("POST", "/echo.Echo/Say", 200),
+             "request event %r" % ev[0])
+    # bidirectional streaming: three messages each way, and the trailer that
+    # echoes the real value reaches the client redacted
+    with open(os.path.join(d, "chat.py"), "w") as f:
+        f.write(GRPC_CHAT)
+    rc2, out2, err2 = run(ctx, e, [SYS_PY, os.path.join(d, "chat.py"), "grpc.test:%d" % port])
+    check(rc2 == 0 and "chat pong:a,pong:b,pong:c" in out2,
+          "the stream: rc %d %r %r" % (rc2, out2, err2[-300:]))
+    check("trailer Bearer " + e.env_only["API_KEY"] in out2,
+          "the trailer: the placeholder (redacted): %r" % out2)
     never_real(out, err, out2, err2)
 
 
