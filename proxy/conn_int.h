@@ -110,6 +110,7 @@ struct conn {
 	struct timeval start, last_activity;
 	bool logged_connect;
 	bool up_tls;                   /* c->up is a TLS stream (handshaking or up) */
+	bool up_h1_only;               /* offer upstreams http/1.1 only (a WebSocket) */
 	bool transparent;              /* accepted on a transparent listener (not a mode) */
 	struct ipaddr orig;            /* transparent: original destination */
 	uint16_t orig_port;
@@ -157,6 +158,7 @@ struct exchange {
 	struct rule_verdict rv;        /* ... and their verdict */
 	bool logged;                   /* its request event is written */
 	bool cut;                      /* ... as cut off: the connection ended mid-exchange */
+	bool up_h2;                    /* carried on an upstream h2 stream (h1h2.c) */
 	struct exinject inj;           /* injection beyond header values (httpfwd.c) */
 };
 
@@ -247,6 +249,10 @@ void upstream_start(struct conn *c, void (*ready)(struct conn *c));
 /* The upstream TLS is up and verified: answer (CONNECT) and start the
  * sandbox's handshake on a leaf for c->t. */
 void intercept_start_client(struct conn *c);
+/* The upstream chose h2 and the sandbox speaks HTTP/1.1: c->up carries the
+ * engine's HTTP/1.1 requests on h2 streams from here on (h1h2.c as its
+ * codec). Idempotent; false if the bridge cannot be set up. */
+bool intercept_bridge(struct conn *c);
 
 /* h2conn.c */
 /* Both TLS handshakes chose h2: relay HTTP/2 frames between them (per stream

@@ -154,6 +154,8 @@ void exchange_log(struct exchange *ex, struct conn *c, int status)
 			log_in(&w, exchange_inject(ex)->in);
 		if (ex->cut)
 			jsonw_bool(&w, "incomplete", true);
+		if (ex->up_h2)
+			jsonw_str(&w, "upstream_proto", "h2");
 		jsonw_int(&w, "bytes_up", (long long)ex->req_up);
 		jsonw_int(&w, "bytes_down", (long long)ex->req_down);
 		jsonw_int(&w, "ms", elapsed_ms(&ex->start));

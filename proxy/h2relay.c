@@ -9,61 +9,8 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "h2mem.h"
 #include "policy.h"
-
-/* ---- nghttp2's memory: wiped when freed (header blocks hold secrets) ---- */
-
-#define MEM_HDR 16 /* keeps max_align_t alignment */
-
-static void *wipe_malloc(size_t n, void *ud)
-{
-	size_t *p = n > SIZE_MAX - MEM_HDR ? NULL : malloc(n + MEM_HDR);
-
-	(void)ud;
-	if (!p)
-		return NULL;
-	p[0] = n;
-	return (char *)p + MEM_HDR;
-}
-
-static void wipe_free(void *q, void *ud)
-{
-	size_t *p;
-
-	(void)ud;
-	if (!q)
-		return;
-	p = (size_t *)(void *)((char *)q - MEM_HDR);
-	xwipe(q, p[0]);
-	free(p);
-}
-
-static void *wipe_calloc(size_t nm, size_t sz, void *ud)
-{
-	void *q = sz && nm > SIZE_MAX / sz ? NULL : wipe_malloc(nm * sz, ud);
-
-	if (q)
-		memset(q, 0, nm * sz);
-	return q;
-}
-
-static void *wipe_realloc(void *q, size_t n, void *ud)
-{
-	void *np;
-	size_t old;
-
-	if (!q)
-		return wipe_malloc(n, ud);
-	np = wipe_malloc(n, ud);
-	if (!np)
-		return NULL;
-	old = ((size_t *)(void *)((char *)q - MEM_HDR))[0];
-	memcpy(np, q, old < n ? old : n);
-	wipe_free(q, ud);
-	return np;
-}
-
-static nghttp2_mem wipe_mem = { NULL, wipe_malloc, wipe_free, wipe_calloc, wipe_realloc };
 
 /* ---- limits and streams ---- */
 
@@ -435,8 +382,8 @@ struct h2relay *h2relay_new(const struct h2relay_conf *conf, const struct h2rela
 		r->conf.lim.conn_buf = NGHTTP2_MAX_WINDOW_SIZE;
 	make_authority(r);
 	okay = cs && cu && os && ou &&
-	       nghttp2_session_server_new3(&r->s[H2_SANDBOX], cs, r, os, &wipe_mem) == 0 &&
-	       nghttp2_session_client_new3(&r->s[H2_UPSTREAM], cu, r, ou, &wipe_mem) == 0 &&
+	       nghttp2_session_server_new3(&r->s[H2_SANDBOX], cs, r, os, h2mem_wiping()) == 0 &&
+	       nghttp2_session_client_new3(&r->s[H2_UPSTREAM], cu, r, ou, h2mem_wiping()) == 0 &&
 	       send_settings(r, H2_SANDBOX) == 0 && send_settings(r, H2_UPSTREAM) == 0;
 	nghttp2_session_callbacks_del(cs);
 	nghttp2_session_callbacks_del(cu);

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "secrets.h"
 #include "sock.h"
+#include "tls.h"
 #include "worker.h"
 
 #define LOG_PATH_MAX EXCHANGE_PATH_MAX
@@ -337,9 +338,20 @@ static bool rules_check(struct conn *c)
  * or a new one (none yet, or it closed between requests). */
 static void send_head(struct conn *c, const char *path, size_t plen, const struct obuf *body)
 {
+	const char *v;
+	size_t vl;
+
 	if (!build_head(c, path, plen, body)) {
 		conn_error(c, 431, "bad-request", "egressd: request head too large");
 		return;
+	}
+	if (c->up && !c->up_eof && sock_has_codec(c->up) &&
+	    httpmsg_header_find(c->ex->req, "upgrade", &v, &vl) > 0) {
+		/* no WebSocket on an h2 stream (RFC 8441 is not served): this
+		 * connection's upstreams are offered http/1.1 only from now on */
+		conn_drop_upstream(c);
+		c->up_connected = false;
+		c->up_h1_only = true;
 	}
 	if (c->up && !c->up_eof)
 		httpfwd_on_connected(c);
@@ -544,6 +556,12 @@ void httpfwd_on_head(struct conn *c, const char *url, size_t ulen)
 
 void httpfwd_on_connected(struct conn *c)
 {
+	if (c->mode == MODE_INTERCEPT && c->up_tls && tls_alpn_h2(sock_ssl(c->up)) &&
+	    !intercept_bridge(c)) {
+		conn_error(c, 502, "internal", "egressd: cannot set up the HTTP/2 bridge");
+		return;
+	}
+	c->ex->up_h2 = sock_has_codec(c->up);
 	conn_enter(c, &http_phase);
 	c->ex->req_up += evbuffer_get_length(c->pending);
 	metrics_bytes(c->w->mx, true, evbuffer_get_length(c->pending));

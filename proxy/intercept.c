@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "elapsed.h"
 #include "exchange.h"
+#include "h1h2.h"
 #include "conn_int.h"
 #include "httpmsg.h"
 #include "metrics.h"
@@ -84,15 +85,55 @@ void intercept_start_client(struct conn *c)
 	conn_read_client(c);
 }
 
-/* The upstream chose h2 and the sandbox http/1.1 (or no ALPN): HTTP/1.1
- * requests on upstream h2 streams are not built yet; a refusal, not a
- * connection that would break on its first request. */
-static void h1_to_h2_refused(struct conn *c)
+/* ---- the bridge: h1h2.c as c->up's codec ---- */
+
+static void bridge_wire(void *arg, const char *p, size_t n)
 {
-	log_tls_error(c, "client-tls-failed",
-		      "the upstream chose ALPN h2 and the sandbox did not offer it: HTTP/1.1 "
-		      "to an HTTP/2 upstream is not served yet", NULL);
-	conn_close(c);
+	sock_codec_wire(arg, p, n);
+}
+
+static void bridge_reply(void *arg, const char *p, size_t n)
+{
+	sock_codec_input(arg, p, n);
+}
+
+static const struct h1h2_cbs bridge_cbs = { bridge_wire, bridge_reply };
+
+static int bridge_encode(void *ctx, const char *p, size_t n)
+{
+	return h1h2_request(ctx, p, n);
+}
+
+static int bridge_decode(void *ctx, const char *p, size_t n, const char **why)
+{
+	return h1h2_recv(ctx, p, n, why);
+}
+
+static size_t bridge_pending(void *ctx)
+{
+	return h1h2_pending(ctx);
+}
+
+static void bridge_free(void *ctx)
+{
+	h1h2_free(ctx);
+}
+
+static const struct sock_codec bridge_codec = {
+	bridge_encode, bridge_decode, bridge_pending, bridge_free,
+};
+
+bool intercept_bridge(struct conn *c)
+{
+	struct h1h2 *b;
+
+	if (sock_has_codec(c->up))
+		return true;
+	b = h1h2_new(&bridge_cbs, c->up);
+	if (!b)
+		return false;
+	sock_set_codec(c->up, &bridge_codec, b);
+	return true;
 }
 
 /* The sandbox finished its TLS handshake: HTTP/2 when both sides chose it,
@@ -110,8 +151,9 @@ static void client_ready(struct conn *c)
 		h2conn_enter(c);
 		return;
 	}
-	if (up_h2) {
-		h1_to_h2_refused(c);
+	if (up_h2 && !intercept_bridge(c)) {
+		log_tls_error(c, "client-tls-failed", "cannot set up the HTTP/2 bridge", NULL);
+		conn_close(c);
 		return;
 	}
 	h1head_enter(c); /* to c->on_head, set by who began intercepting */

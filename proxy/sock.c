@@ -60,6 +60,11 @@ struct sock {
 	bool shut_req, shut_done, notify_sent;
 	bool rev_on, wev_on;      /* events added (saves epoll_ctl) */
 	bool preloaded;           /* input from sock_preload not yet shown to on_read */
+	const struct sock_codec *codec; /* NULL: the owner's bytes are the wire's */
+	void *codec_ctx;
+	bool codec_failed;        /* encode failed: fail from the loop */
+	bool codec_eof;           /* the codec said EOF: reported by do_read */
+	const char *codec_why;
 	char reason[128];
 };
 
@@ -126,6 +131,17 @@ static void buf_drop(struct buf *b, size_t n)
 	b->len -= n;
 	if (b->len == 0)
 		buf_release(b); /* nothing held while idle */
+}
+
+static size_t codec_pending(const struct sock *s)
+{
+	return s->codec ? s->codec->pending(s->codec_ctx) : 0;
+}
+
+/* sock_write's answer: 1 at or above the high-water mark. */
+static int out_mark(const struct sock *s)
+{
+	return s->max_out && s->out.len + codec_pending(s) >= s->max_out ? 1 : 0;
 }
 
 /* ---- events --------------------------------------------------------- */
@@ -270,12 +286,12 @@ static void do_flush(struct sock *s)
 		}
 		buf_drop(&s->out, (size_t)got);
 	}
-	if (had) {
-		s->cbs->on_drained(s, s->arg);
+	if (had && !(s->max_out && codec_pending(s) >= s->max_out)) {
+		s->cbs->on_drained(s, s->arg); /* (a codec's backlog: when it moves) */
 		if (s->dead || s->failed)
 			return;
 	}
-	if (s->shut_req && !s->shut_done && s->out.len == 0)
+	if (s->shut_req && !s->shut_done && s->out.len == 0 && codec_pending(s) == 0)
 		do_shutdown(s);
 }
 
@@ -323,6 +339,35 @@ static ssize_t read_once(struct sock *s, char *p, size_t n)
 	return -1;
 }
 
+/* A codec's stream failed: reported from the loop. */
+static void fail_codec(struct sock *s, const char *why)
+{
+	if (s->failed || s->dead)
+		return;
+	snprintf(s->reason, sizeof(s->reason), "%s", why ? why : "codec failed");
+	s->failed = true;
+	s->cbs->on_event(s, SOCK_EV_ERROR, s->reason, s->arg);
+}
+
+/* One read attempt through the codec: wire bytes read (>0), 0 EOF (the
+ * socket's or the codec's; reason set), -1 would block or failed. */
+static ssize_t read_decoded(struct sock *s)
+{
+	char wire[READ_CHUNK];
+	const char *why = NULL;
+	ssize_t got = read_once(s, wire, sizeof(wire));
+	int r;
+
+	if (got <= 0)
+		return got;
+	r = s->codec->decode(s->codec_ctx, wire, (size_t)got, &why);
+	if (r > 0)
+		snprintf(s->reason, sizeof(s->reason), "%s", why ? why : "eof");
+	else if (r < 0)
+		fail_codec(s, why);
+	return r == 0 ? got : r > 0 ? 0 : -1;
+}
+
 /* Reads until the socket (and OpenSSL) would block or the input is at its
  * cap; on_read if bytes came, then the EOF event if the peer closed. */
 static void do_read(struct sock *s)
@@ -334,14 +379,16 @@ static void do_read(struct sock *s)
 		return;
 	s->preloaded = false;
 	s->rd_wants_wr = false;
-	while (s->in.len < s->max_in) {
-		size_t room = buf_tail(&s->in);
-		ssize_t got = read_once(s, s->in.p + s->in.off + s->in.len, room);
+	while (!s->codec_eof && s->in.len < s->max_in) {
+		size_t room = s->codec ? READ_CHUNK : buf_tail(&s->in);
+		ssize_t got = s->codec ? read_decoded(s) :
+			      read_once(s, s->in.p + s->in.off + s->in.len, room);
 		if (got <= 0) {
 			eof = got == 0;
 			break;
 		}
-		s->in.len += (size_t)got;
+		if (!s->codec)
+			s->in.len += (size_t)got;
 		if (s->ssl ? !SSL_has_pending(s->ssl) : (size_t)got < room)
 			break; /* drained: the next byte comes with the next event */
 	}
@@ -349,6 +396,7 @@ static void do_read(struct sock *s)
 		buf_release(&s->in);
 	if (s->failed)
 		return; /* fail() reported it */
+	eof = eof || s->codec_eof;
 	if (s->in.len > before) {
 		s->cbs->on_read(s, s->arg);
 		if (s->dead || s->failed)
@@ -419,6 +467,8 @@ static void destroy(struct sock *s)
 	buf_release(&s->in);
 	buf_release(&s->out);
 	buf_release(&s->raw);
+	if (s->codec)
+		s->codec->free(s->codec_ctx);
 	free(s);
 }
 
@@ -441,6 +491,8 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 	s->depth++;
 	if (!s->ready) {
 		do_handshake(s);
+	} else if (s->codec_failed) {
+		fail_codec(s, s->codec_why);
 	} else {
 		if ((what & EV_READ) && s->wr_wants_rd)
 			do_flush(s);
@@ -701,12 +753,59 @@ int sock_write(struct sock *s, const void *p, size_t n)
 {
 	if (s->dead || s->failed || s->shut_req)
 		return -1;
-	if (n == 0)
-		return s->max_out && s->out.len >= s->max_out ? 1 : 0;
+	if (n > 0 && s->codec) {
+		if (!s->codec_failed && s->codec->encode(s->codec_ctx, p, n) < 0) {
+			s->codec_failed = true;
+			s->codec_why = "the request could not be encoded";
+			kick(s, EV_WRITE);
+		}
+	} else if (n > 0) {
+		buf_append(&s->out, p, n);
+		if (s->ready)
+			kick_write(s);
+	}
+	return out_mark(s);
+}
+
+void sock_set_codec(struct sock *s, const struct sock_codec *ops, void *ctx)
+{
+	struct buf held = s->in;
+
+	s->codec = ops;
+	s->codec_ctx = ctx;
+	memset(&s->in, 0, sizeof(s->in));
+	if (held.len > 0) {
+		const char *why = NULL;
+		int r = ops->decode(ctx, held.p + held.off, held.len, &why);
+		if (r != 0) {
+			s->codec_failed = r < 0;
+			s->codec_why = why;
+			if (r > 0) { /* the EOF comes from the loop, after the input */
+				snprintf(s->reason, sizeof(s->reason), "%s", why ? why : "eof");
+				s->codec_eof = true;
+			}
+		}
+		s->preloaded = true;
+		kick(s, EV_READ);
+	}
+	buf_release(&held);
+}
+
+bool sock_has_codec(const struct sock *s)
+{
+	return s->codec != NULL;
+}
+
+void sock_codec_wire(struct sock *s, const void *p, size_t n)
+{
 	buf_append(&s->out, p, n);
-	if (s->ready)
+	if (s->ready && !s->dead)
 		kick_write(s);
-	return s->max_out && s->out.len >= s->max_out ? 1 : 0;
+}
+
+void sock_codec_input(struct sock *s, const void *p, size_t n)
+{
+	buf_append(&s->in, p, n);
 }
 
 void sock_set_wipe(struct sock *s, bool on)
@@ -721,7 +820,7 @@ void sock_set_max_output(struct sock *s, size_t max)
 
 size_t sock_out_len(const struct sock *s)
 {
-	return s->raw.len + s->out.len;
+	return s->raw.len + s->out.len + codec_pending(s);
 }
 
 const char *sock_out_data(const struct sock *s, size_t *len)

@@ -111,6 +111,32 @@ int sock_start_tls(struct sock *s, SSL *ssl, enum sock_tls_role role);
  * inside one of s's callbacks, as sock_free. */
 int sock_detach(struct sock *s);
 
+/* A codec between the owner's bytes and the wire's (HTTP/1.1 over h2:
+ * h1h2.c). Every callback gets ctx; none may call sock_free. */
+struct sock_codec {
+	/* The owner wrote n bytes: encode them, handing wire bytes to
+	 * sock_codec_wire. 0, or -1 (the stream fails, from the loop). */
+	int (*encode)(void *ctx, const char *p, size_t n);
+	/* n bytes came from the wire: decode them, handing the owner's bytes to
+	 * sock_codec_input (and wire bytes to sock_codec_wire). 0; 1: the owner
+	 * gets no more (an EOF, reason *why); -1: the stream fails (*why). */
+	int (*decode)(void *ctx, const char *p, size_t n, const char **why);
+	/* Bytes written by the owner the codec holds and has not encoded yet:
+	 * counted as output (sock_write's mark, sock_out_len). */
+	size_t (*pending)(void *ctx);
+	void (*free)(void *ctx); /* with the stream */
+};
+
+/* From now on the stream's bytes go through ops (borrowed, must outlive the
+ * stream) on ctx (owned by the stream from here on: ops->free): the input
+ * already held is decoded first (the owner sees only decoded bytes). Once
+ * per stream, on a stream that is up (plain, or its handshake done). */
+void sock_set_codec(struct sock *s, const struct sock_codec *ops, void *ctx);
+bool sock_has_codec(const struct sock *s);
+/* For the codec's callbacks: wire bytes out; decoded bytes for the owner. */
+void sock_codec_wire(struct sock *s, const void *p, size_t n);
+void sock_codec_input(struct sock *s, const void *p, size_t n);
+
 /* Bytes of memory the stream holds for buffers (its input and output), for
  * tests and accounting; 0 while idle. OpenSSL's own record buffers are not
  * counted (released when empty: SSL_MODE_RELEASE_BUFFERS). */

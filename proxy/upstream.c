@@ -210,7 +210,7 @@ static void tcp_connected(struct conn *c, int fd)
 
 	if (c->mode == MODE_INTERCEPT) {
 		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip,
-				       c->w->opts->http2, err);
+				       c->w->opts->http2 && !c->up_h1_only, err);
 		if (!ssl) {
 			close(fd);
 			conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
