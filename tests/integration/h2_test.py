@@ -256,16 +256,24 @@ def _(ctx):
     p.wait(timeout=10)
 
 
-@suite.case("an intercepted host whose upstream chose h2, a sandbox that offers http/1.1 only "
-            "(curl --http1.1): refused with a refuse event naming why (HTTP/1.1 to an h2 "
-            "upstream is not built yet), never a broken exchange", skip=no_node)
+@suite.case("the bridge: an intercepted host whose upstream chose h2, curl --http1.1: one "
+            "HTTP/1.1 request on an upstream h2 stream, the secret injected (the upstream's "
+            "hash), the echo of it redacted, the request event says upstream_proto h2",
+            skip=no_node)
 def _(ctx):
     e = start(ctx)
     r = pcurl(ctx, e, "--http1.1", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
-    check(r.returncode != 0, "curl fails (%d)" % r.returncode)
-    ev = e.wait_log(lambda v: v.get("event") == "refuse" and
-                    v.get("reason") == "client-tls-failed")
-    check("not served yet" in ev[0].get("detail", ""), "refuse event %r" % ev[0])
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq(ver, b"1.1", "curl's HTTP version")
+    check_eq(got["proto"], "2.0", "the upstream's view")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    check_eq(got["headers"]["authorization"], "Bearer " + e.ph, "the echo, redacted")
+    ev = e.wait_log(lambda v: v.get("event") == "request")
+    check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"], ev[0].get("upstream_proto")),
+             ("GET", "/x", 200, "h2"), "request event %r" % ev[0])
+    check_eq(ev[0].get("secrets"), ["API_KEY"], "the secret injected, by name")
 
 
 @suite.case("without --http2: an intercepted host whose upstream speaks h2 is served over "
