@@ -551,7 +551,8 @@ void httpresp_upstream_eof(struct conn *c)
 		c->up_connected = false;
 		return;
 	}
-	if (httpmsg_finish(c->ex->resp) == HTTPMSG_DONE) {
+	/* (a response not begun is no response: httpmsg_finish calls it done) */
+	if (httpmsg_started(c->ex->resp) && httpmsg_finish(c->ex->resp) == HTTPMSG_DONE) {
 		c->ex->force_close = true;
 		response_done(c);
 		return;

@@ -23,7 +23,9 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
-                     run_egressd, free_port, EGRESSD_BIN)
+                     run_egressd, free_port, EGRESSD_BIN, proxy_connect, client_ssl_context,
+                     Reader, http_request, read_response, read_head, ws_accept, ws_read_frame,
+                     IO_TIMEOUT)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
@@ -274,6 +276,230 @@ def _(ctx):
     check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"], ev[0].get("upstream_proto")),
              ("GET", "/x", 200, "h2"), "request event %r" % ev[0])
     check_eq(ev[0].get("secrets"), ["API_KEY"], "the secret injected, by name")
+
+
+# ---- the bridge: an HTTP/1.1 sandbox, an upstream that chose h2 ----
+
+def h1_open(ctx, e, host="api.test"):
+    """CONNECT host through egressd, then TLS with no ALPN offered (python's
+    ssl, as python requests and most HTTP/1 clients): (ssl socket, Reader)."""
+    s, r, resp = proxy_connect(ctx, e.port, "%s:%d" % (host, port_of(host)))
+    check_eq(resp.status, 200, "CONNECT status (%r)" % resp.raw_head[:200])
+    t = client_ssl_context(e.ca).wrap_socket(s, server_hostname=host)
+    t.settimeout(IO_TIMEOUT)
+    ctx.sock(t)
+    check_eq(t.selected_alpn_protocol(), None, "no ALPN on the sandbox's side")
+    return t, Reader(t)
+
+
+def h1_req(t, r, method, path, headers=(), body=None, chunked=None):
+    t.sendall(http_request(method, path, ["Host: api.test"] + list(headers), body=body,
+                           chunked_body=chunked))
+    return read_response(r, method=method)
+
+
+def read_chunked(r):
+    """A chunked body and its trailers (a list of (name, value))."""
+    body, trailers = bytearray(), []
+    while True:
+        size = int(r.until(b"\r\n").split(b";")[0].strip(), 16)
+        if size == 0:
+            break
+        body += r.exactly(size)
+        check_eq(r.exactly(2), b"\r\n", "chunk end")
+    while True:
+        line = r.until(b"\r\n")
+        if line == b"\r\n":
+            return bytes(body), trailers
+        k, _, v = line.decode("latin-1").strip().partition(":")
+        trailers.append((k.strip().lower(), v.strip()))
+
+
+@suite.case("the bridge: python requests (a Session, ALPN http/1.1) makes three requests on "
+            "one sandbox connection: three streams on one upstream h2 connection, the secret "
+            "injected in each, three request events on one connection id", skip=no_node)
+def _(ctx):
+    import requests
+    e = start(ctx)
+    sess = requests.Session()
+    sess.proxies = {"https": "http://" + e.addr}
+    sess.verify = e.ca
+    got = []
+    for i in range(3):
+        resp = sess.get(url("api.test", "/k%d" % i), headers={"Authorization": "Bearer " + e.ph},
+                        timeout=IO_TIMEOUT, verify=e.ca)  # (the env's CA bundle wins otherwise)
+        check_eq(resp.status_code, 200, "status")
+        check(REAL not in resp.text, "requests saw the real value")
+        got.append(resp.json())
+    sess.close()
+    check_eq([g["proto"] for g in got], ["2.0"] * 3, "the upstream's view")
+    check_eq([g["auth_sha256"] for g in got], [AUTH_SHA] * 3, "the real value upstream")
+    check_eq(len({g["conn"] for g in got}), 1, "one upstream connection (%r)" % got)
+    ev = [e.wait_log(lambda v, p=p: v.get("event") == "request" and v.get("path") == p)[0]
+          for p in ("/k0", "/k1", "/k2")]
+    check_eq(len({v["id"] for v in ev}), 1, "one sandbox connection")
+    check_eq([v.get("upstream_proto") for v in ev], ["h2"] * 3, "upstream_proto")
+
+
+@suite.case("the bridge (python ssl, no ALPN): a reply without a length becomes chunked with "
+            "the h2 trailers as chunked trailers; the secret's value echoed in the head, both "
+            "DATA frames and the trailer reaches the sandbox as the placeholder", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    t, r = h1_open(ctx, e)
+    t.sendall(http_request("GET", "/chunked", ["Host: api.test", "TE: trailers",
+                                               "Authorization: Bearer " + e.ph]))
+    status, _, headers, head = read_head(r)
+    check_eq(status, 200, "status")
+    hd = {k.lower(): v for k, v in headers}
+    check_eq(hd.get("transfer-encoding"), "chunked", "framing (%r)" % head)
+    body, trailers = read_chunked(r)
+    want = ("first Bearer %s\nsecond Bearer %s\n" % (e.ph, e.ph)).encode()
+    check_eq(body, want, "the body, redacted")
+    check_eq(dict(trailers).get("x-echo"), "Bearer " + e.ph, "the trailer, redacted")
+    check(REAL.encode() not in head + body, "the real value reached the sandbox")
+
+
+@suite.case("the bridge (python ssl, no ALPN), one connection: HEAD, 204, 304 (no body, no "
+            "chunked framing), then a GET still framed right", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    t, r = h1_open(ctx, e)
+    resp = h1_req(t, r, "HEAD", "/x")
+    check_eq((resp.status, resp.header("Transfer-Encoding")), (200, None), "HEAD")
+    for code in (204, 304):
+        resp = h1_req(t, r, "GET", "/status/%d" % code)
+        check_eq((resp.status, resp.header("Transfer-Encoding")), (code, None), "GET %d" % code)
+    resp = h1_req(t, r, "GET", "/after")
+    check_eq((resp.status, json.loads(resp.body)["path"]), (200, "/after"), "the GET after them")
+
+
+@suite.case("the bridge, --max-buffer 65536: 4 MiB POST bodies with Content-Length (curl "
+            "--http1.1) and chunked (python ssl) reach the upstream whole as DATA",
+            skip=no_node, timeout=60)
+def _(ctx):
+    e = start(ctx, extra=["--max-buffer", "65536"])
+    n = 4 << 20
+    path = os.path.join(ctx.tmp, "up.bin")
+    with open(path, "wb") as f:
+        f.write(b"u" * n)
+    r = pcurl(ctx, e, "--http1.1", "--data-binary", "@" + path, "-H", "Expect:",
+              url("api.test", "/up"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq((ver, got["proto"], got["method"], got["body"]), (b"1.1", "2.0", "POST", n),
+             "Content-Length: versions, method, bytes upstream")
+    t, rd = h1_open(ctx, e)
+    piece = b"c" * 65000
+    resp = h1_req(t, rd, "POST", "/upc", chunked=[piece] * (n // len(piece)) + [b"c" * (n % len(piece))])
+    got = json.loads(resp.body)
+    check_eq((resp.status, got["method"], got["body"]), (200, "POST", n), "chunked: bytes upstream")
+    check("transfer-encoding" not in got["headers"], "no Transfer-Encoding on the h2 stream")
+
+
+@suite.case("the bridge: Expect: 100-continue -- the upstream's 100 reaches the sandbox as "
+            "an HTTP/1.1 100 before it sends the body, then the final reply", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    t, r = h1_open(ctx, e)
+    data = b"d" * 1000
+    t.sendall(http_request("POST", "/cont", ["Host: api.test", "Expect: 100-continue",
+                                            "Content-Length: %d" % len(data)]))
+    status, _, _, _ = read_head(r)  # blocks (IO_TIMEOUT) if the 100 never comes
+    check_eq(status, 100, "the interim reply")
+    t.sendall(data)
+    resp = read_response(r)
+    got = json.loads(resp.body)
+    check_eq((resp.status, got["body"], got["headers"].get("expect")), (200, 1000, "100-continue"),
+             "the final reply")
+
+
+@suite.case("the bridge: an upstream that resets the stream gets the sandbox 502 (an error "
+            "event, the request event incomplete); the next connection is served", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", url("api.test", "/reset"))
+    check_eq(r.stdout.split(b"\n")[0], b"502", "status (%r)" % r.stdout)
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("path") == "/reset")
+    check_eq((ev[0].get("incomplete"), ev[0].get("upstream_proto")), (True, "h2"),
+             "request event %r" % ev[0])
+    er = e.wait_log(lambda v: v.get("event") == "error")
+    check_eq((er[0]["status"], er[0]["reason"]), (502, "connect-failed"), "error event %r" % er[0])
+    r = pcurl(ctx, e, "--http1.1", url("api.test", "/again"))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+
+
+@suite.case("an HTTP/1.1 upstream that closes the connection after a request without "
+            "answering: the sandbox gets 502, as on an h2 stream reset", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", url("h1.test", "/reset"))
+    check_eq(r.stdout.split(b"\n")[0], b"502", "status (%r %r)" % (r.stdout, r.stderr))
+    er = e.wait_log(lambda v: v.get("event") == "error")
+    check_eq((er[0]["status"], er[0]["reason"]), (502, "connect-failed"), "error event %r" % er[0])
+
+
+@suite.case("the bridge: a GOAWAY between requests -- the next request on the same sandbox "
+            "connection goes on a new upstream connection (as after an HTTP/1.1 upstream "
+            "closed a kept-alive connection), the one after that on the same new one",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    t, r = h1_open(ctx, e)
+    conns = []
+    for path in ("/goaway", "/next", "/third"):
+        resp = h1_req(t, r, "GET", path, ["Authorization: Bearer " + e.ph])
+        check_eq(resp.status, 200, "%s status" % path)
+        got = json.loads(resp.body)
+        check_eq(got["auth_sha256"], AUTH_SHA, "%s: the real value upstream" % path)
+        conns.append(got["conn"])
+    check(conns[1] != conns[0] and conns[2] == conns[1], "upstream connections %r" % conns)
+
+
+@suite.case("the bridge: a WebSocket upgrade after a request on an h2 upstream connection "
+            "re-dials the upstream offering http/1.1 only: 101, the handshake's secret "
+            "injected, the upstream saw HTTP/1.1", skip=no_node)
+def _(ctx):
+    import base64
+    e = start(ctx)
+    t, r = h1_open(ctx, e)
+    resp = h1_req(t, r, "GET", "/first")
+    check_eq(json.loads(resp.body)["proto"], "2.0", "the first request went on h2")
+    key = base64.b64encode(os.urandom(16)).decode()
+    t.sendall(http_request("GET", "/ws", ["Host: api.test", "Upgrade: websocket",
+                                          "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
+                                          "Sec-WebSocket-Version: 13",
+                                          "Authorization: Bearer " + e.ph]))
+    resp = read_response(r)
+    check_eq(resp.status, 101, "status (%r)" % resp.raw_head)
+    check_eq(resp.header("Sec-WebSocket-Accept"), ws_accept(key), "Sec-WebSocket-Accept")
+    op, payload = ws_read_frame(r.exactly)[:2]
+    got = json.loads(payload)
+    check_eq((op, got["proto"], got["auth_sha256"]), (1, "1.1", AUTH_SHA), "the upstream's view")
+
+
+@suite.case("the bridge: a request rule's 403 (rule-denied) comes from egressd, not the "
+            "upstream; a placeholder for another host goes upstream unchanged, with a "
+            "placeholder-leak event", skip=no_node)
+def _(ctx):
+    pol = os.path.join(ctx.tmp, "rules.json")
+    with open(pol, "w") as f:
+        json.dump({"rules": [{"host": "api.test", "path": "^/ok", "action": "allow"}],
+                   "rulesDefault": "deny"}, f)
+    e = start(ctx, extra=["-c", pol])
+    t, r = h1_open(ctx, e)
+    resp = h1_req(t, r, "GET", "/denied")
+    check_eq((resp.status, resp.header("X-Egressd-Reason")), (403, "rule-denied"), "the denied one")
+    resp = h1_req(t, r, "GET", "/ok", ["X-Other: " + e.other_ph])
+    got = json.loads(resp.body)
+    check_eq((resp.status, got["proto"], got["headers"].get("x-other")), (200, "2.0", e.other_ph),
+             "the other host's placeholder, unchanged upstream")
+    check(OTHER not in json.dumps(got), "the other secret's value never sent")
+    lk = e.wait_log(lambda v: v.get("event") == "placeholder-leak")
+    check_eq(lk[0].get("secrets"), ["OTHER_KEY"], "placeholder-leak event %r" % lk[0])
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("path") == "/denied")
+    check_eq((ev[0]["status"], ev[0].get("reason")), (403, "rule-denied"), "request event")
 
 
 @suite.case("without --http2: an intercepted host whose upstream speaks h2 is served over "
