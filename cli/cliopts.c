@@ -42,8 +42,11 @@ static const struct cliopt opts[] = {
 	  "what a placeholder sent to a host not approved for it gets: logged, or "
 	  "also refused with 403", "log", RUNTIME_CMDS },
 	{ "http2", 0, OPT_HTTP2, NULL,
-	  "intercepted hosts: offer the upstream ALPN h2 and serve HTTP/2 where both sides "
-	  "choose it (a sandbox offering only http/1.1 to an h2 upstream is refused)",
+	  "intercepted hosts: offer the upstream ALPN h2 and http/1.1; HTTP/2 on both sides "
+	  "where both choose it, else HTTP/1.1 requests on h2 streams (the default)",
+	  NULL, RUNTIME_CMDS },
+	{ "no-http2", 0, OPT_NO_HTTP2, NULL,
+	  "intercepted hosts: offer the upstream ALPN http/1.1 only (HTTP/1.1 on both sides)",
 	  NULL, RUNTIME_CMDS },
 	{ "user", 0, OPT_USER, "USER[:GROUP]",
 	  "who CMD runs as (name or number; --user root: uid 0 without capabilities)",

@@ -220,6 +220,7 @@ static int apply_opt(struct cli *cli, struct policy *p, int opt, const char *arg
 	case OPT_REPORTMAX: cli->report_max = n; break;
 	case OPT_DECODEMEM: cli->decode_mib = n; break;
 	case OPT_HTTP2: cli->so.http2 = true; break;
+	case OPT_NO_HTTP2: cli->so.http2 = false; break;
 	case OPT_LEARN: cli->out.learn_path = arg; policy_set_learn(p, true); break;
 	case OPT_REPORTFMT:
 		if (!strcmp(arg, "table") || !strcmp(arg, "json")) {
@@ -820,7 +821,8 @@ int main(int argc, char **argv)
 {
 	struct cli cli = { .so = { .connect_timeout_s = 10, .header_timeout_s = 30,
 				   .idle_timeout_s = 300, .drain_timeout_s = 5,
-				   .max_conns = 10000, .max_buffer = 256 * 1024 },
+				   .max_conns = 10000, .max_buffer = 256 * 1024,
+				   .http2 = true },
 			   .log_level = AUDIT_INFO };
 	struct policy *p;
 	struct sbtable *t;

@@ -23,7 +23,7 @@ struct server_opts {
 	const char *state_dir;   /* CA, placeholder key, CA bundle */
 	const char *upstream_ca; /* extra upstream trust anchors, or NULL */
 	bool leak_block;         /* --on-placeholder-leak block */
-	bool http2;              /* --http2: intercepted upstreams are offered h2 */
+	bool http2;              /* intercepted upstreams are offered h2 (default; --no-http2: not) */
 	unsigned drain_timeout_s; /* SIGTERM: how long connections may finish */
 	long max_conns;           /* open connections at most; then new ones get 503 */
 	size_t max_buffer;        /* bytes buffered per direction per connection */

@@ -3,8 +3,9 @@
 both HTTP/2 and HTTP/1.1 and one that speaks HTTP/1.1 only
 (tests/integration/h2echo.js, Node): a tunnel carries HTTP/2 end to end; an
 intercepted host whose upstream chose h2 is served over HTTP/2 on both sides
-with --http2 (the h2 relay: the secret injected, a `request` event with
-"proto":"h2"), over HTTP/1.1 without it; an
+by default (the h2 relay: the secret injected, a `request` event with
+"proto":"h2"), to an HTTP/1.1 sandbox by the bridge (HTTP/1.1 requests on
+upstream h2 streams, "upstream_proto":"h2"), over HTTP/1.1 with --no-http2; an
 intercepted host whose upstream speaks HTTP/1.1 only is served over HTTP/1.1
 (curl falls back), and a client that offers only h2 (Node's http2, gRPC) gets
 the no_application_protocol alert and a refuse event. Prints TAP.
@@ -63,7 +64,7 @@ def start(ctx, http2=True, extra=()):
             "--secret", "API_KEY=api.test,h1.test", "--secret", "OTHER_KEY=other.test",
             "--upstream-ca", W["pki"]["ca"], "--state-dir", os.path.join(ctx.tmp, "state")]
     env = {"API_KEY": REAL, "OTHER_KEY": OTHER}
-    e = ctx.egressd(args + (["--http2"] if http2 else []) + list(extra),
+    e = ctx.egressd(args + ([] if http2 else ["--no-http2"]) + list(extra),
                     dns="127.0.0.1:%d" % W["dns"].port, env=env)
     e.ca = os.path.join(ctx.tmp, "state", "ca.crt")
     r = run_egressd(["env", "--format", "json"] + args, env=env)
@@ -146,7 +147,7 @@ def _(ctx):
              "the reply's DATA echoing the real value reached the client redacted")
 
 
-@suite.case("an intercepted host over HTTP/2 (--http2): an 8 MiB reply through the relay "
+@suite.case("an intercepted host over HTTP/2 : an 8 MiB reply through the relay "
             "(flow control and --max-buffer 65536 on both sockets), its tail redacted",
             skip=no_node)
 def _(ctx):
@@ -163,7 +164,7 @@ def _(ctx):
     check_eq(ev[0]["bytes_down"], len(body), "the request event's bytes_down")
 
 
-@suite.case("an intercepted host over HTTP/2 (--http2): a 4 MiB request body reaches the "
+@suite.case("an intercepted host over HTTP/2 : a 4 MiB request body reaches the "
             "upstream whole (--max-buffer 65536)", skip=no_node)
 def _(ctx):
     e = start(ctx, extra=["--max-buffer", "65536"])
@@ -188,7 +189,7 @@ def requests_total(mport):
     return 0
 
 
-@suite.case("an intercepted host over HTTP/2 (--http2): two requests on one connection are "
+@suite.case("an intercepted host over HTTP/2 : two requests on one connection are "
             "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
             skip=no_node)
 def _(ctx):
@@ -210,7 +211,7 @@ def _(ctx):
     check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
 
 
-@suite.case("an intercepted host over HTTP/2 (--http2), --on-placeholder-leak block: a "
+@suite.case("an intercepted host over HTTP/2 , --on-placeholder-leak block: a "
             "placeholder of another host's secret gets 403 placeholder-leak on its stream, a "
             "placeholder-leak event, and the next stream on the connection is served",
             skip=no_node)
@@ -233,7 +234,7 @@ def _(ctx):
     check_eq(ev[0]["id"], ev[1]["id"], "one connection")
 
 
-@suite.case("an intercepted host over HTTP/2 (--http2): a sandbox that stops reading a 100 MB "
+@suite.case("an intercepted host over HTTP/2 : a sandbox that stops reading a 100 MB "
             "reply; egressd holds it back by flow control (RSS grows by less than 16 MiB while "
             "the upstream is ready to send all of it)", skip=no_node, timeout=60)
 def _(ctx):
@@ -502,7 +503,7 @@ def _(ctx):
     check_eq((ev[0]["status"], ev[0].get("reason")), (403, "rule-denied"), "request event")
 
 
-@suite.case("without --http2: an intercepted host whose upstream speaks h2 is served over "
+@suite.case("--no-http2: an intercepted host whose upstream speaks h2 is served over "
             "HTTP/1.1 on both sides (curl --http2 falls back, the secret injected)",
             skip=no_node)
 def _(ctx):

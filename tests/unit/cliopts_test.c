@@ -164,10 +164,31 @@ static void test_ranges(void)
 	ok(cliopts_range('c') == NULL && cliopts_find(-1) == NULL, "no range for other options");
 }
 
+/* HTTP/2 is on by default: --no-http2 turns it off, --http2 stays accepted;
+ * both are flags of serve and run. */
+static void test_http2_flags(void)
+{
+	size_t n;
+	const struct cliopt *t = cliopts_table(&n);
+	int found = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		bool on = !strcmp(t[i].name, "http2"), off = !strcmp(t[i].name, "no-http2");
+		if (!on && !off)
+			continue;
+		found++;
+		ok(t[i].id == (on ? OPT_HTTP2 : OPT_NO_HTTP2) && !t[i].arg &&
+		   (t[i].cmds & CLI_SERVE) && (t[i].cmds & CLI_RUN),
+		   "--%s: a flag of serve and run", t[i].name);
+	}
+	ok(found == 2, "--http2 and --no-http2 both exist (%d)", found);
+}
+
 int main(void)
 {
 	test_getopt_table();
 	test_help();
 	test_ranges();
+	test_http2_flags();
 	return done_testing();
 }
