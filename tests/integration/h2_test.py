@@ -147,7 +147,7 @@ def _(ctx):
              "the reply's DATA echoing the real value reached the client redacted")
 
 
-@suite.case("an intercepted host over HTTP/2 : an 8 MiB reply through the relay "
+@suite.case("an intercepted host over HTTP/2: an 8 MiB reply through the relay "
             "(flow control and --max-buffer 65536 on both sockets), its tail redacted",
             skip=no_node)
 def _(ctx):
@@ -164,7 +164,7 @@ def _(ctx):
     check_eq(ev[0]["bytes_down"], len(body), "the request event's bytes_down")
 
 
-@suite.case("an intercepted host over HTTP/2 : a 4 MiB request body reaches the "
+@suite.case("an intercepted host over HTTP/2: a 4 MiB request body reaches the "
             "upstream whole (--max-buffer 65536)", skip=no_node)
 def _(ctx):
     e = start(ctx, extra=["--max-buffer", "65536"])
@@ -189,7 +189,7 @@ def requests_total(mport):
     return 0
 
 
-@suite.case("an intercepted host over HTTP/2 : two requests on one connection are "
+@suite.case("an intercepted host over HTTP/2: two requests on one connection are "
             "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
             skip=no_node)
 def _(ctx):
@@ -211,7 +211,7 @@ def _(ctx):
     check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
 
 
-@suite.case("an intercepted host over HTTP/2 , --on-placeholder-leak block: a "
+@suite.case("an intercepted host over HTTP/2, --on-placeholder-leak block: a "
             "placeholder of another host's secret gets 403 placeholder-leak on its stream, a "
             "placeholder-leak event, and the next stream on the connection is served",
             skip=no_node)
@@ -234,7 +234,7 @@ def _(ctx):
     check_eq(ev[0]["id"], ev[1]["id"], "one connection")
 
 
-@suite.case("an intercepted host over HTTP/2 : a sandbox that stops reading a 100 MB "
+@suite.case("an intercepted host over HTTP/2: a sandbox that stops reading a 100 MB "
             "reply; egressd holds it back by flow control (RSS grows by less than 16 MiB while "
             "the upstream is ready to send all of it)", skip=no_node, timeout=60)
 def _(ctx):
