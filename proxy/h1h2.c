@@ -34,6 +34,8 @@ struct h1stream {
 	bool body_done;       /* the request message ended (llhttp) */
 	bool closed;          /* nghttp2 closed the stream */
 	bool head_req;        /* HEAD: the reply has no body */
+	bool http10;          /* an HTTP/1.0 request: no chunked reply */
+	bool close_delim;     /* ... so its body without a length ends with an EOF */
 	bool final;           /* the final reply head was handed on */
 	bool chunked;         /* ... with Transfer-Encoding: chunked */
 	bool no_body;         /* ... with no body (HEAD, 204, 304) */
@@ -329,6 +331,7 @@ static int on_headers(llhttp_t *p)
 		nva[n++] = nv(b->hb.p + f->no, f->nl, b->hb.p + f->vo, f->vl, NGHTTP2_NV_FLAG_NO_INDEX);
 	}
 	st->head_req = p->method == HTTP_HEAD;
+	st->http10 = p->http_major == 1 && p->http_minor == 0;
 	id = nghttp2_submit_request(b->s, NULL, nva, n, body ? &prd : NULL, st);
 	if (id < 0)
 		return -1;
@@ -454,7 +457,8 @@ static void reply_head(struct h1h2 *b, struct h1stream *st)
 	if (st->status >= 200) {
 		st->final = true;
 		st->no_body = st->head_req || st->status == 204 || st->status == 304;
-		st->chunked = !st->no_body && !b->rh_cl;
+		st->chunked = !st->no_body && !b->rh_cl && !st->http10;
+		st->close_delim = !st->no_body && !b->rh_cl && st->http10;
 		if (st->chunked)
 			reply_str(b, "Transfer-Encoding: chunked\r\n");
 	}
@@ -467,6 +471,10 @@ static void reply_end(struct h1h2 *b, struct h1stream *st)
 	if (st->chunked && !st->trailers)
 		reply_str(b, "0\r\n\r\n");
 	st->done = true;
+	if (st->close_delim && !b->ended) {
+		b->ended = true; /* an HTTP/1.0 body without a length ends with the stream */
+		b->why = "an HTTP/1.0 reply without a length ends with the connection";
+	}
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)

@@ -304,6 +304,16 @@ static void test_chunked_reply(void)
 	finish();
 }
 
+static void test_http10(void)
+{
+	start("http10");
+	send_req("GET /chunk HTTP/1.0\r\nHost: a.test\r\n\r\n");
+	ok(replied("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nfirst;second"),
+	   "HTTP/1.0, no length: the body as it comes, no chunked framing, trailers dropped");
+	ok(W.rc == 1 && W.why && strstr(W.why, "HTTP/1.0"), "then EOF ends it (%s)", W.why ? W.why : "-");
+	finish();
+}
+
 static void test_no_body(void)
 {
 	start("no-body");
@@ -358,6 +368,7 @@ int main(void)
 	test_post_chunked();
 	test_post_length();
 	test_chunked_reply();
+	test_http10();
 	test_no_body();
 	test_continue();
 	test_reset();
