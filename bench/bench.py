@@ -769,6 +769,52 @@ def teardown():
         log("kept " + tmp)
 
 
+def log_cell(key, c):
+    log("  %-5s %10s req/s  p50 %s ms  p99 %s ms  %s MB/s  err %d  cpu %s µs/req" % (
+        key, fmt(c["rps"]), fmt(c["p50_ms"], 2), fmt(c["p99_ms"], 2), fmt(c["mb_s"]), c["errors"],
+        fmt(c["cpu_us_per_req"], 1)))
+
+
+def run_h2(h2, data, inj):
+    """The HTTP/2 table, interleaved: every row's proxy runs at once (idle between its
+    cells) and each round measures every row in turn, so a load that comes and goes on
+    the machine falls on all rows alike. Fills data[row][workload] and inj[row]."""
+    live, cells = [], {}
+    try:
+        for r in h2:
+            if r.missing:
+                log("%s: %s" % (r.key, r.missing))
+                continue
+            log("%s: starting" % r.key)
+            try:
+                r.start()
+                if r.inject:
+                    inj[r.key] = check_injection(r)
+                live.append(r)
+            except Exception as e:
+                log("%s: FAILED: %s" % (r.key, e))
+                r.missing = "failed: %s" % str(e).splitlines()[0][:120]
+                r.stop()
+        for i in range(ROUNDS):
+            for r in list(live):
+                key, _, gen, args = r.workloads[0]
+                try:
+                    cells.setdefault(r.key, []).append(run_cell(r, args, gen))
+                except Exception as e:
+                    log("%s: FAILED: %s" % (r.key, e))
+                    r.missing = "failed: %s" % str(e).splitlines()[0][:120]
+                    live.remove(r)
+            log("HTTP/2 round %d/%d done" % (i + 1, ROUNDS))
+        for r in live:
+            key = r.workloads[0][0]
+            data[r.key] = {key: median_cell(cells[r.key])}
+            log("%s:" % r.key)
+            log_cell(key, data[r.key][key])
+    finally:
+        for r in h2:
+            r.stop()
+
+
 def select_rows(rows, h2):
     """BENCH_ONLY and BENCH_WORKLOADS applied: `direct` runs with any HTTP/1.1 row,
     `h2-direct` with any HTTP/2 row (each table's ratios are to its own direct row)."""
@@ -803,11 +849,12 @@ def main():
                 squid_row("squid-tunnel", "squid tunnel", False),
                 squid_row("squid-bump", "squid ssl-bump (header replaced)", True),
                 mitm_row(), tinyproxy_row()]
-        h2 = h2_rows() + [h2load_row()]
+        h2 = h2_rows()
+        h2.insert(1, h2load_row())
         rows, h2 = select_rows(rows, h2)
         data, inj = {}, {}
         t_start = time.time()
-        for r in rows + h2:
+        for r in rows:
             if r.missing:
                 log("%s: %s" % (r.key, r.missing))
                 continue
@@ -817,16 +864,13 @@ def main():
                 if r.inject:
                     inj[r.key] = check_injection(r)
                 d = {}
-                for key, _, gen, args in r.workloads or [(k, t, "loadgen", a) for k, t, a in WORKLOADS]:
+                for key, _, args in WORKLOADS:
                     cells = []
                     for _ in range(ROUNDS):
-                        cells.append(run_cell(r, args, gen))
+                        cells.append(run_cell(r, args))
                     d[key] = median_cell(cells)
-                    c = d[key]
-                    log("  %-5s %10s req/s  p50 %s ms  p99 %s ms  %s MB/s  err %d  cpu %s µs/req" % (
-                        key, fmt(c["rps"]), fmt(c["p50_ms"], 2), fmt(c["p99_ms"], 2), fmt(c["mb_s"]), c["errors"],
-                        fmt(c["cpu_us_per_req"], 1)))
-                if r.pid and idle_n > 0 and not r.h2:
+                    log_cell(key, d[key])
+                if r.pid and idle_n > 0:
                     d["idle"] = idle_cell(r, idle_n)
                     i = d["idle"]
                     log("  idle  %s/%d established in %ss, RSS %s -> %s MiB" % (
@@ -839,6 +883,7 @@ def main():
             finally:
                 r.stop()
                 time.sleep(0.5)
+        run_h2(h2, data, inj)
         meta = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                 "machine": machine(), "versions": versions(), "injection": inj,
                 "invocation": " ".join(k + "=" + os.environ[k] for k in

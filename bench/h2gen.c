@@ -2,7 +2,7 @@
  * -m concurrent streams of GET kept in flight for -d seconds, directly or through an HTTP
  * CONNECT proxy (which h2load cannot use). nghttp2 for framing and HPACK, OpenSSL, blocking
  * I/O on one thread: the frames a loop turn produced go out in one SSL_write, then one
- * SSL_read feeds whatever arrived to the session.
+ * blocking read (with read-ahead) and the records it brought are fed to the session.
  *
  * Output: one JSON line on stdout, the same fields as loadgen's (requests/s in the measured
  * window, p50/p99/p99.9 latency from a stream's submission to its close, errors = streams
@@ -202,6 +202,7 @@ static SSL *tls_open(int fd)
 	    SSL_set_tlsext_host_name(ssl, o.host) != 1 || SSL_set1_host(ssl, o.host) != 1 ||
 	    SSL_set_fd(ssl, fd) != 1)
 		die("SSL setup failed");
+	SSL_set_read_ahead(ssl, 1);	/* one recv for many records, as h2load's reads */
 	if (SSL_connect(ssl) != 1)
 		die("TLS handshake failed");
 	SSL_get0_alpn_selected(ssl, &sel, &sel_len);
@@ -267,13 +268,15 @@ static int drive(struct run *r)
 		if (submit(r, &r->slots[i]) < 0)
 			return -1;
 	while (now() < r->t_end) {
-		int n;
-
 		if (flush(r) < 0 || r->failed)
 			return -1;
-		n = SSL_read(r->ssl, in, sizeof(in));
-		if (n <= 0 || nghttp2_session_mem_recv(r->sess, in, (size_t)n) != n)
-			return -1;
+		/* one blocking read, then every record read ahead with it, before the next flush */
+		do {
+			int n = SSL_read(r->ssl, in, sizeof(in));
+
+			if (n <= 0 || nghttp2_session_mem_recv(r->sess, in, (size_t)n) != n)
+				return -1;
+		} while (SSL_has_pending(r->ssl));
 	}
 	return 0;
 }
