@@ -780,6 +780,8 @@ def run_h2(h2, data, inj):
     cells) and each round measures every row in turn, so a load that comes and goes on
     the machine falls on all rows alike. Fills data[row][workload] and inj[row]."""
     live, cells = [], {}
+    if not h2:
+        return
     try:
         for r in h2:
             if r.missing:
