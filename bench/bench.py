@@ -462,6 +462,8 @@ def median_cell(cells):
     else:
         out["cpu_us_per_req"] = out["cpu_ms_per_mb"] = None
     out["rounds"] = len(cells)
+    out["per_round"] = [{"rps": c["rps"], "proxy_cpu_s": c["proxy_cpu_s"], "requests_total": c["requests_total"]}
+                        for c in cells]
     return out
 
 
