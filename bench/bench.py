@@ -357,7 +357,7 @@ def direct_row(key="direct", title="direct (no proxy)", uport=None):
     def start_():
         r.lg = ["--addr", "127.0.0.1"]
         r.cafile = os.path.join(tmp, "ca.pem")
-        r.cmd = "(%s straight to nginx)" % ("h2gen" if r.h2 else "loadgen")
+        r.cmd = "(%s straight to nginx)" % (r.workloads[0][2] if r.workloads else "loadgen")
     r.start = start_
     return r
 
@@ -572,7 +572,7 @@ def write_report(rows, h2, data, meta):
     L.append("")
     L.append("# loadgen, e.g. (every cell's exact line is in bench/results/latest.json)")
     for key in ("ka64", "bulk", "upload", H2_WORKLOAD[0]):
-        for rk in ("direct", "egressd-intercept", "h2-direct", "h2-egressd"):
+        for rk in ("direct", "egressd-intercept", "h2-direct", "h2-h2load", "h2-egressd"):
             c = (data.get(rk) or {}).get(key)
             if c:
                 L.append(" ".join(shlex.quote(a) for a in c["cmd"]).replace(tmp, "TMP").replace(ROOT + "/", ""))
