@@ -780,7 +780,9 @@ def log_cell(key, c):
 def run_h2(h2, data, inj):
     """The HTTP/2 table, interleaved: every row's proxy runs at once (idle between its
     cells) and each round measures every row in turn, so a load that comes and goes on
-    the machine falls on all rows alike. Fills data[row][workload] and inj[row]."""
+    the machine falls on all rows alike; the order alternates between rounds (the cell run
+    first in a round has been seen to do better: bench/README.md). Fills data[row][workload]
+    and inj[row]."""
     live, cells = [], {}
     if not h2:
         return
@@ -800,7 +802,7 @@ def run_h2(h2, data, inj):
                 r.missing = "failed: %s" % str(e).splitlines()[0][:120]
                 r.stop()
         for i in range(ROUNDS):
-            for r in list(live):
+            for r in (list(live) if i % 2 == 0 else live[::-1]):
                 key, _, gen, args = r.workloads[0]
                 try:
                     cells.setdefault(r.key, []).append(run_cell(r, args, gen))
