@@ -143,35 +143,19 @@ static int on_close(nghttp2_session *sess, int32_t id, uint32_t code, void *arg)
 	return 0;
 }
 
-/* TCP to the proxy or the address; with a proxy, CONNECT and its 200 read. Returns the fd. */
-static int dial(void)
+/* CONNECT on fd and the proxy's 200 read, byte by byte: nothing of the TLS stream may be
+ * read here. Exits on anything else. */
+static void proxy_connect(int fd)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
 	const char *target = o.connect_to ? o.connect_to : o.authority;
-	char ip[64], req[1024], head[2048];
-	const char *at = o.proxy ? o.proxy : o.addr;
-	const char *colon = strrchr(at, ':');
-	struct timeval tmo = { .tv_sec = 10 };
-	int one = 1, fd;
+	char req[1024], head[2048];
 	size_t n = 0;
 
-	snprintf(ip, sizeof(ip), "%.*s", colon && o.proxy ? (int)(colon - at) : (int)strlen(at), at);
-	sa.sin_port = htons(o.proxy ? (uint16_t)strtol(colon + 1, NULL, 10) : (uint16_t)o.port);
-	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
-		die("bad address");
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		die("connect failed");
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));	/* a stalled peer fails the run */
-	if (!o.proxy)
-		return fd;
 	if (strlen(target) > 300)
 		die("CONNECT target too long");
 	snprintf(req, sizeof(req), "CONNECT %.300s HTTP/1.1\r\nHost: %.300s\r\n\r\n", target, target);
 	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req))
 		die("CONNECT not sent");
-	/* byte by byte: nothing of the TLS stream may be read here */
 	while (n < sizeof(head) - 1 && !(n >= 4 && !memcmp(head + n - 4, "\r\n\r\n", 4))) {
 		if (read(fd, head + n, 1) != 1)
 			die("proxy closed during CONNECT");
@@ -182,6 +166,29 @@ static int dial(void)
 		fprintf(stderr, "h2gen: CONNECT answered: %.*s\n", (int)strcspn(head, "\r\n"), head);
 		exit(1);
 	}
+}
+
+/* TCP to the proxy (then CONNECT) or to --addr:--port. Returns the fd; exits on failure. */
+static int dial(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	struct timeval tmo = { .tv_sec = 10 };
+	const char *at = o.proxy ? o.proxy : o.addr;
+	const char *colon = strrchr(at, ':');
+	char ip[64];
+	int one = 1, fd;
+
+	snprintf(ip, sizeof(ip), "%.*s", colon && o.proxy ? (int)(colon - at) : (int)strlen(at), at);
+	sa.sin_port = htons(o.proxy ? (uint16_t)strtol(colon + 1, NULL, 10) : (uint16_t)o.port);
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
+		die("bad address");
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		die("connect failed");
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tmo, sizeof(tmo));	/* a stalled peer fails the run */
+	if (o.proxy)
+		proxy_connect(fd);
 	return fd;
 }
 
