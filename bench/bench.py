@@ -216,8 +216,20 @@ class Row:
             self.proc = None
 
 
+_OPTS = {}
+
+
+def serves_option(exe, name):
+    """Does binary exe's `serve --help` list --name? (A/B runs may use an older one.)"""
+    if exe not in _OPTS:
+        r = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True)
+        _OPTS[exe] = r.stdout + r.stderr
+    return ("--" + name + " ") in _OPTS[exe] or ("--" + name + "\n") in _OPTS[exe]
+
+
 def egressd_row(key, title, intercept, binary=None, http2=False, uport=None):
-    """http2: egressd gets --http2; uport: the nginx port to reach (default: HTTP/1.1's)."""
+    """http2: egressd gets --http2 (else --no-http2 where the binary has it); uport: the
+    nginx port to reach (default: HTTP/1.1's)."""
     r = Row(key, title)
     exe = binary or EGRESSD
     r.uport = uport
@@ -230,6 +242,8 @@ def egressd_row(key, title, intercept, binary=None, http2=False, uport=None):
                 "--dns", "127.0.0.1:9", "--max-connections", "30000", "--state-dir", state]
         if http2:
             args.append("--http2")
+        elif serves_option(exe, "no-http2"):
+            args.append("--no-http2")  # HTTP/2 is on by default (since the h1-to-h2 bridge)
         env = dict(os.environ)
         if intercept:
             args += ["--secret", "%s=%s" % (SECRET_NAME, HOST), "--upstream-ca", os.path.join(tmp, "ca.pem")]
