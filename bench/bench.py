@@ -384,10 +384,12 @@ def h2_rows():
                         http2=True, uport=H2PORT),
             egressd_row("h2-egressd-h1", "egressd intercepted HTTP/1.1, c=64 connections (secret injected)",
                         True, uport=H2PORT),
+            egressd_row("h2-egressd-bridge", "egressd intercepted HTTP/1.1 on upstream h2 streams, "
+                        "c=64 (the bridge; secret injected)", True, http2=True, uport=H2PORT),
             mitm_row("h2-mitmdump", "mitmdump + addon, h2 (secret injected)", H2PORT)]
     for r in rows:
         r.h2 = True
-        r.workloads = [H1_WORKLOAD if r.key == "h2-egressd-h1" else H2_WORKLOAD]
+        r.workloads = [H1_WORKLOAD if r.key in ("h2-egressd-h1", "h2-egressd-bridge") else H2_WORKLOAD]
     return rows
 
 
