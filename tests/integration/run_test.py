@@ -1548,6 +1548,28 @@ def _(ctx):
              "what the upstream received: the real value")
 
 
+@rcase("curl --http1.1 inside, run (HTTP/2 on by default): a secret's host whose upstream "
+       "speaks h2 is served over HTTP/1.1 to curl and h2 upstream (the bridge, transparent), "
+       "the secret injected, its echo redacted",
+       skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
+def _(ctx):
+    import hashlib
+    H = h2echo_port()
+    cu = "curl -q -sS --max-time 15 --http1.1 -w '\\n%{http_version}' "
+    steps = [["exec", "sh", "-c", cu + "-H \"Authorization: Bearer $SKEY\" "
+              "https://secret.test:%d/h1run" % H]]
+    res = run_tool(ctx, steps, extra=["--resolve", "secret.test:%d:127.0.0.1" % H])
+    check_eq(res[0].get("rc"), 0, "curl exit: %r" % res[0])
+    body, _, ver = res[0].get("stdout", "").rpartition("\n")
+    check_eq(ver, "1.1", "curl's HTTP version")
+    got = json.loads(body)
+    check_eq(got["proto"], "2.0", "the upstream's view")
+    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest(),
+             "what the upstream received: the real value")
+    check(REAL["SKEY"] not in body and got["headers"]["authorization"].startswith("Bearer "),
+          "the echoed header reached curl redacted")
+
+
 @rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
        "only the placeholder")
 def _(ctx):
