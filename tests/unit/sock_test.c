@@ -2,7 +2,8 @@
  * pairs and a real event_base, no proxy process: plain and TLS echo, a peer
  * that sends one byte at a time, bytes OpenSSL holds (SSL_pending), large
  * transfers with back-pressure, half-close, resets, a free from inside each
- * callback (ASan must stay clean), and no buffer held while idle */
+ * callback (ASan must stay clean), no buffer held while idle, and a codec
+ * between the owner's bytes and the wire's */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -577,6 +578,82 @@ static void test_preload_tls(size_t take)
 	end_dispose(&b);
 }
 
+/* A toy codec: the owner's bytes go out upper-cased, the wire's come in
+ * lower-cased, a '!' from the wire ends the input (EOF "bang"), and
+ * `held` bytes are said to wait inside it. */
+struct toy { struct sock *s; size_t held; int freed; };
+
+static int toy_encode(void *ctx, const char *p, size_t n)
+{
+	struct toy *t = ctx;
+	char c;
+
+	for (size_t i = 0; i < n; i++) {
+		c = (char)(p[i] >= 'a' && p[i] <= 'z' ? p[i] - 32 : p[i]);
+		sock_codec_wire(t->s, &c, 1);
+	}
+	return 0;
+}
+
+static int toy_decode(void *ctx, const char *p, size_t n, const char **why)
+{
+	struct toy *t = ctx;
+	char c;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '!') {
+			*why = "bang";
+			return 1;
+		}
+		c = (char)(p[i] >= 'A' && p[i] <= 'Z' ? p[i] + 32 : p[i]);
+		sock_codec_input(t->s, &c, 1);
+	}
+	return 0;
+}
+
+static size_t toy_pending(void *ctx)
+{
+	return ((struct toy *)ctx)->held;
+}
+
+static void toy_free(void *ctx)
+{
+	((struct toy *)ctx)->freed++;
+}
+
+static const struct sock_codec toy_codec = { toy_encode, toy_decode, toy_pending, toy_free };
+
+/* sock_set_codec: the input held is decoded first, writes are encoded,
+ * the codec's EOF is the stream's, its backlog counts as output. */
+static void test_codec(void)
+{
+	struct end a = { 0 }, b = { 0 };
+	struct want wa = { &a, 3 }, wb = { &b, 6 };
+	struct toy t = { 0 };
+
+	pair(false, &a, &b);
+	t.s = b.s;
+	sock_preload(b.s, "PRE", 3);
+	sock_set_codec(b.s, &toy_codec, &t);
+	ok(sock_has_codec(b.s) && !sock_has_codec(a.s), "codec: set on one end");
+	sock_write(b.s, "abc", 3);
+	ok(run_until(got_len, &wa) && !memcmp(a.got, "ABC", 3), "codec: writes encoded on the wire");
+	sock_write(a.s, "DEF", 3);
+	ok(run_until(got_len, &wb) && !memcmp(b.got, "predef", 6),
+	   "codec: the held input decoded first, then the wire's");
+	sock_write(a.s, "G!H", 3);
+	ok(run_until(has_eof, &b) && b.got_len == 7 && b.got[6] == 'g' && !strcmp(b.reason, "bang"),
+	   "codec: its EOF after the bytes before it");
+	sock_set_max_output(b.s, 100);
+	t.held = 100;
+	ok(sock_write(b.s, "x", 1) == 1 && sock_out_len(b.s) >= 100,
+	   "codec: its backlog counts towards the output mark (%zu)", sock_out_len(b.s));
+	t.held = 0;
+	end_dispose(&b);
+	ok(t.freed == 1, "codec: freed with the stream");
+	end_dispose(&a);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/sock_test.XXXXXX";
@@ -605,6 +682,7 @@ int main(void)
 	test_preload_plain();
 	test_preload_tls(0);
 	test_preload_tls(10);
+	test_codec();
 	tls_teardown(dir);
 	return done_testing();
 }
