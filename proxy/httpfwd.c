@@ -345,13 +345,15 @@ static void send_head(struct conn *c, const char *path, size_t plen, const struc
 		conn_error(c, 431, "bad-request", "egressd: request head too large");
 		return;
 	}
-	if (c->up && !c->up_eof && sock_has_codec(c->up) &&
-	    httpmsg_header_find(c->ex->req, "upgrade", &v, &vl) > 0) {
+	if (c->mode == MODE_INTERCEPT && httpmsg_header_find(c->ex->req, "upgrade", &v, &vl) > 0) {
 		/* no WebSocket on an h2 stream (RFC 8441 is not served): this
-		 * connection's upstreams are offered http/1.1 only from now on */
-		conn_drop_upstream(c);
-		c->up_connected = false;
+		 * connection's upstreams are offered http/1.1 only from now on,
+		 * and one carried on h2 streams is dropped */
 		c->up_h1_only = true;
+		if (c->up && !c->up_eof && sock_has_codec(c->up)) {
+			conn_drop_upstream(c);
+			c->up_connected = false;
+		}
 	}
 	if (c->up && !c->up_eof)
 		httpfwd_on_connected(c);

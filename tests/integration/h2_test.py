@@ -460,24 +460,27 @@ def _(ctx):
 
 @suite.case("the bridge: a WebSocket upgrade after a request on an h2 upstream connection "
             "re-dials the upstream offering http/1.1 only: 101, the handshake's secret "
-            "injected, the upstream saw HTTP/1.1", skip=no_node)
+            "injected, the upstream saw HTTP/1.1; also when a GOAWAY had already dropped "
+            "the h2 upstream", skip=no_node)
 def _(ctx):
     import base64
     e = start(ctx)
-    t, r = h1_open(ctx, e)
-    resp = h1_req(t, r, "GET", "/first")
-    check_eq(json.loads(resp.body)["proto"], "2.0", "the first request went on h2")
-    key = base64.b64encode(os.urandom(16)).decode()
-    t.sendall(http_request("GET", "/ws", ["Host: api.test", "Upgrade: websocket",
-                                          "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
-                                          "Sec-WebSocket-Version: 13",
-                                          "Authorization: Bearer " + e.ph]))
-    resp = read_response(r)
-    check_eq(resp.status, 101, "status (%r)" % resp.raw_head)
-    check_eq(resp.header("Sec-WebSocket-Accept"), ws_accept(key), "Sec-WebSocket-Accept")
-    op, payload = ws_read_frame(r.exactly)[:2]
-    got = json.loads(payload)
-    check_eq((op, got["proto"], got["auth_sha256"]), (1, "1.1", AUTH_SHA), "the upstream's view")
+    for first in ("/first", "/goaway"):
+        t, r = h1_open(ctx, e)
+        resp = h1_req(t, r, "GET", first)
+        check_eq(json.loads(resp.body)["proto"], "2.0", "%s went on h2" % first)
+        key = base64.b64encode(os.urandom(16)).decode()
+        t.sendall(http_request("GET", "/ws", ["Host: api.test", "Upgrade: websocket",
+                                              "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
+                                              "Sec-WebSocket-Version: 13",
+                                              "Authorization: Bearer " + e.ph]))
+        resp = read_response(r)
+        check_eq(resp.status, 101, "after %s: status (%r)" % (first, resp.raw_head))
+        check_eq(resp.header("Sec-WebSocket-Accept"), ws_accept(key), "Sec-WebSocket-Accept")
+        op, payload = ws_read_frame(r.exactly)[:2]
+        got = json.loads(payload)
+        check_eq((op, got["proto"], got["auth_sha256"]), (1, "1.1", AUTH_SHA),
+                 "after %s: the upstream's view" % first)
 
 
 @suite.case("the bridge: a request rule's 403 (rule-denied) comes from egressd, not the "
