@@ -368,7 +368,7 @@ void h2stream_start(struct h2stream *st, bool end)
 	st->head_done = true;
 	gettimeofday(&st->start, NULL);
 	st->up_end = end;
-	r->idle[H2_SANDBOX] = 0;
+	r->idle_tat[H2_SANDBOX] = 0; /* a new stream: the idle-frame bucket is full */
 	if (h2hdrs_too_big(st->req)) {
 		h2stream_refuse(st, REASON_BAD_REQUEST, 431, "bad-request", "egressd: request head too large");
 		return;
