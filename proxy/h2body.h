@@ -36,6 +36,13 @@ void h2body_free(struct h2body *b);
  * mask in ss to redact (mask 0: none; ss borrowed, must outlive b). */
 void h2body_setup(struct h2body *b, const enum contentdec_coding *cs, int n,
 		  const struct secretset *ss, uint64_t mask);
+/* After h2body_setup, for a gRPC reply (content-type application/grpc*)
+ * with secrets to redact: each length-prefixed message is redacted whole
+ * and sent with its new length (redaction changes it). A message longer
+ * than in_max is redacted as it streams and must keep its length (no
+ * secret's value in it), else the body fails; so does a compressed
+ * message (it cannot be redacted) or a body cut inside a message. */
+void h2body_grpc(struct h2body *b);
 /* Bytes from the upstream; false if over in_max (a peer past its window). */
 bool h2body_in(struct h2body *b, const uint8_t *p, size_t n);
 /* The upstream's body ended (END_STREAM or trailers). */

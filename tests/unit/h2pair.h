@@ -99,6 +99,8 @@ struct upreply {
 	bool early_hints;    /* a 103 before the final head */
 	bool refuse;         /* resets the stream with REFUSED_STREAM */
 	size_t big;          /* a body of big 'a' bytes */
+	bool big_grpc;       /* ... framed as one gRPC message (a 5-byte prefix first) */
+	const char *big_tail;/* ... ending with these bytes, or NULL */
 };
 
 struct world {
@@ -292,6 +294,21 @@ static int up_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	return 0;
 }
 
+/* Bytes [at, at + n) of the big body: the gRPC prefix and the tail. */
+static void big_shape(uint8_t *buf, size_t at, size_t n)
+{
+	const struct upreply *rp = &W.reply;
+	size_t tl = rp->big_tail ? strlen(rp->big_tail) : 0, m = rp->big - 5;
+	uint8_t pre[5] = { 0, (uint8_t)(m >> 24), (uint8_t)(m >> 16), (uint8_t)(m >> 8), (uint8_t)m };
+
+	for (size_t j = at; j < at + n; j++) {
+		if (rp->big_grpc && j < 5)
+			buf[j - at] = pre[j];
+		if (tl && j >= rp->big - tl)
+			buf[j - at] = (uint8_t)rp->big_tail[j - (rp->big - tl)];
+	}
+}
+
 static ssize_t up_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
 		       nghttp2_data_source *src, void *ud)
 {
@@ -302,6 +319,7 @@ static ssize_t up_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 	if (rp->big) {
 		n = rp->big - q->big_sent < len ? rp->big - q->big_sent : len;
 		memset(buf, 'a', n);
+		big_shape(buf, q->big_sent, n);
 		q->big_sent += n;
 		if (q->big_sent == rp->big)
 			*flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -578,12 +596,14 @@ static void run(int rounds)
 }
 
 /* Submits a request from the sandbox: fields as name, value pairs (NULL
- * ends), body (NULL: none). Returns the stream id. */
+ * ends), body (NULL: none; req_body_len bytes if set, else a string).
+ * Returns the stream id. */
 static size_t req_chunk = 1 << 20; /* request DATA bytes per frame */
 static const char *req_trailer;     /* a value for the trailer field x-tr, or NULL */
+static size_t req_body_len;         /* the next request's body length (0: strlen) */
 static struct sbody {
 	const char *p;
-	size_t off;
+	size_t off, len;
 } bodies[64];
 static size_t nbodies;
 
@@ -591,14 +611,14 @@ static ssize_t sb_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 		       nghttp2_data_source *src, void *ud)
 {
 	struct sbody *b = src->ptr;
-	size_t n = strlen(b->p + b->off);
+	size_t n = b->len - b->off;
 
 	n = n < req_chunk ? n : req_chunk;
 	memcpy(buf, b->p + b->off, n);
 	b->off += n;
-	if (!b->p[b->off])
+	if (b->off == b->len)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
-	if (!b->p[b->off] && req_trailer) {
+	if (b->off == b->len && req_trailer) {
 		nghttp2_nv tr = { (uint8_t *)"x-tr", (uint8_t *)req_trailer, 4, strlen(req_trailer), 0 };
 		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 		nghttp2_submit_trailer(s, id, &tr, 1);
@@ -622,9 +642,40 @@ static int32_t request(const char *method, const char *path, const char *authori
 	for (size_t i = 0; fields && fields[i]; i += 2)
 		nv[n++] = (nghttp2_nv){ (uint8_t *)fields[i], (uint8_t *)fields[i + 1],
 					strlen(fields[i]), strlen(fields[i + 1]), 0 };
-	bodies[nbodies % 64] = (struct sbody){ body, 0 };
+	bodies[nbodies % 64] = (struct sbody){ body, 0, !body ? 0 : req_body_len ? req_body_len : strlen(body) };
+	req_body_len = 0;
 	prd.source.ptr = &bodies[nbodies++ % 64];
 	return nghttp2_submit_request(W.sb, NULL, nv, n, body ? &prd : NULL, NULL);
+}
+
+/* Appends a gRPC message (flag 0, or 1: compressed) of n bytes to a wire. */
+static void grpc_msg(struct wire *w, bool compressed, const void *p, size_t n)
+{
+	uint8_t pre[5] = { compressed, (uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+			   (uint8_t)n };
+
+	wire_add(w, pre, 5);
+	wire_add(w, p, n);
+}
+
+/* The i-th gRPC message of a body (0-based): its bytes and length, or NULL
+ * if the framing ends first or does not match the body's length. */
+static const uint8_t *grpc_nth(const struct wire *w, int i, size_t *len)
+{
+	size_t off = 0;
+
+	for (int k = 0; off + 5 <= w->len; k++) {
+		size_t n = (size_t)w->p[off + 1] << 24 | (size_t)w->p[off + 2] << 16 |
+			   (size_t)w->p[off + 3] << 8 | w->p[off + 4];
+		if (off + 5 + n > w->len)
+			return NULL;
+		if (k == i) {
+			*len = n;
+			return w->p + off + 5;
+		}
+		off += 5 + n;
+	}
+	return NULL;
 }
 
 static char ph_api[PLACEHOLDER_LEN + 1], ph_other[PLACEHOLDER_LEN + 1];

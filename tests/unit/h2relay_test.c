@@ -260,36 +260,142 @@ static void test_hop_by_hop(void)
 	world_free();
 }
 
-/* gRPC's shape: a request streamed in several DATA frames while the reply
- * streams back, te: trailers, metadata with a placeholder, trailers that
- * echo the secret. */
+/* gRPC's shape: a request of three length-prefixed messages streamed in
+ * 7-byte DATA frames while the reply streams back, te: trailers, metadata
+ * with a placeholder, trailers that echo the secret. */
 static void test_grpc_bidi(void)
 {
 	const char *f[] = { "content-type", "application/grpc", "te", "trailers", "authorization",
 			    tap_fmt("Bearer %s", ph_api), NULL };
+	const char *third = "msg-three|" VALUE "|end";
+	struct wire body = { 0 };
+	const uint8_t *m1, *m3;
+	size_t l1 = 0, l3 = 0;
 	struct resp *r;
 	int32_t a;
 
+	grpc_msg(&body, false, "msg-one", 7);
+	grpc_msg(&body, false, "msg-two", 7);
+	grpc_msg(&body, false, third, strlen(third));
 	world_init(false, false, NULL);
 	W.reply.stream_echo = true;
 	W.reply.tv = "token " VALUE " rejected";
 	req_chunk = 7;
-	a = request("POST", "/pkg.Svc/Chat", "api.test", f, "msg-one|msg-two|msg-three|" VALUE "|end");
+	req_body_len = body.len;
+	a = request("POST", "/pkg.Svc/Chat", "api.test", f, (const char *)body.p);
 	run(100);
 	req_chunk = 1 << 20;
 	r = resp_of(a);
-	ok(W.uq[0].body.len == 26 + strlen(VALUE) + 4 && wire_has(&W.uq[0].hdrs, "te: trailers\n") &&
+	ok(W.uq[0].body.len == body.len && memcmp(W.uq[0].body.p, body.p, body.len) == 0 &&
+	   wire_has(&W.uq[0].hdrs, "te: trailers\n") &&
 	   wire_has(&W.uq[0].hdrs, "authorization: Bearer " VALUE "\n"),
 	   "gRPC: the streamed request arrives whole, te: trailers and the injected metadata too");
-	ok(r->status == 200 && r->body.len == 26 + PLACEHOLDER_LEN + 4 &&
-	   wire_has(&r->body, tap_fmt("msg-three|%s|end", ph_api)),
-	   "the streamed reply arrives, the echoed value redacted across frames");
+	m1 = grpc_nth(&r->body, 0, &l1);
+	m3 = grpc_nth(&r->body, 2, &l3);
+	ok(r->status == 200 && m1 && l1 == 7 && m3 && l3 == 14 + PLACEHOLDER_LEN &&
+	   memcmp(m3, tap_fmt("msg-three|%s|end", ph_api), l3) == 0 &&
+	   r->body.len == 3 * 5 + 7 + 7 + l3,
+	   "the streamed reply arrives, the echoed value redacted across frames, its message's "
+	   "length prefix rewritten (%zu)", l3);
 	ok(wire_has(&r->hdrs, "grpc-status: 0\n") &&
 	   wire_has(&r->hdrs, tap_fmt("grpc-message: token %s rejected\n", ph_api)) &&
 	   !wire_has(&r->hdrs, VALUE), "trailers delivered, grpc-message redacted");
 	ok(r->closed && r->code == 0 && W.events[H2EV_REQUEST] == 1 && !W.last_incomplete,
 	   "the stream ends cleanly, logged once");
 	world_free();
+	wire_free(&body);
+}
+
+/* gRPC replies from a secret's host, message by message: the value split
+ * across DATA frames is redacted and its message gets its new length; a
+ * compressed message, a message cut short, and a message over the stream
+ * window that holds the value reset the stream; a big message without it
+ * streams through. */
+static void test_grpc_frames(void)
+{
+	const char *f[] = { "content-type", "application/grpc", "te", "trailers",
+			    "grpc-accept-encoding", "gzip, deflate", NULL };
+	const char *first = "abc " VALUE " xyz";
+	struct h2relay_limits l;
+	struct wire rep = { 0 };
+	const uint8_t *m;
+	size_t ml = 0, cut = 5 + 4 + 12;
+	struct resp *r;
+	int32_t a;
+
+	grpc_msg(&rep, false, first, strlen(first));
+	grpc_msg(&rep, false, "second", 6);
+	world_init(false, false, NULL);
+	W.reply.hn[0] = "content-type";
+	W.reply.hv[0] = "application/grpc+proto";
+	W.reply.parts[0] = (const char *)rep.p;
+	W.reply.plen[0] = cut;
+	W.reply.parts[1] = (const char *)rep.p + cut;
+	W.reply.plen[1] = rep.len - cut;
+	a = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+	run(50);
+	r = resp_of(a);
+	m = grpc_nth(&r->body, 0, &ml);
+	ok(r->status == 200 && m && ml == 8 + PLACEHOLDER_LEN &&
+	   memcmp(m, tap_fmt("abc %s xyz", ph_api), ml) == 0,
+	   "a gRPC message with the value split across DATA frames: redacted, its length %zu", ml);
+	m = grpc_nth(&r->body, 1, &ml);
+	ok(m && ml == 6 && memcmp(m, "second", 6) == 0 && r->body.len == 5 + 8 + PLACEHOLDER_LEN + 11 &&
+	   r->closed && r->code == 0, "the next message follows intact, the stream ends cleanly");
+	ok(!wire_has(&W.uq[0].hdrs, "grpc-accept-encoding"),
+	   "grpc-accept-encoding is not forwarded to a secret's host (no compressed messages)");
+	world_free();
+
+	rep.len = 0;
+	grpc_msg(&rep, true, "zzzz", 4);
+	world_init(false, false, NULL);
+	W.reply.hn[0] = "content-type";
+	W.reply.hv[0] = "application/grpc";
+	W.reply.parts[0] = (const char *)rep.p;
+	W.reply.plen[0] = rep.len;
+	a = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+	run(50);
+	ok(resp_of(a)->closed && resp_of(a)->code == NGHTTP2_INTERNAL_ERROR &&
+	   W.events[H2EV_REFUSE] == 1 && resp_of(a)->body.len == 0,
+	   "a compressed gRPC message: the stream is reset, nothing of it passed");
+	world_free();
+
+	world_init(false, false, NULL);
+	W.reply.hn[0] = "content-type";
+	W.reply.hv[0] = "application/grpc";
+	W.reply.parts[0] = "\0\0\0\0\x0a" "abc";
+	W.reply.plen[0] = 8;
+	a = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+	run(50);
+	ok(resp_of(a)->closed && resp_of(a)->code == NGHTTP2_INTERNAL_ERROR &&
+	   W.events[H2EV_REFUSE] == 1 && resp_of(a)->body.len == 0,
+	   "a reply that ends inside a gRPC message: the stream is reset");
+	world_free();
+
+	h2relay_limits_default(&l);
+	l.stream_buf = 65536;
+	l.conn_buf = 131072;
+	for (int tail = 0; tail < 2; tail++) {
+		world_init(false, false, &l);
+		W.reply.hn[0] = "content-type";
+		W.reply.hv[0] = "application/grpc";
+		W.reply.big = 300000;
+		W.reply.big_grpc = true;
+		W.reply.big_tail = tail ? " " VALUE : NULL;
+		a = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+		run(200);
+		r = resp_of(a);
+		if (!tail)
+			ok(r->status == 200 && grpc_nth(&r->body, 0, &ml) && ml == 300000 - 5 &&
+			   r->body.len == 300000 && r->closed && r->code == 0,
+			   "a gRPC message over the stream window without a secret streams through");
+		else
+			ok(r->closed && r->code == NGHTTP2_INTERNAL_ERROR && W.events[H2EV_REFUSE] == 1 &&
+			   !wire_has(&r->body, VALUE),
+			   "... with the value at its end: reset (its length would change), the value never passed");
+		world_free();
+	}
+	wire_free(&rep);
 }
 
 static void test_interim_and_resets(void)
@@ -467,6 +573,7 @@ int main(void)
 	test_request_trailers();
 	test_h2head();
 	test_grpc_bidi();
+	test_grpc_frames();
 	test_interim_and_resets();
 	test_redact();
 	test_compressed();
