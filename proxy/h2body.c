@@ -197,8 +197,10 @@ static void msg_end(struct h2body *b)
 		return;
 	}
 	grpcframe_prefix(b->out.p + b->out.off + at, false, (uint32_t)n);
-	xwipe(b->msg.p + b->msg.off, b->msg.len);
-	drain(&b->msg, b->msg.len);
+	if (b->msg.len) { /* an empty message has no buffer */
+		xwipe(b->msg.p + b->msg.off, b->msg.len);
+		drain(&b->msg, b->msg.len);
+	}
 }
 
 /* Reply bytes of a gRPC body: messages cut out, each redacted (b->gerr on
