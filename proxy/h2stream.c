@@ -403,14 +403,16 @@ void h2stream_start(struct h2stream *st, bool end)
 
 /* ---- replies from the upstream ---- */
 
-/* A gRPC reply (content-type application/grpc, +proto, ...)? */
+/* A gRPC reply (content-type application/grpc, +proto, ;params)? Not
+ * grpc-web, whose framing differs (trailer frames, base64 in -text). */
 static bool is_grpc(const struct h2hdrs *resp)
 {
 	const char *v;
 	size_t l;
 
 	return h2hdrs_find(resp, "content-type", &v, &l) == 1 && l >= 16 &&
-	       strncasecmp(v, "application/grpc", 16) == 0;
+	       strncasecmp(v, "application/grpc", 16) == 0 &&
+	       (l == 16 || v[16] == '+' || v[16] == ';');
 }
 
 static bool has_body(const struct h2stream *st, int status)

@@ -372,6 +372,17 @@ static void test_grpc_frames(void)
 	   "a reply that ends inside a gRPC message: the stream is reset");
 	world_free();
 
+	world_init(false, false, NULL);
+	W.reply.hn[0] = "content-type";
+	W.reply.hv[0] = "application/grpc-web-text";
+	W.reply.parts[0] = "abc " VALUE;
+	a = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+	run(50);
+	ok(resp_of(a)->status == 200 && resp_of(a)->code == 0 &&
+	   resp_of(a)->body.len == 4 + PLACEHOLDER_LEN && wire_has(&resp_of(a)->body, ph_api),
+	   "grpc-web (other framing) is redacted as a byte stream, not cut into messages");
+	world_free();
+
 	h2relay_limits_default(&l);
 	l.stream_buf = 65536;
 	l.conn_buf = 131072;
