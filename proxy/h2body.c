@@ -12,6 +12,7 @@
 #include "redact.h"
 
 #define CHUNK 16384 /* bytes decoded or redacted per step */
+#define GRPC_HOLD (64 * 1024) /* a gRPC message held whole at most (per stream) */
 
 void h2queue_init(struct h2queue *q, size_t max)
 {
@@ -94,7 +95,7 @@ struct h2body *h2body_new(size_t in_max)
 
 	h2queue_init(&b->in, in_max);
 	h2queue_init(&b->out, SIZE_MAX);
-	h2queue_init(&b->msg, in_max);
+	h2queue_init(&b->msg, in_max < GRPC_HOLD ? in_max : GRPC_HOLD);
 	grpcframe_init(&b->gf);
 	return b;
 }
@@ -184,7 +185,7 @@ static void msg_end(struct h2body *b)
 	if (b->msg_stream) {
 		redactor_flush(b->red, emit_counted, b);
 		if (b->msg_out != b->gf.len)
-			b->gerr = "a secret's value in a gRPC message longer than the stream window";
+			b->gerr = "a secret's value in a gRPC message over 64 KiB (its length would change)";
 		return;
 	}
 	emit(&b->out, "\0\0\0\0\0", 5);
@@ -332,6 +333,11 @@ size_t h2body_in_len(const struct h2body *b)
 size_t h2body_out_len(const struct h2body *b)
 {
 	return b->out.len;
+}
+
+size_t h2body_held(const struct h2body *b)
+{
+	return b->msg.len;
 }
 
 size_t h2body_take(struct h2body *b, uint8_t *buf, size_t n)

@@ -578,6 +578,7 @@ size_t h2relay_buffered(const struct h2relay *r)
 	size_t n = 0;
 
 	for (const struct h2stream *st = r->streams; st; st = st->next)
-		n += st->up.len + h2body_in_len(st->body) + h2body_out_len(st->body);
+		n += st->up.len + h2body_in_len(st->body) + h2body_out_len(st->body) +
+		     h2body_held(st->body);
 	return n;
 }

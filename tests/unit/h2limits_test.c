@@ -295,6 +295,46 @@ static void test_window_credit(void)
 	world_free();
 }
 
+/* gRPC replies from a secret's host are held a message at a time until
+ * whole (to rewrite its length), up to 64 KiB per stream, outside the
+ * connection's bound (else partial messages of several streams could fill
+ * it and none complete: this case deadlocked that way). 8 streams of
+ * 60000-byte messages to a sandbox that stops reading: the bounds plus one
+ * message per stream; once it reads, every message arrives whole. */
+static void test_grpc_held(void)
+{
+	const char *f[] = { "content-type", "application/grpc", "te", "trailers", NULL };
+	struct h2relay_limits l;
+	int32_t ids[8];
+	int whole = 0;
+	size_t ml;
+
+	h2relay_limits_default(&l);
+	l.stream_buf = 65536;
+	l.conn_buf = 131072;
+	world_init(false, false, &l);
+	W.reply.hn[0] = "content-type";
+	W.reply.hv[0] = "application/grpc";
+	W.reply.big = 60005;
+	W.reply.big_grpc = true;
+	for (int i = 0; i < 8; i++)
+		ids[i] = request("POST", "/pkg.Svc/Get", "api.test", f, NULL);
+	run(3);
+	W.block[H2_SANDBOX] = true;
+	W.max_held = 0;
+	run(200);
+	ok(W.max_held <= 2 * l.conn_buf + 16384 + 8 * 65536,
+	   "8 gRPC streams, a sandbox that stops reading: the relay holds at most its bounds "
+	   "and one message per stream (%zu bytes)", W.max_held);
+	W.block[H2_SANDBOX] = false;
+	run(400);
+	for (int i = 0; i < 8; i++)
+		whole += grpc_nth(&resp_of(ids[i])->body, 0, &ml) && ml == 60000 &&
+			 resp_of(ids[i])->body.len == 60005 && resp_of(ids[i])->code == 0;
+	ok(whole == 8, "... and once it reads, all 8 messages arrive whole (%d)", whole);
+	world_free();
+}
+
 /* gRPC keepalive: a PING every 10 s from the sandbox (and one from the
  * upstream) for 2000 rounds, about 5.5 simulated hours, with no new stream
  * or DATA in between: the connection lives, and a request after it is
@@ -361,6 +401,7 @@ int main(void)
 	flood(NGHTTP2_SETTINGS, "SETTINGS");
 	flood(NGHTTP2_PING, "PING");
 	flood(NGHTTP2_DATA, "empty DATA");
+	test_grpc_held();
 	test_keepalive_pings();
 	idle_rate(50, false);
 	idle_rate(200, true);
