@@ -413,27 +413,32 @@ def no_nginx():
 
 def start_nginx(ctx):
     """nginx (Debian 1.22, `listen ... ssl http2`) on a free loopback port, in
-    the foreground, its files in the case's directory; returns (port, dir)."""
+    the foreground, its files in the case's directory; returns (port, dir).
+    Another socket may take the port first: nginx then exits, and a new one
+    is tried."""
     d = os.path.join(ctx.tmp, "nginx")
     os.makedirs(d)
-    port = free_port()
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(NGINX_CONF % {"d": d, "port": port, "cert": W["pki"]["cert"],
-                              "key": W["pki"]["key"]})
-    p = spawn([NGINX, "-p", d, "-e", os.path.join(d, "error.log"), "-c",
-               os.path.join(d, "nginx.conf")], stdout=subprocess.DEVNULL,
-              stderr=subprocess.PIPE)
-    ctx.procs.append(p)
+    for _ in range(3):
+        port = free_port()
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF % {"d": d, "port": port, "cert": W["pki"]["cert"],
+                                  "key": W["pki"]["key"]})
+        p = spawn([NGINX, "-p", d, "-e", os.path.join(d, "error.log"), "-c",
+                   os.path.join(d, "nginx.conf")], stdout=subprocess.DEVNULL,
+                  stderr=subprocess.PIPE)
+        ctx.procs.append(p)
 
-    def up():
-        check(p.poll() is None, "nginx exited: %r" % p.stderr.read()[-500:])
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_until(up, timeout=10, what="nginx listening")
-    return port, d
+        def state():
+            if p.poll() is not None:
+                return "exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return "up"
+            except OSError:
+                return None
+        if wait_until(state, timeout=10, what="nginx listening or exited") == "up":
+            return port, d
+    check(False, "nginx did not start: %r" % p.stderr.read()[-500:])
 
 
 @suite.case("nginx with `listen ssl http2` as the upstream of an intercepted host, --http2: "
