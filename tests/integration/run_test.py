@@ -1548,6 +1548,82 @@ def _(ctx):
              "what the upstream received: the real value")
 
 
+GRPC_SERVER = """
+import sys, grpc
+from concurrent import futures
+
+def auth(ctx):
+    return dict(ctx.invocation_metadata()).get("authorization", "")
+
+def say(req, ctx):
+    print("seen", auth(ctx), flush=True)
+    return b"pong " + auth(ctx).encode()  # echoes the value: egressd redacts it
+
+def fail(req, ctx):
+    ctx.abort(grpc.StatusCode.PERMISSION_DENIED, "bad token " + auth(ctx))
+
+srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", {
+    "Say": grpc.unary_unary_rpc_method_handler(say),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail)}),))
+creds = grpc.ssl_server_credentials([(open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())])
+print("port", srv.add_secure_port("127.0.0.1:0", creds), flush=True)
+srv.start()
+srv.wait_for_termination()
+"""
+
+# inside the jail: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (egressd run's) is the only trust
+GRPC_CLIENT = """
+import os, sys, grpc
+ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+md = [("authorization", "Bearer " + os.environ["SKEY"])]
+try:
+    print("say", ch.unary_unary("/echo.Echo/Say")(b"ping", timeout=20, metadata=md).decode())
+except grpc.RpcError as e:
+    print("error", e.code().name, e.details())
+    sys.exit(3)
+try:
+    ch.unary_unary("/echo.Echo/Fail")(b"x", timeout=20, metadata=md)
+    print("fail did-not-fail")
+except grpc.RpcError as e:
+    print("fail", e.code().name, e.details())
+"""
+
+
+def no_grpc():
+    if subprocess.run([PY, "-c", "import grpc"], capture_output=True).returncode:
+        return "python3-grpcio (Debian) not installed"
+    return None
+
+
+@rcase("python grpcio inside, run --http2: a gRPC server (grpcio, TLS) at a secret's host is "
+       "served over HTTP/2 on both sides (transparent): the metadata's placeholder injected, "
+       "the unary reply echoing the value and an error status whose grpc-message echoes it "
+       "reach the client redacted", skip=lambda: skip_reason() or no_grpc(), timeout=90)
+def _(ctx):
+    srv_py = os.path.join(ctx.tmp, "grpc_srv.py")
+    with open(srv_py, "w") as f:
+        f.write(GRPC_SERVER)
+    srv = spawn([PY, srv_py, W["pki"]["cert"], W["pki"]["key"]], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    G = int(line[1])
+    steps = [["exec", PY, "-c", GRPC_CLIENT, "secret.test:%d" % G]]
+    res = run_tool(ctx, steps, extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % G])
+    out = res[0].get("stdout", "")
+    ctx.note("grpc client -> %r\n%s\n%s" % (res[0].get("rc"), out, res[0].get("stderr", "")[-600:]))
+    check_eq(res[0].get("rc"), 0, "the gRPC client's exit")
+    lines = dict(l.split(" ", 1) for l in out.splitlines() if " " in l)
+    ph = re.fullmatch(r"pong Bearer (%s)" % PH_RE, lines.get("say", ""))
+    check(ph, "the unary reply echoing the value: a placeholder (redacted): %r" % out)
+    check_eq(srv.stdout.readline().decode().strip(), "seen Bearer " + REAL["SKEY"],
+             "the server got the real value (injected)")
+    check_eq(lines.get("fail"), "PERMISSION_DENIED bad token Bearer " + ph.group(1),
+             "the error status; its grpc-message echoing the value: the placeholder")
+
+
 @rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
        "only the placeholder")
 def _(ctx):
