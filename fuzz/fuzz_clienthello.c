@@ -1,6 +1,6 @@
-/* fuzz_clienthello.c -- libFuzzer harness for the ClientHello SNI parser:
- * checks the name's invariants and that a prefix either needs more bytes or
- * already gives the same answer as the whole input */
+/* fuzz_clienthello.c -- libFuzzer harness for the ClientHello parser: checks
+ * the SNI's and the ALPN offer's invariants and that a prefix either needs
+ * more bytes or already gives the same answer as the whole input */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,34 +8,49 @@
 
 #include "clienthello.h"
 
-static void check_name(const char *sni)
+/* The name: 1..255 printable bytes. The offer: "h2" and "http/1.1", each at
+ * most once, length-prefixed, filling offer_len exactly. */
+static void check(const char *sni, const struct ch_alpn *a)
 {
-	size_t len = strlen(sni);
+	size_t len = strlen(sni), seen = 0, bit;
 
-	if (len == 0 || len > 255)
-		abort();
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)sni[i] < 0x21 || (unsigned char)sni[i] > 0x7e)
+		if (len > 255 || (unsigned char)sni[i] < 0x21 || (unsigned char)sni[i] > 0x7e)
 			abort();
+	if (a->offer_len > CH_ALPN_CAP || (a->offer_len && (!a->present || a->names == 0)))
+		abort();
+	for (size_t i = 0; i < a->offer_len; i += 1 + a->offer[i]) {
+		bit = a->offer[i] == 2 ? 1 : a->offer[i] == 8 ? 2 : 0;
+		if (!bit || i + 1 + a->offer[i] > a->offer_len || (seen & bit) ||
+		    memcmp(a->offer + i + 1, bit == 1 ? "h2" : "http/1.1", a->offer[i]))
+			abort();
+		seen |= bit;
+	}
+}
+
+static int same(const struct ch_alpn *a, const struct ch_alpn *b)
+{
+	return a->present == b->present && a->names == b->names && a->offer_len == b->offer_len &&
+	       memcmp(a->offer, b->offer, a->offer_len) == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char sni[256], sni2[256], small[8];
+	char sni[256] = "", sni2[256] = "", small[8];
+	struct ch_alpn a = { 0 }, a2 = { 0 };
 	enum ch_result r, p;
 
-	r = clienthello_parse(data, size, sni, sizeof(sni));
-	if (r == CH_SNI)
-		check_name(sni);
+	r = clienthello_parse(data, size, sni, sizeof(sni), &a);
 	if (size > 0) {
-		p = clienthello_parse(data, size - 1 - data[size / 2] % size, sni2, sizeof(sni2));
-		if (p != CH_NEED_MORE && (p != r || (p == CH_SNI && strcmp(sni, sni2) != 0)))
+		p = clienthello_parse(data, size - 1 - data[size / 2] % size, sni2, sizeof(sni2), &a2);
+		if (p != CH_NEED_MORE && (p != r || strcmp(sni, sni2) != 0 || !same(&a, &a2)))
 			abort();
 	}
-	/* a small output buffer only turns CH_SNI into CH_ERROR */
-	p = clienthello_parse(data, size, small, sizeof(small));
+	check(sni, &a);
+	/* a small output buffer only turns CH_SNI into CH_ERROR; no ALPN output changes nothing */
+	p = clienthello_parse(data, size, small, sizeof(small), NULL);
 	if (p != r && !(r == CH_SNI && p == CH_ERROR))
 		abort();
 	return 0;

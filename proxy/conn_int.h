@@ -14,6 +14,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "clienthello.h"
 #include "closeq.h"
 #include "httpmsg.h"
 #include "pattern.h"
@@ -114,6 +115,7 @@ struct conn {
 	struct ipaddr orig;            /* transparent: original destination */
 	uint16_t orig_port;
 	enum { PEEK_NONE, PEEK_TLS, PEEK_HTTP } peeked; /* what the first bytes were */
+	struct ch_alpn alpn;           /* PEEK_TLS: the ClientHello's ALPN offer (h2, http/1.1) */
 	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
 	struct wsredact *ws;           /* after a WebSocket upgrade: frames from upstream */

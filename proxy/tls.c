@@ -2,6 +2,7 @@
  * name the CONNECT host) and upstream (verified chain and name, own CA refused) */
 #include "tls.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -353,10 +354,9 @@ SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host
 	return ssl;
 }
 
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
-		       char *err)
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip,
+		       const unsigned char *alpn, size_t alpn_len, char *err)
 {
-	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL *ssl = SSL_new(t->up);
 	char key[HOSTPORT_MAX];
 	bool okay;
@@ -372,8 +372,9 @@ SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip
 		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
 	else
 		okay = SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
-	if (okay && h2) /* SSL_set_alpn_protos: 0 on success */
-		okay = SSL_set_alpn_protos(ssl, both, sizeof(both)) == 0;
+	if (okay && alpn) /* SSL_set_alpn_protos: 0 on success */
+		okay = alpn_len > 0 && alpn_len <= UINT_MAX &&
+		       SSL_set_alpn_protos(ssl, alpn, (unsigned)alpn_len) == 0;
 	if (!okay) {
 		ssl_err(err, 256, "upstream TLS setup");
 		SSL_free(ssl);

@@ -202,15 +202,34 @@ static void connect_next(struct conn *c)
 	}
 }
 
+/* The ALPN offer to an intercepted upstream (wire form; NULL: http/1.1):
+ * without --http2, none; transparent, what the sandbox's ClientHello offered
+ * of h2 and http/1.1, in its order (so the upstream never picks a protocol
+ * the sandbox did not offer); CONNECT: h2 and http/1.1, before the sandbox's
+ * offer is known. */
+static const unsigned char *upstream_alpn(const struct conn *c, size_t *len)
+{
+	*len = 0;
+	if (!c->w->opts->http2)
+		return NULL;
+	if (c->transparent) {
+		*len = c->alpn.offer_len;
+		return c->alpn.offer_len ? c->alpn.offer : NULL;
+	}
+	*len = TLS_ALPN_H2_HTTP11_LEN;
+	return (const unsigned char *)TLS_ALPN_H2_HTTP11;
+}
+
 /* TCP is up on fd: the stream, plain (go on) or TLS (its handshake first). */
 static void tcp_connected(struct conn *c, int fd)
 {
 	char err[256];
 	SSL *ssl = NULL;
+	size_t alen;
+	const unsigned char *alpn = upstream_alpn(c, &alen);
 
 	if (c->mode == MODE_INTERCEPT) {
-		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip,
-				       c->w->opts->http2, err);
+		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip, alpn, alen, err);
 		if (!ssl) {
 			close(fd);
 			conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");

@@ -1529,23 +1529,27 @@ def h2echo_port():
     return W["h2echo_port"]
 
 
-@rcase("curl --http2 inside, run --http2: a secret's host whose upstream speaks h2 is served "
-       "over HTTP/2 on both sides (transparent), the secret injected",
+@rcase("run --http2, a secret's host whose upstream speaks h2 and http/1.1: egressd offers the "
+       "upstream what the sandbox's ClientHello offered, so curl --http2 inside gets HTTP/2 on "
+       "both sides and curl --http1.1 HTTP/1.1 on both sides, the secret injected in both",
        skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
 def _(ctx):
     import hashlib
     H = h2echo_port()
-    cu = "curl -q -sS --max-time 15 --http2 -w '\\n%{http_version}' "
-    steps = [["exec", "sh", "-c", cu + "-H \"Authorization: Bearer $SKEY\" "
-              "https://secret.test:%d/h2run" % H]]
+    want_auth = hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest()
+    steps = [["exec", "sh", "-c", "curl -q -sS --max-time 15 %s -w '\\n%%{http_version}' "
+              "-H \"Authorization: Bearer $SKEY\" https://secret.test:%d/%s" % (flag, H, path)]
+             for flag, path in (("--http2", "h2run"), ("--http1.1", "h1run"))]
     res = run_tool(ctx, steps, extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % H])
-    check_eq(res[0].get("rc"), 0, "curl exit: %r" % res[0])
-    body, _, ver = res[0].get("stdout", "").rpartition("\n")
-    check_eq(ver, "2", "curl's HTTP version")
-    got = json.loads(body)
-    check_eq(got["proto"], "2.0", "the upstream's view")
-    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest(),
-             "what the upstream received: the real value")
+    for r, curl_ver, up_proto, path in ((res[0], "2", "2.0", "/h2run"),
+                                        (res[1], "1.1", "1.1", "/h1run")):
+        check_eq(r.get("rc"), 0, "curl exit: %r" % r)
+        body, _, ver = r.get("stdout", "").rpartition("\n")
+        check_eq(ver, curl_ver, "%s: curl's HTTP version (the sandbox's side)" % path)
+        got = json.loads(body)
+        check_eq((got["path"], got["proto"]), (path, up_proto), "%s: the upstream's view" % path)
+        check_eq(got["auth_sha256"], want_auth, "%s: what the upstream received: the real "
+                 "value" % path)
 
 
 @rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
