@@ -178,16 +178,17 @@ def _(ctx):
     check_eq(ev[0]["bytes_up"], n, "the request event's bytes_up")
 
 
-def requests_total(mport):
+def requests_total(mport, proto="h2"):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read()
     for line in body.decode().splitlines():
-        if line.startswith('egressd_requests_total{mode="intercept"}'):
+        if line.startswith('egressd_requests_total{mode="intercept",proto="%s"} ' % proto):
             return int(float(line.split()[-1]))
-    return 0
+    raise AssertionError("no egressd_requests_total{mode=intercept,proto=%s} in the scrape" % proto)
 
 
 @suite.case("an intercepted host over HTTP/2 (--http2): two requests on one connection are "
-            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
+            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept,"
+            "proto=h2} 2 (proto=http1 0)",
             skip=no_node)
 def _(ctx):
     def make():
@@ -205,7 +206,9 @@ def _(ctx):
     deadline = time.time() + 10
     while requests_total(e.mport) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
+    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept,proto=h2}")
+    check_eq(requests_total(e.mport, "http1"), 0,
+             "egressd_requests_total{mode=intercept,proto=http1}")
 
 
 @suite.case("an intercepted host over HTTP/2 (--http2), --on-placeholder-leak block: a "
