@@ -8,17 +8,18 @@
 
 #include "clienthello.h"
 
-/* The name: 1..255 printable bytes. The offer: "h2" and "http/1.1", each at
- * most once, length-prefixed, filling offer_len exactly. */
-static void check(const char *sni, const struct ch_alpn *a)
+/* The name: 1..255 printable bytes (none but on CH_SNI). The offer: "h2" and
+ * "http/1.1", each at most once, length-prefixed, filling offer_len exactly. */
+static void check(enum ch_result r, const char *sni, const struct ch_alpn *a)
 {
 	size_t len = strlen(sni), seen = 0, bit;
 
-	for (size_t i = 0; i < len; i++)
-		if (len > 255 || (unsigned char)sni[i] < 0x21 || (unsigned char)sni[i] > 0x7e)
-			abort();
-	if (a->offer_len > CH_ALPN_CAP || (a->offer_len && (!a->present || a->names == 0)))
+	if ((r == CH_SNI) != (len > 0) || len > 255 || a->offer_len > CH_ALPN_CAP ||
+	    (!a->present && (a->names || a->offer_len)))
 		abort();
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)sni[i] < 0x21 || (unsigned char)sni[i] > 0x7e)
+			abort();
 	for (size_t i = 0; i < a->offer_len; i += 1 + a->offer[i]) {
 		bit = a->offer[i] == 2 ? 1 : a->offer[i] == 8 ? 2 : 0;
 		if (!bit || i + 1 + a->offer[i] > a->offer_len || (seen & bit) ||
@@ -28,27 +29,22 @@ static void check(const char *sni, const struct ch_alpn *a)
 	}
 }
 
-static int same(const struct ch_alpn *a, const struct ch_alpn *b)
-{
-	return a->present == b->present && a->names == b->names && a->offer_len == b->offer_len &&
-	       memcmp(a->offer, b->offer, a->offer_len) == 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char sni[256] = "", sni2[256] = "", small[8];
 	struct ch_alpn a = { 0 }, a2 = { 0 };
-	enum ch_result r, p;
+	enum ch_result r = clienthello_parse(data, size, sni, sizeof(sni), &a), p;
 
-	r = clienthello_parse(data, size, sni, sizeof(sni), &a);
+	check(r, sni, &a);
 	if (size > 0) {
 		p = clienthello_parse(data, size - 1 - data[size / 2] % size, sni2, sizeof(sni2), &a2);
-		if (p != CH_NEED_MORE && (p != r || strcmp(sni, sni2) != 0 || !same(&a, &a2)))
+		if (p != CH_NEED_MORE && (p != r || strcmp(sni, sni2) != 0 || a.present != a2.present ||
+					  a.names != a2.names || a.offer_len != a2.offer_len ||
+					  memcmp(a.offer, a2.offer, sizeof(a.offer)) != 0))
 			abort();
 	}
-	check(sni, &a);
 	/* a small output buffer only turns CH_SNI into CH_ERROR; no ALPN output changes nothing */
 	p = clienthello_parse(data, size, small, sizeof(small), NULL);
 	if (p != r && !(r == CH_SNI && p == CH_ERROR))
