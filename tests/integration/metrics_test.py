@@ -449,7 +449,8 @@ def _(ctx):
         check_eq(s.get("egressd_secret_injections_total", secret=sec), 0.0, "%s at start" % sec)
     for r in ("not-allowed", "denied", "private-address", "proxy-loop", "sni-mismatch",
               "host-mismatch", "placeholder-leak", "dns-failure", "connect-failed",
-              "upstream-cert-invalid", "bad-request", "too-many-connections"):
+              "upstream-cert-invalid", "bad-request", "too-many-connections",
+              "h2-prior-knowledge"):
         s.get("egressd_refusals_total", reason=r)
     for k in ("dns", "connect", "timeout", "tls", "cert", "reset", "protocol"):
         s.get("egressd_upstream_errors_total", kind=k)
