@@ -215,7 +215,9 @@ struct refusal {
 /* The one writer of `refuse` lines: counts r->reason in the refusals metric
  * and logs it (warn) with c's id. */
 void conn_log_refuse(struct conn *c, const struct refusal *r);
-/* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */
+/* Sends an HTTP error reply ("egressd refused ...") and closes after flush;
+ * a transparent TLS client whose handshake has not begun gets a TLS alert
+ * instead (access_denied for a 403 reason, else handshake_failure). */
 void conn_refuse(struct conn *c, enum reason r, const char *detail);
 /* Sends conn_error's reply without its "error" event (the caller logs). */
 void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg);

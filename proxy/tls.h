@@ -39,6 +39,9 @@ SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip
 /* After a failed upstream handshake: a message naming what failed, and
  * whether it was certificate verification. */
 bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n);
+/* After a failed upstream handshake: did the upstream end it with a
+ * no_application_protocol alert (it serves none of the protocols offered)? */
+bool tls_upstream_alpn_refused(const SSL *ssl);
 
 /* Expected SNI for a downstream SSL (checked in the servername callback);
  * the callback stores "mismatch" in the SSL's ex data, read here. */

@@ -291,6 +291,37 @@ static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
 	upstream_failed(c, true, "timed out");
 }
 
+/* The upstream was offered the sandbox's own ALPN list (upstream_alpn). */
+static bool offered_sandbox_alpn(const struct conn *c)
+{
+	size_t n;
+
+	return c->transparent && c->peeked == PEEK_TLS && upstream_alpn(c, &n) == c->alpn.offer;
+}
+
+/* Transparent: the upstream refused the sandbox's own ALPN offer
+ * (upstream_alpn) with no_application_protocol. The sandbox gets that
+ * alert too, and a `refuse` event (connect-failed) says why. */
+static void refuse_alpn(struct conn *c)
+{
+	char offer[64] = "", detail[256];
+	struct refusal rf = { .reason = reason_str(REASON_CONNECT_FAILED), .target = true,
+			      .detail = detail };
+
+	for (size_t i = 0, k = 0; i < c->alpn.offer_len && k < sizeof(offer); i += 1 + c->alpn.offer[i])
+		k += (size_t)snprintf(offer + k, sizeof(offer) - k, "%s%.*s", i ? ", " : "",
+				      (int)c->alpn.offer[i], (const char *)c->alpn.offer + i + 1);
+	snprintf(detail, sizeof(detail), "the upstream serves none of the protocols the sandbox "
+		 "offered (ALPN \"%s\", offered upstream as is): its no_application_protocol "
+		 "alert is passed on", offer);
+	c->d.allow = false;
+	c->d.reason = REASON_CONNECT_FAILED;
+	conn_log_connect(c);
+	conn_log_refuse(c, &rf);
+	relay_send_tls_alert(c, 120 /* no_application_protocol */);
+	conn_close_flushed(c);
+}
+
 /* A connect attempt failed (or timed out): TCP (try the next address) or,
  * when intercepting, the verified TLS handshake (refuse: never send anything). */
 static void upstream_failed(struct conn *c, bool timed_out, const char *why)
@@ -308,6 +339,10 @@ static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 			return;
 		}
 		metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_TLS);
+		if (offered_sandbox_alpn(c) && tls_upstream_alpn_refused(ssl)) {
+			refuse_alpn(c);
+			return;
+		}
 		conn_refuse(c, REASON_CONNECT_FAILED, msg);
 		return;
 	}
