@@ -5,10 +5,11 @@ the median of the rounds is reported next to `direct` from the same rounds).
 
     bench/ab.py OLD_BINARY NEW_BINARY [...]       (labels: a, b, c, ...)
 
-Environment: AB_PATHS=tunnel,intercept (default both), AB_WORKLOADS=ka1,ka64,new8,bulk,upload
-(default all), AB_ROUNDS (default 5), AB_DURATION (s per cell, default 2), AB_IDLE=N
+Environment: AB_PATHS=tunnel,intercept (default both; h2 adds egressd --http2 intercepting
+bench.py's HTTP/2 cell, 64 streams on one connection, against h2-direct),
+AB_WORKLOADS=ka1,ka64,new8,bulk,upload (default all; for the tunnel and intercept paths), AB_ROUNDS (default 5), AB_DURATION (s per cell, default 2), AB_IDLE=N
 (idle tunnels per binary and path, default 0 = skip), AB_DIRECT=0 (skip direct).
-Prints a Markdown table. Uses bench/bench.py's upstream (nginx) and loadgen.
+Prints a Markdown table. Uses bench/bench.py's upstream (nginx), loadgen and h2gen.
 """
 import os
 import resource
@@ -17,6 +18,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
+
+
+def h2_row(r):
+    """r measured with bench.py's HTTP/2 workload (h2gen) instead of the HTTP/1.1 ones."""
+    r.h2 = True
+    r.workloads = [bench.H2_WORKLOAD]
+    return r
 
 
 def main():
@@ -31,27 +39,34 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     labels = [chr(ord("a") + i) for i in range(len(bins))]
-    workloads = [w for w in bench.WORKLOADS if w[0] in wls]
+    h1_paths = [p for p in paths if p != "h2"]
+    h1_wl = [(k, t, "loadgen", a) for k, t, a in bench.WORKLOADS if k in wls] if h1_paths else []
+    h2_wl = [bench.H2_WORKLOAD] if "h2" in paths else []
+    workloads = h1_wl + h2_wl
     try:
         bench.setup_upstream()
         rows = []
         if os.environ.get("AB_DIRECT", "1") != "0":
-            d = bench.direct_row()
-            d.start()
-            rows.append(d)
+            if h1_wl:
+                rows.append(bench.direct_row())
+            if h2_wl:
+                rows.append(h2_row(bench.direct_row("h2-direct", "h2-direct", bench.H2PORT)))
         for p in paths:
             for lab, b in zip(labels, bins):
-                r = bench.egressd_row("%s-%s" % (p, lab), "%s %s" % (p, lab), p == "intercept", b)
-                r.start()
-                if r.inject and not bench.check_injection(r):
-                    raise RuntimeError("%s: secret not injected" % r.key)
-                rows.append(r)
-        cells = {(r.key, w[0]): [] for r in rows for w in workloads}
+                r = bench.egressd_row("%s-%s" % (p, lab), "%s %s" % (p, lab), p in ("intercept", "h2"), b,
+                                      http2=p == "h2", uport=bench.H2PORT if p == "h2" else None)
+                rows.append(h2_row(r) if p == "h2" else r)
+        for r in rows:
+            r.start()
+            if r.inject and not bench.check_injection(r):
+                raise RuntimeError("%s: secret not injected" % r.key)
+        cells = {(r.key, w[0]): [] for r in rows for w in (h2_wl if r.h2 else h1_wl)}
         for i in range(rounds):
-            for key, _, args in workloads:
+            for key, _, gen, args in workloads:
                 order = rows if i % 2 == 0 else rows[::-1]
                 for r in order:
-                    cells[(r.key, key)].append(bench.run_cell(r, args))
+                    if (r.key, key) in cells:
+                        cells[(r.key, key)].append(bench.run_cell(r, args, gen))
             bench.log("round %d/%d done" % (i + 1, rounds))
         idle_res = {}
         if idle:
@@ -60,16 +75,18 @@ def main():
                     idle_res[r.key] = bench.idle_cell(r, idle)
         out = ["| path | workload | req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors | proxy CPU µs/req (bulk, upload: ms/MB) | ratio to direct |",
                "|---|---|---|---|---|---|---|---|---|---|"]
-        for key, _, _ in workloads:
+        for key, _, _, _ in workloads:
             base = None
             for r in rows:
+                if (r.key, key) not in cells:
+                    continue
                 m = bench.median_cell(cells[(r.key, key)])
                 v = m["mb_s"] if key in bench.BULK else m["rps"]
-                if r.key == "direct":
+                if r.key in ("direct", "h2-direct"):
                     base = v
-                out.append("| %s | %s | %s | %s | %.3f | %.3f | %.3f | %d | %s | %s |" % (
-                    r.key, key, bench.fmt(m["rps"]), bench.fmt(m["mb_s"]), m["p50_ms"], m["p99_ms"],
-                    m["p999_ms"], m["errors"],
+                out.append("| %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
+                    r.key, key, bench.fmt(m["rps"]), bench.fmt(m["mb_s"]), bench.fmt(m["p50_ms"], 3),
+                    bench.fmt(m["p99_ms"], 3), bench.fmt(m["p999_ms"], 3), m["errors"],
                     bench.fmt(m["cpu_ms_per_mb"] if key in bench.BULK else m["cpu_us_per_req"], 2 if key in bench.BULK else 1),
                     "%.2f" % (v / base) if base else "—"))
         for k, v in idle_res.items():

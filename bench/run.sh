@@ -27,5 +27,5 @@ else
 	echo "bench: not root: squid/tinyproxy need root to drop privileges; mitmproxy and" >&2
 	echo "       python3-matplotlib are used only if already installed" >&2
 fi
-make --no-print-directory -f bench/Makefile
+make --no-print-directory -f bench/Makefile build/bench/loadgen build/bench/h2gen
 exec /usr/bin/python3 bench/bench.py

@@ -9,7 +9,7 @@ pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson
 case $what in
 test) pkgs="$pkgs curl python3 python3-prometheus-client python3-requests brotli zstd nodejs iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev groff-base man-db systemd" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
-bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy" ;;
+bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy nghttp2-client" ;;
 # the clients tests/integration/runtimes_test.py drives (each skipped when absent;
 # not part of `make test`: a JRE and npm are large)
 runtimes) pkgs="$pkgs curl git python3-requests python3-pip python3-grpcio" ;;
