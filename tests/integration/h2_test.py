@@ -7,7 +7,9 @@ with --http2 (the h2 relay: the secret injected, a `request` event with
 "proto":"h2"), over HTTP/1.1 without it; an
 intercepted host whose upstream speaks HTTP/1.1 only is served over HTTP/1.1
 (curl falls back), and a client that offers only h2 (Node's http2, gRPC) gets
-the no_application_protocol alert and a refuse event. Prints TAP.
+the no_application_protocol alert and a refuse event; HTTP/2 with prior
+knowledge where egressd reads HTTP/1 gets 400 h2-prior-knowledge and a refuse
+event. Prints TAP.
 """
 
 import hashlib
@@ -24,7 +26,8 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
-                     run_egressd, free_port, wait_until, EGRESSD_BIN)
+                     run_egressd, free_port, wait_until, EGRESSD_BIN, connect_proxy, proxy_connect,
+                     read_response, client_ssl_context, Reader, IO_TIMEOUT)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
@@ -181,16 +184,17 @@ def _(ctx):
     check_eq(ev[0]["bytes_up"], n, "the request event's bytes_up")
 
 
-def requests_total(mport):
+def requests_total(mport, proto="h2"):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read()
     for line in body.decode().splitlines():
-        if line.startswith('egressd_requests_total{mode="intercept"}'):
+        if line.startswith('egressd_requests_total{mode="intercept",proto="%s"} ' % proto):
             return int(float(line.split()[-1]))
-    return 0
+    raise AssertionError("no egressd_requests_total{mode=intercept,proto=%s} in the scrape" % proto)
 
 
 @suite.case("an intercepted host over HTTP/2 (--http2): two requests on one connection are "
-            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
+            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept,"
+            "proto=h2} 2 (proto=http1 0)",
             skip=no_node)
 def _(ctx):
     def make():
@@ -208,7 +212,9 @@ def _(ctx):
     deadline = time.time() + 10
     while requests_total(e.mport) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
+    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept,proto=h2}")
+    check_eq(requests_total(e.mport, "http1"), 0,
+             "egressd_requests_total{mode=intercept,proto=http1}")
 
 
 @suite.case("an intercepted host over HTTP/2 (--http2), --on-placeholder-leak block: a "
@@ -548,6 +554,66 @@ def _(ctx):
     status, body = out.split("\n", 1)
     check_eq(status, "200", "status")
     check_eq(json.loads(body)["proto"], "2.0", "the upstream's view")
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def check_preface_refused(ctx, e, sock, reader, target, count=1):
+    """Sends the HTTP/2 connection preface on sock (where egressd reads HTTP/1):
+    a 400 h2-prior-knowledge with a sentence, then the close; a refuse event
+    (method PRI, target when the connection has one; count such events in all)
+    and no error event."""
+    sock.sendall(PREFACE)
+    resp = read_response(reader)
+    check_eq((resp.status, resp.header("X-Egressd-Reason")), (400, "h2-prior-knowledge"),
+             "the reply to the preface (%r)" % resp)
+    check(b"HTTP/2 with prior knowledge is not served" in resp.body and b"HPE_" not in resp.body,
+          "the reply's sentence: %r" % resp.body)
+    check_eq(reader.rest(), b"", "then the connection closes")
+    def refused(v):
+        return v.get("event") == "refuse" and v.get("reason") == "h2-prior-knowledge"
+    ev = e.wait_log(refused, what="a refuse event h2-prior-knowledge")
+    deadline = time.time() + 10
+    while len(ev) < count and time.time() < deadline:
+        time.sleep(0.05)
+        ev = [v for v in e.log_events() if refused(v)]
+    check_eq(len(ev), count, "refuse events h2-prior-knowledge")
+    for v in ev:
+        check_eq((v.get("method"), v.get("path"), v.get("status"), v.get("host"), v.get("port")),
+                 ("PRI", "*", 400) + target, "the refuse event %r" % v)
+        check("HTTP/2" in v.get("detail", "") and "HPE_" not in json.dumps(v),
+              "the event's detail: %r" % v)
+    check_eq([v for v in e.log_events() if v.get("event") == "error"], [], "error events")
+
+
+@suite.case("HTTP/2 with prior knowledge to the explicit proxy port (origin-form): curl "
+            "--http2-prior-knowledge gets no HTTP/2 there, egressd answers 400 "
+            "h2-prior-knowledge with a sentence and logs a refuse event", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = curl(ctx, "--http2-prior-knowledge", "http://%s/x" % e.addr)
+    check(r.returncode != 0, "curl --http2-prior-knowledge succeeded: %r" % r.stdout[:200])
+    e.wait_log(lambda v: v.get("event") == "refuse" and v.get("reason") == "h2-prior-knowledge",
+               what="curl's refuse event")
+    s = connect_proxy(ctx, e.port)  # the same preface, to read egressd's answer
+    check_preface_refused(ctx, e, s, Reader(s), (None, None), count=2)
+
+
+@suite.case("HTTP/2 with prior knowledge inside an intercepted CONNECT (TLS, ALPN http/1.1): "
+            "400 h2-prior-knowledge with a sentence and a refuse event naming the host",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx, http2=False)
+    target = "api.test:%d" % W["srv_port"]
+    s, _r, resp = proxy_connect(ctx, e.port, target)
+    check_eq(resp.status, 200, "CONNECT %s" % target)
+    c = client_ssl_context(e.ca)
+    c.set_alpn_protocols(["http/1.1"])
+    t = ctx.sock(c.wrap_socket(s, server_hostname="api.test"))
+    t.settimeout(IO_TIMEOUT)
+    check_eq(t.selected_alpn_protocol(), "http/1.1", "ALPN")
+    check_preface_refused(ctx, e, t, Reader(t), ("api.test", W["srv_port"]))
 
 
 def main():
