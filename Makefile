@@ -85,7 +85,7 @@ install: $(BUILD)/egressd $(BUILD)/egressd.1
 	sed 's|/usr/local/bin/egressd|$(PREFIX)/bin/egressd|g' contrib/egressd.service > $(BUILD)/egressd.service
 	install -m 0644 $(BUILD)/egressd.service $(DESTDIR)$(UNITDIR)/egressd.service
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/sockpair.h $(BUILD)/libegressd.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h tests/unit/sockpair.h tests/unit/h2pair.h $(BUILD)/libegressd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLCFLAGS) $(INC_ALL) -Itests/unit -o $@ $< $(BUILD)/libegressd.a $(LDSAN) $(LIBS)
 

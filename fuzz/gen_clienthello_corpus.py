@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """gen_clienthello_corpus.py -- writes real ClientHellos (Python ssl, curl,
-openssl s_client against a local socket) and a few non-TLS first flights to
-fuzz/corpus/clienthello/. Run from the project root; nothing leaves 127.0.0.1."""
+openssl s_client against a local socket; several ALPN offers) and a few non-TLS
+first flights to fuzz/corpus/clienthello/. Run from the project root; nothing
+leaves 127.0.0.1. With names as arguments, writes only those seeds."""
 import os
 import socket
 import ssl
@@ -67,7 +68,24 @@ def records(hello, size):
                     for i in range(0, len(body), size))
 
 
-def main():
+def alpn_near_miss(hello):
+    """hello (one record, no ALPN) with an ALPN extension whose second name is
+    empty appended: a malformed offer the parser must refuse."""
+    ext = b"\x00\x10\x00\x06\x00\x04\x02h2\x00"
+    body = bytearray(hello[5:])
+    # session_id, cipher_suites, compression, then the extensions' length
+    off = 4 + 2 + 32
+    off += 1 + body[off]
+    off += 2 + int.from_bytes(body[off:off + 2], "big")
+    off += 1 + body[off]
+    n = int.from_bytes(body[off:off + 2], "big") + len(ext)
+    body[off:off + 2] = n.to_bytes(2, "big")
+    body += ext
+    body[1:4] = (len(body) - 4).to_bytes(3, "big")
+    return b"\x16\x03\x01" + len(body).to_bytes(2, "big") + bytes(body)
+
+
+def main(only=None):
     os.makedirs(OUT, exist_ok=True)
     py = python_hello("example.com")
     seeds = {
@@ -83,6 +101,12 @@ def main():
                                      "-servername", "s-client.example"]),
         "openssl_tls12_no_sni": capture(["openssl", "s_client", "-connect", "127.0.0.1:{port}",
                                          "-noservername", "-tls1_2"]),
+        "curl_http11": capture(["curl", "-sk", "--http1.1", "--max-time", "2", "--resolve",
+                                "curl.example:{port}:127.0.0.1", "https://curl.example:{port}/"]),
+        "python_alpn_h2_only": python_hello("grpc.example", alpn=["h2"]),
+        "python_alpn_h1_then_h2": python_hello("order.example", alpn=["http/1.1", "h2"]),
+        "python_alpn_others": python_hello("other.example", alpn=["grpc-exp", "h3", "h2", "h2"]),
+        "alpn_empty_name": alpn_near_miss(py),
         "not_tls_ssh": b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
         "not_tls_http": b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
         "not_tls_sslv2": bytes.fromhex("802e0103010015000000100100800300800700c0060040"
@@ -90,6 +114,8 @@ def main():
         "tls_prefix": b"\x16\x03\x01",
     }
     for name, data in seeds.items():
+        if only and name not in only:
+            continue
         if not data:
             print("skipped", name)
             continue
@@ -98,4 +124,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1:])  # names: write only these seeds

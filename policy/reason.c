@@ -20,6 +20,7 @@ const char *reason_str(enum reason r)
 	case REASON_RULE_DENIED: return "rule-denied";
 	case REASON_UNREDACTABLE_ENCODING: return "unredactable-encoding";
 	case REASON_BODY_TOO_LARGE: return "body-too-large";
+	case REASON_H2_PRIOR_KNOWLEDGE: return "h2-prior-knowledge";
 	}
 	return "unknown";
 }
@@ -35,6 +36,7 @@ int reason_status(enum reason r)
 	case REASON_HOST_MISMATCH:
 		return 421;
 	case REASON_BAD_REQUEST:
+	case REASON_H2_PRIOR_KNOWLEDGE:
 		return 400;
 	case REASON_BODY_TOO_LARGE:
 		return 413;

@@ -19,6 +19,7 @@ enum reason {
 	REASON_RULE_DENIED,      /* a request rule (or rulesDefault) refuses the request */
 	REASON_UNREDACTABLE_ENCODING, /* a secret's host replied in a coding egressd cannot decode */
 	REASON_BODY_TOO_LARGE,   /* a body to rewrite (injection) is over the bound */
+	REASON_H2_PRIOR_KNOWLEDGE, /* an HTTP/2 preface (PRI * HTTP/2.0) where HTTP/1 is read */
 };
 
 /* The reason's name as in the spec ("not-allowed"); static string. */

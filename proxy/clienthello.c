@@ -1,7 +1,9 @@
-/* clienthello.c -- finds the SNI in a TLS ClientHello (possibly split over
- * records and reads) without consuming it: a pure parser, no I/O */
+/* clienthello.c -- finds the SNI and the ALPN offer in a TLS ClientHello
+ * (possibly split over records and reads) without consuming it: a pure
+ * parser, no I/O */
 #include "clienthello.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -11,6 +13,7 @@
 #define CT_HANDSHAKE 22            /* TLS content type */
 #define HT_CLIENT_HELLO 1          /* TLS handshake type */
 #define EXT_SERVER_NAME 0          /* extension type of server_name */
+#define EXT_ALPN 16                /* extension type of application_layer_protocol_negotiation */
 #define SNI_HOST_NAME 0            /* name_type of host_name */
 #define SNI_MAX 255                /* longest host name accepted */
 #define STEP_OK (-1)               /* internal: a step succeeded, carry on */
@@ -175,35 +178,85 @@ static int parse_server_name(struct rd ext, struct rd *name)
 	return host_name_ok(name);
 }
 
-/* Walks the extensions block; sets *name (len 0 if no server_name).
- * Returns 0 on a malformed or duplicated extension. */
-static int parse_extensions(struct rd exts, struct rd *name)
+/* What parse_hello found. */
+struct hello {
+	struct rd name;       /* the SNI host name (len 0: none) */
+	struct ch_alpn alpn;  /* the ALPN offer */
+};
+
+/* Appends the wire form of proto (plen bytes) to a's offer unless it is
+ * there already (a client may repeat a name). */
+static void offer_add(struct ch_alpn *a, const char *proto, size_t plen)
+{
+	for (size_t i = 0; i < a->offer_len; i += 1 + a->offer[i])
+		if (a->offer[i] == plen && memcmp(a->offer + i + 1, proto, plen) == 0)
+			return;
+	if (a->offer_len + 1 + plen > sizeof(a->offer))
+		return; /* cannot happen: each of the two names is added once */
+	a->offer[a->offer_len] = (unsigned char)plen;
+	memcpy(a->offer + a->offer_len + 1, proto, plen);
+	a->offer_len += 1 + plen;
+}
+
+static bool is_proto(const struct rd *name, const char *proto)
+{
+	size_t plen = strlen(proto);
+
+	return name->len == plen && memcmp(name->p, proto, plen) == 0;
+}
+
+/* Parses ALPN extension data (RFC 7301 3.1): a non-empty list of non-empty
+ * names, nothing after it. Fills *a; 0 if malformed. */
+static int parse_alpn(struct rd ext, struct ch_alpn *a)
+{
+	struct rd list, name;
+
+	memset(a, 0, sizeof(*a));
+	a->present = true;
+	if (!rd_vec(&ext, 2, &list) || rd_left(&ext) != 0 || list.len == 0)
+		return 0;
+	while (rd_left(&list) > 0) {
+		if (!rd_vec(&list, 1, &name) || name.len == 0)
+			return 0;
+		a->names++;
+		if (is_proto(&name, "h2"))
+			offer_add(a, "h2", 2);
+		else if (is_proto(&name, "http/1.1"))
+			offer_add(a, "http/1.1", 8);
+	}
+	return 1;
+}
+
+/* Walks the extensions block into *h (name len 0 if no server_name; alpn
+ * not present if none). Returns 0 on a malformed or duplicated extension. */
+static int parse_extensions(struct rd exts, struct hello *h)
 {
 	unsigned char seen[65536 / 8];
 	size_t type;
 	struct rd data;
 
 	memset(seen, 0, sizeof(seen));
-	name->len = 0;
 	while (rd_left(&exts) > 0) {
 		if (!rd_uint(&exts, 2, &type) || !rd_vec(&exts, 2, &data))
 			return 0;
 		if (seen[type / 8] & (1u << (type % 8)))
 			return 0;
 		seen[type / 8] |= (unsigned char)(1u << (type % 8));
-		if (type == EXT_SERVER_NAME && !parse_server_name(data, name))
+		if (type == EXT_SERVER_NAME && !parse_server_name(data, &h->name))
+			return 0;
+		if (type == EXT_ALPN && !parse_alpn(data, &h->alpn))
 			return 0;
 	}
 	return 1;
 }
 
-/* Parses a whole ClientHello message (header included) into *name. */
-static int parse_hello(const unsigned char *msg, size_t len, struct rd *name)
+/* Parses a whole ClientHello message (header included) into *h. */
+static int parse_hello(const unsigned char *msg, size_t len, struct hello *h)
 {
 	struct rd r = { msg, len, HS_HDR }, v;
 	size_t version;
 
-	name->len = 0;
+	memset(h, 0, sizeof(*h));
 	if (!rd_uint(&r, 2, &version) || version >> 8 != 3 || !rd_skip(&r, 32))
 		return 0;
 	if (!rd_vec(&r, 1, &v) || v.len > 32)                    /* session_id */
@@ -216,31 +269,32 @@ static int parse_hello(const unsigned char *msg, size_t len, struct rd *name)
 		return 1;
 	if (!rd_vec(&r, 2, &v) || rd_left(&r) != 0)
 		return 0;
-	return parse_extensions(v, name);
+	return parse_extensions(v, h);
 }
 
-enum ch_result clienthello_parse(const unsigned char *data, size_t n, char *sni, size_t sni_cap)
+enum ch_result clienthello_parse(const unsigned char *data, size_t n, char *sni, size_t sni_cap,
+				 struct ch_alpn *alpn)
 {
 	unsigned char msg[CLIENTHELLO_MAX];
 	size_t msg_len = 0;
-	struct rd name = { NULL, 0, 0 };
+	struct hello h;
 	int r;
 
 	r = reassemble(data, n, msg, &msg_len);
 	if (r != STEP_OK)
 		goto out;
 	r = CH_ERROR;
-	if (!parse_hello(msg, msg_len, &name))
+	if (!parse_hello(msg, msg_len, &h))
 		goto out;
-	r = CH_NO_SNI;
-	if (name.len == 0)
-		goto out;
-	r = CH_ERROR;
-	if (!sni || name.len >= sni_cap)
-		goto out;
-	memcpy(sni, name.p, name.len);
-	sni[name.len] = '\0';
-	r = CH_SNI;
+	if (h.name.len > 0) {
+		if (!sni || h.name.len >= sni_cap)
+			goto out;
+		memcpy(sni, h.name.p, h.name.len);
+		sni[h.name.len] = '\0';
+	}
+	if (alpn)
+		*alpn = h.alpn;
+	r = h.name.len > 0 ? CH_SNI : CH_NO_SNI;
 out:
 	return (enum ch_result)r;
 }

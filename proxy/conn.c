@@ -576,10 +576,28 @@ void conn_log_refuse(struct conn *c, const struct refusal *r)
 	audit_emit(&w);
 }
 
+/* conn_refuse for a transparent TLS client: the decision logged and counted,
+ * the alert desc written, closed after flush. */
+static void refuse_tls(struct conn *c, enum reason r, unsigned char desc)
+{
+	c->d.allow = false;
+	c->d.reason = r;
+	metrics_refusal(c->w->mx, r);
+	conn_log_connect(c);
+	relay_send_tls_alert(c, desc);
+	conn_close_flushed(c);
+}
+
 void conn_refuse(struct conn *c, enum reason r, const char *detail)
 {
 	char tt[HOST_MAX + 16], msg[HOST_MAX + 256];
 
+	if (c->transparent && c->peeked == PEEK_TLS && c->cl && !sock_ssl(c->cl)) {
+		/* its ClientHello waits in c->cl: an HTTP reply would be garbage to it */
+		refuse_tls(c, r, reason_status(r) == 403 ? 49 /* access_denied */
+							 : 40 /* handshake_failure */);
+		return;
+	}
 	c->d.allow = false;
 	c->d.reason = r;
 	metrics_refusal(c->w->mx, r);

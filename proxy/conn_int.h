@@ -14,6 +14,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "clienthello.h"
 #include "closeq.h"
 #include "httpmsg.h"
 #include "pattern.h"
@@ -115,6 +116,7 @@ struct conn {
 	struct ipaddr orig;            /* transparent: original destination */
 	uint16_t orig_port;
 	enum { PEEK_NONE, PEEK_TLS, PEEK_HTTP } peeked; /* what the first bytes were */
+	struct ch_alpn alpn;           /* PEEK_TLS: the ClientHello's ALPN offer (h2, http/1.1) */
 	uint64_t approved;             /* secrets approved for c->t (bit i = secret i) */
 	struct redactor *redactor;     /* replies: real values -> placeholders */
 	struct wsredact *ws;           /* after a WebSocket upgrade: frames from upstream */
@@ -215,7 +217,9 @@ struct refusal {
 /* The one writer of `refuse` lines: counts r->reason in the refusals metric
  * and logs it (warn) with c's id. */
 void conn_log_refuse(struct conn *c, const struct refusal *r);
-/* Sends an HTTP error reply ("egressd refused ...") and closes after flush. */
+/* Sends an HTTP error reply ("egressd refused ...") and closes after flush;
+ * a transparent TLS client whose handshake has not begun gets a TLS alert
+ * instead (access_denied for a 403 reason, else handshake_failure). */
 void conn_refuse(struct conn *c, enum reason r, const char *detail);
 /* Sends conn_error's reply without its "error" event (the caller logs). */
 void conn_send_error(struct conn *c, int status, const char *reason_hdr, const char *msg);

@@ -90,7 +90,7 @@ static void meter(const struct exchange *ex, const struct conn *c)
 	struct metrics_worker *mx = c->w->mx;
 
 	if (!ex->cut) /* counts requests answered, duration to the end */
-		metrics_request(mx, c->mode, elapsed_usec(&ex->start));
+		metrics_request(mx, c->mode, MX_PROTO_HTTP1, elapsed_usec(&ex->start));
 	for (uint64_t m = ex->injected; m; m &= m - 1)
 		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 }

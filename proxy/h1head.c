@@ -1,11 +1,32 @@
 /* h1head.c -- the request-head phase of HTTP/1: client bytes are fed to a
  * new exchange's request parser until a head is complete, which goes to the
  * connection's c->on_head (the explicit proxy's, an intercepted or origin
- * connection's); a kept-alive upstream may go away meanwhile */
+ * connection's); a kept-alive upstream may go away meanwhile; an HTTP/2
+ * preface is refused with its own reason */
 #include "conn_int.h"
 #include "exchange.h"
 #include "httpmsg.h"
 #include "sock.h"
+
+/* HTTP/2 with prior knowledge where HTTP/1 is read (the explicit proxy, an
+ * intercepted connection without h2): a `refuse` event (h2-prior-knowledge,
+ * "PRI *") and a 400 that says HTTP/2 is not served here; the connection
+ * closes. The target is named where the connection has one. */
+static void refuse_h2_preface(struct conn *c)
+{
+	const char *why = httpmsg_error(c->ex->req);
+	struct refusal r = {
+		.reason = reason_str(REASON_H2_PRIOR_KNOWLEDGE),
+		.target = c->mode == MODE_INTERCEPT || c->mode == MODE_ORIGIN,
+		.method = "PRI",
+		.path = "*",
+		.status = reason_status(REASON_H2_PRIOR_KNOWLEDGE),
+		.detail = why,
+	};
+
+	conn_log_refuse(c, &r);
+	conn_send_error(c, r.status, r.reason, why);
+}
 
 /* Feeds buffered client bytes to the request parser until a head completes. */
 static void read_head(struct conn *c)
@@ -31,7 +52,11 @@ static void read_head(struct conn *c)
 			c->on_head(c, url, ulen);
 			return;
 		}
-		conn_error(c, httpmsg_error_status(c->ex->req), "bad-request", httpmsg_error(c->ex->req));
+		if (httpmsg_error_h2_preface(c->ex->req))
+			refuse_h2_preface(c);
+		else
+			conn_error(c, httpmsg_error_status(c->ex->req), "bad-request",
+				   httpmsg_error(c->ex->req));
 		return;
 	}
 }

@@ -1,15 +1,18 @@
 /* h2body.c -- HTTP/2 bodies inside the relay: capped, wiped byte queues,
  * and a reply body decoded (contentdec) and redacted (redactor) into its
- * output only as room is granted */
+ * output only as room is granted; gRPC replies redacted message by message
+ * (grpcframe), each with its new length */
 #include "h2body.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "grpcframe.h"
 #include "redact.h"
 
 #define CHUNK 16384 /* bytes decoded or redacted per step */
+#define GRPC_HOLD (64 * 1024) /* a gRPC message held whole at most (per stream) */
 
 void h2queue_init(struct h2queue *q, size_t max)
 {
@@ -78,6 +81,12 @@ struct h2body {
 	bool dec_done;         /* every coded stream ended */
 	bool out_done;         /* all of the body is in out */
 	bool failed;
+	bool grpc;             /* redacted per gRPC message (h2body_grpc) */
+	struct grpcframe gf;
+	struct h2queue msg;    /* the current gRPC message, when it fits in in.max */
+	bool msg_stream;       /* ... it does not: streamed, its length must not change */
+	uint64_t msg_out;      /* bytes of a streamed message emitted so far */
+	const char *gerr;      /* why the gRPC body cannot be redacted, or NULL */
 };
 
 struct h2body *h2body_new(size_t in_max)
@@ -86,12 +95,15 @@ struct h2body *h2body_new(size_t in_max)
 
 	h2queue_init(&b->in, in_max);
 	h2queue_init(&b->out, SIZE_MAX);
+	h2queue_init(&b->msg, in_max < GRPC_HOLD ? in_max : GRPC_HOLD);
+	grpcframe_init(&b->gf);
 	return b;
 }
 
 static void drop_input(struct h2body *b)
 {
 	h2queue_dispose(&b->in);
+	h2queue_dispose(&b->msg);
 	contentdec_free(b->dec);
 	b->dec = NULL;
 	redactor_free(b->red);
@@ -116,6 +128,11 @@ void h2body_setup(struct h2body *b, const enum contentdec_coding *cs, int n,
 		b->red = redactor_new(ss, mask);
 }
 
+void h2body_grpc(struct h2body *b)
+{
+	b->grpc = b->red != NULL;
+}
+
 bool h2body_in(struct h2body *b, const uint8_t *p, size_t n)
 {
 	return h2queue_add(&b->in, p, n);
@@ -133,10 +150,90 @@ static void emit(void *ctx, const char *p, size_t n)
 	h2queue_add(out, (const uint8_t *)p, n); /* out has no cap */
 }
 
+static void emit_counted(void *ctx, const char *p, size_t n)
+{
+	struct h2body *b = ctx;
+
+	emit(&b->out, p, n);
+	b->msg_out += n;
+}
+
+/* A gRPC message's prefix was read. */
+static void msg_start(struct h2body *b)
+{
+	uint8_t pre[5];
+
+	if (b->gf.compressed) {
+		b->gerr = "a compressed gRPC message (grpc-encoding) cannot be redacted";
+		return;
+	}
+	b->msg_stream = b->gf.len > b->msg.max;
+	b->msg_out = 0;
+	if (!b->msg_stream)
+		return;
+	grpcframe_prefix(pre, false, b->gf.len);
+	emit(&b->out, (const char *)pre, sizeof(pre));
+}
+
+/* The message is whole: redacted into out behind a prefix with its new
+ * length (written once the length is known); a streamed one must have
+ * kept its length. */
+static void msg_end(struct h2body *b)
+{
+	size_t at = b->out.len, n;
+
+	if (b->msg_stream) {
+		redactor_flush(b->red, emit_counted, b);
+		if (b->msg_out != b->gf.len)
+			b->gerr = "a secret's value in a gRPC message over 64 KiB (its length would change)";
+		return;
+	}
+	emit(&b->out, "\0\0\0\0\0", 5);
+	if (b->msg.len)
+		redactor_feed(b->red, (const char *)b->msg.p + b->msg.off, b->msg.len, emit, &b->out);
+	redactor_flush(b->red, emit, &b->out);
+	n = b->out.len - at - 5;
+	if (n > UINT32_MAX) {
+		b->gerr = "a redacted gRPC message over 4 GiB";
+		return;
+	}
+	grpcframe_prefix(b->out.p + b->out.off + at, false, (uint32_t)n);
+	if (b->msg.len) { /* an empty message has no buffer */
+		xwipe(b->msg.p + b->msg.off, b->msg.len);
+		drain(&b->msg, b->msg.len);
+	}
+}
+
+/* Reply bytes of a gRPC body: messages cut out, each redacted (b->gerr on
+ * failure). */
+static void grpc_in(struct h2body *b, const uint8_t *p, size_t n)
+{
+	enum grpcframe_ev ev;
+
+	while (n > 0 && !b->gerr) {
+		size_t k = grpcframe_next(&b->gf, p, n, &ev);
+		if (ev == GRPCFRAME_BAD) {
+			b->gerr = "a gRPC message prefix with a flag other than 0 or 1";
+			return;
+		}
+		if (ev == GRPCFRAME_START)
+			msg_start(b);
+		else if (ev == GRPCFRAME_BYTES && b->msg_stream)
+			redactor_feed(b->red, (const char *)p, k, emit_counted, b);
+		else if (ev == GRPCFRAME_BYTES)
+			h2queue_add(&b->msg, p, k); /* fits: len <= msg.max */
+		if (!b->gerr && ev != GRPCFRAME_NEED && grpcframe_msg_done(&b->gf))
+			msg_end(b);
+		p += k, n -= k;
+	}
+}
+
 /* Decoded or raw bytes, redacted when a redactor is set, to out. */
 static void to_out(struct h2body *b, const char *p, size_t n)
 {
-	if (b->red)
+	if (b->grpc)
+		grpc_in(b, (const uint8_t *)p, n);
+	else if (b->red)
 		redactor_feed(b->red, p, n, emit, &b->out);
 	else
 		emit(&b->out, p, n);
@@ -173,6 +270,10 @@ static size_t step(struct h2body *b, size_t room, bool *moved, const char **err)
 			*err = contentdec_error(b->dec);
 			return used;
 		}
+		if (b->gerr) {
+			*err = b->gerr;
+			return used;
+		}
 		*moved = used > 0 || made > 0 || b->dec_done;
 		return used;
 	}
@@ -186,10 +287,16 @@ static size_t step(struct h2body *b, size_t room, bool *moved, const char **err)
 		to_out(b, (const char *)b->in.p + b->in.off, take);
 		drain(&b->in, take);
 		*moved = true;
+		if (b->gerr)
+			*err = b->gerr;
 		return take;
 	}
 	if (b->in_end) {
-		if (b->red)
+		if (b->grpc && !grpcframe_msg_done(&b->gf)) {
+			*err = "the reply ended inside a gRPC message";
+			return 0;
+		}
+		if (b->red && !b->grpc)
 			redactor_flush(b->red, emit, &b->out);
 		b->out_done = true;
 	}
@@ -226,6 +333,11 @@ size_t h2body_in_len(const struct h2body *b)
 size_t h2body_out_len(const struct h2body *b)
 {
 	return b->out.len;
+}
+
+size_t h2body_held(const struct h2body *b)
+{
+	return b->msg.len;
 }
 
 size_t h2body_take(struct h2body *b, uint8_t *buf, size_t n)

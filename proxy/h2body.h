@@ -36,6 +36,13 @@ void h2body_free(struct h2body *b);
  * mask in ss to redact (mask 0: none; ss borrowed, must outlive b). */
 void h2body_setup(struct h2body *b, const enum contentdec_coding *cs, int n,
 		  const struct secretset *ss, uint64_t mask);
+/* After h2body_setup, for a gRPC reply (content-type application/grpc*)
+ * with secrets to redact: each length-prefixed message is redacted whole
+ * and sent with its new length (redaction changes it). A message longer
+ * than 64 KiB (or in_max) is redacted as it streams and must keep its
+ * length (no secret's value in it), else the body fails; so does a
+ * compressed message (it cannot be redacted) or a body cut inside one. */
+void h2body_grpc(struct h2body *b);
 /* Bytes from the upstream; false if over in_max (a peer past its window). */
 bool h2body_in(struct h2body *b, const uint8_t *p, size_t n);
 /* The upstream's body ended (END_STREAM or trailers). */
@@ -52,6 +59,10 @@ size_t h2body_pump(struct h2body *b, size_t room, const char **err);
 bool h2body_pending(const struct h2body *b);
 size_t h2body_in_len(const struct h2body *b);
 size_t h2body_out_len(const struct h2body *b);
+/* Bytes of a gRPC message held until it is whole (at most 64 KiB or in_max;
+ * outside the room h2body_pump is granted: a message started always ends,
+ * so streams never wait on each other's partial messages). */
+size_t h2body_held(const struct h2body *b);
 /* Copies up to n output bytes to buf and drops them; returns how many. */
 size_t h2body_take(struct h2body *b, uint8_t *buf, size_t n);
 /* Is the output complete (all of the body moved; what is left is in out)? */

@@ -72,7 +72,7 @@ static void log_request(struct conn *c, const struct h2relay_event *ev)
 	if (ev->reason != REASON_NONE && ev->reason != REASON_UNREDACTABLE_ENCODING)
 		metrics_refusal(c->w->mx, ev->reason);
 	else if (ev->reason == REASON_NONE && !ev->incomplete)
-		metrics_request(c->w->mx, c->mode, ev->usec);
+		metrics_request(c->w->mx, c->mode, MX_PROTO_H2, ev->usec);
 	for (uint64_t m = ev->secrets; m; m &= m - 1)
 		metrics_secret_injected(c->w->mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 	c->bytes_up += ev->bytes_up;

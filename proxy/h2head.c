@@ -313,7 +313,8 @@ bool h2head_request_nv(const struct h2hdrs *h, const struct h2head_req *rq, bool
 		uint64_t used = 0;
 		h2hdrs_get(h, i, &nm, &nl, &v, &l);
 		if ((nl > 0 && nm[0] == ':') || is(nm, nl, "host") || hop_by_hop(nm, nl, v, l) ||
-		    (rq->redact && is(nm, nl, "accept-encoding")))
+		    (rq->redact && (is(nm, nl, "accept-encoding") ||
+				    is(nm, nl, "grpc-accept-encoding"))))
 			continue;
 		b.len = 0;
 		if (rq->ss && rq->approved)

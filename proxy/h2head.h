@@ -79,7 +79,9 @@ struct h2head_req {
  * "trailers"), each value with approved placeholders replaced (also inside
  * Basic); a field that got a secret is marked NGHTTP2_NV_FLAG_NO_INDEX.
  * For a redacting host Accept-Encoding is replaced as HTTP/1 does
- * (contentdec_accept; identity with Range). *injected gets the secrets'
+ * (contentdec_accept; identity with Range) and grpc-accept-encoding is
+ * dropped (a compressed gRPC message cannot be redacted, so the upstream
+ * is not invited to send one). *injected gets the secrets'
  * bits. trailers: a trailer block (no pseudo-fields, no Accept-Encoding).
  * False if a value cannot be rewritten (over the cap). */
 bool h2head_request_nv(const struct h2hdrs *h, const struct h2head_req *rq, bool trailers,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "h2mem.h"
@@ -20,7 +21,8 @@ void h2relay_limits_default(struct h2relay_limits *l)
 	l->conn_buf = 1024 * 1024;
 	l->max_streams = 100;
 	l->header_list = 64 * 1024;
-	l->idle_frames = 1000;
+	l->idle_burst = 1000;
+	l->idle_rate = 100;
 	l->reset_burst = 1000;
 	l->reset_rate = 33;
 }
@@ -65,15 +67,34 @@ static ssize_t upstream_send(nghttp2_session *s, const uint8_t *p, size_t n, int
 	return write_side(ud, H2_UPSTREAM, p, n);
 }
 
-/* A side sent one more frame that carries nothing; too many in a row: the
+static uint64_t now_us(struct h2relay *r)
+{
+	struct timespec ts;
+
+	if (r->cbs.now_us)
+		return r->cbs.now_us(r->cbs.ctx);
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A side sent one more frame that carries nothing (PING, SETTINGS, empty
+ * DATA): it takes a token from that side's bucket, idle_burst deep and
+ * refilled at idle_rate per second (GCRA: idle_tat is the time the bucket
+ * is full again; each frame moves it one interval on). An empty bucket: the
  * callback fails, so nghttp2_session_mem_recv stops at once, and
  * h2relay_feed ends the session with GOAWAY ENHANCE_YOUR_CALM. (Terminating
  * from inside a callback lets nghttp2 1.52 go on parsing the same input in a
  * state it asserts against: a frame size error after it aborts.) */
 static int idle_frame(struct h2relay *r, enum h2relay_side side)
 {
-	if (++r->idle[side] <= r->conf.lim.idle_frames)
+	const struct h2relay_limits *l = &r->conf.lim;
+	uint64_t now = now_us(r), step = 1000000u / l->idle_rate;
+	uint64_t t = r->idle_tat[side] > now ? r->idle_tat[side] : now;
+
+	if (t - now < (uint64_t)l->idle_burst * step) {
+		r->idle_tat[side] = t + step;
 		return 0;
+	}
 	r->calm[side] = true;
 	return NGHTTP2_ERR_CALLBACK_FAILURE;
 }
@@ -186,7 +207,7 @@ static int upstream_frame(struct h2relay *r, const nghttp2_frame *f)
 		if (!st)
 			break;
 		if (!st->resp_final) {
-			r->idle[H2_UPSTREAM] = 0;
+			r->idle_tat[H2_UPSTREAM] = 0;
 			h2stream_reply_head(st, end);
 			break;
 		}
@@ -229,7 +250,7 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 	struct h2stream *st = stream_of(s, id);
 
 	(void)flags;
-	r->idle[sandbox ? H2_SANDBOX : H2_UPSTREAM] = 0;
+	r->idle_tat[sandbox ? H2_SANDBOX : H2_UPSTREAM] = 0; /* DATA bytes: full again */
 	if (!st || st->refused || (sandbox ? !st->u_open : !st->s_open) ||
 	    !(sandbox ? h2queue_add(&st->up, p, n) : h2body_in(st->body, p, n))) {
 		nghttp2_session_consume(s, id, n); /* nobody takes them */
@@ -380,6 +401,10 @@ struct h2relay *h2relay_new(const struct h2relay_conf *conf, const struct h2rela
 		r->conf.lim.stream_buf = NGHTTP2_MAX_WINDOW_SIZE;
 	if (r->conf.lim.conn_buf > NGHTTP2_MAX_WINDOW_SIZE)
 		r->conf.lim.conn_buf = NGHTTP2_MAX_WINDOW_SIZE;
+	if (r->conf.lim.idle_rate == 0) /* a rate below 1/s is not one */
+		r->conf.lim.idle_rate = 1;
+	if (r->conf.lim.idle_rate > 1000000)
+		r->conf.lim.idle_rate = 1000000;
 	make_authority(r);
 	okay = cs && cu && os && ou &&
 	       nghttp2_session_server_new3(&r->s[H2_SANDBOX], cs, r, os, h2mem_wiping()) == 0 &&
@@ -500,6 +525,7 @@ size_t h2relay_buffered(const struct h2relay *r)
 	size_t n = 0;
 
 	for (const struct h2stream *st = r->streams; st; st = st->next)
-		n += st->up.len + h2body_in_len(st->body) + h2body_out_len(st->body);
+		n += st->up.len + h2body_in_len(st->body) + h2body_out_len(st->body) +
+		     h2body_held(st->body);
 	return n;
 }

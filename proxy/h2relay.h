@@ -34,13 +34,16 @@ struct h2relay_limits {
 	uint32_t conn_buf;    /* bytes held per connection and direction: the connection window */
 	uint32_t max_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS offered to the sandbox */
 	uint32_t header_list; /* SETTINGS_MAX_HEADER_LIST_SIZE; a bigger request head gets 431 */
-	uint32_t idle_frames; /* PING, SETTINGS and empty DATA frames a side may send in a row
-				 without a new stream or DATA bytes; more: GOAWAY ENHANCE_YOUR_CALM */
+	uint32_t idle_burst;  /* PING, SETTINGS and empty DATA frames a side may send at once ... */
+	uint32_t idle_rate;   /* ... and per second after that (a token bucket; a new stream
+				 or DATA bytes from that side refill it); more: GOAWAY
+				 ENHANCE_YOUR_CALM. A keepalive PING every few seconds
+				 never ends a connection, a flood does. */
 	uint32_t reset_burst; /* RST_STREAMs from the sandbox at once ... */
 	uint32_t reset_rate;  /* ... and per second after that (CVE-2023-44487); more: GOAWAY */
 };
 /* 256 KiB per stream, 1 MiB per connection, 100 streams, 64 KiB heads,
- * 1000 idle frames, resets 1000 then 33/s (nghttp2's defaults). */
+ * idle frames 1000 then 100/s, resets 1000 then 33/s (nghttp2's defaults). */
 void h2relay_limits_default(struct h2relay_limits *l);
 
 enum h2relay_event_kind {
@@ -75,6 +78,9 @@ struct h2relay_cbs {
 	 * says false for that side), or -1: that side is gone. */
 	ssize_t (*write)(void *ctx, enum h2relay_side side, const uint8_t *p, size_t n);
 	void (*event)(void *ctx, const struct h2relay_event *ev);
+	/* The time in microseconds on a monotonic clock (the idle-frame rate),
+	 * or NULL: CLOCK_MONOTONIC_COARSE. Tests set it to a simulated clock. */
+	uint64_t (*now_us)(void *ctx);
 };
 
 struct h2relay_conf {

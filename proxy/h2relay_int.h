@@ -51,7 +51,8 @@ struct h2relay {
 	nghttp2_session *s[2];   /* [H2_SANDBOX] server, [H2_UPSTREAM] client */
 	bool blocked[2];         /* the write callback took less than offered */
 	uint64_t written[2];
-	uint32_t idle[2];        /* PING / SETTINGS / empty DATA since a useful frame */
+	uint64_t idle_tat[2];    /* idle frames' token bucket (GCRA): the time (us) at which
+				    it is full again; 0: full (a useful frame came) */
 	bool calm[2];            /* ... too many: that side gets ENHANCE_YOUR_CALM */
 	bool failed;             /* a side is gone or misbehaved: end the connection */
 	struct h2stream *streams;

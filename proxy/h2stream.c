@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "alloc.h"
 #include "elapsed.h"
@@ -368,7 +369,7 @@ void h2stream_start(struct h2stream *st, bool end)
 	st->head_done = true;
 	gettimeofday(&st->start, NULL);
 	st->up_end = end;
-	r->idle[H2_SANDBOX] = 0;
+	r->idle_tat[H2_SANDBOX] = 0; /* a new stream: the idle-frame bucket is full */
 	if (h2hdrs_too_big(st->req)) {
 		h2stream_refuse(st, REASON_BAD_REQUEST, 431, "bad-request", "egressd: request head too large");
 		return;
@@ -401,6 +402,18 @@ void h2stream_start(struct h2stream *st, bool end)
 }
 
 /* ---- replies from the upstream ---- */
+
+/* A gRPC reply (content-type application/grpc, +proto, ;params)? Not
+ * grpc-web, whose framing differs (trailer frames, base64 in -text). */
+static bool is_grpc(const struct h2hdrs *resp)
+{
+	const char *v;
+	size_t l;
+
+	return h2hdrs_find(resp, "content-type", &v, &l) == 1 && l >= 16 &&
+	       strncasecmp(v, "application/grpc", 16) == 0 &&
+	       (l == 16 || v[16] == '+' || v[16] == ';');
+}
 
 static bool has_body(const struct h2stream *st, int status)
 {
@@ -440,6 +453,8 @@ void h2stream_reply_head(struct h2stream *st, bool end)
 	}
 	st->redacting = redacting;
 	h2body_setup(st->body, c.cs, c.n, r->conf.ss, redacting ? r->conf.approved : 0);
+	if (redacting && is_grpc(st->resp))
+		h2body_grpc(st->body); /* each message keeps a true length prefix */
 	if (!h2head_reply_nv(st->resp, r->conf.ss, redacting ? r->conf.approved : 0, &c, status,
 			     body, st->head_req, false, &nv)) {
 		h2nv_dispose(&nv);

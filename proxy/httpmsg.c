@@ -42,6 +42,7 @@ struct httpmsg {
 	int status;          /* response status code */
 	int err_status;      /* 400 or 431 */
 	const char *err;
+	bool h2_preface;     /* err is llhttp's HPE_PAUSED_H2_UPGRADE */
 	char method[24];
 };
 
@@ -264,6 +265,7 @@ static enum httpmsg_status fail(struct httpmsg *m, llhttp_errno_t e)
 				   "HTTP/1.1 here, HTTP/2 with prior knowledge is not served"
 				 : llhttp_errno_name(e);
 		m->err_status = 400;
+		m->h2_preface = e == HPE_PAUSED_H2_UPGRADE;
 	}
 	return HTTPMSG_ERROR;
 }
@@ -372,6 +374,11 @@ const char *httpmsg_error(const struct httpmsg *m)
 int httpmsg_error_status(const struct httpmsg *m)
 {
 	return m->err_status ? m->err_status : 400;
+}
+
+bool httpmsg_error_h2_preface(const struct httpmsg *m)
+{
+	return m->err && m->h2_preface;
 }
 
 const char *httpmsg_method(const struct httpmsg *m)

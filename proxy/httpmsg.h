@@ -43,6 +43,9 @@ bool httpmsg_head_complete(const struct httpmsg *m);
 bool httpmsg_started(const struct httpmsg *m); /* any byte of a message seen */
 const char *httpmsg_error(const struct httpmsg *m); /* static text */
 int httpmsg_error_status(const struct httpmsg *m);  /* 400 or 431 */
+/* The error is an HTTP/2 connection preface (PRI * HTTP/2.0): a client that
+ * speaks HTTP/2 with prior knowledge, not a malformed HTTP/1 request. */
+bool httpmsg_error_h2_preface(const struct httpmsg *m);
 
 /* Head accessors, valid from HEAD (or DONE) until httpmsg_next. Borrowed. */
 const char *httpmsg_method(const struct httpmsg *m); /* "GET" */

@@ -59,6 +59,20 @@ static const char *const timeout_names[MX_TO_KINDS] = {
 	"clienthello", "tls-handshake", "first-bytes", "request-head", "idle",
 };
 static const char *const side_names[MX_SIDES] = { "client", "upstream" };
+static const char *const proto_names[MX_PROTOS] = { "http1", "h2" };
+
+/* The (mode, proto) series of the request families: HTTP/2 is served on
+ * intercepted connections only (a count elsewhere would not be rendered,
+ * and metrics_request never makes one). */
+static const struct {
+	enum conn_mode mode;
+	enum metrics_proto proto;
+} req_series[] = {
+	{ MODE_HTTP, MX_PROTO_HTTP1 },
+	{ MODE_INTERCEPT, MX_PROTO_HTTP1 },
+	{ MODE_INTERCEPT, MX_PROTO_H2 },
+	{ MODE_ORIGIN, MX_PROTO_HTTP1 },
+};
 
 struct hist {
 	uint64_t bucket[MX_BUCKETS + 1]; /* per bucket, not cumulative; last = above 10 s */
@@ -70,7 +84,7 @@ struct hist {
 struct metrics_worker {
 	uint64_t conns[MODE_COUNT][2];      /* [mode][allow] */
 	int64_t open;                     /* this worker's opens minus closes */
-	uint64_t requests[MODE_COUNT];
+	uint64_t requests[MODE_COUNT][MX_PROTOS];
 	uint64_t refusals[MX_REASONS];
 	uint64_t upstream[MX_UP_KINDS];
 	uint64_t timeouts[MX_TO_KINDS];
@@ -78,7 +92,7 @@ struct metrics_worker {
 	uint64_t leaks;
 	uint64_t cert_hits, cert_misses, cert_entries, cert_minted;
 	struct hist handshake[MX_SIDES];
-	struct hist request[MODE_COUNT];
+	struct hist request[MODE_COUNT][MX_PROTOS];
 	uint64_t secrets[METRICS_SECRET_NAMES + 1]; /* the last: "_other" */
 	uint64_t sandboxes[METRICS_SANDBOX_NAMES + 1][2]; /* [slot][allow]; the last: "_other" */
 } __attribute__((aligned(64)));
@@ -217,12 +231,15 @@ static void observe(struct hist *h, uint64_t usec)
 	ADD(h->sum_us, usec);
 }
 
-void metrics_request(struct metrics_worker *w, enum conn_mode mode, uint64_t usec)
+void metrics_request(struct metrics_worker *w, enum conn_mode mode, enum metrics_proto proto,
+		     uint64_t usec)
 {
-	if (mode >= MODE_COUNT)
+	if (mode >= MODE_COUNT || proto >= MX_PROTOS)
 		return;
-	ADD(w->requests[mode], 1);
-	observe(&w->request[mode], usec);
+	if (mode != MODE_INTERCEPT)
+		proto = MX_PROTO_HTTP1; /* only intercepted connections have an h2 series */
+	ADD(w->requests[mode][proto], 1);
+	observe(&w->request[mode][proto], usec);
 }
 
 void metrics_sandbox_conn(struct metrics_worker *w, unsigned slot, bool allow)
@@ -347,25 +364,27 @@ static void sample1(FILE *f, const char *name, const char *label, const char *va
 	fprintf(f, "\"} %llu\n", (unsigned long long)v);
 }
 
-/* A histogram family member: buckets (cumulative), _sum, _count; label may be NULL. */
-static void hist_sample(FILE *f, const char *name, const char *label, const char *value,
-			const struct metrics *m, size_t off)
+/* A histogram family member: buckets (cumulative), _sum, _count. labels:
+ * the series' labels, written out (`a="x",b="y"`, values from fixed tables),
+ * or NULL. */
+static void hist_sample(FILE *f, const char *name, const char *labels, const struct metrics *m,
+			size_t off)
 {
 	uint64_t cum = 0, sum_us = sum_at(m, off + offsetof(struct hist, sum_us));
 	char lab[96] = "";
 
-	if (label)
-		snprintf(lab, sizeof(lab), "%s=\"%s\",", label, value);
+	if (labels)
+		snprintf(lab, sizeof(lab), "%s,", labels);
 	for (int i = 0; i <= MX_BUCKETS; i++) {
 		cum += sum_at(m, off + offsetof(struct hist, bucket) + (size_t)i * sizeof(uint64_t));
 		fprintf(f, "%s_bucket{%sle=\"%s\"} %llu\n", name, lab, bucket_le[i],
 			(unsigned long long)cum);
 	}
-	if (label)
+	if (labels)
 		lab[strlen(lab) - 1] = '\0'; /* no trailing comma */
-	fprintf(f, "%s_sum%s%s%s %llu.%06llu\n", name, label ? "{" : "", lab, label ? "}" : "",
+	fprintf(f, "%s_sum%s%s%s %llu.%06llu\n", name, labels ? "{" : "", lab, labels ? "}" : "",
 		(unsigned long long)(sum_us / 1000000), (unsigned long long)(sum_us % 1000000));
-	fprintf(f, "%s_count%s%s%s %llu\n", name, label ? "{" : "", lab, label ? "}" : "",
+	fprintf(f, "%s_count%s%s%s %llu\n", name, labels ? "{" : "", lab, labels ? "}" : "",
 		(unsigned long long)cum);
 }
 
@@ -390,23 +409,39 @@ static void render_connections(FILE *f, const struct metrics *m)
 	fprintf(f, "egressd_connections_open %lld\n", (long long)(open < 0 ? 0 : open));
 }
 
+/* Request series i's index in the [mode][proto] arrays, flattened. */
+static size_t req_slot(size_t i)
+{
+	return (size_t)req_series[i].mode * MX_PROTOS + (size_t)req_series[i].proto;
+}
+
+/* The labels of request series i: mode="...",proto="..." */
+static void req_labels(size_t i, char *buf, size_t n)
+{
+	snprintf(buf, n, "mode=\"%s\",proto=\"%s\"", mode_names[req_series[i].mode],
+		 proto_names[req_series[i].proto]);
+}
+
 static void render_requests(FILE *f, const struct metrics *m)
 {
-	static const int req_modes[] = { MODE_HTTP, MODE_INTERCEPT, MODE_ORIGIN };
+	const size_t n = sizeof(req_series) / sizeof(req_series[0]);
+	char lab[64];
 
 	family(f, "egressd_requests_total", "counter",
 	       "HTTP requests forwarded and answered by the upstream (mode=intercept: inside "
-	       "terminated TLS)");
-	for (size_t i = 0; i < 3; i++)
-		sample1(f, "egressd_requests_total", "mode", mode_names[req_modes[i]],
-			sum_at(m, offsetof(struct metrics_worker, requests) +
-					  (size_t)req_modes[i] * sizeof(uint64_t)));
+	       "terminated TLS), by the protocol the sandbox sent them in");
+	for (size_t i = 0; i < n; i++) {
+		req_labels(i, lab, sizeof(lab));
+		fprintf(f, "egressd_requests_total{%s} %llu\n", lab, (unsigned long long)sum_at(m,
+			offsetof(struct metrics_worker, requests) + req_slot(i) * sizeof(uint64_t)));
+	}
 	family(f, "egressd_request_duration_seconds", "histogram",
 	       "Time from a request head received to its response complete");
-	for (size_t i = 0; i < 3; i++)
-		hist_sample(f, "egressd_request_duration_seconds", "mode", mode_names[req_modes[i]], m,
-			    offsetof(struct metrics_worker, request) +
-				    (size_t)req_modes[i] * sizeof(struct hist));
+	for (size_t i = 0; i < n; i++) {
+		req_labels(i, lab, sizeof(lab));
+		hist_sample(f, "egressd_request_duration_seconds", lab, m,
+			    offsetof(struct metrics_worker, request) + req_slot(i) * sizeof(struct hist));
+	}
 }
 
 static void render_secrets(FILE *f, const struct metrics *m)
@@ -485,9 +520,13 @@ static void render_upstream(FILE *f, const struct metrics *m)
 	family(f, "egressd_tls_handshake_seconds", "histogram",
 	       "TLS handshakes of intercepted connections: with the sandbox (side=client, on a "
 	       "minted leaf) and the verified one with the upstream (side=upstream)");
-	for (int s = 0; s < MX_SIDES; s++)
-		hist_sample(f, "egressd_tls_handshake_seconds", "side", side_names[s], m,
+	for (int s = 0; s < MX_SIDES; s++) {
+		char lab[32];
+
+		snprintf(lab, sizeof(lab), "side=\"%s\"", side_names[s]);
+		hist_sample(f, "egressd_tls_handshake_seconds", lab, m,
 			    offsetof(struct metrics_worker, handshake) + (size_t)s * sizeof(struct hist));
+	}
 }
 
 /* The control API's answers: these codes, then any other as "other". */

@@ -42,6 +42,9 @@ enum metrics_timeout {
 /* egressd_tls_handshake_seconds{side} */
 enum metrics_side { MX_SIDE_CLIENT, MX_SIDE_UPSTREAM, MX_SIDES };
 
+/* egressd_requests_total{proto}: the protocol the sandbox sent the request in */
+enum metrics_proto { MX_PROTO_HTTP1, MX_PROTO_H2, MX_PROTOS };
+
 #define METRICS_SECRET_NAMES 256 /* distinct secret names; more count as "_other" */
 #define METRICS_SANDBOX_NAMES 256 /* distinct sandbox names; more count as "_other" */
 #define METRICS_ERRLEN 256
@@ -80,8 +83,9 @@ void metrics_conn_close(struct metrics_worker *w);
 /* Once per connection: the mode it ended up in and the decision (MX_MODE_NONE:
  * no decision). */
 void metrics_conn_decided(struct metrics_worker *w, enum conn_mode mode, bool allow);
-/* A request completed (response received) in mode, usec after its head. */
-void metrics_request(struct metrics_worker *w, enum conn_mode mode, uint64_t usec);
+/* A request completed (response received) in mode, over proto, usec after its head. */
+void metrics_request(struct metrics_worker *w, enum conn_mode mode, enum metrics_proto proto,
+		     uint64_t usec);
 void metrics_secret_injected(struct metrics_worker *w, unsigned slot);
 /* Once per connection a named sandbox claimed: its slot and the decision. */
 void metrics_sandbox_conn(struct metrics_worker *w, unsigned slot, bool allow);

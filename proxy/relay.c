@@ -280,7 +280,7 @@ static void check_sni(struct conn *c)
 		return;
 	if (n > CLIENTHELLO_MAX)
 		n = CLIENTHELLO_MAX;
-	r = clienthello_parse(data, n, sni, sizeof(sni));
+	r = clienthello_parse(data, n, sni, sizeof(sni), NULL);
 	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
 		return;
 	if (r == CH_SNI && !sni_matches(&c->t, sni)) {

@@ -2,6 +2,8 @@
  * name the CONNECT host) and upstream (verified chain and name, own CA refused) */
 #include "tls.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -59,6 +61,7 @@ struct sni_state {
 };
 
 static int sni_idx = -1, own_ca_idx = -1, key_idx = -1;
+static int up_alert_idx = -1; /* upstream SSL: a fatal alert received, description + 1 */
 
 static size_t slot_of(const char *key)
 {
@@ -254,6 +257,14 @@ static SSL_CTX *make_down(struct tls *t, char *err)
 	return ctx;
 }
 
+/* Upstream: remembers the fatal alert the server sent, if any (for
+ * tls_upstream_alpn_refused; sock.c drains the error queue). */
+static void on_up_info(const SSL *ssl, int where, int ret)
+{
+	if ((where & SSL_CB_READ_ALERT) && (ret >> 8) == SSL3_AL_FATAL)
+		SSL_set_ex_data((SSL *)ssl, up_alert_idx, (void *)(uintptr_t)((ret & 0xff) + 1));
+}
+
 /* read-ahead buffer of an upstream TLS connection (freed while empty) */
 #define UP_READ_BYTES (64 * 1024)
 
@@ -278,6 +289,7 @@ static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_default_read_buffer_len(ctx, UP_READ_BYTES);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
+	SSL_CTX_set_info_callback(ctx, on_up_info);
 	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
@@ -307,6 +319,8 @@ struct tls *tls_new(struct ca *ca, struct minter *minter, const char *upstream_c
 		own_ca_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	if (key_idx < 0)
 		key_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, free_sni);
+	if (up_alert_idx < 0)
+		up_alert_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	pthread_mutex_init(&t->lock, NULL);
 	t->ca = ca;
 	t->minter = minter;
@@ -353,10 +367,9 @@ SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host
 	return ssl;
 }
 
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
-		       char *err)
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip,
+		       const unsigned char *alpn, size_t alpn_len, char *err)
 {
-	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL *ssl = SSL_new(t->up);
 	char key[HOSTPORT_MAX];
 	bool okay;
@@ -372,8 +385,9 @@ SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip
 		okay = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
 	else
 		okay = SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
-	if (okay && h2) /* SSL_set_alpn_protos: 0 on success */
-		okay = SSL_set_alpn_protos(ssl, both, sizeof(both)) == 0;
+	if (okay && alpn) /* SSL_set_alpn_protos: 0 on success */
+		okay = alpn_len > 0 && alpn_len <= UINT_MAX &&
+		       SSL_set_alpn_protos(ssl, alpn, (unsigned)alpn_len) == 0;
 	if (!okay) {
 		ssl_err(err, 256, "upstream TLS setup");
 		SSL_free(ssl);
@@ -398,6 +412,13 @@ bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n)
 	else
 		snprintf(msg, n, "upstream TLS handshake failed");
 	return false;
+}
+
+bool tls_upstream_alpn_refused(const SSL *ssl)
+{
+	uintptr_t a = (uintptr_t)SSL_get_ex_data(ssl, up_alert_idx);
+
+	return a == (uintptr_t)SSL_AD_NO_APPLICATION_PROTOCOL + 1;
 }
 
 void tls_set_expected_host(SSL *ssl, const char *host)

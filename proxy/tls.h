@@ -24,15 +24,24 @@ void tls_free(struct tls *t);
  * worker thread). NULL with err. Caller owns the SSL. */
 SSL *tls_new_downstream(struct tls *t, struct certcache *cache, const char *host, bool is_ip,
 			char *err);
+/* ALPN h2 and http/1.1 in wire form (length-prefixed names), for
+ * tls_new_upstream: (const unsigned char *)TLS_ALPN_H2_HTTP11, TLS_ALPN_H2_HTTP11_LEN. */
+#define TLS_ALPN_H2_HTTP11 "\x02h2\x08http/1.1"
+#define TLS_ALPN_H2_HTTP11_LEN (sizeof(TLS_ALPN_H2_HTTP11) - 1)
+
 /* A new client-side SSL to host:port: SNI (names only), hostname or IP
- * check, and the last session for host:port offered for resumption. ALPN
- * http/1.1, or (h2: --http2) h2 and http/1.1. */
-SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip, bool h2,
-		       char *err);
+ * check, and the last session for host:port offered for resumption. ALPN:
+ * alpn[0..alpn_len) in wire form (borrowed; copied), or http/1.1 when alpn is
+ * NULL. NULL with err. Caller owns the SSL. */
+SSL *tls_new_upstream(struct tls *t, const char *host, unsigned port, bool is_ip,
+		       const unsigned char *alpn, size_t alpn_len, char *err);
 
 /* After a failed upstream handshake: a message naming what failed, and
  * whether it was certificate verification. */
 bool tls_upstream_verify_failed(SSL *ssl, char *msg, size_t n);
+/* After a failed upstream handshake: did the upstream end it with a
+ * no_application_protocol alert (it serves none of the protocols offered)? */
+bool tls_upstream_alpn_refused(const SSL *ssl);
 
 /* Expected SNI for a downstream SSL (checked in the servername callback);
  * the callback stores "mismatch" in the SSL's ex data, read here. */

@@ -223,7 +223,7 @@ static void transparent_peek(struct conn *c)
 		return;
 	if (n > CLIENTHELLO_MAX)
 		n = CLIENTHELLO_MAX;
-	r = clienthello_parse(data, n, name, sizeof(name));
+	r = clienthello_parse(data, n, name, sizeof(name), &c->alpn);
 	if (r == CH_NEED_MORE && n < CLIENTHELLO_MAX)
 		return;
 	if (r != CH_NOT_TLS) {

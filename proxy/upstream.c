@@ -202,15 +202,35 @@ static void connect_next(struct conn *c)
 	}
 }
 
+/* The ALPN offer to an intercepted upstream (wire form; NULL: http/1.1):
+ * with --no-http2, or once a WebSocket asked for http/1.1 (c->up_h1_only),
+ * none; transparent, what the sandbox's ClientHello offered of h2 and
+ * http/1.1, in its order (so the upstream never picks a protocol the sandbox
+ * did not offer); CONNECT: h2 and http/1.1, before the sandbox's offer is
+ * known. */
+static const unsigned char *upstream_alpn(const struct conn *c, size_t *len)
+{
+	*len = 0;
+	if (!c->w->opts->http2 || c->up_h1_only) /* (a WebSocket: no h2 for it) */
+		return NULL;
+	if (c->transparent) {
+		*len = c->alpn.offer_len;
+		return c->alpn.offer_len ? c->alpn.offer : NULL;
+	}
+	*len = TLS_ALPN_H2_HTTP11_LEN;
+	return (const unsigned char *)TLS_ALPN_H2_HTTP11;
+}
+
 /* TCP is up on fd: the stream, plain (go on) or TLS (its handshake first). */
 static void tcp_connected(struct conn *c, int fd)
 {
 	char err[256];
 	SSL *ssl = NULL;
+	size_t alen;
+	const unsigned char *alpn = upstream_alpn(c, &alen);
 
 	if (c->mode == MODE_INTERCEPT) {
-		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip,
-				       c->w->opts->http2 && !c->up_h1_only, err);
+		ssl = tls_new_upstream(c->w->tls, c->t.host, c->t.port, c->t.is_ip, alpn, alen, err);
 		if (!ssl) {
 			close(fd);
 			conn_refuse(c, REASON_CONNECT_FAILED, "cannot set up TLS to the upstream");
@@ -272,6 +292,37 @@ static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
 	upstream_failed(c, true, "timed out");
 }
 
+/* The upstream was offered the sandbox's own ALPN list (upstream_alpn). */
+static bool offered_sandbox_alpn(const struct conn *c)
+{
+	size_t n;
+
+	return c->transparent && c->peeked == PEEK_TLS && upstream_alpn(c, &n) == c->alpn.offer;
+}
+
+/* Transparent: the upstream refused the sandbox's own ALPN offer
+ * (upstream_alpn) with no_application_protocol. The sandbox gets that
+ * alert too, and a `refuse` event (connect-failed) says why. */
+static void refuse_alpn(struct conn *c)
+{
+	char offer[64] = "", detail[256];
+	struct refusal rf = { .reason = reason_str(REASON_CONNECT_FAILED), .target = true,
+			      .detail = detail };
+
+	for (size_t i = 0, k = 0; i < c->alpn.offer_len && k < sizeof(offer); i += 1 + c->alpn.offer[i])
+		k += (size_t)snprintf(offer + k, sizeof(offer) - k, "%s%.*s", i ? ", " : "",
+				      (int)c->alpn.offer[i], (const char *)c->alpn.offer + i + 1);
+	snprintf(detail, sizeof(detail), "the upstream serves none of the protocols the sandbox "
+		 "offered (ALPN \"%s\", offered upstream as is): its no_application_protocol "
+		 "alert is passed on", offer);
+	c->d.allow = false;
+	c->d.reason = REASON_CONNECT_FAILED;
+	conn_log_connect(c);
+	conn_log_refuse(c, &rf);
+	relay_send_tls_alert(c, 120 /* no_application_protocol */);
+	conn_close_flushed(c);
+}
+
 /* A connect attempt failed (or timed out): TCP (try the next address) or,
  * when intercepting, the verified TLS handshake (refuse: never send anything). */
 static void upstream_failed(struct conn *c, bool timed_out, const char *why)
@@ -289,6 +340,10 @@ static void upstream_failed(struct conn *c, bool timed_out, const char *why)
 			return;
 		}
 		metrics_upstream_error(c->w->mx, timed_out ? MX_UP_TIMEOUT : MX_UP_TLS);
+		if (offered_sandbox_alpn(c) && tls_upstream_alpn_refused(ssl)) {
+			refuse_alpn(c);
+			return;
+		}
 		conn_refuse(c, REASON_CONNECT_FAILED, msg);
 		return;
 	}

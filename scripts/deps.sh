@@ -7,7 +7,7 @@ what=${1:-build}
 # curl: the README's first steps after `make run` use it
 pkgs="build-essential pkg-config libssl-dev libevent-dev libpcre2-dev libjansson-dev zlib1g-dev libbrotli-dev libzstd-dev libnghttp2-dev node-llhttp iproute2 iptables procps publicsuffix curl ca-certificates"
 case $what in
-test) pkgs="$pkgs curl python3 python3-prometheus-client python3-requests brotli zstd nodejs iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev groff-base man-db systemd" ;;
+test) pkgs="$pkgs curl python3 python3-prometheus-client python3-requests brotli zstd nodejs nginx iptables iproute2 procps util-linux ca-certificates openssl clang libclang-rt-14-dev groff-base man-db systemd" ;;
 fuzz) pkgs="$pkgs clang libclang-rt-14-dev" ;;
 bench) pkgs="$pkgs curl nginx wrk python3 squid-openssl tinyproxy nghttp2-client" ;;
 # the clients tests/integration/runtimes_test.py drives (each skipped when absent;

@@ -8,13 +8,16 @@ by default (the h2 relay: the secret injected, a `request` event with
 upstream h2 streams, "upstream_proto":"h2"), over HTTP/1.1 with --no-http2; an
 intercepted host whose upstream speaks HTTP/1.1 only is served over HTTP/1.1
 (curl falls back), and a client that offers only h2 (Node's http2, gRPC) gets
-the no_application_protocol alert and a refuse event. Prints TAP.
+the no_application_protocol alert and a refuse event; HTTP/2 with prior
+knowledge where egressd reads HTTP/1 gets 400 h2-prior-knowledge and a refuse
+event. Prints TAP.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,12 +27,14 @@ import uuid
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Suite, check, check_eq, make_pki, DNSServer, curl, spawn,  # noqa: E402
-                     run_egressd, free_port, EGRESSD_BIN, proxy_connect, client_ssl_context,
-                     Reader, http_request, read_response, read_head, ws_accept, ws_read_frame,
-                     IO_TIMEOUT)
+                     run_egressd, free_port, wait_until, EGRESSD_BIN, connect_proxy, proxy_connect,
+                     client_ssl_context, Reader, http_request, read_response, read_head, ws_accept,
+                     ws_read_frame, IO_TIMEOUT)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NODE = shutil.which("node")
+GO = shutil.which("go")
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 suite = Suite("h2")
 W = {}
 REAL = "sk-REAL-H2-" + uuid.uuid4().hex[:24]
@@ -181,16 +186,17 @@ def _(ctx):
     check_eq(ev[0]["bytes_up"], n, "the request event's bytes_up")
 
 
-def requests_total(mport):
+def requests_total(mport, proto="h2"):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read()
     for line in body.decode().splitlines():
-        if line.startswith('egressd_requests_total{mode="intercept"}'):
+        if line.startswith('egressd_requests_total{mode="intercept",proto="%s"} ' % proto):
             return int(float(line.split()[-1]))
-    return 0
+    raise AssertionError("no egressd_requests_total{mode=intercept,proto=%s} in the scrape" % proto)
 
 
 @suite.case("an intercepted host over HTTP/2: two requests on one connection are "
-            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept} 2",
+            "two request events (streams 1 and 3) and egressd_requests_total{mode=intercept,"
+            "proto=h2} 2 (proto=http1 0)",
             skip=no_node)
 def _(ctx):
     def make():
@@ -208,7 +214,9 @@ def _(ctx):
     deadline = time.time() + 10
     while requests_total(e.mport) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept}")
+    check_eq(requests_total(e.mport), 2, "egressd_requests_total{mode=intercept,proto=h2}")
+    check_eq(requests_total(e.mport, "http1"), 0,
+             "egressd_requests_total{mode=intercept,proto=http1}")
 
 
 @suite.case("an intercepted host over HTTP/2, --on-placeholder-leak block: a "
@@ -232,6 +240,235 @@ def _(ctx):
     check_eq((ev[0]["status"], ev[0].get("reason"), ev[1]["status"]),
              (403, "placeholder-leak", 200), "request events %r" % ev)
     check_eq(ev[0]["id"], ev[1]["id"], "one connection")
+
+
+def node_multi(ctx, e, host, reqs):
+    """Node's http2 client: reqs (header objects) one after the other on one
+    HTTP/2 connection through egressd; returns one dict per request."""
+    cmd = [NODE, os.path.join(HERE, "h2multi.js"), e.addr, "%s:%d" % (host, port_of(host)), e.ca,
+           json.dumps(reqs)]
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(p)
+    out, err = p.communicate(timeout=30)
+    out = out.decode("utf-8", "replace")
+    ctx.note("h2multi %s -> %d\n%s%s" % (reqs, p.returncode, out[-1500:], err[-300:]))
+    check(REAL not in out and OTHER not in out, "the Node client saw a real value")
+    check_eq(p.returncode, 0, "h2multi exit (%s)" % out[-300:])
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def h2_events(e, paths):
+    """The `request` event (proto h2) of each path, waited for."""
+    return [e.wait_log(lambda v, p=p: v.get("event") == "request" and v.get("proto") == "h2" and
+                       v.get("path") == p)[0] for p in paths]
+
+
+@suite.case("an intercepted host over HTTP/2 with request rules: a stream the rules "
+            "deny gets 403 rule-denied with HTTP/1's one-line body, and the next stream on the "
+            "same connection is served", skip=no_node)
+def _(ctx):
+    policy = os.path.join(ctx.tmp, "rules.json")
+    with open(policy, "w") as f:
+        json.dump({"rules": [{"host": "api.test", "method": "GET", "path": "^/ok",
+                              "action": "allow"},
+                             {"host": "api.test", "action": "deny"}]}, f)
+    e = start(ctx, extra=["-c", policy])
+    res = node_multi(ctx, e, "api.test", [{":path": "/denied"}, {":path": "/ok"}])
+    check_eq((res[0].get("status"), res[0].get("reason")), (403, "rule-denied"),
+             "the denied stream: %r" % res[0])
+    check(res[0].get("body", "").startswith("egressd: GET https://api.test") and
+          "refused by rule 1" in res[0].get("body", ""), "its body: %r" % res[0])
+    check_eq(res[1].get("status"), 200, "the next stream: %r" % res[1])
+    check_eq(json.loads(res[1]["body"])["path"], "/ok", "what the upstream got")
+    ev = h2_events(e, ("/denied", "/ok"))
+    check_eq((ev[0]["status"], ev[0].get("reason"), ev[0].get("decision"), ev[0].get("rule")),
+             (403, "rule-denied", "deny", 1), "the denied stream's event %r" % ev[0])
+    check_eq((ev[1]["status"], ev[1].get("decision"), ev[1].get("rule")), (200, "allow", 0),
+             "the allowed stream's event %r" % ev[1])
+    check_eq(ev[0]["id"], ev[1]["id"], "one connection")
+
+
+@suite.case("an intercepted host over HTTP/2: an :authority naming another host gets "
+            "421 host-mismatch on that stream only; the next stream is served", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    res = node_multi(ctx, e, "api.test", [
+        {":path": "/elsewhere", ":authority": "tun.test:%d" % W["srv_port"],
+         "authorization": "Bearer " + e.ph},
+        {":path": "/here", "authorization": "Bearer " + e.ph}])
+    check_eq((res[0].get("status"), res[0].get("reason")), (421, "host-mismatch"),
+             "the stream naming tun.test: %r" % res[0])
+    check_eq(res[1].get("status"), 200, "the next stream: %r" % res[1])
+    got = json.loads(res[1]["body"])
+    check_eq((got["path"], got["auth_sha256"]), ("/here", AUTH_SHA),
+             "the upstream got the next stream, the secret injected")
+    ev = h2_events(e, ("/elsewhere", "/here"))
+    check_eq((ev[0]["status"], ev[0].get("reason"), ev[1]["status"]), (421, "host-mismatch", 200),
+             "request events %r" % ev)
+    check(not ev[0].get("secrets"), "nothing injected into the refused stream: %r" % ev[0])
+    check_eq(ev[0]["id"], ev[1]["id"], "one connection")
+
+
+@suite.case("an intercepted host over HTTP/2, --on-placeholder-leak log: a "
+            "placeholder for another host's secret in an h2 header reaches the upstream "
+            "unchanged (never replaced by that secret's value), with a placeholder-leak event",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    res = node_multi(ctx, e, "api.test", [{":path": "/other", "x-other": e.other_ph,
+                                           "authorization": "Bearer " + e.ph}])
+    check_eq(res[0].get("status"), 200, "status: %r" % res[0])
+    got = json.loads(res[0]["body"])
+    check_eq(got["headers"].get("x-other"), e.other_ph,
+             "the upstream's echo: the other host's placeholder, unchanged")
+    check_eq(got["auth_sha256"], AUTH_SHA, "this host's placeholder was injected")
+    lk = e.wait_log(lambda v: v.get("event") == "placeholder-leak")
+    check_eq((lk[0].get("action"), lk[0].get("secrets"), lk[0].get("path"), lk[0].get("proto")),
+             ("log", ["OTHER_KEY"], "/other", "h2"), "placeholder-leak event %r" % lk[0])
+    check(OTHER not in "\n".join(e.log_lines()), "the other value in egressd's log")
+
+
+GO_H2 = """package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+)
+
+func main() {
+	req, _ := http.NewRequest("GET", os.Args[1], nil)
+	req.Header.Set("Authorization", "Bearer "+os.Getenv("API_KEY"))
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	fmt.Println(r.StatusCode, r.Proto)
+	fmt.Println(string(b))
+}
+"""
+
+
+def no_go():
+    return no_node() or (None if GO else "go (golang-go) is not installed")
+
+
+@suite.case("Go's default transport (HTTPS_PROXY, SSL_CERT_FILE) to an intercepted host, "
+            "--http2: HTTP/2 on both sides, the secret injected, the echo redacted",
+            skip=no_go, timeout=240)
+def _(ctx):
+    e = start(ctx)
+    d = os.path.join(ctx.tmp, "go")
+    os.makedirs(d)
+    with open(os.path.join(d, "main.go"), "w") as f:
+        f.write(GO_H2)
+    # std only: no module is fetched (GOPROXY=off, GOFLAGS=-mod=mod), caches in
+    # the case's directory
+    env = {"PATH": os.environ["PATH"], "HOME": d, "GOCACHE": os.path.join(d, "cache"),
+           "GOPATH": os.path.join(d, "gopath"), "GOPROXY": "off", "GOFLAGS": "-mod=mod",
+           "GOTOOLCHAIN": "local", "GO111MODULE": "on", "CGO_ENABLED": "0",
+           "HTTPS_PROXY": "http://" + e.addr, "SSL_CERT_FILE": e.ca, "API_KEY": e.ph}
+    p = subprocess.run([GO, "run", os.path.join(d, "main.go"), url("api.test", "/go")], cwd=d,
+                       env=env, capture_output=True, text=True, timeout=200)
+    ctx.note("go run -> %d\n%s\n%s" % (p.returncode, p.stdout[-600:], p.stderr[-600:]))
+    check(REAL not in p.stdout + p.stderr, "Go's client saw the real value")
+    check_eq(p.returncode, 0, "go run exit (%s)" % p.stderr[-300:])
+    head, body = p.stdout.split("\n", 1)
+    check_eq(head, "200 HTTP/2.0", "Go's status and protocol")
+    got = json.loads(body)
+    check_eq((got["proto"], got["path"]), ("2.0", "/go"), "the upstream's view")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    check_eq(got["headers"]["authorization"], "Bearer " + e.ph,
+             "the reply echoing the value reached Go redacted")
+    ev = h2_events(e, ("/go",))
+    check_eq((ev[0]["status"], ev[0].get("secrets")), (200, ["API_KEY"]), "request event %r" % ev[0])
+
+
+NGINX_CONF = """daemon off;
+master_process off;
+worker_processes 1;
+error_log %(d)s/error.log;
+pid %(d)s/nginx.pid;
+events { worker_connections 64; }
+http {
+    log_format seen '$server_protocol $request_uri $http_authorization';
+    access_log %(d)s/access.log seen;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d ssl http2;
+        ssl_certificate %(cert)s;
+        ssl_certificate_key %(key)s;
+        location / {
+            default_type text/plain;
+            return 200 "proto=$server_protocol auth=$http_authorization\n";
+        }
+    }
+}
+"""
+
+
+def no_nginx():
+    return no_node() or (None if NGINX else "nginx is not installed")
+
+
+def start_nginx(ctx):
+    """nginx (Debian 1.22, `listen ... ssl http2`) on a free loopback port, in
+    the foreground, its files in the case's directory; returns (port, dir).
+    Another socket may take the port first: nginx then exits, and a new one
+    is tried."""
+    d = os.path.join(ctx.tmp, "nginx")
+    os.makedirs(d)
+    for _ in range(3):
+        port = free_port()
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF % {"d": d, "port": port, "cert": W["pki"]["cert"],
+                                  "key": W["pki"]["key"]})
+        p = spawn([NGINX, "-p", d, "-e", os.path.join(d, "error.log"), "-c",
+                   os.path.join(d, "nginx.conf")], stdout=subprocess.DEVNULL,
+                  stderr=subprocess.PIPE)
+        ctx.procs.append(p)
+
+        def state():
+            if p.poll() is not None:
+                return "exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return "up"
+            except OSError:
+                return None
+        if wait_until(state, timeout=10, what="nginx listening or exited") == "up":
+            return port, d
+    check(False, "nginx did not start: %r" % p.stderr.read()[-500:])
+
+
+@suite.case("nginx with `listen ssl http2` as the upstream of an intercepted host, --http2: "
+            "curl --http2 gets HTTP/2 on both sides, nginx saw HTTP/2.0 and the real value, "
+            "the reply echoing it is redacted", skip=no_nginx)
+def _(ctx):
+    port, d = start_nginx(ctx)
+    e = start(ctx)
+    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph,
+              "https://api.test:%d/ngx" % port)
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    check_eq(ver, b"2", "curl's HTTP version")
+    check_eq(body.decode(), "proto=HTTP/2.0 auth=Bearer %s\n" % e.ph,
+             "nginx's reply: HTTP/2.0, the echoed value redacted")
+    log = os.path.join(d, "access.log")
+    line = wait_until(lambda: os.path.exists(log) and open(log).read().strip(), timeout=10,
+                      what="nginx's access log line")
+    check_eq(line, "HTTP/2.0 /ngx Bearer " + REAL, "what nginx received (protocol, value)")
+    ev = h2_events(e, ("/ngx",))
+    check_eq((ev[0]["status"], ev[0].get("secrets"), ev[0]["port"]), (200, ["API_KEY"], port),
+             "request event %r" % ev[0])
 
 
 @suite.case("an intercepted host over HTTP/2: a sandbox that stops reading a 100 MB "
@@ -554,6 +791,66 @@ def _(ctx):
     status, body = out.split("\n", 1)
     check_eq(status, "200", "status")
     check_eq(json.loads(body)["proto"], "2.0", "the upstream's view")
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def check_preface_refused(ctx, e, sock, reader, target, count=1):
+    """Sends the HTTP/2 connection preface on sock (where egressd reads HTTP/1):
+    a 400 h2-prior-knowledge with a sentence, then the close; a refuse event
+    (method PRI, target when the connection has one; count such events in all)
+    and no error event."""
+    sock.sendall(PREFACE)
+    resp = read_response(reader)
+    check_eq((resp.status, resp.header("X-Egressd-Reason")), (400, "h2-prior-knowledge"),
+             "the reply to the preface (%r)" % resp)
+    check(b"HTTP/2 with prior knowledge is not served" in resp.body and b"HPE_" not in resp.body,
+          "the reply's sentence: %r" % resp.body)
+    check_eq(reader.rest(), b"", "then the connection closes")
+    def refused(v):
+        return v.get("event") == "refuse" and v.get("reason") == "h2-prior-knowledge"
+    ev = e.wait_log(refused, what="a refuse event h2-prior-knowledge")
+    deadline = time.time() + 10
+    while len(ev) < count and time.time() < deadline:
+        time.sleep(0.05)
+        ev = [v for v in e.log_events() if refused(v)]
+    check_eq(len(ev), count, "refuse events h2-prior-knowledge")
+    for v in ev:
+        check_eq((v.get("method"), v.get("path"), v.get("status"), v.get("host"), v.get("port")),
+                 ("PRI", "*", 400) + target, "the refuse event %r" % v)
+        check("HTTP/2" in v.get("detail", "") and "HPE_" not in json.dumps(v),
+              "the event's detail: %r" % v)
+    check_eq([v for v in e.log_events() if v.get("event") == "error"], [], "error events")
+
+
+@suite.case("HTTP/2 with prior knowledge to the explicit proxy port (origin-form): curl "
+            "--http2-prior-knowledge gets no HTTP/2 there, egressd answers 400 "
+            "h2-prior-knowledge with a sentence and logs a refuse event", skip=no_node)
+def _(ctx):
+    e = start(ctx)
+    r = curl(ctx, "--http2-prior-knowledge", "http://%s/x" % e.addr)
+    check(r.returncode != 0, "curl --http2-prior-knowledge succeeded: %r" % r.stdout[:200])
+    e.wait_log(lambda v: v.get("event") == "refuse" and v.get("reason") == "h2-prior-knowledge",
+               what="curl's refuse event")
+    s = connect_proxy(ctx, e.port)  # the same preface, to read egressd's answer
+    check_preface_refused(ctx, e, s, Reader(s), (None, None), count=2)
+
+
+@suite.case("HTTP/2 with prior knowledge inside an intercepted CONNECT (TLS, ALPN http/1.1): "
+            "400 h2-prior-knowledge with a sentence and a refuse event naming the host",
+            skip=no_node)
+def _(ctx):
+    e = start(ctx, http2=False)
+    target = "api.test:%d" % W["srv_port"]
+    s, _r, resp = proxy_connect(ctx, e.port, target)
+    check_eq(resp.status, 200, "CONNECT %s" % target)
+    c = client_ssl_context(e.ca)
+    c.set_alpn_protocols(["http/1.1"])
+    t = ctx.sock(c.wrap_socket(s, server_hostname="api.test"))
+    t.settimeout(IO_TIMEOUT)
+    check_eq(t.selected_alpn_protocol(), "http/1.1", "ALPN")
+    check_preface_refused(ctx, e, t, Reader(t), ("api.test", W["srv_port"]))
 
 
 def main():

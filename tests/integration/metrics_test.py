@@ -449,10 +449,20 @@ def _(ctx):
         check_eq(s.get("egressd_secret_injections_total", secret=sec), 0.0, "%s at start" % sec)
     for r in ("not-allowed", "denied", "private-address", "proxy-loop", "sni-mismatch",
               "host-mismatch", "placeholder-leak", "dns-failure", "connect-failed",
-              "upstream-cert-invalid", "bad-request", "too-many-connections"):
+              "upstream-cert-invalid", "bad-request", "too-many-connections",
+              "h2-prior-knowledge"):
         s.get("egressd_refusals_total", reason=r)
     for k in ("dns", "connect", "timeout", "tls", "cert", "reset", "protocol"):
         s.get("egressd_upstream_errors_total", kind=k)
+    # requests: a fixed set of (mode, proto) series, h2 on intercepted connections only
+    req = sorted(dict(k[1]).get("mode", "") + "/" + dict(k[1]).get("proto", "")
+                 for k in s.series() if k[0] == "egressd_requests_total")
+    check_eq(req, ["http/http1", "intercept/h2", "intercept/http1", "origin/http1"],
+             "egressd_requests_total series (mode/proto)")
+    for mode, proto in (("http", "http1"), ("intercept", "http1"), ("intercept", "h2"),
+                        ("origin", "http1")):
+        check_eq(s.get("egressd_request_duration_seconds_count", mode=mode, proto=proto), 0.0,
+                 "request_duration{%s,%s} at start" % (mode, proto))
     for k in ("clienthello", "tls-handshake", "first-bytes", "request-head", "idle"):
         check_eq(s.get("egressd_client_timeouts_total", phase=k), 0.0, "timeouts{%s} at start" % k)
     no_secret_values(s)
@@ -519,7 +529,7 @@ def _(ctx):
         ("egressd_connections_total", {"mode": "none", "decision": "none"}, 0),
         ("egressd_bytes_total", {"direction": "up"}, len(payload)),
         ("egressd_bytes_total", {"direction": "down"}, len(payload)),
-        ("egressd_requests_total", {"mode": "http"}, 0),
+        ("egressd_requests_total", {"mode": "http", "proto": "http1"}, 0),
     ])
 
 
@@ -594,17 +604,18 @@ def _(ctx):
     t.close()
     a = settle(e)
     check_deltas(b, a, [
-        ("egressd_requests_total", {"mode": "intercept"}, 2),
-        ("egressd_requests_total", {"mode": "http"}, 0),
+        ("egressd_requests_total", {"mode": "intercept", "proto": "http1"}, 2),
+        ("egressd_requests_total", {"mode": "http", "proto": "http1"}, 0),
         ("egressd_secret_injections_total", {"secret": "A_KEY"}, 2),
         ("egressd_secret_injections_total", {"secret": "B_TOKEN"}, 0),
         ("egressd_connections_total", {"mode": "intercept", "decision": "allow"}, 1),
         ("egressd_tls_handshake_seconds_count", {"side": "client"}, 1),
         ("egressd_tls_handshake_seconds_count", {"side": "upstream"}, 1),
-        ("egressd_request_duration_seconds_count", {"mode": "intercept"}, 2),
-        ("egressd_request_duration_seconds_bucket", {"mode": "intercept", "le": "+Inf"}, 2),
+        ("egressd_request_duration_seconds_count", {"mode": "intercept", "proto": "http1"}, 2),
+        ("egressd_request_duration_seconds_bucket", {"mode": "intercept", "proto": "http1", "le": "+Inf"}, 2),
     ])
-    check(delta(b, a, "egressd_request_duration_seconds_sum", mode="intercept") > 0,
+    check(delta(b, a, "egressd_request_duration_seconds_sum", mode="intercept",
+                proto="http1") > 0,
           "request duration _sum moved")
     check(delta(b, a, "egressd_bytes_total", direction="up") > 0 and
           delta(b, a, "egressd_bytes_total", direction="down") > 0, "bytes moved")
@@ -643,10 +654,10 @@ def _(ctx):
     s.close()
     a = settle(e)
     check_deltas(b, a, [
-        ("egressd_requests_total", {"mode": "http"}, 1),
-        ("egressd_requests_total", {"mode": "intercept"}, 0),
+        ("egressd_requests_total", {"mode": "http", "proto": "http1"}, 1),
+        ("egressd_requests_total", {"mode": "intercept", "proto": "http1"}, 0),
         ("egressd_connections_total", {"mode": "http", "decision": "allow"}, 1),
-        ("egressd_request_duration_seconds_count", {"mode": "http"}, 1),
+        ("egressd_request_duration_seconds_count", {"mode": "http", "proto": "http1"}, 1),
         ("egressd_secret_injections_total", {"secret": "A_KEY"}, 0),
     ])
     check(delta(b, a, "egressd_bytes_total", direction="down") >= len(resp.body),
@@ -668,7 +679,7 @@ def _(ctx):
     check_deltas(b, a, [
         ("egressd_placeholder_leaks_total", {}, 1),
         ("egressd_refusals_total", {"reason": "placeholder-leak"}, 1),
-        ("egressd_requests_total", {"mode": "intercept"}, 0),
+        ("egressd_requests_total", {"mode": "intercept", "proto": "http1"}, 0),
         ("egressd_secret_injections_total", {"secret": "A_KEY"}, 0),
         ("egressd_connections_total", {"mode": "intercept", "decision": "allow"}, 1),
     ])
@@ -896,8 +907,8 @@ def _(ctx):
         ("egressd_connections_total", {"mode": "intercept", "decision": "allow"}, 1),
         ("egressd_connections_total", {"mode": "transparent", "decision": "deny"}, 1),
         ("egressd_connections_total", {"mode": "none", "decision": "none"}, 0),
-        ("egressd_requests_total", {"mode": "origin"}, 1),
-        ("egressd_requests_total", {"mode": "intercept"}, 1),
+        ("egressd_requests_total", {"mode": "origin", "proto": "http1"}, 1),
+        ("egressd_requests_total", {"mode": "intercept", "proto": "http1"}, 1),
         ("egressd_secret_injections_total", {"secret": "B_TOKEN"}, 1),
         ("egressd_refusals_total", {"reason": "not-allowed"}, 1),
         ("egressd_tls_handshake_seconds_count", {"side": "client"}, 1),

@@ -44,7 +44,8 @@ sys.dont_write_bytecode = True
 #   ["env"]                         environment, resolv.conf, IPv6 sysctls, addresses, CA files
 #   ["dns", [[name, qtype], ...]]   raw queries to the resolv.conf nameserver, and getaddrinfo
 #   ["urllib", url, {hdr: value}]   urllib.request ("{{NAME}}" in values: from the environment)
-#   ["tls", host, port, sni|null, request|null]   ssl with SSL_CERT_FILE, no hostname check
+#   ["tls", host, port, sni|null, request|null, alpn|null]   ssl with SSL_CERT_FILE, no
+#                                   hostname check; alpn: the protocols offered
 #   ["tcp", host, port, send|null, wait]          raw TCP, reads for up to `wait` s
 #   ["udp", [[host, port], ...], payload]         datagrams ("$NAMESERVER" = resolv.conf's)
 #   ["exec", argv...]               a program ("{{NAME}}" in arguments: from the environment)
@@ -191,6 +192,8 @@ def step_tls(a):
     host, port, sni, request = a[0], a[1], a[2], a[3] if len(a) > 3 else None
     c = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
     c.check_hostname = False
+    if len(a) > 4 and a[4]:
+        c.set_alpn_protocols(a[4])
     try:
         s = socket.create_connection((host, port), timeout=10)
     except OSError as e:
@@ -204,7 +207,8 @@ def step_tls(a):
         if request:
             t.sendall(request.encode("latin-1"))
         data, err = read_all(t, 10)
-        return {"handshake": True, "data": data.decode("latin-1"), "read_error": err}
+        return {"handshake": True, "alpn": t.selected_alpn_protocol(),
+                "data": data.decode("latin-1"), "read_error": err}
     finally:
         t.close()
 
@@ -1517,57 +1521,150 @@ def check_client_results(ctx, who, res, tok):
           "placeholder: %r" % (who, body[:400]))
 
 
-def h2echo_port():
-    """tests/integration/h2echo.js (HTTP/2 and HTTP/1.1) on 127.0.0.1, once per
-    suite, with the suite's certificate (secret.test among its names)."""
-    if "h2echo" not in W:
+def h2echo_port(mode=""):
+    """tests/integration/h2echo.js (HTTP/2 and HTTP/1.1; mode "h1": HTTP/1.1
+    only, ALPN http/1.1) on 127.0.0.1, once per suite, with the suite's
+    certificate (secret.test among its names)."""
+    key = "h2echo" + mode
+    if key not in W:
         p = spawn([NODE, os.path.join(ROOT, "tests", "integration", "h2echo.js"),
-                   W["pki"]["key"], W["pki"]["cert"]],
+                   W["pki"]["key"], W["pki"]["cert"]] + ([mode] if mode else []),
                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        W["h2echo"] = p
-        W["h2echo_port"] = int(p.stdout.readline())
-    return W["h2echo_port"]
+        W[key] = p
+        W[key + "_port"] = int(p.stdout.readline())
+    return W[key + "_port"]
 
 
-@rcase("curl --http2 inside, run --http2: a secret's host whose upstream speaks h2 is served "
-       "over HTTP/2 on both sides (transparent), the secret injected",
+@rcase("run --http2, a secret's host whose upstream speaks h2 and http/1.1: egressd offers the "
+       "upstream what the sandbox's ClientHello offered, so curl --http2 inside gets HTTP/2 on "
+       "both sides and curl --http1.1 HTTP/1.1 on both sides, the secret injected in both",
        skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
 def _(ctx):
     import hashlib
     H = h2echo_port()
-    cu = "curl -q -sS --max-time 15 --http2 -w '\\n%{http_version}' "
-    steps = [["exec", "sh", "-c", cu + "-H \"Authorization: Bearer $SKEY\" "
-              "https://secret.test:%d/h2run" % H]]
+    want_auth = hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest()
+    steps = [["exec", "sh", "-c", "curl -q -sS --max-time 15 %s -w '\\n%%{http_version}' "
+              "-H \"Authorization: Bearer $SKEY\" https://secret.test:%d/%s" % (flag, H, path)]
+             for flag, path in (("--http2", "h2run"), ("--http1.1", "h1run"))]
     res = run_tool(ctx, steps, extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % H])
-    check_eq(res[0].get("rc"), 0, "curl exit: %r" % res[0])
-    body, _, ver = res[0].get("stdout", "").rpartition("\n")
-    check_eq(ver, "2", "curl's HTTP version")
-    got = json.loads(body)
-    check_eq(got["proto"], "2.0", "the upstream's view")
-    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest(),
-             "what the upstream received: the real value")
+    for r, curl_ver, up_proto, path in ((res[0], "2", "2.0", "/h2run"),
+                                        (res[1], "1.1", "1.1", "/h1run")):
+        check_eq(r.get("rc"), 0, "curl exit: %r" % r)
+        body, _, ver = r.get("stdout", "").rpartition("\n")
+        check_eq(ver, curl_ver, "%s: curl's HTTP version (the sandbox's side)" % path)
+        got = json.loads(body)
+        check_eq((got["path"], got["proto"]), (path, up_proto), "%s: the upstream's view" % path)
+        check_eq(got["auth_sha256"], want_auth, "%s: what the upstream received: the real "
+                 "value" % path)
 
 
-@rcase("curl --http1.1 inside, run (HTTP/2 on by default): a secret's host whose upstream "
-       "speaks h2 is served over HTTP/1.1 to curl and h2 upstream (the bridge, transparent), "
-       "the secret injected, its echo redacted",
+@rcase("run --http2, a sandbox that offers ALPN h2 only (as gRPC clients do): egressd offers "
+       "the upstream h2 only; an upstream that speaks h2 is served over h2, one that speaks "
+       "HTTP/1.1 only answers no_application_protocol and the sandbox gets that alert too "
+       "(not an HTTP reply it cannot read)",
        skip=lambda: skip_reason() or (None if NODE else "node is not installed"))
 def _(ctx):
-    import hashlib
-    H = h2echo_port()
-    cu = "curl -q -sS --max-time 15 --http1.1 -w '\\n%{http_version}' "
-    steps = [["exec", "sh", "-c", cu + "-H \"Authorization: Bearer $SKEY\" "
-              "https://secret.test:%d/h1run" % H]]
-    res = run_tool(ctx, steps, extra=["--resolve", "secret.test:%d:127.0.0.1" % H])
-    check_eq(res[0].get("rc"), 0, "curl exit: %r" % res[0])
-    body, _, ver = res[0].get("stdout", "").rpartition("\n")
-    check_eq(ver, "1.1", "curl's HTTP version")
-    got = json.loads(body)
-    check_eq(got["proto"], "2.0", "the upstream's view")
-    check_eq(got["auth_sha256"], hashlib.sha256(("Bearer " + REAL["SKEY"]).encode()).hexdigest(),
-             "what the upstream received: the real value")
-    check(REAL["SKEY"] not in body and got["headers"]["authorization"].startswith("Bearer "),
-          "the echoed header reached curl redacted")
+    H2, H1 = h2echo_port(), h2echo_port("h1")
+    req = "GET /%s HTTP/1.1\r\nHost: secret.test\r\nConnection: close\r\n\r\n"
+    # an HTTP/1 line on the h2 connection: the relay ends it at once (no 10 s read)
+    steps = [["tls", "secret.test", H2, "secret.test", req % "h2only", ["h2"]],
+             ["tls", "secret.test", H1, "secret.test", req % "h1only", ["h2"]],
+             ["tls", "secret.test", H1, "secret.test", req % "h1both", ["h2", "http/1.1"]]]
+    r = Run(ctx, tool(steps), extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % H2,
+                                     "--resolve", "secret.test:%d:127.0.0.1" % H1])
+    check_eq(r.wait(60), 0, "egressd run exit status")
+    res = r.results()
+    check_eq(len(res), 3, "results from the jail tool")
+    check_eq((res[0].get("handshake"), res[0].get("alpn")), (True, "h2"),
+             "h2 only to an h2 upstream: %r" % res[0])
+    check("NO_APPLICATION_PROTOCOL" in res[1].get("error", "").upper().replace(" ", "_"),
+          "h2 only to an HTTP/1.1-only upstream: the sandbox's error %r" % res[1])
+    check_eq((res[2].get("alpn"), res[2].get("data", "")[:15]), ("http/1.1", "HTTP/1.1 200 OK"),
+             "h2 and http/1.1 to the HTTP/1.1-only upstream: served (%r)" % res[2])
+    log = [json.loads(l) for l in r._read(r.log).splitlines() if l.startswith("{")]
+    ref = [v for v in log if v.get("event") == "refuse"]
+    check(len(ref) == 1 and ref[0].get("reason") == "connect-failed" and
+          ref[0].get("port") == H1 and 'ALPN "h2"' in ref[0].get("detail", ""),
+          "one refuse event naming the sandbox's offer: %r" % ref)
+    deny = [v for v in log if v.get("event") == "connect" and v.get("decision") == "deny"]
+    check(len(deny) == 1 and deny[0].get("port") == H1, "one connect deny, to the "
+          "HTTP/1.1-only upstream: %r" % deny)
+
+
+GRPC_SERVER = """
+import sys, grpc
+from concurrent import futures
+
+def auth(ctx):
+    return dict(ctx.invocation_metadata()).get("authorization", "")
+
+def say(req, ctx):
+    print("seen", auth(ctx), flush=True)
+    return b"pong " + auth(ctx).encode()  # echoes the value: egressd redacts it
+
+def fail(req, ctx):
+    ctx.abort(grpc.StatusCode.PERMISSION_DENIED, "bad token " + auth(ctx))
+
+srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", {
+    "Say": grpc.unary_unary_rpc_method_handler(say),
+    "Fail": grpc.unary_unary_rpc_method_handler(fail)}),))
+creds = grpc.ssl_server_credentials([(open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())])
+print("port", srv.add_secure_port("127.0.0.1:0", creds), flush=True)
+srv.start()
+srv.wait_for_termination()
+"""
+
+# inside the jail: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (egressd run's) is the only trust
+GRPC_CLIENT = """
+import os, sys, grpc
+ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+md = [("authorization", "Bearer " + os.environ["SKEY"])]
+try:
+    print("say", ch.unary_unary("/echo.Echo/Say")(b"ping", timeout=20, metadata=md).decode())
+except grpc.RpcError as e:
+    print("error", e.code().name, e.details())
+    sys.exit(3)
+try:
+    ch.unary_unary("/echo.Echo/Fail")(b"x", timeout=20, metadata=md)
+    print("fail did-not-fail")
+except grpc.RpcError as e:
+    print("fail", e.code().name, e.details())
+"""
+
+
+def no_grpc():
+    if subprocess.run([PY, "-c", "import grpc"], capture_output=True).returncode:
+        return "python3-grpcio (Debian) not installed"
+    return None
+
+
+@rcase("python grpcio inside, run --http2: a gRPC server (grpcio, TLS) at a secret's host is "
+       "served over HTTP/2 on both sides (transparent): the metadata's placeholder injected, "
+       "the unary reply echoing the value and an error status whose grpc-message echoes it "
+       "reach the client redacted", skip=lambda: skip_reason() or no_grpc(), timeout=90)
+def _(ctx):
+    srv_py = os.path.join(ctx.tmp, "grpc_srv.py")
+    with open(srv_py, "w") as f:
+        f.write(GRPC_SERVER)
+    srv = spawn([PY, srv_py, W["pki"]["cert"], W["pki"]["key"]], stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    G = int(line[1])
+    steps = [["exec", PY, "-c", GRPC_CLIENT, "secret.test:%d" % G]]
+    res = run_tool(ctx, steps, extra=["--http2", "--resolve", "secret.test:%d:127.0.0.1" % G])
+    out = res[0].get("stdout", "")
+    ctx.note("grpc client -> %r\n%s\n%s" % (res[0].get("rc"), out, res[0].get("stderr", "")[-600:]))
+    check_eq(res[0].get("rc"), 0, "the gRPC client's exit")
+    lines = dict(l.split(" ", 1) for l in out.splitlines() if " " in l)
+    ph = re.fullmatch(r"pong Bearer (%s)" % PH_RE, lines.get("say", ""))
+    check(ph, "the unary reply echoing the value: a placeholder (redacted): %r" % out)
+    check_eq(srv.stdout.readline().decode().strip(), "seen Bearer " + REAL["SKEY"],
+             "the server got the real value (injected)")
+    check_eq(lines.get("fail"), "PERMISSION_DENIED bad token Bearer " + ph.group(1),
+             "the error status; its grpc-message echoing the value: the placeholder")
 
 
 @rcase("curl inside: allowed OK, denied refused (DNS and SNI), secret injected, program sees "
@@ -1992,8 +2089,9 @@ def main():
         except Exception as e:
             W["setup_error"] = "%s: %s" % (type(e).__name__, e)
     rc = suite.run()
-    if W.get("h2echo"):
-        W["h2echo"].kill()
+    for key in ("h2echo", "h2echoh1"):
+        if W.get(key):
+            W[key].kill()
     if NETNS:
         purge(jail_traces(ALL_RUN_PIDS))
     return rc

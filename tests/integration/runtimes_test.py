@@ -457,10 +457,26 @@ def chat(it, ctx):
     for m in it:
         yield b"pong:" + m
 
+def many(req, ctx):
+    # int(req) messages of 1 KiB, the last one ending with the authorization
+    # it got (egressd redacts it in the DATA)
+    n = int(req)
+    md = dict(ctx.invocation_metadata())
+    for i in range(n):
+        tail = md.get("authorization", "").encode() if i == n - 1 else b""
+        yield (b"m%06d:" % i) + b"x" * 1000 + tail
+
+def fail(req, ctx):
+    # an error status whose grpc-message echoes the authorization it got
+    md = dict(ctx.invocation_metadata())
+    ctx.abort(grpc.StatusCode.PERMISSION_DENIED, "bad token " + md.get("authorization", ""))
+
 srv = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
 srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
     "echo.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say),
-                  "Chat": grpc.stream_stream_rpc_method_handler(chat)}),))
+                  "Chat": grpc.stream_stream_rpc_method_handler(chat),
+                  "Many": grpc.unary_stream_rpc_method_handler(many),
+                  "Fail": grpc.unary_unary_rpc_method_handler(fail)}),))
 creds = grpc.ssl_server_credentials([(open(sys.argv[2], "rb").read(), open(sys.argv[1], "rb").read())])
 port = srv.add_secure_port("127.0.0.1:0", creds)
 srv.start()
@@ -491,6 +507,31 @@ try:
 except grpc.RpcError as e:
     print("error", e.code(), e.details())
     sys.exit(3)
+"""
+
+# a server-streaming call of N messages under a deadline, then a call that
+# fails with a status whose message echoes the metadata
+GRPC_MANY_FAIL = """
+import os, sys, grpc
+ch = grpc.secure_channel(sys.argv[1], grpc.ssl_channel_credentials())
+md = [("authorization", "Bearer " + os.environ["API_KEY"])]
+many = ch.unary_stream("/echo.Echo/Many")
+n = int(sys.argv[2])
+try:
+    got = list(many(str(n).encode(), timeout=30, metadata=md))
+    seq = all(m.startswith(b"m%06d:" % i) for i, m in enumerate(got))
+    print("many", len(got), "in-order" if seq else "out-of-order")
+    print("last-tail", got[-1][8 + 1000:].decode())
+except grpc.RpcError as e:
+    print("error", e.code(), e.details())
+    sys.exit(3)
+fail = ch.unary_unary("/echo.Echo/Fail")
+try:
+    fail(b"x", timeout=20, metadata=md)
+    print("fail-did-not-fail")
+except grpc.RpcError as e:
+    print("status", e.code().name)
+    print("details", e.details())
 """
 
 SYS_PY = "/usr/bin/python3"
@@ -569,6 +610,43 @@ def t_grpc_intercepted(ctx):
     check("trailer Bearer " + e.env_only["API_KEY"] in out2,
           "the trailer: the placeholder (redacted): %r" % out2)
     never_real(out, err, out2, err2)
+
+
+@suite.case("gRPC C core (python3-grpcio) to an intercepted host, --http2 --max-buffer 65536: "
+            "a server-streaming call of 3000 messages (3 MB) under a 30 s deadline arrives "
+            "whole and in order, the value echoed in the last one redacted; a PERMISSION_DENIED "
+            "status whose grpc-message echoes the metadata reaches the client redacted",
+            skip=have_grpc, timeout=120)
+def t_grpc_many_fail(ctx):
+    e = start(ctx, allow="api.test,grpc.test", secret_hosts="api.test,grpc.test",
+              extra=["--http2", "--max-buffer", "65536"])
+    d = e.env_only["HOME"]
+    for name, text in (("srv.py", GRPC_SERVER), ("many.py", GRPC_MANY_FAIL)):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+    srv = spawn([SYS_PY, os.path.join(d, "srv.py"), W["pki"]["cert"], W["pki"]["key"]],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ctx.procs.append(srv)
+    line = srv.stdout.readline().decode().split()
+    check(line[:1] == ["port"], "the gRPC server started: %r" % line)
+    port = int(line[1])
+    rc, out, err = run(ctx, e, [SYS_PY, os.path.join(d, "many.py"), "grpc.test:%d" % port, "3000"],
+                       timeout=90)
+    never_real(out, err)
+    lines = dict(l.split(" ", 1) for l in out.splitlines() if " " in l)
+    check_eq(rc, 0, "the client: rc %d %r %r" % (rc, out, err[-300:]))
+    check_eq(lines.get("many"), "3000 in-order", "the server stream: every message, in order")
+    check_eq(lines.get("last-tail"), "Bearer " + e.env_only["API_KEY"],
+             "the value echoed in the last message: the placeholder (redacted DATA)")
+    check_eq(lines.get("status"), "PERMISSION_DENIED", "the failing call's status")
+    check_eq(lines.get("details"), "bad token Bearer " + e.env_only["API_KEY"],
+             "its grpc-message echoing the value: the placeholder (redacted trailer)")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2" and
+                    v.get("path") == "/echo.Echo/Many")
+    check_eq((ev[0]["status"], ev[0].get("secrets")), (200, ["API_KEY"]),
+             "the streaming call's request event %r" % ev[0])
+    check(ev[0]["bytes_down"] > 3000 * 1000, "its bytes_down: %d" % ev[0]["bytes_down"])
+    e.wait_log(lambda v: v.get("event") == "request" and v.get("path") == "/echo.Echo/Fail")
 
 
 if __name__ == "__main__":

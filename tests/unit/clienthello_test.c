@@ -1,5 +1,6 @@
-/* clienthello_test.c -- unit tests for the ClientHello SNI parser: real
- * hellos from OpenSSL (memory BIOs), hand-built ones, truncation and corruption */
+/* clienthello_test.c -- unit tests for the ClientHello SNI and ALPN parser:
+ * real hellos from OpenSSL (memory BIOs), hand-built ones, truncation and
+ * corruption */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@ struct gen {
 	int max_version;  /* 0: library default */
 	long frag;        /* max_send_fragment, 0: default */
 	size_t alpn_n;    /* number of long ALPN protocols to offer */
+	const char *alpn; /* non-NULL: this ALPN list (wire form, NUL-free) instead */
 };
 
 static struct buf big_a, big_b; /* scratch, too large for the stack */
@@ -64,7 +66,7 @@ static size_t get_uint(const unsigned char *p, size_t w)
 
 static enum ch_result parse(const unsigned char *d, size_t n, char *sni)
 {
-	return clienthello_parse(d, n, sni, 256);
+	return clienthello_parse(d, n, sni, 256, NULL);
 }
 
 /* ---- ClientHellos from OpenSSL ---- */
@@ -83,6 +85,13 @@ static void set_alpn(SSL_CTX *ctx, size_t count)
 		abort();
 }
 
+static void set_alpn_list(SSL_CTX *ctx, const char *wire)
+{
+	if (wire && SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)wire,
+					    (unsigned int)strlen(wire)) != 0)
+		abort();
+}
+
 /* Runs an OpenSSL client up to its first flight and copies it into out. */
 static void openssl_hello(struct buf *out, const struct gen *g)
 {
@@ -98,6 +107,7 @@ static void openssl_hello(struct buf *out, const struct gen *g)
 	if (g->frag)
 		SSL_CTX_set_max_send_fragment(ctx, g->frag);
 	set_alpn(ctx, g->alpn_n);
+	set_alpn_list(ctx, g->alpn);
 	ssl = SSL_new(ctx);
 	rb = BIO_new(BIO_s_mem());
 	wb = BIO_new(BIO_s_mem());
@@ -164,13 +174,13 @@ static void test_openssl(const struct gen *g, const char *what, size_t min_recor
 
 static void test_openssl_all(void)
 {
-	struct gen g13 = { "example.com", 0, 0, 0 };
-	struct gen g12 = { "api.example.org", TLS1_2_VERSION, 0, 0 };
-	struct gen nosni = { NULL, 0, 0, 0 };
-	struct gen nosni12 = { NULL, TLS1_2_VERSION, 0, 0 };
-	struct gen mixed = { "MiXeD.Example.COM.", 0, 0, 0 };
-	struct gen frag = { "fragmented.example", 0, 512, 8 };
-	struct gen large = { "large.example", 0, 0, 100 };
+	struct gen g13 = { "example.com", 0, 0, 0, NULL };
+	struct gen g12 = { "api.example.org", TLS1_2_VERSION, 0, 0, NULL };
+	struct gen nosni = { NULL, 0, 0, 0, NULL };
+	struct gen nosni12 = { NULL, TLS1_2_VERSION, 0, 0, NULL };
+	struct gen mixed = { "MiXeD.Example.COM.", 0, 0, 0, NULL };
+	struct gen frag = { "fragmented.example", 0, 512, 8, NULL };
+	struct gen large = { "large.example", 0, 0, 100, NULL };
 
 	test_openssl(&g13, "openssl tls1.3", 1);
 	test_openssl(&g12, "openssl tls1.2-only", 1);
@@ -442,11 +452,11 @@ static void test_sni_cap(void)
 	build_msg(&m, "cap.example", 11, NULL, &o);
 	wrap(&rec, &m, 16384);
 	memset(sni, 'Z', sizeof(sni));
-	ok(clienthello_parse(rec.d, rec.n, sni, 11) == CH_ERROR, "name does not fit cap 11");
+	ok(clienthello_parse(rec.d, rec.n, sni, 11, NULL) == CH_ERROR, "name does not fit cap 11");
 	ok(sni[0] == 'Z', "output untouched on error");
-	ok(clienthello_parse(rec.d, rec.n, sni, 12) == CH_SNI && strcmp(sni, "cap.example") == 0,
+	ok(clienthello_parse(rec.d, rec.n, sni, 12, NULL) == CH_SNI && strcmp(sni, "cap.example") == 0,
 	   "name fits cap 12 exactly");
-	ok(clienthello_parse(rec.d, rec.n, NULL, 0) == CH_ERROR, "NULL output -> error");
+	ok(clienthello_parse(rec.d, rec.n, NULL, 0, NULL) == CH_ERROR, "NULL output -> error");
 }
 
 static void test_not_tls(void)
@@ -524,6 +534,150 @@ static void test_oversize(void)
 	ok(parse(rec->d, rec->n, sni) == CH_ERROR, "hello in 2-byte records beyond the cap");
 }
 
+/* ---- the ALPN offer ---- */
+
+/* Parses b with an ALPN output; the offer as text ("h2,http/1.1"; "-" for
+ * no extension, "" for an extension naming neither) into txt. */
+static enum ch_result parse_alpn(const struct buf *b, struct ch_alpn *a, char *txt, size_t cap)
+{
+	char sni[256];
+	enum ch_result r;
+	size_t k = 0;
+
+	memset(a, 0x5a, sizeof(*a));
+	r = clienthello_parse(b->d, b->n, sni, sizeof(sni), a);
+	txt[0] = '\0';
+	if (r != CH_SNI && r != CH_NO_SNI)
+		return r;
+	if (!a->present)
+		snprintf(txt, cap, "-");
+	for (size_t i = 0; i < a->offer_len && a->offer_len <= CH_ALPN_CAP; i += 1 + a->offer[i])
+		k += (size_t)snprintf(txt + k, cap - k, "%s%.*s", i ? "," : "", (int)a->offer[i],
+				      (const char *)a->offer + i + 1);
+	return r;
+}
+
+/* What the sandbox's client offers, and what egressd may offer upstream. */
+static void test_alpn_openssl(void)
+{
+	static const struct {
+		const char *wire, *want;
+		unsigned names;
+		const char *what;
+	} cases[] = {
+		{ NULL, "-", 0, "no ALPN" },
+		{ "\x02h2\x08http/1.1", "h2,http/1.1", 2, "h2, http/1.1 (curl)" },
+		{ "\x08http/1.1", "http/1.1", 1, "http/1.1 (curl --http1.1)" },
+		{ "\x02h2", "h2", 1, "h2 only (grpc)" },
+		{ "\x08http/1.1\x02h2", "http/1.1,h2", 2, "http/1.1, h2: order kept" },
+		{ "\x08grpc-exp\x02h2\x06spdy/3\x08http/1.1\x02h2", "h2,http/1.1", 5,
+		  "others dropped, h2 repeated once" },
+		{ "\x02h3\x0a" "acme-tls/1", "", 2, "neither h2 nor http/1.1" },
+		{ "\x02H2\x08HTTP/1.1\x08http/1.0", "", 3, "names compare byte for byte" },
+	};
+	struct buf *b = &big_a;
+	struct ch_alpn a;
+	char txt[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct gen g = { "alpn.example", 0, 0, 0, cases[i].wire };
+		openssl_hello(b, &g);
+		ok(parse_alpn(b, &a, txt, sizeof(txt)) == CH_SNI, "ALPN %s: parses", cases[i].what);
+		is_str(txt, cases[i].want, "ALPN %s: the offer upstream", cases[i].what);
+		ok(a.present == (cases[i].wire != NULL) && a.names == cases[i].names,
+		   "ALPN %s: present %d, %u names (want %u)", cases[i].what, a.present, a.names,
+		   cases[i].names);
+	}
+	{
+		struct gen g = { NULL, TLS1_2_VERSION, 512, 0, "\x08http/1.1\x02h2" };
+		openssl_hello(b, &g);
+		ok(parse_alpn(b, &a, txt, sizeof(txt)) == CH_NO_SNI, "tls1.2, no sni, 512-byte records");
+		is_str(txt, "http/1.1,h2", "... the offer upstream in the client's order");
+	}
+	{
+		struct gen g = { "large.example", 0, 0, 100, NULL };
+		openssl_hello(b, &g);
+		ok(parse_alpn(b, &a, txt, sizeof(txt)) == CH_SNI && a.present && a.names == 100 &&
+			   a.offer_len == 0, "20k ALPN list of other protocols: 100 names, no offer");
+	}
+}
+
+/* A hand-built hello with ALPN extension data ext[0..n) (after the type). */
+static enum ch_result parse_alpn_ext(const char *ext, size_t n, struct ch_alpn *a, char *txt)
+{
+	struct buf m, rec, extra;
+	struct offs o;
+
+	extra.n = 0;
+	put(&extra, "\x00\x10", 2);
+	put(&extra, ext, n);
+	build_msg(&m, "alpn.example", 12, &extra, &o);
+	wrap(&rec, &m, 16384);
+	return parse_alpn(&rec, a, txt, 64);
+}
+
+/* *a still holds parse_alpn's 0x5a fill: nothing was written. */
+static int untouched(const struct ch_alpn *a)
+{
+	const unsigned char *p = (const unsigned char *)a;
+
+	for (size_t i = 0; i < sizeof(*a); i++)
+		if (p[i] != 0x5a)
+			return 0;
+	return 1;
+}
+
+static void test_alpn_malformed(void)
+{
+	static const struct {
+		const char *ext;
+		size_t n;
+		enum ch_result want;
+		const char *offer, *what;
+	} cases[] = {
+		{ "\x00\x05\x00\x03\x02h2", 7, CH_SNI, "h2", "well-formed h2" },
+		{ "\x00\x00", 2, CH_ERROR, "", "empty extension data" },
+		{ "\x00\x02\x00\x00", 4, CH_ERROR, "", "empty protocol list" },
+		{ "\x00\x03\x00\x01\x00", 5, CH_ERROR, "", "empty protocol name" },
+		{ "\x00\x06\x00\x04\x02h2\x00", 8, CH_ERROR, "", "an empty name after h2" },
+		{ "\x00\x05\x00\x04\x02h2", 7, CH_ERROR, "", "list longer than the extension" },
+		{ "\x00\x05\x00\x02\x02h2", 7, CH_ERROR, "", "list shorter than the extension" },
+		{ "\x00\x05\x00\x03\x03h2", 7, CH_ERROR, "", "name longer than the list" },
+		{ "\x00\x05\x00\x03\x01h2", 7, CH_ERROR, "", "name shorter than the list" },
+		{ "\x00\x01\x00", 3, CH_ERROR, "", "one byte of list length" },
+		{ "\x00\x05\x00\x03\x02h2\x00\x10\x00\x05\x00\x03\x02h2", 16, CH_ERROR, "",
+		  "two ALPN extensions" },
+		{ "\x00\x0e\x00\x0c\x02h2\x02h2\x02h2\x02h2", 16, CH_SNI, "h2", "h2 four times: once" },
+	};
+	struct ch_alpn a;
+	char txt[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum ch_result r = parse_alpn_ext(cases[i].ext, cases[i].n, &a, txt);
+		ok(r == cases[i].want, "%s -> %s (got %s)", cases[i].what,
+		   clienthello_result_str(cases[i].want), clienthello_result_str(r));
+		is_str(txt, cases[i].offer, "%s: offer", cases[i].what);
+		if (r == CH_ERROR)
+			ok(untouched(&a), "%s: output untouched", cases[i].what);
+	}
+}
+
+/* Every prefix of a hello with ALPN needs more, with or without an ALPN output. */
+static void test_alpn_prefixes(void)
+{
+	struct gen g = { "prefix.example", 0, 0, 0, "\x08http/1.1\x02h2" };
+	struct buf *b = &big_a;
+	struct ch_alpn a;
+	char sni[256];
+	size_t bad = 0;
+
+	openssl_hello(b, &g);
+	for (size_t i = 0; i < b->n; i++)
+		if (clienthello_parse(b->d, i, sni, sizeof(sni), &a) != CH_NEED_MORE)
+			bad++;
+	ok(bad == 0, "every prefix of an ALPN hello needs more (%zu bad)", bad);
+}
+
 static void test_result_str(void)
 {
 	is_str(clienthello_result_str(CH_NEED_MORE), "need-more", "str need-more");
@@ -545,6 +699,9 @@ int main(void)
 	test_sni_cap();
 	test_not_tls();
 	test_oversize();
+	test_alpn_openssl();
+	test_alpn_malformed();
+	test_alpn_prefixes();
 	test_result_str();
 	return done_testing();
 }

@@ -243,7 +243,7 @@ int main(void)
 	ok(num(4, "bytes_up") == 55, "cut: the bytes that came (%lld)", num(4, "bytes_up"));
 
 	text = metrics_render(m, &tlen);
-	ok(text && strstr(text, "egressd_requests_total{mode=\"http\"} 3"),
+	ok(text && strstr(text, "egressd_requests_total{mode=\"http\",proto=\"http1\"} 3"),
 	   "3 answered requests metered (the blocked and the cut one are not)");
 	free(text);
 

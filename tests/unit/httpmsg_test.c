@@ -129,6 +129,7 @@ static void test_strict(void)
 		size_t used;
 		ok(httpmsg_feed(m, nul, sizeof(nul) - 1, &used) == HTTPMSG_ERROR,
 		   "rejected: NUL in a header value");
+		ok(!httpmsg_error_h2_preface(m), "... not an HTTP/2 preface");
 		httpmsg_free(m);
 	}
 	{
@@ -139,6 +140,17 @@ static void test_strict(void)
 		ok(s == HTTPMSG_ERROR && httpmsg_error_status(m) == 400 && strstr(httpmsg_error(m), "HTTP/2") &&
 		   !strstr(httpmsg_error(m), "HPE_"),
 		   "an HTTP/2 preface: 400 with a sentence, not llhttp's word (%s)", httpmsg_error(m));
+		ok(httpmsg_error_h2_preface(m), "... told apart as an HTTP/2 preface");
+		httpmsg_free(m);
+	}
+	{
+		struct httpmsg *m = httpmsg_new(HTTPMSG_REQUEST, 4096);
+		size_t used;
+		ok(httpmsg_feed(m, "GET / HTTP/1.1\r\n", 16, &used) == HTTPMSG_NEED_MORE &&
+			   !httpmsg_error_h2_preface(m), "no error yet: not an HTTP/2 preface");
+		ok(httpmsg_feed(m, "PRI * HTTP/2.0\r\n", 16, &used) == HTTPMSG_ERROR &&
+			   !httpmsg_error_h2_preface(m),
+		   "a PRI line as a header line is a malformed header, not a preface");
 		httpmsg_free(m);
 	}
 }

@@ -109,9 +109,14 @@ int main(void)
 	metrics_conn_decided(w1, MODE_NONE, false);
 
 	/* requests and their latency: 0.4 ms, exactly 0.5 s, 20 s */
-	metrics_request(w0, MODE_INTERCEPT, 400);
-	metrics_request(w1, MODE_INTERCEPT, 500000);
-	metrics_request(w1, MODE_INTERCEPT, 20000000);
+	metrics_request(w0, MODE_INTERCEPT, MX_PROTO_HTTP1, 400);
+	metrics_request(w1, MODE_INTERCEPT, MX_PROTO_HTTP1, 500000);
+	metrics_request(w1, MODE_INTERCEPT, MX_PROTO_HTTP1, 20000000);
+	/* HTTP/2 streams: a series of their own; h2 elsewhere cannot be and counts as http1 */
+	metrics_request(w0, MODE_INTERCEPT, MX_PROTO_H2, 1000);
+	metrics_request(w1, MODE_INTERCEPT, MX_PROTO_H2, 3000);
+	metrics_request(w1, MODE_ORIGIN, MX_PROTO_H2, 1000);
+	metrics_request(w1, MODE_ORIGIN, MX_PROTOS, 1000); /* out of range: not counted */
 	metrics_handshake(w0, MX_SIDE_CLIENT, 3000);
 
 	/* secrets: same name, same slot; past the table, "_other" */
@@ -169,19 +174,36 @@ int main(void)
 	   "mode none has only decision none");
 	ok(value_of(t, "egressd_connections_open") == 2, "open = opens - closes over workers");
 
-	ok(value_of(t, "egressd_requests_total{mode=\"intercept\"}") == 3, "requests");
-	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",le=\"0.0005\"}") == 1,
+	ok(value_of(t, "egressd_requests_total{mode=\"intercept\"}") == -1,
+	   "no request series without its proto");
+	ok(value_of(t, "egressd_requests_total{mode=\"intercept\",proto=\"http1\"}") == 3,
+	   "requests, http1");
+	ok(value_of(t, "egressd_requests_total{mode=\"intercept\",proto=\"h2\"}") == 2,
+	   "requests, h2: their own series");
+	ok(value_of(t, "egressd_requests_total{mode=\"origin\",proto=\"http1\"}") == 1 &&
+		   value_of(t, "egressd_requests_total{mode=\"origin\",proto=\"h2\"}") == -1,
+	   "origin: http1 only");
+	ok(value_of(t, "egressd_requests_total{mode=\"http\",proto=\"http1\"}") == 0 &&
+		   value_of(t, "egressd_requests_total{mode=\"http\",proto=\"h2\"}") == -1,
+	   "http: http1 only, rendered at 0");
+	ok(value_of(t, "egressd_request_duration_seconds_count{mode=\"intercept\",proto=\"h2\"}") == 2 &&
+		   value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"h2\","
+				"le=\"0.001\"}") == 1,
+	   "h2 latency histogram of its own");
+	ok(has_line(t, "egressd_request_duration_seconds_sum{mode=\"intercept\",proto=\"h2\"} 0.004000"),
+	   "h2 _sum");
+	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"http1\",le=\"0.0005\"}") == 1,
 	   "0.4 ms in the 0.0005 bucket");
-	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",le=\"0.25\"}") == 1,
+	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"http1\",le=\"0.25\"}") == 1,
 	   "buckets are cumulative (0.25)");
-	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",le=\"0.5\"}") == 2,
+	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"http1\",le=\"0.5\"}") == 2,
 	   "0.5 s is in le=0.5 (upper bound inclusive)");
-	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",le=\"10\"}") == 2,
+	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"http1\",le=\"10\"}") == 2,
 	   "20 s is above 10");
-	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",le=\"+Inf\"}") == 3,
+	ok(value_of(t, "egressd_request_duration_seconds_bucket{mode=\"intercept\",proto=\"http1\",le=\"+Inf\"}") == 3,
 	   "+Inf holds everything");
-	ok(value_of(t, "egressd_request_duration_seconds_count{mode=\"intercept\"}") == 3, "_count");
-	ok(has_line(t, "egressd_request_duration_seconds_sum{mode=\"intercept\"} 20.500400"),
+	ok(value_of(t, "egressd_request_duration_seconds_count{mode=\"intercept\",proto=\"http1\"}") == 3, "_count");
+	ok(has_line(t, "egressd_request_duration_seconds_sum{mode=\"intercept\",proto=\"http1\"} 20.500400"),
 	   "_sum in seconds, exact");
 	ok(value_of(t, "egressd_tls_handshake_seconds_bucket{side=\"client\",le=\"0.0025\"}") == 0 &&
 		   value_of(t, "egressd_tls_handshake_seconds_bucket{side=\"client\",le=\"0.005\"}") == 1,
