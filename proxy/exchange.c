@@ -95,22 +95,20 @@ static void meter(const struct exchange *ex, const struct conn *c)
 		metrics_secret_injected(mx, gen_secret_slot(c->gen, (size_t)__builtin_ctzll(m)));
 }
 
-/* The rule verdict's fields of the line. */
-static void log_rule(struct jsonw *w, const struct exchange *ex)
+void exchange_log_verdict(struct jsonw *w, bool ruled, enum reason reason,
+			  const struct rule_verdict *rv)
 {
-	const struct rule_verdict *rv = &ex->rv;
-
-	if (ex->ruled || ex->block_reason != REASON_NONE)
-		jsonw_str(w, "decision", ex->block_reason == REASON_NONE ? "allow" : "deny");
-	if (ex->block_reason != REASON_NONE)
-		jsonw_str(w, "reason", reason_str(ex->block_reason));
-	if (ex->ruled && (rv->how == RULE_BY_RULE || rv->how == RULE_MATCH_ERROR))
+	if (ruled || reason != REASON_NONE)
+		jsonw_str(w, "decision", reason == REASON_NONE ? "allow" : "deny");
+	if (reason != REASON_NONE)
+		jsonw_str(w, "reason", reason_str(reason));
+	if (ruled && (rv->how == RULE_BY_RULE || rv->how == RULE_MATCH_ERROR))
 		jsonw_int(w, "rule", (long long)rv->index);
-	else if (ex->ruled && rv->how == RULE_BY_DEFAULT)
+	else if (ruled && rv->how == RULE_BY_DEFAULT)
 		jsonw_str(w, "rule", "default");
-	if (ex->ruled && rv->how == RULE_AMBIGUOUS)
+	if (ruled && rv->how == RULE_AMBIGUOUS)
 		jsonw_str(w, "detail", rv->why);
-	else if (ex->ruled && rv->how == RULE_MATCH_ERROR)
+	else if (ruled && rv->how == RULE_MATCH_ERROR)
 		jsonw_str(w, "detail", "the rule's path pattern hit the match limit");
 }
 
@@ -147,7 +145,7 @@ void exchange_log(struct exchange *ex, struct conn *c, int status)
 		jsonw_int(&w, "port", c->t.port);
 		jsonw_str(&w, "path", ex->path);
 		jsonw_int(&w, "status", status);
-		log_rule(&w, ex);
+		exchange_log_verdict(&w, ex->ruled, ex->block_reason, &ex->rv);
 		if (c->mode == MODE_INTERCEPT)
 			audit_secrets(&w, c->ss, ex->injected);
 		if (c->mode == MODE_INTERCEPT && ex->injected)

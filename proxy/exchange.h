@@ -12,8 +12,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "reason.h"
+
 struct conn;
 struct exchange;
+struct jsonw;
+struct rule_verdict;
 
 #define EXCHANGE_PATH_MAX 2048 /* bytes of a request path the log keeps */
 
@@ -42,6 +46,10 @@ void exchange_log(struct exchange *ex, struct conn *c, int status);
  * (else 0; a blocked request's own status). A no-op otherwise. */
 void exchange_log_cut(struct exchange *ex, struct conn *c);
 bool exchange_logged(const struct exchange *ex);
+/* A request line's verdict fields (decision, reason, rule, detail): for
+ * HTTP/1 exchanges and HTTP/2 streams alike. */
+void exchange_log_verdict(struct jsonw *w, bool ruled, enum reason reason,
+			  const struct rule_verdict *rv);
 /* Secret injection beyond header values (httpfwd.c), part of the exchange
  * and freed with it. */
 struct injbody;

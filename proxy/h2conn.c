@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "conn_int.h"
+#include "exchange.h"
 #include "generation.h"
 #include "h2relay.h"
 #include "jsonw.h"
@@ -45,23 +46,6 @@ static ssize_t on_write(void *ctx, enum h2relay_side side, const uint8_t *p, siz
 	return (ssize_t)take;
 }
 
-/* The rule verdict's fields of a request line (as exchange.c's). */
-static void log_rule(struct jsonw *w, const struct h2relay_event *ev)
-{
-	const struct rule_verdict *rv = &ev->rv;
-
-	if (ev->ruled || ev->reason != REASON_NONE)
-		jsonw_str(w, "decision", ev->reason == REASON_NONE ? "allow" : "deny");
-	if (ev->reason != REASON_NONE)
-		jsonw_str(w, "reason", reason_str(ev->reason));
-	if (ev->ruled && (rv->how == RULE_BY_RULE || rv->how == RULE_MATCH_ERROR))
-		jsonw_int(w, "rule", (long long)rv->index);
-	else if (ev->ruled && rv->how == RULE_BY_DEFAULT)
-		jsonw_str(w, "rule", "default");
-	if (ev->ruled && rv->how == RULE_AMBIGUOUS)
-		jsonw_str(w, "detail", rv->why);
-}
-
 /* A stream ended: its `request` line, with "proto":"h2". */
 static void log_request(struct conn *c, const struct h2relay_event *ev)
 {
@@ -86,7 +70,7 @@ static void log_request(struct conn *c, const struct h2relay_event *ev)
 	jsonw_int(&w, "port", c->t.port);
 	jsonw_str(&w, "path", ev->path);
 	jsonw_int(&w, "status", ev->status);
-	log_rule(&w, ev);
+	exchange_log_verdict(&w, ev->ruled, ev->reason, &ev->rv);
 	audit_secrets(&w, c->ss, ev->secrets);
 	jsonw_str(&w, "proto", "h2");
 	if (ev->incomplete)
