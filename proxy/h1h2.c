@@ -409,12 +409,28 @@ static const char *reason_phrase(int status)
 	}
 }
 
+/* HTTP/1.1 has one reply order: the requests'. A reply on any stream but
+ * the oldest unanswered one would interleave two replies in the sandbox's
+ * bytes; the engine sends one request at a time, so this is a guard. */
+static bool out_of_order(const struct h1h2 *b, const struct h1stream *st)
+{
+	for (const struct h1stream *o = b->streams; o && o != st; o = o->next)
+		if (o->id > 0 && !o->done && !o->closed)
+			return true;
+	return false;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
 	struct h1h2 *b = ud;
+	struct h1stream *st = stream_of(b, f->hd.stream_id);
 
 	(void)s;
-	(void)f;
+	if (st && out_of_order(b, st)) {
+		b->failed = true;
+		b->why = "the upstream answered HTTP/2 streams out of order";
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	}
 	wbuf_free(&b->rh);
 	b->rh_cl = false;
 	return 0;
@@ -672,8 +688,9 @@ int h1h2_recv(struct h1h2 *b, const char *p, size_t n, const char **why)
 	}
 	r = nghttp2_session_mem_recv(b->s, (const uint8_t *)p, n);
 	if (r < 0) {
+		if (!b->failed) /* (else a callback said why) */
+			b->why = nghttp2_strerror((int)r);
 		b->failed = true;
-		b->why = nghttp2_strerror((int)r);
 	}
 	flush(b);
 	if (b->failed) {

@@ -119,6 +119,19 @@ static ssize_t hello(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, u
 	return 5;
 }
 
+/* A body that says more than its Content-Length (a hostile upstream trying
+ * to smuggle a second reply into the HTTP/1.1 bytes). */
+static ssize_t overlong(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *ud)
+{
+	static const char body[] = "helloHTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nbad";
+
+	(void)s, (void)id, (void)len, (void)src, (void)ud;
+	memcpy(buf, body, sizeof(body) - 1);
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)sizeof(body) - 1;
+}
+
 #define NV(n, v) { (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), 0 }
 
 static char big[40 * 1024]; /* two such fields: over the bridge's head cap */
@@ -129,14 +142,22 @@ static void srv_answer(nghttp2_session *s, int32_t id, const char *path)
 	nghttp2_nv chunk[] = { NV(":status", "200"), NV("content-type", "text/plain") };
 	nghttp2_nv st204[] = { NV(":status", "204") };
 	nghttp2_nv huge[] = { NV(":status", "200"), NV("x-big", big), NV("x-big2", big) };
+	nghttp2_nv len10[] = { NV(":status", "200"), NV("content-length", "10") };
+	nghttp2_data_provider p3 = { .read_callback = overlong };
 	nghttp2_data_provider p1 = { .read_callback = hello }, p2 = { .source.ptr = s, .read_callback = two_parts };
 
-	if (!strcmp(path, "/reset")) {
+	if (!strcmp(path, "/late")) {
+		return; /* never answered */
+	} else if (!strcmp(path, "/reset")) {
 		nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
 	} else if (!strcmp(path, "/chunk")) {
 		nghttp2_submit_response(s, id, chunk, 2, &p2);
 	} else if (!strcmp(path, "/204")) {
 		nghttp2_submit_response(s, id, st204, 1, NULL);
+	} else if (!strcmp(path, "/overlong")) {
+		nghttp2_submit_response(s, id, len, 2, &p3);
+	} else if (!strcmp(path, "/short")) {
+		nghttp2_submit_response(s, id, len10, 2, &p1);
 	} else if (!strcmp(path, "/huge")) {
 		nghttp2_submit_response(s, id, huge, 3, NULL);
 	} else {
@@ -361,6 +382,37 @@ static void test_huge_head(void)
 	finish();
 }
 
+/* The reply's DATA must agree with its Content-Length: more (a second reply
+ * smuggled into the HTTP/1.1 bytes) or less is a stream error, never bytes
+ * past the length handed on. */
+static void test_length_mismatch(void)
+{
+	start("overlong");
+	send_req("GET /overlong HTTP/1.1\r\nHost: a.test\r\n\r\n");
+	ok(!memmem(W.reply.p, W.reply.len, "bad", 3) && !memmem(W.reply.p, W.reply.len, "HTTP/1.1 200 OK\r\ncontent-length: 3", 34),
+	   "DATA past Content-Length: not handed on (%zu bytes)", W.reply.len);
+	ok(W.rc == 1, "the stream is reset: EOF (%s)", W.why ? W.why : "-");
+	finish();
+	start("short");
+	send_req("GET /short HTTP/1.1\r\nHost: a.test\r\n\r\n");
+	ok(W.rc == 1, "DATA short of Content-Length at END_STREAM: EOF, the reply left incomplete (%s)",
+	   W.why ? W.why : "-");
+	finish();
+}
+
+/* Two requests in flight (the engine never does that: a guard) and the
+ * upstream answers the second first: the bridge fails rather than hand the
+ * second reply on as the first's. */
+static void test_out_of_order(void)
+{
+	start("out-of-order");
+	send_req("GET /late HTTP/1.1\r\nHost: a.test\r\n\r\nGET /len HTTP/1.1\r\nHost: a.test\r\n\r\n");
+	ok(W.rc == -1 && W.why && strstr(W.why, "out of order"), "a reply to the later stream first: failed (%s)",
+	   W.why ? W.why : "-");
+	ok(W.reply.len == 0, "nothing handed on (%zu)", W.reply.len);
+	finish();
+}
+
 int main(void)
 {
 	memset(big, 'b', sizeof(big) - 1);
@@ -374,5 +426,7 @@ int main(void)
 	test_reset();
 	test_goaway();
 	test_huge_head();
+	test_length_mismatch();
+	test_out_of_order();
 	return done_testing();
 }
