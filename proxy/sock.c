@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <openssl/err.h>
 
 #include "alloc.h"
+#include "prefixbio.h"
 
 /* One read's buffer: a 16 KiB record fits with room to spare; the buffer
  * grows (doubling) only while the owner leaves bytes unconsumed. */
@@ -507,117 +507,12 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 
 /* ---- bytes read before the stream took the socket over ------------- */
 
-/* A filter BIO in front of the socket BIO on the read side: it serves the
- * preloaded bytes first, then reads through. */
-struct prefix {
-	char *p;
-	size_t off, len;
-};
-
-static BIO_METHOD *prefix_method;
-static pthread_once_t prefix_once = PTHREAD_ONCE_INIT;
-
-static int prefix_read(BIO *b, char *out, int outl)
-{
-	struct prefix *px = BIO_get_data(b);
-	int n;
-
-	BIO_clear_retry_flags(b);
-	if (px && px->off < px->len) {
-		n = px->len - px->off < (size_t)outl ? (int)(px->len - px->off) : outl;
-		memcpy(out, px->p + px->off, (size_t)n);
-		px->off += (size_t)n;
-		if (px->off == px->len) { /* served: nothing held from here on */
-			free(px->p);
-			px->p = NULL;
-			px->off = px->len = 0;
-		}
-		return n;
-	}
-	n = BIO_read(BIO_next(b), out, outl);
-	BIO_copy_next_retry(b);
-	return n;
-}
-
-static int prefix_write(BIO *b, const char *in, int inl)
-{
-	int n = BIO_write(BIO_next(b), in, inl);
-
-	BIO_clear_retry_flags(b);
-	BIO_copy_next_retry(b);
-	return n;
-}
-
-static long prefix_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	struct prefix *px = BIO_get_data(b);
-	long more = cmd == BIO_CTRL_PENDING && px ? (long)(px->len - px->off) : 0;
-
-	return BIO_next(b) ? more + BIO_ctrl(BIO_next(b), cmd, num, ptr) : more;
-}
-
-static int prefix_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static int prefix_destroy(BIO *b)
-{
-	struct prefix *px = BIO_get_data(b);
-
-	if (px)
-		free(px->p);
-	free(px);
-	BIO_set_data(b, NULL);
-	return 1;
-}
-
-static void prefix_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "egressd prefix");
-
-	if (m && (!BIO_meth_set_read(m, prefix_read) || !BIO_meth_set_write(m, prefix_write) ||
-		  !BIO_meth_set_ctrl(m, prefix_ctrl) || !BIO_meth_set_create(m, prefix_create) ||
-		  !BIO_meth_set_destroy(m, prefix_destroy))) {
-		BIO_meth_free(m);
-		m = NULL;
-	}
-	prefix_method = m;
-}
-
-/* n > 0 bytes in front of the SSL's socket BIO on the read side. */
-static int preload_tls(struct sock *s, const void *p, size_t n)
-{
-	BIO *sb, *f = NULL;
-	struct prefix *px;
-	int rc = -1;
-
-	sb = SSL_get_rbio(s->ssl);
-	if (pthread_once(&prefix_once, prefix_init) != 0 || !prefix_method || !sb ||
-	    sb != SSL_get_wbio(s->ssl) || !SSL_in_before(s->ssl) || !(f = BIO_new(prefix_method)))
-		goto out;
-	px = xcalloc(1, sizeof(*px));
-	px->p = xmalloc(n);
-	memcpy(px->p, p, n);
-	px->len = n;
-	BIO_set_data(f, px);
-	BIO_up_ref(sb);      /* the filter's reference; the SSL keeps its two */
-	BIO_push(f, sb);
-	SSL_set0_rbio(s->ssl, f); /* drops the SSL's read reference to sb */
-	f = NULL;
-	rc = 0;
-out:
-	BIO_free(f);
-	return rc;
-}
-
 int sock_preload(struct sock *s, const void *p, size_t n)
 {
 	if (n == 0)
 		return 0;
 	if (s->ssl)
-		return preload_tls(s, p, n);
+		return prefixbio_push(s->ssl, p, n);
 	buf_append(&s->in, p, n);
 	s->preloaded = true;
 	kick(s, EV_READ);
@@ -843,7 +738,7 @@ int sock_start_tls(struct sock *s, SSL *ssl, enum sock_tls_role role)
 	memset(&s->out, 0, sizeof(s->out));
 	s->out.wipe = s->raw.wipe;
 	s->wr_blocked = s->wr_wants_rd = s->rd_wants_wr = false;
-	if (s->in.len > 0 && preload_tls(s, s->in.p + s->in.off, s->in.len) < 0)
+	if (s->in.len > 0 && prefixbio_push(s->ssl, s->in.p + s->in.off, s->in.len) < 0)
 		goto out; /* (the stream stays TLS: it failed, its owner frees it) */
 	buf_release(&s->in);
 	s->preloaded = false;
