@@ -16,6 +16,7 @@
 
 #include "audit.h"
 #include "conn_int.h"
+#include "injparam.h"
 #include "metrics.h"
 #include "sock.h"
 #include "worker.h"
@@ -208,10 +209,23 @@ static void connect_next(struct conn *c)
  * http/1.1, in its order (so the upstream never picks a protocol the sandbox
  * did not offer); CONNECT: h2 and http/1.1, before the sandbox's offer is
  * known. */
+/* Does a secret approved for the target opt in to query, form or JSON
+ * injection? Those are done on HTTP/1.1 requests only (httpfwd.c), so such
+ * a host is served HTTP/1.1: an h2 stream would carry its placeholder. */
+static bool injects_beyond_headers(const struct conn *c)
+{
+	for (int w = INJ_QUERY; w < INJ_NWHERE; w++)
+		if (injparam_mask(c->pol, c->approved, (enum injwhere)w))
+			return true;
+	return false;
+}
+
 static const unsigned char *upstream_alpn(const struct conn *c, size_t *len)
 {
 	*len = 0;
 	if (!c->w->opts->http2 || c->up_h1_only) /* (a WebSocket: no h2 for it) */
+		return NULL;
+	if (c->approved && injects_beyond_headers(c))
 		return NULL;
 	if (c->transparent) {
 		*len = c->alpn.offer_len;

@@ -853,6 +853,34 @@ def _(ctx):
     check_preface_refused(ctx, e, t, Reader(t), ("api.test", W["srv_port"]))
 
 
+Q_REAL = "qk-REAL-H2-" + uuid.uuid4().hex[:24]
+
+
+@suite.case("a secret that opts in to query injection (done on HTTP/1.1 requests only): its "
+            "host is offered http/1.1 only, so curl --http2 gets HTTP/1.1 on both sides and "
+            "the placeholder in ?key= is replaced (request event: in query), never carried "
+            "on an h2 stream unreplaced", skip=no_node)
+def _(ctx):
+    args = ["--allow-net", "api.test", "--allow-private", "127.0.0.0/8",
+            "--secret", "Q_KEY=api.test", "--secret-inject", "Q_KEY=query:key",
+            "--upstream-ca", W["pki"]["ca"], "--state-dir", os.path.join(ctx.tmp, "state")]
+    env = {"Q_KEY": Q_REAL}
+    e = ctx.egressd(args, dns="127.0.0.1:%d" % W["dns"].port, env=env)
+    ca = os.path.join(ctx.tmp, "state", "ca.crt")
+    r = run_egressd(["env", "--format", "json"] + args, env=env)
+    check_eq(r.returncode, 0, "egressd env: %s" % r.stderr)
+    ph = json.loads(r.stdout)["Q_KEY"]
+    r = curl(ctx, "-x", "http://" + e.addr, "--cacert", ca, "-w", "\n%{http_version}", "--http2",
+             url("api.test", "/q?key=" + ph))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    check(Q_REAL.encode() not in r.stdout, "curl saw the real value")
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    check_eq((ver, json.loads(body)["proto"]), (b"1.1", "1.1"), "curl's and the upstream's HTTP version")
+    ev = e.wait_log(lambda v: v.get("event") == "request" and (v.get("path") or "").startswith("/q"))
+    check_eq((ev[0].get("secrets"), ev[0].get("in"), ev[0].get("proto")), (["Q_KEY"], ["query"], None),
+             "request event %r" % ev[0])
+
+
 def main():
     setup()
     try:
