@@ -62,7 +62,8 @@ struct h1h2 {
 	size_t url_len, nf;
 	struct field f[MAX_FIELDS];
 	bool in_field;
-	struct wbuf rh;           /* a reply head's fields, "name: value\r\n" */
+	struct wbuf rh;           /* a reply head: its status line, then "name: value\r\n"
+				     each (trailers: the fields only) */
 	bool rh_cl;               /* ... with a content-length */
 	size_t pending;           /* request body bytes held */
 	bool goaway, failed, ended;
@@ -452,6 +453,20 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 	return 0;
 }
 
+/* "HTTP/1.1 200 OK\r\n" into rh, so a head is handed on in one piece. */
+static void status_line(struct h1h2 *b, int status)
+{
+	const char *why = reason_phrase(status);
+	char d[3] = { (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+		      (char)('0' + status % 10) };
+
+	wbuf_add(&b->rh, "HTTP/1.1 ", 9);
+	wbuf_add(&b->rh, d, 3);
+	wbuf_add(&b->rh, " ", 1);
+	wbuf_add(&b->rh, why, strlen(why));
+	wbuf_add(&b->rh, "\r\n", 2);
+}
+
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
 		     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
@@ -464,6 +479,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 		return 0;
 	if (nl == 7 && memcmp(name, ":status", 7) == 0) {
 		st->status = vl == 3 ? (value[0] - '0') * 100 + (value[1] - '0') * 10 + value[2] - '0' : 0;
+		status_line(b, st->status); /* (pseudo-fields come first: rh is empty) */
 		return 0;
 	}
 	if (nl > 0 && name[0] == ':')
@@ -478,23 +494,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	return 0;
 }
 
-/* A 1xx or the final head, as HTTP/1.1. */
+/* A 1xx or the final head, as HTTP/1.1: rh (its status line and fields),
+ * completed and handed on in one piece. */
 static void reply_head(struct h1h2 *b, struct h1stream *st)
 {
-	char line[64];
-
-	snprintf(line, sizeof(line), "HTTP/1.1 %03d %s\r\n", st->status, reason_phrase(st->status));
-	reply_str(b, line);
-	reply(b, b->rh.p ? b->rh.p + b->rh.off : NULL, b->rh.len);
 	if (st->status >= 200) {
 		st->final = true;
 		st->no_body = st->head_req || st->status == 204 || st->status == 304;
 		st->chunked = !st->no_body && !b->rh_cl && !st->http10;
 		st->close_delim = !st->no_body && !b->rh_cl && st->http10;
 		if (st->chunked)
-			reply_str(b, "Transfer-Encoding: chunked\r\n");
+			wbuf_add(&b->rh, "Transfer-Encoding: chunked\r\n", 28);
 	}
-	reply_str(b, "\r\n");
+	wbuf_add(&b->rh, "\r\n", 2);
+	reply(b, b->rh.p + b->rh.off, b->rh.len);
 	wbuf_reset(&b->rh);
 }
 
