@@ -7,7 +7,10 @@ their leaf is in, the top leaf symbols, and egressd's own functions inclusive (a
 counts for every egressd function on its stack), scaled to µs per request by the cell's
 measured CPU.
 
-    bench/h2prof.py [h2|h1] [BINARY]      (root: perf; H2PROF_SECONDS, default 5)
+    bench/h2prof.py [h2|h1|bridge] [BINARY]      (root: perf; H2PROF_SECONDS, default 5)
+
+bridge: loadgen keep-alive c=64 (HTTP/1.1) through egressd's HTTP/1.1-to-h2 bridge to
+nginx's HTTP/2 port; h1 is the same load with --no-http2 (an HTTP/1.1 upstream).
 """
 import collections
 import os
@@ -56,7 +59,7 @@ def main():
     data = tempfile.mktemp(prefix="h2prof-", suffix=".data")
     try:
         bench.setup_upstream()
-        r = bench.egressd_row("prof-" + proto, proto, True, exe, http2=proto == "h2", uport=bench.H2PORT)
+        r = bench.egressd_row("prof-" + proto, proto, True, exe, http2=proto in ("h2", "bridge"), uport=bench.H2PORT)
         r.h2 = True
         r.workloads = [bench.H2_WORKLOAD if proto == "h2" else bench.H1_WORKLOAD]
         r.start()

@@ -57,11 +57,13 @@ struct h1h2 {
 	llhttp_settings_t ps;
 	struct h1stream *streams; /* oldest first */
 	struct h1stream *req;     /* the request llhttp is in */
+	struct h1stream *spare;   /* a finished stream's memory, for the next request */
 	struct wbuf hb;           /* its URL, then names and values back to back */
 	size_t url_len, nf;
 	struct field f[MAX_FIELDS];
 	bool in_field;
-	struct wbuf rh;           /* a reply head's fields, "name: value\r\n" */
+	struct wbuf rh;           /* a reply head: its status line, then "name: value\r\n"
+				     each (trailers: the fields only) */
 	bool rh_cl;               /* ... with a content-length */
 	size_t pending;           /* request body bytes held */
 	bool goaway, failed, ended;
@@ -76,6 +78,15 @@ static void wbuf_free(struct wbuf *b)
 		xwipe(b->p, b->cap);
 	free(b->p);
 	memset(b, 0, sizeof(*b));
+}
+
+/* Empties b for its next use: the bytes it held are wiped, its memory kept
+ * (a head buffer per request would be a malloc and a free per request). */
+static void wbuf_reset(struct wbuf *b)
+{
+	if (b->p)
+		xwipe(b->p, b->off + b->len);
+	b->off = b->len = 0;
 }
 
 static void wbuf_add(struct wbuf *b, const char *p, size_t n)
@@ -128,7 +139,12 @@ static void stream_unlink(struct h1h2 *b, struct h1stream *st)
 		}
 	b->pending -= st->body.len;
 	wbuf_free(&st->body);
-	free(st);
+	if (b->spare) {
+		free(st);
+	} else {
+		memset(st, 0, sizeof(*st));
+		b->spare = st;
+	}
 }
 
 /* Both halves over: nothing refers to st any more. */
@@ -169,13 +185,14 @@ static struct h1h2 *of(llhttp_t *p)
 static int on_begin(llhttp_t *p)
 {
 	struct h1h2 *b = of(p);
-	struct h1stream *st = xcalloc(1, sizeof(*st)), **pp = &b->streams;
+	struct h1stream *st = b->spare ? b->spare : xcalloc(1, sizeof(*st)), **pp = &b->streams;
 
+	b->spare = NULL;
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = st;
 	b->req = st;
-	wbuf_free(&b->hb);
+	wbuf_reset(&b->hb);
 	b->url_len = b->nf = 0;
 	b->in_field = false;
 	return 0;
@@ -338,7 +355,7 @@ static int on_headers(llhttp_t *p)
 	st->id = id;
 	if (!body)
 		st->body_done = true;
-	wbuf_free(&b->hb); /* the fields are copied into nghttp2's frame */
+	wbuf_reset(&b->hb); /* the fields are copied into nghttp2's frame */
 	b->nf = b->url_len = 0;
 	return 0;
 }
@@ -431,9 +448,23 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 		b->why = "the upstream answered HTTP/2 streams out of order";
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
-	wbuf_free(&b->rh);
+	wbuf_reset(&b->rh);
 	b->rh_cl = false;
 	return 0;
+}
+
+/* "HTTP/1.1 200 OK\r\n" into rh, so a head is handed on in one piece. */
+static void status_line(struct h1h2 *b, int status)
+{
+	const char *why = reason_phrase(status);
+	char d[3] = { (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+		      (char)('0' + status % 10) };
+
+	wbuf_add(&b->rh, "HTTP/1.1 ", 9);
+	wbuf_add(&b->rh, d, 3);
+	wbuf_add(&b->rh, " ", 1);
+	wbuf_add(&b->rh, why, strlen(why));
+	wbuf_add(&b->rh, "\r\n", 2);
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
@@ -448,6 +479,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 		return 0;
 	if (nl == 7 && memcmp(name, ":status", 7) == 0) {
 		st->status = vl == 3 ? (value[0] - '0') * 100 + (value[1] - '0') * 10 + value[2] - '0' : 0;
+		status_line(b, st->status); /* (pseudo-fields come first: rh is empty) */
 		return 0;
 	}
 	if (nl > 0 && name[0] == ':')
@@ -462,24 +494,21 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	return 0;
 }
 
-/* A 1xx or the final head, as HTTP/1.1. */
+/* A 1xx or the final head, as HTTP/1.1: rh (its status line and fields),
+ * completed and handed on in one piece. */
 static void reply_head(struct h1h2 *b, struct h1stream *st)
 {
-	char line[64];
-
-	snprintf(line, sizeof(line), "HTTP/1.1 %03d %s\r\n", st->status, reason_phrase(st->status));
-	reply_str(b, line);
-	reply(b, b->rh.p ? b->rh.p + b->rh.off : NULL, b->rh.len);
 	if (st->status >= 200) {
 		st->final = true;
 		st->no_body = st->head_req || st->status == 204 || st->status == 304;
 		st->chunked = !st->no_body && !b->rh_cl && !st->http10;
 		st->close_delim = !st->no_body && !b->rh_cl && st->http10;
 		if (st->chunked)
-			reply_str(b, "Transfer-Encoding: chunked\r\n");
+			wbuf_add(&b->rh, "Transfer-Encoding: chunked\r\n", 28);
 	}
-	reply_str(b, "\r\n");
-	wbuf_free(&b->rh);
+	wbuf_add(&b->rh, "\r\n", 2);
+	reply(b, b->rh.p + b->rh.off, b->rh.len);
+	wbuf_reset(&b->rh);
 }
 
 static void reply_end(struct h1h2 *b, struct h1stream *st)
@@ -511,7 +540,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		reply_str(b, "\r\n");
 		st->trailers = true;
 	}
-	wbuf_free(&b->rh); /* trailers with Content-Length: nowhere to put them */
+	wbuf_reset(&b->rh); /* trailers with Content-Length: nowhere to put them */
 	if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && st->final)
 		reply_end(b, st);
 	return 0;
@@ -640,6 +669,7 @@ void h1h2_free(struct h1h2 *b)
 	b->req = NULL;
 	while (b->streams)
 		stream_unlink(b, b->streams);
+	free(b->spare);
 	wbuf_free(&b->hb);
 	wbuf_free(&b->rh);
 	xwipe(b->f, sizeof(b->f));

@@ -700,6 +700,10 @@ void sock_codec_wire(struct sock *s, const void *p, size_t n)
 
 void sock_codec_input(struct sock *s, const void *p, size_t n)
 {
+	if (!s->in.p && n < READ_CHUNK) { /* a reply comes in pieces: room for them */
+		s->in.p = xmalloc(READ_CHUNK);
+		s->in.cap = READ_CHUNK;
+	}
 	buf_append(&s->in, p, n);
 }
 
