@@ -57,10 +57,10 @@ struct h1h2 {
 	llhttp_settings_t ps;
 	struct h1stream *streams; /* oldest first */
 	struct h1stream *req;     /* the request llhttp is in */
-	struct h1stream *spare;   /* a finished stream's memory, for the next request */
 	struct wbuf hb;           /* its URL, then names and values back to back */
 	size_t url_len, nf;
-	struct field f[MAX_FIELDS];
+	struct field *f;          /* the head's fields, while it is parsed */
+	size_t fcap;
 	bool in_field;
 	struct wbuf rh;           /* a reply head: its status line, then "name: value\r\n"
 				     each (trailers: the fields only) */
@@ -78,15 +78,6 @@ static void wbuf_free(struct wbuf *b)
 		xwipe(b->p, b->cap);
 	free(b->p);
 	memset(b, 0, sizeof(*b));
-}
-
-/* Empties b for its next use: the bytes it held are wiped, its memory kept
- * (a head buffer per request would be a malloc and a free per request). */
-static void wbuf_reset(struct wbuf *b)
-{
-	if (b->p)
-		xwipe(b->p, b->off + b->len);
-	b->off = b->len = 0;
 }
 
 static void wbuf_add(struct wbuf *b, const char *p, size_t n)
@@ -139,12 +130,7 @@ static void stream_unlink(struct h1h2 *b, struct h1stream *st)
 		}
 	b->pending -= st->body.len;
 	wbuf_free(&st->body);
-	if (b->spare) {
-		free(st);
-	} else {
-		memset(st, 0, sizeof(*st));
-		b->spare = st;
-	}
+	free(st);
 }
 
 /* Both halves over: nothing refers to st any more. */
@@ -185,14 +171,13 @@ static struct h1h2 *of(llhttp_t *p)
 static int on_begin(llhttp_t *p)
 {
 	struct h1h2 *b = of(p);
-	struct h1stream *st = b->spare ? b->spare : xcalloc(1, sizeof(*st)), **pp = &b->streams;
+	struct h1stream *st = xcalloc(1, sizeof(*st)), **pp = &b->streams;
 
-	b->spare = NULL;
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = st;
 	b->req = st;
-	wbuf_reset(&b->hb);
+	wbuf_free(&b->hb);
 	b->url_len = b->nf = 0;
 	b->in_field = false;
 	return 0;
@@ -214,6 +199,27 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
 	return head_add(b, at, n);
 }
 
+/* Room for one more field (16, doubled up to MAX_FIELDS): the array lives
+ * only while a head is parsed, so an idle bridge holds none. */
+static int fields_grow(struct h1h2 *b)
+{
+	size_t cap = b->fcap ? 2 * b->fcap : 16;
+
+	if (b->fcap == MAX_FIELDS)
+		return -1;
+	cap = cap < MAX_FIELDS ? cap : MAX_FIELDS;
+	b->f = xrealloc(b->f, cap * sizeof(*b->f));
+	b->fcap = cap;
+	return 0;
+}
+
+static void fields_free(struct h1h2 *b)
+{
+	free(b->f);
+	b->f = NULL;
+	b->fcap = b->nf = 0;
+}
+
 static int on_field(llhttp_t *p, const char *at, size_t n)
 {
 	struct h1h2 *b = of(p);
@@ -221,7 +227,7 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
 	if (b->req->id)
 		return 0; /* request trailers: not carried */
 	if (!b->in_field) {
-		if (b->nf == MAX_FIELDS)
+		if (b->nf == b->fcap && fields_grow(b) < 0)
 			return -1;
 		b->f[b->nf++] = (struct field){ b->hb.len, 0, 0, 0 };
 		b->in_field = true;
@@ -355,8 +361,9 @@ static int on_headers(llhttp_t *p)
 	st->id = id;
 	if (!body)
 		st->body_done = true;
-	wbuf_reset(&b->hb); /* the fields are copied into nghttp2's frame */
-	b->nf = b->url_len = 0;
+	wbuf_free(&b->hb); /* the fields are copied into nghttp2's frame */
+	fields_free(b);
+	b->url_len = 0;
 	return 0;
 }
 
@@ -448,7 +455,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 		b->why = "the upstream answered HTTP/2 streams out of order";
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
-	wbuf_reset(&b->rh);
+	wbuf_free(&b->rh);
 	b->rh_cl = false;
 	return 0;
 }
@@ -508,7 +515,7 @@ static void reply_head(struct h1h2 *b, struct h1stream *st)
 	}
 	wbuf_add(&b->rh, "\r\n", 2);
 	reply(b, b->rh.p + b->rh.off, b->rh.len);
-	wbuf_reset(&b->rh);
+	wbuf_free(&b->rh);
 }
 
 static void reply_end(struct h1h2 *b, struct h1stream *st)
@@ -540,7 +547,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		reply_str(b, "\r\n");
 		st->trailers = true;
 	}
-	wbuf_reset(&b->rh); /* trailers with Content-Length: nowhere to put them */
+	wbuf_free(&b->rh); /* trailers with Content-Length: nowhere to put them */
 	if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && st->final)
 		reply_end(b, st);
 	return 0;
@@ -669,10 +676,9 @@ void h1h2_free(struct h1h2 *b)
 	b->req = NULL;
 	while (b->streams)
 		stream_unlink(b, b->streams);
-	free(b->spare);
 	wbuf_free(&b->hb);
 	wbuf_free(&b->rh);
-	xwipe(b->f, sizeof(b->f));
+	fields_free(b);
 	free(b);
 }
 
