@@ -119,18 +119,25 @@ def _(ctx):
 AUTH_SHA = hashlib.sha256(("Bearer " + REAL).encode()).hexdigest()
 
 
+def curl_authed(ctx, e, flag, host, want):
+    """curl FLAG (--http2/--http1.1) with the placeholder in Authorization to host:
+    checks curl's and the upstream's HTTP versions (want: (curl's, the upstream's))
+    and that the upstream got the real value; returns the upstream's JSON."""
+    r = pcurl(ctx, e, flag, "-H", "Authorization: Bearer " + e.ph, url(host))
+    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
+    body, ver = r.stdout.rsplit(b"\n", 1)
+    got = json.loads(body)
+    check_eq((ver.decode(), got["proto"]), want, "curl's and the upstream's HTTP versions")
+    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    return got
+
+
 @suite.case("an intercepted host whose upstream speaks h2: curl --http2 speaks HTTP/2 on both "
             "sides, the secret injected (the upstream's hash) and never seen by curl; the "
             "request event says proto h2", skip=no_node)
 def _(ctx):
     e = start(ctx)
-    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
-    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
-    body, ver = r.stdout.rsplit(b"\n", 1)
-    got = json.loads(body)
-    check_eq(ver, b"2", "curl's HTTP version")
-    check_eq(got["proto"], "2.0", "the upstream's view")
-    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    curl_authed(ctx, e, "--http2", "api.test", ("2", "2.0"))
     ev = e.wait_log(lambda v: v.get("event") == "request" and v.get("proto") == "h2")
     check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"]), ("GET", "/x", 200),
              "request event %r" % ev[0])
@@ -502,13 +509,7 @@ def _(ctx):
             skip=no_node)
 def _(ctx):
     e = start(ctx)
-    r = pcurl(ctx, e, "--http1.1", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
-    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
-    body, ver = r.stdout.rsplit(b"\n", 1)
-    got = json.loads(body)
-    check_eq(ver, b"1.1", "curl's HTTP version")
-    check_eq(got["proto"], "2.0", "the upstream's view")
-    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    got = curl_authed(ctx, e, "--http1.1", "api.test", ("1.1", "2.0"))
     check_eq(got["headers"]["authorization"], "Bearer " + e.ph, "the echo, redacted")
     ev = e.wait_log(lambda v: v.get("event") == "request")
     check_eq((ev[0]["method"], ev[0]["path"], ev[0]["status"], ev[0].get("upstream_proto")),
@@ -748,26 +749,14 @@ def _(ctx):
             skip=no_node)
 def _(ctx):
     e = start(ctx, http2=False)
-    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("api.test"))
-    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
-    body, ver = r.stdout.rsplit(b"\n", 1)
-    got = json.loads(body)
-    check_eq(ver, b"1.1", "curl's HTTP version")
-    check_eq(got["proto"], "1.1", "the upstream's view (offered http/1.1 only)")
-    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    curl_authed(ctx, e, "--http2", "api.test", ("1.1", "1.1"))
 
 
 @suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: curl --http2 is served "
             "over HTTP/1.1 on both sides, the secret injected", skip=no_node)
 def _(ctx):
     e = start(ctx)
-    r = pcurl(ctx, e, "--http2", "-H", "Authorization: Bearer " + e.ph, url("h1.test"))
-    check_eq(r.returncode, 0, "curl exit (%s)" % r.stderr)
-    body, ver = r.stdout.rsplit(b"\n", 1)
-    got = json.loads(body)
-    check_eq(ver, b"1.1", "curl's HTTP version (the upstream chose http/1.1)")
-    check_eq(got["proto"], "1.1", "the upstream's view")
-    check_eq(got["auth_sha256"], AUTH_SHA, "what the upstream received: the real value")
+    curl_authed(ctx, e, "--http2", "h1.test", ("1.1", "1.1"))
 
 
 @suite.case("an intercepted host whose upstream speaks HTTP/1.1 only: Node's http2 client "
