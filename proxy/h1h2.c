@@ -15,22 +15,18 @@
 #include <nghttp2/nghttp2.h>
 
 #include "alloc.h"
+#include "h2body.h"
 #include "h2mem.h"
+#include "inject.h"
 
 #define HEAD_CAP (64 * 1024)   /* a request head's URL and fields; a reply head */
 #define MAX_FIELDS 256
 #define WINDOW (256 * 1024)    /* per stream; the connection's is 4x */
 
-/* A byte queue, wiped when its memory moves or is freed. */
-struct wbuf {
-	char *p;
-	size_t off, len, cap;
-};
-
 /* One request and its reply; freed once both are over. */
 struct h1stream {
 	int32_t id;           /* 0 until submitted */
-	struct wbuf body;     /* request body not yet sent as DATA */
+	struct h2queue body;  /* request body not yet sent as DATA */
 	bool body_done;       /* the request message ended (llhttp) */
 	bool closed;          /* nghttp2 closed the stream */
 	bool head_req;        /* HEAD: the reply has no body */
@@ -57,56 +53,22 @@ struct h1h2 {
 	llhttp_settings_t ps;
 	struct h1stream *streams; /* oldest first */
 	struct h1stream *req;     /* the request llhttp is in */
-	struct wbuf hb;           /* its URL, then names and values back to back */
+	struct obuf hb;           /* its URL, then names and values back to back */
 	size_t url_len, nf;
 	struct field *f;          /* the head's fields, while it is parsed */
 	size_t fcap;
 	bool in_field;
-	struct wbuf rh;           /* a reply head: its status line, then "name: value\r\n"
+	struct obuf rh;           /* a reply head: its status line, then "name: value\r\n"
 				     each (trailers: the fields only) */
 	bool rh_cl;               /* ... with a content-length */
-	size_t pending;           /* request body bytes held */
 	bool goaway, failed, ended;
 	const char *why;
 };
 
-/* ---- buffers ---- */
+/* ---- buffers: heads in obufs (inject.h), request bodies in h2queues
+ * (h2body.h); both wiped when their memory moves or is freed ---- */
 
-static void wbuf_free(struct wbuf *b)
-{
-	if (b->p)
-		xwipe(b->p, b->cap);
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-static void wbuf_add(struct wbuf *b, const char *p, size_t n)
-{
-	if (n == 0)
-		return;
-	if (b->cap - b->off - b->len < n) {
-		size_t cap = b->len + n < 2 * b->len ? 2 * b->len : b->len + n;
-		char *np = xmalloc(cap < 1024 ? 1024 : cap);
-		if (b->len)
-			memcpy(np, b->p + b->off, b->len);
-		if (b->p)
-			xwipe(b->p, b->cap);
-		free(b->p);
-		b->p = np;
-		b->off = 0;
-		b->cap = cap < 1024 ? 1024 : cap;
-	}
-	memcpy(b->p + b->off + b->len, p, n);
-	b->len += n;
-}
-
-static void wbuf_drop(struct wbuf *b, size_t n)
-{
-	b->off += n;
-	b->len -= n;
-	if (b->len == 0)
-		wbuf_free(b);
-}
+#define HEAD_FIRST 1024 /* a head buffer's first allocation */
 
 static void reply(struct h1h2 *b, const char *p, size_t n)
 {
@@ -128,8 +90,7 @@ static void stream_unlink(struct h1h2 *b, struct h1stream *st)
 			*pp = st->next;
 			break;
 		}
-	b->pending -= st->body.len;
-	wbuf_free(&st->body);
+	h2queue_dispose(&st->body);
 	free(st);
 }
 
@@ -176,8 +137,9 @@ static int on_begin(llhttp_t *p)
 	while (*pp)
 		pp = &(*pp)->next;
 	*pp = st;
+	h2queue_init(&st->body, SIZE_MAX);
 	b->req = st;
-	wbuf_free(&b->hb);
+	obuf_dispose(&b->hb);
 	b->url_len = b->nf = 0;
 	b->in_field = false;
 	return 0;
@@ -185,10 +147,9 @@ static int on_begin(llhttp_t *p)
 
 static int head_add(struct h1h2 *b, const char *at, size_t n)
 {
-	if (b->hb.len + n > HEAD_CAP)
-		return -1;
-	wbuf_add(&b->hb, at, n);
-	return 0;
+	if (!b->hb.p)
+		obuf_reserve(&b->hb, HEAD_FIRST);
+	return obuf_add(&b->hb, at, n) ? 0 : -1; /* (its max: HEAD_CAP) */
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n)
@@ -306,17 +267,14 @@ static nghttp2_nv nv(const char *n, size_t nl, const char *v, size_t vl, uint8_t
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
 			 uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
-	struct h1h2 *b = ud;
 	struct h1stream *st = src->ptr;
-	size_t n = st->body.len < len ? st->body.len : len;
+	size_t n = h2queue_take(&st->body, buf, len);
 
 	(void)s;
 	(void)id;
-	if (n) {
-		memcpy(buf, st->body.p + st->body.off, n);
-		wbuf_drop(&st->body, n);
-		b->pending -= n;
-	}
+	(void)ud;
+	if (st->body.len == 0)
+		h2queue_dispose(&st->body); /* nothing held while the reply goes on */
 	if (st->body_done && st->body.len == 0)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	else if (n == 0)
@@ -361,7 +319,7 @@ static int on_headers(llhttp_t *p)
 	st->id = id;
 	if (!body)
 		st->body_done = true;
-	wbuf_free(&b->hb); /* the fields are copied into nghttp2's frame */
+	obuf_dispose(&b->hb); /* the fields are copied into nghttp2's frame */
 	fields_free(b);
 	b->url_len = 0;
 	return 0;
@@ -374,8 +332,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 
 	if (st->closed)
 		return 0; /* the upstream is done with this stream: dropped */
-	wbuf_add(&st->body, at, n);
-	b->pending += n;
+	h2queue_add(&st->body, (const uint8_t *)at, n); /* (no max: never false) */
 	nghttp2_session_resume_data(b->s, st->id);
 	return 0;
 }
@@ -455,7 +412,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
 		b->why = "the upstream answered HTTP/2 streams out of order";
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	}
-	wbuf_free(&b->rh);
+	obuf_dispose(&b->rh);
 	b->rh_cl = false;
 	return 0;
 }
@@ -467,11 +424,12 @@ static void status_line(struct h1h2 *b, int status)
 	char d[3] = { (char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
 		      (char)('0' + status % 10) };
 
-	wbuf_add(&b->rh, "HTTP/1.1 ", 9);
-	wbuf_add(&b->rh, d, 3);
-	wbuf_add(&b->rh, " ", 1);
-	wbuf_add(&b->rh, why, strlen(why));
-	wbuf_add(&b->rh, "\r\n", 2);
+	obuf_reserve(&b->rh, HEAD_FIRST);
+	obuf_add(&b->rh, "HTTP/1.1 ", 9);
+	obuf_add(&b->rh, d, 3);
+	obuf_add(&b->rh, " ", 1);
+	obuf_add(&b->rh, why, strlen(why));
+	obuf_add(&b->rh, "\r\n", 2);
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
@@ -494,10 +452,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 	if (b->rh.len + nl + vl + 4 > HEAD_CAP)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
 	b->rh_cl |= nl == 14 && memcmp(name, "content-length", 14) == 0;
-	wbuf_add(&b->rh, (const char *)name, nl);
-	wbuf_add(&b->rh, ": ", 2);
-	wbuf_add(&b->rh, (const char *)value, vl);
-	wbuf_add(&b->rh, "\r\n", 2);
+	obuf_add(&b->rh, (const char *)name, nl);
+	obuf_add(&b->rh, ": ", 2);
+	obuf_add(&b->rh, (const char *)value, vl);
+	obuf_add(&b->rh, "\r\n", 2);
 	return 0;
 }
 
@@ -511,11 +469,11 @@ static void reply_head(struct h1h2 *b, struct h1stream *st)
 		st->chunked = !st->no_body && !b->rh_cl && !st->http10;
 		st->close_delim = !st->no_body && !b->rh_cl && st->http10;
 		if (st->chunked)
-			wbuf_add(&b->rh, "Transfer-Encoding: chunked\r\n", 28);
+			obuf_add(&b->rh, "Transfer-Encoding: chunked\r\n", 28);
 	}
-	wbuf_add(&b->rh, "\r\n", 2);
-	reply(b, b->rh.p + b->rh.off, b->rh.len);
-	wbuf_free(&b->rh);
+	obuf_add(&b->rh, "\r\n", 2);
+	reply(b, b->rh.p, b->rh.len);
+	obuf_dispose(&b->rh);
 }
 
 static void reply_end(struct h1h2 *b, struct h1stream *st)
@@ -543,11 +501,11 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 		reply_head(b, st);
 	} else if (f->hd.type == NGHTTP2_HEADERS && st->chunked) {
 		reply_str(b, "0\r\n");
-		reply(b, b->rh.p ? b->rh.p + b->rh.off : NULL, b->rh.len);
+		reply(b, b->rh.p, b->rh.len);
 		reply_str(b, "\r\n");
 		st->trailers = true;
 	}
-	wbuf_free(&b->rh); /* trailers with Content-Length: nowhere to put them */
+	obuf_dispose(&b->rh); /* trailers with Content-Length: nowhere to put them */
 	if ((f->hd.flags & NGHTTP2_FLAG_END_STREAM) && st->final)
 		reply_end(b, st);
 	return 0;
@@ -583,8 +541,7 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 	if (!st)
 		return 0;
 	st->closed = true;
-	b->pending -= st->body.len;
-	wbuf_free(&st->body);
+	h2queue_dispose(&st->body);
 	if (!st->done && !b->ended) {
 		b->ended = true;
 		b->why = code == NGHTTP2_REFUSED_STREAM ? "the upstream refused the HTTP/2 stream" :
@@ -649,6 +606,8 @@ struct h1h2 *h1h2_new(const struct h1h2_cbs *cbs, void *arg)
 
 	b->cbs = cbs;
 	b->arg = arg;
+	obuf_init(&b->hb, HEAD_CAP);
+	obuf_init(&b->rh, SIZE_MAX); /* (on_header bounds a reply head) */
 	llhttp_settings_init(&b->ps);
 	b->ps.on_message_begin = on_begin;
 	b->ps.on_url = on_url;
@@ -676,8 +635,8 @@ void h1h2_free(struct h1h2 *b)
 	b->req = NULL;
 	while (b->streams)
 		stream_unlink(b, b->streams);
-	wbuf_free(&b->hb);
-	wbuf_free(&b->rh);
+	obuf_dispose(&b->hb);
+	obuf_dispose(&b->rh);
 	fields_free(b);
 	free(b);
 }
@@ -745,5 +704,9 @@ int h1h2_recv(struct h1h2 *b, const char *p, size_t n, const char **why)
 
 size_t h1h2_pending(const struct h1h2 *b)
 {
-	return b->pending;
+	size_t n = 0;
+
+	for (const struct h1stream *st = b->streams; st; st = st->next)
+		n += st->body.len;
+	return n;
 }
