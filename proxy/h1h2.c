@@ -579,7 +579,7 @@ static bool session_new(struct h1h2 *b)
 	};
 	bool ok = false;
 
-	if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&o) != 0)
+	if (nghttp2_session_callbacks_new(&cb) != 0 || !(o = h2mem_option_new()))
 		goto out;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
@@ -587,10 +587,6 @@ static bool session_new(struct h1h2 *b)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, on_not_sent);
-	nghttp2_option_set_no_closed_streams(o, 1);
-	nghttp2_option_set_max_continuations(o, 8);
-	nghttp2_option_set_max_outbound_ack(o, 1000);
-	nghttp2_option_set_max_settings(o, 32);
 	ok = nghttp2_session_client_new3(&b->s, cb, b, o, h2mem_wiping()) == 0 &&
 	     nghttp2_submit_settings(b->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) == 0 &&
 	     nghttp2_session_set_local_window_size(b->s, NGHTTP2_FLAG_NONE, 0, 4 * WINDOW) == 0;

@@ -1,5 +1,6 @@
-/* h2mem.c -- nghttp2's memory functions that wipe every block when it is
- * freed (HPACK tables and frames carry injected secrets) */
+/* h2mem.c -- what every nghttp2 session egressd makes shares: memory
+ * functions that wipe every block when it is freed (HPACK tables and frames
+ * carry injected secrets), and the session limits */
 #include "h2mem.h"
 
 #include <stdint.h>
@@ -58,10 +59,22 @@ static void *wipe_realloc(void *q, size_t n, void *ud)
 	return np;
 }
 
-
 static nghttp2_mem wipe_mem = { NULL, wipe_malloc, wipe_free, wipe_calloc, wipe_realloc };
 
 nghttp2_mem *h2mem_wiping(void)
 {
 	return &wipe_mem;
+}
+
+nghttp2_option *h2mem_option_new(void)
+{
+	nghttp2_option *o;
+
+	if (nghttp2_option_new(&o) != 0)
+		return NULL;
+	nghttp2_option_set_no_closed_streams(o, 1);
+	nghttp2_option_set_max_continuations(o, 8);
+	nghttp2_option_set_max_outbound_ack(o, 1000);
+	nghttp2_option_set_max_settings(o, 32);
+	return o;
 }

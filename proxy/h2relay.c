@@ -340,15 +340,11 @@ static nghttp2_session_callbacks *make_callbacks(bool sandbox)
 
 static nghttp2_option *make_option(const struct h2relay_limits *l, bool sandbox)
 {
-	nghttp2_option *o;
+	nghttp2_option *o = h2mem_option_new();
 
-	if (nghttp2_option_new(&o) != 0)
+	if (!o)
 		return NULL;
 	nghttp2_option_set_no_auto_window_update(o, 1); /* credit as bytes move on */
-	nghttp2_option_set_no_closed_streams(o, 1);
-	nghttp2_option_set_max_continuations(o, 8);
-	nghttp2_option_set_max_outbound_ack(o, 1000);
-	nghttp2_option_set_max_settings(o, 32);
 	if (sandbox)
 		nghttp2_option_set_stream_reset_rate_limit(o, l->reset_burst, l->reset_rate);
 	return o;
