@@ -60,6 +60,8 @@ struct sni_state {
 	bool up_h2;        /* the upstream chose h2: the sandbox may get it too */
 };
 
+#define ALPN_H1 "\x08http/1.1" /* http/1.1 alone, in wire form */
+
 static int sni_idx = -1, own_ca_idx = -1, key_idx = -1;
 static int up_alert_idx = -1; /* upstream SSL: a fatal alert received, description + 1 */
 
@@ -194,14 +196,13 @@ static void offer_text(const unsigned char *in, unsigned int inlen, char *out, s
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		   const unsigned char *in, unsigned int inlen, void *arg)
 {
-	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
-	static const unsigned char both[] = { 2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	struct sni_state *st = SSL_get_ex_data(ssl, sni_idx);
 	bool h2 = st && st->up_h2;
+	const char *ours = h2 ? TLS_ALPN_H2_HTTP11 : ALPN_H1;
 
 	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, h2 ? both : h1,
-				  h2 ? sizeof(both) : sizeof(h1), in, inlen) == OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto((unsigned char **)out, outlen, (const unsigned char *)ours,
+				  (unsigned)strlen(ours), in, inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	if (st) {
 		offer_text(in, inlen, st->offer, sizeof(st->offer));
@@ -270,7 +271,6 @@ static void on_up_info(const SSL *ssl, int where, int ret)
 
 static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 {
-	static const unsigned char h1[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
 	(void)t;
@@ -290,7 +290,7 @@ static SSL_CTX *make_up(struct tls *t, const char *upstream_ca, char *err)
 	SSL_CTX_set_default_read_buffer_len(ctx, UP_READ_BYTES);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, on_verify);
 	SSL_CTX_set_info_callback(ctx, on_up_info);
-	SSL_CTX_set_alpn_protos(ctx, h1, sizeof(h1));
+	SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)ALPN_H1, sizeof(ALPN_H1) - 1);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
 	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
